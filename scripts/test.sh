@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install what the tests need (into .venv) and run the whole suite, slow tests included.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+export HMU_FIXTURES="${HMU_FIXTURES:-$HMU_ROOT/../shared/fixtures/upstream}"
+python -m pytest -q "$@"

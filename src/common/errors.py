@@ -1,0 +1,53 @@
+"""One error type for bad input, and the wrapper that turns it into a one-line message at the CLI."""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, Sequence
+
+
+class HmuError(Exception):
+    """A problem the user can fix (bad flag, missing file, malformed data).
+
+    The message must be one line and name the thing at fault (file, flag, key). CLIs print it as
+    ``error: <message>`` on stderr and exit with status 2, never with a traceback.
+    """
+
+
+def cli(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
+    """Decorate ``main(argv=None)``: HmuError, a missing file or Ctrl-C become one line on stderr and a non-zero status.
+
+    Set ``HMU_DEBUG=1`` to see the traceback instead.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        import os
+
+        try:
+            rc = fn(argv)
+            return 0 if rc is None else int(rc)
+        except SystemExit:
+            raise
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary
+            if os.environ.get("HMU_DEBUG"):
+                raise
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """Render an exception as one line; non-HmuError exceptions keep their type name."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, HmuError):
+        return msg
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return msg
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller --batch_size)"
+    return f"{type(exc).__name__}: {msg}"

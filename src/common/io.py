@@ -1,0 +1,128 @@
+"""Atomic writers and guarded loaders: a killed write never leaves a partial file, nothing is overwritten without force."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import HmuError
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) and check it can be written; HmuError otherwise."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HmuError(f"cannot create output folder {p}: {exc.strerror or exc}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise HmuError(f"output folder {p} is not writable")
+    return p
+
+
+def refuse_overwrite(path: str | os.PathLike, force: bool, what: str = "output") -> None:
+    """Raise HmuError if ``path`` exists and ``force`` is False."""
+    if Path(path).exists() and not force:
+        raise HmuError(f"{what} {path} already exists (pass --force to overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the same folder; on success it replaces ``path`` with ``os.replace``.
+
+    On any exception the temporary file is removed and ``path`` keeps its old content.
+    """
+    dest = Path(path)
+    ensure_writable_dir(dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix + ".tmp",
+                               dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_save_npy(path: str | os.PathLike, array: Any) -> None:
+    import numpy as np
+
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """Load a torch file on CPU, ``weights_only=True`` first; one-line HmuError naming the file on any failure."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"{what} not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refused some object: fall back to a full load only for files that are real torch archives.
+        if "Weights only load failed" not in str(exc):
+            raise HmuError(f"{what} {p} is not a readable torch file ({' '.join(str(exc).split())[:120]})") from None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc2:  # noqa: BLE001
+            raise HmuError(f"{what} {p} is corrupt or not a torch file ({type(exc2).__name__})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise HmuError(f"{what} {p} is corrupt, truncated or not a torch file ({type(exc).__name__})") from None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
