@@ -1,0 +1,142 @@
+"""The training loop shared by every model family: epochs, progress, JSONL logs, best-by-validation, resume.
+
+Determinism across a kill: every epoch draws its data order from ``seed + epoch`` (a fresh numpy Generator), the torch
+RNG state is saved in ``latest.tar`` at each epoch end, and resuming restarts the interrupted epoch from that state. A
+run killed mid-epoch therefore ends with the same weights as an uninterrupted one (up to float non-determinism of the
+backend).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from src.common.io import atomic_torch_save, torch_load
+from src.common.logging import MetricLogger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSpec:
+    """What the engine needs to know about one model family's checkpoint format (upstream's key names)."""
+
+    model_key: str                 # 'vq_model' | 't2m_transformer' | 'res_transformer' | 'estimator' | ...
+    opt_key: str | None            # 'opt_vq_model' | 'opt_t2m_transformer' | ... (None: not saved)
+    best_file: str = "net_best_fid.tar"
+    higher_is_better: bool = False  # validation score direction
+    extra_best_keys: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_state(model) -> dict:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("clip_model.")}
+
+
+def train(
+    *,
+    model,
+    optimizer,
+    scheduler,
+    spec: TrainSpec,
+    run_dir: str | Path,
+    batches: Callable[[int], Iterable[Any]],
+    step: Callable[[Any, int], dict[str, float]],
+    validate: Callable[[], dict[str, float]] | None,
+    score_key: str | None,
+    max_epoch: int,
+    seed: int,
+    meta: dict | None = None,
+    resume: bool = True,
+    log_every: int = 50,
+    progress: bool = True,
+    clip_grad: float | None = None,
+) -> dict[str, Any]:
+    """Run ``max_epoch`` epochs; return a summary (best score, epochs run, wall time).
+
+    batches(epoch) yields the epoch's batches (derive its randomness from ``seed + epoch``); step(batch, it) does the
+    forward pass and returns a dict of scalar tensors/floats with a ``loss`` entry, on which the engine calls backward.
+    Files: ``<run_dir>/model/latest.tar`` every epoch, ``<run_dir>/model/<spec.best_file>`` whenever ``score_key``
+    improves, ``<run_dir>/train_log.jsonl`` (one record per ``log_every`` iterations and per epoch).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    model_dir = run_dir / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    latest = model_dir / "latest.tar"
+    logger = MetricLogger(run_dir / "train_log.jsonl")
+
+    start_epoch, total_it = 0, 0
+    best = -math.inf if spec.higher_is_better else math.inf
+    if resume and latest.exists():
+        ckpt = torch_load(latest, "checkpoint")
+        model.load_state_dict(ckpt[spec.model_key], strict=True)
+        if spec.opt_key and spec.opt_key in ckpt:
+            optimizer.load_state_dict(ckpt[spec.opt_key])
+        if scheduler is not None and "scheduler" in ckpt:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, total_it = int(ckpt.get("ep", 0)), int(ckpt.get("total_it", 0))
+        hmu = ckpt.get("hmu_train", {})
+        best = hmu.get("best", best)
+        if "torch_rng" in hmu:
+            torch.set_rng_state(hmu["torch_rng"])
+        log.info("resumed %s at epoch %d (iteration %d)", latest, start_epoch, total_it)
+
+    t0 = time.time()
+    epochs_run = 0
+    for epoch in range(start_epoch, max_epoch):
+        model.train()
+        sums: dict[str, float] = {}
+        n = 0
+        it_bar = tqdm(batches(epoch), desc=f"epoch {epoch + 1}/{max_epoch}", leave=False, disable=not progress)
+        for batch in it_bar:
+            out = step(batch, total_it)
+            loss = out["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_it += 1
+            n += 1
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if hasattr(v, "detach") else v)
+            if total_it % log_every == 0:
+                logger.log(step=total_it, epoch=epoch, **{k: float(v) for k, v in out.items()})
+            it_bar.set_postfix(loss=f"{float(loss):.4f}")
+        record = {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
+        if validate is not None:
+            model.eval()
+            with torch.no_grad():
+                record.update({f"val_{k}": float(v) for k, v in validate().items()})
+        logger.log(step=total_it, epoch=epoch + 1, **record)
+        improved = False
+        if score_key is not None and f"val_{score_key}" in record:
+            s = record[f"val_{score_key}"]
+            improved = s > best if spec.higher_is_better else s < best
+            if improved:
+                best = s
+                atomic_torch_save({spec.model_key: _model_state(model), "ep": epoch + 1, **spec.extra_best_keys,
+                                   "hmu_meta": meta or {}}, model_dir / spec.best_file)
+        ckpt = {spec.model_key: _model_state(model), "ep": epoch + 1, "total_it": total_it}
+        if spec.opt_key:
+            ckpt[spec.opt_key] = optimizer.state_dict()
+        if scheduler is not None:
+            ckpt["scheduler"] = scheduler.state_dict()
+        ckpt["hmu_train"] = {"best": best, "torch_rng": torch.get_rng_state(), "seed": seed}
+        ckpt["hmu_meta"] = meta or {}
+        atomic_torch_save(ckpt, latest)
+        epochs_run += 1
+        log.info("epoch %d/%d %s%s", epoch + 1, max_epoch,
+                 " ".join(f"{k}={v:.4f}" for k, v in record.items()), " (best)" if improved else "")
+    if score_key is None or not (model_dir / spec.best_file).exists():
+        # No validation score: the last epoch is the one to use.
+        atomic_torch_save({spec.model_key: _model_state(model), "ep": max_epoch, **spec.extra_best_keys,
+                           "hmu_meta": meta or {}}, model_dir / spec.best_file)
+    return {"best": best, "epochs_run": epochs_run, "total_it": total_it, "wall_time_s": time.time() - t0}

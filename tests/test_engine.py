@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from src.train.engine import TrainSpec, train
+
+SPEC = TrainSpec(model_key="net", opt_key="opt_net")
+
+
+class Boom(Exception):
+    pass
+
+
+def _run(run_dir, max_epoch, crash_at=None):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[10], gamma=0.5)
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    y = x.sum(1, keepdim=True)
+
+    def batches(epoch):
+        order = np.random.default_rng(100 + epoch).permutation(64)
+        for i in range(0, 64, 16):
+            yield order[i:i + 16]
+
+    def step(idx, it):
+        if crash_at is not None and it == crash_at:
+            raise Boom()
+        return {"loss": torch.nn.functional.mse_loss(model(x[idx]), y[idx])}
+
+    def validate():
+        return {"mse": torch.nn.functional.mse_loss(model(x), y)}
+
+    summary = train(model=model, optimizer=opt, scheduler=sched, spec=SPEC, run_dir=run_dir, batches=batches,
+                    step=step, validate=validate, score_key="mse", max_epoch=max_epoch, seed=100, progress=False)
+    return model, summary
+
+
+def test_resume_after_crash_matches_uninterrupted(tmp_path):
+    ref, _ = _run(tmp_path / "a", 5)
+    with pytest.raises(Boom):
+        _run(tmp_path / "b", 5, crash_at=9)  # mid epoch 3 (4 iterations per epoch)
+    ckpt = torch.load(tmp_path / "b" / "model" / "latest.tar", weights_only=True)
+    assert ckpt["ep"] == 2
+    resumed, summary = _run(tmp_path / "b", 5)
+    assert summary["epochs_run"] == 3
+    for (k, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6, msg=k)
+
+
+def test_best_and_latest_written_in_upstream_keys(tmp_path):
+    _run(tmp_path / "c", 2)
+    best = torch.load(tmp_path / "c" / "model" / "net_best_fid.tar", weights_only=True)
+    latest = torch.load(tmp_path / "c" / "model" / "latest.tar", weights_only=True)
+    assert {"net", "ep"} <= set(best)
+    assert {"net", "opt_net", "scheduler", "ep", "total_it"} <= set(latest)
+    assert (tmp_path / "c" / "train_log.jsonl").read_text().count("\n") >= 2
