@@ -108,8 +108,8 @@ def train(
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if hasattr(v, "detach") else v)
             if total_it % log_every == 0:
-                logger.log(step=total_it, epoch=epoch, **{k: float(v) for k, v in out.items()})
-            it_bar.set_postfix(loss=f"{float(loss):.4f}")
+                logger.log(step=total_it, epoch=epoch, **{k: float(v.detach() if hasattr(v, "detach") else v) for k, v in out.items()})
+            it_bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         record = {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
         if validate is not None:
             model.eval()
