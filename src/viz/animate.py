@@ -1,0 +1,239 @@
+"""Side-by-side stick-figure videos (original next to each method), mp4 through imageio-ffmpeg's binary or gif.
+
+Library: ``save_comparison(path, {"original": (T, J, 3), "lcr": ...}, chain=..., title=prompt)``.
+CLI:     ``python -m src.viz.animate --joints a.npy --joints b.npy --labels original lcr --title "a man kicks" --out x.mp4``
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import textwrap
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("mp4", "gif")
+
+
+def ffmpeg_exe() -> str | None:
+    """Path of the ffmpeg binary shipped by ``imageio-ffmpeg``, or None when the package or its binary is missing."""
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no ffmpeg", the caller falls back to gif
+        log.debug("imageio-ffmpeg unavailable: %s", exc)
+        return None
+    return exe if exe and os.path.isfile(exe) else None
+
+
+def _even(n: float) -> int:
+    """Round up to an even pixel count (yuv420p needs even sizes)."""
+    n = int(round(n))
+    return n + (n % 2)
+
+
+def _wrap_title(title: str, width_px: int, fontsize: float, max_lines: int = 2) -> str:
+    chars = max(10, int(width_px / (0.6 * fontsize * 100 / 72)))  # DejaVu Sans: ~0.6 em per character
+    lines = textwrap.wrap(" ".join(title.split()), chars) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: max(0, chars - 1)].rstrip() + "…"
+    return "\n".join(lines)
+
+
+def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence[int]], title: str | None = None,
+                      panel_size: tuple[int, int] = (320, 320), azim: float = 30.0, elev: float = 15.0,
+                      follow: bool = False, trajectory: bool = True, root: int = 0) -> Iterator:
+    """Yield frames (H, W, 3) uint8 of the motions side by side, in dict order; shorter motions hold their last frame.
+
+    One figure for the whole video; each frame only moves the artists (no figure rebuild), which keeps it fast. All
+    panels share one camera fitted to every motion, so sizes and positions compare across methods.
+    """
+    import numpy as np
+
+    from . import skeleton as sk
+
+    if not motions:
+        raise HmuError("no motions to render")
+    arrays = {str(k): sk.check_joints(v, chain, name=str(k)) for k, v in motions.items()}
+    n = len(arrays)
+    pw, ph = _even(panel_size[0]), _even(panel_size[1])
+    title_fs = 13.0
+    title_text = _wrap_title(title, n * pw, title_fs) if title else None
+    title_h = _even((title_text.count("\n") + 1) * title_fs * 100 / 72 * 1.35 + 10) if title_text else 0
+    W, H = n * pw, ph + title_h
+
+    cam = sk.fit_camera(list(arrays.values()), width=pw, height=ph, azim=azim, elev=elev, follow=follow, root=root)
+    floor = sk.floor_height(list(arrays.values()))
+    half = sk.floor_half_extent(list(arrays.values()), follow=follow, root=root)
+    fig = sk.new_figure(W, H)
+    if title_text:
+        fig.text(0.5, 1.0 - (title_h / 2) / H, title_text, ha="center", va="center", fontsize=title_fs,
+                 color="#111111")
+    panels = []
+    for i, name in enumerate(arrays):
+        ax = sk.pixel_axes(fig, cam, rect=(i / n, 0.0, 1.0 / n, ph / H))
+        panels.append(sk.Panel(ax, chain=chain, floor=floor, label=name, trajectory=trajectory, root=root,
+                               grid_half=half))
+    # thin separators between panels
+    for i in range(1, n):
+        fig.add_artist(_vline(fig, i / n, ph / H))
+
+    offsets = {k: sk.root_offsets(a, root) for k, a in arrays.items()}
+    T = max(len(a) for a in arrays.values())
+    for t in range(T):
+        for panel, (k, a) in zip(panels, arrays.items()):
+            ti = min(t, len(a) - 1)
+            c = sk.with_target(cam, offsets[k][ti]) if follow else cam
+            panel.update(a[ti], c, history=a[: ti + 1, root], ended=t >= len(a))
+        frame = sk.figure_rgb(fig)
+        assert frame.shape == (H, W, 3), frame.shape
+        yield np.ascontiguousarray(frame)
+
+
+def _vline(fig, x: float, top: float):
+    from matplotlib.lines import Line2D
+
+    return Line2D([x, x], [0.0, top], transform=fig.transFigure, color="#b0b0b0", lw=1.0)
+
+
+def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, chain: Sequence[Sequence[int]],
+                    title: str | None = None, fps: float = 20, fmt: str | None = None,
+                    panel_size: tuple[int, int] = (320, 320), follow: bool = False, trajectory: bool = True,
+                    progress: bool = False) -> Path:
+    """Write a side-by-side video of ``motions`` ({label: (T, J, 3)}) and return the path actually written.
+
+    ``fmt`` is 'mp4' or 'gif' (default: from the suffix of ``path``, mp4 otherwise). mp4 is encoded with the ffmpeg that
+    ``imageio-ffmpeg`` ships; without it a gif is written next to ``path`` (suffix .gif) and a warning logged. The file
+    appears atomically: a killed run leaves no partial video.
+    """
+    from src.common.io import atomic_path
+
+    out = Path(path)
+    fmt = (fmt or ("gif" if out.suffix.lower() == ".gif" else "mp4")).lower()
+    if fmt not in FORMATS:
+        raise HmuError(f"unknown video format '{fmt}' (known: {', '.join(FORMATS)})")
+    if fps <= 0:
+        raise HmuError(f"fps must be positive, got {fps}")
+    exe = ffmpeg_exe() if fmt == "mp4" else None
+    if fmt == "mp4" and exe is None:
+        log.warning("ffmpeg from imageio-ffmpeg not found (pip install imageio-ffmpeg); writing a gif instead")
+        fmt = "gif"
+    if out.suffix.lower() != f".{fmt}":
+        out = out.with_suffix(f".{fmt}")
+    frames = render_comparison(motions, chain=chain, title=title, panel_size=panel_size, follow=follow,
+                               trajectory=trajectory)
+    if progress:
+        from tqdm import tqdm
+
+        T = max(len(v) for v in motions.values())
+        frames = tqdm(frames, total=T, desc=f"render {out.name}", unit="frame", leave=False)
+    with atomic_path(out, suffix=f".{fmt}") as tmp:
+        if fmt == "mp4":
+            _write_mp4(tmp, frames, fps=fps)
+        else:
+            _write_gif(tmp, frames, fps=fps)
+    log.info("wrote %s", out)
+    return out
+
+
+def _write_mp4(path: Path, frames: Iterator, *, fps: float) -> None:
+    import imageio_ffmpeg
+
+    writer = None
+    try:
+        for frame in frames:
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = imageio_ffmpeg.write_frames(
+                    str(path), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                    macro_block_size=1, quality=None, ffmpeg_log_level="error",
+                    output_params=["-crf", "20", "-preset", "veryfast", "-movflags", "+faststart", "-f", "mp4"])
+                writer.send(None)  # start the generator
+            writer.send(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_gif(path: Path, frames: Iterator, *, fps: float) -> None:
+    from PIL import Image
+
+    # one adaptive palette per frame; identical consecutive frames are merged by Pillow (durations add up)
+    imgs = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE, colors=128) for f in frames]
+    imgs[0].save(path, format="GIF", save_all=True, append_images=imgs[1:], duration=int(round(1000 / fps)), loop=0,
+                 disposal=1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m src.viz.animate",
+        description="Render joint arrays (T, J, 3) .npy files side by side as a stick-figure video (mp4 or gif).")
+    p.add_argument("--joints", action="append", required=True, metavar="NPY",
+                   help="joint positions (T, J, 3), y up, metres; repeat for each panel (first = original)")
+    p.add_argument("--labels", nargs="+", default=None, help="one panel name per --joints (default: file names)")
+    p.add_argument("--title", default=None, help="title above the panels (e.g. the prompt)")
+    p.add_argument("--out", required=True, help="output video (.mp4 or .gif)")
+    p.add_argument("--dataset_name", "--dataset", dest="dataset_name", default="HumanML3D",
+                   help="dataset whose kinematic chain to draw (HumanML3D, KIT-ML, synth, ...)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: the dataset's rate)")
+    p.add_argument("--gif", action="store_true", help="write a gif instead of an mp4")
+    p.add_argument("--follow", action="store_true", help="camera follows the root (for long walks)")
+    p.add_argument("--no_trajectory", action="store_true", help="do not draw the root path on the floor")
+    p.add_argument("--size", type=int, nargs=2, default=(320, 320), metavar=("W", "H"), help="panel size in pixels")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    return p
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+
+    from src.common.io import refuse_overwrite
+    from src.common.logging import setup_logging
+    from src.data.spec import get_spec
+
+    setup_logging()
+    spec = get_spec(args.dataset_name)
+    if not spec.kinematic_chain:
+        raise HmuError(f"--dataset_name {spec.name} has no kinematic chain")
+    labels = args.labels or [Path(j).stem for j in args.joints]
+    if len(labels) != len(args.joints):
+        raise HmuError(f"--labels: {len(labels)} names for {len(args.joints)} --joints files")
+    if len(set(labels)) != len(labels):
+        raise HmuError(f"--labels: names must be unique, got {labels}")
+    motions = {}
+    for label, f in zip(labels, args.joints):
+        if not Path(f).is_file():
+            raise HmuError(f"--joints file not found: {f}")
+        try:
+            a = np.load(f, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise HmuError(f"--joints {f} is not a readable .npy file ({type(exc).__name__})") from None
+        if a.ndim == 4 and a.shape[0] == 1:
+            a = a[0]
+        motions[label] = a
+        # validate here so the message names the file, not the label
+        from .skeleton import check_joints
+
+        check_joints(a, spec.kinematic_chain, name=f"--joints {f}")
+    fmt = "gif" if args.gif else None
+    out = Path(args.out)
+    target = out.with_suffix(".gif") if args.gif else out
+    refuse_overwrite(target, args.force, "--out")
+    written = save_comparison(out, motions, chain=spec.kinematic_chain, title=args.title,
+                              fps=args.fps or spec.fps, fmt=fmt, panel_size=tuple(args.size), follow=args.follow,
+                              trajectory=not args.no_trajectory, progress=True)
+    T = max(len(m) for m in motions.values())
+    print(f"wrote {written} ({len(motions)} panels, {T} frames)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
