@@ -1,0 +1,169 @@
+"""PNG plots of result records: metric bars with intervals per method, and a trade-off scatter (one point per method).
+
+A record is a plain dict: ``{"method": "lcr", "forget": {"FID": {"mean": 1.2, "ci95": 0.1}, ...}, "retain": {...}}``.
+A metric value may also be a bare number (no interval). Missing or non-scalar values are skipped, never invented.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from src.common.errors import HmuError
+
+log = logging.getLogger(__name__)
+
+SETS = ("forget", "retain")
+PALETTE = ("#4d4d4d", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#bcbd22")
+INTERVAL_KEYS = ("ci95", "ci", "interval")
+
+
+def stat(record: Mapping[str, Any], set_name: str, metric: str) -> tuple[float, float] | None:
+    """(mean, half-interval) of ``record[set_name][metric]``, or None when absent or not a finite scalar."""
+    block = record.get(set_name)
+    if not isinstance(block, Mapping) or metric not in block:
+        return None
+    v = block[metric]
+    if isinstance(v, Mapping):
+        mean = v.get("mean")
+        ci = next((v[k] for k in INTERVAL_KEYS if v.get(k) is not None), 0.0)
+    else:
+        mean, ci = v, 0.0
+    try:
+        mean, ci = float(mean), float(ci)
+    except (TypeError, ValueError):
+        log.warning("%s / %s / %s is not a number (%r); skipped", record.get("method"), set_name, metric, mean)
+        return None
+    if not math.isfinite(mean):
+        return None
+    return mean, (abs(ci) if math.isfinite(ci) else 0.0)
+
+
+def _methods(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not records:
+        raise HmuError("no result records to plot")
+    names = []
+    for i, r in enumerate(records):
+        m = r.get("method") if isinstance(r, Mapping) else None
+        if not isinstance(m, str) or not m:
+            raise HmuError(f"result record {i} has no 'method' name")
+        names.append(m)
+    return names
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, str]:
+    """Stable colours: the i-th distinct method gets the i-th palette colour (the original/first is grey)."""
+    out: dict[str, str] = {}
+    for m in methods:
+        if m not in out:
+            out[m] = PALETTE[len(out) % len(PALETTE)]
+    return out
+
+
+def _figure(size: tuple[int, int], dpi: int):
+    from src.viz.skeleton import new_figure
+
+    return new_figure(int(size[0]), int(size[1]), dpi=dpi)
+
+
+def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
+    from src.common.io import atomic_path
+
+    out = Path(path)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+    log.info("wrote %s", out)
+    return out
+
+
+def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: str | os.PathLike, *,
+                sets: Sequence[str] = SETS, title: str | None = None, size: tuple[int, int] | None = None,
+                dpi: int = 100) -> Path:
+    """One bar per method with its interval as an error bar; a row per set (forget, retain), a column per metric.
+
+    ``size`` is (width, height) in pixels (default: 260 px per metric column, 240 px per set row). Returns ``path``.
+    """
+    methods = _methods(records)
+    metrics = list(metrics)
+    if not metrics:
+        raise HmuError("metric_bars: no metrics given")
+    sets = [s for s in sets if any(isinstance(r.get(s), Mapping) for r in records)]
+    if not sets:
+        raise HmuError(f"metric_bars: no record has any of the sets {', '.join(SETS)}")
+    for m in metrics:
+        if not any(stat(r, s, m) is not None for r in records for s in sets):
+            known = sorted({k for r in records for s in sets if isinstance(r.get(s), Mapping) for k in r[s]})
+            raise HmuError(f"metric '{m}' is in no result record (known: {', '.join(known) or 'none'})")
+    size = size or (max(360, 260 * len(metrics)), 60 + 240 * len(sets))
+    fig = _figure(size, dpi)
+    colors = method_colors(methods)
+    axes = fig.subplots(len(sets), len(metrics), squeeze=False)
+    x = list(range(len(methods)))
+    for i, s in enumerate(sets):
+        for j, m in enumerate(metrics):
+            ax = axes[i][j]
+            vals = [stat(r, s, m) for r in records]
+            for xi, (meth, v) in enumerate(zip(methods, vals)):
+                if v is None:
+                    ax.text(xi, 0.0, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                            fontsize=7, color="#888888")
+                    continue
+                ax.bar(xi, v[0], yerr=v[1] if v[1] > 0 else None, color=colors[meth], capsize=3, width=0.7,
+                       error_kw={"elinewidth": 1.0, "ecolor": "#222222"})
+            if all(v is None for v in vals):
+                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#888888")
+            ax.set_title(f"{s} · {m}", fontsize=10)
+            ax.set_xticks(x)
+            ax.set_xlim(-0.6, len(methods) - 0.4)
+            ax.set_xticklabels(methods if i == len(sets) - 1 else [""] * len(methods), rotation=30, ha="right",
+                               fontsize=8)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.grid(axis="y", color="#e0e0e0", lw=0.6)
+            ax.set_axisbelow(True)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def tradeoff_scatter(records: Sequence[Mapping[str, Any]], x_metric: str, y_metric: str, path: str | os.PathLike, *,
+                     x_set: str = "forget", y_set: str = "retain", title: str | None = None,
+                     size: tuple[int, int] = (560, 440), dpi: int = 100) -> Path:
+    """One point per method at (``x_set``/``x_metric``, ``y_set``/``y_metric``) with both intervals as error bars.
+
+    Typical use: ground-truth leakage on the forget set against retain-set quality (FID). Methods lacking either value
+    are left out with a warning. Returns ``path``.
+    """
+    methods = _methods(records)
+    colors = method_colors(methods)
+    pts = []
+    for meth, r in zip(methods, records):
+        xv, yv = stat(r, x_set, x_metric), stat(r, y_set, y_metric)
+        if xv is None or yv is None:
+            log.warning("%s has no %s/%s or %s/%s; left out of the scatter", meth, x_set, x_metric, y_set, y_metric)
+            continue
+        pts.append((meth, xv, yv))
+    if not pts:
+        raise HmuError(f"no record has both {x_set}/{x_metric} and {y_set}/{y_metric}")
+    fig = _figure(size, dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    for meth, (xm, xc), (ym, yc) in pts:
+        ax.errorbar(xm, ym, xerr=xc or None, yerr=yc or None, fmt="o", ms=7, color=colors[meth], capsize=3,
+                    elinewidth=1.0, label=meth)
+        ax.annotate(meth, (xm, ym), xytext=(6, 6), textcoords="offset points", fontsize=9, color=colors[meth])
+    ax.set_xlabel(f"{x_set} · {x_metric}")
+    ax.set_ylabel(f"{y_set} · {y_metric}")
+    ax.grid(color="#e6e6e6", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.margins(0.15)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
