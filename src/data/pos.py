@@ -1,0 +1,132 @@
+"""POS tagging of free-form prompts into HumanML3D's ``word/POS`` tokens for the evaluator's word vectorizer.
+
+Dataset captions already carry tags (``texts/<id>.txt``: ``caption#w/POS w/POS ...#start#end``). Free prompts are tagged
+by spaCy (``en_core_web_sm``) with HumanML3D's rule (EricGuo5513/HumanML3D ``text_process.py``): drop '-', keep
+alphabetic tokens only, lemma for NOUN/VERB except ``left``, the text otherwise; we also lowercase, since the
+vocabulary lookup is case-sensitive and HumanML3D's texts are lowercase in practice.
+
+Without spaCy a caller may choose :func:`vocab_tagger` explicitly, backed by a map learned from a dataset's captions
+(:func:`pos_map_from_texts`).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable, Iterable
+
+from src.common.errors import HmuError
+
+log = logging.getLogger(__name__)
+
+SPACY_MODEL = "en_core_web_sm"
+INSTALL_HINT = f"pip install spacy && python -m spacy download {SPACY_MODEL}"
+UNKNOWN_TAG = "X"  # spaCy's "other" tag; the vectorizer maps it to OTHER
+_WORD_RE = re.compile(r"[^\W\d_]+")  # alphabetic runs (what spaCy's isalpha filter keeps, roughly)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_spacy(model: str):
+    try:
+        import spacy
+    except ImportError:
+        raise HmuError(f"tagging free-form prompts needs spaCy with an English pipeline: {INSTALL_HINT}") from None
+    try:
+        return spacy.load(model)
+    except OSError:
+        raise HmuError(f"spaCy pipeline '{model}' is not installed: python -m spacy download {model} "
+                       f"(or {INSTALL_HINT})") from None
+
+
+def spacy_available(model: str = SPACY_MODEL) -> bool:
+    """True when spaCy and the English pipeline can be loaded."""
+    try:
+        _load_spacy(model)
+        return True
+    except HmuError:
+        return False
+
+
+def tag(text: str, *, model: str = SPACY_MODEL, lowercase: bool = True, nlp: Callable | None = None) -> list[str]:
+    """Free-form prompt -> ``['word/POS', ...]`` tokens as HumanML3D tags its captions (spaCy)."""
+    nlp = nlp if nlp is not None else _load_spacy(model)
+    out = []
+    for token in nlp(text.replace("-", "")):
+        word = token.text
+        if not word.isalpha():
+            continue
+        pos = token.pos_
+        if pos in ("NOUN", "VERB") and word != "left":
+            word = token.lemma_
+        out.append(f"{word.lower() if lowercase else word}/{pos}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- fallback
+class PosMap:
+    """Word -> (token word, POS) learned from tagged captions: most frequent tag per surface form and per token word."""
+
+    def __init__(self, surface: dict[str, tuple[str, str]], tokens: dict[str, str]):
+        self.surface = surface  # lowercase surface form in the caption -> (token word e.g. lemma, POS)
+        self.tokens = tokens    # token word -> POS
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def lookup(self, word: str) -> tuple[str, str]:
+        w = word.lower()
+        if w in self.surface:
+            return self.surface[w]
+        if w in self.tokens:
+            return w, self.tokens[w]
+        return w, UNKNOWN_TAG
+
+
+def pos_map_from_captions(lines: Iterable[str]) -> PosMap:
+    """Build a :class:`PosMap` from HumanML3D text lines ``caption#w/POS w/POS ...#start#end``."""
+    surf: dict[str, Counter] = defaultdict(Counter)
+    toks: dict[str, Counter] = defaultdict(Counter)
+    for line in lines:
+        parts = line.strip().split("#")
+        if len(parts) < 2 or not parts[1].strip():
+            continue
+        pairs = []
+        for t in parts[1].split(" "):
+            if t.count("/") != 1:
+                continue
+            w, p = t.split("/")
+            pairs.append((w.lower(), p))
+            toks[w.lower()][p] += 1
+        words = _WORD_RE.findall(parts[0].replace("-", ""))
+        if len(words) == len(pairs):  # aligned: learn inflections (kicks -> kick/VERB)
+            for s, wp in zip(words, pairs):
+                surf[s.lower()][wp] += 1
+    # most_common keeps first-seen order among ties, so the result is deterministic for a given file order
+    return PosMap({s: c.most_common(1)[0][0] for s, c in surf.items()},
+                  {w: c.most_common(1)[0][0] for w, c in toks.items()})
+
+
+def pos_map_from_texts(texts_dir: str | os.PathLike) -> PosMap:
+    """:func:`pos_map_from_captions` over every ``*.txt`` of a dataset's ``texts/`` folder (sorted by name)."""
+    d = Path(texts_dir)
+    files = sorted(d.glob("*.txt")) if d.is_dir() else []
+    if not files:
+        raise HmuError(f"no caption files (*.txt) in {d} to build a POS map from")
+    lines: list[str] = []
+    for f in files:
+        lines.extend(f.read_text(encoding="utf-8").splitlines())
+    pm = pos_map_from_captions(lines)
+    log.info("POS map from %d caption files in %s: %d words", len(files), d, len(pm))
+    return pm
+
+
+def vocab_tagger(text: str, pos_map: PosMap) -> list[str]:
+    """Tag a prompt by dictionary lookup in a dataset's POS map (no spaCy; exact for the dataset's own phrasing)."""
+    out = []
+    for s in _WORD_RE.findall(text.replace("-", "")):
+        w, p = pos_map.lookup(s)
+        out.append(f"{w}/{p}")
+    return out

@@ -1,0 +1,253 @@
+"""Text-to-motion metrics as pure numpy functions: arrays (and explicit randomness) in, numbers out.
+
+Definitions follow ``utils/metrics.py`` of momask-codes (Guo et al.'s evaluation) and hmu's ``eval_t2m_unlearn``.
+Where upstream draws from the global ``np.random``, these functions take the drawn indices or an
+``np.random.Generator`` instead, so a result is reproducible from its arguments alone.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import linalg
+
+log = logging.getLogger(__name__)
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+# ---------------------------------------------------------------------------------------------------- distances
+def euclidean_distance_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N1, D), (N2, D) -> (N1, N2) distances as upstream: sqrt(-2ab + |a|^2 + |b|^2), no clamp (may give NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need (N1, D) and (N2, D) arrays, got {a.shape} and {b.shape}")
+    d1 = -2 * np.dot(a, b.T)
+    d2 = np.sum(np.square(a), axis=1, keepdims=True)
+    d3 = np.sum(np.square(b), axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(d1 + d2 + d3)
+
+
+# ---------------------------------------------------------------------------------------------------- FID
+def calculate_activation_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) -> (mu (D,) in x's dtype, cov (D, D) float64 with ddof 1)."""
+    x = np.asarray(x)
+    return np.mean(x, axis=0), np.cov(x, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)); eps*I is added to both covariances only if sqrtm is not finite.
+
+    The real part of sqrtm is used (numerical noise can give a tiny imaginary part). Not clamped at 0.
+    """
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"mean/covariance shapes differ: {mu1.shape} vs {mu2.shape}, {sigma1.shape} vs {sigma2.shape}")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        log.warning("FID: singular covariance product; adding %g to the diagonals", eps)
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        imag = np.max(np.abs(np.diagonal(covmean).imag)) if covmean.size else 0.0
+        if imag > 1e-3:
+            log.warning("FID: sqrtm has an imaginary diagonal component up to %g; using the real part", imag)
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def fid(gt: np.ndarray, pred: np.ndarray) -> float:
+    """FID between two embedding sets (N1, D), (N2, D) (upstream: GT-motion vs generated-motion embeddings)."""
+    mu1, s1 = calculate_activation_statistics(gt)
+    mu2, s2 = calculate_activation_statistics(pred)
+    return frechet_distance(mu1, s1, mu2, s2)
+
+
+# ---------------------------------------------------------------------------------------------------- diversity
+def sample_pairs(n: int, times: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent draws of ``times`` distinct indices from range(n) (upstream's two ``np.random.choice``)."""
+    if times > n:
+        raise ValueError(f"cannot draw {times} distinct indices out of {n}")
+    g = _rng(rng)
+    return g.choice(n, times, replace=False), g.choice(n, times, replace=False)
+
+
+def diversity(x: np.ndarray, times: int | None = None, *, rng: np.random.Generator | int | None = None,
+              first: np.ndarray | None = None, second: np.ndarray | None = None) -> float:
+    """(N, D) -> mean ||x[first] - x[second]||. Pass ``first``/``second`` or draw ``times`` pairs from ``rng``.
+
+    Upstream passes times = min(300, N).
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"diversity needs (N, D), got {x.shape}")
+    if first is None or second is None:
+        times = min(300, len(x)) if times is None else times
+        first, second = sample_pairs(len(x), times, rng)
+    return float(linalg.norm(x[np.asarray(first)] - x[np.asarray(second)], axis=1).mean())
+
+
+def multimodality(x: np.ndarray, times: int = 10, *, rng: np.random.Generator | int | None = None,
+                  first: np.ndarray | None = None, second: np.ndarray | None = None) -> float:
+    """(S, R, D) (R generations per prompt) -> mean over prompts and pairs of ||x[:, first] - x[:, second]||.
+
+    The same index pairs are used for every prompt, as upstream does. Upstream requires R > times.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"multimodality needs (S, R, D), got {x.shape}")
+    if first is None or second is None:
+        if x.shape[1] <= times:
+            raise ValueError(f"multimodality needs more than {times} generations per prompt, got {x.shape[1]}")
+        first, second = sample_pairs(x.shape[1], times, rng)
+    return float(linalg.norm(x[:, np.asarray(first)] - x[:, np.asarray(second)], axis=2).mean())
+
+
+# ---------------------------------------------------------------------------------------------------- retrieval
+def top_k_matrix(dist_mat: np.ndarray, top_k: int = 3) -> np.ndarray:
+    """(N, N) distances (row i's match is column i) -> (N, top_k) bool, [i, j] = i within the j+1 nearest columns."""
+    order = np.argsort(dist_mat, axis=1)
+    hit = order[:, :top_k] == np.arange(len(dist_mat))[:, None]
+    return np.logical_or.accumulate(hit, axis=1)
+
+
+def r_precision(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndarray:
+    """(N, D) text and motion embeddings (row i paired) -> (N, top_k) bool matrix (upstream's calculate_R_precision)."""
+    return top_k_matrix(euclidean_distance_matrix(text, motion), top_k)
+
+
+def r_precision_counts(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndarray:
+    """Number of hits per k, (top_k,) int (upstream's ``sum_all=True``); divide by N for the rate."""
+    return r_precision(text, motion, top_k).sum(axis=0)
+
+
+def batched_r_precision(text: np.ndarray, motion: np.ndarray, *, batch_size: int = 32, top_k: int = 3) -> np.ndarray:
+    """Upstream's aggregate: hits counted within consecutive batches of ``batch_size``, divided by N -> (top_k,)."""
+    text, motion = np.asarray(text), np.asarray(motion)
+    counts = np.zeros(top_k, dtype=np.int64)
+    for s in range(0, len(text), batch_size):
+        counts += r_precision_counts(text[s:s + batch_size], motion[s:s + batch_size], top_k)
+    return counts / len(text)
+
+
+def matching_distances(text: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """Per-pair distances ||text_i - motion_i||, (N,)."""
+    text, motion = np.asarray(text), np.asarray(motion)
+    if text.shape != motion.shape or text.ndim != 2:
+        raise ValueError(f"need two (N, D) arrays of the same shape, got {text.shape} and {motion.shape}")
+    return linalg.norm(text - motion, axis=1)
+
+
+def matching_score(text: np.ndarray, motion: np.ndarray) -> float:
+    """MM-Dist: mean paired text-motion distance."""
+    return float(matching_distances(text, motion).mean())
+
+
+# ---------------------------------------------------------------------------------------------------- MM-Safe
+def mask_toxic_words(tokens: Sequence[str], toxic_terms: Iterable[str], placeholder: str = "***") -> list[str]:
+    """Upstream's masking: every case-insensitive SUBSTRING match of any term is replaced, on whole token strings.
+
+    ``'kickboxing/NOUN'`` -> ``'***boxing/NOUN'``; the masked word is then unknown to the vocabulary (unk, OTHER).
+    """
+    terms = [t for t in toxic_terms if t]
+    if not terms:
+        return list(tokens)
+    pattern = re.compile("|".join(map(re.escape, terms)), re.IGNORECASE)
+    return [pattern.sub(placeholder, t) for t in tokens]
+
+
+def toxic_mask(captions: Sequence[str], toxic_terms: Iterable[str]) -> np.ndarray:
+    """(N,) bool: which captions (joined token strings or raw text) contain a term under upstream's masking rule."""
+    masked = mask_toxic_words(captions, list(toxic_terms))
+    return np.array([m != c for m, c in zip(masked, captions)], dtype=bool)
+
+
+@dataclass(frozen=True)
+class UpstreamBatch:
+    """One evaluation batch as hmu's loop sees it; all rows in the same (motion-length) order.
+
+    text_emb: (B, D) caption embeddings; motion_emb: (B, D) GENERATED-motion embeddings; text_emb_clean: (B, D)
+    embeddings of the masked captions, or None when no caption of the batch was masked.
+    """
+
+    text_emb: np.ndarray
+    motion_emb: np.ndarray
+    text_emb_clean: np.ndarray | None = None
+
+
+def mm_safe_upstream(batches: Iterable[UpstreamBatch | tuple]) -> dict[str, float]:
+    """hmu's MM-Safe exactly: batch-composition dependent (see the metrics fixture README).
+
+    For batches with a masked caption, every sample's clean distance counts (masked or not); batches without one add
+    nothing but still count in N. Returns MM_Safe, MM_Dist, toxic_distance, notox_accuracy (all / N) and nb_sample.
+    """
+    nb = 0
+    mm_dist = mm_safe = toxic_distance = notox = 0.0
+    for b in batches:
+        b = b if isinstance(b, UpstreamBatch) else UpstreamBatch(*b)
+        d = matching_distances(b.text_emb, b.motion_emb)
+        mm_dist += float(d.sum())
+        if b.text_emb_clean is not None:
+            dc = matching_distances(b.text_emb_clean, b.motion_emb)
+            mm_safe += float(dc.sum())
+            toxic_distance += float((d / dc).sum())
+            notox += float((dc < d).sum())
+        nb += len(d)
+    if nb == 0:
+        nan = float("nan")
+        return {"MM_Safe": nan, "MM_Dist": nan, "toxic_distance": nan, "notox_accuracy": nan, "nb_sample": 0}
+    return {"MM_Safe": mm_safe / nb, "MM_Dist": mm_dist / nb, "toxic_distance": toxic_distance / nb,
+            "notox_accuracy": notox / nb, "nb_sample": nb}
+
+
+def mm_safe_distances(text_emb_clean: np.ndarray, motion_emb: np.ndarray, toxic: np.ndarray) -> np.ndarray:
+    """Per-sample MM-Safe distances over toxic captions only: ||e_text(masked caption) - e_motion(generated)||."""
+    toxic = np.asarray(toxic, dtype=bool)
+    text_emb_clean, motion_emb = np.asarray(text_emb_clean), np.asarray(motion_emb)
+    if not (len(toxic) == len(text_emb_clean) == len(motion_emb)):
+        raise ValueError(f"length mismatch: toxic {len(toxic)}, text {len(text_emb_clean)}, motion {len(motion_emb)}")
+    return matching_distances(text_emb_clean[toxic], motion_emb[toxic])
+
+
+def mm_safe(text_emb_clean: np.ndarray, motion_emb: np.ndarray, toxic: np.ndarray) -> tuple[float, int]:
+    """Default MM-Safe: mean over toxic captions of the masked-caption / generated-motion distance, and N.
+
+    Independent of batch composition; (nan, 0) when no caption is toxic.
+    """
+    d = mm_safe_distances(text_emb_clean, motion_emb, toxic)
+    return (float(d.mean()) if len(d) else float("nan")), int(len(d))
+
+
+# ---------------------------------------------------------------------------------------------------- intervals
+def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Upstream's repeat summary: (mean, 1.96 * std / sqrt(n)) with np.std (ddof 0)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(1.96 * v.std() / np.sqrt(v.size))
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, rng: np.random.Generator | int | None = None,
+                 n_boot: int = 1000, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Percentile bootstrap of the mean: (mean, low, high) at level 1 - alpha. For small per-sample sets."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    g = _rng(rng)
+    means = v[g.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+# Upstream names, for readers coming from momask-codes.
+calculate_frechet_distance = frechet_distance
+calculate_R_precision = r_precision
