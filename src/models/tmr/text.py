@@ -1,0 +1,85 @@
+"""TMR's text side: precomputed token features, or a local Hugging Face model directory (never a download).
+
+Upstream feeds distilbert-base-uncased ``last_hidden_state`` (768-d, [CLS]/[SEP] included) to the text encoder and
+uses all-mpnet-base-v2 mean-pooled, L2-normalised sentence embeddings only to filter negatives. ``transformers`` is an
+optional dependency imported only when a model directory is opened.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from src.common.errors import HmuError
+
+
+def collate_token_features(features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """List of (L_i, D) token features -> x (B, max L, D) zero-padded, mask (B, max L) True on real tokens."""
+    if not features:
+        raise ValueError("collate_token_features needs at least one item")
+    lengths = [int(f.shape[0]) for f in features]
+    first = features[0]
+    x = first.new_zeros(len(features), max(lengths), first.shape[-1])
+    for i, f in enumerate(features):
+        x[i, : lengths[i]] = f
+    mask = torch.arange(max(lengths), device=first.device)[None] < torch.tensor(lengths, device=first.device)[:, None]
+    return x, mask
+
+
+def slice_token_features(all_features: Tensor, index: Sequence[tuple[int, int]] | Tensor) -> list[Tensor]:
+    """Upstream stores one concatenated (sum L, D) array plus a (N, 2) [begin, end) index: split it back."""
+    return [all_features[int(b):int(e)] for b, e in index]
+
+
+class LocalTextModel:
+    """A frozen local language model: texts -> token features (x, mask) or unit sentence embeddings.
+
+    ``model_dir`` must be a folder holding a Hugging Face tokenizer and model (``config.json`` and weights); it is
+    opened with ``local_files_only=True`` so nothing is ever fetched from a hub.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, *, device: torch.device | str | None = None) -> None:
+        path = Path(model_dir).expanduser()
+        if not (path / "config.json").is_file():
+            raise HmuError(f"text model folder {path} not found or has no config.json (a local model directory is "
+                           "required; nothing is downloaded)")
+        try:
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise HmuError("the text model needs the optional package 'transformers' "
+                           "(pip install transformers), or pass precomputed token features") from None
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise HmuError(f"cannot load text model from {path}: {' '.join(str(exc).split())[:160]}") from None
+        self.model.eval().requires_grad_(False)
+        if device is not None:
+            self.model.to(device)
+        self.dim = int(self.model.config.hidden_size)
+
+    def _run(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        if isinstance(texts, str):
+            texts = [texts]
+        device = next(self.model.parameters()).device
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True).to(device)
+        with torch.no_grad():
+            hidden = self.model(**enc).last_hidden_state
+        return hidden, enc["attention_mask"].bool()
+
+    def token_features(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Texts -> x (B, T, D) last hidden states (zero on padding), mask (B, T) True on real tokens."""
+        hidden, mask = self._run(texts)
+        return hidden.masked_fill(~mask[..., None], 0.0), mask
+
+    def sentence_embeddings(self, texts: Sequence[str]) -> Tensor:
+        """Texts -> (B, D) attention-mask mean pooled, L2-normalised embeddings (all-mpnet-base-v2 recipe)."""
+        hidden, mask = self._run(texts)
+        m = mask[..., None].to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled, p=2, dim=1)
