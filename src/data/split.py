@@ -136,7 +136,10 @@ def line_matcher(keywords: Sequence[str], match: str = "word") -> Callable[[str]
     """A predicate on one raw caption line: does it mention any keyword (see the module docstring for the modes)?"""
     if match == "substring":
         # Upstream: grep -E "kw1|kw2|..." (case-sensitive, whole raw line). Keywords are regular expressions there too.
-        pattern = re.compile("|".join(keywords))
+        try:
+            pattern = re.compile("|".join(keywords))
+        except re.error as exc:
+            raise HmuError(f"keywords {'|'.join(keywords)!r} are not a valid regular expression ({exc})") from None
         return lambda line: pattern.search(line) is not None
     if match != "word":
         raise HmuError(f"unknown --match '{match}' (known: {', '.join(MATCH_MODES)})")
