@@ -259,3 +259,16 @@ def test_plots_bad_input(tmp_path):
         plots.tradeoff_scatter(RECORDS, "nope", "FID", tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
     assert plots.stat(RECORDS[2], "retain", "R@3") is None and plots.stat(RECORDS[2], "forget", "Leakage") == (0.3, 0.0)
+
+
+def test_cli_still_and_gif_fallback_respects_force(tmp_path, monkeypatch):
+    a = tmp_path / "orig.npy"
+    np.save(a, _motion(4))
+    still = tmp_path / "still.png"
+    args = ["--joints", str(a), "--out", str(tmp_path / "v.mp4"), "--size", "80", "60", "--still", str(still)]
+    monkeypatch.setattr(animate, "ffmpeg_exe", lambda: None)
+    assert animate.main(args) == 0
+    assert (tmp_path / "v.gif").is_file() and not (tmp_path / "v.mp4").exists()
+    assert _png(still).shape == (60, 80, 3)
+    assert animate.main(args) == 2              # the fallback gif exists: refused without --force
+    assert animate.main([*args, "--force"]) == 0

@@ -1,7 +1,9 @@
 """Side-by-side stick-figure videos (original next to each method), mp4 through imageio-ffmpeg's binary or gif.
 
-Library: ``save_comparison(path, {"original": (T, J, 3), "lcr": ...}, chain=..., title=prompt)``.
-CLI:     ``python -m src.viz.animate --joints a.npy --joints b.npy --labels original lcr --title "a man kicks" --out x.mp4``
+Library: ``save_comparison(path, {"original": (T, J, 3), "lcr": ...}, chain=..., title=prompt)``;
+         ``save_still(png, motions, ...)`` writes one frame of the same picture.
+CLI:     ``python -m src.viz.animate --joints a.npy --joints b.npy --labels original lcr --title "a man kicks"
+         --out x.mp4``
 """
 from __future__ import annotations
 
@@ -102,6 +104,35 @@ def _vline(fig, x: float, top: float):
     return Line2D([x, x], [0.0, top], transform=fig.transFigure, color="#b0b0b0", lw=1.0)
 
 
+def resolve_output(path: str | os.PathLike, fmt: str | None = None, *, warn: bool = False) -> tuple[Path, str]:
+    """(file that will be written, 'mp4' | 'gif'): ``fmt`` or the suffix decides; mp4 becomes gif without ffmpeg."""
+    out = Path(path)
+    fmt = (fmt or ("gif" if out.suffix.lower() == ".gif" else "mp4")).lower()
+    if fmt not in FORMATS:
+        raise HmuError(f"unknown video format '{fmt}' (known: {', '.join(FORMATS)})")
+    if fmt == "mp4" and ffmpeg_exe() is None:
+        if warn:
+            log.warning("ffmpeg from imageio-ffmpeg not found (pip install imageio-ffmpeg); writing a gif instead")
+        fmt = "gif"
+    return (out if out.suffix.lower() == f".{fmt}" else out.with_suffix(f".{fmt}")), fmt
+
+
+def save_still(path: str | os.PathLike, motions: Mapping[str, object], *, chain: Sequence[Sequence[int]],
+               title: str | None = None, frame: int = -1, **kwargs) -> Path:
+    """Write one frame (index ``frame``, negative counts from the end) of the side-by-side video as a PNG."""
+    from .skeleton import save_png
+
+    T = max(len(v) for v in motions.values()) if motions else 0
+    idx = frame if frame >= 0 else T + frame
+    if not 0 <= idx < max(T, 1):
+        raise HmuError(f"frame {frame} is outside the video's {T} frames")
+    for i, img in enumerate(render_comparison(motions, chain=chain, title=title, **kwargs)):
+        if i == idx:
+            save_png(path, img)
+            break
+    return Path(path)
+
+
 def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, chain: Sequence[Sequence[int]],
                     title: str | None = None, fps: float = 20, fmt: str | None = None,
                     panel_size: tuple[int, int] = (320, 320), follow: bool = False, trajectory: bool = True,
@@ -114,18 +145,9 @@ def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, c
     """
     from src.common.io import atomic_path
 
-    out = Path(path)
-    fmt = (fmt or ("gif" if out.suffix.lower() == ".gif" else "mp4")).lower()
-    if fmt not in FORMATS:
-        raise HmuError(f"unknown video format '{fmt}' (known: {', '.join(FORMATS)})")
     if fps <= 0:
         raise HmuError(f"fps must be positive, got {fps}")
-    exe = ffmpeg_exe() if fmt == "mp4" else None
-    if fmt == "mp4" and exe is None:
-        log.warning("ffmpeg from imageio-ffmpeg not found (pip install imageio-ffmpeg); writing a gif instead")
-        fmt = "gif"
-    if out.suffix.lower() != f".{fmt}":
-        out = out.with_suffix(f".{fmt}")
+    out, fmt = resolve_output(path, fmt, warn=True)
     frames = render_comparison(motions, chain=chain, title=title, panel_size=panel_size, follow=follow,
                                trajectory=trajectory)
     if progress:
@@ -186,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="camera follows the root (for long walks)")
     p.add_argument("--no_trajectory", action="store_true", help="do not draw the root path on the floor")
     p.add_argument("--size", type=int, nargs=2, default=(320, 320), metavar=("W", "H"), help="panel size in pixels")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--still", default=None, metavar="PNG", help="also write one frame as a PNG (e.g. for a README)")
+    p.add_argument("--still_frame", type=int, default=-1, help="frame index for --still (negative: from the end)")
+    p.add_argument("--force", action="store_true", help="overwrite --out (and --still) if they exist")
     return p
 
 
@@ -225,13 +249,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_joints(a, spec.kinematic_chain, name=f"--joints {f}")
     fmt = "gif" if args.gif else None
     out = Path(args.out)
-    target = out.with_suffix(".gif") if args.gif else out
+    target, _ = resolve_output(out, fmt)
     refuse_overwrite(target, args.force, "--out")
+    if args.still:
+        refuse_overwrite(args.still, args.force, "--still")
     written = save_comparison(out, motions, chain=spec.kinematic_chain, title=args.title,
                               fps=args.fps or spec.fps, fmt=fmt, panel_size=tuple(args.size), follow=args.follow,
                               trajectory=not args.no_trajectory, progress=True)
     T = max(len(m) for m in motions.values())
     print(f"wrote {written} ({len(motions)} panels, {T} frames)")
+    if args.still:
+        save_still(args.still, motions, chain=spec.kinematic_chain, title=args.title, frame=args.still_frame,
+                   panel_size=tuple(args.size), follow=args.follow, trajectory=not args.no_trajectory)
+        print(f"wrote {args.still} (frame {args.still_frame})")
     return 0
 
 

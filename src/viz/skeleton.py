@@ -58,13 +58,13 @@ class Camera:
 
 
 def view(points: np.ndarray, camera: Camera) -> np.ndarray:
-    """World points (..., 3) -> view coordinates (..., 3): right and up in metres from the target, then depth (+ = near)."""
+    """World points (..., 3) -> view coordinates (..., 3): right, up (metres from the target), depth (+ = near)."""
     p = np.asarray(points, dtype=np.float64) - np.asarray(camera.target, dtype=np.float64)
     return p @ camera.basis().T
 
 
 def project(points: np.ndarray, camera: Camera) -> np.ndarray:
-    """World points (..., 3) -> pixel coordinates (..., 2) as (u column, v row); pixel (r, c) covers [c, c+1) x [r, r+1)."""
+    """World points (..., 3) -> pixels (..., 2) as (u column, v row); pixel (r, c) covers [c, c+1) x [r, r+1)."""
     v = view(points, camera)
     u_px = camera.width / 2.0 + camera.scale * v[..., 0]
     v_px = camera.height / 2.0 - camera.scale * v[..., 1]
@@ -72,7 +72,7 @@ def project(points: np.ndarray, camera: Camera) -> np.ndarray:
 
 
 def check_joints(joints: Any, chain: Chain, *, name: str = "joints", ndim: int = 3) -> np.ndarray:
-    """Validate a (T, J, 3) (or (J, 3) with ndim=2) array against a kinematic chain; HmuError naming ``name`` otherwise."""
+    """Check a (T, J, 3) (or (J, 3) with ndim=2) array against a kinematic chain; HmuError naming ``name`` if bad."""
     a = np.asarray(joints, dtype=np.float64)
     shape = "(T, J, 3)" if ndim == 3 else "(J, 3)"
     if a.ndim != ndim or a.shape[-1] != 3:
@@ -88,7 +88,7 @@ def check_joints(joints: Any, chain: Chain, *, name: str = "joints", ndim: int =
 
 
 def chain_colors(chain: Chain, colors: Sequence[str] | None = None) -> list[str]:
-    """One colour per chain: legs blue, spine dark grey, arms red/orange (by the table's (leg, leg, spine, arm, arm) order)."""
+    """One colour per chain: legs blue, spine dark grey, arms red/orange (table order: leg, leg, spine, arm, arm)."""
     if colors is not None:
         if len(colors) < len(chain):
             raise HmuError(f"colors: {len(colors)} colours for {len(chain)} chains")
@@ -218,7 +218,7 @@ class Panel:
 
     def update(self, joints: np.ndarray, camera: Camera, *, history: np.ndarray | None = None,
                ended: bool = False) -> None:
-        """Draw pose ``joints`` (J, 3); ``history`` (t, 3) root positions for the trajectory; ``ended`` greys the label."""
+        """Draw pose ``joints`` (J, 3); ``history`` (t, 3) root positions for the trajectory; ``ended`` greys label."""
         lw = self.lw if self.lw is not None else max(1.5, camera.scale * 0.025)  # ~2.5 cm thick limbs
         self._update_floor(camera)
         px = project(joints, camera)
