@@ -17,8 +17,11 @@ from scipy import linalg
 log = logging.getLogger(__name__)
 
 
-def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+def _rng(rng: np.random.Generator | np.random.RandomState | int | None):
+    """A Generator (or a legacy RandomState, to replay upstream's ``np.random.seed`` draws) from rng or a seed."""
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    return np.random.default_rng(rng)
 
 
 # ---------------------------------------------------------------------------------------------------- distances
@@ -74,7 +77,10 @@ def fid(gt: np.ndarray, pred: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------------- diversity
 def sample_pairs(n: int, times: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent draws of ``times`` distinct indices from range(n) (upstream's two ``np.random.choice``)."""
+    """Two independent draws of ``times`` distinct indices from range(n) (upstream's two ``np.random.choice``).
+
+    ``np.random.RandomState(seed)`` replays upstream's ``np.random.seed(seed)`` followed by its draws.
+    """
     if times > n:
         raise ValueError(f"cannot draw {times} distinct indices out of {n}")
     g = _rng(rng)
