@@ -172,3 +172,15 @@ def test_checkpoint_path_layout(tmp_path):
     alt.mkdir(parents=True)
     (alt / "finest.tar").write_bytes(b"")
     assert evaluator_checkpoint_path(tmp_path, "HumanML3D") == alt / "finest.tar"
+
+
+def test_config_for_dataset():
+    assert EvaluatorConfig.for_dataset("t2m") == EvaluatorConfig()
+    assert EvaluatorConfig.for_dataset("KIT-ML").dim_pose == 251
+    assert EvaluatorConfig.for_dataset("synth", dim_text_hidden=8).dim_text_hidden == 8
+
+
+def test_too_short_motion_is_rejected(ev, fx):
+    io = fx["io"]
+    with pytest.raises(ValueError, match="unit_length"):
+        ev.encode_motion(io["motions"][:2], np.array([3, 40]))

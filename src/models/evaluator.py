@@ -134,6 +134,16 @@ class EvaluatorConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: int(v) for k, v in d.items() if k in names})
 
+    @classmethod
+    def for_dataset(cls, dataset_name: str, **overrides: int) -> "EvaluatorConfig":
+        """Released sizes with the dataset's pose size, unit length and max lengths (from src.data.spec)."""
+        from src.data.spec import get_spec
+
+        s = get_spec(dataset_name)
+        base = dict(dim_pose=s.dim_pose, unit_length=s.unit_length, max_motion_length=s.max_motion_length,
+                    max_text_len=s.max_text_len)
+        return cls(**{**base, **overrides})
+
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
@@ -261,6 +271,8 @@ class Evaluator(nn.Module):
         Lengths are divided by unit_length with floor division (what upstream's packing effectively does).
         """
         lens = torch.as_tensor(m_lens).to("cpu", torch.int64)
+        if len(lens) and int(lens.min()) < self.config.unit_length:
+            raise ValueError(f"motion lengths must be >= unit_length {self.config.unit_length}, got {int(lens.min())}")
         perm = torch.as_tensor(np.argsort(-lens.numpy(), kind="stable"), dtype=torch.long)
         dev_perm = perm.to(self._device)
         movements = self._movements(self._as(motions, torch.float32)[dev_perm])
