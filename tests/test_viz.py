@@ -272,3 +272,16 @@ def test_cli_still_and_gif_fallback_respects_force(tmp_path, monkeypatch):
     assert _png(still).shape == (60, 80, 3)
     assert animate.main(args) == 2              # the fallback gif exists: refused without --force
     assert animate.main([*args, "--force"]) == 0
+
+
+def test_long_walk_camera_follows_root():
+    walk = _motion(60, speed=0.1)                 # 5.9 m along +z
+    assert skeleton.should_follow([walk]) and not skeleton.should_follow([_motion(60, speed=0.01)])
+    fixed = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), follow=False))
+    auto = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120)))
+
+    def body_pixels(frame):
+        return int((frame.min(axis=2) < 100).sum())
+
+    # following keeps the figure large: many more dark (limb) pixels than the whole-path view
+    assert body_pixels(auto[-1]) > 2 * body_pixels(fixed[-1])

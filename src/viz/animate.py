@@ -50,11 +50,12 @@ def _wrap_title(title: str, width_px: int, fontsize: float, max_lines: int = 2) 
 
 def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence[int]], title: str | None = None,
                       panel_size: tuple[int, int] = (320, 320), azim: float = 30.0, elev: float = 15.0,
-                      follow: bool = False, trajectory: bool = True, root: int = 0) -> Iterator:
+                      follow: bool | None = None, trajectory: bool = True, root: int = 0) -> Iterator:
     """Yield frames (H, W, 3) uint8 of the motions side by side, in dict order; shorter motions hold their last frame.
 
     One figure for the whole video; each frame only moves the artists (no figure rebuild), which keeps it fast. All
-    panels share one camera fitted to every motion, so sizes and positions compare across methods.
+    panels share one camera fitted to every motion, so sizes and positions compare across methods. ``follow`` moves
+    that camera with each panel's root; None (default) follows only when a root travels more than 3 m.
     """
     import numpy as np
 
@@ -70,6 +71,8 @@ def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence
     title_h = _even((title_text.count("\n") + 1) * title_fs * 100 / 72 * 1.35 + 10) if title_text else 0
     W, H = n * pw, ph + title_h
 
+    if follow is None:
+        follow = sk.should_follow(list(arrays.values()), root=root)
     cam = sk.fit_camera(list(arrays.values()), width=pw, height=ph, azim=azim, elev=elev, follow=follow, root=root)
     floor = sk.floor_height(list(arrays.values()))
     half = sk.floor_half_extent(list(arrays.values()), follow=follow, root=root)
@@ -135,7 +138,7 @@ def save_still(path: str | os.PathLike, motions: Mapping[str, object], *, chain:
 
 def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, chain: Sequence[Sequence[int]],
                     title: str | None = None, fps: float = 20, fmt: str | None = None,
-                    panel_size: tuple[int, int] = (320, 320), follow: bool = False, trajectory: bool = True,
+                    panel_size: tuple[int, int] = (320, 320), follow: bool | None = None, trajectory: bool = True,
                     progress: bool = False) -> Path:
     """Write a side-by-side video of ``motions`` ({label: (T, J, 3)}) and return the path actually written.
 
@@ -186,8 +189,10 @@ def _write_mp4(path: Path, frames: Iterator, *, fps: float) -> None:
 def _write_gif(path: Path, frames: Iterator, *, fps: float) -> None:
     from PIL import Image
 
-    # one adaptive palette per frame; identical consecutive frames are merged by Pillow (durations add up)
-    imgs = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE, colors=128) for f in frames]
+    # one palette per frame (fast octree: ~3x quicker than median cut, same look for flat-coloured line art);
+    # identical consecutive frames are merged by Pillow (their durations add up)
+    imgs = [Image.fromarray(f).quantize(colors=128, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+            for f in frames]
     imgs[0].save(path, format="GIF", save_all=True, append_images=imgs[1:], duration=int(round(1000 / fps)), loop=0,
                  disposal=1)
 
@@ -205,13 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset whose kinematic chain to draw (HumanML3D, KIT-ML, synth, ...)")
     p.add_argument("--fps", type=float, default=None, help="frames per second (default: the dataset's rate)")
     p.add_argument("--gif", action="store_true", help="write a gif instead of an mp4")
-    p.add_argument("--follow", action="store_true", help="camera follows the root (for long walks)")
+    p.add_argument("--camera", choices=("auto", "fixed", "follow"), default="auto",
+                   help="fixed: one view for the whole clip; follow: move with the root; auto: follow beyond 3 m")
     p.add_argument("--no_trajectory", action="store_true", help="do not draw the root path on the floor")
     p.add_argument("--size", type=int, nargs=2, default=(320, 320), metavar=("W", "H"), help="panel size in pixels")
     p.add_argument("--still", default=None, metavar="PNG", help="also write one frame as a PNG (e.g. for a README)")
     p.add_argument("--still_frame", type=int, default=-1, help="frame index for --still (negative: from the end)")
     p.add_argument("--force", action="store_true", help="overwrite --out (and --still) if they exist")
     return p
+
+
+_FOLLOW = {"auto": None, "fixed": False, "follow": True}
 
 
 @cli
@@ -254,13 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.still:
         refuse_overwrite(args.still, args.force, "--still")
     written = save_comparison(out, motions, chain=spec.kinematic_chain, title=args.title,
-                              fps=args.fps or spec.fps, fmt=fmt, panel_size=tuple(args.size), follow=args.follow,
+                              fps=args.fps or spec.fps, fmt=fmt, panel_size=tuple(args.size),
+                              follow=_FOLLOW[args.camera],
                               trajectory=not args.no_trajectory, progress=True)
     T = max(len(m) for m in motions.values())
     print(f"wrote {written} ({len(motions)} panels, {T} frames)")
     if args.still:
         save_still(args.still, motions, chain=spec.kinematic_chain, title=args.title, frame=args.still_frame,
-                   panel_size=tuple(args.size), follow=args.follow, trajectory=not args.no_trajectory)
+                   panel_size=tuple(args.size), follow=_FOLLOW[args.camera], trajectory=not args.no_trajectory)
         print(f"wrote {args.still} (frame {args.still_frame})")
     return 0
 

@@ -108,6 +108,16 @@ def root_offsets(motion: np.ndarray, root: int = 0) -> np.ndarray:
     return np.nan_to_num(off)
 
 
+def should_follow(motions: Sequence[np.ndarray], *, root: int = 0, max_travel: float = 3.0) -> bool:
+    """True when a root travels over ``max_travel`` metres horizontally (a fixed camera would shrink the body)."""
+    for m in motions:
+        xz = np.asarray(m, dtype=np.float64)[:, root, :][:, [0, 2]]
+        xz = xz[np.isfinite(xz).all(axis=1)]
+        if len(xz) and float((xz.max(axis=0) - xz.min(axis=0)).max()) > max_travel:
+            return True
+    return False
+
+
 def fit_camera(motions: Sequence[np.ndarray], *, width: int = 320, height: int = 320, azim: float = 30.0,
                elev: float = 15.0, follow: bool = False, margin: float = 0.08, min_extent: float = 1.0,
                root: int = 0) -> Camera:
