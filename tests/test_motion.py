@@ -19,8 +19,9 @@ SMOOTH_RADIUS = 80
 def hml(fixtures):
     root = fixtures / "humanml3d"
     io = np.load(fixtures / "momask" / "recover" / "io.npz")
-    return {"feats": np.load(root / "new_joint_vecs" / "012314.npy"), "joints": np.load(root / "new_joints" / "012314.npy"),
-            "std": np.load(root / "Std.npy"), "io": io, "joints_num": int(io["joints_num"])}
+    return {"feats": np.load(root / "new_joint_vecs" / "012314.npy"),
+            "joints": np.load(root / "new_joints" / "012314.npy"), "std": np.load(root / "Std.npy"),
+            "io": io, "joints_num": int(io["joints_num"])}
 
 
 def _yaw(theta: np.ndarray) -> np.ndarray:

@@ -1,0 +1,237 @@
+"""The HumanML3D folder format: read and write it exactly, with one-line errors naming the file at fault.
+
+Layout of ``dataset/<name>/``::
+
+    new_joint_vecs/<id>.npy   (T, dim_pose) float32 features (src/data/motion.py)
+    new_joints/<id>.npy       (T, joints_num, 3) float32 joint positions
+    texts/<id>.txt            one caption a line: ``caption#word/POS word/POS ...#from#to`` (seconds; 0.0#0.0 = whole)
+    {train,val,test,train_val,all}.txt   split lists, one id a line
+    Mean.npy, Std.npy         (dim_pose,) float32 normalisation statistics
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from src.common.errors import HmuError
+from src.common.io import atomic_save_npy, atomic_write_text
+from src.data.spec import SPECS, DatasetSpec, get_spec
+
+SPLITS = ("train", "val", "test", "train_val", "all")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Captions
+# --------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Caption:
+    """One line of ``texts/<id>.txt``. ``start``/``end`` in seconds; both 0.0 means the whole motion."""
+
+    text: str
+    tokens: tuple[str, ...]    # "word/POS"
+    start: float = 0.0
+    end: float = 0.0
+
+    @property
+    def caption(self) -> str:  # upstream's dict key, used by src/data/datasets.py
+        return self.text
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0.0 and self.end == 0.0
+
+    def to_line(self) -> str:
+        return f"{self.text}#{' '.join(self.tokens)}#{float(self.start)!r}#{float(self.end)!r}"
+
+
+def parse_caption_line(line: str, where: str = "caption") -> Caption:
+    """Parse ``caption#tokens#from#to``. A ``nan`` from/to reads as 0.0 (upstream's rule). HmuError naming ``where``."""
+    parts = line.strip().split("#")
+
+    def bad(why: str) -> HmuError:
+        return HmuError(f"malformed caption line {where}: {why} (want caption#word/POS ...#from#to)")
+
+    if len(parts) != 4:
+        raise bad(f"{len(parts)} '#'-separated fields")
+    text, toks, frm, to = parts
+    if not text.strip():
+        raise bad("empty caption")
+    tokens = tuple(toks.split(" ")) if toks else ()
+    if not tokens or any("/" not in t for t in tokens):
+        raise bad("tokens must be word/POS separated by single spaces")
+    try:
+        start, end = float(frm), float(to)
+    except ValueError:
+        raise bad(f"from/to '{frm}'/'{to}' are not numbers") from None
+    start = 0.0 if math.isnan(start) else start
+    end = 0.0 if math.isnan(end) else end
+    if math.isinf(start) or math.isinf(end):
+        raise bad(f"infinite time {frm}..{to}")
+    return Caption(text, tokens, start, end)
+
+
+def read_captions(path: str | os.PathLike) -> list[Caption]:
+    """All captions of a texts file (blank lines skipped); HmuError naming the file and line for a malformed one."""
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"texts file not found: {p}")
+    lines = p.read_text(encoding="utf-8").splitlines()
+    caps = [parse_caption_line(ln, f"{n} in {p}") for n, ln in enumerate(lines, 1) if ln.strip()]
+    if not caps:
+        raise HmuError(f"texts file {p} has no captions")
+    return caps
+
+
+def write_captions(path: str | os.PathLike, captions: Iterable[Caption]) -> None:
+    lines = []
+    for c in captions:
+        line = c.to_line()
+        parse_caption_line(line, f"to be written to {path}")  # never write what cannot be read back
+        lines.append(line)
+    atomic_write_text(path, "".join(ln + "\n" for ln in lines))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Split lists, arrays
+# --------------------------------------------------------------------------------------------------------------------
+
+def read_split(path: str | os.PathLike) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"split list not found: {p}")
+    ids = [s.strip() for s in p.read_text(encoding="utf-8").splitlines() if s.strip()]
+    if not ids:
+        raise HmuError(f"split list {p} is empty")
+    return ids
+
+
+def write_split(path: str | os.PathLike, ids: Sequence[str]) -> None:
+    if not ids:
+        raise HmuError(f"refusing to write an empty split list {path}")
+    atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise HmuError(f"{what} file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise HmuError(f"{what} file {path} is not a readable .npy ({type(exc).__name__})") from None
+
+
+def _check_array(a: np.ndarray, shape: tuple, path: Path | str, what: str) -> np.ndarray:
+    """``shape`` uses None for free sizes."""
+    if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+        want = "(" + ", ".join("T" if s is None else str(s) for s in shape) + ")"
+        raise HmuError(f"{what} {path} has shape {a.shape}, expected {want}")
+    if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+        raise HmuError(f"{what} {path} contains NaN/inf or is not a float array")
+    return a.astype(np.float32, copy=False)
+
+
+def read_motion(path: str | os.PathLike, *, dim_pose: int) -> np.ndarray:
+    """(T, dim_pose) float32 features; HmuError naming the file for a wrong size, NaN/inf or no frames."""
+    p = Path(path)
+    m = _check_array(_load_npy(p, "motion"), (None, dim_pose), p, "motion")
+    if len(m) == 0:
+        raise HmuError(f"motion {p} has no frames")
+    return m
+
+
+def read_joints(path: str | os.PathLike, *, joints_num: int) -> np.ndarray:
+    p = Path(path)
+    return _check_array(_load_npy(p, "joints"), (None, joints_num, 3), p, "joints")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The folder
+# --------------------------------------------------------------------------------------------------------------------
+
+def _spec_for_folder(root: Path) -> DatasetSpec:
+    for s in SPECS.values():
+        if s.folder == root.name:
+            return s
+    return get_spec("HumanML3D")
+
+
+class HumanML3DFolder:
+    """Reader/writer for one dataset folder. ``spec`` defaults to the spec whose folder name matches, else HumanML3D."""
+
+    def __init__(self, root: str | os.PathLike, spec: DatasetSpec | str | None = None, *, create: bool = False):
+        self.root = Path(root)
+        self.spec = get_spec(spec) if isinstance(spec, str) else (spec or _spec_for_folder(self.root))
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            raise HmuError(f"dataset folder not found: {self.root}")
+
+    # paths
+    def motion_path(self, mid: str) -> Path:
+        return self.root / "new_joint_vecs" / f"{mid}.npy"
+
+    def joints_path(self, mid: str) -> Path:
+        return self.root / "new_joints" / f"{mid}.npy"
+
+    def text_path(self, mid: str) -> Path:
+        return self.root / "texts" / f"{mid}.txt"
+
+    def split_path(self, split: str) -> Path:
+        return self.root / f"{split}.txt"
+
+    # readers
+    def ids(self, split: str = "all") -> list[str]:
+        """Ids of a split list; HmuError for a missing/empty list or an id without its motion or texts file."""
+        path = self.split_path(split)
+        ids = read_split(path)
+        for mid in ids:
+            for f in (self.motion_path(mid), self.text_path(mid)):
+                if not f.is_file():
+                    raise HmuError(f"id '{mid}' in split list {path} has no file {f}")
+        return ids
+
+    def motion(self, mid: str) -> np.ndarray:
+        """(T, dim_pose) float32 un-normalised features."""
+        return read_motion(self.motion_path(mid), dim_pose=self.spec.dim_pose)
+
+    def joints(self, mid: str) -> np.ndarray:
+        """(T, joints_num, 3) float32 joint positions."""
+        return read_joints(self.joints_path(mid), joints_num=self.spec.joints_num)
+
+    def captions(self, mid: str) -> list[Caption]:
+        return read_captions(self.text_path(mid))
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Mean, Std), each (dim_pose,) float32; Std must be positive."""
+        out = []
+        for name in ("Mean", "Std"):
+            p = self.root / f"{name}.npy"
+            out.append(_check_array(_load_npy(p, name), (self.spec.dim_pose,), p, name))
+        if (out[1] <= 0).any():
+            raise HmuError(f"Std {self.root / 'Std.npy'} has zero or negative entries")
+        return out[0], out[1]
+
+    # writers (atomic)
+    def write_motion(self, mid: str, features: np.ndarray, joints: np.ndarray | None = None) -> None:
+        f = _check_array(np.asarray(features), (None, self.spec.dim_pose), f"for id '{mid}'", "motion")
+        atomic_save_npy(self.motion_path(mid), f)
+        if joints is not None:
+            j = _check_array(np.asarray(joints), (None, self.spec.joints_num, 3), f"for id '{mid}'", "joints")
+            atomic_save_npy(self.joints_path(mid), j)
+
+    def write_captions(self, mid: str, captions: Iterable[Caption]) -> None:
+        write_captions(self.text_path(mid), captions)
+
+    def write_split(self, split: str, ids: Sequence[str]) -> None:
+        write_split(self.split_path(split), ids)
+
+    def write_mean_std(self, mean: np.ndarray, std: np.ndarray) -> None:
+        for name, a in (("Mean", mean), ("Std", std)):
+            a = _check_array(np.asarray(a), (self.spec.dim_pose,), f"to be written to {self.root}", name)
+            atomic_save_npy(self.root / f"{name}.npy", a)
