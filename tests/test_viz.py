@@ -277,8 +277,9 @@ def test_cli_still_and_gif_fallback_respects_force(tmp_path, monkeypatch):
 def test_long_walk_camera_follows_root():
     walk = _motion(60, speed=0.1)                 # 5.9 m along +z
     assert skeleton.should_follow([walk]) and not skeleton.should_follow([_motion(60, speed=0.01)])
-    fixed = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), follow=False))
-    auto = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120)))
+    fixed = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), follow=False,
+                                         trajectory=False))
+    auto = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), trajectory=False))
 
     def body_pixels(frame):
         return int((frame.min(axis=2) < 100).sum())
