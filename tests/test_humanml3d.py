@@ -40,8 +40,7 @@ def folder(tmp_path):
 
 def test_round_trip(folder):
     d, data = folder
-    r = HumanML3DFolder(d.root)  # spec found from the folder name
-    assert r.spec == SPEC
+    r = HumanML3DFolder(d.root, "HumanML3D")
     for s in SPLITS:
         assert r.ids(s) == list(data)
     for mid, (f, j) in data.items():
@@ -56,6 +55,16 @@ def test_round_trip(folder):
     assert lines[0] == LINE and lines[1].endswith("#1.5#4.25")
     assert d.split_path("all").read_text() == "000001\nM000001\n"
     assert not list(d.root.rglob(".*.tmp"))  # atomic writers leave no temporaries
+
+
+def test_without_spec_any_feature_size(tmp_path):
+    d = HumanML3DFolder(tmp_path, create=True)
+    d.write_motion("a", np.ones((3, 5), np.float32), np.ones((3, 4, 3), np.float32))
+    assert d.motion("a").shape == (3, 5) and d.joints("a").shape == (3, 4, 3)
+    d.write_mean_std(np.zeros(5), np.ones(5))
+    assert d.mean_std()[1].shape == (5,)
+    with pytest.raises(HmuError, match="Std"):
+        d.write_mean_std(np.zeros(5), np.ones(4))
 
 
 def test_caption_fields():

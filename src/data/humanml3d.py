@@ -20,7 +20,7 @@ import numpy as np
 
 from src.common.errors import HmuError
 from src.common.io import atomic_save_npy, atomic_write_text
-from src.data.spec import SPECS, DatasetSpec, get_spec
+from src.data.spec import DatasetSpec, get_spec
 
 SPLITS = ("train", "val", "test", "train_val", "all")
 
@@ -136,8 +136,9 @@ def _check_array(a: np.ndarray, shape: tuple, path: Path | str, what: str) -> np
     return a.astype(np.float32, copy=False)
 
 
-def read_motion(path: str | os.PathLike, *, dim_pose: int) -> np.ndarray:
-    """(T, dim_pose) float32 features; HmuError naming the file for a wrong size, NaN/inf or no frames."""
+def read_motion(path: str | os.PathLike, *, dim_pose: int | None) -> np.ndarray:
+    """(T, dim_pose) float32 features (dim_pose None: any); HmuError naming the file for a wrong size, NaN/inf or
+    no frames."""
     p = Path(path)
     m = _check_array(_load_npy(p, "motion"), (None, dim_pose), p, "motion")
     if len(m) == 0:
@@ -145,7 +146,7 @@ def read_motion(path: str | os.PathLike, *, dim_pose: int) -> np.ndarray:
     return m
 
 
-def read_joints(path: str | os.PathLike, *, joints_num: int) -> np.ndarray:
+def read_joints(path: str | os.PathLike, *, joints_num: int | None) -> np.ndarray:
     p = Path(path)
     return _check_array(_load_npy(p, "joints"), (None, joints_num, 3), p, "joints")
 
@@ -154,23 +155,28 @@ def read_joints(path: str | os.PathLike, *, joints_num: int) -> np.ndarray:
 # The folder
 # --------------------------------------------------------------------------------------------------------------------
 
-def _spec_for_folder(root: Path) -> DatasetSpec:
-    for s in SPECS.values():
-        if s.folder == root.name:
-            return s
-    return get_spec("HumanML3D")
-
-
 class HumanML3DFolder:
-    """Reader/writer for one dataset folder. ``spec`` defaults to the spec whose folder name matches, else HumanML3D."""
+    """Reader/writer for one dataset folder.
+
+    With a ``spec`` (a DatasetSpec or its name) every array's size is checked against it; without one, any
+    ``(T, D)`` features and ``(T, J, 3)`` joints are accepted (still finite and float), which toy folders use.
+    """
 
     def __init__(self, root: str | os.PathLike, spec: DatasetSpec | str | None = None, *, create: bool = False):
         self.root = Path(root)
-        self.spec = get_spec(spec) if isinstance(spec, str) else (spec or _spec_for_folder(self.root))
+        self.spec = get_spec(spec) if isinstance(spec, str) else spec
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         if not self.root.is_dir():
             raise HmuError(f"dataset folder not found: {self.root}")
+
+    @property
+    def _dim(self) -> int | None:
+        return self.spec.dim_pose if self.spec else None
+
+    @property
+    def _nj(self) -> int | None:
+        return self.spec.joints_num if self.spec else None
 
     # paths
     def motion_path(self, mid: str) -> Path:
@@ -198,31 +204,31 @@ class HumanML3DFolder:
 
     def motion(self, mid: str) -> np.ndarray:
         """(T, dim_pose) float32 un-normalised features."""
-        return read_motion(self.motion_path(mid), dim_pose=self.spec.dim_pose)
+        return read_motion(self.motion_path(mid), dim_pose=self._dim)
 
     def joints(self, mid: str) -> np.ndarray:
         """(T, joints_num, 3) float32 joint positions."""
-        return read_joints(self.joints_path(mid), joints_num=self.spec.joints_num)
+        return read_joints(self.joints_path(mid), joints_num=self._nj)
 
     def captions(self, mid: str) -> list[Caption]:
         return read_captions(self.text_path(mid))
 
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         """(Mean, Std), each (dim_pose,) float32; Std must be positive."""
-        out = []
-        for name in ("Mean", "Std"):
-            p = self.root / f"{name}.npy"
-            out.append(_check_array(_load_npy(p, name), (self.spec.dim_pose,), p, name))
-        if (out[1] <= 0).any():
-            raise HmuError(f"Std {self.root / 'Std.npy'} has zero or negative entries")
-        return out[0], out[1]
+        mp, sp = self.root / "Mean.npy", self.root / "Std.npy"
+        mean = _check_array(_load_npy(mp, "Mean"), (self._dim,), mp, "Mean")
+        std = _check_array(_load_npy(sp, "Std"), mean.shape, sp, "Std")
+        if (std <= 0).any():
+            raise HmuError(f"Std {sp} has zero or negative entries")
+        return mean, std
 
     # writers (atomic)
     def write_motion(self, mid: str, features: np.ndarray, joints: np.ndarray | None = None) -> None:
-        f = _check_array(np.asarray(features), (None, self.spec.dim_pose), f"for id '{mid}'", "motion")
+        """Save features (and joints when given); both are checked before either is written."""
+        f = _check_array(np.asarray(features), (None, self._dim), f"for id '{mid}'", "motion")
+        j = None if joints is None else _check_array(np.asarray(joints), (None, self._nj, 3), f"for id '{mid}'", "joints")
         atomic_save_npy(self.motion_path(mid), f)
-        if joints is not None:
-            j = _check_array(np.asarray(joints), (None, self.spec.joints_num, 3), f"for id '{mid}'", "joints")
+        if j is not None:
             atomic_save_npy(self.joints_path(mid), j)
 
     def write_captions(self, mid: str, captions: Iterable[Caption]) -> None:
@@ -232,6 +238,7 @@ class HumanML3DFolder:
         write_split(self.split_path(split), ids)
 
     def write_mean_std(self, mean: np.ndarray, std: np.ndarray) -> None:
+        dim = self._dim or np.shape(mean)[-1]
         for name, a in (("Mean", mean), ("Std", std)):
-            a = _check_array(np.asarray(a), (self.spec.dim_pose,), f"to be written to {self.root}", name)
+            a = _check_array(np.asarray(a), (dim,), f"to be written to {self.root}", name)
             atomic_save_npy(self.root / f"{name}.npy", a)
