@@ -226,7 +226,9 @@ class HumanML3DFolder:
     def write_motion(self, mid: str, features: np.ndarray, joints: np.ndarray | None = None) -> None:
         """Save features (and joints when given); both are checked before either is written."""
         f = _check_array(np.asarray(features), (None, self._dim), f"for id '{mid}'", "motion")
-        j = None if joints is None else _check_array(np.asarray(joints), (None, self._nj, 3), f"for id '{mid}'", "joints")
+        j = None
+        if joints is not None:
+            j = _check_array(np.asarray(joints), (None, self._nj, 3), f"for id '{mid}'", "joints")
         atomic_save_npy(self.motion_path(mid), f)
         if j is not None:
             atomic_save_npy(self.joints_path(mid), j)
