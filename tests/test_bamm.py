@@ -9,10 +9,16 @@ import torch
 
 from src.common.errors import HmuError
 from src.models.bamm import (
-    BAMMConfig, BAMMTransConfig, BAMMTransformer, checkpoint_state, load_bamm, load_bamm_run, manifest_mismatch,
+    BAMMConfig,
+    BAMMTransConfig,
+    BAMMTransformer,
+    checkpoint_state,
+    load_bamm,
+    load_bamm_run,
+    manifest_mismatch,
 )
 
-TOL = dict(atol=1e-5, rtol=1e-5)
+TOL = {"atol": 1e-5, "rtol": 1e-5}
 RUN_NAME = "2000-01-01-00-00-00_tiny_bamm"
 # The three tensors upstream's models/loaders.py pops before a strict=False load (left at random init).
 UPSTREAM_DROPPED = ("output_process.poseFinal.weight", "output_process.poseFinal.bias", "token_emb.weight")

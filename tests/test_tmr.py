@@ -12,14 +12,29 @@ import torch
 
 from src.common.errors import HmuError
 from src.eval.retrieval_metrics import (
-    all_contrastive_metrics, contrastive_metrics, gt_ranks, guo_batches, guo_protocol_metrics,
+    all_contrastive_metrics,
+    contrastive_metrics,
+    gt_ranks,
+    guo_batches,
+    guo_protocol_metrics,
 )
 from src.models.tmr import (
-    MODULE_NAMES, TMR, TMRConfig, collate_token_features, get_score_matrix, get_sim_matrix, info_nce_with_filtering,
-    kl_loss, lengths_to_mask, load_tmr, manifest_mismatch, negative_filter_mask, slice_token_features,
+    MODULE_NAMES,
+    TMR,
+    TMRConfig,
+    collate_token_features,
+    get_score_matrix,
+    get_sim_matrix,
+    info_nce_with_filtering,
+    kl_loss,
+    lengths_to_mask,
+    load_tmr,
+    manifest_mismatch,
+    negative_filter_mask,
+    slice_token_features,
 )
 
-TOL = dict(atol=1e-5, rtol=1e-5)
+TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +234,7 @@ def test_modality_auto_and_errors(model, io):
 def test_tiny_training_step_reduces_loss():
     torch.manual_seed(0)
     from src.models.tmr import DecoderConfig, EncoderConfig
-    small = dict(latent_dim=8, ff_size=16, num_layers=1, num_heads=2, dropout=0.0)
+    small = {"latent_dim": 8, "ff_size": 16, "num_layers": 1, "num_heads": 2, "dropout": 0.0}
     cfg = TMRConfig(motion_encoder=EncoderConfig(nfeats=5, **small), text_encoder=EncoderConfig(nfeats=7, **small),
                     motion_decoder=DecoderConfig(nfeats=5, **small))
     model = TMR.from_config(cfg).train()

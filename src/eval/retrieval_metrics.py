@@ -5,7 +5,7 @@ ties with the ground truth are averaged. ``R@k = 100 * mean(rank < k)`` and ``Me
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 

@@ -1,8 +1,9 @@
 """Typed TMR configs that read and write the ``model`` block of upstream's run-dir ``config.json``."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from src.common.errors import HmuError
 
@@ -71,7 +72,7 @@ class TMRConfig:
     threshold_selfsim_metrics: float = 0.95
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = "TMR config") -> "TMRConfig":
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "TMR config") -> TMRConfig:
         """Build from upstream's resolved ``cfg.model`` dict (``_target_`` keys are checked, then dropped)."""
         if not isinstance(d, Mapping):
             raise HmuError(f"{where}: 'model' must be a mapping")

@@ -1,7 +1,8 @@
 """TMR: text and motion encoders into one latent space, a shared motion decoder, and its training loss."""
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +50,7 @@ class TMR(nn.Module):
         self.sample_mean = config.sample_mean
 
     @classmethod
-    def from_config(cls, config: TMRConfig) -> "TMR":
+    def from_config(cls, config: TMRConfig) -> TMR:
         """Build fresh modules in upstream's order (motion encoder, text encoder, decoder), so seeded inits match."""
         return cls(motion_encoder=ACTORStyleEncoder(config.motion_encoder),
                    text_encoder=ACTORStyleEncoder(config.text_encoder),

@@ -7,8 +7,8 @@ optional dependency imported only when a model directory is opened.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
