@@ -10,6 +10,7 @@ import pytest
 
 from src.common.errors import HmuError
 from src.data import split as S
+from src.data.humanml3d import read_split
 
 CONCEPTS = ("kick", "violence", "punch_jab_box_hit_beat", "duck_squat", "jump_leap_hop")
 
@@ -66,7 +67,7 @@ def test_substring_line_counts_match_upstream(fixtures, concept):
 
 def test_word_mode_on_worked_case(split_case):
     root = split_case / "HumanML3D"
-    ids = S.read_id_list(root / "test.txt")
+    ids = read_split(root / "test.txt")
     res = S.keyword_split(ids, root / "texts", S.forget_keywords("HumanML3D", "violence"))
     # Case-insensitive (KICKS, Hook), inflections (hooked, boxes, beats); no compounds (kickboxing) or
     # substrings (whitewashes); the id without a texts file is retained and reported.

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from src.common.errors import HmuError
+from src.data.humanml3d import HumanML3DFolder, read_split
 
 log = logging.getLogger(__name__)
 
@@ -38,64 +39,12 @@ def resolve_ids(root: str | os.PathLike, split: Split) -> list[str]:
     cands = [p] if p.is_absolute() else [root / p]
     if p.suffix != ".txt":
         cands = [c.with_name(c.name + ".txt") for c in cands] + cands
-    path = next((c for c in cands if c.is_file()), None)
-    if path is None:
-        raise HmuError(f"split list not found: {cands[0]}")
-    ids = [s.strip() for s in path.read_text(encoding="utf-8").split("\n") if s.strip()]
-    if not ids:
-        raise HmuError(f"split list {path} is empty")
-    return ids
+    return read_split(next((c for c in cands if c.is_file()), cands[0]))
 
 
-def _folder(folder: Any):
-    """A folder reader for a path (or the object itself when one is passed)."""
-    if not isinstance(folder, (str, os.PathLike)):
-        return folder
-    try:
-        from src.data.humanml3d import HumanML3DFolder
-    except ImportError:  # TODO(splits): drop _LocalFolder once src/data/humanml3d.py lands
-        return _LocalFolder(folder)
-    return HumanML3DFolder(folder)
-
-
-class _Caption(NamedTuple):
-    caption: str
-    tokens: list[str]
-    start: float
-    end: float
-
-
-class _LocalFolder:
-    """Stand-in for ``src.data.humanml3d.HumanML3DFolder`` (root, motion(id), captions(id)) until it lands."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise HmuError(f"dataset folder not found: {self.root}")
-
-    def motion(self, mid: str) -> np.ndarray:
-        path = self.root / "new_joint_vecs" / f"{mid}.npy"
-        if not path.is_file():
-            raise HmuError(f"motion file not found: {path}")
-        m = np.load(path).astype(np.float32, copy=False)
-        if m.ndim != 2 or not np.isfinite(m).all():
-            raise HmuError(f"motion {path} must be a finite (T, D) array, got shape {m.shape}")
-        return m
-
-    def captions(self, mid: str) -> list[_Caption]:
-        path = self.root / "texts" / f"{mid}.txt"
-        if not path.is_file():
-            raise HmuError(f"texts file not found: {path}")
-        out = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.strip().split("#")
-            try:
-                out.append(_Caption(parts[0], parts[1].split(" "), float(parts[2]), float(parts[3])))
-            except (IndexError, ValueError):
-                raise HmuError(f"malformed caption line {n} in {path} (want caption#word/POS ...#from#to)") from None
-        return out
+def _folder(folder: Any) -> HumanML3DFolder:
+    """A ``HumanML3DFolder`` for a path (no spec: any feature size), or the folder object itself."""
+    return folder if isinstance(folder, HumanML3DFolder) else HumanML3DFolder(folder)
 
 
 def _norm_stats(mean: Any, std: Any, dim: int, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -197,13 +146,13 @@ class Text2MotionDataset(Dataset):
             for cap in data.captions(mid):
                 start, end = _frames(cap.start, cap.end, self.fps)
                 if start == 0 and end == 0:
-                    whole.append((cap.caption, list(cap.tokens)))
+                    whole.append((cap.text, list(cap.tokens)))
                     continue
                 clip = motion[start:end]
                 if not fits(len(clip)):
                     continue
                 self.names.append(_subclip_name(mid, sub))
-                self.entries.append((clip, [(cap.caption, list(cap.tokens))]))
+                self.entries.append((clip, [(cap.text, list(cap.tokens))]))
                 sub += 1
             if whole:
                 self.names.append(mid)

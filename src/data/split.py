@@ -166,16 +166,6 @@ def read_lines(path: Path) -> list[str] | None:
     return lines
 
 
-def read_id_list(path: str | os.PathLike) -> list[str]:
-    """Ids of a split list, in file order, blank lines skipped."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HmuError(f"split list not found: {p}") from None
-    return [s.strip() for s in text.split("\n") if s.strip()]
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Library entry points
 
@@ -317,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     from src.common.logging import setup_logging
     from src.common.paths import Paths
+    from src.data.humanml3d import read_split
     from src.data.spec import get_spec
 
     dataset_name = _pick(args.dataset_name, args.pos_dataset, "dataset") or "synth"
@@ -368,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"keywords for '{concept}' ({spec.name}): {', '.join(keywords)}  [match={args.match}, "
           f"min_occurence={args.min_occurence}]")
     for s in splits:
-        ids = read_id_list(root / f"{s}.txt")
+        ids = read_split(root / f"{s}.txt")
         result = keyword_split(ids, texts_dir, keywords, match=args.match, min_occurence=args.min_occurence)
         if refiner is not None:
             result = refiner(s, result)
