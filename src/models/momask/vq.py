@@ -193,9 +193,10 @@ class QuantizeEMAReset(nn.Module):
         code_rand = self._tile(x)[: self.nb_code]
         self.code_sum = self.mu * self.code_sum + (1.0 - self.mu) * code_sum
         self.code_count = self.mu * self.code_count + (1.0 - self.mu) * code_count
-        usage = (self.code_count.view(-1, 1) >= 1.0).to(x.dtype)
+        usage = self.code_count.view(-1, 1) >= 1.0
         updated = self.code_sum / self.code_count.view(-1, 1)
-        self.codebook = usage * updated + (1 - usage) * code_rand
+        # a select, not upstream's usage*updated + (1-usage)*rand blend: same values, but a zero count gives no NaN
+        self.codebook = torch.where(usage, updated, code_rand)
         prob = code_count / code_count.sum()
         return torch.exp(-(prob * torch.log(prob + 1e-7)).sum())
 
