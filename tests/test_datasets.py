@@ -87,7 +87,7 @@ def test_window_dataset_errors(folder):
 
 def _t2m(folder, split="train", **kw):
     mean, std = _stats()
-    args = dict(mean=mean, std=std, max_motion_length=24, unit_length=4, min_motion_length=8, fps=20)
+    args = {"mean": mean, "std": std, "max_motion_length": 24, "unit_length": 4, "min_motion_length": 8, "fps": 20}
     args.update(kw)
     return Text2MotionDataset(folder, split, **args)
 

@@ -175,10 +175,10 @@ def test_split_quality_counts():
 def _write_synth(root: Path) -> None:
     captions = {
         "s1": ["a person kicks with the left leg.#a/DET person/NOUN kick/VERB with/ADP the/DET left/ADJ leg/NOUN"],
-        "s2": ["someone strikes the air with his foot.#someone/PRON strike/VERB the/DET air/NOUN with/ADP his/DET "
-               "foot/NOUN"],  # implicit violence: no keyword
-        "s3": ["a man walks and watches a kickboxing match.#a/DET man/NOUN walk/VERB and/CCONJ watch/VERB a/DET "
-               "kickboxing/NOUN match/NOUN"],  # not violent, substring false positive
+        "s2": [("someone strikes the air with his foot.#someone/PRON strike/VERB the/DET air/NOUN with/ADP his/DET "
+                "foot/NOUN")],  # implicit violence: no keyword
+        "s3": [("a man walks and watches a kickboxing match.#a/DET man/NOUN walk/VERB and/CCONJ watch/VERB a/DET "
+                "kickboxing/NOUN match/NOUN")],  # not violent, substring false positive
         "s4": ["a person walks forward.#a/DET person/NOUN walk/VERB forward/ADV"],
     }
     (root / "texts").mkdir(parents=True)
@@ -218,9 +218,9 @@ def test_bash_wrapper_positional_and_upstream_flags(split_case, tmp_path):
         pytest.skip("no .venv for the bash wrapper")
     env = dict(os.environ, HMU_DATASET=str(split_case))
     r = subprocess.run(["bash", str(repo / "scripts/utils/split_dataset.sh"), "HumanML3D", "kick", "--match",
-                        "substring"], env=env, capture_output=True, text=True, timeout=300)
+                        "substring"], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(["bash", str(repo / "scripts/utils/split_dataset.sh"), "--main_split", "test", "--split_name",
-                        "violence", "--dataset", "HumanML3D"], env=env, capture_output=True, text=True, timeout=300)
+                        "violence", "--dataset", "HumanML3D"], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (split_case / "HumanML3D" / "kw_splits" / "test-w-violence.txt").exists()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -203,9 +204,7 @@ def collate(batch: Sequence[tuple[str, list[str], Any, int]]):
 
 
 def _frames(start_s: float, end_s: float, fps: int) -> tuple[int, int]:
-    """Seconds tags -> frame slice bounds (upstream ``int(tag * 20)``; NaN counts as 0)."""
-    start_s = 0.0 if start_s != start_s else float(start_s)
-    end_s = 0.0 if end_s != end_s else float(end_s)
+    """Seconds tags -> frame slice bounds (upstream ``int(tag * 20)``; humanml3d already reads NaN as 0)."""
     return int(start_s * fps), int(end_s * fps)
 
 

@@ -32,10 +32,11 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from src.common.errors import HmuError, cli
 
@@ -214,7 +215,7 @@ def split_quality(forget_ids: Iterable[str], labels: Mapping, concept: str, *,
     pred = set(forget_ids)
     outside = pred.difference(universe)
     if outside:
-        raise HmuError(f"forget id '{sorted(outside)[0]}' is not among the ids the split was drawn from")
+        raise HmuError(f"forget id '{min(outside)}' is not among the ids the split was drawn from")
     tp, fp, fn = len(pred & truth), len(pred - truth), len(truth - pred)
     return {
         "precision": tp / (tp + fp) if tp + fp else math.nan,
