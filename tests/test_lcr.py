@@ -9,8 +9,16 @@ import torch
 from torch import nn
 
 from src.common.errors import HmuError
-from src.methods.lcr import (count_codes, lcr_checkpoint, pick_destination, replace_codes, select_codes,
-                             select_codes_ratio, select_codes_upstream, upstream_scores)
+from src.methods.lcr import (
+    count_codes,
+    lcr_checkpoint,
+    pick_destination,
+    replace_codes,
+    select_codes,
+    select_codes_ratio,
+    select_codes_upstream,
+    upstream_scores,
+)
 
 
 class Layer(nn.Module):
@@ -122,7 +130,7 @@ def test_ratio_rule_selects_nothing_without_a_difference_and_threshold_caps():
     codes = rng.integers(0, 64, (400, 20))
     fc, rc = count_codes(codes[:100], nb_code=64), count_codes(codes[100:], nb_code=64)
     assert select_codes_ratio(fc, rc, n_forget=100, n_retain=300).size == 0
-    truth, fc, rc = planted(1)
+    _truth, fc, rc = planted(1)
     loose = select_codes_ratio(fc, rc, n_forget=60, n_retain=600, k=None)
     strict = select_codes_ratio(fc, rc, n_forget=60, n_retain=600, k=None, threshold=4.0)
     assert set(strict.tolist()) <= set(loose.tolist()) and len(strict) < len(loose)

@@ -126,7 +126,7 @@ def test_uce_bias_hits_targets_and_preserves_retain():
 
 
 def test_uce_tensor_target_is_orthogonal_to_concept_output_and_replace_is_target_output():
-    W, b, c, t, r = random_layer()
+    W, b, c, t, _r = random_layer()
     v = concept_targets(W, b, c, t, technique="tensor")
     torch.testing.assert_close((v * (c @ W.T + b)).sum(1), torch.zeros(3, dtype=v.dtype), atol=1e-10, rtol=0)
     torch.testing.assert_close(concept_targets(W, b, c, t, technique="replace"), t @ W.T + b)

@@ -4,7 +4,7 @@ Methods depend on these attributes, not on model classes, so MoMask, BAMM or a t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

@@ -27,8 +27,8 @@ Variants:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ def adversarial_embedding(edited: Sequence[torch.Tensor], original: Sequence[tor
         concepts = concepts[None]
     if variant == "hmu":
         W0 = edited[0]
-        dt = dict(dtype=W0.dtype, device=W0.device)
+        dt = {"dtype": W0.dtype, "device": W0.device}
         mat1 = torch.eye(W0.shape[1], **dt) * reg
         mat2 = torch.zeros(W0.shape[1], W0.shape[1], **dt)
         for W in edited:
@@ -63,7 +63,7 @@ def adversarial_embedding(edited: Sequence[torch.Tensor], original: Sequence[tor
             mat2 = mat2 + W.T @ W
         coef = torch.inverse(mat1) @ mat2
         return concepts.to(**dt) @ coef.T
-    f64 = dict(dtype=torch.float64, device=edited[0].device)
+    f64 = {"dtype": torch.float64, "device": edited[0].device}
     gram = reg * torch.eye(edited[0].shape[1], **f64)
     cross = torch.zeros_like(gram)
     for We, Wo in zip(edited, original, strict=True):
@@ -105,8 +105,8 @@ def rece(models: Sequence[nn.Module], forget_emb: torch.Tensor, target_emb: torc
     W_orig = [l.weight.detach().clone() for l in originals]
     biases = [None if l.bias is None else l.bias.detach().clone() for l in originals]
     forget_emb, target_emb, retain_emb = as_pairs(forget_emb, target_emb, retain_emb, dim=W_orig[0].shape[1])
-    kw = dict(variant=uce_variant, lamb=lamb, erase_scale=erase_scale, preserve_scale=preserve_scale,
-              technique=technique)
+    kw = {"variant": uce_variant, "lamb": lamb, "erase_scale": erase_scale, "preserve_scale": preserve_scale,
+          "technique": technique}
 
     def solve(Ws, erase, targets):
         return [uce_weight(W, b, erase, targets, retain_emb, **kw) for W, b in zip(Ws, biases)]

@@ -25,7 +25,7 @@ upstream's ``scripts/eval/rece_uce.sh`` runs with ``preserve_scale 0.5``.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ def uce_weight(W: torch.Tensor, b: torch.Tensor | None, forget_emb: torch.Tensor
         return _uce_weight_hmu(W, b, forget_emb, target_emb, retain_emb, lamb=lamb, erase_scale=erase_scale,
                                preserve_scale=preserve_scale, technique=technique)
     # Ours: float64 and a linear solve (the normal matrix can be ill-conditioned when lamb is small).
-    f64 = dict(dtype=torch.float64, device=W.device)
+    f64 = {"dtype": torch.float64, "device": W.device}
     W64, b64 = W.to(**f64), b.to(**f64)
     c, t, r = forget_emb.to(**f64), target_emb.to(**f64), retain_emb.to(**f64)
     v = concept_targets(W64, b64, c, t, technique=technique)
@@ -101,7 +101,7 @@ def _uce_weight_hmu(W, b, forget_emb, target_emb, retain_emb, *, lamb, erase_sca
     """Upstream ``edit_model_adversarial`` for one layer, same operations in the same order, in W's dtype."""
     if technique not in TECHNIQUES:
         raise HmuError(f"unknown UCE technique {technique!r} (choose {', '.join(TECHNIQUES)})")
-    dt = dict(dtype=W.dtype, device=W.device)
+    dt = {"dtype": W.dtype, "device": W.device}
     mat1 = lamb * W
     mat2 = lamb * torch.eye(W.shape[1], **dt)
     for c, t in zip(forget_emb.to(**dt), target_emb.to(**dt)):
