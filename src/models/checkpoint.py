@@ -180,7 +180,7 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, model, epoch: int, op
         obj[k.optimizer_key] = optimizer.state_dict()
         if scheduler is not None:
             obj["scheduler"] = scheduler.state_dict()
-    if total_it is not None or (optimizer is not None):
+    if total_it is not None or optimizer is not None or k.name == "len":  # finest.tar always has 'niter'
         obj[k.iter_key] = int(total_it or 0)
     if hmu_meta is not None:
         obj["hmu_meta"] = hmu_meta
