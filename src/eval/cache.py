@@ -1,0 +1,95 @@
+"""Ground-truth embeddings computed once: keyed by a hash of the evaluation data and of the evaluator, kept on disk.
+
+Ground-truth motions and captions do not change between repeats, models or methods, yet upstream re-encodes them in
+every repeat. Here they are encoded once per (data, evaluator) pair and stored as ``<cache_dir>/<key>.npz``:
+
+- ``motion_emb`` (N_items, D): one row per evaluation item (its cropped ground-truth motion), or absent for prompt sets;
+- ``text_emb`` (N_captions, D): one row per (item, caption), items in order, captions in file order.
+
+The key is the sha256 of the data actually fed to the evaluator (item keys, cropped float32 motions, caption tokens)
+together with :attr:`T2MEvaluator.key` (weights, mean/std, word vectors, config). Any change to either gives a new
+file; stale files are never read. An in-process memo avoids even the disk read on a second call.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from src.eval.loop import EvalSet, T2MEvaluator
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+_MEMO: dict[str, dict[str, np.ndarray]] = {}
+_LOCK = threading.Lock()
+
+
+def hash_arrays(h: "hashlib._Hash", *arrays: np.ndarray) -> None:
+    """Feed dtype, shape and bytes of each array into ``h``."""
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+
+
+def data_key(eval_set: "EvalSet") -> str:
+    """sha256 of what the evaluator sees of ``eval_set``: item keys, lengths, cropped motions and caption tokens."""
+    h = hashlib.sha256(f"hmu-eval-data-v{CACHE_VERSION}".encode())
+    for it in eval_set.items:
+        h.update(f"\0{it.key}\0{it.length}\0".encode())
+        if it.motion is not None:
+            hash_arrays(h, np.asarray(it.motion, np.float32))
+        for c in it.captions:
+            h.update(("\1" + " ".join(c.tokens)).encode())
+    return h.hexdigest()
+
+
+def cache_key(eval_set: "EvalSet", evaluator: "T2MEvaluator") -> str:
+    return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}".encode()).hexdigest()[:32]
+
+
+def clear_memo() -> None:
+    with _LOCK:
+        _MEMO.clear()
+
+
+def gt_embeddings(eval_set: "EvalSet", evaluator: "T2MEvaluator", cache_dir: str | os.PathLike | None = None
+                  ) -> dict[str, np.ndarray]:
+    """``{'text_emb': (N_captions, D), 'motion_emb': (N_items, D) (sets with motions only)}`` from memo, disk or the
+    evaluator, in that order. ``cache_dir=None`` keeps them in memory only."""
+    key = cache_key(eval_set, evaluator)
+    with _LOCK:
+        hit = _MEMO.get(key)
+    if hit is not None:
+        return hit
+    path = Path(cache_dir) / f"{key}.npz" if cache_dir is not None else None
+    out: dict[str, np.ndarray] | None = None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = {k: z[k] for k in z.files}
+            log.info("ground-truth embeddings of %s read from %s", eval_set.name, path)
+        except (OSError, ValueError, EOFError) as exc:  # a damaged cache file is recomputed, never trusted
+            log.warning("ignoring unreadable embedding cache %s (%s)", path, type(exc).__name__)
+            out = None
+    if out is None:
+        tokens = [c.tokens for it in eval_set.items for c in it.captions]
+        out = {"text_emb": evaluator.encode_texts(tokens)}
+        if eval_set.has_motion:
+            out["motion_emb"] = evaluator.encode_motions([it.motion for it in eval_set.items])
+        if path is not None:
+            from src.common.io import atomic_path
+
+            with atomic_path(path, suffix=".npz") as tmp:
+                np.savez(tmp, **out)
+            log.info("ground-truth embeddings of %s cached in %s", eval_set.name, path)
+    with _LOCK:
+        _MEMO[key] = out
+    return out

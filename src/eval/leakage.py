@@ -1,0 +1,86 @@
+"""Ground-truth leakage: does a generated motion still contain the forgotten concept? An action classifier decides.
+
+Upstream measures forgetting only through text-motion embedding distances. On ``synth`` the ground truth is known
+(``labels.json``), so a classifier trained on its features (src/models/classifier.py, src/train/classifier.py) can
+decide per motion whether the concept is present:
+
+- leakage on forget prompts: fraction of motions generated from forget-set captions flagged as the concept;
+- leakage on implicit prompts: same, for prompts that describe the concept without its keywords;
+- false-positive rate on retain prompts: fraction of retain-set generations flagged.
+
+Intervals: :func:`src.eval.loop.evaluate` reports the per-repeat ci95, a Wilson interval over all decisions and a
+bootstrap over items. The classifier's own held-out accuracy and AUC are stored in its checkpoint's ``meta``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from src.common.errors import HmuError
+from src.models.classifier import CONCEPT_PREFIX, ActionClassifier
+
+CLASSIFIER_FOLDER = "action_classifier"
+CLASSIFIER_FILE = "classifier.tar"
+
+
+def classifier_path(checkpoints_dir: str | os.PathLike, dataset_name: str) -> Path:
+    """``<checkpoints>/<dataset>/action_classifier/model/classifier.tar``."""
+    from src.data.spec import get_spec
+
+    return Path(checkpoints_dir) / get_spec(dataset_name).name / CLASSIFIER_FOLDER / "model" / CLASSIFIER_FILE
+
+
+def concept_scores(motions: Sequence[np.ndarray], classifier: ActionClassifier, concept: str) -> np.ndarray:
+    """(N,) probability that each raw (T_i, dim_pose) motion contains ``concept``."""
+    j = classifier.label_index(CONCEPT_PREFIX + concept)
+    if len(motions) == 0:
+        return np.zeros(0, np.float32)
+    return classifier.predict_proba(motions)[:, j]
+
+
+def leakage_rate(motions: Sequence[np.ndarray], classifier: ActionClassifier, concept: str, *,
+                 threshold: float = 0.5) -> np.ndarray:
+    """(N,) bool per-sample decisions: the classifier flags ``concept`` in the motion (probability > threshold).
+
+    The mean of the result is the leakage rate (or the false-positive rate on retain prompts).
+    """
+    return concept_scores(motions, classifier, concept) > threshold
+
+
+@dataclass
+class LeakageProbe:
+    """The callable :func:`src.eval.loop.evaluate` takes: raw motions -> (N,) bool."""
+
+    classifier: ActionClassifier
+    concept: str
+    threshold: float = 0.5
+    meta: dict[str, Any] | None = None
+
+    def __call__(self, motions: Sequence[np.ndarray]) -> np.ndarray:
+        return leakage_rate(motions, self.classifier, self.concept, threshold=self.threshold)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, concept: str) -> "LeakageProbe":
+        """Load a trained classifier; its stored threshold is used. HmuError if it does not know ``concept``."""
+        if not Path(path).is_file():
+            raise HmuError(f"action classifier not found: {path} (train it: python -m src.train.classifier "
+                           f"--dataset_name synth)")
+        model, meta = ActionClassifier.load(path)
+        model.label_index(CONCEPT_PREFIX + concept)
+        return cls(model, concept, float(meta.get("threshold", 0.5)), meta)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half); nan when one class is absent."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    npos, nneg = int(labels.sum()), int((~labels).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - npos * (npos + 1) / 2) / (npos * nneg))
