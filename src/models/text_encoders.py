@@ -230,7 +230,7 @@ def load_word_vectors(glove_dir: str | os.PathLike, prefix: str = "our_vab"):
 
 
 def orthogonal_projection(in_dim: int, out_dim: int, seed: int):
-    """A fixed (in_dim, out_dim) matrix with orthonormal columns (or rows when out_dim < in_dim), from ``seed``."""
+    """A fixed (in_dim, out_dim) matrix from ``seed``: orthonormal rows when in_dim <= out_dim (an isometry), else columns."""
     import numpy as np
 
     rng = np.random.default_rng(seed)

@@ -1,0 +1,1 @@
+"""One-off preparation: fetching the released checkpoints, evaluator and word vectors."""

@@ -1,0 +1,210 @@
+"""Fetch the released MoMask checkpoints, evaluator and GloVe vectors into the layout hmu reads.
+
+The Google-Drive file ids and archive names are upstream's (momask-codes ``prepare/*.sh``). Every archive is
+checked (zip integrity, no paths escaping the target, the expected files present) before anything is moved
+into place, and nothing that already exists is overwritten. Without network (or without ``gdown``) the
+command stops with one line saying which file to fetch and where to put it.
+
+For tests and offline machines, ``--from_dir DIR`` (or env ``HMU_DOWNLOAD_FROM``) takes ``DIR/<archive name>``
+instead of downloading.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+ENV_FROM = "HMU_DOWNLOAD_FROM"
+
+
+@dataclass(frozen=True)
+class Archive:
+    key: str
+    file_id: str        # Google-Drive id from upstream's prepare script
+    filename: str       # archive name as upstream's script saves it
+    target: str         # "checkpoints/<folder>" or "glove"
+    expected: tuple[str, ...]  # glob patterns (relative to the target) that must exist after extraction
+    what: str
+
+    @property
+    def url(self) -> str:
+        return f"https://drive.google.com/file/d/{self.file_id}/view"
+
+
+ARCHIVES: dict[str, Archive] = {a.key: a for a in (
+    Archive("models-t2m", "1vXS7SHJBgWPt59wupQ5UUzhFObrnGkQ0", "humanml3d_models.zip", "checkpoints/t2m",
+            ("length_estimator/model/finest.tar", "*/opt.txt", "*/model/*.tar"), "MoMask models for HumanML3D"),
+    Archive("models-kit", "1FapdHNkxPouasVM8MWgg1f6sd_4Lua2q", "kit_models.zip", "checkpoints/kit",
+            ("length_estimator/model/finest.tar", "*/opt.txt", "*/model/*.tar"), "MoMask models for KIT-ML"),
+    Archive("evaluator-t2m", "19C_eiEr0kMGlYVJy_yFL6_Dhk3RvmwhM", "humanml3d_evaluator.zip", "checkpoints/t2m",
+            ("text_mot_match/model/*.tar",), "text-motion evaluator for HumanML3D"),
+    Archive("evaluator-kit", "1TKIZ3TSSZawpilC-7Kw7Ws4sNNuzb49p", "kit_evaluator.zip", "checkpoints/kit",
+            ("text_mot_match/model/*.tar",), "text-motion evaluator for KIT-ML"),
+    Archive("glove", "1cmXKUT31pqd7_XpJAiWEo1K81TMYHA5n", "glove.zip", "glove",
+            ("our_vab_data.npy", "our_vab_words.pkl", "our_vab_idx.pkl"), "GloVe word vectors (evaluator)"),
+)}
+
+GROUPS = {
+    "models": {"t2m": ["models-t2m"], "kit": ["models-kit"]},
+    "evaluator": {"t2m": ["evaluator-t2m"], "kit": ["evaluator-kit"]},
+    "glove": {"t2m": ["glove"], "kit": ["glove"]},
+}
+
+
+def target_dir(archive: Archive, *, checkpoints_dir: Path, glove_dir: Path) -> Path:
+    if archive.target == "glove":
+        return glove_dir
+    return checkpoints_dir / archive.target.split("/", 1)[1]
+
+
+def _matches(root: Path, pattern: str) -> list[Path]:
+    return sorted(root.glob(pattern))
+
+
+def missing_files(root: Path, expected: Sequence[str]) -> list[str]:
+    """Patterns of ``expected`` with no match under ``root``."""
+    return [pat for pat in expected if not _matches(root, pat)]
+
+
+def check_zip(path: Path) -> list[str]:
+    """Member names of a sound archive; HmuError if it is corrupt or a member would land outside the target."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise HmuError(f"archive {path} is corrupt or incomplete ({exc}); delete it and try again") from None
+    if bad is not None:
+        raise HmuError(f"archive {path} is corrupt (CRC error in {bad}); delete it and try again")
+    for n in names:
+        pp = PurePosixPath(n)
+        if pp.is_absolute() or ".." in pp.parts:
+            raise HmuError(f"archive {path} holds an unsafe path '{n}'; refusing to extract it")
+    return names
+
+
+def _content_root(extracted: Path, expected: Sequence[str]) -> Path:
+    """The folder inside an extracted archive that holds the expected layout (archives may wrap it in one folder)."""
+    cands = [extracted] + sorted(p for p in extracted.rglob("*") if p.is_dir())
+    for c in cands:
+        if not missing_files(c, expected):
+            return c
+    return extracted
+
+
+def fetch(archive: Archive, dest: Path, *, from_dir: Path | None) -> Path:
+    """Put ``archive.filename`` at ``dest``: copied from ``from_dir`` when given, else downloaded with gdown."""
+    if from_dir is not None:
+        src = from_dir / archive.filename
+        if not src.is_file():
+            raise HmuError(f"{src} not found (--from_dir/{ENV_FROM} must hold {archive.filename})")
+        shutil.copyfile(src, dest)
+        return dest
+    manual = (f"download {archive.filename} from {archive.url} and rerun with --from_dir <its folder>, "
+              f"or unzip it yourself into {archive.target}/")
+    try:
+        import gdown  # noqa: F401 - optional dependency
+    except ImportError:
+        raise HmuError(f"gdown is not installed (pip install gdown); or {manual}") from None
+    try:
+        out = gdown.download(id=archive.file_id, output=str(dest), quiet=False)
+    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+        raise HmuError(f"could not download {archive.filename} ({type(exc).__name__}); {manual}") from None
+    if not out or not dest.is_file() or dest.stat().st_size == 0:
+        raise HmuError(f"could not download {archive.filename} (no network?); {manual}")
+    return dest
+
+
+def install(archive: Archive, *, target: Path, from_dir: Path | None = None, keep_archive: bool = False) -> list[str]:
+    """Fetch, check and extract one archive into ``target``; files already there are kept. Returns the files added."""
+    if not missing_files(target, archive.expected):
+        log.info("%s already present in %s", archive.what, target)
+        return []
+    target.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{archive.key}.", dir=target))
+    added: list[str] = []
+    try:
+        zpath = fetch(archive, work / archive.filename, from_dir=from_dir)
+        check_zip(zpath)
+        extracted = work / "x"
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(extracted)
+        root = _content_root(extracted, archive.expected)
+        missing = missing_files(root, archive.expected)
+        if missing:
+            raise HmuError(f"archive {archive.filename} lacks the expected files {', '.join(missing)}; "
+                           f"nothing was installed into {target}")
+        for f in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+            rel = f.relative_to(root)
+            if rel.parts[0].startswith("__MACOSX"):
+                continue
+            dest = target / rel
+            if dest.exists():
+                # never overwrite: an existing checkpoint or file is kept as it is
+                log.warning("kept existing %s (not overwritten)", dest)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+            added.append(str(dest))
+        if keep_archive:
+            keep = target / archive.filename
+            if not keep.exists():
+                os.replace(zpath, keep)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    still = missing_files(target, archive.expected)
+    if still:
+        raise HmuError(f"{target} still lacks {', '.join(still)} after installing {archive.filename}")
+    return added
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.prepare.download",
+        description="Download the released MoMask models, evaluator or GloVe vectors (upstream's archives) into "
+                    "checkpoints/<t2m|kit>/ and glove/. Existing files are never overwritten.")
+    parser.add_argument("what", choices=sorted(GROUPS), help="which files to fetch")
+    parser.add_argument("--dataset", default="t2m", choices=["t2m", "kit", "all"],
+                        help="HumanML3D (t2m), KIT-ML (kit) or both (default: t2m)")
+    parser.add_argument("--checkpoints_dir", default=None, help="checkpoint root (default: checkpoints/ or $HMU_CHECKPOINTS)")
+    parser.add_argument("--glove_dir", default=None, help="word-vector folder (default: glove/ or $HMU_GLOVE)")
+    parser.add_argument("--from_dir", default=os.environ.get(ENV_FROM) or None,
+                        help=f"take the archives from this folder instead of downloading (env {ENV_FROM})")
+    parser.add_argument("--keep_archive", action="store_true", help="keep the .zip next to what it unpacked")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+
+    from src.common.logging import setup_logging
+    from src.common.paths import Paths
+
+    setup_logging(args.verbose)
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, glove_dir=args.glove_dir)
+    datasets = ["t2m", "kit"] if args.dataset == "all" else [args.dataset]
+    keys: list[str] = []
+    for ds in datasets:
+        for k in GROUPS[args.what][ds]:
+            if k not in keys:
+                keys.append(k)
+    from_dir = Path(args.from_dir).expanduser() if args.from_dir else None
+    for k in keys:
+        a = ARCHIVES[k]
+        target = target_dir(a, checkpoints_dir=paths.checkpoints_dir, glove_dir=paths.glove_dir)
+        added = install(a, target=target, from_dir=from_dir, keep_archive=args.keep_archive)
+        print(f"{a.what}: {'installed ' + str(len(added)) + ' files into' if added else 'already present in'} {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
