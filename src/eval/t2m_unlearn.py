@@ -1,0 +1,213 @@
+"""Evaluate a text-to-motion model (original or unlearned) on the forget and retain test sets; write metrics.json.
+
+    python -m src.eval.t2m_unlearn --dataset_name synth --name t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns \\
+        --concept violence --method original --repeat_times 20
+
+Sets: ``kw_splits/<main_split>-w-<concept>`` (forget) and ``-wo-`` (retain) of the dataset folder, plus on datasets
+with ground truth (synth) the implicit prompts of the concept. Every set goes through :func:`src.eval.loop.evaluate`.
+Results: ``results/<run>/metrics.json`` (schema: src/eval/results.py), never overwritten without ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.eval.t2m_unlearn", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model (upstream flag names)")
+    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (HumanML3D/t2m, Motion-X, synth)")
+    g.add_argument("--name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
+                   help="masked-transformer run folder under checkpoints/<dataset>/")
+    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
+                   help="residual-transformer run folder")
+    g.add_argument("--vq_name", default="rvq_nq6_dc512_nc512_noshare_qdp0.2", help="RVQ-VAE run folder")
+    g.add_argument("--ckpt", default="latest.tar",
+                   help="transformer checkpoint file in <name>/model/, or a path to an unlearned checkpoint")
+    g.add_argument("--method", default="original", help="label of the model being evaluated (original, lcr, uce, ...)")
+    g.add_argument("--cond_scale", type=float, default=4.0, help="classifier-free guidance scale")
+    g.add_argument("--time_steps", type=int, default=10, help="mask-predict iterations")
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--split_name", "--concept", dest="concept", default="violence",
+                   help="concept whose kw_splits are evaluated (assets/splits.json)")
+    g.add_argument("--main_split", default="test", help="split the keyword splits were made from")
+    g.add_argument("--repeat_times", type=int, default=20, help="evaluation repeats (mean and 95%% CI over them)")
+    g.add_argument("--seed", type=int, default=0, help="seed of caption draws, batch order and generation")
+    g.add_argument("--batch_size", type=int, default=32, help="R-precision batch size (upstream 32)")
+    g.add_argument("--gen_batch_size", type=int, default=32, help="captions per generator call")
+    g.add_argument("--toxic_terms", nargs="*", default=None,
+                   help="terms masked for MM-Safe (default: the concept's forget_texts from assets/splits.json)")
+    g.add_argument("--mm_safe", choices=("default", "upstream"), default="default",
+                   help="MM-Safe definition: per toxic caption (default) or hmu's batch-dependent one")
+    g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
+    g.add_argument("--mm_prompts", type=int, default=16, help="MultiModality prompts per repeat")
+    g.add_argument("--mm_generations", type=int, default=30, help="MultiModality generations per prompt")
+    g.add_argument("--no_leakage", action="store_true", help="skip the ground-truth leakage classifier (synth)")
+    g.add_argument("--classifier", default=None, help="action classifier file (default: checkpoints/<ds>/"
+                                                       "action_classifier/model/classifier.tar)")
+    g = p.add_argument_group("output")
+    g.add_argument("--run_name", default=None, help="results/<run_name>/ (default: <dataset>_<method>_<concept>_s<seed>)")
+    g.add_argument("--force", action="store_true", help="overwrite an existing results/<run>/metrics.json")
+    g.add_argument("--wandb", action="store_true", help="also log to wandb (offline without credentials)")
+    g.add_argument("--wandb_project", default="hmu", help="wandb project")
+    g = p.add_argument_group("locations and device")
+    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"):
+        g.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
+    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    g.add_argument("--no_cache", action="store_true", help="do not keep ground-truth embeddings on disk")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def load_generator(**kwargs):
+    """The generator factory of src/gen.py, imported here and only here (the one integration point)."""
+    try:
+        from src.gen import load_generator as _load
+    except ImportError as exc:
+        raise HmuError(f"generation is not available: src/gen.py with load_generator() is missing ({exc})") from None
+    return _load(**kwargs)
+
+
+def _split_files(root: Path, main_split: str, concept: str) -> tuple[Path, Path]:
+    from src.data.split import split_paths
+
+    forget, retain = split_paths(root, main_split, concept)
+    for p in (forget, retain):
+        if not p.is_file():
+            raise HmuError(f"keyword split not found: {p} (make it: bash scripts/utils/split_dataset.sh "
+                           f"--main_split {main_split} --split_name {concept} --dataset <name>)")
+    return forget, retain
+
+
+def _implicit_prompts(root: Path, concept: str) -> list[dict] | None:
+    path = root / "implicit_prompts.json"
+    if not path.is_file():
+        return None
+    try:
+        prompts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HmuError(f"cannot read implicit prompts {path}: {exc}") from None
+    sel = [p for p in prompts if concept in (p.get("concepts") or [])]
+    return sel or None
+
+
+def default_run_name(args) -> str:
+    from src.data.spec import get_spec
+
+    return f"{get_spec(args.dataset_name).name}_{args.method}_{args.concept}_s{args.seed}"
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from src.common.logging import setup_logging
+
+    setup_logging(args.verbose)
+    from src.common.device import resolve_device
+    from src.common.io import refuse_overwrite
+    from src.common.paths import Paths
+    from src.data.spec import get_spec
+    from src.eval.leakage import LeakageProbe, classifier_path
+    from src.eval.loop import T2MEvaluator, evaluate, load_eval_set, prompt_set
+    from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
+
+    spec = get_spec(args.dataset_name)
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
+                          glove_dir=args.glove_dir, results_dir=args.results_dir)
+    run = args.run_name or default_run_name(args)
+    out = metrics_path(paths.results_dir, run)
+    refuse_overwrite(out, args.force, what="results file")
+    device = resolve_device(args.gpu_id, args.device)
+
+    # Everything that can be missing is checked before the model is built.
+    root = paths.data_root(spec.name)
+    if not root.is_dir():
+        raise HmuError(f"dataset folder not found: {root}")
+    forget_p, retain_p = _split_files(root, args.main_split, args.concept)
+    if args.toxic_terms is None:
+        from src.data.split import forget_keywords
+
+        args.toxic_terms = forget_keywords(spec.name, args.concept)
+    evaluator = T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name=spec.name,
+                                  glove_dir=paths.glove(spec.name), device=device)
+    probe = None
+    if spec.synthetic and not args.no_leakage:
+        probe = LeakageProbe.load(args.classifier or classifier_path(paths.checkpoints_dir, spec.name), args.concept)
+        probe.classifier.to(device)
+    kw = dict(unit_length=spec.unit_length, max_motion_length=spec.max_motion_length)
+    sets = {"forget": load_eval_set(root, forget_p, name="forget", min_motion_length=spec.min_motion_length,
+                                    fps=spec.fps, **kw),
+            "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
+                                    fps=spec.fps, **kw)}
+    implicit = _implicit_prompts(root, args.concept) if spec.synthetic else None
+    if implicit:
+        sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
+
+    generate = load_generator(paths=paths, dataset_name=spec.name, name=args.name, res_name=args.res_name,
+                              vq_name=args.vq_name, ckpt=args.ckpt, device=device, cond_scale=args.cond_scale,
+                              time_steps=args.time_steps)
+    cache_dir = None if args.no_cache else Path(evaluator_dir(paths, spec.name)) / "eval_cache"
+    results = {}
+    for set_name, es in sets.items():
+        log.info("evaluating %s on %s (%d items, %d repeats)", args.method, set_name, len(es), args.repeat_times)
+        results[set_name] = evaluate(
+            generate, es, evaluator, repeats=args.repeat_times, seed=args.seed, mm=not args.no_mm and es.has_motion,
+            mm_prompts=args.mm_prompts, mm_generations=args.mm_generations,
+            mm_safe_terms=args.toxic_terms if es.has_motion else None, mm_safe=args.mm_safe, leakage=probe,
+            batch_size=args.batch_size, gen_batch_size=args.gen_batch_size, cache_dir=cache_dir)
+
+    from src.models.evaluator import evaluator_checkpoint_path
+
+    record = build_record(
+        run=run, seed=args.seed, config=vars(args), sets=results,
+        model={"dataset_name": spec.name, "name": args.name, "res_name": args.res_name, "vq_name": args.vq_name,
+               "ckpt": args.ckpt, "method": args.method, "concept": args.concept,
+               **({"info": generate.info} if isinstance(getattr(generate, "info", None), dict) else {})},
+        evaluator={"checkpoint": str(evaluator_checkpoint_path(paths.checkpoints_dir, spec.name)),
+                   "key": evaluator.key},
+        leakage_classifier=None if probe is None else {
+            "path": str(args.classifier or classifier_path(paths.checkpoints_dir, spec.name)),
+            "concept": args.concept, "threshold": probe.threshold, "heldout": (probe.meta or {}).get("heldout")})
+    write_metrics(out, record, force=args.force)
+    print(format_summary(record))
+    print(f"metrics written to {out}")
+    if args.wandb:
+        print(log_wandb(record, project=args.wandb_project, run_name=run, out_dir=out.parent))
+    return 0
+
+
+def evaluator_dir(paths, dataset_name: str) -> Path:
+    from src.models.evaluator import evaluator_checkpoint_path
+
+    return evaluator_checkpoint_path(paths.checkpoints_dir, dataset_name).parent.parent
+
+
+def format_summary(record: dict[str, Any]) -> str:
+    """A plain table: one line per set and metric, mean ± ci95 [bootstrap] (N)."""
+    lines = []
+    for set_name, res in record["sets"].items():
+        for part in ("metrics", "reference"):
+            for metric, s in (res.get(part) or {}).items():
+                label = f"{set_name}{'/GT' if part == 'reference' else ''}"
+                if metric == "leakage" and set_name == "retain":
+                    metric = "leakage (FPR)"
+                mean, ci = s.get("mean"), s.get("ci95")
+                ci_txt = f" ± {ci:.4f}" if isinstance(ci, float) else ""
+                b = s.get("bootstrap") or s.get("wilson")
+                b_txt = f" [{b[0]:.4f}, {b[1]:.4f}]" if b and None not in b else ""
+                mean_txt = f"{mean:.4f}" if isinstance(mean, float) else str(mean)
+                lines.append(f"{label:<12} {metric:<18} {mean_txt}{ci_txt}{b_txt} (N={s.get('n')})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
