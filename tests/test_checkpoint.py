@@ -5,13 +5,13 @@ import shutil
 
 import pytest
 import torch
+from test_momask_util import momask_root, tiny_configs, tiny_runs
 
 from src.common.errors import HmuError
 from src.common.paths import Paths
 from src.config import VQConfig
 from src.models import checkpoint as C
-from src.models.momask import LengthEstimator, RVQVAE
-from test_momask_util import momask_root, tiny_configs, tiny_runs
+from src.models.momask import RVQVAE, LengthEstimator
 
 
 def tiny_vq():
@@ -111,7 +111,7 @@ def test_no_fall_back_to_another_file(fixtures, tmp_path):
     width = tiny_configs(root)["vq"]["input_width"]
     with pytest.raises(HmuError, match="net_best_fid.tar"):
         C.load_vq(paths, run.parent.name, run.name, input_width=width)
-    model, cfg, d = C.load_vq(paths, run.parent.name, run.name, ckpt="base.tar", input_width=width)
+    _model, cfg, d = C.load_vq(paths, run.parent.name, run.name, ckpt="base.tar", input_width=width)
     assert d == dst and cfg.name == run.name
     mean, std = C.load_mean_std(d)
     assert mean.shape == std.shape == (width,)

@@ -96,3 +96,9 @@ def test_bad_files_give_one_line_errors(tmp_path):
     with pytest.raises(HmuError) as e:
         VQConfig.load(f)
     assert "\n" not in str(e.value) and str(f) in str(e.value)
+
+
+def test_text_encoder_field_is_checked():
+    with pytest.raises(HmuError, match="text_encoder"):
+        MaskTransConfig(text_encoder="bert")
+    assert LenEstConfig(text_encoder="embedded").text_encoder == "embedded"

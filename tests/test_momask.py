@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_momask_util import load_manifest, model_from_manifest_config, momask_root, tiny_configs, tiny_runs
 
-from test_momask_util import (load_manifest, model_from_manifest_config, momask_root, tiny_configs, tiny_runs)
-
-TOL = dict(atol=1e-5, rtol=1e-5)
+TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
 @pytest.fixture(scope="module")

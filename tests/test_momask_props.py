@@ -4,16 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.models.momask import LengthEstimator, MaskTransformer, ResidualTransformer, RVQVAE
+from src.models.momask import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
 from src.models.momask.tools import cosine_schedule, lengths_to_mask, top_k
 
-SIZES = dict(code_dim=8, num_tokens=10, latent_dim=16, ff_size=32, num_layers=1, num_heads=2, dropout=0.1,
-             clip_dim=12)
+SIZES = {"code_dim": 8, "num_tokens": 10, "latent_dim": 16, "ff_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
+             "clip_dim": 12}
 
 
 def tiny_vq(**kw):
-    args = dict(input_width=7, nb_code=10, code_dim=8, down_t=2, stride_t=2, width=16, depth=2,
-                dilation_growth_rate=3, num_quantizers=3, quantize_dropout_prob=0.5, mu=0.9)
+    args = {"input_width": 7, "nb_code": 10, "code_dim": 8, "down_t": 2, "stride_t": 2, "width": 16, "depth": 2,
+                "dilation_growth_rate": 3, "num_quantizers": 3, "quantize_dropout_prob": 0.5, "mu": 0.9}
     args.update(kw)
     return RVQVAE(**args)
 
@@ -45,7 +45,7 @@ def test_vq_training_updates_codebook_and_quantize_dropout():
     vq = tiny_vq(quantize_dropout_prob=1.0)
     vq.train()
     before = vq.quantizer.layers[0].codebook.clone()
-    _, idx, loss, _ = vq.quantizer(vq.encoder(torch.randn(3, 7, 16)), force_dropout_index=0)
+    _, idx, _loss, _ = vq.quantizer(vq.encoder(torch.randn(3, 7, 16)), force_dropout_index=0)
     assert not torch.equal(before, vq.quantizer.layers[0].codebook)  # EMA init/update happened
     assert (idx[..., 1:] == -1).all() and (idx[..., 0] >= 0).all()
     out, commit, _ = vq(torch.randn(3, 16, 7))

@@ -18,7 +18,7 @@ def momask_root(fixtures: Path) -> Path:
 
 def model_from_manifest_config(cls_name: str, cfg: dict):
     """Instantiate our class from a manifest/configs.json ``config`` (upstream argument names)."""
-    from src.models.momask import LengthEstimator, MaskTransformer, ResidualTransformer, RVQVAE
+    from src.models.momask import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
 
     if cls_name == "RVQVAE":
         return RVQVAE(input_width=cfg["input_width"], nb_code=cfg["nb_code"], code_dim=cfg["code_dim"],
@@ -54,9 +54,9 @@ def tiny_configs(root: Path) -> dict:
 
 def tiny_runs(root: Path) -> dict[str, Path]:
     """kind -> run folder under tiny/checkpoints/<dataset>/, identified by the key inside its checkpoint files."""
-    from src.models.checkpoint import KINDS, read_checkpoint  # noqa: F401
-
     import torch
+
+    from src.models.checkpoint import KINDS, read_checkpoint  # noqa: F401
 
     out: dict[str, Path] = {}
     for tar in sorted((root / "tiny" / "checkpoints").glob("*/*/model/*.tar")):

@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from src.common.errors import HmuError
-from src.models.text_encoders import (ClipTextEncoder, EmbeddedTextEncoder, build_text_encoder, lemma_candidates,
-                                      orthogonal_projection, tokenize_words)
+from src.models.text_encoders import (
+    ClipTextEncoder,
+    EmbeddedTextEncoder,
+    build_text_encoder,
+    lemma_candidates,
+    orthogonal_projection,
+    tokenize_words,
+)
 
 WORDS = ["person", "walk", "kick", "wave", "run", "punch", "carry", "forward"]
 

@@ -137,7 +137,7 @@ class OptConfig:
         """The DatasetSpec for ``dataset_name`` (aliases such as ``t2m`` accepted)."""
         from src.data.spec import get_spec
 
-        return get_spec(getattr(self, "dataset_name"))
+        return get_spec(self.dataset_name)
 
 
 def _default_of(cls, name: str) -> Any:

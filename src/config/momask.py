@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from .base import OptConfig
 
@@ -53,7 +53,7 @@ class VQConfig(_RunFields):
     dilation_growth_rate: int = 3
     output_emb_width: int = 512
     vq_act: str = "relu"
-    vq_norm: Optional[str] = None
+    vq_norm: str | None = None
     num_quantizers: int = 3
     shared_codebook: bool = False
     quantize_dropout_prob: float = 0.2
@@ -65,12 +65,12 @@ class VQConfig(_RunFields):
 
     def model_kwargs(self, *, input_width: int) -> dict:
         """Keyword arguments of ``RVQVAE`` (``input_width`` = feature size of the dataset)."""
-        return dict(input_width=input_width, nb_code=self.nb_code, code_dim=self.code_dim,
-                    output_emb_width=self.output_emb_width, down_t=self.down_t, stride_t=self.stride_t,
-                    width=self.width, depth=self.depth, dilation_growth_rate=self.dilation_growth_rate,
-                    activation=self.vq_act, norm=self.vq_norm, num_quantizers=self.num_quantizers,
-                    shared_codebook=self.shared_codebook, quantize_dropout_prob=self.quantize_dropout_prob,
-                    mu=self.mu)
+        return {"input_width": input_width, "nb_code": self.nb_code, "code_dim": self.code_dim,
+                    "output_emb_width": self.output_emb_width, "down_t": self.down_t, "stride_t": self.stride_t,
+                    "width": self.width, "depth": self.depth, "dilation_growth_rate": self.dilation_growth_rate,
+                    "activation": self.vq_act, "norm": self.vq_norm, "num_quantizers": self.num_quantizers,
+                    "shared_codebook": self.shared_codebook, "quantize_dropout_prob": self.quantize_dropout_prob,
+                    "mu": self.mu}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -93,6 +93,16 @@ class _TransFields(_RunFields):
     text_encoder: str = "clip"
     clip_dim: int = 512
 
+    def __post_init__(self):
+        _check_text_encoder(self.text_encoder)
+
+
+def _check_text_encoder(name: str) -> None:
+    if name not in TEXT_ENCODERS:
+        from src.common.errors import HmuError
+
+        raise HmuError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}, got '{name}'")
+
 
 @dataclasses.dataclass(kw_only=True)
 class MaskTransConfig(_TransFields):
@@ -100,9 +110,9 @@ class MaskTransConfig(_TransFields):
 
     def model_kwargs(self, vq: VQConfig) -> dict:
         """``MaskTransformer`` arguments; token count and code size come from the VQ (upstream does the same)."""
-        return dict(code_dim=vq.code_dim, num_tokens=vq.nb_code, latent_dim=self.latent_dim, ff_size=self.ff_size,
-                    num_layers=self.n_layers, num_heads=self.n_heads, dropout=self.dropout, clip_dim=self.clip_dim,
-                    cond_drop_prob=self.cond_drop_prob)
+        return {"code_dim": vq.code_dim, "num_tokens": vq.nb_code, "latent_dim": self.latent_dim, "ff_size": self.ff_size,
+                    "num_layers": self.n_layers, "num_heads": self.n_heads, "dropout": self.dropout, "clip_dim": self.clip_dim,
+                    "cond_drop_prob": self.cond_drop_prob}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -112,10 +122,10 @@ class ResTransConfig(_TransFields):
     cond_drop_prob: float = 0.2
 
     def model_kwargs(self, vq: VQConfig) -> dict:
-        return dict(code_dim=vq.code_dim, num_tokens=vq.nb_code, num_quantizers=vq.num_quantizers,
-                    shared_codebook=vq.shared_codebook, latent_dim=self.latent_dim, ff_size=self.ff_size,
-                    num_layers=self.n_layers, num_heads=self.n_heads, dropout=self.dropout, clip_dim=self.clip_dim,
-                    cond_drop_prob=self.cond_drop_prob, share_weight=self.share_weight)
+        return {"code_dim": vq.code_dim, "num_tokens": vq.nb_code, "num_quantizers": vq.num_quantizers,
+                    "shared_codebook": vq.shared_codebook, "latent_dim": self.latent_dim, "ff_size": self.ff_size,
+                    "num_layers": self.n_layers, "num_heads": self.n_heads, "dropout": self.dropout, "clip_dim": self.clip_dim,
+                    "cond_drop_prob": self.cond_drop_prob, "share_weight": self.share_weight}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -142,5 +152,8 @@ class LenEstConfig(OptConfig):
     input_size: int = 512
     output_size: int = 50
 
+    def __post_init__(self):
+        _check_text_encoder(self.text_encoder)
+
     def model_kwargs(self) -> dict:
-        return dict(input_size=self.input_size, output_size=self.output_size)
+        return {"input_size": self.input_size, "output_size": self.output_size}

@@ -12,8 +12,9 @@ import os
 import pickle
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import ClassVar, Protocol
 
 from src.common.errors import HmuError
 
@@ -53,9 +54,9 @@ def _clip_submodules():
         from clip.model import build_model  # type: ignore
         from clip.simple_tokenizer import SimpleTokenizer  # type: ignore
         return build_model, SimpleTokenizer
-    except Exception:  # noqa: BLE001 - fall through to loading the submodules alone
-        pass
-    folder = Path(list(spec.submodule_search_locations)[0])
+    except Exception as exc:  # noqa: BLE001 - fall through to loading the submodules alone
+        log.debug("import clip failed (%s); loading its text modules directly", exc)
+    folder = Path(next(iter(spec.submodule_search_locations)))
     mods = {}
     for sub in ("model", "simple_tokenizer"):
         name = f"_hmu_clip_{sub}"
@@ -107,10 +108,14 @@ class ClipTextEncoder:
 
     @staticmethod
     def _read_state(path: Path) -> dict:
+        import warnings
+
         import torch
 
         try:  # the released file is a TorchScript archive; clip.load(jit=False) reads its state dict the same way
-            return torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
         except (RuntimeError, ValueError):
             pass
         from src.common.io import torch_load
@@ -187,8 +192,8 @@ def lemma_candidates(word: str) -> list[str]:
 class _SafeUnpickler(pickle.Unpickler):
     """Word lists and index maps only: builtins plus numpy scalars, nothing executable."""
 
-    _ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
-                ("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict")}
+    _ALLOWED: ClassVar[frozenset] = frozenset({("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
+                ("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict")})
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:

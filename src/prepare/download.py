@@ -11,15 +11,14 @@ instead of downloading.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from src.common.errors import HmuError, cli
 
@@ -114,7 +113,7 @@ def fetch(archive: Archive, dest: Path, *, from_dir: Path | None) -> Path:
     manual = (f"download {archive.filename} from {archive.url} and rerun with --from_dir <its folder>, "
               f"or unzip it yourself into {archive.target}/")
     try:
-        import gdown  # noqa: F401 - optional dependency
+        import gdown
     except ImportError:
         raise HmuError(f"gdown is not installed (pip install gdown); or {manual}") from None
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from src.config import LenEstConfig, MaskTransConfig, ResTransConfig, VQConfig
 
 from .transformer import MaskTransformer, ResidualTransformer
-from .vq import LengthEstimator, RVQVAE
+from .vq import RVQVAE, LengthEstimator
 
 
 def build_vq(cfg: VQConfig, *, input_width: int | None = None) -> RVQVAE:

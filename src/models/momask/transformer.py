@@ -10,11 +10,19 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-from .tools import (cal_performance, categorical_sample, cosine_schedule, gumbel_sample, lengths_to_mask,
-                    mask_subset, q_schedule, top_k)
+from .tools import (
+    cal_performance,
+    categorical_sample,
+    cosine_schedule,
+    gumbel_sample,
+    lengths_to_mask,
+    mask_subset,
+    q_schedule,
+    top_k,
+)
 from .vq import _init_weights
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _activation(name: str) -> nn.Module:
@@ -265,11 +265,11 @@ class ResidualVQ(nn.Module):
         num_quant = self.num_quantizers
         drop_from = num_quant
         dropping = False
-        if self.training and self.quantize_dropout_prob > 0:
-            if torch.rand((), generator=self.generator).item() < self.quantize_dropout_prob:
-                dropping = True
-                lo = self.quantize_dropout_cutoff_index
-                drop_from = int(torch.randint(lo, num_quant, (), generator=self.generator).item())
+        if (self.training and self.quantize_dropout_prob > 0
+                and torch.rand((), generator=self.generator).item() < self.quantize_dropout_prob):
+            dropping = True
+            lo = self.quantize_dropout_cutoff_index
+            drop_from = int(torch.randint(lo, num_quant, (), generator=self.generator).item())
         if force_dropout_index >= 0:
             dropping, drop_from = True, force_dropout_index
         quantized_out = torch.zeros_like(x)
