@@ -45,7 +45,7 @@ class Paths:
     def run_dir(self, dataset_name: str, name: str) -> Path:
         """``checkpoints/<dataset>/<name>`` as upstream lays it out."""
         from src.data.spec import get_spec
-        return self.checkpoints_dir / get_spec(dataset_name).ckpt_folder / name
+        return self.checkpoints_dir / get_spec(dataset_name).ckpt_folders[0] / name
 
     def glove(self, dataset_name: str) -> Path:
         """Word-vector folder for a dataset: ``glove/<dataset>/``, then ``dataset/<dataset>/glove/``, then ``glove/``.
