@@ -2,14 +2,17 @@
 
 Upstream feeds distilbert-base-uncased ``last_hidden_state`` (768-d, [CLS]/[SEP] included) to the text encoder and
 uses all-mpnet-base-v2 mean-pooled, L2-normalised sentence embeddings only to filter negatives. ``transformers`` is an
-optional dependency imported only when a model directory is opened.
+optional dependency imported only when a model directory is opened. On datasets with their own word-vector
+vocabulary (synth) :class:`WordVectorText` stands in for both.
 """
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -83,3 +86,58 @@ class LocalTextModel:
         m = mask[..., None].to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, p=2, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Word-vector text side (synth): one token per caption word, the vocabulary's 300-d vector as its feature.
+
+_WORD = re.compile(r"[a-z]+")
+_SUFFIXES = ("ing", "es", "ed", "s")
+
+
+class WordVectorText:
+    """Caption tokens (``word/POS``) -> token features and sentence embeddings from a word-vector vocabulary.
+
+    This replaces DistilBERT + all-mpnet on datasets that ship their own vocabulary (synth): the text encoder sees the
+    sequence of word vectors (unknown words get the vocabulary's ``unk`` vector), and the sentence embedding used to
+    filter near-duplicate negatives is the L2-normalised mean of those vectors.
+    """
+
+    def __init__(self, vectorizer) -> None:
+        self.vectorizer = vectorizer
+        self.dim = int(vectorizer.dim_word)
+
+    def features(self, tokens: Sequence[str]) -> Tensor:
+        """(L,) ``word/POS`` tokens -> (L, dim) float32 (an empty caption becomes one ``unk`` token)."""
+        vecs, _ = self.vectorizer.encode(list(tokens) or ["unk/OTHER"])
+        return torch.from_numpy(np.asarray(vecs, dtype=np.float32))
+
+    def token_features(self, tokens_list: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
+        """B token lists -> x (B, max L, dim) zero-padded, mask (B, max L) True on real tokens."""
+        return collate_token_features([self.features(t) for t in tokens_list])
+
+    def sentence_embeddings(self, tokens_list: Sequence[Sequence[str]]) -> Tensor:
+        """B token lists -> (B, dim) unit mean word vectors."""
+        return F.normalize(torch.stack([self.features(t).mean(0) for t in tokens_list]), p=2, dim=1)
+
+
+def tokens_from_text(text: str, vocabulary) -> list[str]:
+    """Plain text -> ``word/OTHER`` tokens, each word mapped to an in-vocabulary form when a simple suffix strip finds one.
+
+    Caption files carry lemma tokens (``kick/VERB`` for "kicks"); user prompts do not, so "kicks" is looked up as
+    "kicks", then "kick" (and "punches" -> "punch", "jabbing" -> "jab" via the doubled consonant).
+    """
+    out = []
+    for w in _WORD.findall(text.lower()):
+        form = w
+        if w not in vocabulary:
+            for s in _SUFFIXES:
+                stem = w[: -len(s)]
+                for cand in (stem, stem + "e", stem[:-1] if len(stem) > 2 and stem[-1] == stem[-2] else None):
+                    if w.endswith(s) and cand and cand in vocabulary:
+                        form = cand
+                        break
+                if form != w:
+                    break
+        out.append(f"{form}/OTHER")
+    return out

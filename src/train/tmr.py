@@ -1,0 +1,403 @@
+"""Train TMR on a HumanML3D-format dataset (tiny preset for synth), save a released-format run dir, report retrieval.
+
+``python -m src.train.tmr --dataset_name synth --name tmr`` writes ``checkpoints/<dataset>/<name>/``::
+
+    config.json            resolved config; its ``model`` block is upstream's ``cfg.model`` (load_tmr reads it)
+    last_weights/<module>.pt   one strictly loadable state_dict per submodule (motion_encoder, text_encoder, motion_decoder)
+    stats/{mean,std}.npy   the motion normalisation the model was trained with
+    train_log.jsonl        one JSON record per logged step and per epoch (src.train.engine)
+    retrieval_metrics.json test-split retrieval: all-pairs, threshold (0.95) and Guo batch-32 protocols
+    model/latest.tar       the engine's resume state (a killed run continues where it stopped)
+
+Objective, loss weights and negative filtering are upstream's (TMRConfig defaults): recons 1, latent 1e-5, kl 1e-5,
+contrastive 0.1, temperature 0.1, negatives whose captions have self-similarity score > 0.80 removed. The text side is
+the dataset's word vectors (one 300-d vector per caption word; sentence embedding = unit mean vector).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~1-2 minutes on 2 CPU cores for synth n=3000 (see the module docstring of src/data/synth for the data).
+    "tiny": {"latent_dim": 96, "ff_size": 192, "num_layers": 2, "num_heads": 4, "dropout": 0.1,
+             "batch_size": 32, "max_epoch": 20, "lr": 5e-4},
+    # Upstream's released HumanML3D sizes.
+    "paper": {"latent_dim": 256, "ff_size": 1024, "num_layers": 6, "num_heads": 4, "dropout": 0.1,
+              "batch_size": 32, "max_epoch": 500, "lr": 1e-4},
+}
+WEIGHTS_DIR = "last_weights"
+METRICS_FILE = "retrieval_metrics.json"
+
+
+def build_config(*, motion_nfeats: int, text_nfeats: int, latent_dim: int, ff_size: int, num_layers: int,
+                 num_heads: int, dropout: float, lr: float):
+    """A TMRConfig with upstream's loss weights and contrastive settings and the given sizes."""
+    from src.models.tmr.config import DecoderConfig, EncoderConfig, TMRConfig
+
+    sizes = dict(latent_dim=latent_dim, ff_size=ff_size, num_layers=num_layers, num_heads=num_heads, dropout=dropout)
+    return TMRConfig(motion_encoder=EncoderConfig(nfeats=motion_nfeats, **sizes),
+                     text_encoder=EncoderConfig(nfeats=text_nfeats, **sizes),
+                     motion_decoder=DecoderConfig(nfeats=motion_nfeats, **sizes), lr=lr)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data: (tokens, normalised motion) pairs, batched with word-vector text features
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One retrieval item: the motion's first caption (TMR's test protocol) and its normalised frames."""
+
+    name: str
+    text: str
+    tokens: tuple[str, ...]
+    motion: Any  # (T, D) float32 numpy, T <= max_motion_length
+
+
+def eval_items(dataset, *, max_motion_length: int) -> list[EvalItem]:
+    """Text2MotionDataset entries -> first-caption items with normalised, length-capped motions (deterministic)."""
+    out = []
+    for name, (motion, texts) in zip(dataset.names, dataset.entries):
+        m = ((motion[:max_motion_length] - dataset.mean) / dataset.std).astype("float32")
+        out.append(EvalItem(name, texts[0][0], tuple(texts[0][1]), m))
+    return out
+
+
+def collate_batch(items: Sequence[tuple[str, Sequence[str], Any, int]], text_side) -> dict[str, Any]:
+    """Dataset items (caption, tokens, motion, length) -> tensors: motion_x (B, T, D) cropped to the longest,
+    motion_mask, text_x (B, L, 300), text_mask, sent_emb (B, 300)."""
+    import numpy as np
+    import torch
+
+    lengths = [int(it[3]) for it in items]
+    t = max(lengths)
+    motion = torch.from_numpy(np.stack([np.asarray(it[2])[:t] for it in items]).astype(np.float32))
+    mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
+    tokens = [list(it[1]) for it in items]
+    text_x, text_mask = text_side.token_features(tokens)
+    return {"motion_x": motion, "motion_mask": mask, "text_x": text_x, "text_mask": text_mask,
+            "sent_emb": text_side.sentence_embeddings(tokens), "captions": [it[0] for it in items]}
+
+
+def bucketed_batches(lengths: Sequence[int], *, batch_size: int, rng, pool: int = 8) -> list:
+    """Shuffle, sort each pool of ``pool * batch_size`` items by length, cut full batches, shuffle the batches.
+
+    Batches are padded to their longest motion, so grouping similar lengths roughly halves the frames computed on
+    synth (40..196 frames); only full batches are kept (a one-item batch has no negatives).
+    """
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    order = rng.permutation(len(lengths))
+    out = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = order[start:start + pool * batch_size]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        out += [chunk[i:i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def encode_motions(model, motions: Sequence[Any], *, batch_size: int = 64):
+    """(T_i, D) normalised numpy motions -> (N, latent) mean latents, on the model's device."""
+    import numpy as np
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(motions), batch_size):
+            chunk = motions[i:i + batch_size]
+            t = max(len(m) for m in chunk)
+            x = np.zeros((len(chunk), t, chunk[0].shape[1]), np.float32)
+            for j, m in enumerate(chunk):
+                x[j, :len(m)] = m
+            mask = torch.arange(t)[None] < torch.tensor([len(m) for m in chunk])[:, None]
+            out.append(model.encode(torch.from_numpy(x).to(device), mask.to(device), modality="motion",
+                                    sample_mean=True))
+    return torch.cat(out)
+
+
+def encode_texts(model, text_side, tokens_list: Sequence[Sequence[str]], *, batch_size: int = 256):
+    """Token lists -> (N, latent) mean text latents, on the model's device."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(tokens_list), batch_size):
+            x, mask = text_side.token_features(tokens_list[i:i + batch_size])
+            out.append(model.encode(x.to(device), mask.to(device), modality="text", sample_mean=True))
+    return torch.cat(out)
+
+
+def retrieval_report(model, text_side, items: Sequence[EvalItem], *, threshold: float,
+                     guo_seed: int = 0) -> dict[str, Any]:
+    """Encode items and compute TMR's protocols: all pairs, threshold (near-duplicate captions count), Guo batch-32."""
+    from src.eval.retrieval_metrics import all_contrastive_metrics, guo_protocol_metrics
+    from src.models.tmr.model import get_sim_matrix
+
+    m = encode_motions(model, [it.motion for it in items])
+    t = encode_texts(model, text_side, [list(it.tokens) for it in items])
+    sims = get_sim_matrix(t, m).cpu().double().numpy()
+    emb = text_side.sentence_embeddings([list(it.tokens) for it in items]).double().numpy()
+    out: dict[str, Any] = {"n": len(items), "normal": all_contrastive_metrics(sims),
+                           "threshold": all_contrastive_metrics(sims, emb=emb, threshold=threshold)}
+    out["threshold"]["threshold"] = threshold
+    if len(items) >= 32:
+        out["guo"] = guo_protocol_metrics(lambda idx: sims[idx][:, idx], len(items), batch_size=32, seed=guo_seed)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Run directory
+
+def save_run_weights(model, run_dir: Path) -> Path:
+    """Write ``last_weights/<module>.pt`` into a temporary folder, then move it into place in one rename."""
+    import shutil
+    import tempfile
+
+    from src.common.io import atomic_torch_save
+    from src.models.tmr.model import MODULE_NAMES
+
+    final = run_dir / WEIGHTS_DIR
+    tmp = Path(tempfile.mkdtemp(prefix=f".{WEIGHTS_DIR}.", dir=run_dir))
+    try:
+        for name in MODULE_NAMES:
+            state = {k: v.detach().cpu().clone() for k, v in getattr(model, name).state_dict().items()}
+            atomic_torch_save(state, tmp / f"{name}.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def tmr_run_dir(paths, dataset_name: str, name: str, *, existing: bool = False) -> Path:
+    """``checkpoints/<dataset>/<name>``; with ``existing``, the first of the dataset's checkpoint folders (ours, then
+    upstream's alias such as ``t2m``) that holds the run, else ours."""
+    from src.data.spec import get_spec
+
+    # Paths.run_dir asks the spec for `ckpt_folder`; the spec table names it `ckpt_folders` (reported to the lead).
+    cands = [Path(paths.checkpoints_dir) / f / name for f in get_spec(dataset_name).ckpt_folders]
+    if existing:
+        return next((c for c in cands if (c / "config.json").is_file()), cands[0])
+    return cands[0]
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
+    """Refuse a finished run without --force; resume an interrupted one only if its config is the same."""
+    import json
+    import shutil
+
+    if (run_dir / WEIGHTS_DIR).exists() and not force:
+        raise HmuError(f"TMR run dir {run_dir} already holds {WEIGHTS_DIR}/ (pass --force to retrain)")
+    if force and run_dir.exists():
+        for name in ("model", WEIGHTS_DIR, "stats"):
+            if (run_dir / name).exists():
+                shutil.rmtree(run_dir / name)
+        for name in ("config.json", "train_log.jsonl", METRICS_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    cfg_path = run_dir / "config.json"
+    if (run_dir / "model" / "latest.tar").exists() and cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        keys = ("model", "data", "train")
+        if any(old.get(k) != config.get(k) for k in keys):
+            raise HmuError(f"TMR run dir {run_dir} holds an interrupted run with another config (pass --force to "
+                           "start over)")
+        log.info("resuming the interrupted run in %s", run_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    from src.common.device import add_device_args
+
+    p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
+    p.add_argument("--name", default="tmr", help="run name: checkpoints/<dataset>/<name> (default: tmr)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                   help="model sizes and schedule (tiny: latent 96, 2 layers; paper: upstream's release)")
+    p.add_argument("--max_epoch", type=int, default=None, help="epochs (default: the preset's)")
+    p.add_argument("--max_steps", type=int, default=None,
+                   help="stop each epoch after this many batches (quick smoke runs and tests)")
+    p.add_argument("--batch_size", type=int, default=None, help="batch size (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the preset's)")
+    p.add_argument("--latent_dim", type=int, default=None, help="override the preset's latent size")
+    p.add_argument("--num_layers", type=int, default=None, help="override the preset's transformer depth")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, data order and VAE sampling (default: 0)")
+    p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.add_argument("--checkpoints_dir", default=None, help="root of checkpoints (default: HMU_CHECKPOINTS or ./checkpoints)")
+    p.add_argument("--dataset_dir", default=None, help="root of datasets (default: HMU_DATASET or ./dataset)")
+    p.add_argument("--glove_dir", default=None, help="word-vector folder root (default: HMU_GLOVE, then dataset/<ds>/glove)")
+    add_device_args(p)
+    return p
+
+
+def load_text_side(paths, dataset_name: str):
+    """The dataset's word vectors wrapped as TMR's text side."""
+    from src.data.word_vectorizer import load_word_vectorizer
+    from src.models.tmr.text import WordVectorText
+
+    return WordVectorText(load_word_vectorizer(paths.glove(dataset_name)))
+
+
+def load_stats(root: Path, dataset, train_ids):
+    """Dataset Mean/Std when present, else per-feature statistics of the train motions (std floored at 1e-3)."""
+    import numpy as np
+
+    if (root / "Mean.npy").is_file() and (root / "Std.npy").is_file():
+        return dataset.mean_std(), "dataset Mean.npy/Std.npy"
+    frames = np.concatenate([dataset.motion(i) for i in train_ids])
+    return (frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)), "train split"
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import json
+
+    import numpy as np
+    import torch
+
+    from src.common.device import resolve_device
+    from src.common.io import atomic_save_npy, atomic_write_json
+    from src.common.logging import setup_logging
+    from src.common.paths import Paths
+    from src.common.seed import fix_seed
+    from src.data.datasets import Text2MotionDataset
+    from src.data.humanml3d import HumanML3DFolder
+    from src.data.spec import get_spec
+    from src.models.tmr.model import TMR
+    from src.train.engine import TrainSpec, train
+
+    setup_logging()
+    spec = get_spec(args.dataset_name)
+    device = resolve_device(args.gpu_id, args.device)
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir, glove_dir=args.glove_dir)
+    root = paths.data_root(spec.name)
+    if not root.is_dir():
+        raise HmuError(f"dataset folder not found: {root} (set --dataset_dir or HMU_DATASET)")
+    preset = dict(PRESETS[args.preset])
+    for k in ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers"):
+        if getattr(args, k) is not None:
+            preset[k] = getattr(args, k)
+    for k in ("max_epoch", "batch_size", "latent_dim", "num_layers"):
+        if preset[k] < 1:
+            raise HmuError(f"--{k} must be >= 1, got {preset[k]}")
+    if preset["batch_size"] < 2:
+        raise HmuError("--batch_size must be >= 2 (the contrastive loss needs negatives)")
+    if preset["latent_dim"] % preset["num_heads"]:
+        raise HmuError(f"--latent_dim must be a multiple of {preset['num_heads']} heads")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise HmuError(f"--max_steps must be >= 1, got {args.max_steps}")
+
+    text_side = load_text_side(paths, spec.name)
+    folder = HumanML3DFolder(root, spec)
+    train_ids = folder.ids("train")
+    (mean, std), stats_from = load_stats(root, folder, train_ids)
+    ds_kw = dict(mean=mean, std=std, max_motion_length=spec.max_motion_length, unit_length=spec.unit_length,
+                 min_motion_length=spec.min_motion_length, fps=spec.fps, seed=args.seed)
+    train_ds = Text2MotionDataset(folder, train_ids, **ds_kw)
+    has_val = (root / "val.txt").is_file()
+    val_items = eval_items(Text2MotionDataset(folder, "val", **ds_kw), max_motion_length=spec.max_motion_length) \
+        if has_val else []
+    if len(train_ds) < preset["batch_size"]:
+        raise HmuError(f"train split of {root} has {len(train_ds)} usable motions, fewer than --batch_size "
+                       f"{preset['batch_size']}")
+
+    cfg = build_config(motion_nfeats=int(mean.shape[0]), text_nfeats=text_side.dim, latent_dim=preset["latent_dim"],
+                       ff_size=preset["ff_size"], num_layers=preset["num_layers"], num_heads=preset["num_heads"],
+                       dropout=preset["dropout"], lr=preset["lr"])
+    run_dir = tmr_run_dir(paths, spec.name, args.name)
+    config = {
+        "run_dir": str(run_dir),
+        "seed": args.seed,
+        "model": cfg.to_dict(),
+        "data": {"dataset_name": spec.name, "root": str(root), "motion_stats": stats_from, "stats_dir": "stats",
+                 "max_motion_length": spec.max_motion_length, "min_motion_length": spec.min_motion_length,
+                 "text": {"kind": "word_vectors", "dim": text_side.dim, "glove_dir": str(paths.glove(spec.name)),
+                          "sentence_embedding": "unit mean of word vectors"}},
+        "train": {"preset": args.preset, "batch_size": preset["batch_size"], "max_epoch": preset["max_epoch"],
+                  "max_steps": args.max_steps, "lr": preset["lr"], "optimizer": "AdamW", "seed": args.seed},
+    }
+    _prepare_run_dir(run_dir, config, force=args.force)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config)
+    atomic_save_npy(run_dir / "stats" / "mean.npy", mean.astype(np.float32))
+    atomic_save_npy(run_dir / "stats" / "std.npy", std.astype(np.float32))
+
+    fix_seed(args.seed)
+    model = TMR.from_config(cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"])
+    bs = preset["batch_size"]
+
+    def batches(epoch: int):
+        train_ds.set_epoch(epoch)
+        groups = bucketed_batches(train_ds.lengths, batch_size=bs, rng=np.random.default_rng(args.seed + epoch))
+        if args.max_steps is not None:
+            groups = groups[:args.max_steps]
+        for g in groups:
+            yield collate_batch([train_ds[int(i)] for i in g], text_side)
+
+    def step(batch, it):
+        b = {k: v.to(device) for k, v in batch.items() if k != "captions"}
+        return model.compute_loss(**b)
+
+    def validate():
+        rep = retrieval_report(model, text_side, val_items, threshold=cfg.threshold_selfsim_metrics)
+        key = "guo" if "guo" in rep else "normal"
+        return {f"{key}/{k}": v for k, v in rep[key].items() if not k.endswith("/len")}
+
+    t0 = time.time()
+    summary = train(model=model, optimizer=optimizer, scheduler=None,
+                    spec=TrainSpec(model_key="tmr", opt_key="opt_tmr", best_file="last.tar"),
+                    run_dir=run_dir, batches=batches, step=step, validate=validate if val_items else None,
+                    score_key=None, max_epoch=preset["max_epoch"], seed=args.seed,
+                    meta={"dataset": spec.name, "name": args.name}, progress=not args.no_progress, log_every=20)
+    train_time = time.time() - t0
+    model.eval()
+    save_run_weights(model, run_dir)
+
+    eval_ds = Text2MotionDataset(folder, args.eval_split, **ds_kw)
+    report = retrieval_report(model.eval(), text_side, eval_items(eval_ds, max_motion_length=spec.max_motion_length),
+                              threshold=cfg.threshold_selfsim_metrics)
+    report = {"split": args.eval_split, **report, "train_time_s": round(train_time, 2),
+              "epochs_run": summary["epochs_run"], "total_it": summary["total_it"],
+              "device": str(device), "torch_threads": torch.get_num_threads()}
+    atomic_write_json(run_dir / METRICS_FILE, report)
+    print(f"TMR run dir: {run_dir}  (trained {summary['epochs_run']} epochs, {summary['total_it']} steps in "
+          f"{train_time:.1f} s on {device})")
+    print(format_report(report))
+    print(json.dumps({"retrieval_metrics": str(run_dir / METRICS_FILE)}))
+    return 0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A small text table of the retrieval protocols."""
+    cols = ("R01", "R02", "R03", "R05", "R10", "MedR")
+    lines = [f"retrieval on {report['split']} (n={report['n']})   " + " ".join(f"{c:>6}" for c in cols)]
+    for proto in ("normal", "threshold", "guo"):
+        if proto not in report:
+            continue
+        for d in ("t2m", "m2t"):
+            vals = " ".join(f"{report[proto][f'{d}/{c}']:6.2f}" for c in cols)
+            label = {"normal": "all pairs", "threshold": "threshold 0.95", "guo": "Guo batch-32"}[proto]
+            lines.append(f"  {label:<15} {d}       {vals}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
