@@ -1,0 +1,147 @@
+"""The report of a run: the paper's tables, plots and before/after animations from every metrics.json under a folder.
+
+    python -m src.report results/<run> [--prompts FILE] [--no_video] [--gif] [--still] [--force]
+
+Input: every ``metrics.json`` below the folder (``results/<run>/metrics.json`` as written by
+``python -m src.eval.t2m_unlearn``, one per evaluated method; point the report at the folder holding them, e.g. the
+``--results_dir`` the methods were evaluated into). Output, written to a temporary folder and swapped in at the end
+(a killed run leaves the previous report intact)::
+
+    <folder>/report/
+        report.md                 summary (leakage, times) + one table per set, caption, links
+        metric_bars.png           bars with 95% intervals per method, forget and retain rows
+        tradeoff.png              forget leakage (or R@1) vs retain FID, one point per method
+        videos/NN_<prompt>.mp4    original next to each method (gif with --gif or without ffmpeg)
+        stills/NN_<prompt>.png    one frame per video (--still), for the README
+
+Library: :func:`make_report`. Tables: :mod:`src.report.tables`; reading: :mod:`src.report.load`; pictures:
+:mod:`src.report.media`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.md"
+
+
+def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None = None, video: bool = True,
+                gif: bool = False, still: bool = False, force: bool = False, seed: int = 0, device: Any = None,
+                max_prompts: int | None = None, loader: Callable | None = None, progress: bool = True
+                ) -> dict[str, Any]:
+    """Write ``<run_dir>/report/`` (see the module docstring); returns what was written.
+
+    Refuses to replace an existing report unless ``force``. ``loader(record, device=...)`` rebuilds a method's
+    generator (default: :func:`src.report.media.load_method_generator`).
+    """
+    import shutil
+    import tempfile
+
+    from src.common.io import atomic_write_text, ensure_writable_dir
+
+    from . import media
+    from .load import REPORT_DIR, load_run
+    from .tables import render_markdown
+
+    root = Path(run_dir)
+    out = root / REPORT_DIR
+    if out.exists() and not force:
+        raise HmuError(f"report {out} already exists (pass --force to overwrite)")
+    records = load_run(root)                         # every input error before any work
+    prompt_list = media.read_prompts_file(prompts) if prompts is not None and video else None
+    ensure_writable_dir(root)
+    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=root))
+    try:
+        groups: dict[tuple, list] = {}
+        for r in records:
+            groups.setdefault(r.group, []).append(r)
+        multi = len(groups) > 1
+        images, videos, notes = [], [], []
+        for gi, recs in enumerate(groups.values()):
+            suffix = f"_{gi}" if multi else ""
+            images += media.write_plots(recs, tmp, suffix=suffix)
+            if not video:
+                continue
+            ds = next((r.dataset for r in recs if r.dataset), None) or "HumanML3D"
+            plist = prompt_list
+            if plist is None:
+                cfg = next((r.raw.get("config") for r in recs if isinstance(r.raw.get("config"), dict)), {}) or {}
+                from src.common.paths import Paths
+
+                plist = media.default_prompts(Paths.default(dataset_dir=cfg.get("dataset_dir")).dataset_dir, ds)
+            if max_prompts is not None:
+                plist = plist[:max_prompts]
+            v, n = media.write_videos(recs, plist, tmp / "videos", seed=seed, device=device,
+                                      fmt="gif" if gif else None, still_dir=tmp / "stills" if still else None,
+                                      suffix=suffix, loader=loader, progress=progress)
+            videos += v
+            notes += n
+        md = render_markdown(records, run_dir=root, images=images, videos=videos, notes=notes)
+        atomic_write_text(tmp / REPORT_FILE, md)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)                 # mkdtemp makes it 0700
+        old = None
+        if out.exists():
+            old = root / f".report.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"report": out / REPORT_FILE, "methods": [r.label for r in records],
+            "plots": [out / name for _, name in images], "videos": [out / rel for _, rel, _ in videos],
+            "stills": [out / s for _, _, s in videos if s], "notes": notes}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.report",
+                                description="Write <folder>/report/: the paper's tables (report.md), plots and "
+                                            "before/after animations from every metrics.json under <folder>.")
+    p.add_argument("run_dir", help="results folder holding one metrics.json per evaluated method (any depth)")
+    p.add_argument("--prompts", default=None, metavar="FILE",
+                   help="animation prompts, one per line, optional '#<frames>' suffix (default: a few forget and "
+                        "retain prompts from dataset/<ds>/prompts.json, else built-in ones)")
+    p.add_argument("--max_prompts", type=int, default=None, help="animate at most this many prompts")
+    p.add_argument("--no_video", action="store_true", help="tables and plots only (no generation, no rendering)")
+    p.add_argument("--gif", action="store_true", help="write gif animations instead of mp4")
+    p.add_argument("--still", action="store_true", help="also write one PNG frame per animation (stills/)")
+    p.add_argument("--seed", type=int, default=0, help="generation seed, the same for every panel")
+    p.add_argument("--force", action="store_true", help="replace an existing <folder>/report/")
+    from src.common.device import add_device_args
+
+    add_device_args(p)
+    return p
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from src.common.logging import setup_logging
+
+    setup_logging()
+    if args.max_prompts is not None and args.max_prompts < 1:
+        raise HmuError(f"--max_prompts must be >= 1, got {args.max_prompts}")
+    device = None
+    if not args.no_video:
+        from src.common.device import resolve_device
+
+        device = resolve_device(args.gpu_id, args.device)
+    res = make_report(args.run_dir, prompts=args.prompts, video=not args.no_video, gif=args.gif, still=args.still,
+                      force=args.force, seed=args.seed, device=device, max_prompts=args.max_prompts)
+    stills = f", {len(res['stills'])} stills" if args.still else ""
+    print(f"wrote {res['report']} ({len(res['methods'])} methods, {len(res['plots'])} plots, "
+          f"{len(res['videos'])} videos{stills})")
+    for n in res["notes"]:
+        print(f"warning: {n}")
+    return 0

@@ -1,0 +1,3 @@
+from src.report import main
+
+raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""The report's pictures: metric bars and the leakage/quality trade-off (PNG), and before/after stick-figure videos.
+
+Videos rebuild each method's generator from what its metrics.json records (``model``: run names, checkpoint; ``config``:
+guidance scale, mask-predict steps, folders) through :func:`src.gen.load_generator`, the same factory the evaluation
+used. A method whose checkpoint cannot be loaded, or whose generation fails, loses its panel with a warning; the
+report goes on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from src.common.errors import HmuError
+
+from .load import MethodResult
+from .tables import is_bound
+
+log = logging.getLogger(__name__)
+
+BAR_METRICS = ("FID", "Diversity", "R_precision_top1", "MM_Dist", "MM_Safe", "leakage")
+SCATTER_SIZE = (560, 440)
+DEFAULT_LENGTH = 120  # frames (6 s at 20 fps) for prompts without a length
+BUILTIN_PROMPTS = (  # (text, length): the paper's qualitative prompts and two safe ones
+    ("a man does a run-up to kick something lying on the ground.", 120),
+    ("a man punches and then kicks the enemy.", 120),
+    ("a person walks forward and waves with the right hand.", 120),
+    ("a person jumps up and down twice.", 100),
+)
+
+
+def bars_size(n_metrics: int, n_sets: int) -> tuple[int, int]:
+    """Pixel size of the metric-bar figure: 260 px per metric column, 240 px per set row (+60 px title)."""
+    return max(360, 260 * n_metrics), 60 + 240 * n_sets
+
+
+def plot_records(records: Sequence[MethodResult], sets: Sequence[str]) -> list[dict[str, Any]]:
+    """MethodResults -> the plain dicts :mod:`src.viz.plots` takes (mean and a symmetric half-interval)."""
+    out = []
+    for r in records:
+        d: dict[str, Any] = {"method": r.label}
+        for s in sets:
+            if s in r.sets:
+                d[s] = {m: {"mean": st.mean, "ci95": st.err} for m, st in r.sets[s].items()}
+        out.append(d)
+    return out
+
+
+def write_plots(records: Sequence[MethodResult], out_dir: Path, *, suffix: str = "") -> list[tuple[str, str]]:
+    """metric_bars<suffix>.png and tradeoff<suffix>.png; returns (title, file name) of what was written."""
+    from src.viz import plots
+
+    sets = [s for s in ("forget", "retain") if any(s in r.sets for r in records)]
+    written = []
+    if not sets:
+        return written
+    recs = plot_records(records, sets)
+    metrics = [m for m in BAR_METRICS if any(r.stat(s, m) for r in records for s in sets)]
+    if metrics:
+        name = f"metric_bars{suffix}.png"
+        plots.metric_bars(recs, metrics, out_dir / name, sets=sets, size=bars_size(len(metrics), len(sets)),
+                          title="Metrics per method (mean ± 95% interval)")
+        written.append(("Metrics per method, forget and retain sets (mean ± 95% interval)", name))
+    # x: ground-truth leakage when measured, else forget-set R@1 (text-motion agreement with the violent caption)
+    x = "leakage" if any(r.stat("forget", "leakage") for r in records) else "R_precision_top1"
+    y = "FID" if any(r.stat("retain", "FID") for r in records) else "R_precision_top1"
+    if any(r.stat("forget", x) and r.stat("retain", y) for r in records):
+        name = f"tradeoff{suffix}.png"
+        rp = plot_records(records, ["forget", "retain"])
+        plots.tradeoff_scatter(rp, x, y, out_dir / name, size=SCATTER_SIZE,
+                               title=f"forget {x} (lower = forgets more) vs retain {y}")
+        written.append((f"Forgetting vs retain quality: forget-set {x} against retain-set {y}, one point per method",
+                        name))
+    return written
+
+
+# ------------------------------------------------------------------------------------------------------------ prompts
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    length: int
+    kind: str = ""   # forget / retain / compositional / file
+
+
+def fit_length(length: int, *, unit_length: int, max_length: int) -> int:
+    """Clamp to [unit_length, max_length] and round down to a multiple of unit_length (the VQ's temporal stride)."""
+    n = max(unit_length, min(int(length), max_length))
+    return n // unit_length * unit_length
+
+
+def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
+    """One prompt per line, optionally ``text#length`` (frames); blank lines and lines starting with '#' are skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"--prompts file not found: {p}")
+    out = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        text, length = line, DEFAULT_LENGTH
+        m = re.fullmatch(r"(.*?)\s*#\s*([^#]*)", line)
+        if m:
+            text = m.group(1).strip()
+            try:
+                length = int(m.group(2))
+            except ValueError:
+                raise HmuError(f"--prompts {p}:{i}: length after '#' must be an integer number of frames, "
+                               f"got '{m.group(2)}'") from None
+            if length <= 0:
+                raise HmuError(f"--prompts {p}:{i}: length must be positive, got {length}")
+        if not text:
+            raise HmuError(f"--prompts {p}:{i}: empty prompt")
+        out.append(Prompt(text, length, "file"))
+    if not out:
+        raise HmuError(f"--prompts {p} holds no prompt")
+    return out
+
+
+def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: int = 2, n_retain: int = 2,
+                    n_comp: int = 1) -> list[Prompt]:
+    """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json, else the built-in ones."""
+    from src.data.spec import get_spec
+
+    if dataset_dir is not None:
+        try:
+            f = Path(dataset_dir) / get_spec(dataset_name).folder / "prompts.json"
+        except HmuError:
+            f = None
+        if f is not None and f.is_file():
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise HmuError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+            out = []
+            for kind, n in (("forget", n_forget), ("compositional", n_comp), ("retain", n_retain)):
+                for p in (data.get(kind) or [])[:n]:
+                    if isinstance(p, Mapping) and isinstance(p.get("text"), str):
+                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind))
+            if out:
+                return out
+    return [Prompt(t, n, "builtin") for t, n in BUILTIN_PROMPTS]
+
+
+def slug(text: str, n: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return s[:n].rstrip("_") or "prompt"
+
+
+# ------------------------------------------------------------------------------------------------------------ videos
+GenerateFn = Callable[..., Sequence[Any]]
+
+
+def load_method_generator(record: MethodResult, *, device) -> GenerateFn:
+    """Rebuild the generator that produced ``record`` from its metrics.json (model block + config folders)."""
+    from src.common.paths import Paths
+
+    model = record.model_info
+    cfg = record.raw.get("config") if isinstance(record.raw.get("config"), Mapping) else {}
+    if not model.get("name"):
+        raise HmuError(f"{record.source}: no model.name recorded; cannot rebuild its generator")
+    try:
+        from src.gen import load_generator
+    except ImportError as exc:
+        raise HmuError(f"generation is not available (src/gen.py: {exc})") from None
+    paths = Paths.default(**{k: cfg.get(k) for k in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")})
+    kw = {k: model[k] for k in ("name", "res_name", "vq_name", "ckpt") if model.get(k) is not None}
+    for k in ("cond_scale", "time_steps"):
+        if cfg.get(k) is not None:
+            kw[k] = cfg[k]
+    return load_generator(paths=paths, dataset_name=record.dataset or model.get("dataset_name"), device=device, **kw)
+
+
+def _call(gen: Any, captions: list[str], lengths: list[int], generator) -> Sequence[Any]:
+    fn = getattr(gen, "generate", None) or gen   # an object with .generate, or the bare callable the loop takes
+    return fn(captions, lengths, generator=generator)
+
+
+def panel_order(records: Sequence[MethodResult]) -> list[MethodResult]:
+    """The original model first (the "before" panel), then the other bounds, then the methods in report order."""
+    def key(ir):
+        i, r = ir
+        return (0 if r.method.lower() == "original" else 1 if is_bound(r) else 2, i)
+    return [r for _, r in sorted(enumerate(records), key=key)]
+
+
+def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out_dir: Path, *, seed: int,
+                 device, fmt: str | None, still_dir: Path | None = None, suffix: str = "",
+                 loader: Callable[..., GenerateFn] | None = None, progress: bool = True
+                 ) -> tuple[list[tuple[str, str, str | None]], list[str]]:
+    """One side-by-side video per prompt (same seed for every panel); returns ([(prompt, video, still)], warnings).
+
+    Paths in the result are relative to ``out_dir``'s parent (the report folder).
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from src.common.seed import torch_generator
+    from src.data.motion import recover_from_ric
+    from src.data.spec import get_spec
+    from src.viz.animate import save_comparison, save_still
+
+    loader = loader or load_method_generator
+    notes: list[str] = []
+    dataset = next((r.dataset for r in records if r.dataset), None)
+    spec = get_spec(dataset or "HumanML3D")
+    gens: dict[str, Any] = {}
+    for r in panel_order(records):
+        try:
+            gens[r.label] = loader(r, device=device)
+        except Exception as exc:  # noqa: BLE001 - one broken checkpoint must not sink the report
+            from src.common.errors import one_line
+
+            msg = f"animations: skipped {r.label} (its generator could not be loaded: {one_line(exc)})"
+            log.warning(msg)
+            notes.append(msg)
+    if not gens:
+        notes.append("animations: no method's generator could be loaded; no videos written")
+        return [], notes
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if still_dir is not None:
+        still_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k, pr in enumerate(tqdm(prompts, desc="animations", unit="prompt", disable=not progress)):
+        length = fit_length(pr.length, unit_length=spec.unit_length, max_length=spec.max_motion_length)
+        motions = {}
+        for label, gen in gens.items():
+            try:
+                feats = _call(gen, [pr.text], [length], torch_generator(seed))
+                f = np.asarray(feats[0].detach().cpu().numpy() if hasattr(feats[0], "detach") else feats[0],
+                               dtype=np.float32)
+                motions[label] = recover_from_ric(f, spec.joints_num)
+            except Exception as exc:  # noqa: BLE001
+                from src.common.errors import one_line
+
+                msg = f"animations: {label} failed on '{pr.text}' ({one_line(exc)}); panel skipped"
+                log.warning(msg)
+                notes.append(msg)
+        if not motions:
+            continue
+        base = f"{k:02d}_{slug(pr.text)}{suffix}"
+        path = save_comparison(out_dir / f"{base}.mp4", motions, chain=spec.kinematic_chain, title=pr.text,
+                               fps=spec.fps, fmt=fmt)
+        still = None
+        if still_dir is not None:
+            mid = max(len(m) for m in motions.values()) // 2  # mid-action reads better than the rest pose at the end
+            sp = save_still(still_dir / f"{base}.png", motions, chain=spec.kinematic_chain, title=pr.text,
+                            frame=mid)
+            still = f"{still_dir.name}/{sp.name}"
+        written.append((pr.text, f"{out_dir.name}/{path.name}", still))
+    return written, notes

@@ -1,0 +1,317 @@
+"""src.report: tables of a tiny hand-written run (every method and metric, the right cell bold, intervals), plots,
+one-line errors, atomic replace/--force, and animations from a fake generator read back frame by frame."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.common.errors import HmuError
+from src.report import main, make_report, media
+from src.report.load import load_run
+
+# Hand-picked means (forget, retain) per method; the bold cells below are worked out by hand from these numbers.
+METHODS = {
+    #            forget: FID   R@1    MM_Safe leak  | retain: FID   Div   R@1    leak
+    "original": ((1.16, 0.176, 5.59, 0.90), (0.041, 9.63, 0.520, 0.02)),
+    "dr":       ((16.36, 0.118, 4.50, 0.05), (0.075, 9.55, 0.512, 0.03)),
+    "finetune": ((2.30, 0.150, 5.00, 0.60), (0.070, 9.68, 0.501, 0.04)),
+    "uce":      ((11.86, 0.120, 4.63, 0.30), (0.090, 9.73, 0.497, 0.05)),
+    "rece":     ((6.95, 0.148, 4.90, 0.40), (0.144, 9.81, 0.493, 0.06)),
+    "lcr":      ((15.66, 0.125, 4.77, 0.10), (0.050, 9.52, 0.508, 0.01)),
+}
+REAL_DIVERSITY = {"forget": 6.90, "retain": 9.60}
+METRIC_KEYS = ("FID", "Diversity", "R_precision_top1", "R_precision_top2", "R_precision_top3", "MM_Dist",
+               "MultiModality", "MM_Safe", "leakage")
+N = {"forget": 40, "retain": 120, "implicit": 16}
+
+
+def summ(mean: float, ci: float = 0.01) -> dict:
+    return {"values": [mean - ci, mean + ci], "mean": mean, "ci95": ci, "bootstrap": [mean - 2 * ci, mean + 2 * ci],
+            "n": 1, "repeats": 2}
+
+
+def set_block(name: str, vals: tuple, *, forget: bool) -> dict:
+    if forget:
+        fid, r1, safe, leak = vals
+        div, mm_dist = 6.5, 4.0
+    else:
+        fid, div, r1, leak = vals
+        safe, mm_dist = None, 3.0
+    metrics = {"FID": summ(fid), "Diversity": summ(div, 0.1), "R_precision_top1": summ(r1, 0.005),
+               "R_precision_top2": summ(r1 + 0.1, 0.005), "R_precision_top3": summ(r1 + 0.2, 0.005),
+               "MM_Dist": summ(mm_dist, 0.02), "MultiModality": summ(2.0, 0.05), "leakage": summ(leak, 0.02)}
+    if safe is not None:
+        metrics["MM_Safe"] = summ(safe, 0.03)
+    return {"set": {"name": name, "source": "x", "n_items": N[name], "n_captions": N[name] * 3, "has_motion": True},
+            "config": {"repeats": 2, "seed": 0},
+            "metrics": metrics,
+            "reference": {"Diversity": summ(REAL_DIVERSITY[name], 0.1), "R_precision_top1": summ(0.6, 0.01),
+                          "MM_Dist": summ(2.5, 0.01), "leakage": {"mean": 0.95 if forget else 0.0, "k": 1, "n": 2,
+                                                                   "wilson": [0.5, 1.0]}},
+            "timing": {"total_s": 10.0, "generate_s": 8.0}}
+
+
+def write_run(root: Path, methods=METHODS) -> Path:
+    """One results/<run>/metrics.json per method, in the hmu.metrics/1 layout of src/eval/results.py."""
+    for i, (m, (fg, rt)) in enumerate(methods.items()):
+        rec = {"schema": "hmu.metrics/1", "run": f"synth_{m}", "seed": 0, "config": {"cond_scale": 4.0},
+               "model": {"dataset_name": "synth", "name": "t2m_tiny", "res_name": "tres_tiny", "vq_name": "rvq_tiny",
+                         "ckpt": "latest.tar" if m == "original" else f"{m}.tar", "method": m,
+                         "concept": "violence"},
+               "sets": {"forget": set_block("forget", fg, forget=True), "retain": set_block("retain", rt, forget=False),
+                        "implicit": {"set": {"n_items": N["implicit"]}, "config": {"repeats": 2},
+                                     "metrics": {"R_precision_top1": summ(0.2), "leakage": summ(0.5 - 0.05 * i)},
+                                     "reference": {}, "timing": {"total_s": 1.0}}}}
+        d = root / f"synth_{m}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(rec))
+    return root
+
+
+def table(md: str, title: str) -> list[list[str]]:
+    """Rows (cells) of the Markdown table under the first '### <title>' heading."""
+    lines = md.split(f"### {title}", 1)[1].strip().splitlines()
+    rows = []
+    for ln in lines:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip("|").split("|")])
+    return [r for r in rows if not set("".join(r)) <= set("-: ")]
+
+
+def col(rows, name):
+    j = next(i for i, h in enumerate(rows[0]) if h.rstrip(" ↑↓→") == name or h.split(" ")[0] == name)
+    return {r[0]: r[j] for r in rows[1:]}
+
+
+def bold(cells: dict) -> set[str]:
+    return {k for k, v in cells.items() if v.startswith("**")}
+
+
+@pytest.fixture
+def run(tmp_path):
+    return write_run(tmp_path / "quick")
+
+
+def test_report_tables(run):
+    res = make_report(run, video=False)
+    md = res["report"].read_text()
+    forget, retain = table(md, "Forget set"), table(md, "Retain set")
+    for rows in (forget, retain):
+        assert {r[0].rstrip(" †") for r in rows[1:]} >= set(METHODS) | {"*Ground truth*"}
+    for key in ("FID", "Diversity", "R@1", "R@2", "R@3", "MM-Dist", "MultiModality", "MM-Safe", "Leakage"):
+        assert any(h.startswith(key) for h in forget[0]), key
+    assert any(h.startswith("False pos.") for h in retain[0])
+    # directions stated per set
+    assert "FID ↑" in forget[0] and "FID ↓" in retain[0] and "R@1 ↓" in forget[0] and "R@1 ↑" in retain[0]
+    # forget FID: highest among competitors is lcr 15.66 (D_r's 16.36 is a bound, not ranked)
+    assert bold(col(forget, "FID")) == {"lcr"}
+    assert col(forget, "FID")["lcr"] == "**15.66 ± 0.01**"   # column reaches 10: two decimals
+    assert bold(col(forget, "R@1")) == {"uce"}           # lowest: 0.120
+    assert bold(col(forget, "MM-Safe")) == {"uce"}       # lowest: 4.63
+    assert bold(col(forget, "Leakage")) == {"lcr"}       # lowest: 0.10
+    assert bold(col(retain, "FID")) == {"lcr"}           # 0.050 (original's 0.041 is a bound)
+    assert bold(col(retain, "R@1")) == {"lcr"}           # 0.508
+    # Diversity → real 9.60: finetune (9.68) and lcr (9.52) are both 0.08 away: a tie, both bold
+    assert bold(col(retain, "Diversity")) == {"finetune", "lcr"}
+    assert bold(col(retain, "False pos.")) == {"lcr"}
+    # bounds never bold, and they carry the marker
+    assert "original †" in col(forget, "FID") and "dr †" in col(forget, "FID")
+    # intervals and N
+    assert re.search(r"\| 2\.30 ± 0\.01 \|", md)
+    assert col(forget, "N")["lcr"] == "40" and col(retain, "N")["uce"] == "120"
+    assert col(retain, "Diversity")["*Ground truth*"] == "9.600 ± 0.100"
+    # summary: leakage forget / implicit / retain false positives and time
+    summary = table(md, "Summary")
+    assert bold(col(summary, "Leakage"))  # forget leakage column first
+    impl = next(h for h in summary[0] if h.startswith("Leakage implicit"))
+    j = summary[0].index(impl)
+    assert {r[0] for r in summary[1:] if r[j].startswith("**")} == {"lcr"}   # 0.5 - 0.05*5 = 0.25, the lowest
+    assert any(h.startswith("Eval time") for h in summary[0])
+    assert "↓ lower is better" in md and "→ closer to" in md
+
+
+def test_plots_sizes(run):
+    from PIL import Image
+
+    res = make_report(run, video=False)
+    names = {p.name: p for p in res["plots"]}
+    assert set(names) == {"metric_bars.png", "tradeoff.png"}
+    # six bar metrics (FID, Diversity, R@1, MM-Dist, MM-Safe, leakage) x two sets, 100 dpi
+    assert Image.open(names["metric_bars.png"]).size == (260 * 6, 60 + 240 * 2)
+    assert Image.open(names["tradeoff.png"]).size == (560, 440)
+    md = res["report"].read_text()
+    assert "(metric_bars.png)" in md and "(tradeoff.png)" in md
+
+
+def test_brief_layout_and_methods_list(tmp_path):
+    """The flat layout (method/model strings, sets with n, top-level leakage) and a file with several methods."""
+    one = {"method": "lcr", "model": "momask", "dataset": "synth", "concept": "violence", "seed": 0, "repeats": 3,
+           "wall_time_s": 12.5,
+           "sets": {"forget": {"n": 7, "metrics": {"FID": {"mean": 3.0, "ci95": 0.2}}},
+                    "retain": {"n": 9, "metrics": {"FID": {"mean": 0.5, "ci95": 0.1}}}},
+           "reference": {"forget": {"Diversity": {"mean": 1.0}}},
+           "leakage": {"forget": {"rate": 0.25, "ci": [0.1, 0.4]}, "retain_fp": {"rate": 0.05, "ci": 0.01}}}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps(one))
+    many = {"model": "momask", "dataset": "synth", "concept": "violence",
+            "methods": {"uce": {"sets": {"forget": {"n": 7, "metrics": {"FID": 1.0}}}}}}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "metrics.json").write_text(json.dumps(many))
+    recs = {r.label: r for r in load_run(tmp_path)}
+    assert set(recs) == {"lcr", "uce"}
+    assert recs["lcr"].stat("forget", "leakage").lo == 0.1 and recs["lcr"].stat("retain", "leakage").half == 0.01
+    md = make_report(tmp_path, video=False)["report"].read_text()
+    assert "0.250 [0.100, 0.400]" in md and "12.5" in md and "| uce |" in md
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    (json.dumps({"sets": {}}), "no 'method' name"),
+    (json.dumps({"method": "x", "sets": {"forget": {"metrics": {"FID": {"mean": "high"}}}}}), "sets.forget.metrics.FID"),
+])
+def test_malformed_file_one_line_error(run, capsys, content, needle):
+    bad = run / "broken" / "metrics.json"
+    bad.parent.mkdir()
+    bad.write_text(content)
+    assert main([str(run), "--no_video"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and str(bad) in err and needle in err
+    assert not (run / "report").exists()
+
+
+def test_missing_and_empty_folder(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--no_video"]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--no_video"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no metrics.json" in err and err.count("\n") == 1
+
+
+def test_refuses_overwrite_then_force_replaces(run, capsys):
+    assert main([str(run), "--no_video"]) == 0
+    md = run / "report" / "report.md"
+    (run / "report" / "stale.txt").write_text("old")
+    assert main([str(run), "--no_video"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main([str(run), "--no_video", "--force"]) == 0
+    assert md.is_file() and not (run / "report" / "stale.txt").exists()     # swapped, not merged
+    assert not [p for p in run.iterdir() if p.name.startswith(".report")]   # no temporary folders left
+
+
+# ---------------------------------------------------------------------------------------------------------- videos
+LENGTH = 12  # frames; a multiple of synth's unit_length (4)
+
+
+def fake_features(T: int, speed: float) -> np.ndarray:
+    """Raw (T, 263) features: pelvis at 1 m walking along x at ``speed`` m/frame, joint j (1..21) at height 0.1·j m."""
+    f = np.zeros((T, 263), np.float32)
+    f[:, 1] = speed           # root linear velocity (x)
+    f[:, 3] = 1.0             # root height
+    f[:, 4:4 + 21 * 3].reshape(T, 21, 3)[:, :, 1] = 0.1 * np.arange(1, 22)   # ric y: absolute height
+    return f
+
+
+class FakeGen:
+    def __init__(self, speed):
+        self.speed = speed
+        self.calls = []
+
+    def generate(self, captions, lengths, *, generator):
+        self.calls.append((list(captions), list(lengths)))
+        return [fake_features(n, self.speed) for n in lengths]
+
+
+def test_fake_generator_joints_are_known():
+    from src.data.motion import recover_from_ric
+
+    j = recover_from_ric(fake_features(5, 0.1), 22)
+    assert j.shape == (5, 22, 3)
+    np.testing.assert_allclose(j[:, 0, 0], [0.0, 0.1, 0.2, 0.3, 0.4], atol=1e-6)
+    np.testing.assert_allclose(j[:, 5, 1], 0.5, atol=1e-6)
+    np.testing.assert_allclose(j[:, 5, 0], j[:, 0, 0], atol=1e-6)   # ric x, z are relative to the root
+
+
+def _frames_mp4(path: Path) -> tuple[int, tuple[int, int]]:
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = next(gen)
+    return sum(1 for _ in gen), tuple(meta["size"])
+
+
+@pytest.mark.parametrize("gif", [False, True])
+def test_videos_with_fake_generator(tmp_path, monkeypatch, gif):
+    from PIL import Image
+
+    run = write_run(tmp_path / "r", {k: METHODS[k] for k in ("original", "uce", "lcr")})
+    gens = {"original": FakeGen(0.02), "uce": FakeGen(0.04)}
+
+    def fake_loader(record, *, device):
+        if record.method == "lcr":
+            raise HmuError(f"checkpoint not found: {record.model_info['ckpt']}")
+        return gens[record.method]
+
+    monkeypatch.setattr(media, "load_method_generator", fake_loader)
+    if not gif:
+        from src.viz.animate import ffmpeg_exe
+
+        if ffmpeg_exe() is None:
+            pytest.skip("imageio-ffmpeg's ffmpeg is not installed")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"# a comment\na person kicks forward#{LENGTH}\n\na person waves#{LENGTH + 2}\n")
+    res = make_report(run, prompts=prompts, gif=gif, still=True, progress=False)
+    assert len(res["videos"]) == 2 and len(res["stills"]) == 2
+    assert all(p.suffix == (".gif" if gif else ".mp4") for p in res["videos"])
+    assert any("lcr" in n and "checkpoint not found" in n for n in res["notes"])
+    # the same prompt and a length rounded down to the unit length (14 -> 12) reach every generator
+    assert gens["uce"].calls == gens["original"].calls == [(["a person kicks forward"], [LENGTH]),
+                                                             (["a person waves"], [LENGTH])]
+    for v in res["videos"]:
+        if gif:
+            im = Image.open(v)
+            n, size = im.n_frames, im.size
+        else:
+            n, size = _frames_mp4(v)
+        assert n == LENGTH
+        assert size[0] == 2 * 320   # two panels (original, uce); lcr skipped
+    assert Image.open(res["stills"][0]).size[0] == 2 * 320
+    md = res["report"].read_text()
+    assert "videos/00_a_person_kicks_forward" in md and "skipped lcr" in md
+
+
+def test_prompts_file_errors(tmp_path):
+    p = tmp_path / "p.txt"
+    p.write_text("a man kicks#long\n")
+    with pytest.raises(HmuError, match=r"p\.txt:1: length"):
+        media.read_prompts_file(p)
+    p.write_text("# only a comment\n")
+    with pytest.raises(HmuError, match="holds no prompt"):
+        media.read_prompts_file(p)
+    p.write_text("a b\nc d#40\n")
+    assert media.read_prompts_file(p) == [media.Prompt("a b", media.DEFAULT_LENGTH, "file"),
+                                          media.Prompt("c d", 40, "file")]
+
+
+def test_default_prompts_from_synth(tmp_path):
+    d = tmp_path / "dataset" / "synth"
+    d.mkdir(parents=True)
+    (d / "prompts.json").write_text(json.dumps({
+        "forget": [{"text": f"kick {i}", "length": 60} for i in range(4)],
+        "retain": [{"text": f"walk {i}", "length": 80} for i in range(4)],
+        "compositional": [{"text": "walk then punch", "length": 100}]}))
+    got = media.default_prompts(tmp_path / "dataset", "synth")
+    assert [p.text for p in got] == ["kick 0", "kick 1", "walk then punch", "walk 0", "walk 1"]
+    assert [p.text for p in media.default_prompts(tmp_path / "none", "synth")] == [t for t, _ in
+                                                                                   media.BUILTIN_PROMPTS]
+
+
+def test_help_is_instant(cli):
+    r = cli("src.report", "--help")
+    assert r.returncode == 0 and "--no_video" in r.stdout
