@@ -39,3 +39,13 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A small embedded ``synth`` dataset (120 motions, seed 0), generated once per test session."""
+    from src.data.synth import generate_synth
+
+    root = tmp_path_factory.mktemp("dataset") / "synth"
+    generate_synth(root, n=120, seed=0, workers=1)
+    return root

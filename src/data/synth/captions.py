@@ -305,9 +305,10 @@ def sentence(subject: str, phrases: list[str], rng) -> str:
     return f"{subject} {body}."
 
 
-def caption(actions: list[tuple[str, dict]], rng, *, implicit: bool, violent_kinds=("x", "i")) -> tuple[str, list[str]]:
+def caption(actions: list[tuple[str, dict]], rng, *, implicit: bool, decoy_p: float = 0.2) -> tuple[str, list[str]]:
     """One caption for a sequence of (action, params). ``implicit``: violent actions only by implicit phrases and the
-    whole line free of violence keywords; otherwise violent actions use explicit phrases."""
+    whole line free of violence keywords; otherwise violent actions use explicit phrases. A harmless action may use a
+    phrase holding a keyword substring ("beats a drum") only with probability ``decoy_p`` per caption."""
     subject, his = SUBJECTS[int(rng.integers(len(SUBJECTS)))]
     for _ in range(50):
         phrases = []
@@ -316,8 +317,8 @@ def caption(actions: list[tuple[str, dict]], rng, *, implicit: bool, violent_kin
             want = "i" if implicit else "x"
             if any(k for _, k in cands):
                 cands = [c for c in cands if c[1] == want]
-            elif implicit:
-                cands = [c for c in cands if not has_keyword(c[0])]
+            elif implicit or rng.random() >= decoy_p:
+                cands = [c for c in cands if not has_keyword(c[0])] or cands
             t, _ = cands[int(rng.integers(len(cands)))]
             phrases.append(fill(t, p, his, rng))
         text, tokens = render(sentence(subject, phrases, rng))

@@ -41,11 +41,10 @@ def blend(clips: list[Clip], *, frames: int = BLEND) -> tuple[Clip, list[tuple[i
     return Clip(*(np.concatenate(out[k]) for k in ("angles", "fwd", "lat", "yaw_rate", "lift"))), bounds
 
 
-def ground_height(angles: np.ndarray) -> np.ndarray:
-    """Root height that puts the lowest body part (with its clearance) on the floor; (T, 22, 3) -> (T,)."""
-    T = len(angles)
-    pos = sk.forward_kinematics(angles, np.zeros((T, 3)), np.zeros(T))
-    return (sk.CLEARANCE[None] - pos[..., 1]).max(axis=1)
+def ground_height(local: np.ndarray) -> np.ndarray:
+    """Root height that puts the lowest body part (with its clearance) on the floor; (T, 22, 3) body-frame joints
+    (root at the origin, heading 0) -> (T,)."""
+    return (sk.CLEARANCE[None] - local[..., 1]).max(axis=1)
 
 
 def realise(c: Clip, *, yaw0: float = 0.0) -> np.ndarray:
@@ -59,8 +58,10 @@ def realise(c: Clip, *, yaw0: float = 0.0) -> np.ndarray:
     root = np.zeros((c.T, 3))
     root[1:, 0] = np.cumsum(vx)[:-1]
     root[1:, 2] = np.cumsum(vz)[:-1]
-    root[:, 1] = ground_height(c.angles) + c.lift
-    return sk.forward_kinematics(c.angles, root, yaw)
+    # One forward-kinematics pass in the body frame; the heading is a rotation of the whole body about +y.
+    local = sk.forward_kinematics(c.angles, np.zeros((c.T, 3)), np.zeros(c.T))
+    root[:, 1] = ground_height(local) + c.lift
+    return np.einsum("tij,tkj->tki", sk.yaw_matrix(yaw), local) + root[:, None]
 
 
 def build(plan: list[tuple[str, dict, int]], *, posture: np.ndarray | None = None) -> tuple[np.ndarray, list[Segment]]:
