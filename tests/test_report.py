@@ -132,6 +132,8 @@ def test_report_tables(run):
     j = summary[0].index(impl)
     assert {r[0] for r in summary[1:] if r[j].startswith("**")} == {"lcr"}   # 0.5 - 0.05*5 = 0.25, the lowest
     assert any(h.startswith("Eval time") for h in summary[0])
+    # the paper's row order: bounds first, then fine-tuning, UCE, RECE, LCR
+    assert [r[0].rstrip(" †") for r in forget[1:-1]] == ["original", "dr", "finetune", "uce", "rece", "lcr"]
     assert "↓ lower is better" in md and "→ closer to" in md
 
 
@@ -151,7 +153,7 @@ def test_plots_sizes(run):
 def test_brief_layout_and_methods_list(tmp_path):
     """The flat layout (method/model strings, sets with n, top-level leakage) and a file with several methods."""
     one = {"method": "lcr", "model": "momask", "dataset": "synth", "concept": "violence", "seed": 0, "repeats": 3,
-           "wall_time_s": 12.5,
+           "wall_time_s": 12.5, "edit_time_s": 15.5,
            "sets": {"forget": {"n": 7, "metrics": {"FID": {"mean": 3.0, "ci95": 0.2}}},
                     "retain": {"n": 9, "metrics": {"FID": {"mean": 0.5, "ci95": 0.1}}}},
            "reference": {"forget": {"Diversity": {"mean": 1.0}}},
@@ -167,6 +169,8 @@ def test_brief_layout_and_methods_list(tmp_path):
     assert recs["lcr"].stat("forget", "leakage").lo == 0.1 and recs["lcr"].stat("retain", "leakage").half == 0.01
     md = make_report(tmp_path, video=False)["report"].read_text()
     assert "0.250 [0.100, 0.400]" in md and "12.5" in md and "| uce |" in md
+    summary = table(md, "Summary")
+    assert col(summary, "Edit time (s)") == {"lcr": "**15.5**", "uce": "–"}
 
 
 @pytest.mark.parametrize("content, needle", [

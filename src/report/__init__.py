@@ -49,13 +49,13 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
 
     from . import media
     from .load import REPORT_DIR, load_run
-    from .tables import render_markdown
+    from .tables import order_records, render_markdown
 
     root = Path(run_dir)
     out = root / REPORT_DIR
     if out.exists() and not force:
         raise HmuError(f"report {out} already exists (pass --force to overwrite)")
-    records = load_run(root)                         # every input error before any work
+    records = order_records(load_run(root))          # every input error before any work
     prompt_list = media.read_prompts_file(prompts) if prompts is not None and video else None
     ensure_writable_dir(root)
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=root))
@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
 
     setup_logging()
+    logging.getLogger("src.viz").setLevel(logging.WARNING)  # their "wrote <tmp path>" lines name the staging folder
     if args.max_prompts is not None and args.max_prompts < 1:
         raise HmuError(f"--max_prompts must be >= 1, got {args.max_prompts}")
     device = None
