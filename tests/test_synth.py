@@ -1,6 +1,7 @@
 """The embedded procedural dataset: layout, determinism, ground truth, captions and word vectors."""
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_reader_accepts_the_dataset(synth_root):
     assert folder.motion(mid).shape[1] == 263 and folder.joints(mid).shape[1:] == (22, 3)
     caps = folder.captions(mid)
     assert len(caps) == 3 and all(c.whole and c.tokens for c in caps)
-    mean, std = folder.mean_std()
+    _mean, std = folder.mean_std()
     assert (std > 0).all()
 
 
@@ -119,7 +120,7 @@ def test_labels_are_consistent(synth_root):
         n = len(np.load(synth_root / "new_joint_vecs" / f"{mid}.npy", mmap_mode="r"))
         segs = m["segments"]
         assert segs[0]["start"] == 0 and segs[-1]["end"] == n
-        assert all(a["end"] == b["start"] for a, b in zip(segs[:-1], segs[1:]))
+        assert all(a["end"] == b["start"] for a, b in itertools.pairwise(segs))
         assert m["actions"] == [s["action"] for s in segs]
         assert set(m["concepts"]) == {c for s in segs for c in s["concepts"]}
         assert ("violence" in m["concepts"]) == any(a in A.VIOLENT for a in m["actions"])

@@ -7,8 +7,8 @@ the elbow, z > 0 abducts a left limb, y > 0 turns a segment to the body's left.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

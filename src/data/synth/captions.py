@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from .lexicon import tag_word
 
 # The violence keywords of assets/splits.json (HumanML3D and synth rows); tests check the two agree.
@@ -65,7 +63,7 @@ def _walk(p):
             out += ["strolls forward", "walks", "paces forward", "marches forward"]
     if p.get("style") == "arms_still":
         out += [f"walks {_dir(d)[0] if not d.startswith('circle') else 'in a circle'} with thumbs hooked in {{his}} belt",
-                f"walks with {{his}} hands in {{his}} pockets"]
+                "walks with {his} hands in {his} pockets"]
     return [(x + "{adv}", "") for x in out]
 
 

@@ -33,8 +33,8 @@ def blend(clips: list[Clip], *, frames: int = BLEND) -> tuple[Clip, list[tuple[i
             for k in out:
                 delta = prev[k][-1] - cur[k][0]
                 cur[k][:n] += w.reshape((n,) + (1,) * (cur[k].ndim - 1)) * delta
-        for k in out:
-            out[k].append(cur[k])
+        for k, parts in out.items():
+            parts.append(cur[k])
         bounds.append((t0, t0 + c.T))
         t0 += c.T
         prev = cur

@@ -12,6 +12,7 @@ never leaves a half-written dataset.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -54,7 +55,7 @@ def sample_plan(rng: np.random.Generator, *, violent: bool) -> list[tuple[str, d
             if k > 1 and rng.random() < 0.15:
                 j = int(rng.integers(k))
                 names[j] = names[j] if names[j] in VIOLENT else _pick(rng, VIOLENT)
-        if any(a == b for a, b in zip(names[:-1], names[1:])):
+        if any(a == b for a, b in itertools.pairwise(names)):
             continue
         plan = []
         for i, name in enumerate(names):
@@ -237,8 +238,8 @@ def _split_ids(ids: list[str], violent: set[str], rng, fractions) -> dict[str, l
     parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for group in ([i for i in ids if i in violent], [i for i in ids if i not in violent]):
         g = [group[k] for k in rng.permutation(len(group))]
-        n_val = int(round(fr[1] / fr.sum() * len(g)))
-        n_test = int(round(fr[2] / fr.sum() * len(g)))
+        n_val = round(fr[1] / fr.sum() * len(g))
+        n_test = round(fr[2] / fr.sum() * len(g))
         parts["val"] += g[:n_val]
         parts["test"] += g[n_val:n_val + n_test]
         parts["train"] += g[n_val + n_test:]
@@ -276,9 +277,9 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
 
     master = np.random.default_rng([seed, 1])
     order = master.permutation(n)
-    n_violent = int(round(violent_rate * n))
+    n_violent = round(violent_rate * n)
     violent_idx = set(order[:n_violent].tolist())
-    implicit_idx = set(order[:int(round(implicit_only_rate * n_violent))].tolist())
+    implicit_idx = set(order[:round(implicit_only_rate * n_violent)].tolist())
 
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
     try:
@@ -351,7 +352,7 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
 def _run_jobs(jobs: list, workers: int, progress: bool) -> list:
     from tqdm import tqdm
 
-    bar = dict(total=len(jobs), desc="synth", unit="motion", disable=not progress)
+    bar = {"total": len(jobs), "desc": "synth", "unit": "motion", "disable": not progress}
     if workers == 1:
         return [_write_motion(j) for j in tqdm(jobs, **bar)]
     import multiprocessing as mp
