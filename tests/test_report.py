@@ -319,3 +319,30 @@ def test_default_prompts_from_synth(tmp_path):
 def test_help_is_instant(cli):
     r = cli("src.report", "--help")
     assert r.returncode == 0 and "--no_video" in r.stdout
+
+
+def test_generator_rebuilt_from_metrics_json(run, monkeypatch):
+    """The model block and config of metrics.json reach src.gen.load_generator as its keyword arguments."""
+    import src.gen
+
+    seen = {}
+    monkeypatch.setattr(src.gen, "load_generator", lambda **kw: seen.update(kw) or "gen")
+    rec = next(r for r in load_run(run) if r.method == "lcr")
+    rec.raw["config"].update(checkpoints_dir="/ck", time_steps=10)
+    assert media.load_method_generator(rec, device="cpu") == "gen"
+    assert seen == {"dataset_name": "synth", "name": "t2m_tiny", "res_name": "tres_tiny", "vq_name": "rvq_tiny",
+                    "ckpt": "lcr.tar", "device": "cpu", "checkpoints_dir": "/ck", "cond_scale": 4.0, "time_steps": 10}
+
+
+@pytest.mark.slow
+def test_unloadable_checkpoints_skip_panels_not_the_report(tmp_path):
+    """Real loader, empty checkpoints folder: every panel is skipped with a note; tables and plots still appear."""
+    run = write_run(tmp_path / "r", {k: METHODS[k] for k in ("original", "lcr")})
+    for f in run.rglob("metrics.json"):
+        rec = json.loads(f.read_text())
+        rec["config"]["checkpoints_dir"] = str(tmp_path / "no_checkpoints")
+        f.write_text(json.dumps(rec))
+    res = make_report(run, progress=False)
+    assert res["videos"] == [] and len(res["plots"]) == 2
+    assert sum("could not be loaded" in n for n in res["notes"]) == 2
+    assert "no videos written" in res["report"].read_text()

@@ -157,9 +157,8 @@ GenerateFn = Callable[..., Sequence[Any]]
 
 
 def load_method_generator(record: MethodResult, *, device) -> GenerateFn:
-    """Rebuild the generator that produced ``record`` from its metrics.json (model block + config folders)."""
-    from src.common.paths import Paths
-
+    """Rebuild the generator that produced ``record``: :func:`src.gen.load_generator` with the run names and checkpoint
+    of its ``model`` block and the folders and sampling flags of its ``config`` (as the evaluation passed them)."""
     model = record.model_info
     cfg = record.raw.get("config") if isinstance(record.raw.get("config"), Mapping) else {}
     if not model.get("name"):
@@ -168,12 +167,12 @@ def load_method_generator(record: MethodResult, *, device) -> GenerateFn:
         from src.gen import load_generator
     except ImportError as exc:
         raise HmuError(f"generation is not available (src/gen.py: {exc})") from None
-    paths = Paths.default(**{k: cfg.get(k) for k in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")})
-    kw = {k: model[k] for k in ("name", "res_name", "vq_name", "ckpt") if model.get(k) is not None}
-    for k in ("cond_scale", "time_steps"):
-        if cfg.get(k) is not None:
-            kw[k] = cfg[k]
-    return load_generator(paths=paths, dataset_name=record.dataset or model.get("dataset_name"), device=device, **kw)
+    kw: dict[str, Any] = {k: cfg[k] for k in ("checkpoints_dir", "dataset_dir", "glove_dir", "cond_scale",
+                                                "time_steps") if cfg.get(k) is not None}
+    kw.update({k: model[k] for k in ("res_name", "vq_name", "ckpt", "res_ckpt", "len_name") if model.get(k)})
+    kw.setdefault("res_name", model.get("res_name"))
+    return load_generator(dataset_name=record.dataset or model.get("dataset_name"), name=model["name"],
+                          device=device, **kw)
 
 
 def _call(gen: Any, captions: list[str], lengths: list[int], generator) -> Sequence[Any]:
