@@ -35,6 +35,13 @@ With ``orth=True`` the noise step is REPLACED by removing from each selected row
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # CLI first, before the heavy imports below, so --help is instant
+    import sys
+
+    from src.methods.cli_lcr import main as _main
+
+    sys.exit(_main())
+
 import copy
 import math
 from collections.abc import Mapping, Sequence

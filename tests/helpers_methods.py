@@ -1,0 +1,69 @@
+"""Tiny MoMask runs with random weights, saved in upstream's layout, for the method CLI and collection tests."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+VQ, MASK, RES = "rvq_t", "mtrans_t", "rtrans_t"
+
+
+def make_dataset(synth_root: Path, dest: Path, concept: str = "violence") -> Path:
+    """Copy the session's synth dataset to ``dest/synth`` and write its keyword splits; returns the dataset dir."""
+    from src.data.split import main as split_main
+
+    data = dest / "synth"
+    shutil.copytree(synth_root, data)
+    assert split_main(["synth", concept, "--dataset_dir", str(dest)]) == 0
+    return dest
+
+
+def tiny_vq_config(name: str = VQ):
+    from src.config import VQConfig
+
+    return VQConfig(name=name, dataset_name="synth", nb_code=32, code_dim=16, output_emb_width=16, width=32, depth=1,
+                    num_quantizers=2, down_t=2, stride_t=2)
+
+
+def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformers: bool = True) -> Path:
+    """Write tiny random VQ (+ mask and residual transformer) runs under ``ckpt_dir/synth``; returns ckpt_dir."""
+    import numpy as np
+    import torch
+
+    from src.config import MaskTransConfig, ResTransConfig
+    from src.models.checkpoint import save_checkpoint
+    from src.models.momask import build_mask_transformer, build_res_transformer, build_vq
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    vq_cfg = tiny_vq_config()
+    vq = build_vq(vq_cfg)
+    with torch.no_grad():
+        for layer in vq.quantizer.layers:
+            layer.codebook.copy_(torch.randn(layer.codebook.shape, generator=g))
+    d = ckpt_dir / "synth" / VQ
+    (d / "meta").mkdir(parents=True)
+    vq_cfg.save(d / "opt.txt")
+    mean = np.load(data_dir / "synth" / "Mean.npy")
+    std = np.load(data_dir / "synth" / "Std.npy")
+    np.save(d / "meta" / "mean.npy", mean)
+    np.save(d / "meta" / "std.npy", std)
+    save_checkpoint(d / "model" / "net_best_fid.tar", kind="vq", model=vq, epoch=1)
+    if with_transformers:
+        kw = dict(dataset_name="synth", vq_name=VQ, latent_dim=32, n_layers=1, n_heads=2, ff_size=64,
+                  text_encoder="embedded", clip_dim=512)
+        for cls, build, name, kind in ((MaskTransConfig, build_mask_transformer, MASK, "mask"),
+                                       (ResTransConfig, build_res_transformer, RES, "res")):
+            cfg = cls(name=name, **kw)
+            model = build(cfg, vq_cfg)
+            rd = ckpt_dir / "synth" / name
+            (rd / "model").mkdir(parents=True)
+            cfg.save(rd / "opt.txt")
+            save_checkpoint(rd / "model" / "net_best_fid.tar", kind=kind, model=model, epoch=1)
+    return ckpt_dir
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> hash)."""
+    from src.common.io import sha256_file
+
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
