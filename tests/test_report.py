@@ -198,7 +198,8 @@ def test_missing_and_empty_folder(tmp_path, capsys):
     assert "holds no metrics.json" in err and err.count("\n") == 1
 
 
-def test_refuses_overwrite_then_force_replaces(run, capsys):
+def test_refuses_overwrite_then_force_replaces(run, capsys, monkeypatch):
+    monkeypatch.setattr(media, "write_plots", lambda *a, **k: [])   # plots have their own test; keep this one fast
     assert main([str(run), "--no_video"]) == 0
     md = run / "report" / "report.md"
     (run / "report" / "stale.txt").write_text("old")
@@ -263,6 +264,7 @@ def test_videos_with_fake_generator(tmp_path, monkeypatch, gif):
         return gens[record.method]
 
     monkeypatch.setattr(media, "load_method_generator", fake_loader)
+    monkeypatch.setattr(media, "write_plots", lambda *a, **k: [])
     if not gif:
         from src.viz.animate import ffmpeg_exe
 
