@@ -26,6 +26,13 @@ Variants:
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # CLI first, before the heavy imports below, so --help is instant
+    import sys
+
+    from src.methods.cli_edit import main_rece as _main
+
+    sys.exit(_main())
+
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field

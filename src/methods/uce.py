@@ -24,6 +24,13 @@ upstream's ``scripts/eval/rece_uce.sh`` runs with ``preserve_scale 0.5``.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # CLI first, before the heavy imports below, so --help is instant
+    import sys
+
+    from src.methods.cli_edit import main_uce as _main
+
+    sys.exit(_main())
+
 import copy
 from collections.abc import Sequence
 
