@@ -1,0 +1,168 @@
+"""Shared pieces of the attacks: the ground-truth judge, seeded generators, rate summaries with intervals, prompts."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from src.common.errors import HmuError
+
+DEFAULT_LENGTH = 120  # frames asked for a user prompt that gives none (6 s at 20 fps)
+
+
+# ---------------------------------------------------------------------------------------------------- judge
+class Judge(Protocol):
+    """Ground truth on generated motions: which raw (T, dim_pose) motions contain the concept / an action."""
+
+    concept: str
+
+    def concept_flags(self, motions: Sequence[np.ndarray]) -> np.ndarray:
+        """(N,) bool: the concept is in the motion."""
+
+    def action_flags(self, motions: Sequence[np.ndarray], actions: Sequence[str]) -> np.ndarray:
+        """(N,) bool: motion i shows ``actions[i]``."""
+
+
+@dataclass
+class ClassifierJudge:
+    """The synth action classifier (src/models/classifier.py) as a judge; ``threshold`` is its stored one."""
+
+    classifier: Any            # ActionClassifier
+    concept: str
+    threshold: float = 0.5
+
+    def concept_flags(self, motions: Sequence[np.ndarray]) -> np.ndarray:
+        from src.eval.leakage import leakage_rate
+
+        return leakage_rate(motions, self.classifier, self.concept, threshold=self.threshold)
+
+    def action_flags(self, motions: Sequence[np.ndarray], actions: Sequence[str]) -> np.ndarray:
+        if len(motions) == 0:
+            return np.zeros(0, bool)
+        proba = self.classifier.predict_proba(motions)
+        cols = np.array([self.classifier.label_index(a) for a in actions])
+        return proba[np.arange(len(motions)), cols] > 0.5
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, concept: str) -> "ClassifierJudge":
+        from src.eval.leakage import LeakageProbe
+
+        probe = LeakageProbe.load(path, concept)
+        return cls(probe.classifier, concept, probe.threshold)
+
+
+# ---------------------------------------------------------------------------------------------------- seeds
+def seed_int(seed: int, *stream: int) -> int:
+    """A 63-bit integer derived from ``(seed, *stream)``: independent, reproducible streams per attack/model/repeat."""
+    return int(np.random.SeedSequence([int(seed), *map(int, stream)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def torch_gen(seed: int, *stream: int, device=None):
+    """A ``torch.Generator`` for stream ``(seed, *stream)`` on ``device`` (CPU by default)."""
+    from src.common.seed import torch_generator
+
+    return torch_generator(seed_int(seed, *stream), device=device)
+
+
+# ---------------------------------------------------------------------------------------------------- summaries
+def rate_summary(decisions: np.ndarray, *, seed: int) -> dict[str, Any]:
+    """(N items, R repeats) bool decisions -> metrics.json's leakage summary.
+
+    ``values`` per repeat, ``mean``, ``ci95`` (1.96σ/√R), ``bootstrap`` over items, ``n`` items, ``repeats``,
+    ``k`` flagged, ``decisions`` N·R and ``wilson`` [low, high] over all decisions.
+    """
+    from src.eval.loop import summarize, wilson_interval
+
+    d = np.asarray(decisions, bool)
+    if d.ndim == 1:
+        d = d[:, None]
+    n, r = d.shape
+    if n == 0:
+        return {"values": [], "mean": float("nan"), "ci95": float("nan"), "bootstrap": [float("nan")] * 2,
+                "bootstrap_over": "items", "n": 0, "repeats": r, "k": 0, "decisions": 0,
+                "wilson": [float("nan")] * 2}
+    s = summarize(d.mean(axis=0), n=n, seed=seed, per_item=d.mean(axis=1))
+    k = int(d.sum())
+    s.update(k=k, decisions=int(d.size), wilson=list(wilson_interval(k, int(d.size))))
+    return s
+
+
+def proportion(k: int, n: int) -> dict[str, Any]:
+    """``{"mean", "k", "n", "wilson"}`` of a plain proportion."""
+    from src.eval.loop import wilson_interval
+
+    return {"mean": k / n if n else float("nan"), "k": int(k), "n": int(n), "wilson": list(wilson_interval(k, n))}
+
+
+# ---------------------------------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    length: int                              # frames
+    action: str | None = None
+    concepts: tuple[str, ...] = ()
+    segments: tuple[dict, ...] = field(default=())   # compositional prompts: {"action", "start", "end", "concepts"}
+
+
+def _as_prompt(obj: Any, where: str, default_length: int) -> Prompt:
+    if isinstance(obj, str):
+        return Prompt(obj.strip(), default_length)
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+        raise HmuError(f"{where}: each prompt must be a string or an object with a non-empty 'text'")
+    try:
+        length = int(obj.get("length", default_length))
+    except (TypeError, ValueError):
+        raise HmuError(f"{where}: 'length' must be an integer number of frames") from None
+    return Prompt(obj["text"].strip(), length, obj.get("action"), tuple(obj.get("concepts") or ()),
+                  tuple(obj.get("segments") or ()))
+
+
+def read_prompts(path: str | os.PathLike, *, default_length: int = DEFAULT_LENGTH, key: str | None = None
+                 ) -> list[Prompt]:
+    """Prompts from a file: JSON (a list of strings / ``{"text", "length"?, "action"?, ...}``, or an object whose
+    ``key`` holds such a list) or plain text (one prompt a line, optional ``#<frames>`` suffix, ``#`` lines skipped)."""
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"prompt file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HmuError(f"cannot read prompt file {p}: {exc}") from None
+    out: list[Prompt] = []
+    if p.suffix.lower() == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise HmuError(f"prompt file {p} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if key is not None and isinstance(obj, dict):
+            if key not in obj:
+                raise HmuError(f"prompt file {p} has no '{key}' list (has: {', '.join(map(str, obj))})")
+            obj = obj[key]
+        if not isinstance(obj, list):
+            raise HmuError(f"prompt file {p} must hold a JSON list of prompts")
+        out = [_as_prompt(o, f"{p} [{i}]", default_length) for i, o in enumerate(obj)]
+    else:
+        for i, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            body, _, tail = line.rpartition("#")
+            if body and tail.strip().isdigit():
+                out.append(Prompt(body.strip(), int(tail)))
+            else:
+                out.append(Prompt(line, default_length))
+    if not out:
+        raise HmuError(f"prompt file {p} holds no prompt")
+    for i, pr in enumerate(out):
+        if pr.length < 8:
+            raise HmuError(f"prompt {i} of {p} asks for {pr.length} frames; at least 8 are needed")
+    return out
+
+
+def crop_lengths(lengths: Sequence[int], *, unit_length: int, max_length: int) -> list[int]:
+    """Frames per prompt as the evaluation asks them: ``min(L, max) // unit * unit`` (at least one unit)."""
+    return [max(unit_length, min(int(n), max_length) // unit_length * unit_length) for n in lengths]

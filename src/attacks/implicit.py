@@ -1,0 +1,56 @@
+"""Implicit prompts: the concept described without its keywords. Leakage = the judge's rate on their generations."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .common import Judge, Prompt, rate_summary, torch_gen
+
+STREAM = 1
+
+
+def generate_prompts(target, prompts: Sequence[Prompt], *, repeats: int, seed: int, stream: Sequence[int] = (),
+                     batch_size: int = 32, progress: bool = False) -> list[list[np.ndarray]]:
+    """``repeats`` generations of every prompt: ``out[r][i]`` is repeat r of prompt i (one generator per repeat)."""
+    from tqdm.auto import tqdm
+
+    cond = target.encode_text([p.text for p in prompts])
+    lengths = [p.length for p in prompts]
+    out = []
+    for r in tqdm(range(repeats), desc="generate", disable=not progress, leave=False):
+        g = torch_gen(seed, *stream, r)
+        gen: list[np.ndarray] = []
+        for s in range(0, len(prompts), batch_size):
+            gen.extend(target.generate(cond[s:s + batch_size], lengths[s:s + batch_size], generator=g))
+        out.append(gen)
+    return out
+
+
+def implicit_attack(target, judge: Judge, prompts: Sequence[Prompt], *, repeats: int = 3, seed: int = 0,
+                    name: str = "implicit", batch_size: int = 32, progress: bool = False) -> dict[str, Any]:
+    """Leakage of ``prompts`` (each generated ``repeats`` times): overall summary (Wilson interval over all decisions,
+    ci95 over repeats, bootstrap over prompts) and per labelled action."""
+    if not prompts:
+        from src.common.errors import HmuError
+
+        raise HmuError(f"the {name} prompt set is empty")
+    with torch.no_grad():
+        gens = generate_prompts(target, prompts, repeats=repeats, seed=seed, stream=(STREAM,), batch_size=batch_size,
+                                progress=progress)
+    dec = np.stack([np.asarray(judge.concept_flags(g), bool) for g in gens], axis=1)   # (N, R)
+    by_action: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        if p.action:
+            by_action[p.action].append(i)
+    return {
+        "attack": "implicit",
+        "set": name,
+        "leakage": rate_summary(dec, seed=seed),
+        "per_action": {a: rate_summary(dec[idx], seed=seed) for a, idx in sorted(by_action.items())},
+        "per_prompt": [{"text": p.text, "length": p.length, "action": p.action, "rate": float(dec[i].mean())}
+                       for i, p in enumerate(prompts)],
+        "config": {"repeats": repeats, "seed": seed, "n_prompts": len(prompts)},
+    }

@@ -1,0 +1,113 @@
+"""Textual-inversion recovery (the attack of the LEAD line of work, Gal et al.'s textual inversion on motion): learn a
+new token embedding from a handful of forget motions, the model frozen, and generate with it.
+
+The objective is the model's own training loss on the forget motions' tokens (for MoMask: the masked transformer's
+cross-entropy on their base-layer VQ codes, with its cosine masking schedule), as a function of the conditioning. Two
+spaces for the learnt vector ``v``:
+
+- ``word``: a pseudo-word in the embedded text encoder's word-vector space, fed through the encoder as a caption would
+  be: ``cond = mean(word vectors of the template's words, v) @ projection`` (template ``"a person {}"``);
+- ``cond``: ``v`` is the conditioning feature itself (any text encoder, CLIP included).
+
+Reported: leakage of generations with the learnt embedding after ``k`` steps for each ``k`` of ``checkpoints`` (step 0
+is the initial vector), with the loss; the curve shows how much of the concept comes back with how much optimisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from src.common.errors import HmuError
+
+from .common import Judge, rate_summary, torch_gen
+
+STREAM = 3
+SPACES = ("word", "cond")
+
+
+@dataclass
+class CondMap:
+    """A learnable vector's space: ``init`` (dim,) and ``to_cond`` (dim,) -> (1, cond_dim)."""
+
+    space: str
+    init: torch.Tensor
+    to_cond: Callable[[torch.Tensor], torch.Tensor]
+    template: str | None = None
+
+
+def word_space(encoder, *, template: str = "a person {}") -> CondMap:
+    """Pseudo-word space of :class:`src.models.text_encoders.EmbeddedTextEncoder`; init = the vocabulary's mean vector."""
+    if not hasattr(encoder, "vectors") or not hasattr(encoder, "projection"):
+        raise HmuError("--inversion_space word needs the embedded text encoder (use --inversion_space cond for CLIP)")
+    if "{}" not in template:
+        raise HmuError(f"--template must contain '{{}}' where the new token goes, got '{template}'")
+    rows = encoder.rows(template.replace("{}", " "))
+    vec, proj = encoder.vectors, encoder.projection
+    base = vec[torch.tensor(rows, dtype=torch.long, device=vec.device)].sum(0) if rows else torch.zeros_like(vec[0])
+    n = len(rows) + 1
+
+    def to_cond(v: torch.Tensor) -> torch.Tensor:
+        return (((base + v) / n) @ proj).unsqueeze(0)
+
+    return CondMap("word", vec.mean(0).clone(), to_cond, template)
+
+
+def cond_space(init: torch.Tensor) -> CondMap:
+    """The conditioning space itself, starting from ``init`` (cond_dim,) (e.g. the template's text features)."""
+    return CondMap("cond", init.detach().reshape(-1).clone(), lambda v: v.unsqueeze(0))
+
+
+def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: CondMap, *, steps: int = 200,
+                     checkpoints: Sequence[int] | None = None, lr: float = 0.02, samples: int = 16, seed: int = 0,
+                     progress: bool = False) -> dict[str, Any]:
+    """Learn ``v`` on ``shots`` (raw forget motions) for ``steps`` Adam steps; judge ``samples`` generations at each
+    checkpoint (lengths cycle through the shots' lengths)."""
+    from tqdm.auto import tqdm
+
+    if len(shots) == 0:
+        raise HmuError("textual inversion needs at least one forget motion (--shots >= 1)")
+    if steps < 0 or samples < 1 or lr <= 0:
+        raise HmuError(f"--steps must be >= 0, samples >= 1 and --lr > 0 (got {steps}, {samples}, {lr})")
+    ks = sorted({0, steps, *(int(k) for k in (checkpoints or ()) if 0 <= int(k) <= steps)})
+    unit = target.unit_length
+    lengths = [max(unit, len(shots[i % len(shots)]) // unit * unit) for i in range(samples)]
+    targets = target.token_targets(shots)
+    dev = space.init.device
+    v = space.init.detach().clone().float().to(dev).requires_grad_(True)
+    opt = torch.optim.Adam([v], lr=lr)
+
+    def loss_at(*stream: int) -> torch.Tensor:
+        c = space.to_cond(v)
+        return target.token_loss(c.expand(len(shots), -1), targets, generator=torch_gen(seed, STREAM, *stream))
+
+    def judge_now(k: int) -> dict[str, Any]:
+        with torch.no_grad():
+            c = space.to_cond(v).expand(samples, -1)
+            gen = target.generate(c, lengths, generator=torch_gen(seed, STREAM, 1, k))
+            eval_loss = float(np.mean([float(loss_at(2, j)) for j in range(4)]))  # fixed masks: comparable over k
+        dec = np.asarray(judge.concept_flags(gen), bool)
+        return {"step": k, "loss": eval_loss, "leakage": rate_summary(dec[:, None], seed=seed)}
+
+    curve = []
+    for step in tqdm(range(steps + 1), desc="inversion", disable=not progress, leave=False):
+        if step in ks:
+            curve.append(judge_now(step))
+        if step == steps:
+            break
+        # grad w.r.t. v only: the frozen model's parameters never receive .grad
+        (v.grad,) = torch.autograd.grad(loss_at(0, step), [v])
+        opt.step()
+    final = curve[-1]
+    return {
+        "attack": "inversion",
+        "leakage": final["leakage"],
+        "leakage_at_init": curve[0]["leakage"],
+        "curve": curve,
+        "embedding": {"space": space.space, "template": space.template, "norm": float(v.detach().norm()),
+                      "init_norm": float(space.init.norm())},
+        "config": {"steps": steps, "checkpoints": ks, "lr": lr, "samples": samples, "shots": len(shots),
+                   "seed": seed, "objective": "masked-token cross-entropy of the frozen model on the shots' tokens"},
+    }
