@@ -238,24 +238,35 @@ def write_id_list(path: str | os.PathLike, ids: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# TMR refinement hook (upstream's --tmr). Replace make_tmr_refiner when the TMR model lands.
+# TMR refinement hook (upstream's --tmr): src/data/tmr_split.py does the work.
 
 @dataclass(frozen=True)
 class TMRRefineOptions:
-    """Upstream's TMR-filter knobs, kept so the flags parse today and reach the refiner later."""
+    """Upstream's TMR-filter knobs (see src/data/tmr_split.py for what the scores mean)."""
 
-    min_occurence: int = 8      # --tmr_min_occurence: retrievals mentioning a keyword needed to keep a motion in forget
-    max_rank: int = 10          # --max_rank: top-k retrieved texts per generated motion
-    repeat_times: int = 10      # --repeat_times: generations per forget prompt
+    min_occurence: int = 8      # --tmr_min_occurence: score a retain motion needs to join forget
+    max_rank: int = 10          # --max_rank: neighbourhood size of the retrieval
+    repeat_times: int = 10      # --repeat_times: upstream's generations per prompt (unused: we retrieve real motions)
+    name: str = "tmr"           # --tmr_name: checkpoints/<dataset>/<name>
+    method: str = "knn"         # --tmr_method
+    prompts: str | None = None  # --tmr_prompts: extra concept prompts
 
 
 Refiner = Callable[[str, KeywordSplit], KeywordSplit]
 
 
-def make_tmr_refiner(options: TMRRefineOptions, *, dataset_name: str, concept: str) -> Refiner:
+def make_tmr_refiner(options: TMRRefineOptions, *, dataset_name: str, concept: str, root: Path,
+                     keywords: Sequence[str], match: str, paths) -> Refiner:
     """Build the TMR refinement ``(split_name, naive_split) -> refined_split``; called before any file is written."""
-    raise HmuError("TMR refinement needs a trained TMR model: not available yet (run without --tmr for the keyword "
-                   "split)")
+    from src.data.spec import get_spec
+    from src.data.tmr_split import build_refiner
+    from src.train.tmr import tmr_run_dir
+
+    spec = get_spec(dataset_name)
+    return build_refiner(run_dir=tmr_run_dir(paths, spec.name, options.name, existing=True), root=root,
+                         glove_dir=paths.glove(spec.name), keywords=keywords, match=match, method=options.method,
+                         max_rank=options.max_rank, min_occurence=options.min_occurence,
+                         prompts_file=options.prompts, max_motion_length=spec.max_motion_length)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -285,11 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print precision/recall against labels.json (automatic when the dataset has one)")
     p.add_argument("--dataset_dir", default=None, help="folder holding dataset/<folder> (default: HMU_DATASET or ./dataset)")
     p.add_argument("--splits_file", default=None, help=f"keyword table (default: {DEFAULT_SPLITS_FILE})")
-    g = p.add_argument_group("TMR refinement (upstream --tmr; not available yet)")
-    g.add_argument("--tmr", action="store_true", help="refine the keyword split with TMR retrieval")
-    g.add_argument("--tmr_min_occurence", type=int, default=TMRRefineOptions.min_occurence, help="(default: 8)")
-    g.add_argument("--max_rank", type=int, default=TMRRefineOptions.max_rank, help="(default: 10)")
-    g.add_argument("--repeat_times", type=int, default=TMRRefineOptions.repeat_times, help="(default: 10)")
+    g = p.add_argument_group("TMR refinement (upstream --tmr; writes {split}-w-{concept}-tmr.txt and -wo-...-tmr.txt)")
+    g.add_argument("--tmr", action="store_true", help="move retain motions that TMR retrieval ties to the concept "
+                   "into forget (needs a trained run: python -m src.train.tmr)")
+    g.add_argument("--tmr_name", default=TMRRefineOptions.name, help="TMR run checkpoints/<dataset>/<name> (default: tmr)")
+    g.add_argument("--tmr_method", choices=("knn", "vote"), default=TMRRefineOptions.method,
+                   help="knn: concept prompts among a motion's max_rank nearest train captions (default); vote: "
+                        "prompts that retrieve the motion in their top max_rank")
+    g.add_argument("--tmr_min_occurence", type=int, default=TMRRefineOptions.min_occurence,
+                   help=f"score needed to join forget (default: {TMRRefineOptions.min_occurence})")
+    g.add_argument("--max_rank", type=int, default=TMRRefineOptions.max_rank,
+                   help=f"retrieval neighbourhood (default: {TMRRefineOptions.max_rank})")
+    g.add_argument("--tmr_prompts", default=None, help="extra concept prompts: text file (one a line) or JSON list")
+    g.add_argument("--repeat_times", type=int, default=TMRRefineOptions.repeat_times,
+                   help="upstream's generations per prompt; accepted and unused")
     return p
 
 
@@ -348,22 +368,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"--report needs ground truth, but {labels_path} does not exist")
 
     # Refuse before computing or writing anything, so a failed run leaves no half-written set of files.
-    outputs = {s: split_paths(root, s, concept) for s in splits}
+    outputs = {s: split_paths(root, s, concept + ("-tmr" if args.tmr else "")) for s in splits}
     if not args.force:
         for s, pair in outputs.items():
             for path in pair:
                 if path.exists():
                     raise HmuError(f"split file {path} already exists (pass --force to overwrite)")
-    refiner = (make_tmr_refiner(TMRRefineOptions(args.tmr_min_occurence, args.max_rank, args.repeat_times),
-                                dataset_name=spec.name, concept=concept) if args.tmr else None)
+    refiner = (make_tmr_refiner(TMRRefineOptions(args.tmr_min_occurence, args.max_rank, args.repeat_times,
+                                                 args.tmr_name, args.tmr_method, args.tmr_prompts),
+                                dataset_name=spec.name, concept=concept, root=root, keywords=keywords,
+                                match=args.match, paths=Paths.default(dataset_dir=args.dataset_dir))
+               if args.tmr else None)
 
     print(f"keywords for '{concept}' ({spec.name}): {', '.join(keywords)}  [match={args.match}, "
           f"min_occurence={args.min_occurence}]")
     for s in splits:
         ids = read_split(root / f"{s}.txt")
         result = keyword_split(ids, texts_dir, keywords, match=args.match, min_occurence=args.min_occurence)
+        naive = result
         if refiner is not None:
-            result = refiner(s, result)
+            result = refiner(s, result, ids=ids)
         forget_path, retain_path = outputs[s]
         write_id_list(forget_path, result.forget)
         write_id_list(retain_path, result.retain)
@@ -371,7 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{s}: {len(ids)} ids -> forget {len(result.forget)} ({forget_path.relative_to(root)}), "
               f"retain {len(result.retain)} ({retain_path.relative_to(root)}){extra}")
         if labels is not None:
-            _print_quality(labels, concept, ids, texts_dir, keywords, args.min_occurence, args.match, result)
+            _print_quality(labels, concept, ids, texts_dir, keywords, args.min_occurence, args.match, naive)
+            if refiner is not None and concept in labels.get("concepts", {}):
+                from src.data.tmr_split import tmr_quality_lines
+
+                print("\n".join(tmr_quality_lines(labels, concept, ids, naive.forget, result.forget)))
     return 0
 
 

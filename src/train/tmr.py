@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # ~1-2 minutes on 2 CPU cores for synth n=3000 (see the module docstring of src/data/synth for the data).
-    "tiny": {"latent_dim": 96, "ff_size": 192, "num_layers": 2, "num_heads": 4, "dropout": 0.1,
-             "batch_size": 32, "max_epoch": 20, "lr": 5e-4},
+    "tiny": {"latent_dim": 64, "ff_size": 128, "num_layers": 2, "num_heads": 4, "dropout": 0.1,
+             "batch_size": 32, "max_epoch": 4, "lr": 1e-3, "max_train_frames": 96},
     # Upstream's released HumanML3D sizes.
     "paper": {"latent_dim": 256, "ff_size": 1024, "num_layers": 6, "num_heads": 4, "dropout": 0.1,
-              "batch_size": 32, "max_epoch": 500, "lr": 1e-4},
+              "batch_size": 32, "max_epoch": 500, "lr": 1e-4, "max_train_frames": None},
 }
 WEIGHTS_DIR = "last_weights"
 METRICS_FILE = "retrieval_metrics.json"
@@ -71,15 +71,31 @@ def eval_items(dataset, *, max_motion_length: int) -> list[EvalItem]:
     return out
 
 
-def collate_batch(items: Sequence[tuple[str, Sequence[str], Any, int]], text_side) -> dict[str, Any]:
+def collate_batch(items: Sequence[tuple[str, Sequence[str], Any, int]], text_side, *, max_frames: int | None = None,
+                  rng=None) -> dict[str, Any]:
     """Dataset items (caption, tokens, motion, length) -> tensors: motion_x (B, T, D) cropped to the longest,
-    motion_mask, text_x (B, L, 300), text_mask, sent_emb (B, 300)."""
+    motion_mask, text_x (B, L, 300), text_mask, sent_emb (B, 300).
+
+    ``max_frames``: motions longer than that are cut to a window of that many frames, its start drawn from ``rng``
+    (the tiny preset's speed knob; the evaluation always sees whole motions).
+    """
     import numpy as np
     import torch
 
-    lengths = [int(it[3]) for it in items]
+    motions, lengths = [], []
+    for it in items:
+        m, n = np.asarray(it[2]), int(it[3])
+        start = 0
+        if max_frames is not None and n > max_frames:
+            start = int(rng.integers(n - max_frames + 1)) if rng is not None else 0
+            n = max_frames
+        motions.append(m[start:start + n])
+        lengths.append(n)
     t = max(lengths)
-    motion = torch.from_numpy(np.stack([np.asarray(it[2])[:t] for it in items]).astype(np.float32))
+    x = np.zeros((len(items), t, motions[0].shape[1]), np.float32)
+    for i, m in enumerate(motions):
+        x[i, :len(m)] = m
+    motion = torch.from_numpy(x)
     mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
     tokens = [list(it[1]) for it in items]
     text_x, text_mask = text_side.token_features(tokens)
@@ -235,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the preset's)")
     p.add_argument("--latent_dim", type=int, default=None, help="override the preset's latent size")
     p.add_argument("--num_layers", type=int, default=None, help="override the preset's transformer depth")
+    p.add_argument("--max_train_frames", type=int, default=None,
+                   help="train on random windows of at most this many frames (tiny preset: 96; paper: whole motions)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, data order and VAE sampling (default: 0)")
     p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
@@ -291,12 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not root.is_dir():
         raise HmuError(f"dataset folder not found: {root} (set --dataset_dir or HMU_DATASET)")
     preset = dict(PRESETS[args.preset])
-    for k in ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers"):
+    for k in ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers", "max_train_frames"):
         if getattr(args, k) is not None:
             preset[k] = getattr(args, k)
     for k in ("max_epoch", "batch_size", "latent_dim", "num_layers"):
         if preset[k] < 1:
             raise HmuError(f"--{k} must be >= 1, got {preset[k]}")
+    if preset["max_train_frames"] is not None and preset["max_train_frames"] < 1:
+        raise HmuError(f"--max_train_frames must be >= 1, got {preset['max_train_frames']}")
     if preset["batch_size"] < 2:
         raise HmuError("--batch_size must be >= 2 (the contrastive loss needs negatives)")
     if preset["latent_dim"] % preset["num_heads"]:
@@ -331,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "text": {"kind": "word_vectors", "dim": text_side.dim, "glove_dir": str(paths.glove(spec.name)),
                           "sentence_embedding": "unit mean of word vectors"}},
         "train": {"preset": args.preset, "batch_size": preset["batch_size"], "max_epoch": preset["max_epoch"],
-                  "max_steps": args.max_steps, "lr": preset["lr"], "optimizer": "AdamW", "seed": args.seed},
+                  "max_steps": args.max_steps, "lr": preset["lr"], "max_train_frames": preset["max_train_frames"], "optimizer": "AdamW", "seed": args.seed},
     }
     _prepare_run_dir(run_dir, config, force=args.force)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -346,11 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def batches(epoch: int):
         train_ds.set_epoch(epoch)
-        groups = bucketed_batches(train_ds.lengths, batch_size=bs, rng=np.random.default_rng(args.seed + epoch))
+        rng = np.random.default_rng(args.seed + epoch)
+        groups = bucketed_batches(np.minimum(train_ds.lengths, preset["max_train_frames"] or 10**9), batch_size=bs,
+                                  rng=rng)
         if args.max_steps is not None:
             groups = groups[:args.max_steps]
         for g in groups:
-            yield collate_batch([train_ds[int(i)] for i in g], text_side)
+            yield collate_batch([train_ds[int(i)] for i in g], text_side, max_frames=preset["max_train_frames"],
+                                rng=rng)
 
     def step(batch, it):
         b = {k: v.to(device) for k, v in batch.items() if k != "captions"}
