@@ -1,0 +1,214 @@
+"""Fine-tuning baseline: continue training the original transformers on the RETAIN set only, from their weights.
+
+    python -m src.methods.finetune --dataset_name synth --concept violence --trans_name mtrans --res_name rtrans \\
+        --name mtrans_ft --train_parts mask --max_epoch 5
+
+``--train_parts`` says which parts train: ``mask`` (the masked transformer, as in the paper), ``res`` or ``mask,res``.
+Each trained part becomes a NEW run (``<name>`` for the masked transformer, ``<res_out_name>`` = ``<name>_res`` for
+the residual one) whose opt.txt and meta are the source's; the sources are only read. Data: the retain ids
+``kw_splits/<main_split>-wo-<concept>`` (default main split ``train_val``, as upstream), normalised with the VQ run's
+mean/std, coded by the frozen VQ, with the trainers' own losses (src/train/mask.py, src/train/residual.py). Resumable
+with ``--is_continue`` (the shared engine: latest.tar every epoch). The wall time (summed over resumed sessions) is
+printed and stored in the checkpoint's ``hmu_meta.wall_time_s``.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from src.common.errors import HmuError, cli
+
+PARTS = ("mask", "res")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.methods.finetune", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("models")
+    g.add_argument("--dataset_name", default="synth", help="dataset name or alias")
+    g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="concept to forget")
+    g.add_argument("--name", "--out_name", dest="name", required=True, help="NEW run for the fine-tuned masked transformer")
+    g.add_argument("--res_out_name", default=None, help="NEW run for the fine-tuned residual transformer (<name>_res)")
+    g.add_argument("--trans_name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
+                   help="source masked-transformer run (read only)")
+    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
+                   help="source residual-transformer run (read only)")
+    g.add_argument("--ckpt", default="net_best_fid.tar", help="source checkpoint file in each run's model/")
+    g.add_argument("--train_parts", default="mask", help="comma-separated parts to train: mask, res")
+    g = p.add_argument_group("data")
+    g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")
+    g.add_argument("--split", default=None, help="training ids (default kw_splits/<main_split>-wo-<concept>)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--max_epoch", type=int, default=5, help="epochs of fine-tuning")
+    g.add_argument("--batch_size", type=int, default=None, help="batch size (default: the source run's)")
+    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (AdamW)")
+    g.add_argument("--warm_up_iter", type=int, default=0, help="linear lr warm-up iterations")
+    g.add_argument("--log_every", type=int, default=50, help="log every N iterations")
+    g = p.add_argument_group("run")
+    g.add_argument("--is_continue", action="store_true", help="resume from <name>/model/latest.tar")
+    g.add_argument("--force", action="store_true", help="start over, deleting existing output runs")
+    g.add_argument("--seed", type=int, default=0, help="seed of data order, masking and condition dropout")
+    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
+    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
+    g.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for text_encoder clip")
+    g.add_argument("--glove_dir", default=None, help="word vectors for text_encoder embedded")
+    g.add_argument("--no_progress", action="store_true", help="no progress bars")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def parse_parts(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS]
+    if not parts or bad:
+        raise HmuError(f"--train_parts {text!r}: choose from {', '.join(PARTS)} (comma-separated)")
+    return list(dict.fromkeys(parts))
+
+
+def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *, is_continue: bool,
+                   force: bool) -> tuple[Path, bool]:
+    """The output run folder (created with the source's opt.txt and meta) -> (folder, resume?)."""
+    import shutil
+
+    from src.methods.io import output_dir, write_run
+
+    dest = output_dir(paths, dataset_name, out_name, force=True, sources=(source_dir,))
+    if dest.exists() and is_continue and not force:
+        if not (dest / "model" / "latest.tar").is_file():
+            raise HmuError(f"--is_continue: {dest / 'model' / 'latest.tar'} not found")
+        return dest, True
+    if is_continue and not dest.exists():
+        raise HmuError(f"--is_continue: run {dest} does not exist")
+    if dest.exists() and not force:
+        raise HmuError(f"run folder {dest} already exists (pass --is_continue to resume or --force to start over)")
+    if dest.exists():
+        shutil.rmtree(dest)
+    write_run(dest, source_run=source_dir, out_name=out_name, checkpoints={})
+    return dest, False
+
+
+def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, split: str) -> dict:
+    """Fine-tune one part ('mask' or 'res') into ``dest`` with the shared engine; returns the engine's summary."""
+    from src.common.seed import fix_seed
+    from src.methods.io import edit_meta
+    from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_res_transformer, load_vq
+    from src.train import common
+    from src.train.engine import TrainSpec, train
+    from src.train.mask import encode_codes
+
+    fix_seed(args.seed)
+    loader = load_mask_transformer if part == "mask" else load_res_transformer
+    name = args.trans_name if part == "mask" else args.res_name
+    model, cfg, src_dir = loader(paths, args.dataset_name, name, ckpt=args.ckpt)
+    vq, _, vq_dir = load_vq(paths, args.dataset_name, cfg.vq_name)
+    vq = vq.to(device).eval()
+    for p in vq.parameters():
+        p.requires_grad_(False)
+    mean, std = load_mean_std(vq_dir)
+    cfg = cfg.replace(lr=args.lr, warm_up_iter=args.warm_up_iter, milestones=[10**9], max_epoch=args.max_epoch,
+                      batch_size=args.batch_size or cfg.batch_size, seed=args.seed)
+    folder = common.open_folder(paths, args.dataset_name)
+    train_ds = common.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
+    if len(train_ds) < cfg.batch_size:
+        raise HmuError(f"--split {split}: {len(train_ds)} training items, fewer than --batch_size {cfg.batch_size}")
+    text = common.TextFeatures(common.build_encoder(paths, cfg, args, device), common.dataset_captions(train_ds),
+                               progress=not args.no_progress)
+    model = model.to(device).train()
+    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=1e-5)
+
+    def step(batch, it: int):
+        captions, _, motions, lengths = batch
+        ids, m_lens = encode_codes(vq, motions.to(device), lengths.to(device), cfg.unit_length)
+        loss, _, acc = model(ids[..., 0] if part == "mask" else ids, text(captions), m_lens)
+        return {"loss": loss, "acc": acc, "lr": scheduler.get_last_lr()[0]}
+
+    src_ckpt = find_run_dir(paths, args.dataset_name, name) / "model" / args.ckpt
+    previous = _previous_wall_time(dest) if resume else 0.0
+    meta = edit_meta(method="finetune", args=vars(args), source_ckpt=src_ckpt, part=part, split=split,
+                     config=cfg.to_dict() if hasattr(cfg, "to_dict") else None)
+    key = "t2m_transformer" if part == "mask" else "res_transformer"
+    tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
+    meta["wall_time_s_before"] = previous
+    result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=dest,
+                   batches=common.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=args.seed), step=step,
+                   validate=None, score_key=None, max_epoch=args.max_epoch, seed=args.seed, meta=meta,
+                   resume=resume, log_every=args.log_every, progress=not args.no_progress)
+    total = previous + result["wall_time_s"]
+    _record_wall_time(dest, total)
+    return {**result, "wall_time_total_s": total, "out": str(dest), "src": str(src_dir)}
+
+
+def _previous_wall_time(dest: Path) -> float:
+    import json
+
+    p = dest / "finetune.json"
+    try:
+        return float(json.loads(p.read_text())["wall_time_s"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def _record_wall_time(dest: Path, seconds: float) -> None:
+    """Wall time so far (all sessions) in ``finetune.json`` and in the final checkpoint's hmu_meta."""
+    from src.common.io import atomic_torch_save, atomic_write_json, torch_load
+
+    atomic_write_json(dest / "finetune.json", {"wall_time_s": seconds})
+    best = dest / "model" / "net_best_fid.tar"
+    if best.is_file():
+        ckpt = torch_load(best)
+        ckpt.setdefault("hmu_meta", {})["wall_time_s"] = seconds
+        atomic_torch_save(ckpt, best)
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from src.common.device import resolve_device
+    from src.common.logging import setup_logging
+    from src.common.paths import Paths
+    from src.data.datasets import resolve_ids
+    from src.data.spec import get_spec
+    from src.data.split import forget_keywords, split_paths
+    from src.models.checkpoint import find_run_dir
+
+    setup_logging(args.verbose)
+    parts = parse_parts(args.train_parts)
+    if args.max_epoch < 1:
+        raise HmuError(f"--max_epoch must be >= 1, got {args.max_epoch}")
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
+    spec = get_spec(args.dataset_name)
+    args.dataset_name = spec.name
+    forget_keywords(spec.name, args.concept)
+    root = paths.data_root(spec.name)
+    split = args.split or str(split_paths(root, args.main_split, args.concept)[1].relative_to(root).with_suffix(""))
+    resolve_ids(root, split)  # missing or empty retain split: one line, before any folder is made
+    device = resolve_device(args.gpu_id, args.device)
+    outs = {"mask": args.name, "res": args.res_out_name or f"{args.name}_res"}
+    srcs = {"mask": args.trans_name, "res": args.res_name}
+    plan = []
+    for part in parts:  # every output checked before any training starts
+        src_dir = find_run_dir(paths, spec.name, srcs[part])
+        plan.append((part, src_dir))
+    from src.methods.io import output_dir
+
+    for part, src_dir in plan:
+        d = output_dir(paths, spec.name, outs[part], force=True, sources=(src_dir,))
+        if d.exists() and not (args.force or args.is_continue):
+            raise HmuError(f"run folder {d} already exists (pass --is_continue to resume or --force to start over)")
+    total = 0.0
+    for part, src_dir in plan:
+        dest, resume = prepare_output(paths, spec.name, outs[part], src_dir, is_continue=args.is_continue,
+                                      force=args.force)
+        r = finetune_part(part, args, paths=paths, device=device, dest=dest, resume=resume, split=split)
+        total += r["wall_time_total_s"]
+        print(f"fine-tuned {part} transformer {srcs[part]} on {split}: {r['epochs_run']} epochs, {r['total_it']} "
+              f"iterations, {r['wall_time_total_s']:.1f}s -> {dest}/model/net_best_fid.tar")
+    print(f"fine-tuning wall time {total:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
