@@ -123,8 +123,8 @@ def test_implicit_original_leaks_and_erased_does_not():
 def test_adversarial_recovers_within_radius_only():
     # from a start with no concept, the concept lies within one prompt gap: found on the original, not when the
     # radius is tiny, and never on a model that erased the concept direction
-    kw = dict(starts=torch.stack([TABLE["a person stands"]]), start_texts=["a person stands"],
-              reference=torch.stack([vec(1.0)] * 3), real=real_table(), length=40, steps=30, samples=8, seed=0)
+    kw = {"starts": torch.stack([TABLE["a person stands"]]), "start_texts": ["a person stands"],
+              "reference": torch.stack([vec(1.0)] * 3), "real": real_table(), "length": 40, "steps": 30, "samples": 8, "seed": 0}
     scale = nn_scale(real_table())
     far = adversarial_attack(ToyTarget(TABLE), ToyJudge(), embed_mean, rho=1.0, **kw)
     near = adversarial_attack(ToyTarget(TABLE), ToyJudge(), embed_mean, rho=0.01, **kw)
@@ -217,8 +217,8 @@ def tiny_momask(seed=0):
                 dilation_growth_rate=3, num_quantizers=Q)
     for layer in vq.quantizer.layers:
         layer.codebook.copy_(torch.randn(K, code_dim))
-    sizes = dict(code_dim=code_dim, num_tokens=K, latent_dim=16, ff_size=32, num_layers=1, num_heads=2, dropout=0.1,
-                 clip_dim=D, cond_drop_prob=0.1)
+    sizes = {"code_dim": code_dim, "num_tokens": K, "latent_dim": 16, "ff_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
+                 "clip_dim": D, "cond_drop_prob": 0.1}
     mask = MaskTransformer(**sizes)
     mask.load_and_freeze_token_emb(vq.quantizer.codebooks[0])
     res = ResidualTransformer(num_quantizers=Q, **sizes)
@@ -227,8 +227,8 @@ def tiny_momask(seed=0):
         def encode(self, texts):
             return torch.stack([TABLE[t] for t in texts])
 
-    return MoMaskTarget(vq=vq.eval(), mask=mask.eval(), res=res.eval(), text_encoder=Enc(), mean=np.zeros(dim_pose),
-                        std=np.ones(dim_pose), time_steps=3)
+    return MoMaskTarget.from_models(vq=vq.eval(), mask=mask.eval(), res=res.eval(), text_encoder=Enc(),
+                                    mean=np.zeros(dim_pose), std=np.ones(dim_pose), time_steps=3)
 
 
 class TinyEvaluatorEmbed:
@@ -251,6 +251,7 @@ class ThresholdJudge(ToyJudge):
 
 
 def test_momask_target_paths_run_and_reproduce():
+    pytest.importorskip("src.gen")
     t, j = tiny_momask(), ThresholdJudge()
     emb = TinyEvaluatorEmbed().e
     cond = t.encode_text(["a person kicks", "a person walks"])
@@ -299,12 +300,14 @@ def test_rate_summary_and_prompt_files(tmp_path):
 def test_parse_models():
     from src.eval.attack import parse_attacks, parse_models
 
-    ms = parse_models("original=t2m,lcr=t2m+vq=rvq_lcr:net.tar,uce=t2m_uce:a.tar+res=none", res_name="tres")
-    assert [(m.label, m.name, m.ckpt, m.vq_name, m.vq_ckpt, m.res_name) for m in ms] == [
-        ("original", "t2m", "latest.tar", None, "net_best_fid.tar", "tres"),
-        ("lcr", "t2m", "latest.tar", "rvq_lcr", "net.tar", "tres"),
-        ("uce", "t2m_uce", "a.tar", None, "net_best_fid.tar", None)]
-    for bad in ("x", "a=b,a=c", "a=b+foo=1", "=b", ""):
+    ms = parse_models("original=t2m,lcr=t2m+vq=rvq_lcr,uce=t2m_uce:a.tar+res=t2m_uce_res:b.tar,base=t2m+res=none",
+                      res_name="tres")
+    assert [(m.label, m.name, m.ckpt, m.vq_name, m.res_name, m.res_ckpt) for m in ms] == [
+        ("original", "t2m", "net_best_fid.tar", None, "tres", "net_best_fid.tar"),
+        ("lcr", "t2m", "net_best_fid.tar", "rvq_lcr", "tres", "net_best_fid.tar"),
+        ("uce", "t2m_uce", "a.tar", None, "t2m_uce_res", "b.tar"),
+        ("base", "t2m", "net_best_fid.tar", None, None, "net_best_fid.tar")]
+    for bad in ("x", "a=b,a=c", "a=b+foo=1", "=b", "", "a=b+vq=c:d.tar"):
         with pytest.raises(HmuError):
             parse_models(bad)
     assert parse_attacks("inversion,implicit") == ["inversion", "implicit"]

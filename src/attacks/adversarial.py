@@ -16,7 +16,8 @@ before/after, and how far the found features lie from the nearest real prompt fe
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,11 +130,11 @@ def adversarial_attack(target, judge: Judge, embed: EmbedFn, *, starts: torch.Te
                      "nearest_real_rel": {"mean": float(d_nn.mean()), "max": float(d_nn.max()),
                                           "values": [float(v) for v in d_nn]},
                      "from_start_rel": {"mean": float(d_start.mean()), "max": float(d_start.max())},
-                     "n_real": int(len(real)),
+                     "n_real": len(real),
                      "unit": "median nearest-neighbour distance between distinct real prompt features"},
         "per_start": [{"text": t, "rate_found": float(dec_found[i].mean()), "rate_start": float(dec_start[i].mean()),
                        "objective_start": float(obj0[i]), "objective_found": float(obj1[i]),
                        "nearest_real_rel": float(d_nn[i])} for i, t in enumerate(start_texts)],
         "config": {"steps": steps, "rho": rho, "samples": samples, "length": length, "seed": seed,
-                   "n_starts": int(len(starts)), "n_reference": int(len(reference))},
+                   "n_starts": len(starts), "n_reference": len(reference)},
     }

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class ClassifierJudge:
         return proba[np.arange(len(motions)), cols] > 0.5
 
     @classmethod
-    def load(cls, path: str | os.PathLike, concept: str) -> "ClassifierJudge":
+    def load(cls, path: str | os.PathLike, concept: str) -> ClassifierJudge:
         from src.eval.leakage import LeakageProbe
 
         probe = LeakageProbe.load(path, concept)

@@ -14,7 +14,8 @@ Segments are matched by position only: a model that shifts an action in time is 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -14,8 +14,9 @@ is the initial vector), with the loss; the curve shows how much of the concept c
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

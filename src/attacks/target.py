@@ -1,14 +1,16 @@
 """What the attacks need from a model: conditioning features in, motions out, and two differentiable paths.
 
-:class:`AttackTarget` is the interface; :class:`MoMaskTarget` implements it for MoMask (RVQ-VAE + masked transformer +
-optional residual transformer + a text encoder). :class:`MotionEmbedder` is the evaluator's motion encoder with
-gradients (``Evaluator.encode_motion`` runs under ``no_grad``).
+:class:`AttackTarget` is the interface; :class:`MoMaskTarget` implements it for MoMask around src/gen.py's
+MotionGenerator. :class:`MotionEmbedder` is the evaluator's motion encoder with gradients (``Evaluator.encode_motion``
+runs under ``no_grad``).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -57,26 +59,36 @@ def _no_cudnn():
     return torch.backends.cudnn.flags(enabled=False)
 
 
+class _Features:
+    """A text encoder that returns given conditioning features: rows of ``feats`` for keys "0".."B-1"."""
+
+    def __init__(self, feats: torch.Tensor):
+        self.feats = feats
+        self.dim = int(feats.shape[1])
+
+    def encode(self, keys: Sequence[str]) -> torch.Tensor:
+        return self.feats[[int(k) for k in keys]]
+
+
 @dataclass
 class MoMaskTarget:
-    """MoMask as an attack target. ``mean``/``std`` (dim_pose,) are the VQ's normalisation (raw = x * std + mean).
+    """MoMask as an attack target, around a :class:`src.gen.MotionGenerator` (the one generation path: its models,
+    normalisation and sampling settings). The models are used as given (eval mode, never modified)."""
 
-    ``decode``: optional ``(cond, lengths, generator) -> raw motions`` (src/gen.py's ``generate_from_features``);
-    without it :meth:`generate` runs the cascade itself with the settings below (upstream's evaluation defaults).
-    """
+    gen: Any   # src.gen.MotionGenerator
 
-    vq: Any
-    mask: Any
-    res: Any | None
-    text_encoder: Any
-    mean: np.ndarray
-    std: np.ndarray
-    cond_scale: float = 4.0
-    res_cond_scale: float = 5.0
-    time_steps: int = 10
-    temperature: float = 1.0
-    topk_filter_thres: float = 0.9
-    decode: Any = None
+    @classmethod
+    def from_models(cls, *, vq, mask, res, text_encoder, mean, std, **sampling) -> MoMaskTarget:
+        from src.gen import MotionGenerator
+
+        return cls(MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=text_encoder, mean=mean, std=std,
+                                   **sampling))
+
+    vq = property(lambda self: self.gen.vq)
+    mask = property(lambda self: self.gen.mask)
+    res = property(lambda self: self.gen.res)
+    text_encoder = property(lambda self: self.gen.text_encoder)
+    cond_scale = property(lambda self: self.gen.cond_scale)
 
     @property
     def cond_dim(self) -> int:
@@ -84,7 +96,7 @@ class MoMaskTarget:
 
     @property
     def unit_length(self) -> int:
-        return int(self.vq.downsample)
+        return int(self.gen.unit_length)
 
     @property
     def device(self) -> torch.device:
@@ -92,34 +104,22 @@ class MoMaskTarget:
 
     def _stats(self):
         dev = self.device
-        return (torch.as_tensor(np.asarray(self.mean, np.float32), device=dev),
-                torch.as_tensor(np.asarray(self.std, np.float32), device=dev))
+        return (torch.as_tensor(np.asarray(self.gen.mean, np.float32), device=dev),
+                torch.as_tensor(np.asarray(self.gen.std, np.float32), device=dev))
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         return self.text_encoder.encode(list(texts)).to(self.device, torch.float32)
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, lengths: Sequence[int], *, generator: torch.Generator) -> list[np.ndarray]:
-        if self.decode is not None:
-            return list(self.decode(cond, lengths, generator=generator))
-        # Fallback cascade (kept to these lines; src/gen.py's generate_from_features is preferred when present).
-        dev = self.device
-        cond = cond.to(dev, torch.float32)
-        lens = torch.as_tensor([int(n) for n in lengths], device=dev)
-        tok = lens // self.unit_length
-        with eval_mode(self.vq, self.mask, self.res):
-            ids = self.mask.generate(cond, tok, timesteps=self.time_steps, cond_scale=self.cond_scale,
-                                     temperature=self.temperature, topk_filter_thres=self.topk_filter_thres,
-                                     generator=generator)
-            if self.res is not None:
-                ids = self.res.generate(ids, cond, tok, temperature=self.temperature, cond_scale=self.res_cond_scale,
-                                        topk_filter_thres=self.topk_filter_thres, generator=generator)
-            else:
-                ids = ids.unsqueeze(-1)
-            x = self.vq.forward_decoder(ids)
-        mean, std = self._stats()
-        raw = (x * std + mean).float().cpu().numpy()
-        return [raw[i, : int(n)] for i, n in enumerate(lens.tolist())]
+        """Real decoding from features through src/gen.py: ``generate_from_features`` when it exists, otherwise its
+        ``generate`` with a text encoder that hands back ``cond`` (the same computation)."""
+        cond = cond.detach().to(self.device, torch.float32)
+        if hasattr(self.gen, "generate_from_features"):
+            return list(self.gen.generate_from_features(cond, list(lengths), generator=generator))
+        shim = copy.copy(self.gen)
+        shim.text_encoder = _Features(cond)
+        return list(shim.generate([str(i) for i in range(len(cond))], list(lengths), generator=generator))
 
     def relaxed_motion(self, cond: torch.Tensor, lengths: Sequence[int], *, tau: float = 1.0) -> torch.Tensor:
         """One-step relaxed generation: from all-mask tokens, the guided base-layer logits -> softmax over the codebook
@@ -183,7 +183,7 @@ class MotionEmbedder:
     std: np.ndarray
 
     @classmethod
-    def from_t2m(cls, ev) -> "MotionEmbedder":
+    def from_t2m(cls, ev) -> MotionEmbedder:
         """From :class:`src.eval.loop.T2MEvaluator`."""
         return cls(ev.model, ev.mean, ev.std)
 

@@ -1,9 +1,9 @@
 """Does the forgotten concept come back? Run the attacks of src/attacks on each model; write results/<run>/attacks.json.
 
     python -m src.eval.attack --dataset_name synth --concept violence \\
-        --models original=t2m_synth,uce=t2m_synth_uce+res=tres_synth_uce,lcr=t2m_synth+vq=rvq_synth_lcr
+        --models original=t2m_synth,uce=t2m_synth_uce+res=t2m_synth_uce_res,lcr=t2m_synth+vq=rvq_synth_lcr
 
-A model spec is ``label=NAME[:CKPT][+vq=NAME[:CKPT]][+res=NAME[:CKPT]|+res=none]``: NAME is the masked-transformer run
+A model spec is ``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]``: NAME is the masked-transformer run
 folder under checkpoints/<dataset>/, CKPT a file in its model/ folder (or a path); the VQ defaults to the transformer's
 own vq_name (opt.txt) and the residual transformer to --res_name. Attacks: implicit (synth's implicit_prompts.json and
 --prompts FILE), adversarial (PGD in the conditioning space), inversion (textual inversion from --shots forget
@@ -16,9 +16,10 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from src.common.errors import HmuError, cli
 
@@ -29,7 +30,7 @@ SCHEMA = "hmu.attacks/1"
 ATTACKS_FILE = "attacks.json"
 ATTACKS_SCHEMA = """
 { "schema": "hmu.attacks/1", "run", "created", "command", "seed", "config": {every resolved flag},
-  "models": {label: {"name", "ckpt", "vq_name", "vq_ckpt", "res_name", "res_ckpt", "text_encoder"}},
+  "models": {label: {"name", "ckpt", "vq_name", "res_name", "res_ckpt", "text_encoder", "sampling"}},
   "evaluator": {"checkpoint", "key"}, "leakage_classifier": {"path", "concept", "threshold"},
   "versions", "git",
   "results": {label: {attack: {"attack", "leakage": SUMMARY, "config", ...attack-specific}}},
@@ -52,14 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset_name", default="synth", help="dataset name (ground truth needs synth)")
     g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="the forgotten concept")
     g.add_argument("--models", required=True,
-                   help="comma-separated label=NAME[:CKPT][+vq=NAME[:CKPT]][+res=NAME[:CKPT]|+res=none]")
-    g.add_argument("--ckpt", default="latest.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
-    g.add_argument("--vq_ckpt", default="net_best_fid.tar", help="default VQ checkpoint file")
+                   help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]")
+    g.add_argument("--ckpt", default="net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
     g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
                    help="default residual-transformer run folder ('none': base layer only)")
-    g.add_argument("--res_ckpt", default="latest.tar", help="default residual-transformer checkpoint file")
-    g.add_argument("--cond_scale", type=float, default=4.0, help="classifier-free guidance scale")
-    g.add_argument("--time_steps", type=int, default=10, help="mask-predict iterations")
+    g.add_argument("--res_ckpt", default="net_best_fid.tar", help="default residual-transformer checkpoint file")
+    g.add_argument("--cond_scale", type=float, default=None, help="classifier-free guidance scale (default: src.gen's)")
+    g.add_argument("--time_steps", type=int, default=None, help="mask-predict iterations (default: src.gen's)")
     g.add_argument("--clip_path", default=None, help="CLIP weights file (models with text_encoder=clip)")
     g = p.add_argument_group("attacks")
     g.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}")
@@ -103,7 +103,6 @@ class ModelSpec:
     name: str
     ckpt: str
     vq_name: str | None
-    vq_ckpt: str
     res_name: str | None
     res_ckpt: str
 
@@ -115,9 +114,9 @@ def _name_ckpt(text: str, default_ckpt: str, where: str) -> tuple[str, str]:
     return name.strip(), (ckpt.strip() or default_ckpt)
 
 
-def parse_models(text: str, *, ckpt: str = "latest.tar", vq_ckpt: str = "net_best_fid.tar",
-                 res_name: str | None = None, res_ckpt: str = "latest.tar") -> list[ModelSpec]:
-    """``label=NAME[:CKPT][+vq=NAME[:CKPT]][+res=NAME[:CKPT]|+res=none],...`` -> specs (labels unique)."""
+def parse_models(text: str, *, ckpt: str = "net_best_fid.tar", res_name: str | None = None,
+                 res_ckpt: str = "net_best_fid.tar") -> list[ModelSpec]:
+    """``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none],...`` -> specs (labels unique)."""
     out: list[ModelSpec] = []
     for item in (s.strip() for s in text.split(",")):
         if not item:
@@ -130,18 +129,18 @@ def parse_models(text: str, *, ckpt: str = "latest.tar", vq_ckpt: str = "net_bes
             raise HmuError(f"--models: label '{label}' given twice")
         parts = rest.split("+")
         name, ck = _name_ckpt(parts[0], ckpt, item)
-        vq, vck, res, rck = None, vq_ckpt, res_name, res_ckpt
+        vq, res, rck = None, res_name, res_ckpt
         for mod in parts[1:]:
             key, eq, val = mod.partition("=")
-            if key.strip() == "vq" and eq:
-                vq, vck = _name_ckpt(val, vq_ckpt, item)
+            if key.strip() == "vq" and eq and ":" not in val:
+                vq = _name_ckpt(val, "", item)[0]
             elif key.strip() == "res" and eq:
                 res, rck = _name_ckpt(val, res_ckpt, item)
             else:
-                raise HmuError(f"--models: unknown modifier '+{mod}' in '{item}' (use +vq=NAME or +res=NAME)")
+                raise HmuError(f"--models: bad modifier '+{mod}' in '{item}' (use +vq=NAME or +res=NAME[:CKPT])")
         if res is not None and res.lower() == "none":
             res = None
-        out.append(ModelSpec(label, name, ck, vq, vck, res, rck))
+        out.append(ModelSpec(label, name, ck, vq, res, rck))
     if not out:
         raise HmuError("--models is empty")
     return out
@@ -155,46 +154,22 @@ def parse_attacks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, cond_scale: float, time_steps: int,
-                clip_path: str | None = None):
-    """Build a :class:`src.attacks.target.MoMaskTarget` from checkpoint folders (strict loads, no fall-back)."""
+def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: dict, clip_path: str | None = None):
+    """A :class:`src.attacks.target.MoMaskTarget` around ``src.gen.load_generator`` (strict loads, no fall-back)."""
     from src.attacks.target import MoMaskTarget
-    from src.models.checkpoint import load_mask_transformer, load_mean_std, load_res_transformer, load_vq
-    from src.models.text_encoders import build_text_encoder
 
-    mask, mcfg, _ = load_mask_transformer(paths, dataset_name, spec.name, ckpt=spec.ckpt)
-    vq_name = spec.vq_name or mcfg.vq_name
-    vq, vcfg, vdir = load_vq(paths, dataset_name, vq_name, ckpt=spec.vq_ckpt)
-    res = None
-    if spec.res_name:
-        res, _, _ = load_res_transformer(paths, dataset_name, spec.res_name, ckpt=spec.res_ckpt, vq_cfg=vcfg)
-        res = res.to(device)
-    mean, std = load_mean_std(vdir)
-    enc = build_text_encoder(mcfg.text_encoder, clip_path=clip_path, glove_dir=paths.glove(dataset_name),
-                             dim=mcfg.clip_dim, device=device)
-    decode = _gen_decoder(vq.to(device), mask.to(device), res, enc, mean, std, cond_scale, time_steps)
-    target = MoMaskTarget(vq=vq, mask=mask, res=res, text_encoder=enc, mean=mean, std=std, cond_scale=cond_scale,
-                          time_steps=time_steps, decode=decode)
-    info = {"name": spec.name, "ckpt": spec.ckpt, "vq_name": vq_name, "vq_ckpt": spec.vq_ckpt,
-            "res_name": spec.res_name, "res_ckpt": spec.res_ckpt if spec.res_name else None,
-            "text_encoder": mcfg.text_encoder, "decoder": "src.gen" if decode is not None else "src.attacks.target"}
-    return target, info
-
-
-def _gen_decoder(vq, mask, res, enc, mean, std, cond_scale, time_steps):
-    """src/gen.py's ``MotionGenerator.generate_from_features`` when it exists (the one generation path), else None."""
     try:
-        from src.gen import MotionGenerator
-    except ImportError:
-        return None
-    if not hasattr(MotionGenerator, "generate_from_features"):
-        return None
-    try:
-        gen = MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=enc, mean=mean, std=std,
-                              cond_scale=cond_scale, time_steps=time_steps)
-    except TypeError:
-        gen = MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=enc, mean=mean, std=std)
-    return gen.generate_from_features
+        from src.gen import load_generator
+    except ImportError as exc:
+        raise HmuError(f"generation is not available: src/gen.py with load_generator() is missing ({exc})") from None
+    gen = load_generator(dataset_name=dataset_name, name=spec.name, res_name=spec.res_name, vq_name=spec.vq_name,
+                         checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
+                         glove_dir=paths.glove(dataset_name), ckpt=spec.ckpt, res_ckpt=spec.res_ckpt, device=device,
+                         clip_path=clip_path, **sampling)
+    info = {"name": spec.name, "ckpt": spec.ckpt, "vq_name": spec.vq_name, "res_name": spec.res_name,
+            "res_ckpt": spec.res_ckpt if spec.res_name else None,
+            "text_encoder": type(gen.text_encoder).__name__, "sampling": gen.sampling()}
+    return MoMaskTarget(gen), info
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -237,8 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     attacks = parse_attacks(args.attacks)
-    specs = parse_models(args.models, ckpt=args.ckpt, vq_ckpt=args.vq_ckpt, res_name=args.res_name,
-                         res_ckpt=args.res_ckpt)
+    specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)
     for flag, v, lo in (("--steps", args.steps, 0), ("--repeats", args.repeats, 1), ("--samples", args.samples, 1),
                         ("--shots", args.shots, 1), ("--inv_samples", args.inv_samples, 1),
                         ("--curve_points", args.curve_points, 1), ("--max_reference", args.max_reference, 1)):
@@ -333,8 +307,9 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     infos: dict[str, Any] = {}
     t_all = time.perf_counter()
     for mi, ms in enumerate(specs):
-        target, info = load_target(paths, spec.name, ms, device=device, cond_scale=args.cond_scale,
-                                   time_steps=args.time_steps, clip_path=args.clip_path)
+        sampling = {k: v for k, v in (("cond_scale", args.cond_scale), ("time_steps", args.time_steps))
+                    if v is not None}
+        target, info = load_target(paths, spec.name, ms, device=device, sampling=sampling, clip_path=args.clip_path)
         infos[ms.label] = info
         res: dict[str, Any] = {}
         for att in attacks:
