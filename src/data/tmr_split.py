@@ -218,9 +218,12 @@ class TMRRefiner:
 
         missing = set(naive.missing)
         ids = list(ids) if ids is not None else list(naive.forget) + list(naive.retain)
-        scored = [i for i in ids if i not in missing and i not in set(naive.forget)]
-        s = self.scores(scored) if scored else np.zeros(0)
-        self.last_scores = dict(zip(scored, s.tolist()))
+        kw = set(naive.forget)
+        # knn scores each retain motion on its own; vote retrieves from the whole split, so a retain motion has to
+        # out-rank the keyword-forget motions to be counted.
+        gallery = [i for i in ids if i not in missing and (self.method == "vote" or i not in kw)]
+        s = self.scores(gallery) if gallery else np.zeros(0)
+        self.last_scores = {i: v for i, v in zip(gallery, s.tolist()) if i not in kw}
         forget, retain, added = refine_split(ids, naive.forget, self.last_scores, min_occurence=self.min_occurence)
         log.info("%s: TMR %s moved %d of %d retain motions to forget", split_name, self.method, len(added),
                  len(naive.retain))
