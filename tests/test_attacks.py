@@ -325,3 +325,72 @@ def test_cli_help_and_one_line_errors(cli, tmp_path):
         r = cli("src.eval.attack", *args, timeout=60)
         assert r.returncode == 2, args
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+def _tiny_evaluator_and_classifier(ckpt_dir, data_root):
+    from src.config.opt_txt import format_opt_text
+    from src.data.word_vectorizer import load_word_vectorizer
+    from src.eval.leakage import classifier_path
+    from src.models.classifier import ActionClassifier, ActionClassifierConfig
+    from src.models.evaluator import Evaluator, EvaluatorConfig, evaluator_checkpoint_path
+
+    torch.manual_seed(0)
+    words = load_word_vectorizer(data_root / "glove")
+    cfg = EvaluatorConfig.for_dataset("synth", dim_word=words.dim_word, dim_text_hidden=16, dim_coemb_hidden=16,
+                                      dim_motion_hidden=16, dim_movement_enc_hidden=16, dim_movement_latent=16)
+    path = evaluator_checkpoint_path(ckpt_dir, "synth")
+    path.parent.mkdir(parents=True)
+    Evaluator(cfg).save(path)
+    (path.parent.parent / "opt.txt").write_text(format_opt_text({k: str(v) for k, v in cfg.to_dict().items()}))
+    (path.parent.parent / "meta").mkdir()
+    np.save(path.parent.parent / "meta" / "mean.npy", np.load(data_root / "Mean.npy"))
+    np.save(path.parent.parent / "meta" / "std.npy", np.load(data_root / "Std.npy"))
+    labels = json.loads((data_root / "labels.json").read_text())
+    actions = sorted({a for m in labels["motions"].values() for a in m["actions"]})
+    clf = ActionClassifier(ActionClassifierConfig(labels=(*actions, *(f"concept:{c}" for c in labels["concepts"]))))
+    clf.set_normalisation(np.load(data_root / "Mean.npy"), np.load(data_root / "Std.npy"))
+    cp = classifier_path(ckpt_dir, "synth")
+    cp.parent.mkdir(parents=True)
+    clf.save(cp)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_tiny_runs(synth_root, tmp_path, cli):
+    """Every attack through the CLI on tiny random runs: the JSON has every model x attack, and a rerun with the same
+    seed writes the same numbers (timings and dates aside)."""
+    pytest.importorskip("src.gen")
+    from helpers_methods import MASK, RES, make_dataset, make_runs
+
+    data = make_dataset(synth_root, tmp_path / "data")
+    ckpt = make_runs(tmp_path / "ckpt", data)
+    _tiny_evaluator_and_classifier(ckpt, data / "synth")
+    (tmp_path / "user.txt").write_text("a person lashes out at someone#48\n")
+    base = ["src.eval.attack", "--dataset_name", "synth", "--concept", "violence",
+            "--models", f"original={MASK}+res={RES},base={MASK}+res=none", "--prompts", str(tmp_path / "user.txt"),
+            "--steps", "2", "--repeats", "1", "--samples", "1", "--shots", "2", "--inv_samples", "2",
+            "--curve_points", "2", "--max_reference", "8", "--time_steps", "2", "--checkpoints_dir", str(ckpt),
+            "--dataset_dir", str(data), "--results_dir", str(tmp_path / "res")]
+    outs = []
+    for run in ("a", "b"):
+        r = cli(*base, "--run_name", run, env={"OMP_NUM_THREADS": "1"}, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(json.loads((tmp_path / "res" / run / "attacks.json").read_text()))
+    a, b = outs
+    assert a["schema"] == "hmu.attacks/1"
+    assert set(a["results"]) == {"original", "base"}
+    assert set(a["results"]["original"]) == {"implicit", "implicit_user", "adversarial", "inversion", "compositional"}
+    assert len(a["table"]) == 10
+    for row in a["table"]:
+        assert 0.0 <= row["mean"] <= 1.0 and row["wilson"][0] <= row["mean"] <= row["wilson"][1]
+
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in ("timing_s", "created", "run", "command", "config")}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+
+    assert strip(a["results"]) == strip(b["results"])
+    r = cli(*base, "--run_name", "a", timeout=120)
+    assert r.returncode == 2 and "--force" in r.stderr
