@@ -79,7 +79,7 @@ def test_missing_ids_stay_retain():
 
 
 def _labels():
-    mk = lambda c: {"actions": [], "concepts": c, "segments": [], "captions": []}  # noqa: E731
+    mk = lambda c: {"actions": [], "concepts": c, "segments": [], "captions": []}
     return {"version": 1, "fps": 20, "concepts": {"violence": ["kick"]},
             "motions": {"a": mk(["violence"]), "b": mk(["violence"]), "c": mk([]), "d": mk(["violence"]),
                         "e": mk([])}}

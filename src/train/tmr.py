@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from src.common.errors import HmuError, cli
 
@@ -43,7 +44,8 @@ def build_config(*, motion_nfeats: int, text_nfeats: int, latent_dim: int, ff_si
     """A TMRConfig with upstream's loss weights and contrastive settings and the given sizes."""
     from src.models.tmr.config import DecoderConfig, EncoderConfig, TMRConfig
 
-    sizes = dict(latent_dim=latent_dim, ff_size=ff_size, num_layers=num_layers, num_heads=num_heads, dropout=dropout)
+    sizes = {"latent_dim": latent_dim, "ff_size": ff_size, "num_layers": num_layers, "num_heads": num_heads,
+             "dropout": dropout}
     return TMRConfig(motion_encoder=EncoderConfig(nfeats=motion_nfeats, **sizes),
                      text_encoder=EncoderConfig(nfeats=text_nfeats, **sizes),
                      motion_decoder=DecoderConfig(nfeats=motion_nfeats, **sizes), lr=lr)
@@ -328,8 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = HumanML3DFolder(root, spec)
     train_ids = folder.ids("train")
     (mean, std), stats_from = load_stats(root, folder, train_ids)
-    ds_kw = dict(mean=mean, std=std, max_motion_length=spec.max_motion_length, unit_length=spec.unit_length,
-                 min_motion_length=spec.min_motion_length, fps=spec.fps, seed=args.seed)
+    ds_kw = {"mean": mean, "std": std, "max_motion_length": spec.max_motion_length, "unit_length": spec.unit_length,
+             "min_motion_length": spec.min_motion_length, "fps": spec.fps, "seed": args.seed}
     train_ds = Text2MotionDataset(folder, train_ids, **ds_kw)
     has_val = (root / "val.txt").is_file()
     val_items = eval_items(Text2MotionDataset(folder, "val", **ds_kw), max_motion_length=spec.max_motion_length) \
