@@ -1,0 +1,110 @@
+"""Train the length estimator: ``python -m src.train.length --name length_estimator --dataset_name synth``.
+
+As upstream: a text feature (the same encoder as the transformers) -> logits over length bins of ``unit_length``
+frames, trained with cross-entropy on ``len(motion) // unit_length``. Every caption of every train motion is one
+example (text features are computed once). Lowest validation loss -> ``model/finest.tar`` (upstream's name).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from src.common.errors import cli
+
+
+def build_parser():
+    from src.train.common import add_text_args, base_parser
+
+    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).")
+    g = p.add_argument_group("length estimator")
+    g.add_argument("--unit_length", type=int, default=None, help="frames per length bin")
+    g.add_argument("--output_size", type=int, default=None, help="number of length bins")
+    add_text_args(p)
+    return p
+
+
+def _examples(ds, text, unit: int, bins: int):
+    """(features (N, dim), bins (N,)) for every (caption, motion) pair of a Text2MotionDataset."""
+    import torch
+
+    caps, labels = [], []
+    for motion, texts in ds.entries:
+        for cap, _ in texts:
+            caps.append(cap)
+            labels.append(min(len(motion) // unit, bins - 1))
+    return text(caps), torch.tensor(labels, dtype=torch.long)
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from src.common.io import atomic_torch_save, torch_load
+    from src.common.seed import fix_seed
+    from src.config import LenEstConfig
+    from src.data.spec import get_spec
+    from src.models.momask import build_len_estimator
+    from src.train import common
+    from src.train.engine import TrainSpec, train
+
+    paths, device = common.setup(args)
+    cfg = common.resolve_config(LenEstConfig, args, "len", aliases={"clip_dim": "input_size"})
+    cfg.extra["seed"] = str(args.seed if args.seed is not None else 3407)
+    run, cfg, resume = common.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
+                                          overrides=common.continue_overrides(args))
+    seed = int(cfg.extra.get("seed", 3407))
+    fix_seed(seed)
+    spec = get_spec(cfg.dataset_name)
+    folder = common.open_folder(paths, cfg.dataset_name)
+    mean, std = folder.mean_std()  # only to build the datasets; the estimator never sees motion values
+    split, val_split = common.extra(cfg, "split", "train"), common.extra(cfg, "val_split", "val")
+
+    class _Lens:  # the dataset's length filter, with the config's unit
+        max_motion_length, unit_length, dataset_name = spec.max_motion_length, cfg.unit_length, cfg.dataset_name
+
+    train_ds = common.t2m_dataset(folder, split, mean=mean, std=std, cfg=_Lens, seed=seed)
+    val_ds = common.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=_Lens, seed=seed)
+    encoder = common.build_encoder(paths, cfg, args, device)
+    text = common.TextFeatures(encoder, common.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
+    x_train, y_train = _examples(train_ds, text, cfg.unit_length, cfg.output_size)
+    x_val, y_val = _examples(val_ds, text, cfg.unit_length, cfg.output_size)
+    y_train, y_val = y_train.to(device), y_val.to(device)
+
+    model = build_len_estimator(cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    def batches(epoch: int):
+        for idx in common.epoch_order(len(y_train), batch_size=cfg.batch_size, seed=seed, epoch=epoch):
+            yield torch.from_numpy(np.asarray(idx)).to(device)
+
+    def step(idx, it: int):
+        logits = model(x_train[idx])
+        loss = F.cross_entropy(logits, y_train[idx])
+        return {"loss": loss, "acc": (logits.argmax(-1) == y_train[idx]).float().mean()}
+
+    def validate():
+        logits = model(x_val)
+        return {"loss": F.cross_entropy(logits, y_val), "acc": (logits.argmax(-1) == y_val).float().mean(),
+                "mae_frames": (logits.argmax(-1) - y_val).abs().float().mean() * cfg.unit_length}
+
+    tspec = TrainSpec(model_key="estimator", opt_key="opt_estimator", best_file="finest.tar")
+    result = train(model=model, optimizer=optimizer, scheduler=None, spec=tspec, run_dir=run, batches=batches,
+                   step=step, validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=seed,
+                   meta=common.run_meta(cfg), resume=resume, log_every=cfg.log_every,
+                   progress=not args.no_progress)
+    # upstream's length estimator files count with 'epoch'/'niter' (the engine writes 'ep'/'total_it')
+    for name in ("finest.tar", "latest.tar"):
+        path = run / "model" / name
+        ckpt = torch_load(path)
+        ckpt.setdefault("epoch", ckpt.get("ep", 0))
+        ckpt.setdefault("niter", ckpt.get("total_it", result["total_it"]))
+        atomic_torch_save(ckpt, path)
+    print(common.summary_line("length estimator", run, result, best_val_loss=result["best"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""Train the residual VQ-VAE: ``python -m src.train.vq --name rvq_tiny --dataset_name synth``.
+
+Loss as upstream (models/vq/vq_trainer.py): smooth-L1 reconstruction of the normalised features, plus ``loss_vel``
+times the same loss on the root-relative joint positions (upstream calls it the velocity term), plus ``commit`` times
+the commitment loss. Validation: reconstruction MPJPE (mm) of whole val motions; the best goes to
+``model/net_best_fid.tar`` (upstream ranks by FID, which needs an evaluator). At the end the test split's MPJPE is
+printed and appended to ``train_log.jsonl``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from src.common.errors import cli
+
+
+def build_parser():
+    from src.train.common import base_parser
+
+    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).")
+    g = p.add_argument_group("VQ-VAE")
+    g.add_argument("--window_size", type=int, default=None, help="training window (frames)")
+    g.add_argument("--epoch_size", type=int, default=None, help="windows drawn per epoch (0 = all windows)")
+    g.add_argument("--weight_decay", type=float, default=None, help="AdamW weight decay")
+    g.add_argument("--commit", type=float, default=None, help="commitment loss weight")
+    g.add_argument("--loss_vel", type=float, default=None, help="joint-position loss weight")
+    g.add_argument("--recons_loss", type=str, default=None, choices=("l1", "l1_smooth"), help="reconstruction loss")
+    g.add_argument("--num_quantizers", type=int, default=None, help="residual quantizer layers (>= 2)")
+    g.add_argument("--nb_code", type=int, default=None, help="codebook size")
+    g.add_argument("--code_dim", type=int, default=None, help="code size (also output_emb_width)")
+    g.add_argument("--mu", type=float, default=None, help="codebook EMA decay")
+    g.add_argument("--down_t", type=int, default=None, help="temporal downsamplings")
+    g.add_argument("--stride_t", type=int, default=None, help="downsampling stride")
+    g.add_argument("--width", type=int, default=None, help="conv channels")
+    g.add_argument("--depth", type=int, default=None, help="resnet blocks per level")
+    g.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth")
+    g.add_argument("--vq_act", type=str, default=None, choices=("relu", "silu", "gelu"), help="activation")
+    g.add_argument("--quantize_dropout_prob", type=float, default=None, help="quantize dropout probability")
+    g.add_argument("--shared_codebook", action="store_true", default=None, help="one codebook for all layers")
+    g.add_argument("--sample_codebook_temp", type=float, default=0.5,
+                   help="Gumbel temperature of the code choice in training (upstream 0.5; 0 = nearest code)")
+    return p
+
+
+def reconstruction_mpjpe(model, motions: Sequence, *, mean, std, joints_num: int) -> dict[str, float]:
+    """Mean per-joint position error (mm) of ``decode(encode(x))`` over raw motions (T_i, D).
+
+    Motions are cropped to a multiple of the VQ's downsampling and run in groups of equal length (no padding).
+    ``mpjpe_mm`` compares global joints (root trajectory included), ``mpjpe_local_mm`` root-relative ones.
+    """
+    import numpy as np
+    import torch
+
+    from src.data.motion import recover_from_ric
+
+    device = next(model.parameters()).device
+    unit = model.downsample
+    groups: dict[int, list[np.ndarray]] = {}
+    for m in motions:
+        t = (len(m) // unit) * unit
+        if t:
+            groups.setdefault(t, []).append(np.asarray(m[:t], dtype=np.float32))
+    err_g = err_l = 0.0
+    count = 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for t, ms in sorted(groups.items()):
+            raw = np.stack(ms)
+            x = torch.from_numpy((raw - mean) / std).to(device)
+            ids, _ = model.encode(x)
+            rec = model.forward_decoder(ids).cpu().numpy() * std + mean
+            j_true = recover_from_ric(raw, joints_num)
+            j_rec = recover_from_ric(rec.astype(np.float32), joints_num)
+            err_g += float(np.linalg.norm(j_rec - j_true, axis=-1).mean(axis=(1, 2)).sum())
+            loc_t, loc_r = j_true - j_true[..., :1, :], j_rec - j_rec[..., :1, :]
+            err_l += float(np.linalg.norm(loc_r - loc_t, axis=-1).mean(axis=(1, 2)).sum())
+            count += len(ms)
+    model.train(was_training)
+    if count == 0:
+        return {"mpjpe_mm": float("nan"), "mpjpe_local_mm": float("nan"), "n": 0}
+    return {"mpjpe_mm": 1000.0 * err_g / count, "mpjpe_local_mm": 1000.0 * err_l / count, "n": count}
+
+
+def codebook_temperature(wanted: float) -> float:
+    """``wanted``, or 0 when the models' Gumbel noise is not finite (so training never silently collapses to one
+    code: NaN logits make every vector pick code 0)."""
+    import logging
+
+    import torch
+
+    from src.models.momask import vq as vq_module
+
+    if wanted > 0 and not torch.isfinite(vq_module._gumbel_noise(torch.rand(8), None)).all():
+        logging.getLogger(__name__).warning(
+            "src/models/momask/vq.py: _gumbel_noise returns NaN (its inner clamp applies to log(u), not -log(u)); "
+            "training with --sample_codebook_temp 0 (nearest code) until it is fixed")
+        return 0.0
+    return wanted
+
+
+def _motions(folder, split: str, min_len: int) -> list:
+    from src.data.datasets import resolve_ids
+
+    out = []
+    for mid in resolve_ids(folder.root, split):
+        m = folder.motion(mid)
+        if len(m) >= min_len:
+            out.append(m)
+    return out
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    import torch
+    import torch.nn.functional as F
+
+    from src.common.io import atomic_save_npy
+    from src.common.logging import MetricLogger
+    from src.common.seed import fix_seed
+    from src.config import VQConfig
+    from src.data.datasets import MotionWindowDataset
+    from src.data.spec import get_spec
+    from src.models.momask import build_vq
+    from src.train import common
+    from src.train.engine import TrainSpec, train
+
+    paths, device = common.setup(args)
+    cfg = common.resolve_config(VQConfig, args, "vq")
+    if cfg.num_quantizers < 1 or cfg.nb_code < 2:
+        raise common.HmuError("--num_quantizers must be >= 1 and --nb_code >= 2")
+    run, cfg, resume = common.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
+                                          overrides=common.continue_overrides(args))
+    spec = get_spec(cfg.dataset_name)
+    fix_seed(cfg.seed)
+    folder = common.open_folder(paths, cfg.dataset_name)
+    mean, std = folder.mean_std()
+    atomic_save_npy(run / "meta" / "mean.npy", mean)
+    atomic_save_npy(run / "meta" / "std.npy", std)
+
+    split, val_split = common.extra(cfg, "split", "train"), common.extra(cfg, "val_split", "val")
+    train_ds = MotionWindowDataset(folder, split, window=cfg.window_size, mean=mean, std=std)
+    val_motions = _motions(folder, val_split, spec.min_motion_length)
+    epoch_size = int(common.extra(cfg, "epoch_size", "0")) or None
+
+    model = build_vq(cfg).to(device)
+    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=cfg.weight_decay)
+    rec_loss = F.smooth_l1_loss if cfg.recons_loss == "l1_smooth" else F.l1_loss
+    pos = slice(4, 4 + (spec.joints_num - 1) * 3)
+
+    def batches(epoch: int):
+        import numpy as np
+
+        for idx in common.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                                      limit=epoch_size):
+            yield torch.from_numpy(np.stack([train_ds[int(i)] for i in idx]))
+
+    temp = codebook_temperature(args.sample_codebook_temp)
+
+    def step(x, it: int):
+        # RVQVAE.forward with the code-choice temperature as a flag (it hard-codes upstream's 0.5)
+        x = x.to(device)
+        z = model.encoder(x.permute(0, 2, 1))
+        z_q, _, commit, perplexity = model.quantizer(z, sample_codebook_temp=temp)
+        pred = model.decoder(z_q)
+        loss_rec = rec_loss(pred, x)
+        loss_pos = rec_loss(pred[..., pos], x[..., pos])
+        loss = loss_rec + cfg.loss_vel * loss_pos + cfg.commit * commit
+        return {"loss": loss, "loss_rec": loss_rec, "loss_vel": loss_pos, "loss_commit": commit,
+                "perplexity": perplexity, "lr": scheduler.get_last_lr()[0]}
+
+    def validate():
+        return reconstruction_mpjpe(model, val_motions, mean=mean, std=std, joints_num=spec.joints_num)
+
+    tspec = TrainSpec(model_key="vq_model", opt_key="opt_vq_model", best_file="net_best_fid.tar")
+    result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=run, batches=batches,
+                   step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
+                   max_epoch=cfg.max_epoch, seed=cfg.seed, meta=common.run_meta(cfg), resume=resume,
+                   log_every=cfg.log_every, progress=not args.no_progress)
+
+    from src.models.checkpoint import load_weights
+
+    load_weights(model, run / "model" / "net_best_fid.tar", "vq")
+    test = {}
+    if (folder.root / "test.txt").is_file():
+        test = reconstruction_mpjpe(model, _motions(folder, "test", spec.min_motion_length), mean=mean, std=std,
+                                    joints_num=spec.joints_num)
+        MetricLogger(run / "train_log.jsonl").log(step=result["total_it"], event="test",
+                                                  checkpoint="net_best_fid.tar",
+                                                  **{f"test_{k}": v for k, v in test.items()})
+    print(common.summary_line("vq", run, result, best_val_mpjpe_mm=result["best"]))
+    if test:
+        print(f"test reconstruction MPJPE: {test['mpjpe_mm']:.1f} mm global, {test['mpjpe_local_mm']:.1f} mm "
+              f"root-relative ({test['n']} motions, {run / 'model' / 'net_best_fid.tar'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
