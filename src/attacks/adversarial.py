@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from src.common.errors import HmuError
 
-from .common import Judge, proportion, rate_summary, torch_gen
+from .common import Judge, proportion, rate_summary, target_device, torch_gen
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def adversarial_attack(target, judge: Judge, embed: EmbedFn, *, starts: torch.Te
         out = np.zeros((len(feats), samples), bool)
         for r in range(samples):  # same generator stream for starts and found points: a paired comparison
             with torch.no_grad():
-                gen = target.generate(feats, [length] * len(feats), generator=torch_gen(seed, STREAM, 1, r))
+                g = torch_gen(seed, STREAM, 1, r, device=target_device(target))
+                gen = target.generate(feats, [length] * len(feats), generator=g)
             out[:, r] = judge.concept_flags(gen)
         return out
 

@@ -69,6 +69,11 @@ def torch_gen(seed: int, *stream: int, device=None):
     return torch_generator(seed_int(seed, *stream), device=device)
 
 
+def target_device(target):
+    """The device of a target's model (generators must live there), or None (CPU) for targets without one."""
+    return getattr(target, "device", None)
+
+
 # ---------------------------------------------------------------------------------------------------- summaries
 def rate_summary(decisions: np.ndarray, *, seed: int) -> dict[str, Any]:
     """(N items, R repeats) bool decisions -> metrics.json's leakage summary.

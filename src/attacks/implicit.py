@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .common import Judge, Prompt, rate_summary, torch_gen
+from .common import Judge, Prompt, rate_summary, target_device, torch_gen
 
 STREAM = 1
 
@@ -22,7 +22,7 @@ def generate_prompts(target, prompts: Sequence[Prompt], *, repeats: int, seed: i
     lengths = [p.length for p in prompts]
     out = []
     for r in tqdm(range(repeats), desc="generate", disable=not progress, leave=False):
-        g = torch_gen(seed, *stream, r)
+        g = torch_gen(seed, *stream, r, device=target_device(target))
         gen: list[np.ndarray] = []
         for s in range(0, len(prompts), batch_size):
             gen.extend(target.generate(cond[s:s + batch_size], lengths[s:s + batch_size], generator=g))

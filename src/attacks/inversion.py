@@ -23,7 +23,7 @@ import torch
 
 from src.common.errors import HmuError
 
-from .common import Judge, rate_summary, torch_gen
+from .common import Judge, rate_summary, target_device, torch_gen
 
 STREAM = 3
 SPACES = ("word", "cond")
@@ -82,12 +82,14 @@ def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: C
 
     def loss_at(*stream: int) -> torch.Tensor:
         c = space.to_cond(v)
-        return target.token_loss(c.expand(len(shots), -1), targets, generator=torch_gen(seed, STREAM, *stream))
+        g = torch_gen(seed, STREAM, *stream, device=target_device(target))
+        return target.token_loss(c.expand(len(shots), -1), targets, generator=g)
 
     def judge_now(k: int) -> dict[str, Any]:
         with torch.no_grad():
             c = space.to_cond(v).expand(samples, -1)
-            gen = target.generate(c, lengths, generator=torch_gen(seed, STREAM, 1, k))
+            g = torch_gen(seed, STREAM, 1, k, device=target_device(target))
+            gen = target.generate(c, lengths, generator=g)
             eval_loss = float(np.mean([float(loss_at(2, j)) for j in range(4)]))  # fixed masks: comparable over k
         dec = np.asarray(judge.concept_flags(gen), bool)
         return {"step": k, "loss": eval_loss, "leakage": rate_summary(dec[:, None], seed=seed)}
