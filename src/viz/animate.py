@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import numpy as np
 
-    from src.common.io import refuse_overwrite
+    from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.logging import setup_logging
     from src.data.spec import get_spec
 
@@ -260,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     target, _ = resolve_output(out, fmt)
     refuse_overwrite(target, args.force, "--out")
+    ensure_writable_dir(target.parent)  # fail before rendering, not after
     if args.still:
         refuse_overwrite(args.still, args.force, "--still")
     written = save_comparison(out, motions, chain=spec.kinematic_chain, title=args.title,
