@@ -126,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = args.run_name or default_run_name(args)
     out = metrics_path(paths.results_dir, run)
     refuse_overwrite(out, args.force, what="results file")
+    if args.repeat_times < 1:
+        raise HmuError(f"--repeat_times must be >= 1, got {args.repeat_times}")
     device = resolve_device(args.gpu_id, args.device)
 
     # Everything that can be missing is checked before the model is built.
