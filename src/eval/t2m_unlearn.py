@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(args.verbose)
     from src.common.device import resolve_device
-    from src.common.io import refuse_overwrite
+    from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.paths import Paths
     from src.data.spec import get_spec
     from src.eval.leakage import LeakageProbe, classifier_path
@@ -128,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refuse_overwrite(out, args.force, what="results file")
     if args.repeat_times < 1:
         raise HmuError(f"--repeat_times must be >= 1, got {args.repeat_times}")
+    ensure_writable_dir(paths.results_dir)  # fail now, not after the whole evaluation
     device = resolve_device(args.gpu_id, args.device)
 
     # Everything that can be missing is checked before the model is built.
