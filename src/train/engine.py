@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from src.common.errors import HmuError, one_line
 from src.common.io import atomic_torch_save, torch_load
 from src.common.logging import MetricLogger
 
@@ -74,7 +75,10 @@ def train(
     best = -math.inf if spec.higher_is_better else math.inf
     if resume and latest.exists():
         ckpt = torch_load(latest, "checkpoint")
-        model.load_state_dict(ckpt[spec.model_key], strict=True)
+        try:
+            model.load_state_dict(ckpt[spec.model_key], strict=True)
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise HmuError(f"{latest} does not fit this model ({one_line(exc)[:300]})") from None
         if spec.opt_key and spec.opt_key in ckpt:
             optimizer.load_state_dict(ckpt[spec.opt_key])
         if scheduler is not None and "scheduler" in ckpt:
