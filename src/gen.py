@@ -47,6 +47,7 @@ class MotionGenerator:
         self.batch_size = int(batch_size)
         self.time_steps, self.cond_scale, self.res_cond_scale = int(time_steps), float(cond_scale), float(res_cond_scale)
         self.temperature, self.topkr, self.gumbel_sample = float(temperature), float(topkr), bool(gumbel_sample)
+        self.sources: dict[str, Any] = {}  # run names, filled by load_generator
 
     @property
     def device(self):
@@ -176,9 +177,12 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     for m in (vq, mask, res, len_est):
         if m is not None:
             m.to(device)
-    return MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=text_encoder, mean=mean, std=std,
-                           len_estimator=len_est, unit_length=mask_cfg.unit_length,
-                           max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
+    gen = MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=text_encoder, mean=mean, std=std,
+                          len_estimator=len_est, unit_length=mask_cfg.unit_length,
+                          max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
+    gen.sources = {"name": name, "ckpt": ckpt, "res_name": res_name or None, "vq_name": vq_name,
+                   "len_name": want_len if len_est is not None else None}
+    return gen
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
@@ -279,10 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_save_npy(out / "joints" / f"{stem}.npy", recover_from_ric(f, joints_num))
         items.append({"prompt_id": k, "repeat": r, "text": texts[k], "requested_length": lengths[k],
                       "length": len(f), "features": f"features/{stem}.npy", "joints": f"joints/{stem}.npy"})
-    atomic_write_json(out / "prompts.json", {"name": args.name, "res_name": args.res_name,
-                                             "vq_name": args.vq_name, "dataset_name": args.dataset_name,
-                                             "ckpt": args.ckpt, "seed": args.seed, "sampling": gen.sampling(),
-                                             "items": items})
+    atomic_write_json(out / "prompts.json", {**gen.sources, "dataset_name": args.dataset_name, "seed": args.seed,
+                                             "sampling": gen.sampling(), "items": items})
     print(f"{len(items)} motions ({len(texts)} prompts x {args.repeat_times}) -> {out}")
     return 0
 

@@ -1,0 +1,136 @@
+"""Generation: seeded determinism, lengths, raw features, no global RNG, the CLI's files."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_train_momask import train_tiny  # noqa: E402
+
+from src.gen import MotionGenerator  # noqa: E402
+from src.models.momask import LengthEstimator, MaskTransformer, ResidualTransformer, RVQVAE  # noqa: E402
+
+DIM = 263
+
+
+class BagEncoder:
+    """Deterministic toy text encoder: a fixed vector per word, summed."""
+
+    dim = 12
+
+    def encode(self, texts):
+        out = torch.zeros(len(texts), self.dim)
+        for i, t in enumerate(texts):
+            for w in t.split():
+                g = torch.Generator().manual_seed(sum(map(ord, w)))
+                out[i] += torch.randn(self.dim, generator=g)
+        return out
+
+
+def tiny_generator(*, with_len: bool = False, mean=None, std=None, res: bool = True) -> MotionGenerator:
+    torch.manual_seed(0)
+    vq = RVQVAE(input_width=DIM, nb_code=10, code_dim=8, down_t=2, stride_t=2, width=8, depth=1,
+                dilation_growth_rate=3, num_quantizers=3)
+    vq.train()
+    vq(torch.randn(4, 16, DIM))  # codebooks from data
+    vq.eval()
+    kw = dict(code_dim=8, num_tokens=10, latent_dim=16, ff_size=32, num_layers=1, num_heads=2, dropout=0.1,
+              clip_dim=BagEncoder.dim)
+    mask = MaskTransformer(**kw, cond_drop_prob=0.1)
+    rt = ResidualTransformer(**kw, num_quantizers=3, cond_drop_prob=0.2, share_weight=True) if res else None
+    le = LengthEstimator(input_size=BagEncoder.dim, output_size=12) if with_len else None
+    return MotionGenerator(vq=vq, mask=mask, res=rt, text_encoder=BagEncoder(),
+                           mean=np.arange(DIM, dtype=np.float32) if mean is None else mean,
+                           std=np.ones(DIM, np.float32) if std is None else std, len_estimator=le,
+                           max_motion_length=48, time_steps=4)
+
+
+def g(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_same_seed_same_motions_and_lengths():
+    gen = tiny_generator()
+    caps, lens = ["a person kicks", "a person walks", "a person waves"], [40, 17, 100]
+    a = gen.generate(caps, lens, generator=g(3))
+    b = gen.generate(caps, lens, generator=g(3))
+    c = gen.generate(caps, lens, generator=g(4))
+    assert [x.shape for x in a] == [(40, DIM), (16, DIM), (48, DIM)]  # floor to units, capped at max length
+    assert all(x.dtype == np.float32 for x in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_batching_does_not_change_a_seeded_run():
+    caps, lens = ["a person kicks"] * 5, [20] * 5
+    one = tiny_generator()
+    one.batch_size = 2
+    x = one.generate(caps, lens, generator=g(0))
+    y = one.generate(caps, lens, generator=g(0))
+    assert all(np.array_equal(p, q) for p, q in zip(x, y)) and len(x) == 5
+
+
+def test_global_rng_and_model_modes_untouched():
+    gen = tiny_generator()
+    gen.mask.train()
+    state = torch.get_rng_state()
+    gen.generate(["a person jumps"], [24], generator=g(1))
+    assert torch.equal(state, torch.get_rng_state())
+    assert gen.mask.training and not gen.vq.training
+
+
+def test_features_are_un_normalised():
+    mean = np.linspace(-1, 1, DIM).astype(np.float32)
+    gen = tiny_generator(mean=mean, std=np.zeros(DIM, np.float32))  # std 0: every frame is the mean
+    (out,) = gen.generate(["a person waves"], [12], generator=g(0))
+    assert np.allclose(out, mean[None])
+
+
+def test_lengths_from_estimator_when_missing():
+    with pytest.raises(Exception, match="length estimator"):
+        tiny_generator().generate(["a person kicks"], None, generator=g(0))
+    gen = tiny_generator(with_len=True)
+    out = gen.generate(["a person kicks", "a person walks"], [None, 20], generator=g(0))
+    assert len(out[0]) % 4 == 0 and 4 <= len(out[0]) <= 48 and len(out[1]) == 20
+    again = gen.generate(["a person kicks", "a person walks"], [None, 20], generator=g(0))
+    assert np.array_equal(out[0], again[0])
+
+
+def test_base_layer_only():
+    gen = tiny_generator(res=False)
+    (out,) = gen.generate(["a person kicks"], [16], generator=g(0))
+    assert out.shape == (16, DIM)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("gen"))
+
+
+def test_cli_writes_files_and_is_seeded(tiny_runs, tmp_path, capsys):
+    from src.gen import main
+
+    ckpt, data = tiny_runs
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a person kicks#40\na person walks\n")
+    base = ["--name", "mask", "--res_name", "res", "--dataset_name", "synth", "--text_path", str(prompts),
+            "--repeat_times", "2", "--seed", "5", "--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--out", str(tmp_path / "b")]) == 0
+    index = json.loads((tmp_path / "a/prompts.json").read_text())
+    assert index["vq_name"] == "vq" and index["seed"] == 5 and len(index["items"]) == 4
+    for item in index["items"]:
+        f = np.load(tmp_path / "a" / item["features"])
+        j = np.load(tmp_path / "a" / item["joints"])
+        assert f.shape == (item["length"], DIM) and j.shape == (item["length"], 22, 3)
+        assert np.array_equal(f, np.load(tmp_path / "b" / item["features"]))
+    assert index["items"][0]["length"] == 40 and index["items"][1]["requested_length"] is None
+    # an existing index is not overwritten without --force
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a"), "--force", "--text_prompt", "x"]) == 2  # both prompt flags
