@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from src.common.errors import HmuError, cli
 
 log = logging.getLogger(__name__)
 
-SAMPLING_DEFAULTS = dict(time_steps=18, cond_scale=4.0, res_cond_scale=5.0, temperature=1.0, topkr=0.9,
-                         gumbel_sample=False)
+SAMPLING_DEFAULTS = {"time_steps": 18, "cond_scale": 4.0, "res_cond_scale": 5.0, "temperature": 1.0, "topkr": 0.9,
+                         "gumbel_sample": False}
 
 
 class MotionGenerator:
@@ -54,8 +55,8 @@ class MotionGenerator:
         return next(self.mask.parameters()).device
 
     def sampling(self) -> dict[str, Any]:
-        return dict(time_steps=self.time_steps, cond_scale=self.cond_scale, res_cond_scale=self.res_cond_scale,
-                    temperature=self.temperature, topkr=self.topkr, gumbel_sample=self.gumbel_sample)
+        return {"time_steps": self.time_steps, "cond_scale": self.cond_scale, "res_cond_scale": self.res_cond_scale,
+                    "temperature": self.temperature, "topkr": self.topkr, "gumbel_sample": self.gumbel_sample}
 
     def token_lengths(self, cond, lengths: Sequence[int | None] | None, generator):
         """Frames -> tokens (floor, within [1, max]); missing ones drawn from the length estimator's distribution."""
@@ -145,8 +146,15 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     from src.common.paths import Paths
     from src.config import MaskTransConfig, VQConfig
     from src.data.spec import get_spec
-    from src.models.checkpoint import (find_run_dir, load_len_estimator, load_mask_transformer, load_mean_std,
-                                       load_res_transformer, load_vq, run_dir_candidates)
+    from src.models.checkpoint import (
+        find_run_dir,
+        load_len_estimator,
+        load_mask_transformer,
+        load_mean_std,
+        load_res_transformer,
+        load_vq,
+        run_dir_candidates,
+    )
     from src.models.text_encoders import build_text_encoder
 
     paths = Paths.default(checkpoints_dir=checkpoints_dir, dataset_dir=dataset_dir)

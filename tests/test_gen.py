@@ -10,10 +10,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train_momask import train_tiny  # noqa: E402
+from test_train_momask import train_tiny
 
-from src.gen import MotionGenerator  # noqa: E402
-from src.models.momask import LengthEstimator, MaskTransformer, ResidualTransformer, RVQVAE  # noqa: E402
+from src.gen import MotionGenerator
+from src.models.momask import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
 
 DIM = 263
 
@@ -39,8 +39,8 @@ def tiny_generator(*, with_len: bool = False, mean=None, std=None, res: bool = T
     vq.train()
     vq(torch.randn(4, 16, DIM))  # codebooks from data
     vq.eval()
-    kw = dict(code_dim=8, num_tokens=10, latent_dim=16, ff_size=32, num_layers=1, num_heads=2, dropout=0.1,
-              clip_dim=BagEncoder.dim)
+    kw = {"code_dim": 8, "num_tokens": 10, "latent_dim": 16, "ff_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
+              "clip_dim": BagEncoder.dim}
     mask = MaskTransformer(**kw, cond_drop_prob=0.1)
     rt = ResidualTransformer(**kw, num_quantizers=3, cond_drop_prob=0.2, share_weight=True) if res else None
     le = LengthEstimator(input_size=BagEncoder.dim, output_size=12) if with_len else None

@@ -85,11 +85,11 @@ def tiny_runs(tmp_path_factory):
 @pytest.mark.parametrize("module", CLIS)
 def test_help_is_fast_and_lazy(module):
     t = time.time()
-    r = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "--name" in r.stdout
     assert time.time() - t < 2.0
     probe = f"import sys, {module} as m; m.build_parser(); print('torch' in sys.modules)"
-    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=False)
     assert r.stdout.strip() == "False", r.stderr
 
 
@@ -151,7 +151,7 @@ def test_tiny_runs_write_upstream_files(tiny_runs):
 
     ckpt, data = tiny_runs
     root = ckpt / "synth"
-    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # noqa: E731
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)
     vq = root / "vq"
     assert {"vq_model", "opt_vq_model", "scheduler", "ep", "total_it"} <= set(load(vq / "model/latest.tar"))
     assert {"vq_model", "ep"} <= set(load(vq / "model/net_best_fid.tar"))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from src.common.errors import HmuError
 
@@ -222,7 +223,7 @@ def build_encoder(paths, cfg, args, device):
     """The text encoder the config names (clip or embedded), sized ``cfg.clip_dim`` / ``input_size``."""
     from src.models.text_encoders import build_text_encoder
 
-    dim = getattr(cfg, "clip_dim", None) or getattr(cfg, "input_size")
+    dim = getattr(cfg, "clip_dim", None) or cfg.input_size
     glove = args.glove_dir or paths.glove(cfg.dataset_name)
     return build_text_encoder(cfg.text_encoder, clip_path=args.clip_path, glove_dir=glove, dim=dim, device=device)
 

@@ -6,7 +6,7 @@ example (text features are computed once). Lowest validation loss -> ``model/fin
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from src.common.errors import cli
 

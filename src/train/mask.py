@@ -10,7 +10,7 @@ generation loads by default; ``hmu_meta.selected_by`` says ``val_acc``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from src.common.errors import cli
 
@@ -52,8 +52,8 @@ def setup_transformer(args, cls, kind: str):
     val_ds = common.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
     encoder = common.build_encoder(paths, cfg, args, device)
     text = common.TextFeatures(encoder, common.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
-    return dict(paths=paths, device=device, cfg=cfg, run=run, resume=resume, vq=vq, vq_cfg=vq_cfg,
-                train_ds=train_ds, val_ds=val_ds, text=text)
+    return {"paths": paths, "device": device, "cfg": cfg, "run": run, "resume": resume, "vq": vq, "vq_cfg": vq_cfg,
+                "train_ds": train_ds, "val_ds": val_ds, "text": text}
 
 
 def encode_codes(vq, motions, lengths, unit: int):

@@ -13,28 +13,30 @@ KINDS = ("vq", "mask", "res", "len")
 # Upstream's released t2m models (rvq_nq6_dc512_nc512_noshare_qdp0.2, t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns,
 # tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw, length_estimator); the rest are the option parsers' defaults.
 RELEASED: dict[str, dict] = {
-    "vq": dict(num_quantizers=6, nb_code=512, code_dim=512, output_emb_width=512, quantize_dropout_prob=0.2,
-               batch_size=256, max_epoch=50, epoch_size=0),
-    "mask": dict(latent_dim=384, n_layers=8, n_heads=6, ff_size=1024, cond_drop_prob=0.1, batch_size=64,
-                 max_epoch=500, text_encoder="clip", clip_dim=512),
-    "res": dict(latent_dim=384, n_layers=8, n_heads=6, ff_size=1024, cond_drop_prob=0.2, share_weight=True,
-                batch_size=64, max_epoch=500, text_encoder="clip", clip_dim=512),
-    "len": dict(batch_size=64, max_epoch=300, lr=1e-4, text_encoder="clip", input_size=512, output_size=50),
+    "vq": {"num_quantizers": 6, "nb_code": 512, "code_dim": 512, "output_emb_width": 512,
+           "quantize_dropout_prob": 0.2, "batch_size": 256, "max_epoch": 50, "epoch_size": 0},
+    "mask": {"latent_dim": 384, "n_layers": 8, "n_heads": 6, "ff_size": 1024, "cond_drop_prob": 0.1,
+             "batch_size": 64, "max_epoch": 500, "text_encoder": "clip", "clip_dim": 512},
+    "res": {"latent_dim": 384, "n_layers": 8, "n_heads": 6, "ff_size": 1024, "cond_drop_prob": 0.2,
+            "share_weight": True, "batch_size": 64, "max_epoch": 500, "text_encoder": "clip", "clip_dim": 512},
+    "len": {"batch_size": 64, "max_epoch": 300, "lr": 1e-4, "text_encoder": "clip", "input_size": 512,
+            "output_size": 50},
 }
 
 # Sized for ~3000 synth motions on 2 CPU cores: VQ ~1.5 min, mask ~1.5 min, residual ~1 min, length < 30 s.
 # Q >= 2 and a small codebook, so the residual transformer and LCR have something to work with.
 TINY: dict[str, dict] = {
-    "vq": dict(num_quantizers=3, nb_code=128, code_dim=64, output_emb_width=64, width=128, depth=2,
-               quantize_dropout_prob=0.2, window_size=32, batch_size=64, max_epoch=10, epoch_size=6400,
-               lr=1e-3, warm_up_iter=100, milestones=[100_000], eval_every_e=1),
-    "mask": dict(latent_dim=128, n_layers=2, n_heads=4, ff_size=256, dropout=0.1, cond_drop_prob=0.1,
-                 batch_size=64, max_epoch=30, lr=1e-3, warm_up_iter=100, milestones=[100_000],
-                 text_encoder="embedded", clip_dim=512),
-    "res": dict(latent_dim=128, n_layers=2, n_heads=4, ff_size=256, dropout=0.1, cond_drop_prob=0.2,
-                share_weight=True, batch_size=64, max_epoch=20, lr=1e-3, warm_up_iter=100, milestones=[100_000],
-                text_encoder="embedded", clip_dim=512),
-    "len": dict(batch_size=64, max_epoch=40, lr=1e-3, text_encoder="embedded", input_size=512, output_size=50),
+    "vq": {"num_quantizers": 3, "nb_code": 128, "code_dim": 64, "output_emb_width": 64, "width": 128, "depth": 2,
+           "quantize_dropout_prob": 0.2, "window_size": 32, "batch_size": 64, "max_epoch": 10, "epoch_size": 6400,
+           "lr": 1e-3, "warm_up_iter": 100, "milestones": [100_000], "eval_every_e": 1},
+    "mask": {"latent_dim": 128, "n_layers": 2, "n_heads": 4, "ff_size": 256, "dropout": 0.1, "cond_drop_prob": 0.1,
+             "batch_size": 64, "max_epoch": 30, "lr": 1e-3, "warm_up_iter": 100, "milestones": [100_000],
+             "text_encoder": "embedded", "clip_dim": 512},
+    "res": {"latent_dim": 128, "n_layers": 2, "n_heads": 4, "ff_size": 256, "dropout": 0.1, "cond_drop_prob": 0.2,
+            "share_weight": True, "batch_size": 64, "max_epoch": 20, "lr": 1e-3, "warm_up_iter": 100,
+            "milestones": [100_000], "text_encoder": "embedded", "clip_dim": 512},
+    "len": {"batch_size": 64, "max_epoch": 40, "lr": 1e-3, "text_encoder": "embedded", "input_size": 512,
+            "output_size": 50},
 }
 
 PRESETS: dict[str, dict[str, dict]] = {"tiny": TINY, "released": RELEASED}

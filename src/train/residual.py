@@ -9,7 +9,7 @@ generation loads by default; ``hmu_meta.selected_by`` says ``val_loss``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from src.common.errors import cli
 

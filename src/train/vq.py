@@ -8,7 +8,7 @@ printed and appended to ``train_log.jsonl``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from src.common.errors import cli
 
