@@ -1,7 +1,7 @@
 """A small multi-label action classifier over motion features, the judge of ground-truth leakage on ``synth``.
 
 Labels are synth's action names plus one ``concept:<name>`` label per concept (from ``labels.json``). The network:
-normalise with its own mean/std buffers, three 1-D convolutions over time (the middle one strided), then masked mean-
+normalise with its own mean/std buffers, three 1-D convolutions over time (the first two with stride 2), then masked mean-
 and max-pooling over the valid frames and a linear head. Small enough to train in well under a minute on a CPU.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ CONCEPT_PREFIX = "concept:"
 class ActionClassifierConfig:
     labels: tuple[str, ...]
     dim_pose: int = 263
-    hidden: int = 96
+    hidden: int = 64
     kernel: int = 5
     dropout: float = 0.1
 
@@ -51,7 +51,7 @@ class ActionClassifier(nn.Module):
         self.register_buffer("mean", torch.zeros(c.dim_pose))
         self.register_buffer("std", torch.ones(c.dim_pose))
         self.convs = nn.Sequential(
-            nn.Conv1d(c.dim_pose, c.hidden, c.kernel, padding=p), nn.GELU(), nn.Dropout(c.dropout),
+            nn.Conv1d(c.dim_pose, c.hidden, c.kernel, stride=2, padding=p), nn.GELU(), nn.Dropout(c.dropout),
             nn.Conv1d(c.hidden, c.hidden, c.kernel, stride=2, padding=p), nn.GELU(), nn.Dropout(c.dropout),
             nn.Conv1d(c.hidden, c.hidden, c.kernel, padding=p), nn.GELU(),
         )
@@ -65,7 +65,8 @@ class ActionClassifier(nn.Module):
         x = (x - self.mean) / self.std
         h = self.convs(x.transpose(1, 2))                                   # (B, H, T')
         t = torch.arange(h.shape[-1], device=h.device)
-        valid = t[None, :] < ((lengths.to(h.device) + 1) // 2)[:, None]     # stride 2: ceil(T / 2) outputs
+        n_out = (((lengths.to(h.device) + 1) // 2) + 1) // 2                 # two stride-2 convs: ceil(ceil(T/2)/2)
+        valid = t[None, :] < n_out[:, None]
         valid = valid[:, None, :]
         mean = (h * valid).sum(-1) / valid.sum(-1).clamp_min(1)
         mx = h.masked_fill(~valid, float("-inf")).amax(-1)

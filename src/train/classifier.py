@@ -1,0 +1,204 @@
+"""Train the action classifier that measures ground-truth leakage (src/eval/leakage.py) on a dataset with labels.json.
+
+    python -m src.train.classifier --dataset_name synth
+
+Labels: every action of ``labels.json`` plus ``concept:<name>`` per concept; targets are motion-level (an action or a
+concept is present anywhere in the motion). Trained on the ``train`` split with the shared engine (resumable), selected
+on ``val`` by the mean concept AUC, and scored on the held-out ``test`` split: accuracy at the 0.5 threshold, balanced
+accuracy and AUC per concept, macro AUC over actions. Those figures go into the checkpoint's ``meta["heldout"]``
+(and are printed), so every leakage number can be read next to the judge's own error rates.
+Output: ``checkpoints/<dataset>/action_classifier/model/classifier.tar``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.train.classifier", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset_name", default="synth", help="dataset with labels.json (synth)")
+    p.add_argument("--name", default="action_classifier", help="run folder under checkpoints/<dataset>/")
+    p.add_argument("--max_epoch", type=int, default=4, help="epochs")
+    p.add_argument("--batch_size", type=int, default=64, help="batch size")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--hidden", type=int, default=64, help="conv channels")
+    p.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--force", action="store_true", help="retrain and overwrite an existing classifier")
+    for flag in ("checkpoints_dir", "dataset_dir"):
+        p.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
+    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return p
+
+
+def read_labels(root: Path) -> dict[str, Any]:
+    path = root / "labels.json"
+    if not path.is_file():
+        raise HmuError(f"ground-truth labels not found: {path} (only datasets with labels.json, e.g. synth)")
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+        labels["motions"], labels["concepts"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise HmuError(f"labels file {path} is not valid ({type(exc).__name__}: {exc})") from None
+    return labels
+
+
+def label_names(labels: dict[str, Any]) -> tuple[str, ...]:
+    from src.models.classifier import CONCEPT_PREFIX
+
+    actions = sorted({a for m in labels["motions"].values() for a in m.get("actions", [])}
+                     | {a for acts in labels["concepts"].values() for a in acts})
+    return (*actions, *(CONCEPT_PREFIX + c for c in sorted(labels["concepts"])))
+
+
+def targets(entry: dict[str, Any], names: Sequence[str]) -> np.ndarray:
+    from src.models.classifier import CONCEPT_PREFIX
+
+    on = set(entry.get("actions", [])) | {CONCEPT_PREFIX + c for c in entry.get("concepts", [])}
+    return np.array([n in on for n in names], np.float32)
+
+
+def load_split(folder, split: str, labels: dict, names: Sequence[str], max_len: int
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    ids = [i for i in folder.ids(split) if i in labels["motions"]]
+    if not ids:
+        raise HmuError(f"split {split} of {folder.root} has no id with labels in labels.json")
+    motions = [folder.motion(i)[:max_len] for i in ids]
+    return motions, np.stack([targets(labels["motions"][i], names) for i in ids])
+
+
+def heldout_scores(probs: np.ndarray, y: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy / balanced accuracy / AUC per concept at threshold 0.5, macro AUC over actions."""
+    from src.eval.leakage import roc_auc
+    from src.models.classifier import CONCEPT_PREFIX
+
+    yb = y > 0.5
+    pred = probs > 0.5
+    out: dict[str, Any] = {"n": int(len(y)), "concepts": {}, "exact_match": float((pred == yb).all(1).mean())}
+    aucs = []
+    for j, n in enumerate(names):
+        auc = roc_auc(probs[:, j], yb[:, j])
+        if n.startswith(CONCEPT_PREFIX):
+            pos, neg = yb[:, j], ~yb[:, j]
+            tpr = float(pred[pos, j].mean()) if pos.any() else float("nan")
+            tnr = float((~pred[neg, j]).mean()) if neg.any() else float("nan")
+            out["concepts"][n[len(CONCEPT_PREFIX):]] = {
+                "accuracy": float((pred[:, j] == yb[:, j]).mean()), "balanced_accuracy": (tpr + tnr) / 2,
+                "tpr": tpr, "fpr": 1 - tnr, "auc": auc, "n_pos": int(pos.sum())}
+        elif np.isfinite(auc):
+            aucs.append(auc)
+    out["actions_macro_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    return out
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from src.common.logging import setup_logging
+
+    setup_logging()
+    import torch
+
+    from src.common.device import resolve_device
+    from src.common.io import refuse_overwrite
+    from src.common.paths import Paths
+    from src.common.seed import fix_seed
+    from src.data.humanml3d import HumanML3DFolder
+    from src.data.spec import get_spec
+    from src.models.classifier import ActionClassifier, ActionClassifierConfig
+    from src.train.engine import TrainSpec, train
+
+    spec = get_spec(args.dataset_name)
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
+    root = paths.data_root(spec.name)
+    run_dir = paths.checkpoints_dir / spec.name / args.name
+    out = run_dir / "model" / "classifier.tar"
+    refuse_overwrite(out, args.force, what="action classifier")
+    device = resolve_device(args.gpu_id, args.device)
+    labels = read_labels(root)
+    names = label_names(labels)
+    folder = HumanML3DFolder(root)
+    mean, std = folder.mean_std()
+    tr_x, tr_y = load_split(folder, "train", labels, names, spec.max_motion_length)
+    va_x, va_y = load_split(folder, "val", labels, names, spec.max_motion_length)
+    te_x, te_y = load_split(folder, "test", labels, names, spec.max_motion_length)
+    log.info("classifier: %d labels, %d/%d/%d train/val/test motions", len(names), len(tr_x), len(va_x), len(te_x))
+
+    fix_seed(args.seed)
+    model = ActionClassifier(ActionClassifierConfig(labels=names, dim_pose=int(mean.shape[0]), hidden=args.hidden))
+    model.set_normalisation(mean, std)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.force and (run_dir / "model" / "latest.tar").exists():
+        (run_dir / "model" / "latest.tar").unlink()
+    std_t = torch.as_tensor(std, device=device)
+    pos_w = torch.as_tensor(np.clip((len(tr_y) - tr_y.sum(0)) / np.maximum(tr_y.sum(0), 1), 1, 10), device=device)
+    names_concept = [j for j, n in enumerate(names) if n.startswith("concept:")]
+
+    def pad(xs):
+        lens = torch.tensor([len(x) for x in xs])
+        b = torch.zeros(len(xs), int(lens.max()), model.config.dim_pose)
+        for i, x in enumerate(xs):
+            b[i, :len(x)] = torch.as_tensor(x)
+        return b.to(device), lens.to(device)
+
+    def batches(epoch: int):
+        rng = np.random.default_rng([args.seed, epoch])
+        perm = rng.permutation(len(tr_x))
+        for s in range(0, len(perm), args.batch_size):
+            idx = perm[s:s + args.batch_size]
+            yield [tr_x[i] for i in idx], torch.as_tensor(tr_y[idx], device=device)
+
+    def step(batch, it):
+        xs, y = batch
+        x, lens = pad(xs)
+        x = x + args.noise * std_t * torch.randn_like(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x, lens), y, pos_weight=pos_w)
+        return {"loss": loss}
+
+    def validate():
+        p = model.predict_proba(va_x)
+        s = heldout_scores(p, va_y, names)
+        aucs = [v["auc"] for v in s["concepts"].values() if np.isfinite(v["auc"])]
+        model.train()
+        return {"concept_auc": float(np.mean(aucs)) if aucs else 0.0, "actions_auc": s["actions_macro_auc"]}
+
+    summary = train(model=model, optimizer=opt, scheduler=None,
+                    spec=TrainSpec(model_key="classifier", opt_key="opt_classifier", best_file="best.tar",
+                                   higher_is_better=True),
+                    run_dir=run_dir, batches=batches, step=step, validate=validate, score_key="concept_auc",
+                    max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress)
+    from src.common.io import torch_load
+
+    best = torch_load(run_dir / "model" / "best.tar")
+    model.load_state_dict(best["classifier"], strict=True)
+    model.eval()
+    held = heldout_scores(model.predict_proba(te_x), te_y, names)
+    meta = {"dataset": spec.name, "threshold": 0.5, "trained_on": "train", "selected_on": "val",
+            "heldout": {"split": "test", **held}, "epochs": args.max_epoch, "seed": args.seed,
+            "wall_time_s": summary["wall_time_s"], "n_concept_labels": len(names_concept)}
+    model.save(out, meta=meta, force=True)
+    print(f"action classifier saved to {out} ({summary['wall_time_s']:.1f} s)")
+    for c, s in held["concepts"].items():
+        print(f"held-out test ({held['n']} motions) concept {c}: accuracy {s['accuracy']:.3f}, balanced "
+              f"{s['balanced_accuracy']:.3f}, AUC {s['auc']:.3f}, TPR {s['tpr']:.3f}, FPR {s['fpr']:.3f} "
+              f"(positives {s['n_pos']})")
+    print(f"held-out actions macro AUC {held['actions_macro_auc']:.3f}, exact match {held['exact_match']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
