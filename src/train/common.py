@@ -152,6 +152,9 @@ def setup(args: argparse.Namespace):
     from src.common.paths import Paths
 
     setup_logging(args.verbose)
+    for flag in ("batch_size", "max_epoch"):  # 0 or negative silently trained nothing and exited 0
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
+            raise HmuError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     return paths, resolve_device(args.gpu_id, args.device)
 
