@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Fine-tuning on the retain set (baseline), then the forget/retain evaluation.
+# Usage: bash scripts/eval/finetune.sh <concept> [dataset] [flags...]
+#   e.g. bash scripts/eval/finetune.sh violence synth --vq_name rvq --trans_name mtrans --res_name rtrans --repeat_times 3
+# Flags are split by python -m src.methods.pipeline (method flags vs evaluation flags); --model bamm passes through.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../_venv.sh"
+exec python -m src.methods.pipeline finetune "$@"
