@@ -1,0 +1,178 @@
+"""Method CLIs on tiny random runs: new runs only, sources untouched, only the intended weights change, bad inputs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers_methods import MASK, RES, VQ, make_dataset, make_runs, tree_hashes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(synth_root, tmp_path_factory):
+    base = tmp_path_factory.mktemp("methods")
+    data = make_dataset(synth_root, base / "dataset")
+    ck = make_runs(base / "checkpoints", data)
+    return {"ck": ck, "data": data, "flags": ["--checkpoints_dir", str(ck), "--dataset_dir", str(data)]}
+
+
+def _load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _sources(env):
+    return {n: tree_hashes(env["ck"] / "synth" / n) for n in (VQ, MASK, RES)}
+
+
+def test_help_is_instant():
+    for mod in ("lcr", "uce", "rece", "finetune", "retrain", "pipeline"):
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", f"src.methods.{mod}", "--help"], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0 and "usage" in r.stdout, (mod, r.stderr)
+        assert time.perf_counter() - t < 3.0, mod
+        assert "torch" not in r.stderr
+
+
+def test_lcr_cli_changes_only_selected_rows(env):
+    import torch
+
+    from src.methods.cli_lcr import main
+
+    before = _sources(env)
+    assert main(["--dataset_name", "synth", "--concept", "violence", "--vq_name", VQ, "--name", "lcr_a",
+                 "--select", "upstream", "--code_prune", "3", "--no_progress", *env["flags"]]) == 0
+    assert _sources(env) == before  # sources read only
+    src = _load(env["ck"] / "synth" / VQ / "model" / "net_best_fid.tar")["vq_model"]
+    out_dir = env["ck"] / "synth" / "lcr_a"
+    new = _load(out_dir / "model" / "net_best_fid.tar")
+    sel = new["hmu_meta"]["selected_codes"]["0"]
+    assert new["removed_codes"][0] == sel and 3 <= len(sel) <= 6
+    assert new["hmu_meta"]["method"] == "lcr"
+    assert new["hmu_meta"]["source_sha256"] == before[VQ]["model/net_best_fid.tar"]
+    for k, v in src.items():
+        if k == "quantizer.layers.0.codebook":
+            changed = (new["vq_model"][k] != v).any(dim=1).nonzero().flatten().tolist()
+            assert changed == sorted(sel)
+        else:
+            assert torch.equal(new["vq_model"][k], v), k
+    assert (out_dir / "meta" / "mean.npy").is_file() and (out_dir / "opt.txt").read_text().count("name: lcr_a") == 1
+    from src.common.paths import Paths
+    from src.models.checkpoint import load_vq
+
+    load_vq(Paths.default(checkpoints_dir=env["ck"]), "synth", "lcr_a")  # strict loader accepts the new run
+
+
+@pytest.mark.parametrize("method", ["uce", "rece"])
+def test_text_edit_cli_changes_only_cond_emb(env, method):
+    import torch
+
+    from src.methods.cli_edit import main_rece, main_uce
+
+    before = _sources(env)
+    fn = main_uce if method == "uce" else main_rece
+    out = f"{method}_a"
+    assert fn(["--dataset_name", "synth", "--concept", "violence", "--trans_name", MASK, "--res_name", RES,
+               "--name", out, *env["flags"]]) == 0
+    assert _sources(env) == before
+    for src_name, new_name, key in ((MASK, out, "t2m_transformer"), (RES, f"{out}_res", "res_transformer")):
+        src = _load(env["ck"] / "synth" / src_name / "model" / "net_best_fid.tar")[key]
+        new = _load(env["ck"] / "synth" / new_name / "model" / "net_best_fid.tar")
+        assert new["hmu_meta"]["method"] == method
+        for k, v in src.items():
+            if k == "cond_emb.weight":
+                assert not torch.allclose(new[key][k], v), new_name
+            else:
+                assert torch.equal(new[key][k], v), (new_name, k)
+
+
+def _fails(fn, argv, needle, env, out_name):
+    rc = fn(argv)
+    assert rc == 2
+    assert not (env["ck"] / "synth" / out_name).exists()
+    assert not list((env["ck"] / "synth").glob(f".{out_name}.partial*"))
+
+
+def test_bad_inputs_one_line_no_output(env, capsys, tmp_path):
+    from src.methods.cli_edit import main_uce
+    from src.methods.cli_lcr import main as lcr
+
+    base = ["--dataset_name", "synth", "--vq_name", VQ, "--no_progress", *env["flags"]]
+    cases = [
+        (lcr, [*base, "--concept", "nonsense", "--name", "bad1"], "unknown concept", "bad1"),
+        (lcr, [*base, "--concept", "violence", "--name", "bad2", "--code_prune", "999"], "codebook", "bad2"),
+        (lcr, [*base, "--concept", "violence", "--name", "lcr_a"], "already exists", "lcr_a_never"),
+    ]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cases.append((lcr, [*base, "--concept", "violence", "--name", "bad3", "--forget_split", str(empty)], "empty",
+                  "bad3"))
+    cases.append((main_uce, ["--dataset_name", "synth", "--concept", "violence", "--trans_name", VQ, "--res_name",
+                             "none", "--name", "bad4", *env["flags"]], "", "bad4"))
+    if not (env["ck"] / "synth" / "lcr_a").exists():
+        pytest.skip("needs test_lcr_cli_changes_only_selected_rows first")
+    for fn, argv, needle, out in cases:
+        capsys.readouterr()
+        _fails(fn, argv, needle, env, out)
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and len(err.splitlines()) == 1, err
+        assert needle in err, (needle, err)
+
+
+def test_model_without_cond_emb():
+    from torch import nn
+
+    from src.common.errors import HmuError
+    from src.methods.common import find_cond_emb
+
+    with pytest.raises(HmuError, match="cond_emb"):
+        find_cond_emb(nn.Sequential(nn.Linear(3, 3)))
+
+
+def test_finetune_writes_new_run_and_resumes(env):
+    import torch
+
+    from src.methods.finetune import main
+
+    before = _sources(env)
+    argv = ["--dataset_name", "synth", "--concept", "violence", "--trans_name", MASK, "--res_name", RES,
+            "--name", "ft_a", "--max_epoch", "1", "--batch_size", "32", "--no_progress", *env["flags"]]
+    assert main(argv) == 0
+    assert _sources(env) == before
+    out = env["ck"] / "synth" / "ft_a" / "model"
+    assert main(argv) == 2  # exists, neither --is_continue nor --force
+    argv[argv.index("--max_epoch") + 1] = "2"
+    assert main([*argv, "--is_continue"]) == 0
+    latest = _load(out / "latest.tar")
+    assert latest["ep"] == 2
+    best = _load(out / "net_best_fid.tar")
+    assert best["hmu_meta"]["method"] == "finetune" and best["hmu_meta"]["wall_time_s"] > 0
+    src = _load(env["ck"] / "synth" / MASK / "model" / "net_best_fid.tar")["t2m_transformer"]
+    assert any(not torch.equal(best["t2m_transformer"][k], v) for k, v in src.items())
+
+
+def test_pipeline_plan_and_retrain_argv():
+    from src.methods.pipeline import build_parser, plan
+    from src.methods.retrain import build_parser as rp, trainer_argv
+
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
+                                                  "--res_name", "r", "--code_prune", "8"])
+    steps = plan(args, rest)
+    assert [s[0] for s in steps] == ["src.methods.lcr", "src.eval.t2m_unlearn"]
+    assert "--code_prune" in steps[0][1] and "--code_prune" not in steps[1][1]
+    ev = steps[1][1]
+    assert ev[ev.index("--vq_name") + 1] == "lcr_violence" and ev[ev.index("--name") + 1] == "m"
+    args, rest = build_parser().parse_known_args(["rece_uce", "violence", "synth", "--no_eval"])
+    assert [s[0] for s in plan(args, rest)] == ["src.methods.uce", "src.methods.rece"]
+    a = rp().parse_args(["--name", "dr", "--", "--max_epoch", "2"])
+    argv = trainer_argv("mask", a, split="kw_splits/train-wo-violence", val_split="kw_splits/val-wo-violence",
+                        preset="tiny", vq_name="dr_vq")
+    assert argv[argv.index("--split") + 1] == "kw_splits/train-wo-violence"
+    assert argv[argv.index("--vq_name") + 1] == "dr_vq" and argv[-2:] == ["--max_epoch", "2"]
