@@ -62,12 +62,20 @@ class ActionClassifier(nn.Module):
         self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        h = self.convs(x.transpose(1, 2))                                   # (B, H, T')
-        t = torch.arange(h.shape[-1], device=h.device)
-        n_out = (((lengths.to(h.device) + 1) // 2) + 1) // 2                 # two stride-2 convs: ceil(ceil(T/2)/2)
-        valid = t[None, :] < n_out[:, None]
-        valid = valid[:, None, :]
+        # Activations beyond each motion's valid frames are zeroed after every conv, so a motion scores the same
+        # alone or padded in a batch (what the conv's own zero padding sees at the end of the sequence).
+        lengths = lengths.to(x.device)
+        h = ((x - self.mean) / self.std).transpose(1, 2)                    # (B, D, T)
+        n = lengths
+        h = h * (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :]
+        for layer in self.convs:
+            h = layer(h)
+            if isinstance(layer, nn.Conv1d):
+                if layer.stride[0] == 2:
+                    n = (n + 1) // 2                                        # k5 p2 s2: ceil(T / 2) outputs
+            if isinstance(layer, (nn.GELU, nn.Conv1d)):
+                h = h * (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :]
+        valid = (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :]
         mean = (h * valid).sum(-1) / valid.sum(-1).clamp_min(1)
         mx = h.masked_fill(~valid, float("-inf")).amax(-1)
         return self.head(torch.cat([mean, mx], dim=-1))
