@@ -179,13 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_epoch < 1:
         raise HmuError(f"--max_epoch must be >= 1, got {args.max_epoch}")
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
+    device = resolve_device(args.gpu_id, args.device)
     spec = get_spec(args.dataset_name)
     args.dataset_name = spec.name
     forget_keywords(spec.name, args.concept)
     root = paths.data_root(spec.name)
     split = args.split or str(split_paths(root, args.main_split, args.concept)[1].relative_to(root).with_suffix(""))
     resolve_ids(root, split)  # missing or empty retain split: one line, before any folder is made
-    device = resolve_device(args.gpu_id, args.device)
     outs = {"mask": args.name, "res": args.res_out_name or f"{args.name}_res"}
     srcs = {"mask": args.trans_name, "res": args.res_name}
     plan = []
