@@ -5,8 +5,13 @@ Sizes as released: RVQ with 6 codebooks of 512 x 512 (rvq_nq6_dc512_nc512), code
 on the same arrays; the baseline is written here after upstream's ``count_codes`` (per-row ``np.unique``),
 ``topk_codes`` and the replacement block of ``main`` (Mamiglia/hmu ``src/methods/lcr.py``).
 
-    python -m bench.lcr [--rows 24844] [--repeats 20] [--forget_frac 0.05]
-(Code collection/encoding benchmarks are added with the encoding pipeline.)
+    python -m bench.lcr [--rows 24844] [--repeats 20] [--forget_frac 0.05] [--part all|select|collect]
+
+Code collection (``--part collect``): src.methods.collect (each motion encoded once per crop, batched by length) against
+an upstream-style loop written here after Mamiglia/hmu ``collect_codes`` (one caption line at a time, batch of one,
+padded to 196 frames, repeated ``--repeats`` times), on ``--collect_motions`` synth motions (``--dataset_dir`` or a
+small synth generated in a temporary folder) with the released VQ sizes (random weights). The baseline is linear in
+repeats, so it is timed for ``--baseline_repeats`` and scaled; both are extrapolated to HumanML3D train_val (24,844).
 """
 from __future__ import annotations
 
@@ -130,6 +135,103 @@ def run_upstream(vq, codes, forget, *, nb_code, k, out: Path):
     return t, censor[0]
 
 
+# ---------------------------------------------------------------- code collection
+
+def upstream_collect(vq, motions, captions_per_motion, *, repeats: int, max_len: int = 196, unit: int = 4, seed=0):
+    """Upstream-style: per repeat, per motion, per caption line: random crop, pad to max_len, encode one sample."""
+    import numpy as np
+    import torch
+
+    rng = np.random.RandomState(seed)
+    rows = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            for m, n_caps in zip(motions, captions_per_motion):
+                for _ in range(n_caps):
+                    length = min(len(m), max_len) // unit * unit
+                    if rng.choice(["single", "single", "double"]) == "double":
+                        length -= unit
+                    start = rng.randint(0, len(m) - length + 1)
+                    x = np.zeros((max_len, m.shape[1]), np.float32)
+                    x[:length] = m[start:start + length]
+                    codes, _ = vq.encode(torch.from_numpy(x)[None])
+                    rows.append(codes[0].numpy())
+    return rows
+
+
+class _ListFolder:
+    """Motions already in memory, behind the two HumanML3DFolder methods collect_codes uses."""
+
+    def __init__(self, folder, ids):
+        self.ids = ids
+        self._m = {i: folder.motion(i) for i in ids}
+        self._c = {i: folder.captions(i) for i in ids}
+        self.root = folder.root
+        self._folder = folder
+
+    def motion(self, mid):
+        return self._m[mid]
+
+    def captions(self, mid):
+        return self._c[mid]
+
+    def motion_path(self, mid):
+        return self._folder.motion_path(mid)
+
+
+def bench_collect(args) -> None:
+    import numpy as np
+    import torch
+
+    from src.data.humanml3d import HumanML3DFolder
+    from src.methods.collect import CropSettings, collect_codes
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.dataset_dir) / "synth" if args.dataset_dir else None
+        if root is None or not root.is_dir():
+            from src.data.synth import generate_synth
+
+            root = Path(tmp) / "synth"
+            generate_synth(root, n=max(args.collect_motions * 100 // 85, 20), seed=args.seed, workers=1)
+        folder = HumanML3DFolder(root, "synth")
+        ids = folder.ids("train_val" if (root / "train_val.txt").is_file() else "all")[:args.collect_motions]
+        mem = _ListFolder(folder, ids)  # both sides read from memory: the encoding is what is compared
+        mean, std = folder.mean_std()
+        motions = [(mem.motion(i) - mean) / std for i in ids]
+        caps = [len(mem.captions(i)) for i in ids]
+        vq, kind = build_vq(num_quantizers=args.num_quantizers, nb_code=args.nb_code, code_dim=args.code_dim,
+                            seed=args.seed)
+        print(f"\ncode collection: {len(ids)} synth motions ({sum(caps)} caption lines, frames "
+              f"{min(map(len, motions))}..{max(map(len, motions))}), VQ {kind}, {torch.get_num_threads()} threads")
+        upstream_collect(vq, motions[:4], caps[:4], repeats=1)  # warm-up
+        t0 = time.perf_counter()
+        upstream_collect(vq, motions, caps, repeats=args.baseline_repeats, seed=args.seed)
+        base_one = (time.perf_counter() - t0) / args.baseline_repeats  # one repeat over every caption line
+        res = {}
+        for label, settings in (("default (1 crop, whole motion)", CropSettings(seed=args.seed)),
+                                (f"upstream ({args.repeats} crops, per caption)",
+                                 CropSettings.upstream(seed=args.seed, n_crops=args.repeats))):
+            t0 = time.perf_counter()
+            table, _ = collect_codes(vq, mem, ids, mean=mean, std=std, settings=settings, batch_size=args.batch_size)
+            res[label] = (time.perf_counter() - t0, table.num_rows)
+        with tempfile.TemporaryDirectory() as cache:
+            collect_codes(vq, mem, ids, mean=mean, std=std, batch_size=args.batch_size, cache_dir=cache)
+            t0 = time.perf_counter()
+            _, hit = collect_codes(vq, mem, ids, mean=mean, std=std, batch_size=args.batch_size, cache_dir=cache)
+            t_hit = time.perf_counter() - t0
+    base = base_one * args.repeats
+    scale = 24844 / len(ids)
+    print(f"upstream-style: {base_one:.2f}s per repeat ({1000 * base_one / sum(caps):.1f} ms per caption line), "
+          f"x{args.repeats} repeats = {base:.1f}s (timed {args.baseline_repeats} repeat(s), scaled)")
+    print(f"{'ours':<36}{'time':>9}{'rows':>8}{'vs upstream-style':>19}{'train_val est.':>16}  target")
+    for (label, (t, n)), target in zip(res.items(), (20, 3)):
+        print(f"{label:<36}{t:>8.2f}s{n:>8}{base / t:>18.1f}x{t * scale / 60:>14.1f}min  >= {target}x "
+              f"{'met' if base / t >= target else 'NOT met'}")
+    print(f"upstream-style on train_val (24,844 motions): {base * scale / 3600:.2f} h; cached re-run: {t_hit:.3f}s "
+          f"(hit={hit})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=24844, help="motions (train_val of HumanML3D: 24,844)")
@@ -143,7 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--forget_frac", type=float, default=0.05, help="share of rows in the forget set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=3, help="timed runs per side (medians are printed)")
+    p.add_argument("--part", choices=("all", "select", "collect"), default="all", help="which benchmark to run")
+    p.add_argument("--collect_motions", type=int, default=200, help="motions for the collection benchmark")
+    p.add_argument("--baseline_repeats", type=int, default=1, help="repeats actually timed for the baseline")
+    p.add_argument("--batch_size", type=int, default=256, help="our encoder batch size")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the collection benchmark")
+    p.add_argument("--dataset_dir", default=None, help="folder holding synth/ (default: generate a small one)")
     args = p.parse_args(argv)
+    if args.part in ("all", "collect"):
+        bench_collect(args)
+    if args.part == "collect":
+        return 0
 
     import numpy as np
 
