@@ -20,8 +20,9 @@ Scores (``--tmr_method``):
     prompt -> its ``max_rank`` most similar motions of the split; score = how many prompts retrieved the motion. The
     count grows with the number of prompts, so the threshold has to be re-tuned per dataset and split size.
 
-On synth the choice was made against ``labels.json`` ground truth (see the report in the TMR issue): ``knn`` gave the
-higher precision at equal recall and one threshold that works on every split.
+``knn`` is the default by design (a threshold that does not depend on dataset or split size, and upstream's reading
+of ``--tmr_min_occurence 8 --max_rank 10``); it has not yet been validated against synth ground truth with a
+converged TMR, so the thresholds are upstream's until that measurement is made.
 """
 from __future__ import annotations
 
