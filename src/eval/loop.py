@@ -5,7 +5,8 @@ Every model and every unlearning method goes through :func:`evaluate`; forget, r
 Generation interface
     ``generate(captions: list[str], lengths: list[int], *, generator: torch.Generator) -> list[np.ndarray]``: one RAW
     (un-normalised) feature array (T_i, dim_pose) per caption. Lengths are in frames. The loop calls it in chunks of
-    ``gen_batch_size`` with a ``torch.Generator`` seeded from ``(seed, repeat)``.
+    ``gen_batch_size`` with a ``torch.Generator`` seeded from ``(seed, repeat)``. An object with such a ``generate``
+    method (src.gen.MotionGenerator) is accepted as well.
 
 Evaluation set (:func:`load_eval_set`)
     The ids of a split list of a HumanML3D-format folder (``kw_splits/test-w-<concept>`` = forget,
@@ -313,8 +314,9 @@ def _torch_generator(seed: int, repeat: int, stream: int = 0):
 def _generate(generate: GenerateFn, captions: list[str], lengths: list[int], *, generator, chunk: int,
               dim_pose: int, unit_length: int) -> list[np.ndarray]:
     out: list[np.ndarray] = []
+    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.MotionGenerator) or a plain function
     for s in range(0, len(captions), chunk):
-        res = list(generate(captions[s:s + chunk], lengths[s:s + chunk], generator=generator))
+        res = list(fn(captions[s:s + chunk], lengths[s:s + chunk], generator=generator))
         if len(res) != len(captions[s:s + chunk]):
             raise HmuError(f"generator returned {len(res)} motions for {len(captions[s:s + chunk])} captions")
         out.extend(res)

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="masked-transformer run folder under checkpoints/<dataset>/")
     g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
                    help="residual-transformer run folder")
-    g.add_argument("--vq_name", default="rvq_nq6_dc512_nc512_noshare_qdp0.2", help="RVQ-VAE run folder")
-    g.add_argument("--ckpt", default="latest.tar",
+    g.add_argument("--vq_name", default="", help="RVQ-VAE run folder (default: the one in the transformer's opt.txt)")
+    g.add_argument("--ckpt", default="net_best_fid.tar",
                    help="transformer checkpoint file in <name>/model/, or a path to an unlearned checkpoint")
     g.add_argument("--method", default="original", help="label of the model being evaluated (original, lcr, uce, ...)")
     g.add_argument("--cond_scale", type=float, default=4.0, help="classifier-free guidance scale")
@@ -155,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if implicit:
         sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
 
-    generate = load_generator(paths=paths, dataset_name=spec.name, name=args.name, res_name=args.res_name,
-                              vq_name=args.vq_name, ckpt=args.ckpt, device=device, cond_scale=args.cond_scale,
-                              time_steps=args.time_steps)
+    generate = load_generator(dataset_name=spec.name, name=args.name, res_name=args.res_name or None,
+                              vq_name=args.vq_name or None, ckpt=args.ckpt, device=device,
+                              checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
+                              glove_dir=paths.glove(spec.name), cond_scale=args.cond_scale, time_steps=args.time_steps)
     cache_dir = None if args.no_cache else Path(evaluator_dir(paths, spec.name)) / "eval_cache"
     results = {}
     for set_name, es in sets.items():
