@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.common.paths import Paths  # noqa: E402
-from src.data.word_vectorizer import clear_cache, load_word_vectorizer  # noqa: E402
-from src.eval import cache as eval_cache  # noqa: E402
-from src.eval import metrics as M  # noqa: E402
-from src.eval.loop import T2MEvaluator, evaluate, load_eval_set  # noqa: E402
-from src.models.evaluator import Evaluator, EvaluatorConfig  # noqa: E402
+from src.common.paths import Paths
+from src.data.word_vectorizer import clear_cache, load_word_vectorizer
+from src.eval import cache as eval_cache
+from src.eval import metrics as M
+from src.eval.loop import T2MEvaluator, evaluate, load_eval_set
+from src.models.evaluator import Evaluator, EvaluatorConfig
 
 
 def fake_generator(eval_sets, scale: float = 0.1):

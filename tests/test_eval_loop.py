@@ -296,7 +296,7 @@ def test_eval_set_crops_to_unit_length_and_skips_short(tmp_path):
 
 def test_prompt_set_without_motions(tmp_path):
     by_text = write_folder(tmp_path, n=6)
-    gen_text = list(by_text)[0]
+    gen_text = next(iter(by_text))
     ps = prompt_set([{"text": gen_text, "tokens": ["a/DET", "w0/NOUN"], "length": 42}] * 3, name="implicit")
     res = evaluate(gt_generator(by_text), ps, tiny_evaluator(), repeats=2, seed=0, mm=False, progress=False)
     assert "FID" not in res["metrics"] and res["reference"] == {}

@@ -31,7 +31,7 @@ _MEMO: dict[str, dict[str, np.ndarray]] = {}
 _LOCK = threading.Lock()
 
 
-def hash_arrays(h: "hashlib._Hash", *arrays: np.ndarray) -> None:
+def hash_arrays(h: hashlib._Hash, *arrays: np.ndarray) -> None:
     """Feed dtype, shape and bytes of each array into ``h``."""
     for a in arrays:
         a = np.ascontiguousarray(a)
@@ -39,7 +39,7 @@ def hash_arrays(h: "hashlib._Hash", *arrays: np.ndarray) -> None:
         h.update(a.tobytes())
 
 
-def data_key(eval_set: "EvalSet") -> str:
+def data_key(eval_set: EvalSet) -> str:
     """sha256 of what the evaluator sees of ``eval_set``: item keys, lengths, cropped motions and caption tokens."""
     h = hashlib.sha256(f"hmu-eval-data-v{CACHE_VERSION}".encode())
     for it in eval_set.items:
@@ -51,7 +51,7 @@ def data_key(eval_set: "EvalSet") -> str:
     return h.hexdigest()
 
 
-def cache_key(eval_set: "EvalSet", evaluator: "T2MEvaluator") -> str:
+def cache_key(eval_set: EvalSet, evaluator: T2MEvaluator) -> str:
     return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}".encode()).hexdigest()[:32]
 
 
@@ -60,7 +60,7 @@ def clear_memo() -> None:
         _MEMO.clear()
 
 
-def gt_embeddings(eval_set: "EvalSet", evaluator: "T2MEvaluator", cache_dir: str | os.PathLike | None = None
+def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | os.PathLike | None = None
                   ) -> dict[str, np.ndarray]:
     """``{'text_emb': (N_captions, D), 'motion_emb': (N_items, D) (sets with motions only)}`` from memo, disk or the
     evaluator, in that order. ``cache_dir=None`` keeps them in memory only."""

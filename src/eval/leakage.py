@@ -14,9 +14,10 @@ bootstrap over items. The classifier's own held-out accuracy and AUC are stored 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class LeakageProbe:
         return leakage_rate(motions, self.classifier, self.concept, threshold=self.threshold)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, concept: str) -> "LeakageProbe":
+    def load(cls, path: str | os.PathLike, concept: str) -> LeakageProbe:
         """Load a trained classifier; its stored threshold is used. HmuError if it does not know ``concept``."""
         if not Path(path).is_file():
             raise HmuError(f"action classifier not found: {path} (train it: python -m src.train.classifier "

@@ -52,9 +52,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -238,7 +239,7 @@ class T2MEvaluator:
 
     @classmethod
     def load(cls, *, checkpoints_dir: str | os.PathLike, dataset_name: str, glove_dir: str | os.PathLike,
-             device: Any = "cpu") -> "T2MEvaluator":
+             device: Any = "cpu") -> T2MEvaluator:
         """``checkpoints/<ds>/text_mot_match/{model/finest.tar, meta/{mean,std}.npy, opt.txt}`` + the vocabulary.
 
         Sizes come from ``text_mot_match/opt.txt`` when present (our trained evaluators write it), else the released
@@ -290,7 +291,7 @@ def summarize(values: Sequence[float], *, n: int, seed: int, per_item: np.ndarra
         _, lo, hi = M.bootstrap_ci(fin, rng=np.random.default_rng([seed, 7])) if fin.size else (0, math.nan, math.nan)
         over = "repeats"
     return {"values": [float(x) for x in v], "mean": mean, "ci95": ci, "bootstrap": [lo, hi],
-            "bootstrap_over": over, "n": int(n), "repeats": int(len(v))}
+            "bootstrap_over": over, "n": int(n), "repeats": len(v)}
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

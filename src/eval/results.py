@@ -48,8 +48,9 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from src.common.errors import HmuError
 
@@ -81,10 +82,10 @@ def git_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
 
     cwd = str(repo or REPO_ROOT)
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
         if sha.returncode != 0:
             return {"commit": None, "dirty": None}
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True,
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, check=False,
                             text=True, timeout=10)
         return {"commit": sha.stdout.strip(), "dirty": bool(st.stdout.strip()) if st.returncode == 0 else None}
     except (OSError, subprocess.TimeoutExpired):

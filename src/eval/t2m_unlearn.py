@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from src.common.errors import HmuError, cli
 
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if spec.synthetic and not args.no_leakage:
         probe = LeakageProbe.load(args.classifier or classifier_path(paths.checkpoints_dir, spec.name), args.concept)
         probe.classifier.to(device)
-    kw = dict(unit_length=spec.unit_length, max_motion_length=spec.max_motion_length)
+    kw = {"unit_length": spec.unit_length, "max_motion_length": spec.max_motion_length}
     sets = {"forget": load_eval_set(root, forget_p, name="forget", min_motion_length=spec.min_motion_length,
                                     fps=spec.fps, **kw),
             "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,

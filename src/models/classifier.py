@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class ActionClassifierConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ActionClassifierConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ActionClassifierConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         return cls(**{**d, "labels": tuple(d["labels"])})
@@ -70,9 +71,8 @@ class ActionClassifier(nn.Module):
         h = h * (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :]
         for layer in self.convs:
             h = layer(h)
-            if isinstance(layer, nn.Conv1d):
-                if layer.stride[0] == 2:
-                    n = (n + 1) // 2                                        # k5 p2 s2: ceil(T / 2) outputs
+            if isinstance(layer, nn.Conv1d) and layer.stride[0] == 2:
+                n = (n + 1) // 2                                        # k5 p2 s2: ceil(T / 2) outputs
             if isinstance(layer, (nn.GELU, nn.Conv1d)):
                 h = h * (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :]
         valid = (torch.arange(h.shape[-1], device=h.device)[None, :] < n[:, None])[:, None, :]
@@ -112,7 +112,7 @@ class ActionClassifier(nn.Module):
         atomic_torch_save({"config": self.config.to_dict(), "state_dict": self.state_dict(), "meta": meta or {}}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple["ActionClassifier", dict[str, Any]]:
+    def load(cls, path: str | os.PathLike) -> tuple[ActionClassifier, dict[str, Any]]:
         """Strict load on CPU -> (model in eval mode, meta)."""
         from src.common.io import torch_load
         from src.models.evaluator import _load_strict

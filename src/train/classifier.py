@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def heldout_scores(probs: np.ndarray, y: np.ndarray, names: Sequence[str]) -> di
 
     yb = y > 0.5
     pred = probs > 0.5
-    out: dict[str, Any] = {"n": int(len(y)), "concepts": {}, "exact_match": float((pred == yb).all(1).mean())}
+    out: dict[str, Any] = {"n": len(y), "concepts": {}, "exact_match": float((pred == yb).all(1).mean())}
     aucs = []
     for j, n in enumerate(names):
         auc = roc_auc(probs[:, j], yb[:, j])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         x = np.zeros((len(rows), max(lens), config.dim_pose), np.float32)
         for i, (m, _) in enumerate(rows):
             x[i, :len(m)] = m
-        f = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        f = lambda a: torch.as_tensor(a, device=device)
         return f(we), f(pos), torch.as_tensor(cl), f(x), torch.as_tensor(lens)
 
     def batches(epoch: int):
