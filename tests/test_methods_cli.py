@@ -136,6 +136,7 @@ def test_model_without_cond_emb():
         find_cond_emb(nn.Sequential(nn.Linear(3, 3)))
 
 
+@pytest.mark.slow
 def test_finetune_writes_new_run_and_resumes(env):
     import torch
 
