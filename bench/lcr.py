@@ -180,7 +180,6 @@ class _ListFolder:
 
 
 def bench_collect(args) -> None:
-    import numpy as np
     import torch
 
     from src.data.humanml3d import HumanML3DFolder

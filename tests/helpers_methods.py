@@ -49,8 +49,8 @@ def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformer
     np.save(d / "meta" / "std.npy", std)
     save_checkpoint(d / "model" / "net_best_fid.tar", kind="vq", model=vq, epoch=1)
     if with_transformers:
-        kw = dict(dataset_name="synth", vq_name=VQ, latent_dim=32, n_layers=1, n_heads=2, ff_size=64,
-                  text_encoder="embedded", clip_dim=512)
+        kw = {"dataset_name": "synth", "vq_name": VQ, "latent_dim": 32, "n_layers": 1, "n_heads": 2, "ff_size": 64,
+              "text_encoder": "embedded", "clip_dim": 512}
         for cls, build, name, kind in ((MaskTransConfig, build_mask_transformer, MASK, "mask"),
                                        (ResTransConfig, build_res_transformer, RES, "res")):
             cfg = cls(name=name, **kw)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers_methods import tiny_vq_config
 
 
@@ -61,7 +60,7 @@ def test_collect_cache_hit_and_subset(vq, folder, tmp_path):
 
     ids = folder.ids("train")[:12]
     mean, std = folder.mean_std()
-    kw = dict(mean=mean, std=std, settings=CropSettings(n_crops=2, per_caption=True), cache_dir=tmp_path)
+    kw = {"mean": mean, "std": std, "settings": CropSettings(n_crops=2, per_caption=True), "cache_dir": tmp_path}
     t1, hit1 = collect_codes(vq, folder, ids, **kw)
     t2, hit2 = collect_codes(vq, folder, ids, **kw)
     assert (hit1, hit2) == (False, True) and len(list(tmp_path.glob("*.npz"))) == 1

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers_methods import MASK, RES, VQ, make_dataset, make_runs, tree_hashes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ def test_help_is_instant():
     for mod in ("lcr", "uce", "rece", "finetune", "retrain", "pipeline"):
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", f"src.methods.{mod}", "--help"], cwd=REPO, capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, check=False)
         assert r.returncode == 0 and "usage" in r.stdout, (mod, r.stderr)
         assert time.perf_counter() - t < 3.0, mod
         assert "torch" not in r.stderr
@@ -161,7 +160,8 @@ def test_finetune_writes_new_run_and_resumes(env):
 
 def test_pipeline_plan_and_retrain_argv():
     from src.methods.pipeline import build_parser, plan
-    from src.methods.retrain import build_parser as rp, trainer_argv
+    from src.methods.retrain import build_parser as rp
+    from src.methods.retrain import trainer_argv
 
     args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
                                                   "--res_name", "r", "--code_prune", "8"])

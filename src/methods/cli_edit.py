@@ -20,8 +20,7 @@ from src.common.errors import HmuError, cli
 log = logging.getLogger(__name__)
 
 # upstream scripts/eval/rece_uce.sh (one text embedding per word)
-RETAIN_TEXTS = ("walk walking run running jog step turn dance dancing move moving steps raise arm leg forward front "
-                "backward sit dodge moves").split()
+RETAIN_TEXTS = ["walk", "walking", "run", "running", "jog", "step", "turn", "dance", "dancing", "move", "moving", "steps", "raise", "arm", "leg", "forward", "front", "backward", "sit", "dodge", "moves"]
 VARIANTS = {"uce": {"default": "bias", "bias": "bias", "hmu": "hmu"},
             "rece": {"default": "paper", "paper": "paper", "hmu": "hmu"}}
 
@@ -138,8 +137,8 @@ def run_edit(method: str, args, *, paths, device) -> dict:
         forget = forget[known]
     models = [s[1] for s in sources]
     variant = VARIANTS[method][args.variant]
-    kw = dict(lamb=args.lamb, erase_scale=args.erase_scale, preserve_scale=args.preserve_scale,
-              technique=args.technique)
+    kw = {"lamb": args.lamb, "erase_scale": args.erase_scale, "preserve_scale": args.preserve_scale,
+          "technique": args.technique}
     t1 = time.perf_counter()
     if method == "uce":
         from src.methods.uce import uce

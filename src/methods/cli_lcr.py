@@ -114,8 +114,8 @@ def run_lcr(args, *, paths, device) -> dict:
         raise HmuError(f"--layers {bad_layers} do not exist (the VQ has {vq_cfg.num_quantizers} quantizer layers)")
     vq = vq.to(device)
 
-    crop_kw = dict(seed=args.seed, max_motion_length=spec.max_motion_length, unit_length=vq.downsample,
-                   min_motion_length=spec.min_motion_length)
+    crop_kw = {"seed": args.seed, "max_motion_length": spec.max_motion_length, "unit_length": vq.downsample,
+               "min_motion_length": spec.min_motion_length}
     settings = CropSettings.upstream(**crop_kw) if args.upstream_collection else CropSettings(n_crops=args.n_crops,
                                                                                                 **crop_kw)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir(paths, spec.name)

@@ -53,11 +53,11 @@ class CropSettings:
     min_motion_length: int = 0  # shorter motions are skipped (upstream's loader: 40 frames)
 
     @classmethod
-    def upstream(cls, **kw) -> "CropSettings":
+    def upstream(cls, **kw) -> CropSettings:
         """Upstream's collection: 20 random crops, one row per caption line."""
         return cls(**{"n_crops": UPSTREAM_N_CROPS, "per_caption": True, **kw})
 
-    def check(self) -> "CropSettings":
+    def check(self) -> CropSettings:
         if self.n_crops < 1:
             raise HmuError(f"--n_crops must be >= 1, got {self.n_crops}")
         if self.unit_length < 1 or self.max_motion_length < self.unit_length:
@@ -139,7 +139,7 @@ class CodeTable:
         mask = self.mask()
         return np.where(mask, self.codes[:, :, q], 0).astype(np.int64), mask
 
-    def subset(self, ids: Sequence[str]) -> "CodeTable":
+    def subset(self, ids: Sequence[str]) -> CodeTable:
         """Rows of the motions in ``ids`` (ids absent from the table are ignored)."""
         want = set(ids)
         keep = np.fromiter((i in want for i in self.ids), dtype=bool, count=len(self.ids))[self.motion]
