@@ -152,3 +152,16 @@ def test_no_device_names_in_library_code():
                                                                 root / "models" / "text_encoders.py"]
     for f in files:
         assert not re.search(r"\.cuda\(|['\"]cuda", f.read_text()), f
+
+
+def test_gumbel_noise_is_finite_and_gumbel_distributed():
+    """Regression: the inner clamp must apply to -log(u), else every value is NaN and training collapses to code 0."""
+    import torch
+
+    from src.models.momask.vq import _gumbel_noise
+
+    g = _gumbel_noise(torch.zeros(200_000), torch.Generator().manual_seed(0))
+    assert torch.isfinite(g).all()
+    # Standard Gumbel: mean = Euler-Mascheroni constant, variance = pi^2 / 6.
+    assert abs(g.mean().item() - 0.5772) < 0.01
+    assert abs(g.var().item() - 3.14159 ** 2 / 6) < 0.03

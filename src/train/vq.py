@@ -81,23 +81,6 @@ def reconstruction_mpjpe(model, motions: Sequence, *, mean, std, joints_num: int
     return {"mpjpe_mm": 1000.0 * err_g / count, "mpjpe_local_mm": 1000.0 * err_l / count, "n": count}
 
 
-def codebook_temperature(wanted: float) -> float:
-    """``wanted``, or 0 when the models' Gumbel noise is not finite (so training never silently collapses to one
-    code: NaN logits make every vector pick code 0)."""
-    import logging
-
-    import torch
-
-    from src.models.momask import vq as vq_module
-
-    if wanted > 0 and not torch.isfinite(vq_module._gumbel_noise(torch.rand(8), None)).all():
-        logging.getLogger(__name__).warning(
-            "src/models/momask/vq.py: _gumbel_noise returns NaN (its inner clamp applies to log(u), not -log(u)); "
-            "training with --sample_codebook_temp 0 (nearest code) until it is fixed")
-        return 0.0
-    return wanted
-
-
 def _motions(folder, split: str, min_len: int) -> list:
     from src.data.datasets import resolve_ids
 
@@ -156,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       limit=epoch_size):
             yield torch.from_numpy(np.stack([train_ds[int(i)] for i in idx]))
 
-    temp = codebook_temperature(args.sample_codebook_temp)
+    temp = args.sample_codebook_temp
 
     def step(x, it: int):
         # RVQVAE.forward with the code-choice temperature as a flag (it hard-codes upstream's 0.5)

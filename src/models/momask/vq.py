@@ -117,7 +117,7 @@ class Decoder(nn.Module):
 
 def _gumbel_noise(t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     u = torch.rand(t.shape, generator=generator, device=t.device, dtype=t.dtype)
-    return -torch.log(-torch.log(u.clamp(min=1e-20)).clamp(min=1e-20))
+    return -torch.log((-torch.log(u.clamp(min=1e-20))).clamp(min=1e-20))
 
 
 class QuantizeEMAReset(nn.Module):
