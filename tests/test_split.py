@@ -144,10 +144,11 @@ def test_every_existing_split_by_default_and_main_split_limits(split_case, capsy
     assert S.main(["HumanML3D", "kick", "--main_split", "nope", "--dataset_dir", str(split_case)]) == 2
 
 
-def test_tmr_hook_is_one_line_error(split_case, capsys):
+def test_tmr_without_a_trained_run_is_one_line_error(split_case, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HMU_CHECKPOINTS", str(tmp_path))
     assert S.main(["HumanML3D", "kick", "--tmr", "--dataset_dir", str(split_case)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: TMR refinement needs a trained TMR model:") and err.count("\n") == 1
+    assert err.startswith("error: TMR run ") and "not found" in err and err.count("\n") == 1
     assert not (split_case / "HumanML3D" / "kw_splits").exists()
 
 
