@@ -33,6 +33,7 @@ class Stage:
     outputs: list[Path]            # the stage is done when all of these exist
     info: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    resume: Path | None = None     # a training stage interrupted earlier left this file: continue from it
 
     def done(self) -> bool:
         return bool(self.outputs) and all(p.exists() for p in self.outputs)
@@ -61,7 +62,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
     ep = (lambda n: ["--max_epoch", "1"]) if fast else (lambda n: [])
     out = results / run
     rep = ["--repeat_times", str(settings.repeats)] + ([] if settings.mm else ["--no_mm"])
-    ev = ["--results_dir", str(results)]
+    ev = ["--results_dir", str(out)]
 
     def best(name: str, file: str = "net_best_fid.tar") -> Path:
         return c / name / "model" / file
@@ -70,7 +71,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         return Stage(f"eval:{label}", "src.eval.t2m_unlearn",
                      [*ds, *loc, *gpu, "--concept", CONCEPT, "--method", label, "--name", trans, "--res_name", res,
                       "--vq_name", vq, "--ckpt", "net_best_fid.tar", *rep, "--seed", str(seed),
-                      "--run_name", f"{run}/{label}", *ev],
+                      "--run_name", label, *ev],
                      [out / label / "metrics.json"])
 
     stages = [
@@ -79,13 +80,14 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         Stage("split", "src.data.split", ["synth", CONCEPT, "--dataset_dir", str(data)],
               [root / "kw_splits" / f"train_val-w-{CONCEPT}.txt", root / "kw_splits" / f"test-wo-{CONCEPT}.txt"],
               "keyword forget/retain splits"),
-        Stage("train:vq", "src.train.vq", ["--name", VQ, *ds, *loc, *gpu, *ep(1)], [best(VQ)]),
+        Stage("train:vq", "src.train.vq", ["--name", VQ, *ds, *loc, *gpu, *ep(1)], [best(VQ)],
+              resume=best(VQ, "latest.tar")),
         Stage("train:mask", "src.train.mask", ["--name", TRANS, "--vq_name", VQ, *ds, *loc, *gpu, *ep(1)],
-              [best(TRANS)]),
+              [best(TRANS)], resume=best(TRANS, "latest.tar")),
         Stage("train:residual", "src.train.residual", ["--name", RES, "--vq_name", VQ, *ds, *loc, *gpu, *ep(1)],
-              [best(RES)]),
+              [best(RES)], resume=best(RES, "latest.tar")),
         Stage("train:length", "src.train.length", ["--name", LEN, *ds, *loc, *gpu, *ep(1)],
-              [best(LEN, "finest.tar")]),
+              [best(LEN, "finest.tar")], resume=best(LEN, "latest.tar")),
         Stage("train:evaluator", "src.train.evaluator", [*ds, *loc, *gpu, *ep(1)],
               [best("text_mot_match", "finest.tar")]),
         Stage("train:classifier", "src.train.classifier", [*ds, *loc, *gpu, *ep(1)],
@@ -180,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = [sys.executable, "-m", s.module, *s.argv]
         if args.force and s.module != "src.report":
             argv.append("--force")
+        elif s.resume is not None and s.resume.exists():
+            argv.append("--is_continue")
         print(f"{head}: python -m {s.module} {' '.join(s.argv)}", flush=True)
         t0 = time.time()
         proc = subprocess.run(argv, cwd=REPO_ROOT, env={**env, **s.env})

@@ -126,9 +126,7 @@ CASES = [
 ]
 
 # Cases that still fail (owner to fix); listed so the suite shows them without blocking anyone.
-KNOWN_FAILING = {
-    "t2m-non-torch-evaluator": "src/common/io.py torch_load lets IndexError from a text file escape (no file named)",
-}
+KNOWN_FAILING: dict[str, str] = {}  # case id -> reason, for a case that is known to fail (none now)
 
 
 # ---------------------------------------------------------------------------------------------------------- workspace

@@ -185,8 +185,6 @@ def test_report_writer_is_atomic(tmp_path, monkeypatch):
     assert not [p for p in run.iterdir() if p.name.startswith(".report")]
 
 
-@pytest.mark.xfail(reason="src/report/__init__.py moves report/ aside, then renames the new one in: a crash between "
-                          "the two renames leaves no report/ (the old one sits in .report.old-<pid>)", strict=False)
 def test_report_swap_crash_between_renames_keeps_a_report(tmp_path, monkeypatch):
     from src.report import make_report
 
@@ -264,10 +262,6 @@ def _log_records(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the VQ's EMA state (code_sum/code_count, non-persistent buffers as upstream) is not in "
-                          "latest.tar, so a resumed run re-initialises it and drifts (~1e-3 in weights, ~1e-2 in the "
-                          "codebook after one epoch); owner: src/models/momask/vq.py + src/train/engine.py",
-                   strict=False)
 def test_training_killed_mid_epoch_resumes_to_the_same_result(tmp_path, synth_root):
     import torch
 

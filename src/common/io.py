@@ -116,7 +116,7 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             return torch.load(p, map_location="cpu", weights_only=False)
         except Exception as exc2:  # noqa: BLE001
             raise HmuError(f"{what} {p} is corrupt or not a torch file ({type(exc2).__name__})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as exc:
         raise HmuError(f"{what} {p} is corrupt, truncated or not a torch file ({type(exc).__name__})") from None
 
 

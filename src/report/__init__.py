@@ -93,7 +93,12 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
         if out.exists():
             old = root / f".report.old-{os.getpid()}"
             os.replace(out, old)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:  # put the previous report back: a failed swap must not lose it
+                os.replace(old, out)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

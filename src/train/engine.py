@@ -36,6 +36,20 @@ def _model_state(model) -> dict:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("clip_model.")}
 
 
+def _hidden_buffers(model) -> dict:
+    """Non-persistent buffers (e.g. the VQ's EMA ``code_sum``/``code_count``): not in upstream's state dict, but a
+    resumed run needs them to continue exactly where the killed one stopped."""
+    keys = set(model.state_dict().keys())
+    return {n: b.detach().clone() for n, b in model.named_buffers() if n not in keys}
+
+
+def _restore_hidden_buffers(model, saved: dict) -> None:
+    for name, value in saved.items():
+        module_name, _, buf = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        setattr(module, buf, value.to(getattr(module, buf).device))
+
+
 def train(
     *,
     model,
@@ -88,6 +102,7 @@ def train(
         best = hmu.get("best", best)
         if "torch_rng" in hmu:
             torch.set_rng_state(hmu["torch_rng"])
+        _restore_hidden_buffers(model, hmu.get("buffers", {}))
         log.info("resumed %s at epoch %d (iteration %d)", latest, start_epoch, total_it)
 
     t0 = time.time()
@@ -133,7 +148,8 @@ def train(
             ckpt[spec.opt_key] = optimizer.state_dict()
         if scheduler is not None:
             ckpt["scheduler"] = scheduler.state_dict()
-        ckpt["hmu_train"] = {"best": best, "torch_rng": torch.get_rng_state(), "seed": seed}
+        ckpt["hmu_train"] = {"best": best, "torch_rng": torch.get_rng_state(), "seed": seed,
+                             "buffers": _hidden_buffers(model)}
         ckpt["hmu_meta"] = meta or {}
         atomic_torch_save(ckpt, latest)
         epochs_run += 1
