@@ -1,4 +1,5 @@
-"""Text-to-motion generation with a trained MoMask (VQ + masked + residual transformer [+ length estimator]).
+"""Text-to-motion generation with a trained MoMask or BAMM (VQ + masked/BAMM + residual transformer [+ length
+estimator]). The family is read from the transformer run's opt.txt (:func:`run_family`).
 
 CLI: ``python -m src.gen --name <mask run> --res_name <residual run> --dataset_name synth --text_prompt "a person
 kicks"`` writes ``<out>/features/*.npy`` (raw features (T, dim_pose)), ``<out>/joints/*.npy`` ((T, joints, 3)) and
@@ -8,7 +9,9 @@ from in-memory models, then ``generate(captions, lengths, generator=torch.Genera
 Sampling follows upstream (gen_t2m.py / eval_option.py defaults): iterative masked decoding of the base layer
 (``time_steps`` steps, cosine schedule, classifier-free guidance ``cond_scale``, top-k filtering ``topkr``,
 ``temperature``), then the residual layers (guidance ``res_cond_scale``), then the VQ decoder. All randomness comes
-from the ``torch.Generator`` passed in; the global RNG is never used, so a seed gives the same motions.
+from the ``torch.Generator`` passed in; the global RNG is never used, so a seed gives the same motions. BAMM
+(:class:`BAMMGenerator`) replaces only the base layer: cascaded autoregressive decoding (guidance ``cond_scale``,
+then ``refine_cond_scale`` for the refinement pass); the residual layers and the VQ decoding are MoMask's.
 """
 from __future__ import annotations
 
@@ -24,6 +27,20 @@ log = logging.getLogger(__name__)
 
 SAMPLING_DEFAULTS = {"time_steps": 18, "cond_scale": 4.0, "res_cond_scale": 5.0, "temperature": 1.0, "topkr": 0.9,
                          "gumbel_sample": False}
+FAMILIES = ("momask", "bamm")
+FAMILY_KEY = "model_family"  # hmu-only opt.txt key written by src.train.bamm
+
+
+def run_family(opt_path: str | os.PathLike) -> str:
+    """``momask`` or ``bamm`` for a transformer run's opt.txt: its ``model_family`` key if present, else ``bamm``
+    when it has upstream BAMM's ``trans`` option (released BAMM runs), else ``momask``."""
+    from src.config import read_opt_file
+
+    raw = read_opt_file(opt_path)
+    family = raw.get(FAMILY_KEY) or ("bamm" if "trans" in raw else "momask")
+    if family not in FAMILIES:
+        raise HmuError(f"{opt_path}: {FAMILY_KEY} {family!r} is not one of {', '.join(FAMILIES)}")
+    return family
 
 
 class MotionGenerator:
@@ -82,16 +99,21 @@ class MotionGenerator:
             out[missing] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         return out.clamp(1, self.max_tokens)
 
+    def base_ids(self, cond, lengths, *, generator):
+        """Text features (B, clip_dim), frame lengths -> (layer-0 ids (B, T') with -1 at pads, token lengths (B,))."""
+        m_lens = self.token_lengths(cond, lengths, generator)
+        ids = self.mask.generate(cond, m_lens, timesteps=self.time_steps, cond_scale=self.cond_scale,
+                                 temperature=self.temperature, topk_filter_thres=self.topkr,
+                                 gsample=self.gumbel_sample, generator=generator)
+        return ids, m_lens
+
     def generate_ids(self, captions: Sequence[str], lengths=None, *, generator):
         """-> (code ids (B, T', Q) with -1 at pads, token lengths (B,)) for one batch."""
         import torch
 
         with torch.no_grad():
             cond = self.text_encoder.encode(list(captions)).float().to(self.device)
-            m_lens = self.token_lengths(cond, lengths, generator)
-            ids = self.mask.generate(cond, m_lens, timesteps=self.time_steps, cond_scale=self.cond_scale,
-                                     temperature=self.temperature, topk_filter_thres=self.topkr,
-                                     gsample=self.gumbel_sample, generator=generator)
+            ids, m_lens = self.base_ids(cond, lengths, generator=generator)
             if self.res is not None:
                 ids = self.res.generate(ids, cond, m_lens, temperature=self.temperature,
                                         topk_filter_thres=self.topkr, cond_scale=self.res_cond_scale,
@@ -129,12 +151,62 @@ class MotionGenerator:
         return out
 
 
+class BAMMGenerator(MotionGenerator):
+    """MotionGenerator whose base layer is BAMM's cascaded decoding (``mask`` is a BAMMTransformer).
+
+    Given lengths are kept; a missing length comes from the length estimator when one is loaded, else from BAMM's
+    own END prediction (up to ``max_motion_length``). ``time_steps``, ``topkr`` and ``gumbel_sample`` apply to the
+    residual layers only (BAMM samples its tokens from the full distribution, as upstream).
+    """
+
+    def __init__(self, *, refine_cond_scale: float = 3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.refine_cond_scale = float(refine_cond_scale)
+
+    def sampling(self) -> dict[str, Any]:
+        return {"family": "bamm", "cond_scale": self.cond_scale, "refine_cond_scale": self.refine_cond_scale,
+                "res_cond_scale": self.res_cond_scale, "temperature": self.temperature, "topkr": self.topkr}
+
+    def _bamm(self, cond, m_lens, *, predict_length: bool, generator):
+        return self.mask.generate(cond, m_lens, cond_scale=self.cond_scale, refine_cond_scale=self.refine_cond_scale,
+                                  predict_length=predict_length, max_len=self.max_tokens if predict_length else None,
+                                  temperature=self.temperature, generator=generator)
+
+    def base_ids(self, cond, lengths, *, generator):
+        import torch
+
+        n = cond.shape[0]
+        lengths = [None] * n if lengths is None else list(lengths)
+        missing = [i for i, l in enumerate(lengths) if l is None]
+        if not missing or self.len_estimator is not None:
+            return self._bamm(cond, self.token_lengths(cond, lengths, generator), predict_length=False,
+                              generator=generator)
+        given = [i for i in range(n) if lengths[i] is not None]
+        parts = []  # (row indices, ids, lengths): given lengths kept, missing ones predicted by BAMM
+        if given:
+            m = self.token_lengths(cond[given], [lengths[i] for i in given], generator)
+            parts.append((given, *self._bamm(cond[given], m, predict_length=False, generator=generator)))
+        placeholder = torch.full((len(missing),), self.max_tokens, dtype=torch.long, device=cond.device)
+        parts.append((missing, *self._bamm(cond[missing], placeholder, predict_length=True, generator=generator)))
+        width = max(p[1].shape[1] for p in parts)
+        ids = torch.full((n, width), -1, dtype=torch.long, device=cond.device)
+        m_lens = torch.zeros(n, dtype=torch.long, device=cond.device)
+        for rows, part_ids, part_lens in parts:
+            ids[rows, :part_ids.shape[1]] = part_ids
+            m_lens[rows] = part_lens
+        return ids[:, :int(m_lens.max())], m_lens
+
+
 def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_name: str | None = None,
                    checkpoints_dir: str | os.PathLike | None = None, ckpt: str = "net_best_fid.tar",
                    res_ckpt: str | None = None, device=None, text_encoder=None, len_name: str | None = None,
                    clip_path: str | os.PathLike | None = None, glove_dir: str | os.PathLike | None = None,
-                   dataset_dir: str | os.PathLike | None = None, **sampling) -> MotionGenerator:
+                   dataset_dir: str | os.PathLike | None = None, model: str | None = None,
+                   **sampling) -> MotionGenerator:
     """Load runs ``checkpoints/<dataset>/{name, res_name, vq_name}`` strictly into a MotionGenerator on ``device``.
+
+    ``name`` is a MoMask masked-transformer run or a BAMM run (then a :class:`BAMMGenerator`), told apart by its
+    opt.txt (:func:`run_family`); ``model`` ('momask' | 'bamm'), when given, must agree with it.
 
     ``vq_name`` defaults to the one in the masked transformer's opt.txt. ``res_name`` None or '' skips the residual
     layers. ``len_name`` (default ``length_estimator``) is loaded when that run exists; naming one that does not is an
@@ -160,7 +232,15 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     paths = Paths.default(checkpoints_dir=checkpoints_dir, dataset_dir=dataset_dir)
     device = torch.device(device) if device is not None else torch.device("cpu")
     spec = get_spec(dataset_name)
-    mask_cfg = MaskTransConfig.load(find_run_dir(paths, dataset_name, name) / "opt.txt")
+    mask_dir = find_run_dir(paths, dataset_name, name)
+    family = run_family(mask_dir / "opt.txt")
+    if model is not None and model != family:
+        raise HmuError(f"--model {model}: run '{name}' is a {family} run ({mask_dir / 'opt.txt'})")
+    if family == "bamm":
+        from src.models.bamm import BAMMTransConfig as cfg_cls
+    else:
+        cfg_cls = MaskTransConfig
+    mask_cfg = cfg_cls.load(mask_dir / "opt.txt")
     vq_name = vq_name or mask_cfg.vq_name
     vq, vq_cfg, vq_dir = load_vq(paths, dataset_name, vq_name, ckpt="net_best_fid.tar")
     if vq_name != mask_cfg.vq_name:
@@ -169,13 +249,20 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
             raise HmuError(f"VQ '{vq_name}' ({vq_cfg.nb_code} codes x {vq_cfg.code_dim}) does not fit transformer "
                            f"'{name}', trained on '{mask_cfg.vq_name}' ({trained.nb_code} x {trained.code_dim})")
         log.info("using VQ %s instead of %s (the transformer's)", vq_name, mask_cfg.vq_name)
-    mask, mask_cfg, _ = load_mask_transformer(paths, dataset_name, name, ckpt=ckpt, vq_cfg=vq_cfg)
+    if family == "bamm":
+        from src.models.bamm import load_bamm_run
+
+        mask, mask_cfg = load_bamm_run(mask_dir, vq=vq_cfg, which=ckpt)
+    else:
+        mask, mask_cfg, _ = load_mask_transformer(paths, dataset_name, name, ckpt=ckpt, vq_cfg=vq_cfg)
     res = None
     if res_name:
         res, _, _ = load_res_transformer(paths, dataset_name, res_name, ckpt=res_ckpt or ckpt, vq_cfg=vq_cfg)
     len_est = None
     want_len = len_name or "length_estimator"
-    if len_name or any(c.is_dir() for c in run_dir_candidates(paths, dataset_name, want_len)):
+    # BAMM predicts its own lengths (END token): an estimator is used only when named
+    auto_len = family == "momask" and any(c.is_dir() for c in run_dir_candidates(paths, dataset_name, want_len))
+    if len_name or auto_len:
         len_est, _, _ = load_len_estimator(paths, dataset_name, want_len, input_size=mask_cfg.clip_dim)
     if text_encoder is None:
         text_encoder = build_text_encoder(mask_cfg.text_encoder, clip_path=clip_path,
@@ -185,11 +272,12 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     for m in (vq, mask, res, len_est):
         if m is not None:
             m.to(device)
-    gen = MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=text_encoder, mean=mean, std=std,
-                          len_estimator=len_est, unit_length=mask_cfg.unit_length,
-                          max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
+    cls = BAMMGenerator if family == "bamm" else MotionGenerator
+    gen = cls(vq=vq, mask=mask, res=res, text_encoder=text_encoder, mean=mean, std=std,
+              len_estimator=len_est, unit_length=mask_cfg.unit_length,
+              max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
     gen.sources = {"name": name, "ckpt": ckpt, "res_name": res_name or None, "vq_name": vq_name,
-                   "len_name": want_len if len_est is not None else None}
+                   "len_name": want_len if len_est is not None else None, "family": family}
     return gen
 
 

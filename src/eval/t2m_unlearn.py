@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vq_name", default="", help="RVQ-VAE run folder (default: the one in the transformer's opt.txt)")
     g.add_argument("--ckpt", default="net_best_fid.tar",
                    help="transformer checkpoint file in <name>/model/, or a path to an unlearned checkpoint")
+    g.add_argument("--model", choices=("momask", "bamm"), default=None,
+                   help="model family of --name (default: read from its opt.txt); bamm results default to "
+                        "<dataset>_bamm_<method>_<concept>_s<seed>")
     g.add_argument("--method", default="original", help="label of the model being evaluated (original, lcr, uce, ...)")
     g.add_argument("--cond_scale", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--time_steps", type=int, default=10, help="mask-predict iterations")
@@ -104,7 +107,8 @@ def _implicit_prompts(root: Path, concept: str) -> list[dict] | None:
 def default_run_name(args) -> str:
     from src.data.spec import get_spec
 
-    return f"{get_spec(args.dataset_name).name}_{args.method}_{args.concept}_s{args.seed}"
+    family = "bamm_" if getattr(args, "model", None) == "bamm" else ""
+    return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{args.concept}_s{args.seed}"
 
 
 @cli
@@ -159,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     generate = load_generator(dataset_name=spec.name, name=args.name, res_name=args.res_name or None,
                               vq_name=args.vq_name or None, ckpt=args.ckpt, device=device,
                               checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
-                              glove_dir=paths.glove(spec.name), cond_scale=args.cond_scale, time_steps=args.time_steps)
+                              glove_dir=paths.glove(spec.name), cond_scale=args.cond_scale, time_steps=args.time_steps,
+                              model=args.model)
     cache_dir = None if args.no_cache else Path(evaluator_dir(paths, spec.name)) / "eval_cache"
     results = {}
     for set_name, es in sets.items():
@@ -176,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=run, seed=args.seed, config=vars(args), sets=results,
         model={"dataset_name": spec.name, "name": args.name, "res_name": args.res_name, "vq_name": args.vq_name,
                "ckpt": args.ckpt, "method": args.method, "concept": args.concept,
+               "family": (getattr(generate, "sources", None) or {}).get("family", args.model or "momask"),
                **({"info": generate.info} if isinstance(getattr(generate, "info", None), dict) else {})},
         evaluator={"checkpoint": str(evaluator_checkpoint_path(paths.checkpoints_dir, spec.name)),
                    "key": evaluator.key},

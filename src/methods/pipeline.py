@@ -45,7 +45,10 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     from src.data.spec import get_spec
 
     ds = get_spec(args.dataset).name
-    out = args.out_name or f"{args.method}_{args.concept}"
+    if args.model != "momask" and args.method in ("finetune", "retrain"):
+        raise HmuError(f"--model {args.model}: {args.method} trains MoMask transformers only (use lcr or rece_uce)")
+    family = "" if args.model == "momask" else f"{args.model}_"  # BAMM runs never take MoMask's default names
+    out = args.out_name or f"{family}{args.method}_{args.concept}"
     common = ["--dataset_name", ds, "--concept", args.concept, "--seed", str(args.seed), "--gpu_id", str(args.gpu_id)]
     for flag in ("checkpoints_dir", "dataset_dir"):
         if getattr(args, flag):
@@ -59,7 +62,7 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
         evals.append(("lcr", args.trans_name, args.res_name, out))
     elif args.method == "rece_uce":
         for m in ("uce", "rece"):
-            name = f"{out}_{m}" if args.out_name else f"{m}_{args.concept}"
+            name = f"{out}_{m}" if args.out_name else f"{family}{m}_{args.concept}"
             steps.append((f"src.methods.{m}", [*common, "--model", args.model, "--trans_name", args.trans_name,
                                                 "--res_name", args.res_name, "--name", name, *force, *rest]))
             evals.append((m, name, f"{name}_res", args.vq_name))

@@ -24,8 +24,11 @@ def build_parser(residual: bool = False):
     return p
 
 
-def setup_transformer(args, cls, kind: str):
-    """Shared by mask and residual trainers -> dict with config, run folder, device, VQ, data, text features."""
+def setup_transformer(args, cls, kind: str, *, opt_extra: dict[str, str] | None = None):
+    """Shared by mask, residual and BAMM trainers -> dict with config, run folder, device, VQ, data, text features.
+
+    ``opt_extra``: hmu-only opt.txt keys written with a new run (e.g. BAMM's ``model_family``).
+    """
     from src.common.errors import HmuError
     from src.common.seed import fix_seed
     from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
@@ -35,6 +38,7 @@ def setup_transformer(args, cls, kind: str):
     if not args.vq_name and not args.is_continue:
         raise HmuError("--vq_name is required (the VQ run whose codes this transformer models)")
     cfg = common.resolve_config(cls, args, kind)
+    cfg.extra.update(opt_extra or {})
     run, cfg, resume = common.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
                                           overrides=common.continue_overrides(args))
     fix_seed(cfg.seed)
@@ -65,20 +69,20 @@ def encode_codes(vq, motions, lengths, unit: int):
     return ids, torch.div(lengths, unit, rounding_mode="floor")
 
 
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def train_first_layer(args, *, cls, kind: str, build_model, label: str, opt_extra: dict[str, str] | None = None):
+    """Train a transformer over code layer 0 whose ``forward(ids, text, m_lens, generator=)`` returns
+    ``(loss, predicted ids, accuracy)`` (MoMask's masked transformer, BAMM) -> the engine's summary.
 
+    ``build_model(cfg, vq_cfg)`` makes the untrained model; files as upstream's ``t2m_transformer`` checkpoints.
+    """
     import torch
 
-    from src.config import MaskTransConfig
-    from src.models.momask import build_mask_transformer
     from src.train import common
     from src.train.engine import TrainSpec, train
 
-    s = setup_transformer(args, MaskTransConfig, "mask")
+    s = setup_transformer(args, cls, kind, opt_extra=opt_extra)
     cfg, device, vq, text = s["cfg"], s["device"], s["vq"], s["text"]
-    model = build_mask_transformer(cfg, s["vq_cfg"]).to(device)
+    model = build_model(cfg, s["vq_cfg"]).to(device)
     optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=1e-5)
     val_batches = common.fixed_batches(s["val_ds"], batch_size=cfg.batch_size, seed=cfg.seed)
 
@@ -107,7 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    meta=common.run_meta(cfg), resume=s["resume"], log_every=cfg.log_every,
                    progress=not args.no_progress)
     common.copy_best(s["run"], "net_best_acc.tar", "net_best_fid.tar", selected_by="val_acc")
-    print(common.summary_line("mask transformer", s["run"], result, best_val_acc=result["best"]))
+    print(common.summary_line(label, s["run"], result, best_val_acc=result["best"]))
+    return result
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from src.config import MaskTransConfig
+    from src.models.momask import build_mask_transformer
+
+    train_first_layer(args, cls=MaskTransConfig, kind="mask", build_model=build_mask_transformer,
+                      label="mask transformer")
     return 0
 
 

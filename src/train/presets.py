@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from src.common.errors import HmuError
 
-KINDS = ("vq", "mask", "res", "len")
+KINDS = ("vq", "mask", "res", "len", "bamm")
 
 # Upstream's released t2m models (rvq_nq6_dc512_nc512_noshare_qdp0.2, t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns,
 # tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw, length_estimator); the rest are the option parsers' defaults.
@@ -21,6 +21,9 @@ RELEASED: dict[str, dict] = {
             "share_weight": True, "batch_size": 64, "max_epoch": 500, "text_encoder": "clip", "clip_dim": 512},
     "len": {"batch_size": 64, "max_epoch": 300, "lr": 1e-4, "text_encoder": "clip", "input_size": 512,
             "output_size": 50},
+    # BAMM's released transformer (fixtures/upstream/bamm/released_opt.txt): MoMask's sizes, dropout 0.2
+    "bamm": {"latent_dim": 384, "n_layers": 8, "n_heads": 6, "ff_size": 1024, "dropout": 0.2, "cond_drop_prob": 0.1,
+             "batch_size": 64, "max_epoch": 500, "trans": "official", "text_encoder": "clip", "clip_dim": 512},
 }
 
 # Sized for ~3000 synth motions on 2 CPU cores: VQ ~1.5 min, mask ~1.5 min, residual ~1 min, length < 30 s.
@@ -37,6 +40,10 @@ TINY: dict[str, dict] = {
             "milestones": [100_000], "text_encoder": "embedded", "clip_dim": 512},
     "len": {"batch_size": 64, "max_epoch": 40, "lr": 1e-3, "text_encoder": "embedded", "input_size": 512,
             "output_size": 50},
+    # the masked transformer's tiny sizes, so BAMM and MoMask compare at equal capacity on the same VQ
+    "bamm": {"latent_dim": 128, "n_layers": 2, "n_heads": 4, "ff_size": 256, "dropout": 0.1, "cond_drop_prob": 0.1,
+             "batch_size": 64, "max_epoch": 15, "lr": 1e-3, "warm_up_iter": 100, "milestones": [100_000],
+             "trans": "official", "text_encoder": "embedded", "clip_dim": 512},
 }
 
 PRESETS: dict[str, dict[str, dict]] = {"tiny": TINY, "released": RELEASED}
@@ -50,7 +57,7 @@ def default_preset(dataset_name: str) -> str:
 
 
 def preset_values(preset: str, kind: str) -> dict:
-    """A copy of the preset's values for one model kind (``vq``, ``mask``, ``res``, ``len``)."""
+    """A copy of the preset's values for one model kind (``vq``, ``mask``, ``res``, ``len``, ``bamm``)."""
     if preset not in PRESETS:
         raise HmuError(f"unknown --preset '{preset}' (known: {', '.join(PRESETS)})")
     if kind not in KINDS:
