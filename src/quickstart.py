@@ -1,10 +1,13 @@
 """The whole job on the embedded default, one command: data -> split -> train -> unlearn -> evaluate -> report.
 
-    python -m src.quickstart [--fast] [--force] [--gpu_id -1]      (what ``bash scripts/quickstart.sh`` runs)
+    python -m src.quickstart [--fast] [--force] [--jobs 2] [--gpu_id -1]   (what ``bash scripts/quickstart.sh`` runs)
 
-Every stage is one of the project's own CLIs, run as a subprocess with the same flags a user would type, so the
-quickstart is also a worked example of the commands. A stage whose outputs exist is skipped, so a second run finishes
-in seconds; ``--force`` redoes everything. Stage timings go to ``results/<run>/stages.json``.
+Every stage is one of the project's own CLIs, run as a subprocess with the same flags a user would type, so the plan
+(``--list``) is also a worked example of the commands. Stages run as soon as the stages they need are done, ``--jobs``
+at a time (default: one per CPU core, at most 2, each with its share of the threads): small models use one core far
+better than two, so two stages side by side finish sooner than one after the other. A stage whose outputs exist is
+skipped, so a second run takes seconds; ``--force`` redoes everything. Each stage's output goes to
+``results/<run>/logs/<stage>.log``; timings to ``results/<run>/stages.json``.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Sequence
 from src.common.errors import HmuError, cli
 
 CONCEPT = "violence"
-# Tiny original model (the names scripts/train/momask_tiny.sh uses).
+# The tiny original model (the names scripts/train/momask_tiny.sh uses).
 VQ, TRANS, RES, LEN = "rvq_tiny", "t2m_tiny", "tres_tiny", "length_estimator"
 
 
@@ -30,99 +33,102 @@ class Stage:
     name: str
     module: str
     argv: list[str]
-    outputs: list[Path]            # the stage is done when all of these exist
-    info: str = ""
+    outputs: list[Path]                     # the stage is done when all of these exist
+    after: tuple[str, ...] = ()             # stages that must be done first
+    resume: Path | None = None              # an interrupted training run left this file: continue from it
     env: dict[str, str] = field(default_factory=dict)
-    resume: Path | None = None     # a training stage interrupted earlier left this file: continue from it
 
     def done(self) -> bool:
         return bool(self.outputs) and all(p.exists() for p in self.outputs)
+
+    def command(self, root: Path | None = None) -> str:
+        args = [a if root is None else a.replace(str(root) + os.sep, "") for a in self.argv]
+        return f"python -m {self.module} {' '.join(args)}"
 
 
 @dataclass(frozen=True)
 class Settings:
     n: int
     repeats: int
-    epochs_scale: float
-    mm: bool
+    mm: tuple[int, int] | None   # (prompts, generations per prompt) for MultiModality, None = skip
     video: bool
+    one_epoch: bool
 
 
-FULL = Settings(n=3000, repeats=5, epochs_scale=1.0, mm=True, video=True)
-FAST = Settings(n=400, repeats=2, epochs_scale=0.0, mm=False, video=False)  # epochs_scale 0: one epoch each
+FULL = Settings(n=3000, repeats=3, mm=(8, 10), video=True, one_epoch=False)
+FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
 
 
-def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
-         fast: bool) -> list[Stage]:
-    """The stages in order (pure; the test checks names, order and outputs)."""
+def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path
+         ) -> list[Stage]:
+    """The stages, in priority order (pure; tests check names, dependencies and outputs)."""
     root = data / "synth"
     ds = ["--dataset_name", "synth"]
     loc = ["--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
     c = ckpt / "synth"
-    ep = (lambda n: ["--max_epoch", "1"]) if fast else (lambda n: [])
+    ep = ["--max_epoch", "1"] if settings.one_epoch else []
     out = results / run
-    rep = ["--repeat_times", str(settings.repeats)] + ([] if settings.mm else ["--no_mm"])
-    ev = ["--results_dir", str(out)]
+    s = ["--seed", str(seed)]
+    con = ["--concept", CONCEPT]
 
     def best(name: str, file: str = "net_best_fid.tar") -> Path:
         return c / name / "model" / file
 
-    def evaluate(label: str, trans: str, res: str, vq: str) -> Stage:
-        return Stage(f"eval:{label}", "src.eval.t2m_unlearn",
-                     [*ds, *loc, *gpu, "--concept", CONCEPT, "--method", label, "--name", trans, "--res_name", res,
-                      "--vq_name", vq, "--ckpt", "net_best_fid.tar", *rep, "--seed", str(seed),
-                      "--run_name", label, *ev],
-                     [out / label / "metrics.json"])
+    def train(stage: str, module: str, name: str, extra: list[str], file: str = "net_best_fid.tar") -> Stage:
+        return Stage(stage, module, ["--name", name, *extra, *ds, *loc, *gpu, *ep], [best(name, file)],
+                     after=("train:vq",) if "--vq_name" in extra else ("data",), resume=best(name, "latest.tar"))
 
+    def method(stage: str, module: str, argv: list[str], outputs: list[Path], after: tuple[str, ...]) -> Stage:
+        return Stage(stage, module, [*ds, *loc, *gpu, *con, *s, *argv], outputs, after=("split", *after))
+
+    def evaluate(label: str, trans: str, res: str, vq: str, model_stage: str) -> Stage:
+        mm = ["--mm_prompts", str(settings.mm[0]), "--mm_generations", str(settings.mm[1])] if settings.mm else ["--no_mm"]
+        return Stage(f"eval:{label}", "src.eval.t2m_unlearn",
+                     [*ds, *loc, *gpu, *con, "--method", label, "--name", trans, "--res_name", res, "--vq_name", vq,
+                      "--ckpt", "net_best_fid.tar", "--repeat_times", str(settings.repeats), *mm, *s,
+                      "--results_dir", str(out), "--run_name", label],
+                     [out / label / "metrics.json"],
+                     after=("split", "train:evaluator", "train:classifier", model_stage))
+
+    models = ("train:vq", "train:mask", "train:residual")
     stages = [
         Stage("data", "src.data.synth", ["--out", str(root), "--n", str(settings.n), "--seed", str(seed)],
-              [root / "labels.json", root / "Mean.npy"], "procedural dataset"),
+              [root / "labels.json", root / "Mean.npy", root / "all.txt"]),
         Stage("split", "src.data.split", ["synth", CONCEPT, "--dataset_dir", str(data)],
               [root / "kw_splits" / f"train_val-w-{CONCEPT}.txt", root / "kw_splits" / f"test-wo-{CONCEPT}.txt"],
-              "keyword forget/retain splits"),
-        Stage("train:vq", "src.train.vq", ["--name", VQ, *ds, *loc, *gpu, *ep(1)], [best(VQ)],
-              resume=best(VQ, "latest.tar")),
-        Stage("train:mask", "src.train.mask", ["--name", TRANS, "--vq_name", VQ, *ds, *loc, *gpu, *ep(1)],
-              [best(TRANS)], resume=best(TRANS, "latest.tar")),
-        Stage("train:residual", "src.train.residual", ["--name", RES, "--vq_name", VQ, *ds, *loc, *gpu, *ep(1)],
-              [best(RES)], resume=best(RES, "latest.tar")),
-        Stage("train:length", "src.train.length", ["--name", LEN, *ds, *loc, *gpu, *ep(1)],
-              [best(LEN, "finest.tar")], resume=best(LEN, "latest.tar")),
-        Stage("train:evaluator", "src.train.evaluator", [*ds, *loc, *gpu, *ep(1)],
-              [best("text_mot_match", "finest.tar")]),
-        Stage("train:classifier", "src.train.classifier", [*ds, *loc, *gpu, *ep(1)],
-              [best("action_classifier", "classifier.tar")]),
+              after=("data",)),
+        train("train:vq", "src.train.vq", VQ, []),
+        train("train:mask", "src.train.mask", TRANS, ["--vq_name", VQ]),
+        train("train:evaluator", "src.train.evaluator", "text_mot_match", [], "finest.tar"),
+        train("train:residual", "src.train.residual", RES, ["--vq_name", VQ]),
+        train("train:classifier", "src.train.classifier", "action_classifier", [], "classifier.tar"),
+        train("train:length", "src.train.length", LEN, [], "finest.tar"),
         # Unlearning: each writes NEW runs; the originals are never touched.
-        Stage("unlearn:lcr", "src.methods.lcr",
-              [*ds, *loc, *gpu, "--concept", CONCEPT, "--vq_name", VQ, "--name", f"lcr_{CONCEPT}", "--seed", str(seed)],
-              [best(f"lcr_{CONCEPT}")]),
-        Stage("unlearn:uce", "src.methods.uce",
-              [*ds, *loc, *gpu, "--concept", CONCEPT, "--trans_name", TRANS, "--res_name", RES,
-               "--name", f"uce_{CONCEPT}", "--seed", str(seed)],
-              [best(f"uce_{CONCEPT}"), best(f"uce_{CONCEPT}_res")]),
-        Stage("unlearn:rece", "src.methods.rece",
-              [*ds, *loc, *gpu, "--concept", CONCEPT, "--trans_name", TRANS, "--res_name", RES,
-               "--name", f"rece_{CONCEPT}", "--seed", str(seed)],
-              [best(f"rece_{CONCEPT}"), best(f"rece_{CONCEPT}_res")]),
-        Stage("unlearn:finetune", "src.methods.finetune",
-              [*ds, *loc, *gpu, "--concept", CONCEPT, "--trans_name", TRANS, "--res_name", RES,
-               "--name", f"finetune_{CONCEPT}", "--seed", str(seed), *ep(1)],
-              [best(f"finetune_{CONCEPT}")]),
-        Stage("unlearn:retrain", "src.methods.retrain",
-              [*ds, *loc, *gpu, "--concept", CONCEPT, "--name", f"retrain_{CONCEPT}", "--like_vq", VQ,
-               "--like_trans", TRANS, "--like_res", RES, "--seed", str(seed),
-               *(["--", "--max_epoch", "1"] if fast else [])],
-              [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res"), best(f"retrain_{CONCEPT}_vq")]),
-        evaluate("original", TRANS, RES, VQ),
-        evaluate("lcr", TRANS, RES, f"lcr_{CONCEPT}"),
-        evaluate("uce", f"uce_{CONCEPT}", f"uce_{CONCEPT}_res", VQ),
-        evaluate("rece", f"rece_{CONCEPT}", f"rece_{CONCEPT}_res", VQ),
-        evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ),
-        evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", f"retrain_{CONCEPT}_vq"),
-        Stage("report", "src.report", [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still",
-                                       "--force"],
-              [out / "report" / "report.md"], "tables, plots, animations"),
+        method("unlearn:uce", "src.methods.uce", ["--trans_name", TRANS, "--res_name", RES, "--name", f"uce_{CONCEPT}"],
+               [best(f"uce_{CONCEPT}"), best(f"uce_{CONCEPT}_res")], ("train:mask", "train:residual")),
+        method("unlearn:rece", "src.methods.rece", ["--trans_name", TRANS, "--res_name", RES, "--name", f"rece_{CONCEPT}"],
+               [best(f"rece_{CONCEPT}"), best(f"rece_{CONCEPT}_res")], ("train:mask", "train:residual")),
+        method("unlearn:lcr", "src.methods.lcr", ["--vq_name", VQ, "--name", f"lcr_{CONCEPT}"],
+               [best(f"lcr_{CONCEPT}")], ("train:vq",)),
+        evaluate("original", TRANS, RES, VQ, "train:residual"),
+        evaluate("lcr", TRANS, RES, f"lcr_{CONCEPT}", "unlearn:lcr"),
+        evaluate("uce", f"uce_{CONCEPT}", f"uce_{CONCEPT}_res", VQ, "unlearn:uce"),
+        evaluate("rece", f"rece_{CONCEPT}", f"rece_{CONCEPT}_res", VQ, "unlearn:rece"),
+        method("unlearn:finetune", "src.methods.finetune",
+               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{CONCEPT}", *ep],
+               [best(f"finetune_{CONCEPT}")], ("train:mask", "train:residual")),
+        method("unlearn:retrain", "src.methods.retrain",
+               ["--name", f"retrain_{CONCEPT}", "--like_vq", VQ, "--like_trans", TRANS, "--like_res", RES,
+                *(["--", *ep] if ep else [])],
+               [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res"), best(f"retrain_{CONCEPT}_vq")],
+               models),
+        evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ, "unlearn:finetune"),
+        evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", f"retrain_{CONCEPT}_vq", "unlearn:retrain"),
     ]
+    evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
+    stages.append(Stage("report", "src.report",
+                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force"],
+                        [out / "report" / "report.md"], after=evals))
     return stages
 
 
@@ -130,10 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0])
     p.add_argument("--fast", action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
     p.add_argument("--force", action="store_true", help="redo every stage, overwriting its outputs")
+    p.add_argument("--jobs", type=int, default=None, help="stages run side by side (default: min(2, CPU cores))")
     p.add_argument("--run_name", default=None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
-    p.add_argument("--only", default=None, help="comma-separated stage names (or prefixes like 'train') to run")
-    p.add_argument("--list", action="store_true", help="print the stages and whether each is done, then exit")
+    p.add_argument("--only", default=None, help="comma-separated stage names or prefixes (e.g. 'data,split,train')")
+    p.add_argument("--list", action="store_true", help="print the stages, their commands and whether each is done")
     p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU (default)")
     p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default: ./checkpoints)")
     p.add_argument("--dataset_dir", default=None, help="datasets root (default: ./dataset)")
@@ -141,67 +148,137 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _select(stages: list[Stage], only: str) -> list[Stage]:
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    unknown = [w for w in wanted if not any(st.name.startswith(w) for st in stages)]
+    if unknown:
+        raise HmuError(f"--only: unknown stage(s) {', '.join(unknown)} (stages: {', '.join(st.name for st in stages)})")
+    return [st for st in stages if any(st.name.startswith(w) for w in wanted)]
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    """The last ``n`` non-empty lines of a log (progress-bar carriage returns count as line breaks)."""
+    try:
+        lines = path.read_text(errors="replace").replace("\r", "\n").splitlines()
+    except OSError:
+        return ""
+    return "\n".join([ln for ln in lines if ln.strip()][-n:])
+
+
+def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, str], cwd: Path, logs: Path,
+               record_path: Path, root: Path) -> float:
+    """Run the stages with at most ``jobs`` at once, each as soon as its dependencies are done; return wall seconds."""
+    from src.common.io import atomic_write_json
+
+    names = {st.name for st in stages}
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    finished: set[str] = set()
+    pending = list(stages)
+    running: dict[str, tuple[subprocess.Popen, float, Stage, Path]] = {}
+    total, t_all = len(stages), time.time()
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    failure: str | None = None
+
+    def tag(st: Stage) -> str:
+        return f"[{stages.index(st) + 1:2d}/{total}] {st.name}"
+
+    try:
+        while pending or running:
+            for st in list(pending):
+                if failure or len(running) >= jobs:
+                    break
+                if any(d in names and d not in finished for d in st.after):
+                    continue
+                pending.remove(st)
+                if st.done() and not force:
+                    print(f"{tag(st)}: done, skipped", flush=True)
+                    finished.add(st.name)
+                    continue
+                argv = [sys.executable, "-m", st.module, *st.argv]
+                if force and st.module != "src.report":
+                    argv.append("--force")
+                elif st.resume is not None and st.resume.exists():
+                    argv.append("--is_continue")
+                log = logs / f"{st.name.replace(':', '_')}.log"
+                fh = open(log, "w")
+                fh.write(f"$ {st.command()}\n")
+                fh.flush()
+                proc = subprocess.Popen(argv, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env={**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **st.env})
+                fh.close()
+                running[st.name] = (proc, time.time(), st, log)
+                print(f"{tag(st)}: started  {st.command(root)}", flush=True)
+            if not running:
+                if pending and not failure:
+                    stuck = ", ".join(f"{st.name} (needs {', '.join(d for d in st.after if d not in finished)})"
+                                      for st in pending)
+                    raise HmuError(f"stages cannot start: {stuck}")
+                break
+            time.sleep(0.2)
+            for name, (proc, t0, st, log) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                del running[name]
+                dt = time.time() - t0
+                missing = [str(p) for p in st.outputs if not p.exists()]
+                if rc != 0 or missing:
+                    why = f"exit {rc}" if rc != 0 else f"it did not write {missing[0]}"
+                    print(f"{tag(st)}: FAILED ({why}) after {dt:.0f} s; last lines of {log}:\n{_tail(log)}",
+                          file=sys.stderr, flush=True)
+                    failure = failure or f"stage '{st.name}' failed ({why}); log: {log}. Fix it and rerun: " \
+                                         f"finished stages are skipped"
+                    continue
+                finished.add(name)
+                record[name] = {"seconds": round(dt, 2), "command": st.command()}
+                atomic_write_json(record_path, record)
+                print(f"{tag(st)}: done in {dt:.1f} s", flush=True)
+            if failure and not running:
+                break
+    except KeyboardInterrupt:
+        for proc, *_ in running.values():
+            proc.terminate()
+        raise
+    if failure:
+        raise HmuError(failure)
+    wall = time.time() - t_all
+    record["_total"] = {"seconds": round(wall, 2), "jobs": jobs}
+    atomic_write_json(record_path, record)
+    return wall
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from src.common.paths import REPO_ROOT, Paths
 
+    if args.jobs is not None and args.jobs < 1:
+        raise HmuError(f"--jobs must be at least 1 (got {args.jobs})")
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
                           results_dir=args.results_dir)
     settings = FAST if args.fast else FULL
     run = args.run_name or ("quickstart_fast" if args.fast else "quickstart")
     ckpt, data, results = paths.checkpoints_dir, paths.dataset_dir, paths.results_dir
-    if args.fast:
-        # The smoke run keeps its data and models apart from the full run's.
+    if args.fast:  # the smoke run keeps its data and models apart from the full run's
         ckpt, data = ckpt / "_fast", data / "_fast"
     stages = plan(run=run, settings=settings, seed=args.seed, gpu=["--gpu_id", str(args.gpu_id)], ckpt=ckpt,
-                  data=data, results=results, fast=args.fast)
+                  data=data, results=results)
     if args.only:
-        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        unknown = [w for w in wanted if not any(s.name == w or s.name.startswith(w + ":") or s.name.startswith(w)
-                                                for s in stages)]
-        if unknown:
-            raise HmuError(f"--only: unknown stage(s) {', '.join(unknown)} (stages: {', '.join(s.name for s in stages)})")
-        stages = [s for s in stages if any(s.name == w or s.name.startswith(w) for w in wanted)]
+        stages = _select(stages, args.only)
     if args.list:
-        for s in stages:
-            print(f"{'done' if s.done() else 'todo'}  {s.name:18s} python -m {s.module} {' '.join(s.argv)}")
+        for st in stages:
+            print(f"{'done' if st.done() else 'todo'}  {st.name:18s} {st.command(REPO_ROOT)}")
         return 0
-
+    jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    record_path = results / run / "stages.json"
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    t_all = time.time()
-    print(f"[hmu] quickstart{' --fast' if args.fast else ''}: {len(stages)} stages -> {results / run}")
-    for i, s in enumerate(stages, 1):
-        head = f"[{i:2d}/{len(stages)}] {s.name}"
-        if s.done() and not args.force:
-            print(f"{head}: done, skipped")
-            continue
-        argv = [sys.executable, "-m", s.module, *s.argv]
-        if args.force and s.module != "src.report":
-            argv.append("--force")
-        elif s.resume is not None and s.resume.exists():
-            argv.append("--is_continue")
-        print(f"{head}: python -m {s.module} {' '.join(s.argv)}", flush=True)
-        t0 = time.time()
-        proc = subprocess.run(argv, cwd=REPO_ROOT, env={**env, **s.env})
-        dt = time.time() - t0
-        if proc.returncode != 0:
-            raise HmuError(f"stage '{s.name}' failed (exit {proc.returncode}) after {dt:.0f} s; its message is above. "
-                           f"Fix it and rerun: finished stages are skipped")
-        missing = [str(p) for p in s.outputs if not p.exists()]
-        if missing:
-            raise HmuError(f"stage '{s.name}' finished but did not write {missing[0]}")
-        record[s.name] = {"seconds": round(dt, 2), "command": f"python -m {s.module} {' '.join(s.argv)}"}
-        from src.common.io import atomic_write_json
-
-        atomic_write_json(record_path, record)
-        print(f"{head}: {dt:.1f} s", flush=True)
-    total = time.time() - t_all
-    report = results / run / "report" / "report.md"
-    print(f"[hmu] quickstart finished in {total:.0f} s. Report: {report}")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    out = results / run
+    print(f"[hmu] quickstart{' --fast' if args.fast else ''}: {len(stages)} stages, {jobs} at a time -> {out}")
+    wall = run_stages(stages, jobs=jobs, force=args.force, env=env, cwd=REPO_ROOT, logs=out / "logs",
+                      record_path=out / "stages.json", root=REPO_ROOT)
+    print(f"[hmu] quickstart finished in {wall:.0f} s ({wall / 60:.1f} min). Report: {out / 'report' / 'report.md'}")
     return 0
 
 

@@ -1,0 +1,112 @@
+"""The quickstart's plan (pure) and its scheduler (with tiny fake stages), plus one slow end-to-end smoke run."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.common.errors import HmuError
+from src.quickstart import FAST, FULL, Stage, plan, run_stages
+
+ROOT = Path("/tmp/x")
+
+
+def _plan(settings=FULL):
+    return plan(run="qs", settings=settings, seed=0, gpu=["--gpu_id", "-1"], ckpt=ROOT / "ck", data=ROOT / "ds",
+                results=ROOT / "res")
+
+
+def test_plan_covers_every_method_and_dependencies_come_first():
+    stages = _plan()
+    names = [s.name for s in stages]
+    assert len(names) == len(set(names))
+    for m in ("original", "lcr", "uce", "rece", "finetune", "retrain"):
+        assert f"eval:{m}" in names
+    assert names[-1] == "report"
+    known = set(names)
+    for s in stages:
+        assert set(s.after) <= known, s.name
+    # a topological order exists (the scheduler also checks this at run time)
+    done: set[str] = set()
+    todo = list(stages)
+    while todo:
+        ready = [s for s in todo if set(s.after) <= done]
+        assert ready, f"cycle among {[s.name for s in todo]}"
+        for s in ready:
+            done.add(s.name)
+            todo.remove(s)
+
+
+def test_plan_outputs_and_flags():
+    stages = {s.name: s for s in _plan()}
+    assert stages["eval:lcr"].argv[stages["eval:lcr"].argv.index("--vq_name") + 1] == "lcr_violence"
+    assert stages["report"].outputs == [ROOT / "res" / "qs" / "report" / "report.md"]
+    # method stages write new runs, never the originals
+    for name in ("unlearn:lcr", "unlearn:uce", "unlearn:rece", "unlearn:finetune", "unlearn:retrain"):
+        outs = [str(p) for p in stages[name].outputs]
+        assert outs and not any(f"/{orig}/" in o for o in outs for orig in ("rvq_tiny", "t2m_tiny", "tres_tiny"))
+    fast = {s.name: s for s in _plan(FAST)}
+    assert "--no_mm" in fast["eval:original"].argv and "--max_epoch" in fast["train:vq"].argv
+    # the seed must come before a "--" that hands the rest to sub-trainers
+    argv = fast["unlearn:retrain"].argv
+    assert argv.index("--seed") < argv.index("--")
+
+
+def _stage(tmp, name, after=(), code="pass"):
+    out = tmp / f"{name}.out"
+    script = f"import pathlib, time\n{code}\npathlib.Path({str(out)!r}).write_text('ok')\n"
+    return Stage(name, "runpy_stub", ["-c", script], [out], after=tuple(after))
+
+
+def test_scheduler_runs_in_dependency_order_and_skips_finished(tmp_path, monkeypatch):
+    import subprocess
+
+    order = tmp_path / "order.txt"
+    code = lambda n: f"open({str(order)!r}, 'a').write('{n}\\n'); time.sleep(0.3)"  # noqa: E731
+    stages = [_stage(tmp_path, "a", code=code("a")), _stage(tmp_path, "b", ["a"], code("b")),
+              _stage(tmp_path, "c", ["a"], code("c")), _stage(tmp_path, "d", ["b", "c"], code("d"))]
+    real_popen = subprocess.Popen
+
+    def popen(argv, **kw):  # replace "python -m src.common._run_code -c CODE" by "python -c CODE"
+        return real_popen([sys.executable, *argv[3:]], **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    wall = run_stages(stages, jobs=2, force=False, env={}, cwd=tmp_path, logs=tmp_path / "logs",
+                      record_path=tmp_path / "stages.json", root=tmp_path)
+    seq = order.read_text().split()
+    assert seq[0] == "a" and seq[-1] == "d" and sorted(seq[1:3]) == ["b", "c"]
+    # b and c ran side by side: the whole thing took less than the four sleeps in a row
+    assert wall < 4 * 0.3 + 1.0
+    rec = json.loads((tmp_path / "stages.json").read_text())
+    assert set(rec) >= {"a", "b", "c", "d", "_total"}
+    # second run: everything is skipped, nothing executes
+    order.write_text("")
+    run_stages(stages, jobs=2, force=False, env={}, cwd=tmp_path, logs=tmp_path / "logs",
+               record_path=tmp_path / "stages.json", root=tmp_path)
+    assert order.read_text() == ""
+
+
+def test_scheduler_reports_a_failing_stage_and_stops_its_dependents(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda argv, **kw: real_popen([sys.executable, *argv[3:]], **kw))
+    stages = [_stage(tmp_path, "a", code="raise SystemExit('boom in a')"), _stage(tmp_path, "b", ["a"])]
+    with pytest.raises(HmuError, match="stage 'a' failed"):
+        run_stages(stages, jobs=2, force=False, env={}, cwd=tmp_path, logs=tmp_path / "logs",
+                   record_path=tmp_path / "stages.json", root=tmp_path)
+    assert "boom in a" in capsys.readouterr().err
+    assert not (tmp_path / "b.out").exists()
+
+
+@pytest.mark.slow
+def test_fast_quickstart_end_to_end(tmp_path, cli):
+    r = cli("src.quickstart", "--fast", "--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir",
+            str(tmp_path / "ds"), "--results_dir", str(tmp_path / "res"), timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (tmp_path / "res" / "quickstart_fast" / "report" / "report.md").read_text()
+    for method in ("original", "lcr", "uce", "rece", "finetune", "retrain"):
+        assert method in md
+    again = cli("src.quickstart", "--fast", "--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir",
+                str(tmp_path / "ds"), "--results_dir", str(tmp_path / "res"))
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 20
