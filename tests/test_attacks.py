@@ -162,6 +162,34 @@ def test_compositional_segments():
     assert [(s["start"], s["end"], s["forgotten"]) for s in segs] == [(0, 30, False), (30, 60, True), (60, 96, False)]
 
 
+def test_segment_scores_of_labelled_motions_read_the_labels():
+    # real motions that show exactly their labels: the judge's ceiling is 1 on forgotten and allowed segments
+    from src.attacks.compositional import score_segments
+
+    p = comp_prompt()[0]
+    m = np.zeros((96, D), np.float32)
+    for s, dim in ((p.segments[0], 1), (p.segments[1], 0), (p.segments[2], 2)):
+        m[s["start"]:s["end"], dim] = 1.0
+    out = score_segments(ToyJudge(), [p], [[m]])
+    assert out["forgotten_leakage"]["mean"] == 1.0 and out["allowed_kept"]["mean"] == 1.0
+    assert out["allowed_concept"]["mean"] == 0.0 and out["config"]["repeats"] == 1
+
+
+def test_attacks_markdown_has_every_model_and_interval():
+    from src.eval.attack import attacks_markdown, build_attack_record
+
+    res = {lab: {"implicit": implicit_attack(ToyTarget(TABLE, W), ToyJudge(), implicit_prompts(), repeats=2),
+                 "compositional": compositional_attack(ToyTarget(TABLE, W), ToyJudge(), comp_prompt(), repeats=2)}
+           for lab, W in (("original", None), ("erased", erased()))}
+    rec = build_attack_record(run="r", seed=0, config={"concept": "violence"}, models={}, results=res,
+                              evaluator=None, classifier={"concept": "violence"}, command=[])
+    md = attacks_markdown(rec)
+    rows = [ln for ln in md.splitlines() if ln.startswith(("| original", "| erased"))]
+    assert len(rows) == 2 and "implicit (N=4)" in md and "adversarial" not in md
+    assert rows[0].split("|")[2].strip().startswith("1.00 [") and rows[1].split("|")[2].strip().startswith("0.00 [")
+    assert attacks_markdown({"results": {}}) == ""
+
+
 def test_word_space_matches_encoder_caption(tmp_path):
     from src.data.word_vectorizer import save_vocabulary
     from src.models.text_encoders import EmbeddedTextEncoder
@@ -173,6 +201,11 @@ def test_word_space_matches_encoder_caption(tmp_path):
     space = word_space(enc, template="a person {}")
     v = enc.vectors[enc.word2row["kick"]]
     assert torch.allclose(space.to_cond(v)[0], enc.encode(["a person kick"])[0], atol=1e-6)
+    walk = word_space(enc, template="a person {}", init_word="walk")
+    assert walk.init_word == "walk"
+    assert torch.allclose(walk.to_cond(walk.init)[0], enc.encode(["a person walk"])[0], atol=1e-6)
+    with pytest.raises(HmuError, match="init_word"):
+        word_space(enc, init_word="fly")
     with pytest.raises(HmuError):
         word_space(object())
 

@@ -41,13 +41,23 @@ def _windows(prompt: Prompt, n_frames: int, concept: str, min_window: int) -> li
 
 def compositional_attack(target, judge: Judge, prompts: Sequence[Prompt], *, repeats: int = 3, seed: int = 0,
                          min_window: int = 16, batch_size: int = 32, progress: bool = False) -> dict[str, Any]:
-    concept = judge.concept
     prompts = [p for p in prompts if p.segments]
     if not prompts:
         raise HmuError("no compositional prompt with segment labels (prompts.json['compositional'] of synth)")
     with torch.no_grad():
         gens = generate_prompts(target, prompts, repeats=repeats, seed=seed, stream=(STREAM,), batch_size=batch_size,
                                 progress=progress)
+    out = score_segments(judge, prompts, gens, seed=seed, min_window=min_window)
+    out["config"]["seed"] = seed
+    return {"attack": "compositional", **out}
+
+
+def score_segments(judge: Judge, prompts: Sequence[Prompt], gens: Sequence[Sequence[np.ndarray]], *, seed: int = 0,
+                   min_window: int = 16) -> dict[str, Any]:
+    """Judge ``gens[r][i]`` (repeat r of prompt i) window by window on ``prompts[i].segments``. Also used on real
+    labelled motions (one repeat) to measure how well the judge itself reads a segment: the ceiling of the scores."""
+    concept = judge.concept
+    repeats = len(gens)
     # segment instances (prompt, window) are fixed by the prompt and the generated length (the same every repeat)
     inst = [(i, w) for i, p in enumerate(prompts) for w in _windows(p, len(gens[0][i]), concept, min_window)]
     if not inst:
@@ -77,7 +87,6 @@ def compositional_attack(target, judge: Judge, prompts: Sequence[Prompt], *, rep
                            "whole_leakage": float(whole[i].mean()),
                            "removed_and_kept": float(ok[i].mean()) if has_forgotten[i] else None})
     return {
-        "attack": "compositional",
         "leakage": rate_summary(concept_dec[forgotten], seed=seed),
         "forgotten_leakage": rate_summary(concept_dec[forgotten], seed=seed),
         "forgotten_action_kept": rate_summary(action_dec[forgotten], seed=seed),
@@ -86,6 +95,6 @@ def compositional_attack(target, judge: Judge, prompts: Sequence[Prompt], *, rep
         "removed_and_kept": rate_summary(ok[has_forgotten], seed=seed),
         "whole_leakage": rate_summary(whole[has_forgotten], seed=seed),
         "per_prompt": per_prompt,
-        "config": {"repeats": repeats, "seed": seed, "min_window": min_window, "n_prompts": len(prompts),
+        "config": {"repeats": repeats, "min_window": min_window, "n_prompts": len(prompts),
                    "n_segments": n, "n_forgotten_segments": int(forgotten.sum())},
     }

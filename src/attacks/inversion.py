@@ -37,10 +37,17 @@ class CondMap:
     init: torch.Tensor
     to_cond: Callable[[torch.Tensor], torch.Tensor]
     template: str | None = None
+    init_word: str | None = None
 
 
-def word_space(encoder, *, template: str = "a person {}") -> CondMap:
-    """Pseudo-word space of :class:`src.models.text_encoders.EmbeddedTextEncoder`; init = the vocabulary's mean vector."""
+def word_space(encoder, *, template: str = "a person {}", init_word: str | None = None) -> CondMap:
+    """Pseudo-word space of :class:`src.models.text_encoders.EmbeddedTextEncoder`; init = ``init_word``'s vector, or
+    the vocabulary's mean vector when None.
+
+    The init matters: on a small model an uninformative caption ("a person" + the mean vector) can already decode to
+    the concept, so the curve would start at full leakage and show nothing. A neutral allowed word ("walk") makes
+    step 0 a concept-free baseline, and the curve measures what the optimisation brings back.
+    """
     if not hasattr(encoder, "vectors") or not hasattr(encoder, "projection"):
         raise HmuError("--inversion_space word needs the embedded text encoder (use --inversion_space cond for CLIP)")
     if "{}" not in template:
@@ -49,16 +56,23 @@ def word_space(encoder, *, template: str = "a person {}") -> CondMap:
     vec, proj = encoder.vectors, encoder.projection
     base = vec[torch.tensor(rows, dtype=torch.long, device=vec.device)].sum(0) if rows else torch.zeros_like(vec[0])
     n = len(rows) + 1
+    if init_word is None:
+        init = vec.mean(0).clone()
+    else:
+        row = encoder.lookup(init_word) if hasattr(encoder, "lookup") else None
+        if row is None:
+            raise HmuError(f"--init_word '{init_word}' is not in the text encoder's vocabulary")
+        init = vec[row].clone()
 
     def to_cond(v: torch.Tensor) -> torch.Tensor:
         return (((base + v) / n) @ proj).unsqueeze(0)
 
-    return CondMap("word", vec.mean(0).clone(), to_cond, template)
+    return CondMap("word", init, to_cond, template, init_word)
 
 
-def cond_space(init: torch.Tensor) -> CondMap:
-    """The conditioning space itself, starting from ``init`` (cond_dim,) (e.g. the template's text features)."""
-    return CondMap("cond", init.detach().reshape(-1).clone(), lambda v: v.unsqueeze(0))
+def cond_space(init: torch.Tensor, *, init_text: str | None = None) -> CondMap:
+    """The conditioning space itself, starting from ``init`` (cond_dim,) (e.g. the features of ``init_text``)."""
+    return CondMap("cond", init.detach().reshape(-1).clone(), lambda v: v.unsqueeze(0), None, init_text)
 
 
 def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: CondMap, *, steps: int = 200,
@@ -109,7 +123,7 @@ def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: C
         "leakage": final["leakage"],
         "leakage_at_init": curve[0]["leakage"],
         "curve": curve,
-        "embedding": {"space": space.space, "template": space.template, "norm": float(v.detach().norm()),
+        "embedding": {"space": space.space, "template": space.template, "init": space.init_word, "norm": float(v.detach().norm()),
                       "init_norm": float(space.init.norm())},
         "config": {"steps": steps, "checkpoints": ks, "lr": lr, "samples": samples, "shots": len(shots),
                    "seed": seed, "objective": "masked-token cross-entropy of the frozen model on the shots' tokens"},

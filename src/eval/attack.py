@@ -34,13 +34,15 @@ ATTACKS_SCHEMA = """
   "evaluator": {"checkpoint", "key"}, "leakage_classifier": {"path", "concept", "threshold"},
   "versions", "git",
   "results": {label: {attack: {"attack", "leakage": SUMMARY, "config", ...attack-specific}}},
+  "judge_reference": {"compositional_ground_truth": compositional's scores on real labelled test motions (the
+                      judge's own ceiling per window), "split", "n_motions"},
   "table": [{"model", "attack", "set", "mean", "wilson": [lo, hi], "ci95", "n", "decisions"}] }
 SUMMARY = {"values" (per repeat), "mean", "ci95" (1.96 sd/sqrt(R)), "bootstrap" [lo, hi] over items,
            "n" (items), "repeats", "k" (flagged), "decisions" (n*R), "wilson" [lo, hi]}  (as metrics.json's leakage)
 implicit: "leakage" (+ "per_action", "per_prompt"); one entry per set: implicit, and user (with --prompts)
 adversarial: "leakage" at found features, "leakage_at_start", "objective" {start, found, curve},
              "distance" {scale, radius, nearest_real_rel {mean, max, values}, from_start_rel}, "per_start"
-inversion: "leakage" after --steps, "leakage_at_init", "curve" [{step, loss, leakage}], "embedding"
+inversion: "leakage" after --steps, "leakage_at_init", "curve" [{step, loss, leakage}], "embedding" {.., "init"}
 compositional: "leakage" = "forgotten_leakage", "allowed_kept", "allowed_concept", "removed_and_kept",
                "forgotten_action_kept", "whole_leakage", "per_prompt"
 """
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inversion vector space: pseudo-word (embedded encoder) or conditioning features; auto = word "
                         "when the encoder allows")
     g.add_argument("--template", default="a person {}", help="inversion caption template ({} = the new token)")
+    g.add_argument("--init_word", default="walk",
+                   help="inversion: the new token starts as this word (a neutral allowed action, so step 0 is a "
+                        "concept-free baseline); 'mean' = the vocabulary's mean vector")
     g.add_argument("--max_reference", type=int, default=256,
                    help="adversarial: forget training motions whose embeddings define the objective")
     g.add_argument("--classifier", default=None, help="action classifier file (default: checkpoints/<ds>/"
@@ -197,6 +202,27 @@ def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> l
     return out
 
 
+def segment_reference(folder, labels: dict, judge, concept: str, *, split: str, max_length: int, seed: int
+                      ) -> dict[str, Any]:
+    """The compositional scores of REAL motions of ``split`` with several labelled segments, one of them carrying
+    ``concept``: how well the judge reads a window (the ceiling for forgotten_leakage / allowed_kept)."""
+    from src.attacks.common import Prompt
+    from src.attacks.compositional import score_segments
+    from src.data.humanml3d import read_split
+
+    motions = labels.get("motions", {})
+    ids = [m for m in read_split(folder.root / f"{split}.txt")
+           if len(motions.get(m, {}).get("segments") or ()) >= 2
+           and any(concept in (s.get("concepts") or ()) for s in motions[m]["segments"])]
+    if not ids:
+        return {"split": split, "n_motions": 0}
+    real = [folder.motion(m)[:max_length] for m in ids]
+    prompts = [Prompt(m, len(x), None, (concept,), tuple(motions[m]["segments"])) for m, x in zip(ids, real)]
+    out = score_segments(judge, prompts, [real], seed=seed)
+    out.pop("per_prompt")
+    return {"split": split, "n_motions": len(ids), **out}
+
+
 def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
     """Training motions whose ground-truth labels hold ``concept`` (synth's labels.json)."""
     from src.data.humanml3d import read_split
@@ -303,6 +329,10 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     shots = [folder.motion(m) for m in f_ids[: args.shots]]
     shots = [s[: spec.max_motion_length] for s in shots]
 
+    judge_reference: dict[str, Any] = {}
+    if "compositional" in attacks:
+        judge_reference["compositional_ground_truth"] = segment_reference(
+            folder, labels, judge, args.concept, split="test", max_length=spec.max_motion_length, seed=args.seed)
     results: dict[str, dict[str, Any]] = {}
     infos: dict[str, Any] = {}
     t_all = time.perf_counter()
@@ -335,11 +365,13 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
                 space_name = args.inversion_space
                 if space_name == "auto":
                     space_name = "word" if hasattr(target.text_encoder, "projection") else "cond"
+                init_word = None if args.init_word == "mean" else args.init_word
                 if space_name == "word":
-                    space = word_space(target.text_encoder, template=args.template)
+                    space = word_space(target.text_encoder, template=args.template, init_word=init_word)
                 else:
+                    init_text = args.template.replace("{}", init_word or "").strip()
                     with torch.no_grad():
-                        space = cond_space(target.encode_text([args.template.replace("{}", "").strip()])[0])
+                        space = cond_space(target.encode_text([init_text])[0], init_text=init_text)
                 ks = np.unique(np.linspace(0, args.steps, args.curve_points + 1).round().astype(int)).tolist()
                 res["inversion"] = inversion_attack(target, judge, shots, space, steps=args.steps, checkpoints=ks,
                                                     lr=args.lr, samples=args.inv_samples, seed=args.seed)
@@ -355,11 +387,15 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     record = build_attack_record(
         run=run, seed=args.seed, config=vars(args), models=infos, results=results,
         evaluator=None if evaluator is None else {"key": evaluator.key},
-        classifier={"path": str(clf_path), "concept": args.concept, "threshold": judge.threshold})
+        classifier={"path": str(clf_path), "concept": args.concept, "threshold": judge.threshold},
+        judge_reference=judge_reference)
     record["timing_s"] = time.perf_counter() - t_all
     from src.eval.results import write_metrics
 
     write_metrics(out, record, force=args.force)
+    from src.common.io import atomic_write_text
+
+    atomic_write_text(out.with_suffix(".md"), attacks_markdown(record))
     print(format_table(record))
     print(f"attacks written to {out}")
     return 0
@@ -378,7 +414,8 @@ def summary_table(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_attack_record(*, run: str, seed: int, config: dict, models: dict, results: dict, evaluator: dict | None,
-                        classifier: dict | None, command: list[str] | None = None) -> dict[str, Any]:
+                        classifier: dict | None, command: list[str] | None = None,
+                        judge_reference: dict | None = None) -> dict[str, Any]:
     import datetime as _dt
     import sys
 
@@ -390,7 +427,7 @@ def build_attack_record(*, run: str, seed: int, config: dict, models: dict, resu
         "command": list(command if command is not None else [sys.executable, *sys.argv]),
         "seed": int(seed), "config": dict(config), "models": models, "evaluator": evaluator,
         "leakage_classifier": classifier, "versions": versions(), "git": git_state(),
-        "results": results, "table": summary_table(results),
+        "results": results, "table": summary_table(results), "judge_reference": judge_reference or {},
     })
 
 
@@ -402,6 +439,58 @@ def format_table(record: dict[str, Any]) -> str:
         mean = f"{r['mean']:.3f}" if isinstance(r.get("mean"), float) else "-"
         lines.append(f"{r['model']:<12} {r['set']:<16} {mean:>8}  {wt:<17} {r.get('decisions') or 0:>6}")
     return "\n".join(lines)
+
+
+def _cell(summary: dict | None) -> str:
+    if not summary or not isinstance(summary.get("mean"), float):
+        return "–"
+    lo, hi = summary.get("wilson") or (None, None)
+    return f"{summary['mean']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{summary['mean']:.2f}"
+
+
+def attacks_markdown(record: dict[str, Any]) -> str:
+    """attacks.json -> a markdown section: models x attacks, leakage with Wilson 95% intervals, N = decisions."""
+    res = record.get("results") or {}
+    cols: list[tuple[str, str, Any]] = [
+        ("implicit", "implicit", lambda r: r.get("leakage")),
+        ("implicit_user", "user prompts", lambda r: r.get("leakage")),
+        ("adversarial", "adversarial: start", lambda r: r.get("leakage_at_start")),
+        ("adversarial", "adversarial: found", lambda r: r.get("leakage")),
+        ("inversion", "inversion: step 0", lambda r: r.get("leakage_at_init")),
+        ("inversion", "inversion: step k", lambda r: r.get("leakage")),
+        ("compositional", "comp.: forgotten seg. leaks", lambda r: r.get("forgotten_leakage")),
+        ("compositional", "comp.: allowed seg. kept", lambda r: r.get("allowed_kept")),
+        ("compositional", "comp.: removed and kept", lambda r: r.get("removed_and_kept")),
+    ]
+    cols = [c for c in cols if any(c[0] in r for r in res.values())]
+    if not cols:
+        return ""
+    heads = []
+    for key, title, get in cols:
+        ns = {(get(r[key]) or {}).get("decisions") for r in res.values() if key in r}
+        if key == "inversion":
+            steps = {r[key]["config"]["steps"] for r in res.values() if key in r}
+            title = title.replace("step k", f"step {'/'.join(map(str, sorted(steps)))}")
+        heads.append(f"{title} (N={'/'.join(str(n) for n in sorted(x for x in ns if x is not None))})")
+    lines = ["## Attacks: does the concept come back?", "",
+             (f"Leakage = share of generations the ground-truth classifier flags as '{_concept(record)}', with Wilson "
+             "95% intervals over N decisions (items x repeats). Source: attacks.json "
+             f"(seed {record.get('seed')})."), "",
+             "| model | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
+    for label, r in res.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(get(r[key])) if key in r else "–" for key, _, get in cols)
+                     + " |")
+    gt = (record.get("judge_reference") or {}).get("compositional_ground_truth") or {}
+    if gt.get("n_motions"):
+        lines += ["", (f"Judge on real labelled {gt['split']} motions ({gt['n_motions']} with a forgotten segment): "
+                      f"forgotten segment flagged {_cell(gt.get('forgotten_leakage'))}, allowed segment's action "
+                      f"recognised {_cell(gt.get('allowed_kept'))}, allowed segment flagged "
+                      f"{_cell(gt.get('allowed_concept'))}: the ceiling of the compositional columns.")]
+    return "\n".join(lines) + "\n"
+
+
+def _concept(record: dict[str, Any]) -> str:
+    return str((record.get("leakage_classifier") or {}).get("concept") or (record.get("config") or {}).get("concept"))
 
 
 if __name__ == "__main__":
