@@ -3,9 +3,11 @@
     python -m bench.lcr_vs_finetune [--dataset_dir DIR] [--checkpoints_dir DIR --vq_name V --trans_name M]
 
 Without trained runs, runs of the ``tiny`` preset's sizes with random weights are written to a temporary folder
-(timing does not depend on the weights). LCR: collection (uncached, then cached) + selection + replacement + save of
-a new run. Fine-tuning: the masked transformer on the retain split, ``--ft_epochs`` epochs (default 5, the CLI's
-default); ``--timed_epochs`` of them are run and the time is scaled linearly (each epoch does the same work).
+(timing does not depend on the weights). With ``--checkpoints_dir`` (e.g. the quickstart's ``rvq_tiny``/``t2m_tiny``)
+the two runs are COPIED into a temporary folder first, so the benchmark's outputs never land beside the originals. LCR: collection (uncached, then cached) + selection + replacement + save of
+a new run, with the CLI's default selection. Fine-tuning: the masked transformer on the retain split, ``--ft_epochs``
+epochs (default 5, the CLI's default); ``--timed_epochs`` of them (default: all) are run, and the time is scaled
+linearly when fewer are (each epoch does the same work).
 """
 from __future__ import annotations
 
@@ -58,8 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trans_name", default=None)
     p.add_argument("--concept", default="violence")
     p.add_argument("--ft_epochs", type=int, default=5, help="fine-tuning epochs the comparison assumes")
-    p.add_argument("--timed_epochs", type=int, default=1, help="fine-tuning epochs actually run")
+    p.add_argument("--timed_epochs", type=int, default=None, help="fine-tuning epochs actually run (default all)")
     args = p.parse_args(argv)
+    if args.checkpoints_dir and not (args.vq_name and args.trans_name):
+        p.error("--checkpoints_dir needs --vq_name and --trans_name")
+    args.timed_epochs = args.timed_epochs or args.ft_epochs
 
     from src.common.paths import Paths
     from src.methods import cli_lcr, finetune
@@ -70,13 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"needs {data}/kw_splits (python -m src.data.synth; python -m src.data.split synth {args.concept})")
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        ck = Path(args.checkpoints_dir) if args.checkpoints_dir else Path(tmp) / "checkpoints"
+        import shutil
+
+        ck = Path(tmp) / "checkpoints"
         vq_name, trans_name = args.vq_name, args.trans_name
-        if not args.checkpoints_dir:
+        if args.checkpoints_dir:
+            for run in (vq_name, trans_name):
+                shutil.copytree(Path(args.checkpoints_dir) / "synth" / run, ck / "synth" / run)
+        else:
             vq_name, trans_name = tiny_runs(ck, data)
         common = ["--dataset_name", "synth", "--concept", args.concept, "--checkpoints_dir", str(ck),
                   "--dataset_dir", str(paths.dataset_dir)]
-        lcr_argv = [*common, "--vq_name", vq_name, "--select", "upstream", "--cache_dir", str(Path(tmp) / "cache"),
+        lcr_argv = [*common, "--vq_name", vq_name, "--cache_dir", str(Path(tmp) / "cache"),
                     "--no_progress", "--force"]
         times = []
         for i in range(2):  # uncached, then cached
@@ -87,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert finetune.main([*common, "--trans_name", trans_name, "--name", "bench_ft", "--max_epoch",
                               str(args.timed_epochs), "--no_progress", "--force"]) == 0
         ft = (time.perf_counter() - t0) * args.ft_epochs / args.timed_epochs
-    print(f"\nLCR (new run, collection uncached): {times[0]:.2f}s; with the code cache: {times[1]:.2f}s")
+    print(f"\nruns: {vq_name}, {trans_name} ({args.checkpoints_dir or 'random weights, tiny preset'})")
+    print(f"LCR (new run, collection uncached): {times[0]:.2f}s; with the code cache: {times[1]:.2f}s")
     print(f"fine-tuning the masked transformer, {args.ft_epochs} epochs on the retain split: {ft:.1f}s "
           f"(timed {args.timed_epochs}, scaled)")
     for label, t in (("uncached", times[0]), ("cached", times[1])):
