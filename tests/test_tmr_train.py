@@ -138,3 +138,53 @@ def test_training_bad_inputs_are_one_line(tmp_path, capsys):
 def test_help_is_instant(cli):
     r = cli("src.train.tmr", "--help")
     assert r.returncode == 0 and "--max_epoch" in r.stdout
+
+
+def _tiny_model(*, recons_weight: float = 1.0, fact: float | None = 0.1):
+    from src.models.tmr.model import TMR
+
+    cfg = T.build_config(motion_nfeats=5, text_nfeats=6, latent_dim=8, ff_size=16, num_layers=1, num_heads=2,
+                         dropout=0.0, lr=1e-3, fact=fact, recons_weight=recons_weight)
+    torch.manual_seed(0)
+    return TMR.from_config(cfg)
+
+
+def _tiny_batch(b: int = 4):
+    g = torch.Generator().manual_seed(1)
+    motion_mask = torch.arange(7)[None] < torch.tensor([7, 5, 6, 3])[:b, None]
+    text_mask = torch.arange(3)[None] < torch.tensor([3, 2, 3, 1])[:b, None]
+    return {"motion_x": torch.randn(b, 7, 5, generator=g), "motion_mask": motion_mask,
+            "text_x": torch.randn(b, 3, 6, generator=g), "text_mask": text_mask,
+            "sent_emb": torch.nn.functional.normalize(torch.randn(b, 6, generator=g), dim=1)}
+
+
+def test_encoder_losses_are_compute_loss_without_reconstruction():
+    model = _tiny_model()
+    batch = _tiny_batch()
+    full = model.compute_loss(**batch, generator=torch.Generator().manual_seed(3))
+    enc = T.encoder_losses(model, **batch, generator=torch.Generator().manual_seed(3))
+    assert set(enc) == {"kl", "latent", "contrastive", "loss"}
+    for k in ("kl", "latent", "contrastive"):
+        torch.testing.assert_close(enc[k], full[k])
+    torch.testing.assert_close(enc["loss"], full["loss"] - model.config.lmd["recons"] * full["recons"])
+
+
+def test_build_config_keeps_upstream_weights_and_records_fact_and_recons():
+    from src.models.tmr.config import TMRConfig
+
+    cfg = T.build_config(motion_nfeats=5, text_nfeats=6, latent_dim=8, ff_size=16, num_layers=1, num_heads=2,
+                         dropout=0.0, lr=1e-3, fact=0.1, recons_weight=0.0)
+    assert cfg.lmd == {**TMRConfig().lmd, "recons": 0.0} and cfg.fact == 0.1
+    assert TMRConfig.from_dict(cfg.to_dict()) == cfg  # the run dir's config.json rebuilds the same model
+    paper = T.PRESETS["paper"]
+    assert paper["recons_weight"] == 1.0 and paper["fact"] is None and paper["dropout"] == 0.1
+
+
+def test_fact_scales_the_vae_noise():
+    model = _tiny_model(fact=0.1).train()
+    b = _tiny_batch()
+    mu = model.encode(b["motion_x"], b["motion_mask"], modality="motion", sample_mean=True)
+    z_small = model.encode(b["motion_x"], b["motion_mask"], modality="motion", generator=torch.Generator().manual_seed(0))
+    z_one = model.encode(b["motion_x"], b["motion_mask"], modality="motion", fact=1.0,
+                         generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z_small - mu, 0.1 * (z_one - mu))
