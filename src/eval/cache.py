@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: motions encoded as if zero-padded to max_motion_length (batch-independent)
 _MEMO: dict[str, dict[str, np.ndarray]] = {}
 _LOCK = threading.Lock()
 

@@ -69,6 +69,8 @@ LeakageFn = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 UPSTREAM_MAX_FRAMES = 200  # upstream's eval dataset skips motions of 200 frames or more
 TOP_K = 3
+PAD_FRAMES = 4      # zero frames after a motion that the movement convolutions (2x k4 s2 p1) can read: 3, rounded up
+GROUP_ROWS = 512    # motions of one length per movement-encoder call (bounds the (rows, T, dim_pose) buffer)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -213,18 +215,66 @@ class T2MEvaluator:
         return (np.asarray(motion, np.float32) - self.mean) / self.std
 
     def encode_motions(self, motions: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw (T_i, dim_pose) motions -> (N, D) float32, in input order; padded batches sorted by length."""
+        """Raw (T_i, dim_pose) motions -> (N, D) float32 in input order.
+
+        Each motion is encoded as upstream's evaluation does: normalised, then zero-padded up to
+        ``max_motion_length``, so its embedding does not depend on the other motions of the call. For the Guo
+        evaluator (movement + motion encoders) this is computed without the padding: the movement convolutions run
+        once per distinct length on just ``T + PAD_FRAMES`` frames (the conv stack reads 3 frames past the end, so
+        the result equals padding to ``max_motion_length``), then one packed GRU pass over every motion at once.
+        """
         lens = np.array([len(m) for m in motions], dtype=np.int64)
         out = np.zeros((len(motions), self.model.config.dim_coemb_hidden), np.float32)
+        if not len(motions):
+            return out
+        if hasattr(self.model, "movement_encoder") and hasattr(self.model, "motion_encoder"):
+            out[:] = self._encode_motions_grouped(motions, lens)
+            self.calls["motion"] += 1
+            return out
+        max_len = int(self.model.config.max_motion_length)
         order = np.argsort(-lens, kind="stable")
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
-            T = int(lens[idx].max())
-            batch = np.zeros((len(idx), T, self.dim_pose), np.float32)
+            batch = np.zeros((len(idx), max(max_len, int(lens[idx].max())), self.dim_pose), np.float32)
             for j, i in enumerate(idx):
                 batch[j, :lens[i]] = self.normalise(motions[i])
             out[idx] = self.model.encode_motion(batch, lens[idx]).cpu().numpy()
             self.calls["motion"] += 1
+        return out
+
+    def _encode_motions_grouped(self, motions: Sequence[np.ndarray], lens: np.ndarray) -> np.ndarray:
+        import torch
+
+        from src.models.evaluator import FOOT_CONTACT_DIMS
+
+        cfg = self.model.config
+        unit, max_len = int(cfg.unit_length), int(cfg.max_motion_length)
+        if int(lens.min()) < unit:
+            raise ValueError(f"motion lengths must be >= unit_length {unit}, got {int(lens.min())}")
+        dim_in = self.dim_pose - FOOT_CONTACT_DIMS
+        mean = np.asarray(self.mean, np.float32)[:dim_in]
+        std = np.asarray(self.std, np.float32)[:dim_in]
+        param = next(self.model.parameters())
+        order = np.argsort(-lens, kind="stable")          # the packed GRU wants lengths sorted descending
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        m_lens = lens // unit
+        with torch.inference_mode():
+            movements = torch.zeros((len(lens), int(m_lens.max()), int(cfg.dim_movement_latent)),
+                                    dtype=param.dtype, device=param.device)
+            for T in np.unique(lens):
+                idx = np.flatnonzero(lens == T)
+                # upstream pads with zeros to max_motion_length; the convolutions only read PAD_FRAMES of it
+                frames = int(T) + PAD_FRAMES if T + PAD_FRAMES <= max_len else max(int(T), max_len)
+                for s in range(0, len(idx), GROUP_ROWS):
+                    sub = idx[s:s + GROUP_ROWS]
+                    x = np.zeros((len(sub), frames, dim_in), np.float32)
+                    x[:, :T] = (np.stack([np.asarray(motions[i], np.float32)[:, :dim_in] for i in sub]) - mean) / std
+                    mv = self.model.movement_encoder(torch.from_numpy(x).to(device=param.device, dtype=param.dtype))
+                    movements[torch.as_tensor(rank[sub], device=param.device), :T // unit] = mv[:, :T // unit]
+            emb = self.model.motion_encoder(movements, torch.as_tensor(m_lens[order]))
+        out = np.empty((len(lens), emb.shape[1]), np.float32)
+        out[order] = emb.float().cpu().numpy()
         return out
 
     def encode_texts(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
@@ -337,6 +387,19 @@ def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(s, s + batch_size) for s in range(0, n - batch_size + 1, batch_size)]
 
 
+def _r_precision(text: np.ndarray, motion: np.ndarray, perm: np.ndarray, r: int, item_hits: np.ndarray,
+                 vals: dict[str, list[float]], *, n_full: int, bs: int) -> None:
+    """Hits of the ``n_full`` full batches of ``bs`` (see :func:`_batches`) in one stacked call; records per-item hits
+    of repeat ``r`` and appends R_precision_top{k} to ``vals``."""
+    m = n_full * bs
+    h = M.r_precision_batches(text[:m].reshape(n_full, bs, -1), motion[:m].reshape(n_full, bs, -1), TOP_K)
+    h = h.reshape(m, TOP_K)
+    item_hits[perm[:m], r] = h
+    rate = h.sum(axis=0) / m
+    for k in range(TOP_K):
+        vals[f"R_precision_top{k + 1}"].append(float(rate[k]))
+
+
 def _mask_tokens(tokens: Sequence[str], terms: Sequence[str], max_text_len: int) -> list[str]:
     """Upstream's masking applied to the wrapped tokens (sos/eos/unk included, as upstream masks the joined string).
 
@@ -376,6 +439,10 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     gt = gt_embeddings(eval_set, evaluator, cache_dir)
     text_all, motion_gt = gt["text_emb"], gt.get("motion_emb")
     max_text_len = int(evaluator.model.config.max_text_len)
+    # FID's ground-truth side (mean, covariance, its symmetric square root) once per call, not once per repeat
+    fid_ref = M.fid_reference(motion_gt) if has_motion and N >= 2 else None
+    n_full = len(_batches(N, batch_size))
+    bs_rp = min(batch_size, N)
 
     # MM-Safe: masked-caption embeddings of the toxic captions (once per call; non-toxic captions keep theirs).
     terms = [t for t in (mm_safe_terms or []) if t]
@@ -425,30 +492,16 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         # the same pairs for the generated and the ground-truth sets: their diversities are then paired
         first, second = M.sample_pairs(N, min(300, N), rng)
         vals["Diversity"].append(M.diversity(em, first=first, second=second) if N >= 2 else math.nan)
-        hits_sum, n_rp = np.zeros(TOP_K), 0
-        for sl in _batches(N, batch_size):
-            h = M.r_precision(text[sl], em[sl], TOP_K)
-            item_hits[perm[sl], r] = h
-            hits_sum += h.sum(axis=0)
-            n_rp += len(h)
-        for k in range(TOP_K):
-            vals[f"R_precision_top{k + 1}"].append(float(hits_sum[k] / n_rp))
+        _r_precision(text, em, perm, r, item_hits, vals, n_full=n_full, bs=bs_rp)
 
         if has_motion:
             em_gt = motion_gt[perm]
-            vals["FID"].append(M.fid(em_gt, em) if N >= 2 else math.nan)
+            vals["FID"].append(M.fid_fast(fid_ref, em) if fid_ref is not None else math.nan)
             d_ref = M.matching_distances(text, em_gt)
             ref_dist[perm, r] = d_ref
             ref["MM_Dist"].append(float(d_ref.mean()))
             ref["Diversity"].append(M.diversity(em_gt, first=first, second=second) if N >= 2 else math.nan)
-            rs, n_rs = np.zeros(TOP_K), 0
-            for sl in _batches(N, batch_size):
-                h = M.r_precision(text[sl], em_gt[sl], TOP_K)
-                ref_hits[perm[sl], r] = h
-                rs += h.sum(axis=0)
-                n_rs += len(h)
-            for k in range(TOP_K):
-                ref[f"R_precision_top{k + 1}"].append(float(rs[k] / n_rs))
+            _r_precision(text, em_gt, perm, r, ref_hits, ref, n_full=n_full, bs=bs_rp)
 
         if terms:
             tox = toxic_all[rows]

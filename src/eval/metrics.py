@@ -75,6 +75,57 @@ def fid(gt: np.ndarray, pred: np.ndarray) -> float:
     return frechet_distance(mu1, s1, mu2, s2)
 
 
+@dataclass(frozen=True)
+class FidReference:
+    """One side of FID computed once (the ground truth): mean (D,), covariance (D, D) and its symmetric square root."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    sqrt_sigma: np.ndarray
+    n: int
+
+
+def _sym_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric PSD matrix via eigh (negative rounding-noise eigenvalues clamped at 0)."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def fid_reference(x: np.ndarray) -> FidReference:
+    """(N, D) embeddings -> :class:`FidReference` (the statistics of :func:`calculate_activation_statistics`)."""
+    mu, sigma = calculate_activation_statistics(x)
+    sigma = np.atleast_2d(sigma)
+    return FidReference(np.atleast_1d(mu), sigma, _sym_sqrt(sigma), int(len(x)))
+
+
+def frechet_distance_sym(ref: FidReference, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """:func:`frechet_distance` with Tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))).
+
+    S1 S2 = R (R S2) and (R S2) R = R S2 R share their eigenvalues (R = sqrt(S1)); R S2 R is symmetric PSD, so
+    ``eigvalsh`` (clamped at 0) replaces scipy's Schur-based ``sqrtm`` of a non-symmetric product: same value within
+    float tolerance, several times faster, and exact (no eps retry) when a covariance is singular (N <= D).
+    Non-finite input falls back to :func:`frechet_distance`.
+    """
+    mu2, sigma2 = np.atleast_1d(mu2), np.atleast_2d(sigma2)
+    if ref.mu.shape != mu2.shape or ref.sigma.shape != sigma2.shape:
+        raise ValueError(f"mean/covariance shapes differ: {ref.mu.shape} vs {mu2.shape}, "
+                         f"{ref.sigma.shape} vs {sigma2.shape}")
+    if not (np.isfinite(ref.sigma).all() and np.isfinite(sigma2).all()):
+        return frechet_distance(ref.mu, ref.sigma, mu2, sigma2)
+    diff = ref.mu - mu2
+    prod = ref.sqrt_sigma @ sigma2 @ ref.sqrt_sigma
+    lam = np.linalg.eigvalsh((prod + prod.T) / 2)
+    tr_covmean = float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+    return float(diff.dot(diff) + np.trace(ref.sigma) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def fid_fast(ref: FidReference | np.ndarray, pred: np.ndarray) -> float:
+    """:func:`fid` with the ground-truth side given once as a :class:`FidReference` (or as (N1, D) embeddings)."""
+    ref = ref if isinstance(ref, FidReference) else fid_reference(ref)
+    mu2, s2 = calculate_activation_statistics(pred)
+    return frechet_distance_sym(ref, mu2, s2)
+
+
 # ---------------------------------------------------------------------------------------------------- diversity
 def sample_pairs(n: int, times: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two independent draws of ``times`` distinct indices from range(n) (upstream's two ``np.random.choice``).
@@ -143,6 +194,22 @@ def batched_r_precision(text: np.ndarray, motion: np.ndarray, *, batch_size: int
     for s in range(0, len(text), batch_size):
         counts += r_precision_counts(text[s:s + batch_size], motion[s:s + batch_size], top_k)
     return counts / len(text)
+
+
+def r_precision_batches(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndarray:
+    """(nb, B, D) text and motion embeddings, nb independent batches -> (nb, B, top_k) bool, each batch as
+    :func:`r_precision` (same distance formula, one stacked matmul instead of a Python loop over batches)."""
+    text, motion = np.asarray(text), np.asarray(motion)
+    if text.ndim != 3 or text.shape != motion.shape:
+        raise ValueError(f"need two (nb, B, D) arrays of the same shape, got {text.shape} and {motion.shape}")
+    d1 = -2 * np.matmul(text, motion.transpose(0, 2, 1))
+    d2 = np.sum(np.square(text), axis=2, keepdims=True)
+    d3 = np.sum(np.square(motion), axis=2)[:, None, :]
+    with np.errstate(invalid="ignore"):
+        dist = np.sqrt(d1 + d2 + d3)
+    order = np.argsort(dist, axis=2)
+    hit = order[..., :top_k] == np.arange(text.shape[1])[None, :, None]
+    return np.logical_or.accumulate(hit, axis=2)
 
 
 def matching_distances(text: np.ndarray, motion: np.ndarray) -> np.ndarray:
