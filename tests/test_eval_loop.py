@@ -301,3 +301,55 @@ def test_prompt_set_without_motions(tmp_path):
     res = evaluate(gt_generator(by_text), ps, tiny_evaluator(), repeats=2, seed=0, mm=False, progress=False)
     assert "FID" not in res["metrics"] and res["reference"] == {}
     assert res["set"]["has_motion"] is False and res["metrics"]["MM_Dist"]["n"] == 3
+
+
+# ---------------------------------------------------------------------------------------------------- fast paths
+def _upstream_encode(ev: T2MEvaluator, motions) -> np.ndarray:
+    """Upstream's call: normalised motions zero-padded to max_motion_length, batches of 32, model.encode_motion."""
+    T = ev.model.config.max_motion_length
+    out = []
+    for s in range(0, len(motions), 32):
+        chunk = motions[s:s + 32]
+        batch = np.zeros((len(chunk), T, ev.dim_pose), np.float32)
+        for j, m in enumerate(chunk):
+            batch[j, :len(m)] = ev.normalise(m)
+        out.append(ev.model.encode_motion(batch, [len(m) for m in chunk]).numpy())
+    return np.concatenate(out)
+
+
+def test_grouped_motion_encoding_equals_upstream_padding_and_is_batch_independent():
+    ev = tiny_evaluator(0)
+    ev.mean = np.linspace(-1, 1, DIM).astype(np.float32)
+    ev.std = np.linspace(0.5, 2, DIM).astype(np.float32)
+    rng = np.random.default_rng(0)
+    lengths = [40, 41, 44, 44, 57, 60, 60, 193, 196, 120, 4, 7]          # unit multiples and not, up to 196
+    motions = [rng.normal(size=(n, DIM)).astype(np.float32) for n in lengths]
+    fast = ev.encode_motions(motions)
+    np.testing.assert_allclose(fast, _upstream_encode(ev, motions), atol=1e-5, rtol=1e-5)
+    alone = np.concatenate([ev.encode_motions([m]) for m in motions])
+    np.testing.assert_allclose(fast, alone, atol=1e-6, rtol=1e-6)
+
+
+def test_loop_fid_and_r_precision_equal_direct_metrics(tmp_path):
+    """The cached-reference FID and stacked R-precision of the loop equal metrics.fid / r_precision on the same
+    embeddings (recomputed here from the evaluator, the generator and the loop's documented random draws)."""
+    from src.eval import metrics as M
+    from src.eval.loop import _torch_generator
+
+    by_text = write_folder(tmp_path / "f", n=70)
+    es = load_eval_set(tmp_path / "f", "test")
+    ev = tiny_evaluator(0)
+    gen = noisy_generator(by_text)
+    res = evaluate(gen, es, ev, repeats=2, seed=5, mm=False, progress=False)
+    gt = ev.encode_motions([it.motion for it in es.items])
+    for r in range(2):
+        rng = np.random.default_rng([5, r])
+        cap = [int(rng.integers(len(it.captions))) for it in es.items]
+        perm = rng.permutation(len(es))
+        caps = [es.items[i].captions[cap[i]] for i in perm]
+        em = ev.encode_motions(gen([c.text for c in caps], [es.items[i].length for i in perm],
+                                   generator=_torch_generator(5, r)))
+        text = ev.encode_texts([c.tokens for c in caps])
+        assert res["metrics"]["FID"]["values"][r] == pytest.approx(M.fid(gt[perm], em), rel=1e-6)
+        hits = M.batched_r_precision(text[:64], em[:64], batch_size=32)   # 70 items: two full batches of 32
+        assert res["metrics"]["R_precision_top3"]["values"][r] == pytest.approx(hits[2], abs=1e-12)

@@ -237,3 +237,35 @@ def test_bootstrap_ci():
     assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
     assert M.bootstrap_ci(v, 1) == M.bootstrap_ci(v, 1)
     assert all(np.isnan(M.bootstrap_ci([], 0)))
+
+
+# ------------------------------------------------------------------------------------------------- fast FID
+def test_fid_fast_equals_scipy_fid_on_fixture(io):
+    for gt, pred, key in (("fid_gt", "fid_pred", "fid"), ("fid_small_gt", "fid_small_pred", "fid_small")):
+        fast = M.fid_fast(M.fid_reference(io[gt]), io[pred])
+        np.testing.assert_allclose(fast, M.fid(io[gt], io[pred]), rtol=1e-6)
+        np.testing.assert_allclose(fast, io[key], rtol=1e-5)
+
+
+@pytest.mark.parametrize("n,d", [(200, 16), (64, 32), (20, 32)])   # (20, 32): singular covariances (N <= D)
+def test_fid_fast_equals_scipy_fid_on_random_data(n, d):
+    rng = np.random.default_rng(n + d)
+    gt = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+    pred = 0.8 * gt[rng.permutation(n)] + rng.normal(size=(n, d)) + 0.3
+    np.testing.assert_allclose(M.fid_fast(gt, pred), M.fid(gt, pred), rtol=1e-6)
+    assert abs(M.fid_fast(gt, gt)) < 1e-6 * np.trace(np.cov(gt, rowvar=False))
+
+
+def test_fid_reference_sqrt_squares_to_covariance():
+    x = np.random.default_rng(0).normal(size=(50, 8))
+    ref = M.fid_reference(x)
+    np.testing.assert_allclose(ref.sqrt_sigma @ ref.sqrt_sigma, np.cov(x, rowvar=False), atol=1e-10)
+    np.testing.assert_allclose(ref.sqrt_sigma, ref.sqrt_sigma.T, atol=1e-12)
+
+
+def test_r_precision_batches_equals_per_batch(io):
+    t, m = io["rp_text"], io["rp_motion"]
+    nb = len(t) // 4
+    stacked = M.r_precision_batches(t[:4 * nb].reshape(nb, 4, -1), m[:4 * nb].reshape(nb, 4, -1))
+    for b in range(nb):
+        np.testing.assert_array_equal(stacked[b], M.r_precision(t[4 * b:4 * b + 4], m[4 * b:4 * b + 4]))
