@@ -288,9 +288,9 @@ def build_parser():
 
     from src.common.device import add_device_args
 
-    p = argparse.ArgumentParser(description="Generate motions from text with a trained MoMask.",
+    p = argparse.ArgumentParser(description="Generate motions from text with a trained MoMask or BAMM (family read from opt.txt).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--name", required=True, help="masked transformer run")
+    p.add_argument("--name", required=True, help="masked transformer (or BAMM) run")
     p.add_argument("--res_name", default="", help="residual transformer run ('' = base layer only)")
     p.add_argument("--vq_name", default=None, help="VQ run (default: the one the transformer was trained on)")
     p.add_argument("--len_name", default=None, help="length estimator run (default: length_estimator, if present)")
