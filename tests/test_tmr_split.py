@@ -161,9 +161,10 @@ def test_tmr_split_end_to_end(tiny, capsys, monkeypatch):
     assert forget == test_ids and (root / "kw_splits" / "test-wo-violence-tmr.txt").read_text() == ""
     assert "keyword: precision" in out and "tmr: precision" in out and "recovered by TMR" in out
     # A threshold above max_rank moves nothing: the -tmr files equal the keyword split.
-    assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", "11")) == 2
+    above = str(S.TMRRefineOptions.max_rank + 1)
+    assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", above)) == 2
     assert "pass --force" in capsys.readouterr().err
-    assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", "11", "--force")) == 0
+    assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", above, "--force")) == 0
     kw = S.keyword_split(test_ids, root / "texts", S.forget_keywords("synth", "violence"))
     assert read_split(root / "kw_splits" / "test-w-violence-tmr.txt") == kw.forget
     assert not (root / "kw_splits" / "test-w-violence.txt").exists()  # the keyword files are not touched

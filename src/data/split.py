@@ -244,8 +244,9 @@ def write_id_list(path: str | os.PathLike, ids: Sequence[str]) -> None:
 class TMRRefineOptions:
     """Upstream's TMR-filter knobs (see src/data/tmr_split.py for what the scores mean)."""
 
+    # knn 8 of 20: chosen on synth's train split (best F1 of a small grid; see src/data/tmr_split.py).
     min_occurence: int = 8      # --tmr_min_occurence: score a retain motion needs to join forget
-    max_rank: int = 10          # --max_rank: neighbourhood size of the retrieval
+    max_rank: int = 20          # --max_rank: neighbourhood size of the retrieval
     repeat_times: int = 10      # --repeat_times: upstream's generations per prompt (unused: we retrieve real motions)
     name: str = "tmr"           # --tmr_name: checkpoints/<dataset>/<name>
     method: str = "knn"         # --tmr_method
