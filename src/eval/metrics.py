@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import linalg
@@ -95,7 +95,7 @@ def fid_reference(x: np.ndarray) -> FidReference:
     """(N, D) embeddings -> :class:`FidReference` (the statistics of :func:`calculate_activation_statistics`)."""
     mu, sigma = calculate_activation_statistics(x)
     sigma = np.atleast_2d(sigma)
-    return FidReference(np.atleast_1d(mu), sigma, _sym_sqrt(sigma), int(len(x)))
+    return FidReference(np.atleast_1d(mu), sigma, _sym_sqrt(sigma), len(x))
 
 
 def frechet_distance_sym(ref: FidReference, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -297,7 +297,7 @@ def mm_safe(text_emb_clean: np.ndarray, motion_emb: np.ndarray, toxic: np.ndarra
     Independent of batch composition; (nan, 0) when no caption is toxic.
     """
     d = mm_safe_distances(text_emb_clean, motion_emb, toxic)
-    return (float(d.mean()) if len(d) else float("nan")), int(len(d))
+    return (float(d.mean()) if len(d) else float("nan")), len(d)
 
 
 # ---------------------------------------------------------------------------------------------------- intervals
