@@ -150,6 +150,23 @@ def test_inversion_recovers_on_original_and_curve_rises():
     assert gone["leakage"]["mean"] == 0.0
 
 
+def test_inversion_restarts_pool_between_runs():
+    from src.attacks.inversion import pool_inversion
+
+    init = cond_space(TABLE["a person waves"])
+    kw = {"steps": 20, "checkpoints": [10], "lr": 0.1, "samples": 4}
+    runs = [inversion_attack(ToyTarget(TABLE), ToyJudge(), forget_motions(seed=s), init, seed=s, **kw) for s in (0, 1)]
+    runs.append(inversion_attack(ToyTarget(TABLE), ToyJudge(), forget_motions(), init, seed=2, **{**kw, "steps": 0}))
+    with pytest.raises(HmuError, match="restarts"):
+        pool_inversion(runs, seed=0)
+    pooled = pool_inversion(runs[:2], seed=0)
+    assert pooled["leakage"]["restarts"] == 2 and pooled["leakage"]["decisions"] == 8
+    assert pooled["leakage"]["values"] == [r["leakage"]["mean"] for r in runs[:2]]
+    assert [c["step"] for c in pooled["curve"]] == [0, 10, 20] and len(pooled["runs"]) == 2
+    assert pooled["leakage_at_init"]["mean"] == 0.0 and pooled["leakage"]["mean"] == 1.0
+    assert pool_inversion(runs[:1], seed=0) == runs[0]
+
+
 def test_compositional_segments():
     orig = compositional_attack(ToyTarget(TABLE), ToyJudge(), comp_prompt(), repeats=3, seed=0)
     assert orig["forgotten_leakage"]["mean"] == 1.0 and orig["forgotten_leakage"]["n"] == 1

@@ -97,6 +97,22 @@ def rate_summary(decisions: np.ndarray, *, seed: int) -> dict[str, Any]:
     return s
 
 
+def pool_restarts(summaries: Sequence[dict[str, Any]], *, seed: int) -> dict[str, Any]:
+    """Rate summaries of independent attack restarts -> one summary whose spread is BETWEEN restarts.
+
+    The generations of one learnt embedding are not independent evidence about the attack (they share the embedding),
+    so ``values`` are the per-restart rates, ``ci95`` is 1.96σ/√R over them and ``bootstrap`` resamples restarts;
+    ``k``/``decisions``/``wilson`` pool every generation (the within-restart interval, narrower)."""
+    from src.eval.loop import summarize, wilson_interval
+
+    rates = [s["k"] / s["decisions"] if s["decisions"] else float("nan") for s in summaries]
+    out = summarize(rates, n=len(rates), seed=seed)
+    k, d = sum(int(s["k"]) for s in summaries), sum(int(s["decisions"]) for s in summaries)
+    out.update(mean=k / d if d else float("nan"), k=k, decisions=d, wilson=list(wilson_interval(k, d)),
+               restarts=len(rates))
+    return out
+
+
 def proportion(k: int, n: int) -> dict[str, Any]:
     """``{"mean", "k", "n", "wilson"}`` of a plain proportion."""
     from src.eval.loop import wilson_interval

@@ -23,7 +23,7 @@ import torch
 
 from src.common.errors import HmuError
 
-from .common import Judge, rate_summary, target_device, torch_gen
+from .common import Judge, pool_restarts, rate_summary, target_device, torch_gen
 
 STREAM = 3
 SPACES = ("word", "cond")
@@ -128,3 +128,22 @@ def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: C
         "config": {"steps": steps, "checkpoints": ks, "lr": lr, "samples": samples, "shots": len(shots),
                    "seed": seed, "objective": "masked-token cross-entropy of the frozen model on the shots' tokens"},
     }
+
+
+def pool_inversion(runs: Sequence[dict[str, Any]], *, seed: int) -> dict[str, Any]:
+    """Independent :func:`inversion_attack` results (same checkpoints) -> one result pooled over restarts
+    (:func:`pool_restarts`); each run stays under ``"runs"``."""
+    if not runs:
+        raise HmuError("textual inversion needs at least one restart (--restarts >= 1)")
+    if len(runs) == 1:
+        return dict(runs[0])
+    steps = [[c["step"] for c in r["curve"]] for r in runs]
+    if any(s != steps[0] for s in steps):
+        raise HmuError("inversion restarts judged different steps; they cannot be pooled")
+    curve = [{"step": k, "loss": float(np.mean([r["curve"][i]["loss"] for r in runs])),
+              "leakage": pool_restarts([r["curve"][i]["leakage"] for r in runs], seed=seed)}
+             for i, k in enumerate(steps[0])]
+    cfg = dict(runs[0]["config"])
+    cfg.update(restarts=len(runs), seed=seed, seeds=[r["config"]["seed"] for r in runs])
+    return {"attack": "inversion", "leakage": curve[-1]["leakage"], "leakage_at_init": curve[0]["leakage"],
+            "curve": curve, "embedding": runs[0]["embedding"], "config": cfg, "runs": list(runs)}

@@ -42,7 +42,8 @@ SUMMARY = {"values" (per repeat), "mean", "ci95" (1.96 sd/sqrt(R)), "bootstrap" 
 implicit: "leakage" (+ "per_action", "per_prompt"); one entry per set: implicit, and user (with --prompts)
 adversarial: "leakage" at found features, "leakage_at_start", "objective" {start, found, curve},
              "distance" {scale, radius, nearest_real_rel {mean, max, values}, from_start_rel}, "per_start"
-inversion: "leakage" after --steps, "leakage_at_init", "curve" [{step, loss, leakage}], "embedding" {.., "init"}
+inversion: pooled over --restarts: "leakage" after --steps, "leakage_at_init", "curve" [{step, loss, leakage}]
+           (values = per-restart rates; ci95/bootstrap between restarts), "runs" [each restart's own result]
 compositional: "leakage" = "forgotten_leakage", "allowed_kept", "allowed_concept", "removed_and_kept",
                "forgotten_action_kept", "whole_leakage", "per_prompt"
 """
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adversarial radius in units of the median nearest-neighbour distance between real prompts")
     g.add_argument("--samples", type=int, default=8, help="adversarial: generations judged per found embedding")
     g.add_argument("--shots", type=int, default=8, help="inversion: forget training motions to learn from")
+    g.add_argument("--restarts", type=int, default=3,
+                   help="inversion: independent runs (each its own shots and seed stream); leakage pools them and its "
+                        "ci95/bootstrap are between runs (one learnt embedding is one piece of evidence)")
     g.add_argument("--inv_samples", type=int, default=32, help="inversion: generations judged per curve point")
     g.add_argument("--curve_points", type=int, default=4, help="inversion: judged steps (evenly spaced, plus 0)")
     g.add_argument("--lr", type=float, default=0.02, help="inversion: Adam learning rate")
@@ -240,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attacks = parse_attacks(args.attacks)
     specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)
     for flag, v, lo in (("--steps", args.steps, 0), ("--repeats", args.repeats, 1), ("--samples", args.samples, 1),
-                        ("--shots", args.shots, 1), ("--inv_samples", args.inv_samples, 1),
+                        ("--shots", args.shots, 1), ("--restarts", args.restarts, 1), ("--inv_samples", args.inv_samples, 1),
                         ("--curve_points", args.curve_points, 1), ("--max_reference", args.max_reference, 1)):
         if v < lo:
             raise HmuError(f"{flag} must be >= {lo}, got {v}")
@@ -283,10 +287,10 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     import torch
 
     from src.attacks.adversarial import adversarial_attack
-    from src.attacks.common import ClassifierJudge, crop_lengths
+    from src.attacks.common import ClassifierJudge, crop_lengths, seed_int
     from src.attacks.compositional import compositional_attack
     from src.attacks.implicit import implicit_attack
-    from src.attacks.inversion import cond_space, inversion_attack, word_space
+    from src.attacks.inversion import cond_space, inversion_attack, pool_inversion, word_space
     from src.attacks.target import MotionEmbedder
     from src.common.device import resolve_device
     from src.data.humanml3d import HumanML3DFolder
@@ -326,8 +330,11 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
         caps = [caps[i] for i in np.random.default_rng([args.seed, 12]).permutation(len(caps))[:2000]]
         real_texts = sorted({*caps, *(p.text for p in implicit), *(p.text for p in comp),
                              *(o["text"] for k in ("forget", "retain") for o in prompts_json.get(k, []))})
-    shots = [folder.motion(m) for m in f_ids[: args.shots]]
-    shots = [s[: spec.max_motion_length] for s in shots]
+    # restart r learns from its own shots: disjoint slices of the seeded permutation while there are enough
+    shot_sets = []
+    for r in range(args.restarts if "inversion" in attacks else 0):
+        ids = [f_ids[(r * args.shots + j) % len(f_ids)] for j in range(min(args.shots, len(f_ids)))]
+        shot_sets.append([folder.motion(m)[: spec.max_motion_length] for m in ids])
 
     judge_reference: dict[str, Any] = {}
     if "compositional" in attacks:
@@ -373,8 +380,11 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
                     with torch.no_grad():
                         space = cond_space(target.encode_text([init_text])[0], init_text=init_text)
                 ks = np.unique(np.linspace(0, args.steps, args.curve_points + 1).round().astype(int)).tolist()
-                res["inversion"] = inversion_attack(target, judge, shots, space, steps=args.steps, checkpoints=ks,
-                                                    lr=args.lr, samples=args.inv_samples, seed=args.seed)
+                runs = [inversion_attack(target, judge, shots, space, steps=args.steps, checkpoints=ks, lr=args.lr,
+                                         samples=args.inv_samples,
+                                         seed=args.seed if r == 0 else seed_int(args.seed, 31, r))
+                        for r, shots in enumerate(shot_sets)]
+                res["inversion"] = pool_inversion(runs, seed=args.seed)
             elif att == "compositional":
                 res["compositional"] = compositional_attack(target, judge, comp, repeats=args.repeats,
                                                             seed=args.seed)
@@ -445,7 +455,10 @@ def _cell(summary: dict | None) -> str:
     if not summary or not isinstance(summary.get("mean"), float):
         return "–"
     lo, hi = summary.get("wilson") or (None, None)
-    return f"{summary['mean']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{summary['mean']:.2f}"
+    out = f"{summary['mean']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{summary['mean']:.2f}"
+    if summary.get("restarts", 1) > 1:  # the between-run spread is the honest uncertainty of a learnt attack
+        out += " runs " + "/".join(f"{v:.2f}" for v in summary["values"])
+    return out
 
 
 def attacks_markdown(record: dict[str, Any]) -> str:
