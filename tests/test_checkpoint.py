@@ -70,10 +70,10 @@ def test_mismatches_are_reported_not_ignored(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "net_best_fid.tar" in msg and "encoder.model.0.weight" in msg and "shape" in msg
     missing = {k: v for k, v in sd.items() if k != "quantizer.layers.1.codebook"}
-    with pytest.raises(HmuError, match=r"1 missing \(quantizer.layers.1.codebook\)"):
+    with pytest.raises(HmuError, match=r"1 missing keys \(quantizer.layers.1.codebook\)"):
         C.load_weights(tiny_vq(), _saved(tmp_path, missing), "vq")
     extra = dict(sd, **{"decoder.extra.weight": torch.zeros(1)})
-    with pytest.raises(HmuError, match=r"1 unexpected \(decoder.extra.weight\)"):
+    with pytest.raises(HmuError, match=r"1 unexpected keys \(decoder.extra.weight\)"):
         C.load_weights(tiny_vq(), _saved(tmp_path, extra), "vq")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from src.common.errors import HmuError
 from src.common.io import atomic_torch_save, refuse_overwrite, sha256_file, torch_load
+from src.models.strict import state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -111,23 +112,6 @@ def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any],
         log.info("%s: dropping %d clip_model.* keys (text features come from a separate encoder)", p, len(dropped))
         sd = {n: v for n, v in sd.items() if not n.startswith(DROPPED_PREFIXES)}
     return sd, ckpt
-
-
-def state_dict_mismatch(expected: dict[str, tuple], got: dict[str, tuple], limit: int = 3) -> str | None:
-    """Compare ``{key: shape}`` maps; a one-line description of the first differences, or None if equal."""
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k} {tuple(got[k])} vs model {tuple(expected[k])}" for k in expected
-              if k in got and tuple(got[k]) != tuple(expected[k])]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({', '.join(missing[:limit])}{', ...' if len(missing) > limit else ''})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:limit])}"
-                     f"{', ...' if len(unexpected) > limit else ''})")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches ({'; '.join(shapes[:limit])}{'; ...' if len(shapes) > limit else ''})")
-    return "; ".join(parts) or None
 
 
 def load_weights(model, path: str | os.PathLike, kind: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from src.common.errors import HmuError
+from src.models.strict import state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +291,7 @@ def _load_strict(module: nn.Module, state: Any, where: str) -> None:
     """``load_state_dict(strict=True)`` with a one-line HmuError listing the first bad keys / shapes."""
     if not isinstance(state, dict):
         raise HmuError(f"{where} is not a state_dict (got {type(state).__name__})")
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (first: {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (first: {', '.join(map(str, unexpected[:3]))})")
-        if shapes:
-            parts.append(f"shape mismatch ckpt vs model (first: {'; '.join(shapes[:2])}) - check the config dims")
-        raise HmuError(f"{where}: {'; '.join(parts)}")
+    problem = state_dict_mismatch(module.state_dict(), state)
+    if problem:
+        raise HmuError(f"{where}: {problem} - check the config dims")
     module.load_state_dict(state, strict=True)

@@ -28,7 +28,7 @@ import torch
 from src.common.errors import HmuError
 from src.common.io import torch_load
 from src.config import VQConfig
-from src.models.tmr.load import load_state_dict_strict, state_dict_mismatch
+from src.models.strict import load_state_dict_strict, state_dict_mismatch
 
 from .config import BAMMConfig, BAMMTransConfig
 from .model import BAMMTransformer
