@@ -348,3 +348,21 @@ def test_unloadable_checkpoints_skip_panels_not_the_report(tmp_path):
     assert res["videos"] == [] and len(res["plots"]) == 2
     assert sum("could not be loaded" in n for n in res["notes"]) == 2
     assert "no videos written" in res["report"].read_text()
+
+
+def test_report_includes_attack_tables(run):
+    """An attacks.json next to the metrics (python -m src.eval.attack) shows up as its own section."""
+    import json
+
+    from src.eval.attack import ATTACKS_FILE
+    from src.report import make_report
+
+    leak = {"mean": 0.25, "wilson": [0.1, 0.4], "decisions": 20, "n": 10}
+    rec = {"schema": "hmu.attacks/1", "run": "a", "seed": 0, "config": {"concept": "violence"},
+           "results": {"lcr": {"implicit": {"attack": "implicit", "leakage": leak}}}}
+    (run / "attacks").mkdir()
+    (run / "attacks" / ATTACKS_FILE).write_text(json.dumps(rec))
+    make_report(run, video=False, progress=False, force=True)
+    md = (run / "report" / "report.md").read_text()
+    section = md[md.index("## Attacks"):]
+    assert "lcr" in section and "0.25" in section

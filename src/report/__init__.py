@@ -85,6 +85,7 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
             videos += v
             notes += n
         md = render_markdown(records, run_dir=root, images=images, videos=videos, notes=notes)
+        md += _attacks_section(root, REPORT_DIR)
         atomic_write_text(tmp / REPORT_FILE, md)
         umask = os.umask(0)
         os.umask(umask)
@@ -127,6 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_device_args(p)
     return p
+
+
+def _attacks_section(root: Path, report_dir: str) -> str:
+    """The methods x attacks tables of every attacks.json under ``root`` (written by ``python -m src.eval.attack``)."""
+    import json
+
+    from src.eval.attack import ATTACKS_FILE, attacks_markdown
+
+    parts = []
+    for p in sorted(root.rglob(ATTACKS_FILE)):
+        if report_dir in p.relative_to(root).parts:
+            continue
+        try:
+            record = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HmuError(f"{p} is not readable JSON ({type(exc).__name__})") from None
+        parts.append("\n" + attacks_markdown(record))
+    return "".join(parts)
 
 
 @cli
