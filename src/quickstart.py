@@ -59,8 +59,8 @@ FULL = Settings(n=3000, repeats=3, mm=(8, 10), video=True, one_epoch=False)
 FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
 
 
-def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path
-         ) -> list[Stage]:
+def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
+         attacks: bool = False) -> list[Stage]:
     """The stages, in priority order (pure; tests check names, dependencies and outputs)."""
     root = data / "synth"
     ds = ["--dataset_name", "synth"]
@@ -125,6 +125,17 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ, "unlearn:finetune"),
         evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", f"retrain_{CONCEPT}_vq", "unlearn:retrain"),
     ]
+    if attacks:
+        models = ",".join([f"original={TRANS}+vq={VQ}+res={RES}", f"lcr={TRANS}+vq=lcr_{CONCEPT}+res={RES}",
+                           *(f"{m}={m}_{CONCEPT}+vq={VQ}+res={m}_{CONCEPT}_res" for m in ("uce", "rece")),
+                           f"finetune=finetune_{CONCEPT}+vq={VQ}+res={RES}",
+                           f"retrain=retrain_{CONCEPT}+vq=retrain_{CONCEPT}_vq+res=retrain_{CONCEPT}_res"])
+        stages.append(Stage("eval:attacks", "src.eval.attack",
+                            [*ds, *loc, *gpu, *con, "--models", models, "--steps", "10" if settings.one_epoch else "50",
+                             "--repeats", str(settings.repeats), *s, "--results_dir", str(out), "--run_name", "attacks"],
+                            [out / "attacks" / "attacks.json"],
+                            after=("train:evaluator", "train:classifier", *(st.name for st in stages
+                                                                            if st.name.startswith("unlearn:")))))
     evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
     stages.append(Stage("report", "src.report",
                         [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force"],
@@ -136,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0])
     p.add_argument("--fast", action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
     p.add_argument("--force", action="store_true", help="redo every stage, overwriting its outputs")
+    p.add_argument("--attacks", action="store_true",
+                   help="also run the four attacks of src.eval.attack on every model (about 3 more CPU minutes)")
     p.add_argument("--jobs", type=int, default=None, help="stages run side by side (default: min(2, CPU cores))")
     p.add_argument("--run_name", default=None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
@@ -263,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fast:  # the smoke run keeps its data and models apart from the full run's
         ckpt, data = ckpt / "_fast", data / "_fast"
     stages = plan(run=run, settings=settings, seed=args.seed, gpu=["--gpu_id", str(args.gpu_id)], ckpt=ckpt,
-                  data=data, results=results)
+                  data=data, results=results, attacks=args.attacks)
     if args.only:
         stages = _select(stages, args.only)
     if args.list:

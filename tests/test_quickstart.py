@@ -110,3 +110,14 @@ def test_fast_quickstart_end_to_end(tmp_path, cli):
     again = cli("src.quickstart", "--fast", "--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir",
                 str(tmp_path / "ds"), "--results_dir", str(tmp_path / "res"))
     assert again.returncode == 0 and again.stdout.count("done, skipped") == 20
+
+
+def test_attacks_stage_is_optional_and_feeds_the_report():
+    assert "eval:attacks" not in [s.name for s in _plan()]
+    stages = {s.name: s for s in plan(run="qs", settings=FULL, seed=0, gpu=[], ckpt=ROOT / "ck", data=ROOT / "ds",
+                                      results=ROOT / "res", attacks=True)}
+    att = stages["eval:attacks"]
+    assert "eval:attacks" in stages["report"].after
+    assert {"unlearn:lcr", "unlearn:uce", "unlearn:rece", "unlearn:finetune", "unlearn:retrain"} <= set(att.after)
+    models = att.argv[att.argv.index("--models") + 1].split(",")
+    assert [m.split("=")[0] for m in models] == ["original", "lcr", "uce", "rece", "finetune", "retrain"]
