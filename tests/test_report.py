@@ -366,3 +366,16 @@ def test_report_includes_attack_tables(run):
     md = (run / "report" / "report.md").read_text()
     section = md[md.index("## Attacks"):]
     assert "lcr" in section and "0.25" in section
+
+
+def test_telling_frame_is_where_methods_differ_most():
+    import numpy as np
+
+    from src.report.media import telling_frame
+
+    base = np.zeros((30, 22, 3))
+    other = base.copy()
+    other[17, 10] += [0.0, 0.8, 0.0]          # a raised foot at frame 17 only
+    assert telling_frame({"original": base, "lcr": other}) == 17
+    drift = base + np.arange(30)[:, None, None] * [1.0, 0.0, 0.0]   # pure root drift is not a difference
+    assert telling_frame({"original": base, "lcr": drift, "uce": other}) == 17

@@ -247,9 +247,27 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
                                fps=spec.fps, fmt=fmt)
         still = None
         if still_dir is not None:
-            mid = max(len(m) for m in motions.values()) // 2  # mid-action reads better than the rest pose at the end
             sp = save_still(still_dir / f"{base}.png", motions, chain=spec.kinematic_chain, title=pr.text,
-                            frame=mid)
+                            frame=telling_frame(motions))
             still = f"{still_dir.name}/{sp.name}"
         written.append((pr.text, f"{out_dir.name}/{path.name}", still))
     return written, notes
+
+
+def telling_frame(motions: dict) -> int:
+    """The frame where the other panels differ most from the first one (the original): the "before/after" moment.
+
+    Poses are compared root-relative (mean joint distance), so a method that only drifts elsewhere does not win.
+    With a single panel, the frame where its pose is farthest from its own mean pose.
+    """
+    import numpy as np
+
+    arrs = [np.asarray(m, dtype=np.float64) for m in motions.values()]
+    T = min(len(a) for a in arrs)
+    if T == 0:
+        return 0
+    rel = [a[:T] - a[:T, :1] for a in arrs]
+    ref = rel[0]
+    others = rel[1:] or [np.broadcast_to(ref.mean(axis=0, keepdims=True), ref.shape)]
+    diff = np.mean([np.linalg.norm(o - ref, axis=-1).mean(axis=-1) for o in others], axis=0)
+    return int(np.argmax(diff))
