@@ -165,3 +165,19 @@ def test_gumbel_noise_is_finite_and_gumbel_distributed():
     # Standard Gumbel: mean = Euler-Mascheroni constant, variance = pi^2 / 6.
     assert abs(g.mean().item() - 0.5772) < 0.01
     assert abs(g.var().item() - 3.14159 ** 2 / 6) < 0.03
+
+
+def test_residual_transformer_handles_a_one_token_motion():
+    """Regression: the padding mask for [cond, layer, tokens] must be built even when the motion has a single token."""
+    import torch
+
+    from src.models.momask import ResidualTransformer
+
+    torch.manual_seed(0)
+    rt = ResidualTransformer(code_dim=8, num_tokens=6, latent_dim=16, ff_size=32, num_layers=1, num_heads=2,
+                             dropout=0.0, clip_dim=12, cond_drop_prob=0.0, num_quantizers=3, share_weight=True,
+                             shared_codebook=False).eval()
+    codes = torch.randn(2, 1, 8)
+    pad = torch.zeros(2, 1, dtype=torch.bool)
+    out = rt.forward_with_cond_scale(codes, 1, torch.randn(2, 12), pad, cond_scale=2)
+    assert out.shape[-1] == 1 and torch.isfinite(out).all()

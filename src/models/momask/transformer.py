@@ -272,7 +272,7 @@ class ResidualTransformer(_CondMixin, nn.Module):
         q_emb = self.quant_emb(q_onehot).unsqueeze(0)
         x = self.position_enc(x)
         xseq = torch.cat([self.cond_emb(cond).unsqueeze(0), q_emb, x], dim=0)
-        pad = torch.cat([torch.zeros_like(padding_mask[:, :2]), padding_mask], dim=1)
+        pad = torch.cat([padding_mask.new_zeros(padding_mask.shape[0], 2), padding_mask], dim=1)  # cond + layer tokens
         out = self.seqTransEncoder(xseq, src_key_padding_mask=pad)[2:]
         return self.output_process(out)
 
