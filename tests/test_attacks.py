@@ -301,7 +301,6 @@ class ThresholdJudge(ToyJudge):
 
 
 def test_momask_target_paths_run_and_reproduce():
-    pytest.importorskip("src.gen")
     t, j = tiny_momask(), ThresholdJudge()
     emb = TinyEvaluatorEmbed().e
     cond = t.encode_text(["a person kicks", "a person walks"])
@@ -409,7 +408,6 @@ def _tiny_evaluator_and_classifier(ckpt_dir, data_root):
 def test_cli_end_to_end_tiny_runs(synth_root, tmp_path, cli):
     """Every attack through the CLI on tiny random runs: the JSON has every model x attack, and a rerun with the same
     seed writes the same numbers (timings and dates aside)."""
-    pytest.importorskip("src.gen")
     from helpers_methods import MASK, RES, make_dataset, make_runs
 
     data = make_dataset(synth_root, tmp_path / "data")
