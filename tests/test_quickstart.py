@@ -121,3 +121,21 @@ def test_attacks_stage_is_optional_and_feeds_the_report():
     assert {"unlearn:lcr", "unlearn:uce", "unlearn:rece", "unlearn:finetune", "unlearn:retrain"} <= set(att.after)
     models = att.argv[att.argv.index("--models") + 1].split(",")
     assert [m.split("=")[0] for m in models] == ["original", "lcr", "uce", "rece", "finetune", "retrain"]
+
+
+def test_every_evaluation_waits_for_all_the_models_it_loads():
+    stages = {s.name: s for s in _plan()}
+
+    def closure(name):
+        seen, todo = set(), [name]
+        while todo:
+            for d in stages[todo.pop()].after:
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    for label in ("original", "lcr", "uce", "rece", "finetune", "retrain"):
+        deps = closure(f"eval:{label}")
+        assert {"train:vq", "train:evaluator", "train:classifier", "split"} <= deps, label
+    assert {"train:mask", "train:residual"} <= closure("eval:original") & closure("eval:lcr")

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--main_split", default="train", help="split whose retain part trains (the originals' train split)")
     p.add_argument("--val_main_split", default="val", help="split whose retain part validates")
     p.add_argument("--parts", default="vq,mask,res", help="which models to train (comma-separated: vq, mask, res)")
+    p.add_argument("--vq_name", default=None,
+                   help="VQ run the transformers use when vq is not in --parts, e.g. the original's to share it "
+                        "(default: <name>_vq)")
     p.add_argument("--like_vq", default=None, help="original VQ run whose preset is reused")
     p.add_argument("--like_trans", default=None, help="original masked-transformer run whose preset is reused")
     p.add_argument("--like_res", default=None, help="original residual-transformer run whose preset is reused")
@@ -89,6 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     val_split = f"kw_splits/{split_paths(root, args.val_main_split, args.concept)[1].stem}"
     for s in (split, val_split):
         resolve_ids(root, s)  # missing/empty: one line before anything trains
+    if args.vq_name and "vq" in parts:
+        raise HmuError("--vq_name names a VQ to share; it cannot be combined with training one (--parts includes vq)")
+    vq_name = args.vq_name or f"{args.name}_vq"
+    if "vq" not in parts:
+        from src.models.checkpoint import find_run_dir
+
+        find_run_dir(paths, spec.name, vq_name)  # a missing shared VQ: one line before anything trains
     likes = {"vq": args.like_vq, "mask": args.like_trans, "res": args.like_res}
     trainers = {}
     for kind in parts:
@@ -104,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset = original_preset(paths, spec.name, likes[kind])
         t0 = time.perf_counter()
         rc = trainers[kind](trainer_argv(kind, args, split=split, val_split=val_split, preset=preset,
-                                         vq_name=f"{args.name}_vq"))
+                                         vq_name=vq_name))
         total += time.perf_counter() - t0
         if rc:
             raise HmuError(f"training the retain-only {kind} model failed (exit status {rc})")
