@@ -55,7 +55,7 @@ class Settings:
     one_epoch: bool
 
 
-FULL = Settings(n=3000, repeats=3, mm=(8, 10), video=True, one_epoch=False)
+FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
 FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
 
 

@@ -111,6 +111,8 @@ CASES = [
     ("t2m-nan-motion", with_(T2M, ds="{nan}"), "NaN"),
     ("t2m-malformed-captions", with_(T2M, ds="{cap}"), "malformed caption"),
     ("t2m-negative-repeats", with_(T2M, "--repeat_times", "-1"), "--repeat_times"),
+    ("t2m-too-few-mm-generations", [a for a in with_(T2M, "--mm_generations", "10") if a != "--no_mm"],
+     "--mm_generations"),
     ("t2m-output-exists", with_(T2M, "--run_name", "done", out="{results}"), "already exists"),
     ("t2m-unwritable-results", with_(T2M, out="{ro}"), "ro_out"),
     # --- report

@@ -111,6 +111,20 @@ def default_run_name(args) -> str:
     return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{args.concept}_s{args.seed}"
 
 
+MM_TIMES = 10  # MultiModality pairs per prompt, fixed as upstream has it
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Flag values that would fail later, refused before any work (one-line HmuError)."""
+    if args.repeat_times < 1:
+        raise HmuError(f"--repeat_times must be >= 1, got {args.repeat_times}")
+    if not args.no_mm and args.mm_generations <= MM_TIMES:
+        raise HmuError(f"--mm_generations must be more than {MM_TIMES} (MultiModality draws {MM_TIMES} pairs of "
+                       f"distinct generations per prompt), got {args.mm_generations}; or pass --no_mm")
+    if not args.no_mm and args.mm_prompts < 1:
+        raise HmuError(f"--mm_prompts must be >= 1, got {args.mm_prompts}")
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -131,8 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = args.run_name or default_run_name(args)
     out = metrics_path(paths.results_dir, run)
     refuse_overwrite(out, args.force, what="results file")
-    if args.repeat_times < 1:
-        raise HmuError(f"--repeat_times must be >= 1, got {args.repeat_times}")
+    check_args(args)
     ensure_writable_dir(paths.results_dir)  # fail now, not after the whole evaluation
     device = resolve_device(args.gpu_id, args.device)
 
