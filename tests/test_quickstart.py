@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from src.common.errors import HmuError
-from src.quickstart import FAST, FULL, Stage, plan, run_stages
+from src.quickstart import FAST, FULL, Stage, critical_path, plan, run_stages
 
 ROOT = Path("/tmp/x")
 
@@ -84,6 +84,32 @@ def test_scheduler_runs_in_dependency_order_and_skips_finished(tmp_path, monkeyp
     run_stages(stages, jobs=2, force=False, env={}, cwd=tmp_path, logs=tmp_path / "logs",
                record_path=tmp_path / "stages.json", root=tmp_path)
     assert order.read_text() == ""
+
+
+def test_ready_stages_start_longest_chain_first(tmp_path, monkeypatch):
+    """With one lane, of two ready stages the one that others wait on goes first, whatever the plan order."""
+    import subprocess
+
+    order = tmp_path / "order.txt"
+    code = lambda n: f"open({str(order)!r}, 'a').write('{n}\\n')"  # noqa: E731
+    stages = [_stage(tmp_path, "leaf", code=code("leaf")), _stage(tmp_path, "root", code=code("root")),
+              _stage(tmp_path, "mid", ["root"], code("mid")), _stage(tmp_path, "end", ["mid"], code("end"))]
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda argv, **kw: real_popen([sys.executable, *argv[3:]], **kw))
+    run_stages(stages, jobs=1, force=False, env={}, cwd=tmp_path, logs=tmp_path / "logs",
+               record_path=tmp_path / "stages.json", root=tmp_path)
+    seq = order.read_text().split()
+    assert seq[:2] == ["root", "mid"] and sorted(seq[2:]) == ["end", "leaf"]  # then a tie: plan order
+
+
+def test_critical_path_of_the_plan():
+    longest = critical_path(_plan())
+    # every stage's chain is at least as long as that of any stage waiting on it
+    for st in _plan():
+        for d in st.after:
+            assert longest[d] > longest[st.name]
+    assert longest["data"] == max(longest.values())
+    assert longest["train:vq"] > longest["train:evaluator"]  # the VQ-VAE feeds every generator
 
 
 def test_scheduler_reports_a_failing_stage_and_stops_its_dependents(tmp_path, monkeypatch, capsys):
