@@ -62,3 +62,11 @@ def test_torch_load_errors(tmp_path):
     with pytest.raises(HmuError, match="bad.tar"):
         torch_load(bad)
     atomic_write_bytes(tmp_path / "ok.bin", b"1")
+
+
+def test_cli_output_piped_into_a_closed_reader_is_quiet():
+    """`python -m src.quickstart --list | head -1`: the reader leaves early; no error line, no traceback."""
+    r = subprocess.run(f"{sys.executable} -m src.quickstart --list --dataset_dir /nonexistent_hmu | head -1",
+                       shell=True, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("todo")
+    assert "error" not in r.stderr and "Traceback" not in r.stderr

@@ -32,6 +32,12 @@ def cli(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # output piped into `head` and the reader left: not an error of ours
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's final flush quiet
+            except OSError:
+                pass
+            return 141
         except Exception as exc:  # noqa: BLE001 - the CLI boundary
             if os.environ.get("HMU_DEBUG"):
                 raise
