@@ -115,9 +115,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
                     help="torch intra-op threads for BOTH sides (default: $OMP_NUM_THREADS or 1)")
+    ap.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default ./checkpoints)")
+    ap.add_argument("--dataset_dir", default=None, help="datasets root (default ./dataset)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
-    paths = Paths.default()
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     root = paths.data_root("synth")
     if not (root / "test.txt").is_file():
         print(f"error: synth not found at {root} (python -m src.data.synth)", file=sys.stderr)
