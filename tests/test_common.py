@@ -41,9 +41,9 @@ def test_atomic_write_killed_midway_keeps_old_file(tmp_path):
     target.write_text("old")
     code = textwrap.dedent(f"""
         import os, sys
-        sys.path.insert(0, {repr(os.getcwd())})
+        sys.path.insert(0, {os.getcwd()!r})
         from src.common.io import atomic_path
-        with atomic_path({repr(str(target))}) as tmp:
+        with atomic_path({str(target)!r}) as tmp:
             with open(tmp, 'w') as fh:
                 fh.write('partial')
                 fh.flush()

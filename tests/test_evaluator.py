@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from src.common.errors import HmuError
-from src.models.evaluator import (MODULE_KEYS, Evaluator, EvaluatorConfig, MotionEncoderBiGRUCo, MovementConvEncoder,
-                                  TextEncoderBiGRUCo, evaluator_checkpoint_path)
+from src.models.evaluator import (
+    MODULE_KEYS,
+    Evaluator,
+    EvaluatorConfig,
+    MotionEncoderBiGRUCo,
+    MovementConvEncoder,
+    TextEncoderBiGRUCo,
+    evaluator_checkpoint_path,
+)
 
 ATOL = RTOL = 1e-5
 

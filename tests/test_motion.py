@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from src.common.errors import HmuError
-from src.data.motion import (T2M_SKELETON, canonicalize, feature_dim, feature_slices, joints_to_features, mean_std,
-                             recover_from_ric, recover_root_rot_pos, skeleton_for)
+from src.data.motion import (
+    T2M_SKELETON,
+    canonicalize,
+    feature_dim,
+    feature_slices,
+    joints_to_features,
+    mean_std,
+    recover_from_ric,
+    recover_root_rot_pos,
+    skeleton_for,
+)
 from src.data.spec import get_spec
 
 SPEC = get_spec("HumanML3D")

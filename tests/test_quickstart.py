@@ -62,7 +62,7 @@ def test_scheduler_runs_in_dependency_order_and_skips_finished(tmp_path, monkeyp
     import subprocess
 
     order = tmp_path / "order.txt"
-    code = lambda n: f"open({str(order)!r}, 'a').write('{n}\\n'); time.sleep(0.3)"  # noqa: E731
+    code = lambda n: f"open({str(order)!r}, 'a').write('{n}\\n'); time.sleep(0.3)"
     stages = [_stage(tmp_path, "a", code=code("a")), _stage(tmp_path, "b", ["a"], code("b")),
               _stage(tmp_path, "c", ["a"], code("c")), _stage(tmp_path, "d", ["b", "c"], code("d"))]
     real_popen = subprocess.Popen
@@ -91,7 +91,7 @@ def test_ready_stages_start_longest_chain_first(tmp_path, monkeypatch):
     import subprocess
 
     order = tmp_path / "order.txt"
-    code = lambda n: f"open({str(order)!r}, 'a').write('{n}\\n')"  # noqa: E731
+    code = lambda n: f"open({str(order)!r}, 'a').write('{n}\\n')"
     stages = [_stage(tmp_path, "leaf", code=code("leaf")), _stage(tmp_path, "root", code=code("root")),
               _stage(tmp_path, "mid", ["root"], code("mid")), _stage(tmp_path, "end", ["mid"], code("end"))]
     real_popen = subprocess.Popen

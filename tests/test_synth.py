@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from src.data.synth import actions as A
 from src.data.synth import captions as C
@@ -189,7 +188,7 @@ def test_keywords_match_assets_splits():
 
 
 def test_implicit_captions_have_no_violence_keyword(synth_root):
-    import src.data.split as split
+    from src.data import split
     matchers = [split.line_matcher(C.VIOLENCE_KEYWORDS, m) for m in ("word", "substring")]
     n_impl = 0
     for mid, m in _labels(synth_root)["motions"].items():

@@ -12,8 +12,14 @@ import pytest
 from src.common.errors import HmuError
 from src.data import pos as pos_mod
 from src.data import word_vectorizer as wvmod
-from src.data.word_vectorizer import (POS_ENUMERATOR, VIP_DICT, WordVectorizer, load_word_vectorizer, save_vocabulary,
-                                      wrap_caption)
+from src.data.word_vectorizer import (
+    POS_ENUMERATOR,
+    VIP_DICT,
+    WordVectorizer,
+    load_word_vectorizer,
+    save_vocabulary,
+    wrap_caption,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class HmuError(Exception):
@@ -38,7 +38,7 @@ def cli(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[
             except OSError:
                 pass
             return 141
-        except Exception as exc:  # noqa: BLE001 - the CLI boundary
+        except Exception as exc:
             if os.environ.get("HMU_DEBUG"):
                 raise
             print(f"error: {one_line(exc)}", file=sys.stderr)

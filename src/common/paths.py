@@ -26,7 +26,7 @@ class Paths:
 
     @classmethod
     def default(cls, *, checkpoints_dir: str | os.PathLike | None = None, dataset_dir: str | os.PathLike | None = None,
-                glove_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None) -> "Paths":
+                glove_dir: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None) -> Paths:
         """Flags win over environment variables, which win over the repository defaults."""
         def pick(flag, var, sub):
             return Path(flag).expanduser().resolve() if flag else _env_path(var, REPO_ROOT / sub)

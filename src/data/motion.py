@@ -12,8 +12,9 @@ re-implements HumanML3D's ``process_file`` (motion_representation.ipynb). Upstre
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

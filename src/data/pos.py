@@ -15,8 +15,8 @@ import logging
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from src.common.errors import HmuError
 

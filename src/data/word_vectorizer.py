@@ -14,8 +14,8 @@ import logging
 import os
 import pickle
 import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -246,6 +246,5 @@ def save_vocabulary(folder: str | os.PathLike, vectors: np.ndarray, words: Itera
     data_p, words_p, idx_p = vocab_files(folder, prefix)
     atomic_save_npy(data_p, np.asarray(vectors))
     for path, obj in ((words_p, words), (idx_p, dict(word2idx))):
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                pickle.dump(obj, fh)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            pickle.dump(obj, fh)

@@ -130,13 +130,13 @@ class EvaluatorConfig:
     max_text_len: int = 20
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvaluatorConfig":
+    def from_dict(cls, d: dict[str, Any]) -> EvaluatorConfig:
         """Build from a dict; unknown keys are ignored (upstream opt files hold many more)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: int(v) for k, v in d.items() if k in names})
 
     @classmethod
-    def for_dataset(cls, dataset_name: str, **overrides: int) -> "EvaluatorConfig":
+    def for_dataset(cls, dataset_name: str, **overrides: int) -> EvaluatorConfig:
         """Released sizes with the dataset's pose size, unit length and max lengths (from src.data.spec)."""
         from src.data.spec import get_spec
 
@@ -181,7 +181,7 @@ class Evaluator(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, config: EvaluatorConfig) -> "Evaluator":
+    def from_checkpoint(cls, path: str | os.PathLike, config: EvaluatorConfig) -> Evaluator:
         """Load upstream's ``finest.tar`` strictly (CPU); one-line HmuError naming the file on any mismatch."""
         from src.common.io import torch_load
 

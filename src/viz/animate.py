@@ -11,8 +11,8 @@ import argparse
 import logging
 import os
 import textwrap
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 from src.common.errors import HmuError, cli
 

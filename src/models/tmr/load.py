@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from src.common.errors import HmuError
-from src.models.strict import load_state_dict_strict, state_dict_mismatch  # noqa: F401 (re-exported)
 from src.common.io import torch_load
+from src.models.strict import load_state_dict_strict, state_dict_mismatch
 
 from .config import TMRConfig
 from .model import MODULE_NAMES, TMR
