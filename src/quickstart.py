@@ -7,7 +7,8 @@ Every stage is one of the project's own CLIs, run as a subprocess with the same 
 at a time (default: one per CPU core, at most 2, each with its share of the threads): small models use one core far
 better than two, so two stages side by side finish sooner than one after the other. A stage whose outputs exist is
 skipped, so a second run takes seconds; ``--force`` redoes everything. Each stage's output goes to
-``results/<run>/logs/<stage>.log``; timings to ``results/<run>/stages.json``.
+``results/<run>/logs/<stage>.log`` (every 30 s the console shows each running stage's latest progress line);
+timings to ``results/<run>/stages.json``.
 """
 from __future__ import annotations
 
@@ -196,6 +197,18 @@ def _select(stages: list[Stage], only: str) -> list[Stage]:
     return [st for st in stages if any(st.name.startswith(w) for w in wanted)]
 
 
+def _progress(path: Path, width: int = 100) -> str:
+    """The latest progress-bar state or log line of a stage's log (carriage returns separate bar updates)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            chunk = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in chunk.replace("\r", "\n").split("\n") if p.strip()]
+    return parts[-1][:width] if parts else ""
+
+
 def _tail(path: Path, n: int = 15) -> str:
     """The last ``n`` non-empty lines of a log (progress-bar carriage returns count as line breaks)."""
     try:
@@ -206,8 +219,12 @@ def _tail(path: Path, n: int = 15) -> str:
 
 
 def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, str], cwd: Path, logs: Path,
-               record_path: Path, root: Path) -> float:
-    """Run the stages with at most ``jobs`` at once, each as soon as its dependencies are done; return wall seconds."""
+               record_path: Path, root: Path, heartbeat: float = 30.0) -> float:
+    """Run the stages with at most ``jobs`` at once, each as soon as its dependencies are done; return wall seconds.
+
+    Every ``heartbeat`` seconds (0: never) each running stage prints one line: its time so far and the latest progress
+    bar or log line of its log file, so a long training stage never looks stuck.
+    """
     from src.common.io import atomic_write_json
 
     names = {st.name for st in stages}
@@ -221,6 +238,7 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
     logs.mkdir(parents=True, exist_ok=True)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     failure: str | None = None
+    last_beat = time.time()
 
     def tag(st: Stage) -> str:
         return f"[{stages.index(st) + 1:2d}/{total}] {st.name}"
@@ -258,6 +276,10 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
                     raise HmuError(f"stages cannot start: {stuck}")
                 break
             time.sleep(0.2)
+            if heartbeat and time.time() - last_beat >= heartbeat:
+                last_beat = time.time()
+                for proc, t0, st, log in running.values():
+                    print(f"{tag(st)}: running {time.time() - t0:.0f} s  {_progress(log)}".rstrip(), flush=True)
             for name, (proc, t0, st, log) in list(running.items()):
                 rc = proc.poll()
                 if rc is None:

@@ -102,6 +102,25 @@ def test_ready_stages_start_longest_chain_first(tmp_path, monkeypatch):
     assert seq[:2] == ["root", "mid"] and sorted(seq[2:]) == ["end", "leaf"]  # then a tie: plan order
 
 
+def test_heartbeat_shows_the_running_stage_progress(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from src.quickstart import _progress
+
+    log = tmp_path / "x.log"
+    log.write_text("$ cmd\nepoch 1/3: 10%|#  | 1/10\repoch 1/3: 50%|##### | 5/10\r")
+    assert _progress(log) == "epoch 1/3: 50%|##### | 5/10"
+    assert _progress(tmp_path / "missing.log") == ""
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda argv, **kw: real_popen([sys.executable, *argv[3:]], **kw))
+    code = "import sys\nfor i in range(8):\n    print(f'step {i}/8', flush=True); time.sleep(0.1)"
+    run_stages([_stage(tmp_path, "slow", code=code)], jobs=1, force=False, env={}, cwd=tmp_path,
+               logs=tmp_path / "logs", record_path=tmp_path / "stages.json", root=tmp_path, heartbeat=0.3)
+    beats = [ln for ln in capsys.readouterr().out.splitlines() if ": running " in ln]
+    assert beats and all("slow" in ln for ln in beats)
+    assert any("step " in ln for ln in beats)  # the stage's own latest line rides along
+
+
 def test_critical_path_of_the_plan():
     longest = critical_path(_plan())
     # every stage's chain is at least as long as that of any stage waiting on it
