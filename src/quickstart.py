@@ -261,7 +261,7 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
                 elif st.resume is not None and st.resume.exists():
                     argv.append("--is_continue")
                 log = logs / f"{st.name.replace(':', '_')}.log"
-                fh = open(log, "w")
+                fh = open(log, "w")  # noqa: SIM115 - handed to the child process, closed right after Popen
                 fh.write(f"$ {st.command()}\n")
                 fh.flush()
                 proc = subprocess.Popen(argv, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -33,7 +33,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     if env:
         e.update(env)
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd or REPO, env=e, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_atomic_write_killed_midway_keeps_old_file(tmp_path):
                 fh.flush()
                 os.kill(os.getpid(), 9)
     """)
-    proc = subprocess.run([sys.executable, "-c", code])
+    proc = subprocess.run([sys.executable, "-c", code], check=False)
     assert proc.returncode == -signal.SIGKILL
     assert target.read_text() == "old"
 
@@ -67,6 +67,6 @@ def test_torch_load_errors(tmp_path):
 def test_cli_output_piped_into_a_closed_reader_is_quiet():
     """`python -m src.quickstart --list | head -1`: the reader leaves early; no error line, no traceback."""
     r = subprocess.run(f"{sys.executable} -m src.quickstart --list --dataset_dir /nonexistent_hmu | head -1",
-                       shell=True, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                       shell=True, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)), check=False)
     assert r.stdout.count("\n") == 1 and r.stdout.startswith("todo")
     assert "error" not in r.stderr and "Traceback" not in r.stderr

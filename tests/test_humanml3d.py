@@ -91,7 +91,7 @@ def test_reads_released_files(fixtures, tmp_path):
     m = d.motion("012314")
     assert m.shape == np.load(src / "new_joint_vecs" / "012314.npy").shape
     assert d.joints("012314").shape[1:] == (SPEC.joints_num, 3)
-    mean, std = d.mean_std()
+    mean, _std = d.mean_std()
     assert mean.shape == (m.shape[1],)
     assert len(read_split(root / "all.txt")) == len((src / "all.txt").read_text().split())
     with pytest.raises(HmuError, match="has no file"):  # only one motion of the released split is here

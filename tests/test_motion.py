@@ -1,6 +1,8 @@
 """Motion features <-> joints: parity with upstream's released files and round-trip / invariance properties."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -47,7 +49,7 @@ def test_feature_layout_matches_spec(hml):
     assert feature_dim(hml["joints_num"]) == SPEC.dim_pose == hml["feats"].shape[-1]
     sl = list(feature_slices(SPEC.joints_num).values())
     assert sl[0].start == 0 and sl[-1].stop == SPEC.dim_pose
-    assert all(a.stop == b.start for a, b in zip(sl[:-1], sl[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(sl))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -180,7 +182,7 @@ def test_released_std_has_our_groups(hml):
     groups = list(feature_slices(hml["joints_num"]).values())
     for sl in groups:
         assert np.ptp(std[sl]) == 0
-    for a, b in zip(groups[:-1], groups[1:]):
+    for a, b in itertools.pairwise(groups):
         assert std[a.stop - 1] != std[b.start]
 
 

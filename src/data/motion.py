@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,7 @@ class SkeletonDef:
     def parents(self) -> tuple[int, ...]:
         par = [-1] * self.joints_num
         for chain in self.kinematic_chain:
-            for a, b in zip(chain[:-1], chain[1:]):
+            for a, b in pairwise(chain):
                 par[b] = a
         return tuple(par)
 

@@ -141,8 +141,8 @@ class EvaluatorConfig:
         from src.data.spec import get_spec
 
         s = get_spec(dataset_name)
-        base = dict(dim_pose=s.dim_pose, unit_length=s.unit_length, max_motion_length=s.max_motion_length,
-                    max_text_len=s.max_text_len)
+        base = {"dim_pose": s.dim_pose, "unit_length": s.unit_length, "max_motion_length": s.max_motion_length,
+                "max_text_len": s.max_text_len}
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, int]:

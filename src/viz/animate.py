@@ -35,7 +35,7 @@ def ffmpeg_exe() -> str | None:
 
 def _even(n: float) -> int:
     """Round up to an even pixel count (yuv420p needs even sizes)."""
-    n = int(round(n))
+    n = round(n)
     return n + (n % 2)
 
 
@@ -193,7 +193,7 @@ def _write_gif(path: Path, frames: Iterator, *, fps: float) -> None:
     # identical consecutive frames are merged by Pillow (their durations add up)
     imgs = [Image.fromarray(f).quantize(colors=128, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
             for f in frames]
-    imgs[0].save(path, format="GIF", save_all=True, append_images=imgs[1:], duration=int(round(1000 / fps)), loop=0,
+    imgs[0].save(path, format="GIF", save_all=True, append_images=imgs[1:], duration=round(1000 / fps), loop=0,
                  disposal=1)
 
 
