@@ -3,8 +3,8 @@
     python bench/eval.py [--repeats 20] [--concept violence]
 
 Both sides use the same evaluator, the same data and the same fake generator (ground truth + Gaussian noise, so the
-generation cost is negligible and equal). The upstream-style loop does what hmu's ``eval_t2m_unlearn`` does: load the
-word vectors once per call, then per repeat vectorise every caption token by token (the dataset's ``__getitem__``),
+generation cost is negligible and equal). The upstream-style loop does what hmu's ``eval_t2m_unlearn`` does: per repeat, load the
+word vectors, vectorise every caption token by token (the dataset's ``__getitem__``),
 re-encode the ground-truth motions (zero-padded to 196 frames) and captions in batches of 32, encode the generated
 motions the same way, and compute FID with scipy's ``sqrtm``. Ours encodes the ground truth once (cache; cold = first
 call of the process including that encoding and the vocabulary load), the generated motions with the movement
@@ -59,12 +59,18 @@ def fake_generator(eval_sets, scale: float = 0.1):
 
 
 def upstream_style(generate, es, ev: T2MEvaluator, glove: Path, *, repeats: int, seed: int) -> list[dict]:
-    """hmu-style: per repeat, vocabulary reload, per-token vectorising, GT re-encoded in batches of 32 (drop_last)."""
+    """hmu-style: per repeat, vocabulary reload, per-token vectorising, GT re-encoded in batches of 32 (drop_last).
+
+    As Mamiglia/hmu ``src/eval/t2m_unlearn.py`` + ``eval_fn_t2m.py``: the loader (built once per command) yields
+    batches of 32; for each, the generated motions go through ``get_motion_embeddings`` and the ground truth through
+    ``get_co_embeddings`` (text and motion), every repeat.
+    """
     model, cfg = ev.model, ev.model.config
     out = []
     clear_cache()
-    words = load_word_vectorizer(glove, cache=False)              # upstream builds its loader (and vocab) per call
     for r in range(repeats):
+        # hmu's eval_t2m_unlearn (called once per repeat) builds its WordVectorizer each time
+        words = load_word_vectorizer(glove, cache=False)
         rng = np.random.default_rng([seed, r])
         perm = rng.permutation(len(es.items))
         gt_m, pred_m, text_e = [], [], []
