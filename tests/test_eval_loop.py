@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from src.common.errors import HmuError
 from src.data.humanml3d import Caption, HumanML3DFolder
 from src.data.word_vectorizer import WordVectorizer
 from src.eval import cache as eval_cache
@@ -353,3 +354,15 @@ def test_loop_fid_and_r_precision_equal_direct_metrics(tmp_path):
         assert res["metrics"]["FID"]["values"][r] == pytest.approx(M.fid(gt[perm], em), rel=1e-6)
         hits = M.batched_r_precision(text[:64], em[:64], batch_size=32)   # 70 items: two full batches of 32
         assert res["metrics"]["R_precision_top3"]["values"][r] == pytest.approx(hits[2], abs=1e-12)
+
+
+def test_settings_the_loop_refuses():
+    from src.eval.loop import MM_TIMES, check_settings
+
+    ok = {"repeats": 1, "mm": True, "mm_prompts": 1, "mm_generations": MM_TIMES + 1}
+    check_settings(**ok)
+    for bad, flag in (({"mm_generations": MM_TIMES}, "--mm_generations"), ({"mm_prompts": 0}, "--mm_prompts"),
+                      ({"repeats": 0}, "--repeat_times"), ({"mm_safe": "other"}, "--mm_safe")):
+        with pytest.raises(HmuError, match=flag):
+            check_settings(**{**ok, **bad})
+    check_settings(**{**ok, "mm": False, "mm_generations": 0, "mm_prompts": 0})  # MultiModality off: not checked

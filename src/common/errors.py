@@ -38,7 +38,7 @@ def cli(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[
             except OSError:
                 pass
             return 141
-        except Exception as exc:
+        except Exception as exc:  # the CLI boundary: every other error becomes one line
             if os.environ.get("HMU_DEBUG"):
                 raise
             print(f"error: {one_line(exc)}", file=sys.stderr)

@@ -411,8 +411,25 @@ def _mask_tokens(tokens: Sequence[str], terms: Sequence[str], max_text_len: int)
     return M.mask_toxic_words(wrapped, terms)
 
 
+MM_TIMES = 10  # MultiModality pairs of distinct generations per prompt, fixed as upstream has it
+
+
+def check_settings(*, repeats: int, mm: bool, mm_prompts: int, mm_generations: int, mm_times: int = MM_TIMES,
+                   mm_safe: str = "default") -> None:
+    """Settings :func:`evaluate` refuses (one-line HmuError). CLIs call it on their flags before loading anything."""
+    if repeats < 1:
+        raise HmuError(f"--repeat_times must be >= 1, got {repeats}")
+    if mm_safe not in ("default", "upstream"):
+        raise HmuError(f"--mm_safe must be 'default' or 'upstream', got {mm_safe!r}")
+    if mm and mm_generations <= mm_times:
+        raise HmuError(f"--mm_generations must be more than {mm_times} (MultiModality draws {mm_times} pairs of "
+                       f"distinct generations per prompt), got {mm_generations}; or pass --no_mm")
+    if mm and mm_prompts < 1:
+        raise HmuError(f"--mm_prompts must be >= 1, got {mm_prompts}")
+
+
 def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *, repeats: int, seed: int,
-             mm: bool = True, mm_prompts: int = 16, mm_generations: int = 30, mm_times: int = 10,
+             mm: bool = True, mm_prompts: int = 16, mm_generations: int = 30, mm_times: int = MM_TIMES,
              mm_safe_terms: Sequence[str] | None = None, mm_safe: str = "default", leakage: LeakageFn | None = None,
              batch_size: int = 32, gen_batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
              progress: bool = True) -> dict[str, Any]:
@@ -424,12 +441,8 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
 
     from src.eval.cache import gt_embeddings
 
-    if repeats < 1:
-        raise HmuError(f"--repeat_times must be >= 1, got {repeats}")
-    if mm_safe not in ("default", "upstream"):
-        raise HmuError(f"--mm_safe must be 'default' or 'upstream', got {mm_safe!r}")
-    if mm and mm_generations <= mm_times:
-        raise HmuError(f"MultiModality needs more than {mm_times} generations per prompt, got {mm_generations}")
+    check_settings(repeats=repeats, mm=mm, mm_prompts=mm_prompts, mm_generations=mm_generations, mm_times=mm_times,
+                   mm_safe=mm_safe)
     t_start = time.perf_counter()
     t_gen = 0.0
     N = len(eval_set)

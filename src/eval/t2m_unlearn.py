@@ -111,18 +111,12 @@ def default_run_name(args) -> str:
     return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{args.concept}_s{args.seed}"
 
 
-MM_TIMES = 10  # MultiModality pairs per prompt, fixed as upstream has it
-
-
 def check_args(args: argparse.Namespace) -> None:
-    """Flag values that would fail later, refused before any work (one-line HmuError)."""
-    if args.repeat_times < 1:
-        raise HmuError(f"--repeat_times must be >= 1, got {args.repeat_times}")
-    if not args.no_mm and args.mm_generations <= MM_TIMES:
-        raise HmuError(f"--mm_generations must be more than {MM_TIMES} (MultiModality draws {MM_TIMES} pairs of "
-                       f"distinct generations per prompt), got {args.mm_generations}; or pass --no_mm")
-    if not args.no_mm and args.mm_prompts < 1:
-        raise HmuError(f"--mm_prompts must be >= 1, got {args.mm_prompts}")
+    """Flag values the evaluation loop would refuse, refused before any model is loaded (one-line HmuError)."""
+    from src.eval.loop import check_settings
+
+    check_settings(repeats=args.repeat_times, mm=not args.no_mm, mm_prompts=args.mm_prompts,
+                   mm_generations=args.mm_generations, mm_safe=args.mm_safe)
 
 
 @cli
