@@ -197,25 +197,21 @@ def _select(stages: list[Stage], only: str) -> list[Stage]:
     return [st for st in stages if any(st.name.startswith(w) for w in wanted)]
 
 
-def _progress(path: Path, width: int = 100) -> str:
-    """The latest progress-bar state or log line of a stage's log (carriage returns separate bar updates)."""
+def _tail(path: Path, n: int = 15, *, max_bytes: int = 65536) -> str:
+    """The last ``n`` non-empty lines of a log (progress-bar carriage returns count as line breaks), read from its
+    last ``max_bytes`` only: progress bars make training logs long, and this runs every heartbeat."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
-            chunk = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    parts = [p.strip() for p in chunk.replace("\r", "\n").split("\n") if p.strip()]
-    return parts[-1][:width] if parts else ""
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    """The last ``n`` non-empty lines of a log (progress-bar carriage returns count as line breaks)."""
-    try:
-        lines = path.read_text(errors="replace").replace("\r", "\n").splitlines()
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
+            lines = fh.read().decode(errors="replace").replace("\r", "\n").splitlines()
     except OSError:
         return ""
     return "\n".join([ln for ln in lines if ln.strip()][-n:])
+
+
+def _progress(path: Path, width: int = 100) -> str:
+    """The latest progress-bar state or log line of a stage's log."""
+    return _tail(path, 1).strip()[:width]
 
 
 def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, str], cwd: Path, logs: Path,
