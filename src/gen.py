@@ -217,7 +217,7 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
 
     from src.common.paths import Paths
     from src.config import MaskTransConfig, VQConfig
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.checkpoint import (
         find_run_dir,
         load_len_estimator,
@@ -355,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     setup_logging()
     device = resolve_device(args.gpu_id, args.device)

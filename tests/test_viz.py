@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from src.common.errors import HmuError
-from src.data.spec import get_spec
+from src.common.datasets import get_spec
 from src.viz import animate, plots, skeleton
 from src.viz.skeleton import Camera, project, render_frame, save_png, t_pose
 

@@ -183,8 +183,3 @@ def read_prompts(path: str | os.PathLike, *, default_length: int = DEFAULT_LENGT
         if pr.length < 8:
             raise HmuError(f"prompt {i} of {p} asks for {pr.length} frames; at least 8 are needed")
     return out
-
-
-def crop_lengths(lengths: Sequence[int], *, unit_length: int, max_length: int) -> list[int]:
-    """Frames per prompt as the evaluation asks them: ``min(L, max) // unit * unit`` (at least one unit)."""
-    return [max(unit_length, min(int(n), max_length) // unit_length * unit_length) for n in lengths]

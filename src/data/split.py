@@ -79,7 +79,7 @@ def load_keyword_table(path: str | os.PathLike | None = None) -> dict:
 
 def forget_keywords(dataset_name: str, concept: str, *, table: Mapping | None = None) -> list[str]:
     """The ``forget_texts`` of ``concept`` for a dataset (name or alias); one-line HmuError listing the known ones."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     table = load_keyword_table() if table is None else table
     name = get_spec(dataset_name).name
@@ -259,7 +259,7 @@ Refiner = Callable[[str, KeywordSplit], KeywordSplit]
 def make_tmr_refiner(options: TMRRefineOptions, *, dataset_name: str, concept: str, root: Path,
                      keywords: Sequence[str], match: str, paths) -> Refiner:
     """Build the TMR refinement ``(split_name, naive_split) -> refined_split``; called before any file is written."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.data.tmr_split import build_refiner
     from src.train.tmr import tmr_run_dir
 
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
     from src.common.paths import Paths
     from src.data.humanml3d import read_split
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     dataset_name = _pick(args.dataset_name, args.pos_dataset, "dataset") or "synth"
     concept = _pick(args.concept, args.pos_concept, "concept")

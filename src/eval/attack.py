@@ -192,7 +192,7 @@ def _read_json(path: Path, what: str):
 
 
 def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> list:
-    from src.attacks.common import Prompt, crop_lengths
+    from src.attacks.common import Prompt
 
     out = []
     for i, o in enumerate(objs):
@@ -200,7 +200,7 @@ def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> l
             raise HmuError(f"{where} [{i}] lacks text/length")
         if concept is not None and concept not in (o.get("concepts") or ()):
             continue
-        n = crop_lengths([o["length"]], unit_length=spec.unit_length, max_length=spec.max_motion_length)[0]
+        n = spec.crop_length(o["length"], at_least_one_unit=True)
         out.append(Prompt(o["text"], n, o.get("action"), tuple(o.get("concepts") or ()),
                           tuple(o.get("segments") or ())))
     return out
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"--prompts file not found: {args.prompts}")
 
     from src.common.paths import Paths
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.eval.results import metrics_path
 
     spec = get_spec(args.dataset_name)
@@ -287,7 +287,7 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     import torch
 
     from src.attacks.adversarial import adversarial_attack
-    from src.attacks.common import ClassifierJudge, crop_lengths, seed_int
+    from src.attacks.common import ClassifierJudge, seed_int
     from src.attacks.compositional import compositional_attack
     from src.attacks.implicit import implicit_attack
     from src.attacks.inversion import cond_space, inversion_attack, pool_inversion, word_space
@@ -308,9 +308,8 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     if user_prompts:
         from src.attacks.common import Prompt
 
-        user_prompts = [Prompt(p.text, n, p.action, p.concepts, p.segments) for p, n in
-                        zip(user_prompts, crop_lengths([p.length for p in user_prompts], unit_length=spec.unit_length,
-                                                       max_length=spec.max_motion_length))]
+        user_prompts = [Prompt(p.text, spec.crop_length(p.length, at_least_one_unit=True), p.action, p.concepts,
+                               p.segments) for p in user_prompts]
     folder = HumanML3DFolder(root)
     rng = np.random.default_rng([args.seed, 11])
     f_ids = forget_train_ids(root, labels, args.concept)

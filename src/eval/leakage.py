@@ -30,7 +30,7 @@ CLASSIFIER_FILE = "classifier.tar"
 
 def classifier_path(checkpoints_dir: str | os.PathLike, dataset_name: str) -> Path:
     """``<checkpoints>/<dataset>/action_classifier/model/classifier.tar``."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     return Path(checkpoints_dir) / get_spec(dataset_name).name / CLASSIFIER_FOLDER / "model" / CLASSIFIER_FILE
 

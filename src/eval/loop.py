@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from src.common.datasets import crop_length
 from src.common.errors import HmuError
 from src.eval import metrics as M
 
@@ -106,11 +107,6 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-def crop_length(n_frames: int, *, unit_length: int, max_motion_length: int) -> int:
-    """Frames kept of an ``n_frames`` motion: ``min(n, max) // unit * unit`` (see the module docstring)."""
-    return min(int(n_frames), int(max_motion_length)) // unit_length * unit_length
 
 
 def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[str], *, name: str | None = None,

@@ -105,7 +105,7 @@ def _implicit_prompts(root: Path, concept: str) -> list[dict] | None:
 
 
 def default_run_name(args) -> str:
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     family = "bamm_" if getattr(args, "model", None) == "bamm" else ""
     return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{args.concept}_s{args.seed}"
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.device import resolve_device
     from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.paths import Paths
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.eval.leakage import LeakageProbe, classifier_path
     from src.eval.loop import T2MEvaluator, evaluate, load_eval_set, prompt_set
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics

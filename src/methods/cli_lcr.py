@@ -86,7 +86,7 @@ def run_lcr(args, *, paths, device) -> dict:
     import torch
 
     from src.data.humanml3d import HumanML3DFolder, read_split
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.data.split import forget_keywords
     from src.methods.collect import CropSettings, collect_codes, default_cache_dir
     from src.methods.io import edit_meta, output_dir, write_run

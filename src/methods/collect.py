@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.common.datasets import crop_length
 from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class CropSettings:
 def crop_windows(length: int, *, motion_key: str, settings: CropSettings) -> list[tuple[int, int]]:
     """``[(start, n_frames), ...]`` of the crops of one motion of ``length`` frames (empty if shorter than a unit)."""
     unit = settings.unit_length
-    full = min(length, settings.max_motion_length) // unit * unit
+    full = crop_length(length, unit_length=unit, max_motion_length=settings.max_motion_length)
     if full < unit:
         return []
     if settings.n_crops == 1:
@@ -275,6 +276,6 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
 
 def default_cache_dir(paths, dataset_name: str) -> Path:
     """``checkpoints/<dataset>/cache/lcr_codes`` (beside the runs, never inside one)."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     return Path(paths.checkpoints_dir) / get_spec(dataset_name).ckpt_folders[0] / "cache" / "lcr_codes"

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     """The CLI calls in order: [(module, argv), ...] (pure; tested)."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     ds = get_spec(args.dataset).name
     if args.model != "momask" and args.method in ("finetune", "retrain"):

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.data.split import forget_keywords, split_paths
 
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)

@@ -62,14 +62,14 @@ def run_dir(paths, dataset_name: str, name: str) -> Path:
         return Path(paths.run_dir(dataset_name, name))
     except AttributeError:
         # Paths.run_dir asks DatasetSpec for `ckpt_folder`, which the spec table names `ckpt_folders`
-        from src.data.spec import get_spec
+        from src.common.datasets import get_spec
 
         return Path(paths.checkpoints_dir) / get_spec(dataset_name).ckpt_folders[0] / name
 
 
 def run_dir_candidates(paths, dataset_name: str, name: str) -> list[Path]:
     """Every folder that may hold run ``name``: ours first, then upstream's alias (``t2m``)."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     spec = get_spec(dataset_name)
     first = run_dir(paths, dataset_name, name)

@@ -87,12 +87,6 @@ class Prompt:
     kind: str = ""   # forget / retain / compositional / file
 
 
-def fit_length(length: int, *, unit_length: int, max_length: int) -> int:
-    """Clamp to [unit_length, max_length] and round down to a multiple of unit_length (the VQ's temporal stride)."""
-    n = max(unit_length, min(int(length), max_length))
-    return n // unit_length * unit_length
-
-
 def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
     """One prompt per line, optionally ``text#length`` (frames); blank lines and lines starting with '#' are skipped."""
     p = Path(path)
@@ -125,7 +119,7 @@ def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
 def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: int = 2, n_retain: int = 2,
                     n_comp: int = 1) -> list[Prompt]:
     """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json, else the built-in ones."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     if dataset_dir is not None:
         try:
@@ -201,7 +195,7 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
 
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.viz.animate import save_comparison, save_still
 
     loader = loader or load_method_generator
@@ -226,7 +220,7 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
         still_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for k, pr in enumerate(tqdm(prompts, desc="animations", unit="prompt", disable=not progress)):
-        length = fit_length(pr.length, unit_length=spec.unit_length, max_length=spec.max_motion_length)
+        length = spec.crop_length(pr.length, at_least_one_unit=True)
         motions = {}
         for label, gen in gens.items():
             try:

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.common.seed import fix_seed
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.classifier import ActionClassifier, ActionClassifierConfig
     from src.train.engine import TrainSpec, train
 

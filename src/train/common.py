@@ -164,7 +164,7 @@ def setup(args: argparse.Namespace):
 def open_folder(paths, dataset_name: str):
     """The dataset folder reader (HumanML3D layout) for ``dataset_name``."""
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     spec = get_spec(dataset_name)
     root = paths.data_root(dataset_name)
@@ -191,7 +191,7 @@ def epoch_order(n: int, *, batch_size: int, seed: int, epoch: int, drop_last: bo
 def t2m_dataset(folder, split: str, *, mean, std, cfg, seed: int):
     """Text2MotionDataset over ``split`` with the config's lengths."""
     from src.data.datasets import Text2MotionDataset
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     spec = get_spec(cfg.dataset_name)
     return Text2MotionDataset(folder, split, mean=mean, std=std, max_motion_length=cfg.max_motion_length,

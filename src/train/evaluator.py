@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.seed import fix_seed
     from src.config.opt_txt import format_opt_text
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.data.word_vectorizer import load_word_vectorizer
     from src.eval import metrics as M
     from src.models.evaluator import Evaluator, EvaluatorConfig
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec.name, dim_pose=int(mean.shape[0]), dim_word=words.dim_word, dim_text_hidden=args.dim_text_hidden,
         dim_coemb_hidden=args.dim_coemb_hidden, dim_motion_hidden=args.dim_motion_hidden,
         dim_movement_enc_hidden=args.dim_movement_enc_hidden, dim_movement_latent=args.dim_movement_latent)
-    unit, max_len = config.unit_length, config.max_motion_length
+    unit = config.unit_length
 
     def load(split: str):
         data = []
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = []
             for i in perm[s:s + args.batch_size]:
                 m, caps = train_data[i]
-                n = min(len(m), max_len) // unit * unit
+                n = spec.crop_length(len(m))
                 start = int(rng.integers(0, len(m) - n + 1))
                 rows.append((m[start:start + n], caps[int(rng.integers(len(caps)))]))
             if len(rows) >= 2:
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loss_neg = contrastive_loss(text, mot[neg], torch.ones(B, device=mot.device), args.margin)
         return {"loss": loss_pos + loss_neg, "loss_pos": loss_pos, "loss_neg": loss_neg}
 
-    val_rows = [(m[:min(len(m), max_len) // unit * unit], caps[0]) for m, caps in val_data]
+    val_rows = [(m[:spec.crop_length(len(m))], caps[0]) for m, caps in val_data]
 
     def validate():
         hits, n, dist = np.zeros(3), 0, []

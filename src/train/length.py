@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.io import atomic_torch_save, torch_load
     from src.common.seed import fix_seed
     from src.config import LenEstConfig
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.momask import build_len_estimator
     from src.train import common
     from src.train.engine import TrainSpec, train

@@ -242,7 +242,7 @@ def save_run_weights(model, run_dir: Path) -> Path:
 def tmr_run_dir(paths, dataset_name: str, name: str, *, existing: bool = False) -> Path:
     """``checkpoints/<dataset>/<name>``; with ``existing``, the first of the dataset's checkpoint folders (ours, then
     upstream's alias such as ``t2m``) that holds the run, else ours."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     # Paths.run_dir asks the spec for `ckpt_folder`; the spec table names it `ckpt_folders` (reported to the lead).
     cands = [Path(paths.checkpoints_dir) / f / name for f in get_spec(dataset_name).ckpt_folders]
@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.seed import fix_seed
     from src.data.datasets import Text2MotionDataset
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.tmr.model import TMR
     from src.train.engine import TrainSpec, train
 

@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.seed import fix_seed
     from src.config import VQConfig
     from src.data.datasets import MotionWindowDataset
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.momask import build_vq
     from src.train import common
     from src.train.engine import TrainSpec, train

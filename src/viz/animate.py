@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.logging import setup_logging
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     setup_logging()
     spec = get_spec(args.dataset_name)
