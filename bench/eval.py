@@ -36,7 +36,9 @@ from src.common.paths import Paths
 from src.data.word_vectorizer import clear_cache, load_word_vectorizer
 from src.eval import cache as eval_cache
 from src.eval import metrics as M
-from src.eval.loop import T2MEvaluator, evaluate, load_eval_set
+from src.eval.loop import evaluate
+from src.eval.sets import load_eval_set
+from src.eval.t2m_evaluator import T2MEvaluator
 from src.models.evaluator import Evaluator, EvaluatorConfig
 
 

@@ -295,7 +295,7 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     from src.common.device import resolve_device
     from src.data.humanml3d import HumanML3DFolder
     from src.eval.leakage import classifier_path
-    from src.eval.loop import T2MEvaluator
+    from src.eval.t2m_evaluator import T2MEvaluator
 
     device = resolve_device(args.gpu_id, args.device)
     clf_path = Path(args.classifier) if args.classifier else classifier_path(paths.checkpoints_dir, spec.name)

@@ -130,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.common.datasets import get_spec
     from src.eval.leakage import LeakageProbe, classifier_path
-    from src.eval.loop import T2MEvaluator, evaluate, load_eval_set, prompt_set
+    from src.eval.loop import evaluate
+    from src.eval.sets import load_eval_set, prompt_set
+    from src.eval.t2m_evaluator import T2MEvaluator
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
 
     spec = get_spec(args.dataset_name)
