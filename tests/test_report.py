@@ -351,10 +351,10 @@ def test_unloadable_checkpoints_skip_panels_not_the_report(tmp_path):
 
 
 def test_report_includes_attack_tables(run):
-    """An attacks.json next to the metrics (python -m src.eval.attack) shows up as its own section."""
+    """An attacks.json next to the metrics (python -m src.attacks) shows up as its own section."""
     import json
 
-    from src.eval.attack import ATTACKS_FILE
+    from src.attacks.record import ATTACKS_FILE
     from src.report import make_report
 
     leak = {"mean": 0.25, "wilson": [0.1, 0.4], "decisions": 20, "n": 10}
