@@ -266,7 +266,7 @@ def test_videos_with_fake_generator(tmp_path, monkeypatch, gif):
     monkeypatch.setattr(media, "load_method_generator", fake_loader)
     monkeypatch.setattr(media, "write_plots", lambda *a, **k: [])
     if not gif:
-        from src.viz.animate import ffmpeg_exe
+        from src.viz.compare import ffmpeg_exe
 
         if ffmpeg_exe() is None:
             pytest.skip("imageio-ffmpeg's ffmpeg is not installed")
@@ -324,11 +324,11 @@ def test_help_is_instant(cli):
 
 
 def test_generator_rebuilt_from_metrics_json(run, monkeypatch):
-    """The model block and config of metrics.json reach src.gen.load_generator as its keyword arguments."""
-    import src.gen
+    """The model block and config of metrics.json reach src.gen.generate.load_generator as its keyword arguments."""
+    import src.gen.generate
 
     seen = {}
-    monkeypatch.setattr(src.gen, "load_generator", lambda **kw: seen.update(kw) or "gen")
+    monkeypatch.setattr(src.gen.generate, "load_generator", lambda **kw: seen.update(kw) or "gen")
     rec = next(r for r in load_run(run) if r.method == "lcr")
     rec.raw["config"].update(checkpoints_dir="/ck", time_steps=10)
     assert media.load_method_generator(rec, device="cpu") == "gen"

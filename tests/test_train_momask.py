@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CLIS = ("src.train.vq", "src.train.mask", "src.train.residual", "src.train.length", "src.gen")
+CLIS = ("src.train.vq", "src.train.mask", "src.train.residual", "src.train.length", "src.gen.__main__")
 WORDS = ["a", "person", "walks", "kicks", "waves", "jumps", "forward", "slowly", "and", "then"]
 
 

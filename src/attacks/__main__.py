@@ -143,13 +143,13 @@ def parse_attacks(text: str) -> list[str]:
 
 
 def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: dict, clip_path: str | None = None):
-    """A :class:`src.attacks.target.MoMaskTarget` around ``src.gen.load_generator`` (strict loads, no fall-back)."""
+    """A :class:`src.attacks.target.MoMaskTarget` around ``src.gen.generate.load_generator`` (strict loads, no fall-back)."""
     from src.attacks.target import MoMaskTarget
 
     try:
-        from src.gen import load_generator
+        from src.gen.generate import load_generator
     except ImportError as exc:
-        raise HmuError(f"generation is not available: src/gen.py with load_generator() is missing ({exc})") from None
+        raise HmuError(f"generation is not available: src/gen/generate.py with load_generator() is missing ({exc})") from None
     gen = load_generator(dataset_name=dataset_name, name=spec.name, res_name=spec.res_name, vq_name=spec.vq_name,
                          checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                          glove_dir=paths.glove(dataset_name), ckpt=spec.ckpt, res_ckpt=spec.res_ckpt, device=device,

@@ -6,7 +6,7 @@ Generation interface
     ``generate(captions: list[str], lengths: list[int], *, generator: torch.Generator) -> list[np.ndarray]``: one RAW
     (un-normalised) feature array (T_i, dim_pose) per caption. Lengths are in frames. The loop calls it in chunks of
     ``gen_batch_size`` with a ``torch.Generator`` seeded from ``(seed, repeat)``. An object with such a ``generate``
-    method (src.gen.MotionGenerator) is accepted as well.
+    method (src.gen.generate.MotionGenerator) is accepted as well.
 
 Evaluation sets are :mod:`src.eval.sets` (a split's motions, or prompts only); the evaluator is
 :class:`src.eval.t2m_evaluator.T2MEvaluator`; the summaries are :func:`src.eval.metrics.summarize` and
@@ -76,7 +76,7 @@ def _torch_generator(seed: int, repeat: int, stream: int = 0):
 def _generate(generate: GenerateFn, captions: list[str], lengths: list[int], *, generator, chunk: int,
               dim_pose: int, unit_length: int) -> list[np.ndarray]:
     out: list[np.ndarray] = []
-    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.MotionGenerator) or a plain function
+    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.generate.MotionGenerator) or a plain function
     for s in range(0, len(captions), chunk):
         res = list(fn(captions[s:s + chunk], lengths[s:s + chunk], generator=generator))
         if len(res) != len(captions[s:s + chunk]):

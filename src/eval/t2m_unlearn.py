@@ -73,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_generator(**kwargs):
-    """The generator factory of src/gen.py, imported here and only here (the one integration point)."""
+    """The generator factory of src/gen/generate.py, imported here and only here (the one integration point)."""
     try:
-        from src.gen import load_generator as _load
+        from src.gen.generate import load_generator as _load
     except ImportError as exc:
-        raise HmuError(f"generation is not available: src/gen.py with load_generator() is missing ({exc})") from None
+        raise HmuError(f"generation is not available: src/gen/generate.py with load_generator() is missing ({exc})") from None
     return _load(**kwargs)
 
 

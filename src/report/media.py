@@ -1,7 +1,7 @@
 """The report's pictures: metric bars and the leakage/quality trade-off (PNG), and before/after stick-figure videos.
 
 Videos rebuild each method's generator from what its metrics.json records (``model``: run names, checkpoint; ``config``:
-guidance scale, mask-predict steps, folders) through :func:`src.gen.load_generator`, the same factory the evaluation
+guidance scale, mask-predict steps, folders) through :func:`src.gen.generate.load_generator`, the same factory the evaluation
 used. A method whose checkpoint cannot be loaded, or whose generation fails, loses its panel with a warning; the
 report goes on.
 """
@@ -151,16 +151,16 @@ GenerateFn = Callable[..., Sequence[Any]]
 
 
 def load_method_generator(record: MethodResult, *, device) -> GenerateFn:
-    """Rebuild the generator that produced ``record``: :func:`src.gen.load_generator` with the run names and checkpoint
+    """Rebuild the generator that produced ``record``: :func:`src.gen.generate.load_generator` with the run names and checkpoint
     of its ``model`` block and the folders and sampling flags of its ``config`` (as the evaluation passed them)."""
     model = record.model_info
     cfg = record.raw.get("config") if isinstance(record.raw.get("config"), Mapping) else {}
     if not model.get("name"):
         raise HmuError(f"{record.source}: no model.name recorded; cannot rebuild its generator")
     try:
-        from src.gen import load_generator
+        from src.gen.generate import load_generator
     except ImportError as exc:
-        raise HmuError(f"generation is not available (src/gen.py: {exc})") from None
+        raise HmuError(f"generation is not available (src/gen/generate.py: {exc})") from None
     kw: dict[str, Any] = {k: cfg[k] for k in ("checkpoints_dir", "dataset_dir", "glove_dir", "cond_scale",
                                                 "time_steps") if cfg.get(k) is not None}
     kw.update({k: model[k] for k in ("res_name", "vq_name", "ckpt", "res_ckpt", "len_name") if model.get(k)})
@@ -196,7 +196,7 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
     from src.common.datasets import get_spec
-    from src.viz.animate import save_comparison, save_still
+    from src.viz.compare import save_comparison, save_still
 
     loader = loader or load_method_generator
     notes: list[str] = []

@@ -6,7 +6,7 @@ The data, text features, optimiser, engine and file layout are the masked transf
 END, random known tokens, random-code corruption). Residual layers come from a MoMask residual transformer trained on
 the same VQ, as upstream BAMM does. Files: ``latest.tar`` / ``net_best_acc.tar`` / ``net_best_fid.tar`` with the
 ``t2m_transformer`` entry, and an ``opt.txt`` with upstream's ``trans`` option plus ``model_family: bamm`` (hmu-only),
-which is what :func:`src.gen.load_generator` reads to pick the generator.
+which is what :func:`src.gen.generate.load_generator` reads to pick the generator.
 """
 from __future__ import annotations
 
