@@ -139,7 +139,7 @@ def main() -> int:
         splits = {"forget": forget_p, "retain": retain_p}
     else:
         from src.data.humanml3d import read_split as read_id_list
-        from src.data.split import forget_keywords, keyword_split
+        from src.data.keywords import forget_keywords, keyword_split
 
         ks = keyword_split(read_id_list(root / "test.txt"), root / "texts", forget_keywords("synth", args.concept))
         splits = {"forget": ks.forget, "retain": ks.retain}

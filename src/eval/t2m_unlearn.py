@@ -82,7 +82,7 @@ def load_generator(**kwargs):
 
 
 def _split_files(root: Path, main_split: str, concept: str) -> tuple[Path, Path]:
-    from src.data.split import split_paths
+    from src.data.keywords import split_paths
 
     forget, retain = split_paths(root, main_split, concept)
     for p in (forget, retain):
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"dataset folder not found: {root}")
     forget_p, retain_p = _split_files(root, args.main_split, args.concept)
     if args.toxic_terms is None:
-        from src.data.split import forget_keywords
+        from src.data.keywords import forget_keywords
 
         args.toxic_terms = forget_keywords(spec.name, args.concept)
     evaluator = T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name=spec.name,

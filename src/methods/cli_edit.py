@@ -106,7 +106,7 @@ def text_embeddings(paths, cfg, args, texts: Sequence[str], device):
 def run_edit(method: str, args, *, paths, device) -> dict:
     """UCE or RECE on the source transformers of ``args``; writes the new runs and returns a summary."""
     from src.common.datasets import get_spec
-    from src.data.split import forget_keywords
+    from src.data.keywords import forget_keywords
     from src.methods.common import find_cond_emb
     from src.methods.io import edit_meta, model_checkpoint, output_dir, write_run
 

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def split_files(root: Path, args) -> tuple[Path, Path]:
-    from src.data.split import split_paths
+    from src.data.keywords import split_paths
 
     forget, retain = split_paths(root, args.main_split, args.concept)
     if args.forget_split:
@@ -87,7 +87,7 @@ def run_lcr(args, *, paths, device) -> dict:
 
     from src.data.humanml3d import HumanML3DFolder, read_split
     from src.common.datasets import get_spec
-    from src.data.split import forget_keywords
+    from src.data.keywords import forget_keywords
     from src.methods.collect import CropSettings, collect_codes, default_cache_dir
     from src.methods.io import edit_meta, output_dir, write_run
     from src.methods.lcr import lcr_checkpoint, replace_codes, select_codes

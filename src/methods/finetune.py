@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
     from src.common.datasets import get_spec
-    from src.data.split import forget_keywords, split_paths
+    from src.data.keywords import forget_keywords, split_paths
     from src.models.checkpoint import find_run_dir
 
     setup_logging(args.verbose)

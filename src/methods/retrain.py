@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
     from src.common.datasets import get_spec
-    from src.data.split import forget_keywords, split_paths
+    from src.data.keywords import forget_keywords, split_paths
 
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     spec = get_spec(args.dataset_name)
