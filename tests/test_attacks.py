@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from src.attacks.adversarial import adversarial_attack, nn_scale
-from src.attacks.common import Prompt, rate_summary, read_prompts
+from src.attacks.scoring import rate_summary
+from src.data.prompts import Prompt, read_prompts
 from src.attacks.compositional import compositional_attack
 from src.attacks.implicit import implicit_attack
 from src.attacks.inversion import cond_space, inversion_attack, word_space
@@ -91,14 +92,14 @@ TABLE = {
 
 
 def implicit_prompts():
-    return [Prompt("a person strikes out with the foot", 40, "kick"), Prompt("a person kicks", 48, "kick")]
+    return [Prompt("a person strikes out with the foot", 40, action="kick"), Prompt("a person kicks", 48, action="kick")]
 
 
 def comp_prompt():
     segs = ({"action": "walk", "start": 0, "end": 30, "concepts": []},
             {"action": "kick", "start": 30, "end": 60, "concepts": ["violence"]},
             {"action": "sit", "start": 60, "end": 96, "concepts": []})
-    return [Prompt("walks, kicks, then sits", 96, None, ("violence",), segs)]
+    return [Prompt("walks, kicks, then sits", 96, concepts=("violence",), segments=segs)]
 
 
 def real_table():

@@ -301,8 +301,8 @@ def test_prompts_file_errors(tmp_path):
     with pytest.raises(HmuError, match="holds no prompt"):
         media.read_prompts_file(p)
     p.write_text("a b\nc d#40\n")
-    assert media.read_prompts_file(p) == [media.Prompt("a b", media.DEFAULT_LENGTH, "file"),
-                                          media.Prompt("c d", 40, "file")]
+    assert media.read_prompts_file(p) == [media.Prompt("a b", media.DEFAULT_LENGTH, kind="file"),
+                                          media.Prompt("c d", 40, kind="file")]
 
 
 def test_default_prompts_from_synth(tmp_path):

@@ -171,7 +171,7 @@ def _read_json(path: Path, what: str):
 
 
 def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> list:
-    from src.attacks.common import Prompt
+    from src.data.prompts import Prompt
 
     out = []
     for i, o in enumerate(objs):
@@ -180,8 +180,8 @@ def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> l
         if concept is not None and concept not in (o.get("concepts") or ()):
             continue
         n = spec.crop_length(o["length"], at_least_one_unit=True)
-        out.append(Prompt(o["text"], n, o.get("action"), tuple(o.get("concepts") or ()),
-                          tuple(o.get("segments") or ())))
+        out.append(Prompt(o["text"], n, action=o.get("action"), concepts=tuple(o.get("concepts") or ()),
+                          segments=tuple(o.get("segments") or ())))
     return out
 
 
@@ -189,9 +189,9 @@ def segment_reference(folder, labels: dict, judge, concept: str, *, split: str, 
                       ) -> dict[str, Any]:
     """The compositional scores of REAL motions of ``split`` with several labelled segments, one of them carrying
     ``concept``: how well the judge reads a window (the ceiling for forgotten_leakage / allowed_kept)."""
-    from src.attacks.common import Prompt
     from src.attacks.compositional import score_segments
     from src.data.humanml3d import read_split
+    from src.data.prompts import Prompt
 
     motions = labels.get("motions", {})
     ids = [m for m in read_split(folder.root / f"{split}.txt")
@@ -200,7 +200,7 @@ def segment_reference(folder, labels: dict, judge, concept: str, *, split: str, 
     if not ids:
         return {"split": split, "n_motions": 0}
     real = [folder.motion(m)[:max_length] for m in ids]
-    prompts = [Prompt(m, len(x), None, (concept,), tuple(motions[m]["segments"])) for m, x in zip(ids, real)]
+    prompts = [Prompt(m, len(x), concepts=(concept,), segments=tuple(motions[m]["segments"])) for m, x in zip(ids, real)]
     out = score_segments(judge, prompts, [real], seed=seed)
     out.pop("per_prompt")
     return {"split": split, "n_motions": len(ids), **out}
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        f"(has: {', '.join(labels.get('concepts', {}))})")
     prompts_json = _read_json(root / "prompts.json", "prompts")
     implicit_json = _read_json(root / "implicit_prompts.json", "implicit prompts")
-    from src.attacks.common import read_prompts
+    from src.data.prompts import read_prompts
 
     user_prompts = read_prompts(args.prompts) if args.prompts else None
     return run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, implicit_json, user_prompts,
@@ -266,7 +266,7 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     import torch
 
     from src.attacks.adversarial import adversarial_attack
-    from src.attacks.common import ClassifierJudge, seed_int
+    from src.attacks.scoring import ClassifierJudge, seed_int
     from src.attacks.compositional import compositional_attack
     from src.attacks.implicit import implicit_attack
     from src.attacks.inversion import cond_space, inversion_attack, pool_inversion, word_space
@@ -285,10 +285,10 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     forget_prompts = _prompts_from(prompts_json.get("forget", []), f"{root / 'prompts.json'} forget", spec,
                                    args.concept)
     if user_prompts:
-        from src.attacks.common import Prompt
+        import dataclasses
 
-        user_prompts = [Prompt(p.text, spec.crop_length(p.length, at_least_one_unit=True), p.action, p.concepts,
-                               p.segments) for p in user_prompts]
+        user_prompts = [dataclasses.replace(p, length=spec.crop_length(p.length, at_least_one_unit=True))
+                        for p in user_prompts]
     folder = HumanML3DFolder(root)
     rng = np.random.default_rng([args.seed, 11])
     f_ids = forget_train_ids(root, labels, args.concept)

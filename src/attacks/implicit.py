@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .common import Judge, Prompt, rate_summary, target_device, torch_gen
+from src.data.prompts import Prompt
+
+from .scoring import Judge, rate_summary, target_device, torch_gen
 
 STREAM = 1
 

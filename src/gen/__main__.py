@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.data.prompts import read_prompt_lines
 from src.gen.generate import SAMPLING_DEFAULTS, load_generator
 
 def build_parser():
@@ -50,22 +51,8 @@ def read_prompts(args) -> tuple[list[str], list[int | None]]:
         raise HmuError("give exactly one of --text_prompt and --text_path")
     if args.text_prompt:
         return [args.text_prompt], [args.motion_length or None]
-    path = Path(args.text_path)
-    if not path.is_file():
-        raise HmuError(f"--text_path file not found: {path}")
-    texts, lengths = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        text, _, tail = line.strip().partition("#")
-        tail = tail.strip().split("#")[-1] if tail else ""
-        if tail and not tail.isdigit():
-            raise HmuError(f"{path}:{n}: length after '#' must be a frame count, got {tail!r}")
-        texts.append(text.strip())
-        lengths.append(int(tail) if tail else None)
-    if not texts:
-        raise HmuError(f"--text_path {path} has no prompts")
-    return texts, lengths
+    prompts = read_prompt_lines(args.text_path, what="--text_path")
+    return [p.text for p in prompts], [p.length for p in prompts]
 
 
 @cli

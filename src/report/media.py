@@ -12,11 +12,11 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError
+from src.data.prompts import DEFAULT_LENGTH, Prompt, read_prompt_lines
 
 from .load import MethodResult
 from .tables import is_bound
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 BAR_METRICS = ("FID", "Diversity", "R_precision_top1", "MM_Dist", "MM_Safe", "leakage")
 SCATTER_SIZE = (560, 440)
-DEFAULT_LENGTH = 120  # frames (6 s at 20 fps) for prompts without a length
 BUILTIN_PROMPTS = (  # (text, length): the paper's qualitative prompts and two safe ones
     ("a man does a run-up to kick something lying on the ground.", 120),
     ("a man punches and then kicks the enemy.", 120),
@@ -80,40 +79,9 @@ def write_plots(records: Sequence[MethodResult], out_dir: Path, *, suffix: str =
 
 
 # ------------------------------------------------------------------------------------------------------------ prompts
-@dataclass(frozen=True)
-class Prompt:
-    text: str
-    length: int
-    kind: str = ""   # forget / retain / compositional / file
-
-
 def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
-    """One prompt per line, optionally ``text#length`` (frames); blank lines and lines starting with '#' are skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise HmuError(f"--prompts file not found: {p}")
-    out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        text, length = line, DEFAULT_LENGTH
-        m = re.fullmatch(r"(.*?)\s*#\s*([^#]*)", line)
-        if m:
-            text = m.group(1).strip()
-            try:
-                length = int(m.group(2))
-            except ValueError:
-                raise HmuError(f"--prompts {p}:{i}: length after '#' must be an integer number of frames, "
-                               f"got '{m.group(2)}'") from None
-            if length <= 0:
-                raise HmuError(f"--prompts {p}:{i}: length must be positive, got {length}")
-        if not text:
-            raise HmuError(f"--prompts {p}:{i}: empty prompt")
-        out.append(Prompt(text, length, "file"))
-    if not out:
-        raise HmuError(f"--prompts {p} holds no prompt")
-    return out
+    """``--prompts``: one prompt per line, optionally ``text#length`` (frames); see :mod:`src.data.prompts`."""
+    return read_prompt_lines(path, default_length=DEFAULT_LENGTH, kind="file", what="--prompts")
 
 
 def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: int = 2, n_retain: int = 2,
@@ -135,10 +103,10 @@ def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: in
             for kind, n in (("forget", n_forget), ("compositional", n_comp), ("retain", n_retain)):
                 for p in (data.get(kind) or [])[:n]:
                     if isinstance(p, Mapping) and isinstance(p.get("text"), str):
-                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind))
+                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind=kind))
             if out:
                 return out
-    return [Prompt(t, n, "builtin") for t, n in BUILTIN_PROMPTS]
+    return [Prompt(t, n, kind="builtin") for t, n in BUILTIN_PROMPTS]
 
 
 def slug(text: str, n: int = 40) -> str:

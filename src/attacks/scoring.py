@@ -1,18 +1,15 @@
-"""Shared pieces of the attacks: the ground-truth judge, seeded generators, rate summaries with intervals, prompts."""
+"""Scoring of the attacks: the ground-truth judge, rate summaries with intervals, and the seeded streams they draw.
+
+Prompts are :mod:`src.data.prompts`."""
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from src.common.errors import HmuError
-
-DEFAULT_LENGTH = 120  # frames asked for a user prompt that gives none (6 s at 20 fps)
 
 
 # ---------------------------------------------------------------------------------------------------- judge
@@ -118,68 +115,3 @@ def proportion(k: int, n: int) -> dict[str, Any]:
     from src.eval.metrics import wilson_interval
 
     return {"mean": k / n if n else float("nan"), "k": int(k), "n": int(n), "wilson": list(wilson_interval(k, n))}
-
-
-# ---------------------------------------------------------------------------------------------------- prompts
-@dataclass(frozen=True)
-class Prompt:
-    text: str
-    length: int                              # frames
-    action: str | None = None
-    concepts: tuple[str, ...] = ()
-    segments: tuple[dict, ...] = field(default=())   # compositional prompts: {"action", "start", "end", "concepts"}
-
-
-def _as_prompt(obj: Any, where: str, default_length: int) -> Prompt:
-    if isinstance(obj, str):
-        return Prompt(obj.strip(), default_length)
-    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
-        raise HmuError(f"{where}: each prompt must be a string or an object with a non-empty 'text'")
-    try:
-        length = int(obj.get("length", default_length))
-    except (TypeError, ValueError):
-        raise HmuError(f"{where}: 'length' must be an integer number of frames") from None
-    return Prompt(obj["text"].strip(), length, obj.get("action"), tuple(obj.get("concepts") or ()),
-                  tuple(obj.get("segments") or ()))
-
-
-def read_prompts(path: str | os.PathLike, *, default_length: int = DEFAULT_LENGTH, key: str | None = None
-                 ) -> list[Prompt]:
-    """Prompts from a file: JSON (a list of strings / ``{"text", "length"?, "action"?, ...}``, or an object whose
-    ``key`` holds such a list) or plain text (one prompt a line, optional ``#<frames>`` suffix, ``#`` lines skipped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise HmuError(f"prompt file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HmuError(f"cannot read prompt file {p}: {exc}") from None
-    out: list[Prompt] = []
-    if p.suffix.lower() == ".json":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise HmuError(f"prompt file {p} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        if key is not None and isinstance(obj, dict):
-            if key not in obj:
-                raise HmuError(f"prompt file {p} has no '{key}' list (has: {', '.join(map(str, obj))})")
-            obj = obj[key]
-        if not isinstance(obj, list):
-            raise HmuError(f"prompt file {p} must hold a JSON list of prompts")
-        out = [_as_prompt(o, f"{p} [{i}]", default_length) for i, o in enumerate(obj)]
-    else:
-        for i, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            body, _, tail = line.rpartition("#")
-            if body and tail.strip().isdigit():
-                out.append(Prompt(body.strip(), int(tail)))
-            else:
-                out.append(Prompt(line, default_length))
-    if not out:
-        raise HmuError(f"prompt file {p} holds no prompt")
-    for i, pr in enumerate(out):
-        if pr.length < 8:
-            raise HmuError(f"prompt {i} of {p} asks for {pr.length} frames; at least 8 are needed")
-    return out
