@@ -74,7 +74,7 @@ from torch import nn
 
 from src.common.errors import HmuError
 
-from .scoring import codebook_layers
+from .common import codebook_layers
 
 SELECT_RULES = ("ratio", "upstream")
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from src.common.errors import HmuError
 
-from .scoring import cond_emb_layers
+from .common import cond_emb_layers
 from .uce import as_pairs, set_weights, uce_weight
 
 VARIANTS = ("paper", "hmu")

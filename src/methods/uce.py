@@ -39,7 +39,7 @@ from torch import nn
 
 from src.common.errors import HmuError
 
-from .scoring import cond_emb_layers
+from .common import cond_emb_layers
 
 VARIANTS = ("bias", "hmu")
 TECHNIQUES = ("tensor", "replace")
