@@ -161,15 +161,6 @@ def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: 
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def _read_json(path: Path, what: str):
-    if not path.is_file():
-        raise HmuError(f"{what} not found: {path} (generate the dataset: python -m src.data.synth)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HmuError(f"cannot read {what} {path}: {exc}") from None
-
-
 def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> list:
     from src.data.prompts import Prompt
 
@@ -247,12 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     refuse_overwrite(out, args.force, what="results file")
     root = paths.data_root(spec.name)
-    labels = _read_json(root / "labels.json", "labels")
+    from src.data.synth.truth import read_eval_prompts, read_implicit_prompts, read_labels
+
+    labels = read_labels(root)
     if args.concept not in labels.get("concepts", {}):
         raise HmuError(f"--concept '{args.concept}' is not in {root / 'labels.json'} "
                        f"(has: {', '.join(labels.get('concepts', {}))})")
-    prompts_json = _read_json(root / "prompts.json", "prompts")
-    implicit_json = _read_json(root / "implicit_prompts.json", "implicit prompts")
+    prompts_json = read_eval_prompts(root)
+    implicit_json = read_implicit_prompts(root)
     from src.data.prompts import read_prompts
 
     user_prompts = read_prompts(args.prompts) if args.prompts else None

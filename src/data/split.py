@@ -9,7 +9,6 @@ recall for both modes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -146,14 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not splits:
             raise HmuError(f"no split list ({', '.join(s + '.txt' for s in SPLIT_NAMES)}) in {root}")
 
-    labels = None
-    labels_path = root / "labels.json"
-    if labels_path.is_file():
-        try:
-            labels = json.loads(labels_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HmuError(f"labels file {labels_path} is not valid JSON ({exc})") from None
-    elif args.report:
+    from src.data.synth.truth import LABELS_FILE, read_labels
+
+    labels_path = root / LABELS_FILE
+    labels = read_labels(root, required=False)
+    if labels is None and args.report:
         raise HmuError(f"--report needs ground truth, but {labels_path} does not exist")
 
     # Refuse before computing or writing anything, so a failed run leaves no half-written set of files.

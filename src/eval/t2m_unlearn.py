@@ -92,18 +92,6 @@ def _split_files(root: Path, main_split: str, concept: str) -> tuple[Path, Path]
     return forget, retain
 
 
-def _implicit_prompts(root: Path, concept: str) -> list[dict] | None:
-    path = root / "implicit_prompts.json"
-    if not path.is_file():
-        return None
-    try:
-        prompts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HmuError(f"cannot read implicit prompts {path}: {exc}") from None
-    sel = [p for p in prompts if concept in (p.get("concepts") or [])]
-    return sel or None
-
-
 def default_run_name(args) -> str:
     from src.common.datasets import get_spec
 
@@ -165,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     fps=spec.fps, **kw),
             "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
                                     fps=spec.fps, **kw)}
-    implicit = _implicit_prompts(root, args.concept) if spec.synthetic else None
+    from src.data.synth.truth import read_implicit_prompts
+
+    implicit = (read_implicit_prompts(root, concept=args.concept, required=False) or None) if spec.synthetic else None
     if implicit:
         sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
 

@@ -12,10 +12,8 @@ Output: ``checkpoints/<dataset>/action_classifier/model/classifier.tar``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,18 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
-
-
-def read_labels(root: Path) -> dict[str, Any]:
-    path = root / "labels.json"
-    if not path.is_file():
-        raise HmuError(f"ground-truth labels not found: {path} (only datasets with labels.json, e.g. synth)")
-    try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-        labels["motions"], labels["concepts"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise HmuError(f"labels file {path} is not valid ({type(exc).__name__}: {exc})") from None
-    return labels
 
 
 def label_names(labels: dict[str, Any]) -> tuple[str, ...]:
@@ -129,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = run_dir / "model" / "classifier.tar"
     refuse_overwrite(out, args.force, what="action classifier")
     device = resolve_device(args.gpu_id, args.device)
+    from src.data.synth.truth import read_labels
+
     labels = read_labels(root)
     names = label_names(labels)
     folder = HumanML3DFolder(root)
