@@ -73,15 +73,23 @@ def _torch_generator(seed: int, repeat: int, stream: int = 0):
     return torch_generator(int(np.random.SeedSequence([seed, repeat, stream]).generate_state(1, np.uint64)[0] >> 1))
 
 
-def _generate(generate: GenerateFn, captions: list[str], lengths: list[int], *, generator, chunk: int,
-              dim_pose: int, unit_length: int) -> list[np.ndarray]:
+def generate_in_chunks(generate: GenerateFn, conds: Sequence[Any], lengths: Sequence[int], *, generator, chunk: int,
+                       dim_pose: int | None = None, unit_length: int = 1) -> list[np.ndarray]:
+    """The one generation path of the evaluation and the attacks: ``generate(conds[s:s+chunk], lengths[s:s+chunk],
+    generator=...)`` chunk by chunk with one shared ``torch.Generator``; one motion per length, in order.
+
+    ``conds`` are captions (the loop) or conditioning features (B, cond_dim) (the attacks); with ``dim_pose`` each
+    motion is checked to be (T >= unit_length, dim_pose) and returned as float32 (one-line HmuError otherwise)."""
     out: list[np.ndarray] = []
-    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.generate.MotionGenerator) or a plain function
-    for s in range(0, len(captions), chunk):
-        res = list(fn(captions[s:s + chunk], lengths[s:s + chunk], generator=generator))
-        if len(res) != len(captions[s:s + chunk]):
-            raise HmuError(f"generator returned {len(res)} motions for {len(captions[s:s + chunk])} captions")
+    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.generate.MotionGenerator) or a function
+    lengths = list(lengths)
+    for s in range(0, len(lengths), chunk):
+        res = list(fn(conds[s:s + chunk], lengths[s:s + chunk], generator=generator))
+        if len(res) != len(lengths[s:s + chunk]):
+            raise HmuError(f"generator returned {len(res)} motions for {len(lengths[s:s + chunk])} captions")
         out.extend(res)
+    if dim_pose is None:
+        return out
     checked = []
     for m in out:
         m = np.asarray(m.detach().cpu() if hasattr(m, "detach") else m, dtype=np.float32)
@@ -204,7 +212,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         rows = cap_offset[perm] + cap_idx[perm]            # caption row of each permuted position
         text = text_all[rows]
         t0 = time.perf_counter()
-        gen = _generate(generate, [items[i].captions[cap_idx[i]].text for i in perm],
+        gen = generate_in_chunks(generate, [items[i].captions[cap_idx[i]].text for i in perm],
                         [items[i].length for i in perm], generator=_torch_generator(seed, r), chunk=gen_batch_size,
                         dim_pose=evaluator.dim_pose, unit_length=evaluator.unit_length)
         t_gen += time.perf_counter() - t0
@@ -255,7 +263,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
             caps = [items[i].captions[cap_idx[i]].text for i in sel for _ in range(mm_generations)]
             lens = [items[i].length for i in sel for _ in range(mm_generations)]
             t0 = time.perf_counter()
-            mm_gen = _generate(generate, caps, lens, generator=_torch_generator(seed, r, 1), chunk=gen_batch_size,
+            mm_gen = generate_in_chunks(generate, caps, lens, generator=_torch_generator(seed, r, 1), chunk=gen_batch_size,
                                dim_pose=evaluator.dim_pose, unit_length=evaluator.unit_length)
             t_gen += time.perf_counter() - t0
             mm_em = evaluator.encode_motions(mm_gen).reshape(S, mm_generations, -1)
