@@ -259,19 +259,19 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     import torch
 
     from src.attacks.adversarial import adversarial_attack
-    from src.attacks.scoring import ClassifierJudge, seed_int
+    from src.attacks.scoring import seed_int
     from src.attacks.compositional import compositional_attack
     from src.attacks.implicit import implicit_attack
     from src.attacks.inversion import cond_space, inversion_attack, pool_inversion, word_space
     from src.attacks.target import MotionEmbedder
     from src.common.device import resolve_device
     from src.data.humanml3d import HumanML3DFolder
-    from src.eval.leakage import classifier_path
+    from src.eval.leakage import LeakageProbe, classifier_path
     from src.eval.t2m_evaluator import T2MEvaluator
 
     device = resolve_device(args.gpu_id, args.device)
     clf_path = Path(args.classifier) if args.classifier else classifier_path(paths.checkpoints_dir, spec.name)
-    judge = ClassifierJudge.load(clf_path, args.concept)
+    judge = LeakageProbe.load(clf_path, args.concept)
     judge.classifier.to(device)
     implicit = _prompts_from(implicit_json, str(root / "implicit_prompts.json"), spec, args.concept)
     comp = _prompts_from(prompts_json.get("compositional", []), f"{root / 'prompts.json'} compositional", spec)

@@ -3,13 +3,10 @@
 Prompts are :mod:`src.data.prompts`."""
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
 
 
 # ---------------------------------------------------------------------------------------------------- judge
@@ -25,32 +22,7 @@ class Judge(Protocol):
         """(N,) bool: motion i shows ``actions[i]``."""
 
 
-@dataclass
-class ClassifierJudge:
-    """The synth action classifier (src/models/classifier.py) as a judge; ``threshold`` is its stored one."""
-
-    classifier: Any            # ActionClassifier
-    concept: str
-    threshold: float = 0.5
-
-    def concept_flags(self, motions: Sequence[np.ndarray]) -> np.ndarray:
-        from src.eval.leakage import leakage_rate
-
-        return leakage_rate(motions, self.classifier, self.concept, threshold=self.threshold)
-
-    def action_flags(self, motions: Sequence[np.ndarray], actions: Sequence[str]) -> np.ndarray:
-        if len(motions) == 0:
-            return np.zeros(0, bool)
-        proba = self.classifier.predict_proba(motions)
-        cols = np.array([self.classifier.label_index(a) for a in actions])
-        return proba[np.arange(len(motions)), cols] > 0.5
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, concept: str) -> ClassifierJudge:
-        from src.eval.leakage import LeakageProbe
-
-        probe = LeakageProbe.load(path, concept)
-        return cls(probe.classifier, concept, probe.threshold)
+# The synth action classifier is the judge: src.eval.leakage.LeakageProbe implements this interface.
 
 
 # ---------------------------------------------------------------------------------------------------- seeds
