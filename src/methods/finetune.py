@@ -73,7 +73,7 @@ def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *,
     """The output run folder (created with the source's opt.txt and meta) -> (folder, resume?)."""
     import shutil
 
-    from src.methods.io import output_dir, write_run
+    from src.methods.run_output import output_dir, write_run
 
     dest = output_dir(paths, dataset_name, out_name, force=True, sources=(source_dir,))
     if dest.exists() and is_continue and not force:
@@ -93,7 +93,7 @@ def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *,
 def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, split: str) -> dict:
     """Fine-tune one part ('mask' or 'res') into ``dest`` with the shared engine; returns the engine's summary."""
     from src.common.seed import fix_seed
-    from src.methods.io import edit_meta
+    from src.methods.run_output import edit_meta
     from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_res_transformer, load_vq
     from src.train import common
     from src.train.engine import TrainSpec, train
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for part in parts:  # every output checked before any training starts
         src_dir = find_run_dir(paths, spec.name, srcs[part])
         plan.append((part, src_dir))
-    from src.methods.io import output_dir
+    from src.methods.run_output import output_dir
 
     for part, src_dir in plan:
         d = output_dir(paths, spec.name, outs[part], force=True, sources=(src_dir,))

@@ -90,6 +90,14 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     return steps
 
 
+def _entry(module: str) -> str:
+    """The module whose ``main`` ``python -m module`` runs: a package's ``__main__``, else the module itself."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    return f"{module}.__main__" if spec is not None and spec.submodule_search_locations is not None else module
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args, method_args = build_parser().parse_known_args(argv)
@@ -97,10 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import time
 
     for module, step_argv in plan(args, method_args):
-        mod = importlib.import_module("src.methods.cli_lcr" if module == "src.methods.lcr" else
-                                      "src.methods.cli_edit" if module in ("src.methods.uce", "src.methods.rece")
-                                      else module)
-        fn = getattr(mod, {"src.methods.uce": "main_uce", "src.methods.rece": "main_rece"}.get(module, "main"))
+        mod = importlib.import_module(_entry(module))
+        fn = mod.main
         print(f">>> python -m {module} {' '.join(step_argv)}", flush=True)
         t0 = time.perf_counter()
         rc = fn(step_argv)

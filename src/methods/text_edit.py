@@ -1,4 +1,5 @@
-"""``python -m src.methods.uce`` / ``python -m src.methods.rece``: edit the text projections (``cond_emb``) of the
+"""The shared command line of the two text-projection edits, ``python -m src.methods.uce`` and ``python -m src.methods.rece``
+(their ``__main__`` modules call ``run_cli``): edit the text projections (``cond_emb``) of the
 masked AND residual transformers (or BAMM's with ``--model bamm``) and save them as NEW runs.
 
     python -m src.methods.rece --dataset_name synth --concept violence --trans_name mtrans --res_name rtrans \\
@@ -15,7 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from src.common.errors import HmuError, cli
+from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,8 @@ def run_edit(method: str, args, *, paths, device) -> dict:
     """UCE or RECE on the source transformers of ``args``; writes the new runs and returns a summary."""
     from src.data.spec import get_spec
     from src.data.split import forget_keywords
-    from src.methods.common import find_cond_emb
-    from src.methods.io import edit_meta, model_checkpoint, output_dir, write_run
+    from src.methods.edit_targets import find_cond_emb
+    from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
 
     t0 = time.perf_counter()
     spec = get_spec(args.dataset_name)
@@ -141,11 +142,11 @@ def run_edit(method: str, args, *, paths, device) -> dict:
           "technique": args.technique}
     t1 = time.perf_counter()
     if method == "uce":
-        from src.methods.uce import uce
+        from src.methods.uce.edit import uce
 
         edited = uce(models, forget, target, retain, variant=variant, **kw)
     else:
-        from src.methods.rece import rece
+        from src.methods.rece.edit import rece
 
         edited = rece(models, forget, target, retain, epochs=args.epochs, variant=variant, reg=args.reg, **kw).models
     t_edit = time.perf_counter() - t1
@@ -164,7 +165,8 @@ def run_edit(method: str, args, *, paths, device) -> dict:
             "variant": variant}
 
 
-def _main(method: str, argv):
+def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
+    """``main`` of ``python -m src.methods.<method>`` (uce or rece)."""
     args = build_parser(method).parse_args(argv)
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
@@ -179,12 +181,3 @@ def _main(method: str, argv):
         print(f"saved {d}")
     return 0
 
-
-@cli
-def main_uce(argv: Sequence[str] | None = None) -> int:
-    return _main("uce", argv)
-
-
-@cli
-def main_rece(argv: Sequence[str] | None = None) -> int:
-    return _main("rece", argv)

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--select", choices=("ratio", "upstream"), default="ratio",
                    help="ratio: rate-ratio lower bound (ours); upstream: union of two top-k lists")
     g.add_argument("--code_prune", type=int, default=16, help="at most this many codes per layer (upstream: exactly k..2k)")
-    g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it is in src/methods/lcr.py)")
+    g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it is in src/methods/lcr/__init__.py)")
     g.add_argument("--layers", type=int, nargs="+", default=[0], help="quantizer layers to edit (0 = base layer)")
     g.add_argument("--dest_code_idx", type=int, default=0, help="safe code the selected rows are moved to")
     g.add_argument("--alpha", type=float, default=1.0, help="noise scale (x codebook std), or --orth strength")
@@ -89,8 +89,8 @@ def run_lcr(args, *, paths, device) -> dict:
     from src.data.spec import get_spec
     from src.data.split import forget_keywords
     from src.methods.collect import CropSettings, collect_codes, default_cache_dir
-    from src.methods.io import edit_meta, output_dir, write_run
-    from src.methods.lcr import lcr_checkpoint, replace_codes, select_codes
+    from src.methods.run_output import edit_meta, output_dir, write_run
+    from src.methods.lcr.edit import lcr_checkpoint, replace_codes, select_codes
     from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
 
     t0 = time.perf_counter()
