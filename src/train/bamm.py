@@ -18,10 +18,13 @@ FAMILY_KEY, FAMILY = "model_family", "bamm"
 
 
 def build_parser():
+    from src.config.momask import MaskTransConfig
     from src.train.common import add_transformer_args, base_parser
 
-    p = base_parser("Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given).")
-    add_transformer_args(p, residual=False)
+    # BAMMTransConfig adds to MaskTransConfig only fields that are no flags; importing it would import torch
+    p = base_parser("Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given).",
+                    MaskTransConfig, "bamm")
+    add_transformer_args(p, MaskTransConfig, "bamm", residual=False)
     p.add_argument("--trans", type=str, default=None, choices=("official",),
                    help="BAMM transformer variant (upstream's --trans; only the released 'official')")
     return p

@@ -21,11 +21,42 @@ EXTRA_KEYS = ("preset", "split", "val_split", "epoch_size")
 
 # ------------------------------------------------------------------------------------------------------------ flags
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """Flags every trainer has (upstream names); defaults of None mean 'from the preset, else the config'."""
-    from src.common.device import add_device_args
+RUN_FLAGS = ("seed",)
+OPTIM_FLAGS = ("batch_size", "max_epoch", "lr", "milestones", "gamma", "warm_up_iter", "log_every")
+TRANSFORMER_FLAGS = ("vq_name", "latent_dim", "n_layers", "n_heads", "ff_size", "dropout", "cond_drop_prob",
+                     "max_motion_length", "unit_length")
 
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+def preset_default_text(cls, kind: str):
+    """``default_text`` for ``add_config_flags``: a trainer's value is config default < preset < flag, so ``--help``
+    names the presets' values of the option (when a preset sets it) and ``cls``'s own default."""
+    import dataclasses
+
+    from src.config.flags import field_default
+    from src.train.presets import PRESETS
+
+    own = {f.name: f for f in dataclasses.fields(cls)}
+
+    def show(v) -> str:
+        return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    def text(name: str, base_default) -> str:
+        default = field_default(own[name]) if name in own else base_default
+        values = {p: show(PRESETS[p][kind].get(name, default)) for p in PRESETS}  # a run always has a preset
+        if len(set(values.values())) == 1:
+            return next(iter(values.values()))
+        return ", ".join(f"{v} with --preset {p}" for p, v in values.items())
+
+    return text
+
+
+def base_parser(description: str, cls, kind: str) -> argparse.ArgumentParser:
+    """Flags every trainer has (upstream names). Config options come from the typed config ``cls`` (its run and
+    optimisation fields) with default None: 'from the preset, else the config' (``resolve_config``)."""
+    from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags
+    from src.config.momask import VQConfig
+
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--name", type=str, required=True, help="run name: checkpoints/<dataset>/<name>/")
     g.add_argument("--dataset_name", type=str, default="synth", help="synth, t2m/HumanML3D, kit, Motion-X")
@@ -37,46 +68,33 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     g.add_argument("--val_split", type=str, default=None, help="validation ids (default: val)")
     g.add_argument("--is_continue", action="store_true", help="resume the run from model/latest.tar")
     g.add_argument("--force", action="store_true", help="start the run over, deleting its checkpoints and log")
-    g.add_argument("--checkpoints_dir", type=str, default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", type=str, default=None, help="datasets root (env HMU_DATASET)")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default 3407, as upstream)")
-    add_device_args(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir")
+    text = preset_default_text(cls, kind)
+    base = VQConfig.__mro__[1]  # _RunFields: the run and optimisation options every MoMask config has
+    add_config_flags(g, base, RUN_FLAGS, layered=True, default_text=text)
+    add_device_flags(g)
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    t = p.add_argument_group("optimisation")
-    t.add_argument("--batch_size", type=int, default=None, help="batch size")
-    t.add_argument("--max_epoch", type=int, default=None, help="number of epochs")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (AdamW)")
-    t.add_argument("--milestones", type=int, nargs="+", default=None, help="iterations where lr is multiplied by gamma")
-    t.add_argument("--gamma", type=float, default=None, help="lr decay factor at each milestone")
-    t.add_argument("--warm_up_iter", type=int, default=None, help="linear lr warm-up iterations")
-    t.add_argument("--log_every", type=int, default=None, help="log every N iterations")
+    add_config_flags(p.add_argument_group("optimisation"), base, OPTIM_FLAGS, layered=True, default_text=text)
     return p
 
 
-def add_transformer_args(p: argparse.ArgumentParser, *, residual: bool) -> None:
+def add_transformer_args(p: argparse.ArgumentParser, cls, kind: str, *, residual: bool) -> None:
+    from src.config.flags import add_config_flags
+
     g = p.add_argument_group("transformer")
-    g.add_argument("--vq_name", type=str, default=None, help="VQ run whose codes are modelled (required)")
-    g.add_argument("--latent_dim", type=int, default=None, help="transformer width")
-    g.add_argument("--n_layers", type=int, default=None, help="encoder layers")
-    g.add_argument("--n_heads", type=int, default=None, help="attention heads")
-    g.add_argument("--ff_size", type=int, default=None, help="feed-forward size")
-    g.add_argument("--dropout", type=float, default=None, help="dropout")
-    g.add_argument("--cond_drop_prob", type=float, default=None, help="condition dropout (classifier-free guidance)")
-    g.add_argument("--max_motion_length", type=int, default=None, help="frames")
-    g.add_argument("--unit_length", type=int, default=None, help="frames per token (the VQ's downsampling)")
-    if residual:
-        g.add_argument("--share_weight", action=argparse.BooleanOptionalAction, default=None,
-                       help="share token embedding and output projection tables across layers")
-    add_text_args(p)
+    names = TRANSFORMER_FLAGS + (("share_weight",) if residual else ())
+    add_config_flags(g, cls, names, layered=True, default_text=preset_default_text(cls, kind),
+                     overrides={"vq_name": {"help": "VQ run whose codes are modelled (required)"}})
+    add_text_args(p, cls, kind)
 
 
-def add_text_args(p: argparse.ArgumentParser) -> None:
+def add_text_args(p: argparse.ArgumentParser, cls, kind: str) -> None:
+    from src.config.flags import add_config_flags, add_location_flags
+
     g = p.add_argument_group("text")
-    g.add_argument("--text_encoder", type=str, default=None, choices=("clip", "embedded"),
-                   help="clip (ViT-B/32 from --clip_path) or embedded (procedural word vectors; synth default)")
-    g.add_argument("--clip_path", type=str, default=None, help="CLIP ViT-B-32.pt (default checkpoints/clip/ViT-B-32.pt)")
-    g.add_argument("--glove_dir", type=str, default=None, help="word vectors for the embedded encoder")
+    add_config_flags(g, cls, ["text_encoder"], layered=True, default_text=preset_default_text(cls, kind))
+    add_location_flags(g, "clip_path", "glove_dir")
 
 
 # ------------------------------------------------------------------------------------------------------------ config

@@ -12,13 +12,14 @@ from src.common.errors import cli
 
 
 def build_parser():
-    from src.train.common import add_text_args, base_parser
+    from src.config.flags import add_config_flags
+    from src.config.momask import LenEstConfig
+    from src.train.common import add_text_args, base_parser, preset_default_text
 
-    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).")
-    g = p.add_argument_group("length estimator")
-    g.add_argument("--unit_length", type=int, default=None, help="frames per length bin")
-    g.add_argument("--output_size", type=int, default=None, help="number of length bins")
-    add_text_args(p)
+    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).", LenEstConfig, "len")
+    add_config_flags(p.add_argument_group("length estimator"), LenEstConfig, ["unit_length", "output_size"],
+                     layered=True, default_text=preset_default_text(LenEstConfig, "len"))
+    add_text_args(p, LenEstConfig, "len")
     return p
 
 

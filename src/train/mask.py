@@ -16,11 +16,13 @@ from src.common.errors import cli
 
 
 def build_parser(residual: bool = False):
+    from src.config.momask import MaskTransConfig, ResTransConfig
     from src.train.common import add_transformer_args, base_parser
 
     what = "residual transformer (code layers 1..Q-1)" if residual else "masked transformer (code layer 0)"
-    p = base_parser(f"Train MoMask's {what} (upstream flags; sizes from --preset unless given).")
-    add_transformer_args(p, residual=residual)
+    cls, kind = (ResTransConfig, "res") if residual else (MaskTransConfig, "mask")
+    p = base_parser(f"Train MoMask's {what} (upstream flags; sizes from --preset unless given).", cls, kind)
+    add_transformer_args(p, cls, kind, residual=residual)
     return p
 
 

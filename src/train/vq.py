@@ -14,28 +14,20 @@ from src.common.errors import cli
 
 
 def build_parser():
-    from src.train.common import base_parser
+    from src.config.flags import add_config_flags
+    from src.config.momask import VQConfig
+    from src.train.common import base_parser, preset_default_text
 
-    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).")
+    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).", VQConfig, "vq")
     g = p.add_argument_group("VQ-VAE")
-    g.add_argument("--window_size", type=int, default=None, help="training window (frames)")
-    g.add_argument("--epoch_size", type=int, default=None, help="windows drawn per epoch (0 = all windows)")
-    g.add_argument("--weight_decay", type=float, default=None, help="AdamW weight decay")
-    g.add_argument("--commit", type=float, default=None, help="commitment loss weight")
-    g.add_argument("--loss_vel", type=float, default=None, help="joint-position loss weight")
-    g.add_argument("--recons_loss", type=str, default=None, choices=("l1", "l1_smooth"), help="reconstruction loss")
-    g.add_argument("--num_quantizers", type=int, default=None, help="residual quantizer layers (>= 2)")
-    g.add_argument("--nb_code", type=int, default=None, help="codebook size")
-    g.add_argument("--code_dim", type=int, default=None, help="code size (also output_emb_width)")
-    g.add_argument("--mu", type=float, default=None, help="codebook EMA decay")
-    g.add_argument("--down_t", type=int, default=None, help="temporal downsamplings")
-    g.add_argument("--stride_t", type=int, default=None, help="downsampling stride")
-    g.add_argument("--width", type=int, default=None, help="conv channels")
-    g.add_argument("--depth", type=int, default=None, help="resnet blocks per level")
-    g.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth")
-    g.add_argument("--vq_act", type=str, default=None, choices=("relu", "silu", "gelu"), help="activation")
-    g.add_argument("--quantize_dropout_prob", type=float, default=None, help="quantize dropout probability")
-    g.add_argument("--shared_codebook", action="store_true", default=None, help="one codebook for all layers")
+    text = preset_default_text(VQConfig, "vq")
+    add_config_flags(g, VQConfig, ["window_size"], layered=True, default_text=text)
+    g.add_argument("--epoch_size", type=int, default=None,
+                   help=f"windows drawn per epoch (0 = all windows; default: {text('epoch_size', 0)})")
+    add_config_flags(g, VQConfig, ["weight_decay", "commit", "loss_vel", "recons_loss", "num_quantizers", "nb_code",
+                                   "code_dim", "mu", "down_t", "stride_t", "width", "depth", "dilation_growth_rate",
+                                   "vq_act", "quantize_dropout_prob", "shared_codebook"],
+                     layered=True, default_text=text)
     g.add_argument("--sample_codebook_temp", type=float, default=0.5,
                    help="Gumbel temperature of the code choice in training (upstream 0.5; 0 = nearest code)")
     return p
