@@ -23,8 +23,10 @@ PARTS = ("mask", "res")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+
     p = argparse.ArgumentParser(prog="python -m src.methods.finetune", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("models")
     g.add_argument("--dataset_name", default="synth", help="dataset name or alias")
     g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="concept to forget")
@@ -49,12 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--is_continue", action="store_true", help="resume from <name>/model/latest.tar")
     g.add_argument("--force", action="store_true", help="start over, deleting existing output runs")
     g.add_argument("--seed", type=int, default=0, help="seed of data order, masking and condition dropout")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
-    g.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for text_encoder clip")
-    g.add_argument("--glove_dir", default=None, help="word vectors for text_encoder embedded")
+    add_device_flags(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir", "clip_path", "glove_dir")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -95,7 +93,7 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     from src.common.seed import fix_seed
     from src.methods.run_output import edit_meta
     from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_res_transformer, load_vq
-    from src.train import common
+    from src.train import engine, feed
     from src.train.engine import TrainSpec, train
     from src.train.mask import encode_codes
 
@@ -110,14 +108,14 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     mean, std = load_mean_std(vq_dir)
     cfg = cfg.replace(lr=args.lr, warm_up_iter=args.warm_up_iter, milestones=[10**9], max_epoch=args.max_epoch,
                       batch_size=args.batch_size or cfg.batch_size, seed=args.seed)
-    folder = common.open_folder(paths, args.dataset_name)
-    train_ds = common.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
+    folder = feed.open_folder(paths, args.dataset_name)
+    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
     if len(train_ds) < cfg.batch_size:
         raise HmuError(f"--split {split}: {len(train_ds)} training items, fewer than --batch_size {cfg.batch_size}")
-    text = common.TextFeatures(common.build_encoder(paths, cfg, args, device), common.dataset_captions(train_ds),
+    text = feed.TextFeatures(feed.build_encoder(paths, cfg, args, device), feed.dataset_captions(train_ds),
                                progress=not args.no_progress)
     model = model.to(device).train()
-    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=1e-5)
+    optimizer, scheduler = engine.make_optimizer(model, cfg, weight_decay=1e-5)
 
     def step(batch, it: int):
         captions, _, motions, lengths = batch
@@ -133,7 +131,7 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
     meta["wall_time_s_before"] = previous
     result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=dest,
-                   batches=common.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=args.seed), step=step,
+                   batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=args.seed), step=step,
                    validate=None, score_key=None, max_epoch=args.max_epoch, seed=args.seed, meta=meta,
                    resume=resume, log_every=args.log_every, progress=not args.no_progress)
     total = previous + result["wall_time_s"]

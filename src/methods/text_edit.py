@@ -27,8 +27,10 @@ VARIANTS = {"uce": {"default": "bias", "bias": "bias", "hmu": "hmu"},
 
 
 def build_parser(method: str) -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+
     p = argparse.ArgumentParser(prog=f"python -m src.methods.{method}", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("models")
     g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
     g.add_argument("--concept", "--split_name", dest="concept", default="violence",
@@ -47,8 +49,7 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--forget_text", nargs="+", default=None, help="concept texts (default: the concept's keywords)")
     g.add_argument("--retain_text", nargs="*", default=list(RETAIN_TEXTS), help="texts whose outputs are preserved")
     g.add_argument("--target_text", default="", help="what the concept texts should map to")
-    g.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for text_encoder clip")
-    g.add_argument("--glove_dir", default=None, help="word vectors for text_encoder embedded")
+    add_location_flags(g, "clip_path", "glove_dir")
     g = p.add_argument_group("edit")
     g.add_argument("--variant", choices=sorted(VARIANTS[method]), default="default",
                    help="default: ours (" + VARIANTS[method]["default"] + "); hmu: upstream's formula")
@@ -62,10 +63,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="recorded (the closed forms use no randomness)")
     g.add_argument("--force", action="store_true", help="overwrite existing output runs")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
+    add_device_flags(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 

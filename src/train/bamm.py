@@ -19,7 +19,7 @@ FAMILY_KEY, FAMILY = "model_family", "bamm"
 
 def build_parser():
     from src.config.momask import MaskTransConfig
-    from src.train.common import add_transformer_args, base_parser
+    from src.train.options import add_transformer_args, base_parser
 
     # BAMMTransConfig adds to MaskTransConfig only fields that are no flags; importing it would import torch
     p = base_parser("Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given).",

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+
     p = argparse.ArgumentParser(prog="python -m src.train.classifier", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help="dataset with labels.json (synth)")
     p.add_argument("--name", default="action_classifier", help="run folder under checkpoints/<dataset>/")
     p.add_argument("--max_epoch", type=int, default=4, help="epochs")
@@ -37,10 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--force", action="store_true", help="retrain and overwrite an existing classifier")
-    for flag in ("checkpoints_dir", "dataset_dir"):
-        p.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    add_location_flags(p, "checkpoints_dir", "dataset_dir")
+    add_device_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 

@@ -161,3 +161,19 @@ def train(
         atomic_torch_save({spec.model_key: _model_state(model), "ep": max_epoch, **spec.extra_best_keys,
                            "hmu_meta": meta or {}}, model_dir / spec.best_file)
     return {"best": best, "epochs_run": epochs_run, "total_it": total_it, "wall_time_s": time.time() - t0}
+
+
+def make_optimizer(model, cfg, *, weight_decay: float = 0.0, betas=(0.9, 0.99)):
+    """AdamW over trainable parameters, and upstream's schedule as one LambdaLR: linear warm-up over
+    ``warm_up_iter`` iterations, then x ``gamma`` at each milestone (stepped per iteration)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=weight_decay)
+    warm, milestones, gamma = int(cfg.warm_up_iter), sorted(int(m) for m in cfg.milestones), float(cfg.gamma)
+
+    def factor(it: int) -> float:
+        w = min(1.0, (it + 1) / (warm + 1)) if warm > 0 else 1.0
+        return w * gamma ** sum(it >= m for m in milestones)
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+
     p = argparse.ArgumentParser(prog="python -m src.train.evaluator", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help="dataset name")
     p.add_argument("--name", default="text_mot_match", help="run folder under checkpoints/<dataset>/")
     p.add_argument("--max_epoch", type=int, default=8, help="epochs (on synth val R@1 reaches 0.87-0.89 by epoch 6-8)")
@@ -45,10 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim_movement_latent", type=int, default=128, help="movement latent size (released: 512)")
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--force", action="store_true", help="retrain from scratch and overwrite finest.tar")
-    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir"):
-        p.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
+    add_device_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 

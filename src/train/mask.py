@@ -17,7 +17,7 @@ from src.common.errors import cli
 
 def build_parser(residual: bool = False):
     from src.config.momask import MaskTransConfig, ResTransConfig
-    from src.train.common import add_transformer_args, base_parser
+    from src.train.options import add_transformer_args, base_parser
 
     what = "residual transformer (code layers 1..Q-1)" if residual else "masked transformer (code layer 0)"
     cls, kind = (ResTransConfig, "res") if residual else (MaskTransConfig, "mask")
@@ -34,15 +34,15 @@ def setup_transformer(args, cls, kind: str, *, opt_extra: dict[str, str] | None 
     from src.common.errors import HmuError
     from src.common.seed import fix_seed
     from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
-    from src.train import common
+    from src.train import engine, feed, options, run_folder
 
-    paths, device = common.setup(args)
+    paths, device = options.setup(args)
     if not args.vq_name and not args.is_continue:
         raise HmuError("--vq_name is required (the VQ run whose codes this transformer models)")
-    cfg = common.resolve_config(cls, args, kind)
+    cfg = options.resolve_config(cls, args, kind)
     cfg.extra.update(opt_extra or {})
-    run, cfg, resume = common.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=common.continue_overrides(args))
+    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
+                                          overrides=options.continue_overrides(args))
     fix_seed(cfg.seed)
     vq, vq_cfg, vq_dir = load_vq(paths, cfg.dataset_name, cfg.vq_name)
     if vq.downsample != cfg.unit_length:
@@ -52,12 +52,12 @@ def setup_transformer(args, cls, kind: str, *, opt_extra: dict[str, str] | None 
     for p in vq.parameters():
         p.requires_grad_(False)
     mean, std = load_mean_std(vq_dir)
-    folder = common.open_folder(paths, cfg.dataset_name)
-    split, val_split = common.extra(cfg, "split", "train"), common.extra(cfg, "val_split", "val")
-    train_ds = common.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
-    val_ds = common.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
-    encoder = common.build_encoder(paths, cfg, args, device)
-    text = common.TextFeatures(encoder, common.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
+    folder = feed.open_folder(paths, cfg.dataset_name)
+    split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
+    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
+    val_ds = feed.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
+    encoder = feed.build_encoder(paths, cfg, args, device)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
     return {"paths": paths, "device": device, "cfg": cfg, "run": run, "resume": resume, "vq": vq, "vq_cfg": vq_cfg,
                 "train_ds": train_ds, "val_ds": val_ds, "text": text}
 
@@ -79,14 +79,14 @@ def train_first_layer(args, *, cls, kind: str, build_model, label: str, opt_extr
     """
     import torch
 
-    from src.train import common
+    from src.train import engine, feed, options, run_folder
     from src.train.engine import TrainSpec, train
 
     s = setup_transformer(args, cls, kind, opt_extra=opt_extra)
     cfg, device, vq, text = s["cfg"], s["device"], s["vq"], s["text"]
     model = build_model(cfg, s["vq_cfg"]).to(device)
-    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=1e-5)
-    val_batches = common.fixed_batches(s["val_ds"], batch_size=cfg.batch_size, seed=cfg.seed)
+    optimizer, scheduler = engine.make_optimizer(model, cfg, weight_decay=1e-5)
+    val_batches = feed.fixed_batches(s["val_ds"], batch_size=cfg.batch_size, seed=cfg.seed)
 
     def step(batch, it: int):
         captions, _, motions, lengths = batch
@@ -108,12 +108,12 @@ def train_first_layer(args, *, cls, kind: str, build_model, label: str, opt_extr
     tspec = TrainSpec(model_key="t2m_transformer", opt_key="opt_t2m_transformer", best_file="net_best_acc.tar",
                       higher_is_better=True)
     result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=s["run"],
-                   batches=common.t2m_batches(s["train_ds"], batch_size=cfg.batch_size, seed=cfg.seed), step=step,
+                   batches=feed.t2m_batches(s["train_ds"], batch_size=cfg.batch_size, seed=cfg.seed), step=step,
                    validate=validate, score_key="acc", max_epoch=cfg.max_epoch, seed=cfg.seed,
-                   meta=common.run_meta(cfg), resume=s["resume"], log_every=cfg.log_every,
+                   meta=run_folder.run_meta(cfg), resume=s["resume"], log_every=cfg.log_every,
                    progress=not args.no_progress)
-    common.copy_best(s["run"], "net_best_acc.tar", "net_best_fid.tar", selected_by="val_acc")
-    print(common.summary_line(label, s["run"], result, best_val_acc=result["best"]))
+    run_folder.copy_best(s["run"], "net_best_acc.tar", "net_best_fid.tar", selected_by="val_acc")
+    print(run_folder.summary_line(label, s["run"], result, best_val_acc=result["best"]))
     return result
 
 

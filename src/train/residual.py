@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.errors import HmuError
     from src.config import ResTransConfig
     from src.models.momask import build_res_transformer
-    from src.train import common
+    from src.train import feed, engine, run_folder
     from src.train.engine import TrainSpec, train
     from src.train.mask import encode_codes, setup_transformer
 
@@ -39,8 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"VQ run '{cfg.vq_name}' has {s['vq_cfg'].num_quantizers} quantizer: nothing for a residual "
                        f"transformer to predict (train the VQ with --num_quantizers >= 2)")
     model = build_res_transformer(cfg, s["vq_cfg"]).to(device)
-    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=1e-5)
-    val_batches = common.fixed_batches(s["val_ds"], batch_size=cfg.batch_size, seed=cfg.seed)
+    optimizer, scheduler = engine.make_optimizer(model, cfg, weight_decay=1e-5)
+    val_batches = feed.fixed_batches(s["val_ds"], batch_size=cfg.batch_size, seed=cfg.seed)
 
     def step(batch, it: int):
         captions, _, motions, lengths = batch
@@ -60,12 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tspec = TrainSpec(model_key="res_transformer", opt_key="opt_res_transformer", best_file="net_best_loss.tar")
     result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=s["run"],
-                   batches=common.t2m_batches(s["train_ds"], batch_size=cfg.batch_size, seed=cfg.seed), step=step,
+                   batches=feed.t2m_batches(s["train_ds"], batch_size=cfg.batch_size, seed=cfg.seed), step=step,
                    validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=cfg.seed,
-                   meta=common.run_meta(cfg), resume=s["resume"], log_every=cfg.log_every,
+                   meta=run_folder.run_meta(cfg), resume=s["resume"], log_every=cfg.log_every,
                    progress=not args.no_progress)
-    common.copy_best(s["run"], "net_best_loss.tar", "net_best_fid.tar", selected_by="val_loss")
-    print(common.summary_line("residual transformer", s["run"], result, best_val_loss=result["best"]))
+    run_folder.copy_best(s["run"], "net_best_loss.tar", "net_best_fid.tar", selected_by="val_loss")
+    print(run_folder.summary_line("residual transformer", s["run"], result, best_val_loss=result["best"]))
     return 0
 
 

@@ -278,7 +278,7 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
 # CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.common.device import add_device_args
+    from src.config.flags import add_device_flags, add_location_flags
 
     p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0])
     p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
@@ -303,10 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
-    p.add_argument("--checkpoints_dir", default=None, help="root of checkpoints (default: HMU_CHECKPOINTS or ./checkpoints)")
-    p.add_argument("--dataset_dir", default=None, help="root of datasets (default: HMU_DATASET or ./dataset)")
-    p.add_argument("--glove_dir", default=None, help="word-vector folder root (default: HMU_GLOVE, then dataset/<ds>/glove)")
-    add_device_args(p)
+    add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
+    add_device_flags(p)
     return p
 
 

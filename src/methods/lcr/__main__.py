@@ -19,8 +19,10 @@ DEFAULT_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+
     p = argparse.ArgumentParser(prog="python -m src.methods.lcr", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("models")
     g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
     g.add_argument("--concept", "--split_name", dest="concept", default="violence",
@@ -51,10 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="seed of the crops, the destination draw and the noise")
     g.add_argument("--force", action="store_true", help="overwrite an existing output run")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
+    add_device_flags(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
