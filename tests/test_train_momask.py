@@ -98,7 +98,7 @@ def test_help_is_fast_and_lazy(module):
 def _args(module: str, *argv: str):
     import importlib
 
-    return importlib.import_module(module).build_parser().parse_args(["--name", "x", *argv])
+    return vars(importlib.import_module(module).build_parser().parse_args(["--name", "x", *argv]))
 
 
 def test_preset_defaults_and_flag_precedence():

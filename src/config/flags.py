@@ -42,7 +42,8 @@ from typing import Any
 _MISSING = dataclasses.MISSING
 
 
-def opt(default: Any = _MISSING, *, help: str, factory: Callable[[], Any] | None = None, **add_argument: Any):  # noqa: A002
+def opt(default: Any = _MISSING, *, help: str,  # noqa: A002
+        factory: Callable[[], Any] | None = None, **add_argument: Any):
     """A config field with its command-line help (``help``) and extra ``add_argument`` keywords (``choices`` ...)."""
     meta = {"help": help, **add_argument}
     if factory is not None:
@@ -55,7 +56,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default is None or action.default is False or "(default" in text:  # (a layered flag says its default itself)
+        # a layered flag writes its default into its help itself
+        if action.default is None or action.default is False or "(default" in text:
             return text
         return super()._get_help_string(action)
 
@@ -143,7 +145,8 @@ LOCATIONS: dict[str, str] = {
 def add_device_flags(parser) -> None:
     """``--gpu_id`` (-1 = CPU) and ``--device`` (overrides it); resolved by ``src.common.device.resolve_device``."""
     parser.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU (default: -1)")
-    parser.add_argument("--device", type=str, default=None, help="torch device string (cpu, cuda:1, mps); overrides --gpu_id")
+    parser.add_argument("--device", type=str, default=None,
+                        help="torch device string (cpu, cuda:1, mps); overrides --gpu_id")
 
 
 def add_location_flags(parser, *names: str, help: Mapping[str, str] | None = None) -> None:  # noqa: A002

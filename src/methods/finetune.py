@@ -93,9 +93,9 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     from src.common.seed import fix_seed
     from src.methods.run_output import edit_meta
     from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_res_transformer, load_vq
-    from src.train import engine, feed
-    from src.train.engine import TrainSpec, train
-    from src.train.mask import encode_codes
+    from src.train import feed
+    from src.train.engine import TrainSpec
+    from src.train.transformer import train_transformer
 
     fix_seed(args.seed)
     loader = load_mask_transformer if part == "mask" else load_res_transformer
@@ -112,16 +112,8 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
     if len(train_ds) < cfg.batch_size:
         raise HmuError(f"--split {split}: {len(train_ds)} training items, fewer than --batch_size {cfg.batch_size}")
-    text = feed.TextFeatures(feed.build_encoder(paths, cfg, args, device), feed.dataset_captions(train_ds),
-                               progress=not args.no_progress)
-    model = model.to(device).train()
-    optimizer, scheduler = engine.make_optimizer(model, cfg, weight_decay=1e-5)
-
-    def step(batch, it: int):
-        captions, _, motions, lengths = batch
-        ids, m_lens = encode_codes(vq, motions.to(device), lengths.to(device), cfg.unit_length)
-        loss, _, acc = model(ids[..., 0] if part == "mask" else ids, text(captions), m_lens)
-        return {"loss": loss, "acc": acc, "lr": scheduler.get_last_lr()[0]}
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.glove_dir, clip_path=args.clip_path)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds), progress=not args.no_progress)
 
     src_ckpt = find_run_dir(paths, args.dataset_name, name) / "model" / args.ckpt
     previous = _previous_wall_time(dest) if resume else 0.0
@@ -130,10 +122,10 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     key = "t2m_transformer" if part == "mask" else "res_transformer"
     tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
     meta["wall_time_s_before"] = previous
-    result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=dest,
-                   batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=args.seed), step=step,
-                   validate=None, score_key=None, max_epoch=args.max_epoch, seed=args.seed, meta=meta,
-                   resume=resume, log_every=args.log_every, progress=not args.no_progress)
+    result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,
+                               layers="first" if part == "mask" else "all", device=device, resume=resume, meta=meta,
+                               max_epoch=args.max_epoch, seed=args.seed, log_every=args.log_every,
+                               progress=not args.no_progress)
     total = previous + result["wall_time_s"]
     _record_wall_time(dest, total)
     return {**result, "wall_time_total_s": total, "out": str(dest), "src": str(src_dir)}

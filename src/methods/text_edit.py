@@ -1,5 +1,5 @@
-"""The shared command line of the two text-projection edits, ``python -m src.methods.uce`` and ``python -m src.methods.rece``
-(their ``__main__`` modules call ``run_cli``): edit the text projections (``cond_emb``) of the
+"""The shared command line of the two text-projection edits, ``python -m src.methods.uce`` and
+``python -m src.methods.rece`` (their ``__main__`` modules call ``run_cli``): edit the text projections (``cond_emb``) of the
 masked AND residual transformers (or BAMM's with ``--model bamm``) and save them as NEW runs.
 
     python -m src.methods.rece --dataset_name synth --concept violence --trans_name mtrans --res_name rtrans \\

@@ -67,13 +67,13 @@ def fixed_batches(dataset, *, batch_size: int, seed: int) -> list:
     return [collate(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
 
 
-def build_encoder(paths, cfg, args, device):
+def build_encoder(paths, cfg, device, *, glove_dir: str | None = None, clip_path: str | None = None):
     """The text encoder the config names (clip or embedded), sized ``cfg.clip_dim`` / ``input_size``."""
     from src.models.text_encoders import build_text_encoder
 
     dim = getattr(cfg, "clip_dim", None) or cfg.input_size
-    glove = args.glove_dir or paths.glove(cfg.dataset_name)
-    return build_text_encoder(cfg.text_encoder, clip_path=args.clip_path, glove_dir=glove, dim=dim, device=device)
+    glove = glove_dir or paths.glove(cfg.dataset_name)
+    return build_text_encoder(cfg.text_encoder, clip_path=clip_path, glove_dir=glove, dim=dim, device=device)
 
 
 class TextFeatures:

@@ -51,11 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.train import feed, options, run_folder
     from src.train.engine import TrainSpec, train
 
-    paths, device = options.setup(args)
-    cfg = options.resolve_config(LenEstConfig, args, "len", aliases={"clip_dim": "input_size"})
+    paths, device = options.setup(vars(args))
+    cfg = options.resolve_config(LenEstConfig, vars(args), "len", aliases={"clip_dim": "input_size"})
     cfg.extra["seed"] = str(args.seed if args.seed is not None else 3407)
     run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=options.continue_overrides(args))
+                                          overrides=options.continue_overrides(vars(args)))
     seed = int(cfg.extra.get("seed", 3407))
     fix_seed(seed)
     spec = get_spec(cfg.dataset_name)
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=_Lens, seed=seed)
     val_ds = feed.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=_Lens, seed=seed)
-    encoder = feed.build_encoder(paths, cfg, args, device)
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.glove_dir, clip_path=args.clip_path)
     text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
     x_train, y_train = _examples(train_ds, text, cfg.unit_length, cfg.output_size)
     x_val, y_val = _examples(val_ds, text, cfg.unit_length, cfg.output_size)

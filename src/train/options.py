@@ -7,6 +7,8 @@ Only the standard library is imported at module level, so each trainer's ``--hel
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from src.common.errors import HmuError
@@ -88,48 +90,78 @@ def add_text_args(p: argparse.ArgumentParser, cls, kind: str) -> None:
     add_location_flags(g, "clip_path", "glove_dir")
 
 
-def resolve_config(cls, args: argparse.Namespace, kind: str, *, aliases: dict[str, str] | None = None):
-    """Config defaults < preset < explicit flags. hmu-only options go into ``extra`` (written to opt.txt)."""
+def resolve_config(cls, flags: Mapping[str, Any], kind: str, *, aliases: dict[str, str] | None = None):
+    """Config defaults < preset < explicit flags (``flags``: the parsed values, None = not given). hmu-only options go
+    into ``extra`` (written to opt.txt)."""
     from src.train.presets import default_preset, preset_values
 
-    preset = args.preset or default_preset(args.dataset_name)
+    preset = flags.get("preset") or default_preset(flags["dataset_name"])
     values = preset_values(preset, kind)
     fields = cls.typed_fields()
-    flags = {k: v for k, v in vars(args).items() if v is not None}
+    given = {k: v for k, v in flags.items() if v is not None}
     for flag, field in (aliases or {}).items():
-        if flag in flags:
-            flags[field] = flags.pop(flag)
-    values.update({k: v for k, v in flags.items() if k in fields or k in EXTRA_KEYS})
-    if "code_dim" in flags and "output_emb_width" not in flags and "output_emb_width" in fields:
-        values["output_emb_width"] = flags["code_dim"]  # upstream requires them equal
+        if flag in given:
+            given[field] = given.pop(flag)
+    values.update({k: v for k, v in given.items() if k in fields or k in EXTRA_KEYS})
+    if "code_dim" in given and "output_emb_width" not in given and "output_emb_width" in fields:
+        values["output_emb_width"] = given["code_dim"]  # upstream requires them equal
     extra = {"preset": preset, "split": values.pop("split", "train"), "val_split": values.pop("val_split", "val")}
     if "epoch_size" in values:
         extra["epoch_size"] = str(values.pop("epoch_size"))
     kwargs = {k: v for k, v in values.items() if k in fields}
-    kwargs["name"], kwargs["dataset_name"] = args.name, args.dataset_name
-    if args.checkpoints_dir:
-        kwargs["checkpoints_dir"] = args.checkpoints_dir
+    kwargs["name"], kwargs["dataset_name"] = flags["name"], flags["dataset_name"]
+    if flags.get("checkpoints_dir"):
+        kwargs["checkpoints_dir"] = flags["checkpoints_dir"]
     return cls(**kwargs, extra=extra)
 
 
-def continue_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def continue_overrides(flags: Mapping[str, Any]) -> dict[str, Any]:
     """Flags that may change when a run is resumed (only when given)."""
-    return {k: getattr(args, k) for k in ("max_epoch", "log_every") if getattr(args, k, None) is not None}
+    return {k: flags[k] for k in ("max_epoch", "log_every") if flags.get(k) is not None}
 
 
 def extra(cfg, key: str, default: str) -> str:
     return cfg.extra.get(key, default)
 
 
-def setup(args: argparse.Namespace):
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How one trainer run is carried out, beside its config: where, on what device, new or resumed, which text
+    encoder files. Built from the flags by :func:`from_flags`; library code takes this, never argparse's Namespace."""
+
+    paths: Any
+    device: Any
+    is_continue: bool = False
+    force: bool = False
+    progress: bool = True
+    glove_dir: str | None = None
+    clip_path: str | None = None
+    continue_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def setup(flags: Mapping[str, Any]):
     """Logging, paths and device for a trainer -> (Paths, torch.device)."""
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths
 
-    setup_logging(args.verbose)
+    setup_logging(flags.get("verbose", False))
     for flag in ("batch_size", "max_epoch"):  # 0 or negative silently trained nothing and exited 0
-        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
-            raise HmuError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    return paths, resolve_device(args.gpu_id, args.device)
+        if flags.get(flag) is not None and flags[flag] < 1:
+            raise HmuError(f"--{flag} must be >= 1, got {flags[flag]}")
+    paths = Paths.default(checkpoints_dir=flags.get("checkpoints_dir"), dataset_dir=flags.get("dataset_dir"))
+    return paths, resolve_device(flags.get("gpu_id"), flags.get("device"))
+
+
+def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, str] | None = None,
+               need_vq_name: bool = False):
+    """A trainer's parsed flags (``vars(args)``) -> (its typed config, :class:`RunOptions`); sets up logging."""
+    paths, device = setup(flags)
+    if need_vq_name and not flags.get("vq_name") and not flags.get("is_continue"):
+        raise HmuError("--vq_name is required (the VQ run whose codes this transformer models)")
+    cfg = resolve_config(cls, flags, kind, aliases=aliases)
+    run = RunOptions(paths=paths, device=device, is_continue=bool(flags.get("is_continue")),
+                     force=bool(flags.get("force")), progress=not flags.get("no_progress"),
+                     glove_dir=flags.get("glove_dir"), clip_path=flags.get("clip_path"),
+                     continue_overrides=continue_overrides(flags))
+    return cfg, run

@@ -18,7 +18,8 @@ def build_parser():
     from src.config.momask import VQConfig
     from src.train.options import base_parser, preset_default_text
 
-    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).", VQConfig, "vq")
+    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).",
+                    VQConfig, "vq")
     g = p.add_argument_group("VQ-VAE")
     text = preset_default_text(VQConfig, "vq")
     add_config_flags(g, VQConfig, ["window_size"], layered=True, default_text=text)
@@ -101,12 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.train import engine, feed, options, run_folder
     from src.train.engine import TrainSpec, train
 
-    paths, device = options.setup(args)
-    cfg = options.resolve_config(VQConfig, args, "vq")
+    paths, device = options.setup(vars(args))
+    cfg = options.resolve_config(VQConfig, vars(args), "vq")
     if cfg.num_quantizers < 1 or cfg.nb_code < 2:
         raise HmuError("--num_quantizers must be >= 1 and --nb_code >= 2")
     run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=options.continue_overrides(args))
+                                          overrides=options.continue_overrides(vars(args)))
     spec = get_spec(cfg.dataset_name)
     fix_seed(cfg.seed)
     folder = feed.open_folder(paths, cfg.dataset_name)
