@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from src.common.errors import HmuError
+from src.common.errors import HmuError, cli
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +180,13 @@ def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
         print(f"saved {d}")
     return 0
 
+
+def cli_main(method: str):
+    """``main(argv=None) -> int`` of ``python -m src.methods.<method>`` (uce or rece)."""
+
+    @cli
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run_cli(method, argv)
+
+    main.__name__ = main.__qualname__ = "main"
+    return main

@@ -65,31 +65,6 @@ def build_config(*, motion_nfeats: int, text_nfeats: int, latent_dim: int, ff_si
                      lmd={**base.lmd, "recons": float(recons_weight)})
 
 
-def encoder_losses(model, *, text_x, text_mask, motion_x, motion_mask, sent_emb=None, generator=None) -> dict:
-    """``TMR.compute_loss`` without the decoder (for ``lmd['recons'] == 0``): {'kl', 'latent', 'contrastive', 'loss'}.
-
-    Same terms and weights as upstream's objective minus reconstruction; the decoder is never run, which saves about
-    two thirds of a tiny-preset step.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from src.models.tmr.losses import info_nce_with_filtering, kl_loss
-
-    t_lat, t_d = model.encode(text_x, text_mask, modality="text", generator=generator, return_distribution=True)
-    m_lat, m_d = model.encode(motion_x, motion_mask, modality="motion", generator=generator, return_distribution=True)
-    losses = {}
-    if model.vae:
-        ref = (torch.zeros_like(m_d[0]), torch.zeros_like(m_d[1]))
-        losses["kl"] = kl_loss(t_d, m_d) + kl_loss(m_d, t_d) + kl_loss(m_d, ref) + kl_loss(t_d, ref)
-    losses["latent"] = F.smooth_l1_loss(t_lat, m_lat)
-    losses["contrastive"] = info_nce_with_filtering(t_lat, m_lat, sent_emb, temperature=model.config.temperature,
-                                                    threshold_selfsim=model.config.threshold_selfsim)
-    lmd = model.config.lmd
-    losses["loss"] = sum(lmd[k] * v for k, v in losses.items() if k in lmd)
-    return losses
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Data: (tokens, normalised motion) pairs, batched with word-vector text features
 
@@ -426,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def step(batch, it):
         b = {k: v.to(device) for k, v in batch.items() if k != "captions"}
-        return model.compute_loss(**b) if cfg.lmd["recons"] else encoder_losses(model, **b)
+        return model.compute_loss(**b, decoder=bool(cfg.lmd["recons"]))
 
     def validate():
         rep = retrieval_report(model, text_side, val_items, threshold=cfg.threshold_selfsim_metrics)

@@ -1,20 +1,7 @@
-"""``python -m src.methods.uce``: UCE on the text projections of the masked and residual transformers, saved as NEW runs.
+"""``python -m src.methods.uce``: UCE on the text projections, saved as NEW runs (src/methods/text_edit.py)."""
+from src.methods.text_edit import cli_main
 
-The flags and the run are shared with the other text-projection edit: src/methods/text_edit.py.
-"""
-from __future__ import annotations
-
-from collections.abc import Sequence
-
-from src.common.errors import cli
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    from src.methods.text_edit import run_cli
-
-    return run_cli("uce", argv)
-
+main = cli_main("uce")
 
 if __name__ == "__main__":
     raise SystemExit(main())
