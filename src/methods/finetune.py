@@ -23,14 +23,11 @@ PARTS = ("mask", "res")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags
+    from src.methods.flags import method_parser
 
-    p = argparse.ArgumentParser(prog="python -m src.methods.finetune", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="concept to forget")
-    g.add_argument("--name", "--out_name", dest="name", required=True, help="NEW run for the fine-tuned masked transformer")
+    p, g = method_parser("python -m src.methods.finetune", __doc__, concept_help="concept to forget",
+                         name_help="NEW run for the fine-tuned masked transformer")
     g.add_argument("--res_out_name", default=None, help="NEW run for the fine-tuned residual transformer (<name>_res)")
     g.add_argument("--trans_name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
                    help="source masked-transformer run (read only)")

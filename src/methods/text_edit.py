@@ -27,16 +27,12 @@ VARIANTS = {"uce": {"default": "bias", "bias": "bias", "hmu": "hmu"},
 
 
 def build_parser(method: str) -> argparse.ArgumentParser:
-    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags
+    from src.methods.flags import method_parser
 
-    p = argparse.ArgumentParser(prog=f"python -m src.methods.{method}", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence",
-                   help="concept in assets/splits.json (its keywords are the default --forget_text)")
-    g.add_argument("--name", "--out_name", dest="name", required=True,
-                   help="NEW run folder for the edited masked (or BAMM) transformer")
+    p, g = method_parser(f"python -m src.methods.{method}", __doc__,
+                         concept_help="concept in assets/splits.json (its keywords are the default --forget_text)",
+                         name_help="NEW run folder for the edited masked (or BAMM) transformer")
     g.add_argument("--res_out_name", default=None, help="NEW run folder for the edited residual transformer "
                                                          "(default <name>_res)")
     g.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family of --trans_name")

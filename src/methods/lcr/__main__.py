@@ -19,16 +19,12 @@ DEFAULT_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags
+    from src.methods.flags import method_parser
 
-    p = argparse.ArgumentParser(prog="python -m src.methods.lcr", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence",
-                   help="concept in assets/splits.json; its kw_splits are the forget/retain sets")
-    g.add_argument("--name", "--out_name", dest="name", required=True,
-                   help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/")
+    p, g = method_parser("python -m src.methods.lcr", __doc__,
+                         concept_help="concept in assets/splits.json; its kw_splits are the forget/retain sets",
+                         name_help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/")
     g.add_argument("--vq_name", default=DEFAULT_VQ, help="source VQ run (read only)")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="source VQ checkpoint file in <vq_name>/model/")
     g = p.add_argument_group("data")
