@@ -165,3 +165,24 @@ def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, s
                      glove_dir=flags.get("glove_dir"), clip_path=flags.get("clip_path"),
                      continue_overrides=continue_overrides(flags))
     return cfg, run
+
+
+def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, max_epoch: int, batch_size: int,
+                         lr: float, force_help: str, max_epoch_help: str = "epochs", lr_help: str = "Adam learning rate",
+                         locations: tuple[str, ...] = ("checkpoints_dir", "dataset_dir")):
+    """-> (parser, its "model" group): the flags of the one-file trainers (evaluator, action classifier): run name,
+    schedule, seed, --force, device and location flags. Model options go into the returned group."""
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--dataset_name", default="synth", help=dataset_help)
+    p.add_argument("--name", default=name, help="run folder under checkpoints/<dataset>/")
+    p.add_argument("--max_epoch", type=int, default=max_epoch, help=max_epoch_help)
+    p.add_argument("--batch_size", type=int, default=batch_size, help="batch size")
+    p.add_argument("--lr", type=float, default=lr, help=lr_help)
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--force", action="store_true", help=force_help)
+    add_location_flags(p, *locations)
+    add_device_flags(p)
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return p, p.add_argument_group("model")
