@@ -99,7 +99,7 @@ def test_family_mismatch_is_one_line(runs):
 
 def test_uce_on_bamm_changes_only_cond_emb(runs):
     from src.common.io import torch_load
-    from src.methods.cli_edit import main_uce
+    from src.methods.uce.__main__ import main as main_uce
 
     ckpt, data = runs
     rc = main_uce(["--dataset_name", "synth", "--model", "bamm", "--trans_name", "bamm", "--res_name", "none",

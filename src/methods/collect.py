@@ -147,8 +147,8 @@ class CodeTable:
         return CodeTable(self.ids, self.motion[keep], self.codes[keep], self.n_valid[keep], self.settings)
 
     def counts(self, q: int, *, nb_code: int) -> np.ndarray:
-        """(nb_code,) number of rows containing each code of layer ``q`` (src.methods.lcr.count_codes)."""
-        from src.methods.lcr import count_codes
+        """(nb_code,) number of rows containing each code of layer ``q`` (src.methods.lcr.edit.count_codes)."""
+        from src.methods.lcr.edit import count_codes
 
         codes, mask = self.layer(q)
         return count_codes(codes, nb_code=nb_code, mask=mask)

@@ -24,22 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.train.classifier", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_name", default="synth", help="dataset with labels.json (synth)")
-    p.add_argument("--name", default="action_classifier", help="run folder under checkpoints/<dataset>/")
-    p.add_argument("--max_epoch", type=int, default=4, help="epochs")
-    p.add_argument("--batch_size", type=int, default=64, help="batch size")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--hidden", type=int, default=64, help="conv channels")
-    p.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--force", action="store_true", help="retrain and overwrite an existing classifier")
-    for flag in ("checkpoints_dir", "dataset_dir"):
-        p.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    from src.train.options import small_trainer_parser
+
+    p, g = small_trainer_parser("python -m src.train.classifier", __doc__,
+                                dataset_help="dataset with labels.json (synth)", name="action_classifier",
+                                max_epoch=4, batch_size=64, lr=2e-3,
+                                force_help="retrain and overwrite an existing classifier")
+    g.add_argument("--hidden", type=int, default=64, help="conv channels")
+    g.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
     return p
 
 
@@ -106,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.humanml3d import HumanML3DFolder
     from src.common.datasets import get_spec
     from src.models.classifier import ActionClassifier, ActionClassifierConfig
-    from src.train.engine import TrainSpec, train
+    from src.train.engine import train_select_best
 
     spec = get_spec(args.dataset_name)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
@@ -165,16 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.train()
         return {"concept_auc": float(np.mean(aucs)) if aucs else 0.0, "actions_auc": s["actions_macro_auc"]}
 
-    summary = train(model=model, optimizer=opt, scheduler=None,
-                    spec=TrainSpec(model_key="classifier", opt_key="opt_classifier", best_file="best.tar",
-                                   higher_is_better=True),
-                    run_dir=run_dir, batches=batches, step=step, validate=validate, score_key="concept_auc",
-                    max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress)
-    from src.common.io import torch_load
-
-    best = torch_load(run_dir / "model" / "best.tar")
-    model.load_state_dict(best["classifier"], strict=True)
-    model.eval()
+    summary, _ = train_select_best(model, model_key="classifier", optimizer=opt, run_dir=run_dir, batches=batches,
+                                   step=step, validate=validate, score_key="concept_auc", max_epoch=args.max_epoch,
+                                   seed=args.seed, progress=not args.no_progress)
     held = heldout_scores(model.predict_proba(te_x), te_y, names)
     meta = {"dataset": spec.name, "threshold": 0.5, "trained_on": "train", "selected_on": "val",
             "heldout": {"split": "test", **held}, "epochs": args.max_epoch, "seed": args.seed,
