@@ -23,6 +23,7 @@ from typing import Any
 
 from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
 from src.common.errors import HmuError, cli
+from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.attacks", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("models")
     g.add_argument("--dataset_name", default="synth", help="dataset name (ground truth needs synth)")
     g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="the forgotten concept")
@@ -76,10 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "<dataset>_attacks_<concept>_s<seed>)")
     g.add_argument("--force", action="store_true", help="overwrite an existing attacks.json")
     g = p.add_argument_group("locations and device")
-    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"):
-        g.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
+    add_device_flags(g)
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
 log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.eval.t2m_unlearn", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("model (upstream flag names)")
     g.add_argument("--dataset_name", default="synth", help="dataset name or alias (HumanML3D/t2m, Motion-X, synth)")
     g.add_argument("--name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
@@ -63,10 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wandb", action="store_true", help="also log to wandb (offline without credentials)")
     g.add_argument("--wandb_project", default="hmu", help="wandb project")
     g = p.add_argument_group("locations and device")
-    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"):
-        g.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
+    add_device_flags(g)
     g.add_argument("--no_cache", action="store_true", help="do not keep ground-truth embeddings on disk")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p

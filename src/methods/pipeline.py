@@ -17,7 +17,7 @@ METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags
 
     p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0])
     p.add_argument("method", choices=METHODS, help="which method to run")
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_name", default=None, help="output run name (default <method>_<concept>)")
     p.add_argument("--force", action="store_true", help="overwrite output runs and results")
     p.add_argument("--seed", type=int, default=0, help="seed of the method and of the evaluation")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir")
     g = p.add_argument_group("evaluation")
     g.add_argument("--repeat_times", type=int, default=None, help="evaluation repeats (default 3 on synth, 20 else)")
