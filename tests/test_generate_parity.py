@@ -169,6 +169,20 @@ def test_residual_transformer_generate_parity(r, mio, momask_models, monkeypatch
     np.testing.assert_array_equal(gen.numpy(), mio[f"r{r}_all_ids"])
 
 
+@pytest.mark.parametrize("n_classes,kept", [(10, 1), (16, 2), (17, 2), (21, 3), (512, 52), (513, 52)])
+def test_top_k_keeps_upstreams_count(n_classes, kept):
+    """upstream's top_k(logits, 0.9) keeps ceil((1 - 0.9) * K) logits (hand-computed; K = 16, 17 are the fixture's
+    base and residual heads, 512/513 the released ones), the largest, and sets the rest to -inf."""
+    from src.models.momask.tools import top_k
+
+    x = torch.randn(3, 5, n_classes, generator=torch.Generator().manual_seed(n_classes))
+    out = top_k(x, 0.9, dim=-1)
+    finite = torch.isfinite(out)
+    assert (finite.sum(-1) == kept).all()
+    assert torch.equal(out[finite], x[finite])
+    assert (x.masked_fill(finite, float("-inf")).amax(-1) <= x.masked_fill(~finite, float("inf")).amin(-1)).all()
+
+
 @pytest.mark.parametrize("r", [0, 1, 2])
 def test_vq_decode_parity(r, mio, momask_models):
     vq, _, _ = momask_models
