@@ -23,6 +23,7 @@ from typing import Any
 
 from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
 from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--models", required=True,
                    help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="default residual-transformer run folder ('none': base layer only)")
+    g.add_argument("--res_name", default=None,
+                   help="default residual-transformer run folder ('none': base layer only; " + help_default("res") + ")")
     g.add_argument("--res_ckpt", default="net_best_fid.tar", help="default residual-transformer checkpoint file")
     g.add_argument("--cond_scale", type=float, default=None, help="classifier-free guidance scale (default: src.gen's)")
     g.add_argument("--time_steps", type=int, default=None, help="mask-predict iterations (default: src.gen's)")
@@ -209,6 +210,7 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    fill_run_defaults(args, args.dataset_name, res_name="res")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     attacks = parse_attacks(args.attacks)
     specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
 from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     g = p.add_argument_group("model (upstream flag names)")
     g.add_argument("--dataset_name", default="synth", help="dataset name or alias (HumanML3D/t2m, Motion-X, synth)")
-    g.add_argument("--name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
-                   help="masked-transformer run folder under checkpoints/<dataset>/")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="residual-transformer run folder")
+    g.add_argument("--name", default=None,
+                   help="masked-transformer run folder under checkpoints/<dataset>/ (" + help_default("mask") + ")")
+    g.add_argument("--res_name", default=None,
+                   help="residual-transformer run folder ('': base layer only; " + help_default("res") + ")")
     g.add_argument("--vq_name", default="", help="RVQ-VAE run folder (default: the one in the transformer's opt.txt)")
     g.add_argument("--ckpt", default="net_best_fid.tar",
                    help="transformer checkpoint file in <name>/model/, or a path to an unlearned checkpoint")
@@ -109,6 +110,7 @@ def check_args(args: argparse.Namespace) -> None:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    fill_run_defaults(args, args.dataset_name, name="mask", res_name="res")
     from src.common.logging import setup_logging
 
     setup_logging(args.verbose)
