@@ -162,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rng = np.random.default_rng([args.seed, epoch])
         perm = rng.permutation(len(tr_x))
         starts = range(0, len(perm), args.batch_size)
-        return Sized(([tr_x[i] for i in perm[s:s + args.batch_size]],
-                      torch.as_tensor(tr_y[perm[s:s + args.batch_size]], device=device)) for s in starts), len(starts))
+        return Sized((([tr_x[i] for i in perm[s:s + args.batch_size]],
+                       torch.as_tensor(tr_y[perm[s:s + args.batch_size]], device=device)) for s in starts), len(starts))
 
     def step(batch, it):
         xs, y = batch
