@@ -62,10 +62,12 @@ class Settings:
     mm: tuple[int, int] | None   # (prompts, generations per prompt) for MultiModality, None = skip
     video: bool
     one_epoch: bool
+    max_prompts: int | None = None   # videos in the report (None: its default prompts)
 
 
 FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
-FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
+# the smoke run still makes one before/after video: it is what the toolkit is for
+FAST = Settings(n=400, repeats=2, mm=None, video=True, one_epoch=True, max_prompts=1)
 
 
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
@@ -148,7 +150,9 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
                                                                             if st.name.startswith("unlearn:")))))
     evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
     stages.append(Stage("report", "src.report",
-                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force"],
+                        [str(out), *gpu, *([] if settings.video else ["--no_video"]),
+                         *(["--max_prompts", str(settings.max_prompts)] if settings.max_prompts else []), "--still",
+                         "--force"],
                         [out / "report" / "report.md"], after=evals))
     return stages
 
