@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default: ./checkpoints)")
     p.add_argument("--dataset_dir", default=None, help="datasets root (default: ./dataset)")
     p.add_argument("--results_dir", default=None, help="results root (default: ./results)")
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress lines in the stage logs nor in the heartbeat (HMU_PROGRESS=off for every stage)")
     return p
 
 
@@ -335,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'done' if st.done() else 'todo'}  {st.name:18s} {st.command(REPO_ROOT)}")
         return 0
     jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)   # before env is copied: the stages inherit HMU_PROGRESS=off
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")

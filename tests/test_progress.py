@@ -39,7 +39,7 @@ def test_total_from_len_and_sized():
     bar = progress(Sized(gen, 7), desc="x", stream=out)  # StringIO is no tty -> lines
     assert isinstance(bar, LineProgress) and bar.total == 7
     assert list(bar) == list(range(7))
-    assert "7/7" in out.getvalue()
+    assert bar.line().startswith("x: 7/7 it (100%)")
     assert progress((x for x in range(3)), stream=io.StringIO()).total is None
 
 
@@ -74,6 +74,7 @@ def test_engine_bar_has_total(tmp_path, capsys, monkeypatch):
     from src.train.engine import TrainSpec, train
 
     monkeypatch.setenv("HMU_PROGRESS", "lines")
+    monkeypatch.setattr("src.common.progress.QUIET_S", 0.0)   # print the final line of even a short loop
     model = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)
     x = torch.randn(32, 4)
@@ -89,3 +90,34 @@ def test_engine_bar_has_total(tmp_path, capsys, monkeypatch):
           run_dir=tmp_path, batches=batches, step=step, validate=None, score_key=None, max_epoch=1, seed=0)
     err = capsys.readouterr().err
     assert "epoch 1/1: 4/4 batch (100%)" in err and "ETA" in err and "\r" not in err
+
+
+def test_short_loop_is_silent_in_logs():
+    clock, out = FakeClock(), io.StringIO()
+    for _ in LineProgress(range(3), total=3, desc="x", stream=out, clock=clock):
+        clock.t += 1.0
+    assert out.getvalue() == ""
+
+
+def test_no_progress_flag_silences_everything_below(monkeypatch):
+    import argparse
+
+    from src.common.progress import ENV, add_progress_flag, apply_progress_flag
+
+    monkeypatch.delenv(ENV, raising=False)
+    p = argparse.ArgumentParser()
+    add_progress_flag(p)
+    assert apply_progress_flag(p.parse_args([])) is True and ENV not in __import__("os").environ
+    assert apply_progress_flag(p.parse_args(["--no_progress"])) is False
+    assert mode(True, io.StringIO()) == "off"
+
+
+LONG_COMMANDS = ("src.gen", "src.quickstart", "src.report", "src.data.synth", "src.viz.animate", "src.eval.t2m_unlearn",
+                 "src.eval.attack", "src.methods.lcr", "src.methods.uce", "src.methods.rece", "src.methods.finetune",
+                 "src.methods.retrain", "src.train.vq", "src.train.mask", "src.train.residual", "src.train.length",
+                 "src.train.evaluator", "src.train.classifier", "src.train.tmr", "src.train.bamm")
+
+
+def test_every_long_command_takes_no_progress(cli):
+    missing = [m for m in LONG_COMMANDS if "--no_progress" not in cli(m, "--help").stdout]
+    assert not missing

@@ -19,6 +19,7 @@ from typing import Any, Generic, TextIO, TypeVar
 
 T = TypeVar("T")
 ENV = "HMU_PROGRESS"
+QUIET_S = 5.0   # a loop that ends sooner, with no line printed yet, prints none
 MODES = ("bar", "lines", "off")
 
 
@@ -101,9 +102,11 @@ class LineProgress(Generic[T]):
         self.desc = desc
 
     def close(self) -> None:
+        """The final line, when the loop printed before or took a while (short loops stay silent in logs)."""
         if not self._closed:
             self._closed = True
-            self._emit()
+            if self._last > self.t0 or self.clock() - self.t0 >= QUIET_S:
+                self._emit()
 
     def __iter__(self) -> Iterator[T]:
         if self.iterable is None:
@@ -143,3 +146,18 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=stream, dynamic_ncols=True)
+
+
+def add_progress_flag(parser) -> None:
+    """``--no_progress`` on a CLI (see :func:`apply_progress_flag`)."""
+    parser.add_argument("--no_progress", action="store_true",
+                        help="no progress bars or progress lines (sets HMU_PROGRESS=off for what it runs)")
+
+
+def apply_progress_flag(args) -> bool:
+    """True when progress is wanted; with ``--no_progress`` also sets HMU_PROGRESS=off, so that every loop below this
+    CLI (and any subprocess it starts) stays quiet, including those not handed a ``progress`` argument."""
+    if getattr(args, "no_progress", False):
+        os.environ[ENV] = "off"
+        return False
+    return True

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
     g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     return p
 
 
@@ -240,6 +243,9 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     attacks = parse_attacks(args.attacks)
     specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)

@@ -66,6 +66,9 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
     g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     return p
 
 
@@ -167,6 +170,9 @@ def run_edit(method: str, args, *, paths, device) -> dict:
 def _main(method: str, argv):
     args = build_parser(method).parse_args(argv)
     from src.common.device import resolve_device
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)
     from src.common.logging import setup_logging
     from src.common.paths import Paths
 

@@ -214,10 +214,10 @@ def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, c
     frames = render_comparison(motions, chain=chain, title=title, panel_size=panel_size, follow=follow,
                                trajectory=trajectory, flags=flags, flag_label=flag_label)
     if progress:
-        from tqdm import tqdm
+        from src.common.progress import progress as progress_bar
 
         T = max(len(v) for v in motions.values())
-        frames = tqdm(frames, total=T, desc=f"render {out.name}", unit="frame", leave=False)
+        frames = progress_bar(frames, total=T, desc=f"render {out.name}", unit="frame", every_s=10)
     with atomic_path(out, suffix=f".{fmt}") as tmp:
         if fmt == "mp4":
             _write_mp4(tmp, frames, fps=fps)
@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--still", default=None, metavar="PNG", help="also write one frame as a PNG (e.g. for a README)")
     p.add_argument("--still_frame", type=int, default=-1, help="frame index for --still (negative: from the end)")
     p.add_argument("--force", action="store_true", help="overwrite --out (and --still) if they exist")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = save_comparison(out, motions, chain=spec.kinematic_chain, title=args.title,
                               fps=args.fps or spec.fps, fmt=fmt, panel_size=tuple(args.size),
                               follow=_FOLLOW[args.camera],
-                              trajectory=not args.no_trajectory, progress=True)
+                              trajectory=not args.no_trajectory, progress=not args.no_progress)
     T = max(len(m) for m in motions.values())
     print(f"wrote {written} ({len(motions)} panels, {T} frames)")
     if args.still:
