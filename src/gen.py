@@ -363,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.motion import recover_from_ric
     from src.data.spec import get_spec
     from src.common.progress import apply_progress_flag
+    from src.viz.animate import save_comparison
     from src.viz.export import write_outputs
 
     setup_logging()
@@ -390,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "length": len(f), "features": f"features/{stem}.npy", "joints": f"joints/{stem}.npy"})
     spec = get_spec(args.dataset_name)
     write_outputs(out, items, joints, chain=spec.kinematic_chain, fps=spec.fps, animate=args.animate, gif=args.gif,
-                  bvh=args.bvh, progress=apply_progress_flag(args))
+                  bvh=args.bvh, progress=apply_progress_flag(args), save_video=save_comparison)
     atomic_write_json(out / "prompts.json", {**gen.sources, "dataset_name": args.dataset_name, "seed": args.seed,
                                              "sampling": gen.sampling(), "items": items})
     extra = (", videos" if args.animate else "") + (", bvh" if args.bvh else "")
