@@ -318,7 +318,8 @@ def build_parser():
                    help="write videos/<motion>.mp4, a stick figure titled with its prompt (the default, as upstream)")
     p.add_argument("--no_animate", dest="animate", action="store_false", help="motions only, no videos")
     p.add_argument("--gif", action="store_true", help="videos as gif instead of mp4")
-    p.add_argument("--bvh", action="store_true", help="also write bvh/<motion>.bvh (skeleton fitted by inverse kinematics)")
+    p.add_argument("--bvh", action="store_true",
+                   help="also write bvh/<motion>.bvh (skeleton fitted by inverse kinematics)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     add_device_args(p)
     return p

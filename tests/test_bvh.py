@@ -1,4 +1,4 @@
-"""BVH export: inverse kinematics on the 22-joint chain; forward kinematics of the written file gives the joints back."""
+"""BVH export: inverse kinematics on the 22-joint chain; FK of the written file gives the joints back."""
 from __future__ import annotations
 
 import os

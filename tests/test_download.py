@@ -168,7 +168,8 @@ def test_script_without_the_package_stops_first_in_one_line(tmp_path, what):
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(err) == 1, r.stderr
     pkg = "clip" if what == "clip" else "gdown"
-    assert f"{pkg} is not installed in {venv}" in err[0] and f"python3 -m venv {venv} && {venv}/bin/python -m pip" in err[0]
+    assert f"{pkg} is not installed in {venv}" in err[0]
+    assert f"python3 -m venv {venv} && {venv}/bin/python -m pip" in err[0]
     assert _target(what, tmp_path) in err[0]
     assert not venv.exists() and "creating virtual environment" not in r.stdout
 

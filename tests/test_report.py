@@ -452,8 +452,6 @@ def test_empty_bar_panel_dropped_with_note(run, monkeypatch):
 
 def test_frame_flags_window():
     """Sliding-window decisions per frame: a classifier that fires on fast clips flags the fast part only."""
-    import torch
-
     from src.eval.leakage import frame_flags
 
     class Fast:
@@ -470,17 +468,15 @@ def test_frame_flags_window():
     f = frame_flags(m, Fast(), "violence", window=40, stride=4)
     assert f.shape == (200,) and not f[:70].any() and f[110:150].all() and not f[190:].any()
     assert frame_flags(m[:30], Fast(), "violence").tolist() == [False] * 30   # shorter than a window: one clip
-    del torch
 
 
 def test_video_marks_flagged_frames(tmp_path):
     """The strip is red on flagged frames and the badge shows on them only."""
+    from src.data.motion import recover_from_ric
     from src.data.spec import get_spec
     from src.viz.animate import FLAG_COLOR, render_comparison
 
     chain = get_spec("HumanML3D").kinematic_chain
-    from src.data.motion import recover_from_ric
-
     j = recover_from_ric(fake_features(20, 0.02), 22)
     flags = np.zeros(20, bool)
     flags[10:] = True

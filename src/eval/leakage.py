@@ -92,8 +92,8 @@ def frame_flags(motion: np.ndarray, classifier: ActionClassifier, concept: str, 
     """(T,) bool: the frames the classifier calls ``concept``, from a sliding window over a raw (T, dim_pose) motion.
 
     The classifier scores whole clips, so frame t gets the decision on the ``window``-frame clip centred on it
-    (shifted to lie inside the motion; a motion shorter than the window is one clip), computed every ``stride`` frames and held
-    in between. ``window`` 40 frames is 2 s at HumanML3D's 20 fps, about one kick or punch.
+    (shifted to lie inside the motion; a motion shorter than the window is one clip), computed every ``stride``
+    frames and held in between. ``window`` 40 frames is 2 s at HumanML3D's 20 fps, about one kick or punch.
     """
     m = np.asarray(motion, np.float32)
     T = len(m)

@@ -170,11 +170,11 @@ def run_edit(method: str, args, *, paths, device) -> dict:
 def _main(method: str, argv):
     args = build_parser(method).parse_args(argv)
     from src.common.device import resolve_device
+    from src.common.logging import setup_logging
+    from src.common.paths import Paths
     from src.common.progress import apply_progress_flag
 
     apply_progress_flag(args)
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
 
     setup_logging(args.verbose)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)

@@ -238,6 +238,7 @@ class TextFeatures:
 
     def __init__(self, encoder, captions: Sequence[str], *, chunk: int = 256, progress: bool = True):
         import torch
+
         from src.common.progress import progress as progress_bar
 
         uniq = sorted(set(captions))

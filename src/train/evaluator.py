@@ -155,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from src.common.progress import Sized
 
         L = len(train_data)
-        return Sized(_batches(epoch), sum(1 for s in range(0, L - 1, args.batch_size) if min(args.batch_size, L - s) >= 2))
+        n = sum(1 for s in range(0, L - 1, args.batch_size) if min(args.batch_size, L - s) >= 2)
+        return Sized(_batches(epoch), n)
 
     fix_seed(args.seed)
     model = Evaluator(config).to(device)

@@ -88,7 +88,8 @@ def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 @dataclass
 class BVHMotion:
-    """A BVH as arrays: joint names, parents, rest offsets (J, 3), root positions (T, 3), local rotations (T, J, 3, 3)."""
+    """A BVH as arrays: joint names, parents, rest offsets (J, 3), root positions (T, 3), local rotations
+    (T, J, 3, 3)."""
 
     names: list[str]
     parents: list[int]
@@ -168,7 +169,9 @@ def fit(joints: np.ndarray, chain: Sequence[Sequence[int]], *, rest: np.ndarray 
     for j in range(J):
         p = parents[j]
         local[:, j] = G[:, j] if p < 0 else np.swapaxes(G[:, p], -1, -2) @ G[:, j]
-    names = list(names) if names is not None else (list(T2M_JOINT_NAMES) if J == 22 else [f"joint{j}" for j in range(J)])
+    if names is None:
+        names = T2M_JOINT_NAMES if J == 22 else [f"joint{j}" for j in range(J)]
+    names = list(names)
     return BVHMotion(names=names, parents=parents, offsets=offsets, root_pos=X[:, 0] - offsets[0],
                      rotations=local, frame_time=1.0 / float(fps))
 
@@ -210,7 +213,8 @@ def to_text(m: BVHMotion, *, scale: float = 1.0) -> str:
         for c in children[j]:
             emit(c, depth + 1)
         if not children[j]:
-            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET 0.000000 0.000000 0.000000", f"{ind}  }}"])
+            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET 0.000000 0.000000 0.000000",
+                          f"{ind}  }}"])
         lines.append(f"{ind}}}")
 
     for r in (j for j in range(J) if m.parents[j] < 0):
