@@ -175,7 +175,6 @@ def _main(method: str, argv):
     from src.common.progress import apply_progress_flag
 
     apply_progress_flag(args)
-
     setup_logging(args.verbose)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     s = run_edit(method, args, paths=paths, device=resolve_device(args.gpu_id, args.device))
