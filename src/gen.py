@@ -315,8 +315,9 @@ def build_parser():
     p.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder's files")
     p.add_argument("--animate", dest="animate", action="store_true", default=True,
-                   help="write videos/<motion>.mp4, a stick figure titled with its prompt (the default, as upstream)")
-    p.add_argument("--no_animate", dest="animate", action="store_false", help="motions only, no videos")
+                   help="write videos/<motion>.mp4, a stick figure titled with its prompt (as upstream's gen_t2m.py)")
+    p.add_argument("--no_animate", dest="animate", action="store_false", default=argparse.SUPPRESS,
+                   help="motions only, no videos")
     p.add_argument("--gif", action="store_true", help="videos as gif instead of mp4")
     p.add_argument("--bvh", action="store_true",
                    help="also write bvh/<motion>.bvh (skeleton fitted by inverse kinematics)")
