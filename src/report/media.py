@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 BAR_METRICS = ("FID", "Diversity", "R_precision_top1", "MM_Dist", "MM_Safe", "leakage")
 # why a bar panel can be empty (the panel is then dropped with this note)
-EMPTY_NOTES = {"MM_Safe": "defined on the forget set only: retain captions hold no violent words to mask",
+EMPTY_NOTES = {"retain/MM_Safe": "defined on the forget set only: retain captions hold no violent words to mask",
                "leakage": "no action classifier was given to the evaluation"}
 SCATTER_SIZE = (560, 440)
 DEFAULT_LENGTH = 120  # frames (6 s at 20 fps) for prompts without a length

@@ -87,8 +87,8 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
     """One bar per method with its interval as an error bar; a row per set (forget, retain), a column per metric.
 
     ``size`` is (width, height) in pixels (default: 260 px per metric column, 240 px per set row). A panel no record
-    has a value for is dropped (no axes) and replaced by a note: ``notes[metric]`` when given (why it is not
-    measured, e.g. MM-Safe on the retain set), else "not measured". Returns ``path``.
+    has a value for is dropped (no axes) and replaced by a note: ``notes["<set>/<metric>"]`` or ``notes[metric]``
+    when given (why it is not measured, e.g. MM-Safe on the retain set), else "not measured". Returns ``path``.
     """
     methods = _methods(records)
     metrics = list(metrics)
@@ -112,7 +112,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
             vals = [stat(r, s, m) for r in records]
             if all(v is None for v in vals):
                 ax.set_axis_off()
-                note = (notes or {}).get(m) or "not measured"
+                note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or "not measured"
                 ax.text(0.5, 0.5, f"{s} · {m}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
                         ha="center", va="center", fontsize=9, color="#666666")
                 continue
