@@ -129,12 +129,31 @@ def fetch(archive: Archive, dest: Path, *, from_dir: Path | None, target: Path |
     return dest
 
 
+def _make_dirs(path: Path) -> list[Path]:
+    """mkdir -p; returns the folders it created, deepest first."""
+    made = []
+    p = path
+    while not p.exists():
+        made.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_empty(made: list[Path]) -> None:
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
 def install(archive: Archive, *, target: Path, from_dir: Path | None = None, keep_archive: bool = False) -> list[str]:
     """Fetch, check and extract one archive into ``target``; files already there are kept. Returns the files added."""
     if not missing_files(target, archive.expected):
         log.info("%s already present in %s", archive.what, target)
         return []
-    target.mkdir(parents=True, exist_ok=True)
+    made = _make_dirs(target)
     work = Path(tempfile.mkdtemp(prefix=f".{archive.key}.", dir=target))
     added: list[str] = []
     try:
@@ -166,6 +185,8 @@ def install(archive: Archive, *, target: Path, from_dir: Path | None = None, kee
                 os.replace(zpath, keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not added:
+            _remove_empty(made)   # a failed fetch leaves no empty folders behind
     still = missing_files(target, archive.expected)
     if still:
         raise HmuError(f"{target} still lacks {', '.join(still)} after installing {archive.filename}")
@@ -206,10 +227,11 @@ def install_clip(*, checkpoints_dir: Path, from_dir: Path | None = None) -> Path
     except ImportError as exc:
         raise HmuError(f"the clip package cannot load ({exc}); install it with: {sys.executable} -m pip install "
                        f"--no-deps clip-anytorch==2.6.* ftfy regex; or put {CLIP_FILE} into {target}/") from None
-    target.mkdir(parents=True, exist_ok=True)
+    made = _make_dirs(target)
     try:
         got = Path(_download(_MODELS[CLIP_MODEL], str(target)))
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
+        _remove_empty(made)
         raise HmuError(f"could not download {CLIP_FILE} into {target} ({type(exc).__name__}; no network?); put it "
                        f"there by hand, or in ~/.cache/clip/") from None
     if got != dest:
