@@ -97,9 +97,36 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+# Types a released checkpoint may hold besides tensors and containers, allowed by name for ``weights_only``: numpy
+# scalars (a metric stored as np.float64) and argparse's Namespace (options saved with the weights). Nothing else is
+# ever unpickled; there is no fallback to a full load, since an arbitrary pickle runs code (``__reduce__``).
+_SAFE_GLOBALS_ADDED = False
+
+
+def _allow_safe_globals() -> None:
+    global _SAFE_GLOBALS_ADDED
+    if _SAFE_GLOBALS_ADDED:
+        return
+    import argparse
+
+    import numpy as np
+    import torch
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    torch.serialization.add_safe_globals([
+        argparse.Namespace, np.dtype, scalar,
+        (scalar, "numpy.core.multiarray.scalar"),  # files written with numpy 1.x
+        (scalar, "numpy._core.multiarray.scalar"),
+        *(t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)),
+    ])
+    _SAFE_GLOBALS_ADDED = True
+
+
 def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """Load a torch file on CPU, ``weights_only=True`` first; one-line HmuError naming the file on any failure."""
+    """Load a torch file on CPU with ``weights_only=True`` (tensors, containers, numbers, strings, numpy scalars,
+    argparse Namespace); one-line HmuError naming the file on any failure, and never a full unpickle."""
     import pickle
+    import re
     import zipfile
 
     import torch
@@ -107,18 +134,53 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     p = Path(path)
     if not p.is_file():
         raise HmuError(f"{what} not found: {p}")
+    _allow_safe_globals()
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refused some object: fall back to a full load only for files that are real torch archives.
-        if "Weights only load failed" not in str(exc):
-            raise HmuError(f"{what} {p} is not a readable torch file ({' '.join(str(exc).split())[:120]})") from None
-        try:
-            return torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as exc2:  # noqa: BLE001
-            raise HmuError(f"{what} {p} is corrupt or not a torch file ({type(exc2).__name__})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as exc:
+        text = " ".join(str(exc).split())
+        if "Weights only load failed" in text:
+            m = re.search(r"GLOBAL ([\w.]+)", text)
+            obj = m.group(1) if m else "an object that is not plain data"
+            raise HmuError(f"{what} {p} holds a pickled object ({obj}) that could run code: refused, only tensors "
+                           f"and plain data are loaded") from None
+        raise HmuError(f"{what} {p} is not a readable torch file ({text[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError,
+            AttributeError, TypeError) as exc:
         raise HmuError(f"{what} {p} is corrupt, truncated or not a torch file ({type(exc).__name__})") from None
+
+
+_PLAIN_PICKLE_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
+                                   ("builtins", "dict"), ("builtins", "tuple"), ("collections", "OrderedDict")})
+
+
+def safe_pickle_load(path: str | os.PathLike, what: str = "file") -> Any:
+    """Unpickle plain data only (dict, list, tuple, set, str, int, float, bool, None): a pickle that names any other
+    global (a class, a function such as ``os.system``) is refused with a one-line HmuError naming the file, before
+    anything runs. For upstream's word-vector files ``our_vab_{words,idx}.pkl``."""
+    import pickle
+
+    class _PlainUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) in _PLAIN_PICKLE_GLOBALS:
+                return super().find_class(module, name)
+            raise pickle.UnpicklingError(f"{module}.{name}")
+
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"{what} not found: {p}")
+    try:
+        with open(p, "rb") as fh:
+            return _PlainUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        msg = " ".join(str(exc).split())
+        if "." in msg and " " not in msg:  # a refused global
+            raise HmuError(f"{what} {p} holds a pickled object ({msg}) that could run code: refused, only plain "
+                           f"data (lists, dicts, strings, numbers) is loaded") from None
+        raise HmuError(f"{what} {p} is not a readable pickle ({msg[:120]})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError, OSError,
+            MemoryError, RecursionError) as exc:
+        raise HmuError(f"{what} {p} is corrupt or not a pickle ({type(exc).__name__})") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -1,0 +1,254 @@
+"""Hostile inputs (issue 16): files that try to run code, values that make NaN models, split files that lie, flags at
+the edge of their range. Every case goes through a CLI in a subprocess, as a user would run it.
+
+A case is ``(id, argv, kind, expected substring)``:
+
+- ``error``: exit status 2, one ``error:`` line on stderr that names the problem (the file, flag or key), no traceback;
+- ``warn``: exit status 0, a warning line on stderr that says what was changed, no traceback.
+
+Placeholders in ``argv`` name places of a workspace built once per session (:func:`ws`). After every case: no marker
+file exists (nothing ran code from a file) and no file written under the workspace holds a non-finite number.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import fixtures_root, run_cli
+from helpers_methods import MASK, RES, VQ, make_runs
+from test_bad_inputs import _evaluator_run, error_line
+
+MAX_SECONDS = 120
+
+
+class Evil:
+    """Unpickling this creates the file ``marker`` (a stand-in for any code a file could run)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant_checkpoint(good: Path, bad: Path, marker: Path) -> None:
+    """``bad`` = the real checkpoint ``good`` plus one pickled object that runs code when unpickled."""
+    import torch
+
+    obj = torch.load(good, map_location="cpu", weights_only=True)
+    obj["extra"] = Evil(marker)
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, bad)
+
+
+def _copy_run(ck: Path, src: str, dst: str) -> Path:
+    d = ck / "synth" / dst
+    shutil.copytree(ck / "synth" / src, d)
+    opt = d / "opt.txt"
+    opt.write_text(opt.read_text().replace(f"name: {src}", f"name: {dst}"))
+    return d
+
+
+GEN = ["src.gen", "--name", MASK, "--res_name", RES, "--dataset_name", "synth", "--text_prompt", "a person kicks",
+       "--motion_length", "40", "--checkpoints_dir", "{ck}", "--dataset_dir", "{ds}", "--out", "{out}",
+       "--time_steps", "2"]
+UCE = ["src.methods.uce", "--dataset_name", "synth", "--trans_name", MASK, "--res_name", RES, "--name", "{case}",
+       "--checkpoints_dir", "{ck}", "--dataset_dir", "{ds}"]
+RECE = ["src.methods.rece", *UCE[1:]]
+T2M = ["src.eval.t2m_unlearn", "--dataset_dir", "{ds}", "--checkpoints_dir", "{ck}", "--results_dir", "{out}",
+       "--name", MASK, "--res_name", RES, "--repeat_times", "1", "--no_mm", "--no_leakage", "--time_steps", "2"]
+VQTRAIN = ["src.train.vq", "--dataset_dir", "{ds}", "--checkpoints_dir", "{ck}", "--no_progress"]
+EVALTRAIN = ["src.train.evaluator", "--checkpoints_dir", "{out}", "--max_epoch", "1", "--no_progress"]
+
+
+def sub(base: list[str], **replace: str) -> list[str]:
+    """``base`` with flag values swapped: ``sub(GEN, name="x")`` sets ``--name x`` (appended when absent)."""
+    out = list(base)
+    for k, v in replace.items():
+        flag = f"--{k}"
+        if flag in out:
+            out[out.index(flag) + 1] = v
+        else:
+            out += [flag, v]
+    return out
+
+
+CASES = [
+    # --- no file may run code: every loader, through its CLI
+    ("evil-gen-transformer", sub(GEN, name="mtrans_evil"), "error", "mtrans_evil/model/net_best_fid.tar"),
+    ("evil-gen-vocabulary", sub(GEN, dataset_dir="{evil_vocab_idx}"), "error", "our_vab_idx.pkl"),
+    ("evil-uce-transformer", sub(UCE, trans_name="mtrans_evil"), "error", "mtrans_evil/model/net_best_fid.tar"),
+    ("evil-rece-residual", sub(RECE, res_name="rtrans_evil"), "error", "rtrans_evil/model/net_best_fid.tar"),
+    ("evil-lcr-vq", ["src.methods.lcr", "--dataset_name", "synth", "--vq_name", "rvq_evil", "--name", "{case}",
+                     "--checkpoints_dir", "{ck}", "--dataset_dir", "{ds}", "--no_progress"], "error",
+     "rvq_evil/model/net_best_fid.tar"),
+    ("evil-eval-evaluator", sub(T2M, checkpoints_dir="{ck_evil_eval}"), "error", "finest.tar"),
+    ("evil-eval-vocabulary", sub(T2M, dataset_dir="{evil_vocab_words}"), "error", "our_vab_words.pkl"),
+    ("evil-train-vocabulary", sub(EVALTRAIN, dataset_dir="{evil_vocab_words}"), "error", "our_vab_words.pkl"),
+    ("evil-train-resume", sub(VQTRAIN, name="vq_evil_resume", is_continue=None), "error", "latest.tar"),
+    ("evil-tmr-split", ["src.data.split", "synth", "violence", "--dataset_dir", "{ds_tmr}", "--tmr", "--tmr_name",
+                        "tmr_evil", "--force", "@env:HMU_CHECKPOINTS={ck}"], "error", "motion_encoder.pt"),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------- workspace
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory) -> dict[str, str]:
+    import torch
+
+    from src.data.split import main as split_main
+    from src.data.synth import generate_synth
+
+    base = tmp_path_factory.mktemp("hostile")
+    markers = base / "markers"
+    markers.mkdir()
+    ds = base / "ds"
+    generate_synth(ds / "synth", n=24, seed=0, workers=1)
+    assert split_main(["--dataset_dir", str(ds), "synth", "violence"]) == 0
+    src = ds / "synth"
+    test_ids = (src / "test.txt").read_text().split()
+    (src / "kw_splits" / "test-w-violence.txt").write_text("\n".join(test_ids[::2]) + "\n")
+    (src / "kw_splits" / "test-wo-violence.txt").write_text("\n".join(test_ids[1::2]) + "\n")
+    w: dict[str, Path] = {"ds": ds, "markers": markers}
+
+    ck = _evaluator_run(base / "ck")
+    make_runs(ck, ds)
+    w["ck"] = ck
+    for src_name, dst in ((MASK, "mtrans_evil"), (RES, "rtrans_evil"), (VQ, "rvq_evil")):
+        d = _copy_run(ck, src_name, dst)
+        f = d / "model" / "net_best_fid.tar"
+        _plant_checkpoint(f, f, markers / dst)
+    # resume from a planted latest.tar
+    d = _copy_run(ck, VQ, "vq_evil_resume")
+    _plant_checkpoint(d / "model" / "net_best_fid.tar", d / "model" / "latest.tar", markers / "resume")
+    # an evaluator checkpoint with a planted object
+    w["ck_evil_eval"] = ck_e = base / "ck_evil_eval"
+    shutil.copytree(ck, ck_e)
+    f = ck_e / "synth" / "text_mot_match" / "model" / "finest.tar"
+    _plant_checkpoint(f, f, markers / "evaluator")
+    # a TMR run (upstream's tiny fixture) whose motion encoder carries a planted object
+    tmr_fixture = fixtures_root() / "tmr" / "tiny" / "run_dir"
+    if tmr_fixture.is_dir():
+        d = ck / "synth" / "tmr_evil"
+        shutil.copytree(tmr_fixture, d)
+        f = d / "last_weights" / "motion_encoder.pt"
+        _plant_checkpoint(f, f, markers / "tmr")
+    w["ds_tmr"] = base / "ds_tmr"
+    shutil.copytree(ds, w["ds_tmr"])
+    # vocabularies whose pickles run code
+    for key, fname in (("evil_vocab_idx", "our_vab_idx.pkl"), ("evil_vocab_words", "our_vab_words.pkl")):
+        w[key] = base / key
+        shutil.copytree(ds, w[key])
+        with open(w[key] / "synth" / "glove" / fname, "wb") as fh:
+            pickle.dump([Evil(markers / key)], fh)
+    del torch
+    w["outs"] = base / "outs"
+    return {k: str(v) for k, v in w.items()}
+
+
+def _argv(case_id: str, argv: list[str], ws: dict[str, str]) -> list[str]:
+    """The case's command line with placeholders filled (``@env:`` items are left out: see :func:`_env`)."""
+    table = dict(ws, out=str(Path(ws["outs"]) / case_id), case=case_id.replace("-", "_"))
+    return [a.format_map(table) for a in argv if a is not None and not a.startswith("@env:")]
+
+
+def _env(argv: list[str], ws: dict[str, str]) -> dict[str, str]:
+    """Environment variables of a case, given in its argv as ``@env:NAME=value``."""
+    pairs = [a[len("@env:"):].format_map(ws).split("=", 1) for a in argv if a and a.startswith("@env:")]
+    return dict(pairs)
+
+
+@pytest.fixture(scope="session")
+def outcomes(request, ws) -> dict[str, tuple]:
+    selected = {item.callspec.id for item in request.session.items
+                if item.originalname == "test_hostile_input" and hasattr(item, "callspec")}
+    todo = [c for c in CASES if c[0] in selected]
+
+    def one(c):
+        t0 = time.time()
+        try:
+            proc = run_cli(*_argv(c[0], c[1], ws), env=_env(c[1], ws), timeout=MAX_SECONDS * 3)
+        except subprocess.TimeoutExpired:
+            proc = None
+        return proc, time.time() - t0
+
+    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
+        return {c[0]: r for c, r in zip(todo, pool.map(one, todo))}
+
+
+def warning_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "warning" in ln.lower()]
+
+
+def test_case_table():
+    assert len({c[0] for c in CASES}) == len(CASES), "case ids must be unique"
+    assert {c[2] for c in CASES} <= {"error", "warn"}
+
+
+@pytest.mark.slow  # each case is a subprocess that imports torch
+@pytest.mark.parametrize("case_id, argv, kind, expect", [pytest.param(*c, id=c[0]) for c in CASES])
+def test_hostile_input(case_id, argv, kind, expect, outcomes, ws):
+    if case_id == "evil-tmr-split" and not (fixtures_root() / "tmr" / "tiny" / "run_dir").is_dir():
+        pytest.skip("upstream TMR fixture not found (HMU_FIXTURES)")
+    proc, seconds = outcomes[case_id]
+    cmd = " ".join(["python", "-m", *_argv(case_id, argv, ws)])
+    assert proc is not None, f"{cmd}: still running after {seconds:.0f} s"
+    assert "Traceback" not in proc.stderr, f"{cmd}: traceback\n{proc.stderr[-3000:]}"
+    assert not list(Path(ws["markers"]).iterdir()), f"{cmd}: a file ran code: {list(Path(ws['markers']).iterdir())}"
+    if kind == "error":
+        assert proc.returncode == 2, f"{cmd}: exit {proc.returncode}\n{proc.stdout[-800:]}\n{proc.stderr[-1500:]}"
+        line = error_line(proc.stderr)
+        assert line is not None, f"{cmd}: no 'error:' line on stderr\n{proc.stderr[-1500:]}"
+        assert expect.lower() in line.lower(), f"{cmd}: error line does not name {expect!r}: {line}"
+        assert "bug in hmu" not in line, f"{cmd}: bad input reported as a bug: {line}"
+    else:
+        assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stderr[-1500:]}"
+        lines = warning_lines(proc.stderr)
+        assert any(expect.lower() in ln.lower() for ln in lines), f"{cmd}: no warning naming {expect!r}\n" + \
+            "\n".join(lines or proc.stderr.splitlines()[-10:])
+
+
+def test_no_non_finite_file_written(ws, outcomes):
+    """Nothing any case wrote (checkpoints, arrays) holds NaN or inf."""
+    import torch
+
+    bad, seen = [], 0
+    files = [*Path(ws["outs"]).rglob("*"), *Path(ws["ck"]).rglob("*")]
+    for f in files:
+        if f.suffix == ".npy":
+            a = np.load(f, allow_pickle=False)
+            seen += 1
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                bad.append(f)
+        elif f.suffix in (".tar", ".pt"):
+            try:
+                obj = torch.load(f, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:  # the planted files
+                continue
+            seen += 1
+            if any(not torch.isfinite(t).all() for t in _tensors(obj)):
+                bad.append(f)
+    assert seen > 0
+    assert not bad, bad
+
+
+def _tensors(obj):
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point():
+            yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
