@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,19 @@ def run_family(opt_path: str | os.PathLike) -> str:
     if family not in FAMILIES:
         raise HmuError(f"{opt_path}: {FAMILY_KEY} {family!r} is not one of {', '.join(FAMILIES)}")
     return family
+
+
+def warn_length_changes(lengths: Sequence[int], *, unit: int, max_frames: int) -> None:
+    """Say (one warning line each) when requested frame lengths cannot be generated as asked: above the model's
+    maximum they are cut to it, below one token they become one token (``unit`` frames)."""
+    long = [int(l) for l in lengths if int(l) > max_frames]
+    short = [int(l) for l in lengths if 1 <= int(l) < unit]
+    if long:
+        log.warning("motion length %s frames is above the model's maximum of %d frames: generating %d frames "
+                    "(%d motion%s)", max(long), max_frames, max_frames, len(long), "s" if len(long) > 1 else "")
+    if short:
+        log.warning("motion length %s frames is shorter than one token (%d frames): generating %d frames "
+                    "(%d motion%s)", min(short), unit, unit, len(short), "s" if len(short) > 1 else "")
 
 
 class MotionGenerator:
@@ -90,6 +104,8 @@ class MotionGenerator:
                 if int(l) < 1:
                     raise HmuError(f"motion length must be >= 1 frame, got {l}")
                 out[i] = int(l) // self.unit_length
+        warn_length_changes([l for l in lengths if l is not None], unit=self.unit_length,
+                            max_frames=self.max_tokens * self.unit_length)
         if missing:
             if self.len_estimator is None:
                 raise HmuError("no motion length given and no length estimator loaded "
@@ -344,7 +360,7 @@ def read_prompts(args) -> tuple[list[str], list[int | None]]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     texts, lengths = read_prompts(args)
     if args.repeat_times < 1:
         raise HmuError("--repeat_times must be >= 1")

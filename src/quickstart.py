@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 CONCEPT = "violence"
 # The tiny original model (the names scripts/train/momask_tiny.sh uses).
@@ -310,7 +311,7 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.paths import REPO_ROOT, Paths
 
     if args.jobs is not None and args.jobs < 1:

@@ -95,6 +95,28 @@ CASES = [
     ("evil-train-resume", sub(VQTRAIN, name="vq_evil_resume", is_continue=None), "error", "latest.tar"),
     ("evil-tmr-split", ["src.data.split", "synth", "violence", "--dataset_dir", "{ds_tmr}", "--tmr", "--tmr_name",
                         "tmr_evil", "--force", "@env:HMU_CHECKPOINTS={ck}"], "error", "motion_encoder.pt"),
+    # --- numbers that make NaN models or nonsense: refused naming the flag, or a warning that says what changed
+    ("uce-nan-erase-scale", sub(UCE, erase_scale="nan"), "error", "--erase_scale"),
+    ("uce-inf-preserve-scale", sub(UCE, preserve_scale="inf"), "error", "--preserve_scale"),
+    ("uce-negative-lamb", sub(UCE, lamb="-1e9"), "error", "--lamb"),
+    ("rece-nan-reg", sub(RECE, reg="nan"), "error", "--reg"),
+    ("gen-nan-cond-scale", sub(GEN, cond_scale="nan"), "error", "--cond_scale"),
+    ("gen-zero-temperature", sub(GEN, temperature="0"), "error", "--temperature"),
+    ("gen-zero-batch-size", sub(GEN, batch_size="0"), "error", "--batch_size"),
+    ("gen-zero-time-steps", sub(GEN, time_steps="0"), "error", "--time_steps"),
+    ("gen-topkr-above-one", sub(GEN, topkr="2"), "error", "--topkr"),
+    ("gen-negative-length", sub(GEN, motion_length="-5"), "error", "--motion_length"),
+    ("gen-huge-length", sub(GEN, motion_length="100000"), "warn", "above the model's maximum"),
+    ("gen-one-frame", sub(GEN, motion_length="1"), "warn", "shorter than one token"),
+    ("eval-zero-batch-size", sub(T2M, batch_size="0"), "error", "--batch_size"),
+    ("eval-nan-cond-scale", sub(T2M, cond_scale="nan"), "error", "--cond_scale"),
+    ("eval-zero-time-steps", sub(T2M, time_steps="0"), "error", "--time_steps"),
+    ("train-nan-lr", sub(VQTRAIN, name="{case}", lr="nan", max_epoch="1"), "error", "--lr"),
+    # --- opt.txt keys
+    ("opt-heads-do-not-divide", sub(GEN, name="mtrans_heads3"), "error", "n_heads"),
+    ("opt-duplicate-key", sub(GEN, name="mtrans_dup"), "error", "appears twice"),
+    ("opt-negative-max-length", sub(GEN, name="mtrans_neglen"), "error", "max_motion_length"),
+    ("opt-nan-dropout", sub(UCE, trans_name="mtrans_nandrop"), "error", "dropout"),
 ]
 
 
@@ -126,6 +148,15 @@ def ws(tmp_path_factory) -> dict[str, str]:
         d = _copy_run(ck, src_name, dst)
         f = d / "model" / "net_best_fid.tar"
         _plant_checkpoint(f, f, markers / dst)
+    # opt.txt files with a bad key
+    for dst, edit in (("mtrans_heads3", lambda t: t.replace("n_heads: 2", "n_heads: 3")),
+                      ("mtrans_dup", lambda t: t.replace("n_layers: 1\n", "n_layers: 1\nn_layers: 4\n")),
+                      ("mtrans_neglen", lambda t: t.replace("max_motion_length: 196", "max_motion_length: -4")),
+                      ("mtrans_nandrop", lambda t: t.replace("dropout: 0.2", "dropout: nan"))):
+        d = _copy_run(ck, MASK, dst)
+        before = (d / "opt.txt").read_text()
+        (d / "opt.txt").write_text(edit(before))
+        assert (d / "opt.txt").read_text() != before, dst
     # resume from a planted latest.tar
     d = _copy_run(ck, VQ, "vq_evil_resume")
     _plant_checkpoint(d / "model" / "net_best_fid.tar", d / "model" / "latest.tar", markers / "resume")

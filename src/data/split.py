@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from src.common.errors import HmuError, cli
+from src.common.validate import check_args
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +328,7 @@ def _fmt(x: float) -> str:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    check_args(args)
     from src.common.logging import setup_logging
     from src.common.paths import Paths
     from src.data.humanml3d import read_split

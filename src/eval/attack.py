@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- main
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     attacks = parse_attacks(args.attacks)
     specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)

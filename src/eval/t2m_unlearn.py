@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.logging import setup_logging
 
     setup_logging(args.verbose)

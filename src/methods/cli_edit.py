@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def run_edit(method: str, args, *, paths, device) -> dict:
 
 
 def _main(method: str, argv):
-    args = build_parser(method).parse_args(argv)
+    args = parse_checked(build_parser(method), argv)
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths

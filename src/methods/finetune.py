@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 PARTS = ("mask", "res")
 
@@ -165,7 +166,7 @@ def _record_wall_time(dest: Path, seconds: float) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths

@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.validate import check_args
 
 METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 
@@ -93,6 +94,7 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args, method_args = build_parser().parse_known_args(argv)
+    check_args(args)
     import importlib
     import time
 

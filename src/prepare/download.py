@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"take the archives from this folder instead of downloading (env {ENV_FROM})")
     parser.add_argument("--keep_archive", action="store_true", help="keep the .zip next to what it unpacked")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
 
     from src.common.logging import setup_logging
     from src.common.paths import Paths

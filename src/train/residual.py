@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
+from src.common.validate import parse_checked
 
 
 def build_parser():
@@ -22,7 +23,7 @@ def build_parser():
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
 
     import torch
 

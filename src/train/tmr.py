@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ def load_stats(root: Path, dataset, train_ids):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     import json
 
     import numpy as np

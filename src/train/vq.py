@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
+from src.common.validate import parse_checked
 
 
 def build_parser():
@@ -94,7 +95,7 @@ def _motions(folder, split: str, min_len: int) -> list:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
 
     import torch
     import torch.nn.functional as F
