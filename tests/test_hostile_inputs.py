@@ -112,6 +112,13 @@ CASES = [
     ("eval-nan-cond-scale", sub(T2M, cond_scale="nan"), "error", "--cond_scale"),
     ("eval-zero-time-steps", sub(T2M, time_steps="0"), "error", "--time_steps"),
     ("train-nan-lr", sub(VQTRAIN, name="{case}", lr="nan", max_epoch="1"), "error", "--lr"),
+    # --- no NaN model: statistics checked on load, training stops on a non-finite loss, nothing non-finite is saved
+    ("train-tiny-std", sub(VQTRAIN, name="{case}", dataset_dir="{ds_tinystd}", max_epoch="1"), "error", "Std.npy"),
+    ("train-nan-loss", sub(VQTRAIN, name="{case}", lr="1e30", max_epoch="2", batch_size="8"), "error",
+     "training stopped: loss is"),
+    ("gen-tiny-std-in-vq-run", sub(GEN, vq_name="rvq_tinystd"), "error", "rvq_tinystd/meta/std.npy"),
+    ("eval-tiny-std-in-evaluator", sub(T2M, checkpoints_dir="{ck_tinystd}"), "error", "std.npy"),
+    ("uce-nan-source-weights", sub(UCE, trans_name="mtrans_nanw"), "error", "holds NaN or inf"),
     # --- opt.txt keys
     ("opt-heads-do-not-divide", sub(GEN, name="mtrans_heads3"), "error", "n_heads"),
     ("opt-duplicate-key", sub(GEN, name="mtrans_dup"), "error", "appears twice"),
@@ -157,6 +164,23 @@ def ws(tmp_path_factory) -> dict[str, str]:
         before = (d / "opt.txt").read_text()
         (d / "opt.txt").write_text(edit(before))
         assert (d / "opt.txt").read_text() != before, dst
+    # NaN/tiny statistics and weights
+    w["ds_tinystd"] = base / "ds_tinystd"
+    shutil.copytree(ds, w["ds_tinystd"])
+    std = np.load(ds / "synth" / "Std.npy")
+    std[7] = 1e-38
+    np.save(w["ds_tinystd"] / "synth" / "Std.npy", std)
+    d = _copy_run(ck, VQ, "rvq_tinystd")
+    np.save(d / "meta" / "std.npy", std)
+    w["ck_tinystd"] = base / "ck_tinystd"
+    shutil.copytree(ck, w["ck_tinystd"])
+    np.save(w["ck_tinystd"] / "synth" / "text_mot_match" / "meta" / "std.npy", np.full(263, 1e-38, np.float32))
+    d = _copy_run(ck, MASK, "mtrans_nanw")
+    f = d / "model" / "net_best_fid.tar"
+    obj = torch.load(f, map_location="cpu", weights_only=True)
+    key = next(k for k in obj["t2m_transformer"] if k.startswith("cond_emb.") and k.endswith("weight"))
+    obj["t2m_transformer"][key][0, 0] = float("nan")
+    torch.save(obj, f)
     # resume from a planted latest.tar
     d = _copy_run(ck, VQ, "vq_evil_resume")
     _plant_checkpoint(d / "model" / "net_best_fid.tar", d / "model" / "latest.tar", markers / "resume")
@@ -180,7 +204,6 @@ def ws(tmp_path_factory) -> dict[str, str]:
         shutil.copytree(ds, w[key])
         with open(w[key] / "synth" / "glove" / fname, "wb") as fh:
             pickle.dump([Evil(markers / key)], fh)
-    del torch
     w["outs"] = base / "outs"
     return {k: str(v) for k, v in w.items()}
 
@@ -252,7 +275,7 @@ def test_no_non_finite_file_written(ws, outcomes):
     import torch
 
     bad, seen = [], 0
-    files = [*Path(ws["outs"]).rglob("*"), *Path(ws["ck"]).rglob("*")]
+    files = [*Path(ws["outs"]).rglob("*"), *(f for f in Path(ws["ck"]).rglob("*") if "_nanw" not in str(f))]
     for f in files:
         if f.suffix == ".npy":
             a = np.load(f, allow_pickle=False)
@@ -283,3 +306,28 @@ def _tensors(obj):
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             yield from _tensors(v)
+
+
+def test_engine_keeps_the_last_good_checkpoint(tmp_path):
+    """A loss that turns NaN in epoch 2 stops training with one HmuError; latest.tar still holds epoch 1's weights."""
+    import torch
+
+    from src.common.errors import HmuError
+    from src.train.engine import TrainSpec, train
+
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.ones(4, 3)
+
+    def step(batch, it):
+        loss = model(x).pow(2).mean()
+        return {"loss": loss * float("nan") if it >= 2 else loss}
+
+    with pytest.raises(HmuError, match="training stopped: loss is nan at epoch 2"):
+        train(model=model, optimizer=opt, scheduler=None, spec=TrainSpec(model_key="m", opt_key=None),
+              run_dir=tmp_path, batches=lambda ep: [0, 1], step=step, validate=None, score_key=None, max_epoch=3,
+              seed=0, progress=False)
+    ckpt = torch.load(tmp_path / "model" / "latest.tar", weights_only=True)
+    assert ckpt["ep"] == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["m"].values())
+    assert not (tmp_path / "model" / "net_best_fid.tar").exists()

@@ -89,10 +89,36 @@ def atomic_save_npy(path: str | os.PathLike, array: Any) -> None:
         np.save(tmp, array)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``."""
+def non_finite_tensors(obj: Any, prefix: str = "") -> list[str]:
+    """Names (``a.b.c``) of the floating tensors inside ``obj`` (nested dicts, lists, tuples) holding NaN or inf."""
     import torch
 
+    if isinstance(obj, torch.Tensor):
+        bad = obj.is_floating_point() or obj.is_complex()
+        return [prefix or "tensor"] if bad and not bool(torch.isfinite(obj).all()) else []
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += non_finite_tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out += non_finite_tensors(v, f"{prefix}.{i}" if prefix else str(i))
+    return out
+
+
+def check_finite(obj: Any, path: str | os.PathLike) -> None:
+    """HmuError naming ``path`` and the first tensor at fault if ``obj`` holds NaN or inf: no NaN model is written."""
+    bad = non_finite_tensors(obj)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise HmuError(f"refusing to write {path}: {bad[0]}{more} holds NaN or inf values")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``; refuses (HmuError) an object holding NaN/inf."""
+    import torch
+
+    check_finite(obj, path)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

@@ -134,3 +134,26 @@ def parse_checked(parser: Any, argv: Any = None, **kwargs: Any) -> Any:
     args = parser.parse_args(argv)
     check_args(args, **kwargs)
     return args
+
+
+# Normalised features are (x - mean) / std: an entry of Std below this makes them huge (1e-38 gives inf, then NaN
+# losses). Released HumanML3D's smallest Std entry is 0.0128, synth's 0.0103.
+STD_FLOOR = 1e-5
+
+
+def check_mean_std(mean: Any, std: Any, *, mean_path: Any, std_path: Any) -> None:
+    """Normalisation statistics: same shape, finite, every std above :data:`STD_FLOOR`; one-line HmuError naming
+    the file at fault."""
+    import numpy as np
+
+    mean, std = np.asarray(mean), np.asarray(std)
+    if mean.shape != std.shape:
+        raise HmuError(f"{mean_path} and {std_path} have different shapes {mean.shape} and {std.shape}")
+    for a, p in ((mean, mean_path), (std, std_path)):
+        if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+            raise HmuError(f"{p} contains NaN/inf or is not a float array")
+    low = np.flatnonzero(std < STD_FLOOR)
+    if len(low):
+        i = int(low[np.argmin(std[low])])
+        raise HmuError(f"{std_path} has {len(low)} entries below {STD_FLOOR:g} (smallest {float(std[i]):.3g} at "
+                       f"index {i}): normalising by it gives inf/NaN")

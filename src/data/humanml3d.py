@@ -218,8 +218,9 @@ class HumanML3DFolder:
         mp, sp = self.root / "Mean.npy", self.root / "Std.npy"
         mean = _check_array(_load_npy(mp, "Mean"), (self._dim,), mp, "Mean")
         std = _check_array(_load_npy(sp, "Std"), mean.shape, sp, "Std")
-        if (std <= 0).any():
-            raise HmuError(f"Std {sp} has zero or negative entries")
+        from src.common.validate import check_mean_std
+
+        check_mean_std(mean, std, mean_path=mp, std_path=sp)
         return mean, std
 
     # writers (atomic)

@@ -54,6 +54,8 @@ def write_run(dest: Path, *, source_run: Path, out_name: str, checkpoints: dict[
     """
     import torch
 
+    from src.common.io import check_finite
+
     dest = Path(dest)
     if dest.exists() and not force:
         raise HmuError(f"run folder {dest} already exists (pass --force to overwrite)")
@@ -66,6 +68,7 @@ def write_run(dest: Path, *, source_run: Path, out_name: str, checkpoints: dict[
             shutil.copytree(Path(source_run) / "meta", stage / "meta")
         (stage / "model").mkdir()
         for fname, obj in checkpoints.items():
+            check_finite(obj, dest / "model" / fname)  # an edit that produced NaN/inf writes nothing
             torch.save(obj, stage / "model" / fname)
         for rel, writer in (extra_files or {}).items():
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)

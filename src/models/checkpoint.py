@@ -265,7 +265,10 @@ def load_mean_std(run_folder: str | os.PathLike):
         if not f.is_file():
             raise HmuError(f"normalisation file not found: {f}")
         try:
-            out.append(np.load(f).astype(np.float32))
+            out.append(np.load(f, allow_pickle=False).astype(np.float32))
         except (ValueError, OSError) as exc:
             raise HmuError(f"cannot read {f}: {exc}") from None
+    from src.common.validate import check_mean_std
+
+    check_mean_std(out[0], out[1], mean_path=meta / "mean.npy", std_path=meta / "std.npy")
     return out[0], out[1]
