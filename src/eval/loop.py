@@ -144,10 +144,9 @@ def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[s
         if whole and min_motion_length <= len(motion) < UPSTREAM_MAX_FRAMES:
             items.append(_item(mid, motion, tuple(whole), unit_length=unit_length, max_motion_length=max_motion_length))
     audit.report()
-    if len(items) < TOP_K:  # R-precision ranks each text among the batch's motions: top-3 needs 3 of them
-        raise HmuError(f"split {split} of {root} has {len(items)} usable motion{'' if len(items) == 1 else 's'} "
-                       f"(between {min_motion_length} and {UPSTREAM_MAX_FRAMES - 1} frames); R-precision top-{TOP_K} "
-                       f"needs at least {TOP_K}")
+    if not items:
+        raise HmuError(f"split {split} of {root} has no motion between {min_motion_length} and "
+                       f"{UPSTREAM_MAX_FRAMES - 1} frames")
     is_path = isinstance(split, (str, os.PathLike))
     default_name = Path(str(split)).name.removesuffix(".txt") if is_path else "eval"
     return EvalSet(name or default_name, tuple(items), source=str(split) if is_path else f"{len(ids)} ids")
@@ -460,6 +459,9 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     N = len(eval_set)
     items = eval_set.items
     has_motion = eval_set.has_motion
+    if has_motion and N < TOP_K:  # R-precision ranks each text among the batch's motions: top-3 needs 3 of them
+        raise HmuError(f"evaluation set {eval_set.name} ({eval_set.source}) has {N} usable motion"
+                       f"{'' if N == 1 else 's'}; R-precision top-{TOP_K} needs at least {TOP_K}")
     cap_offset = np.cumsum([0] + [len(it.captions) for it in items])
     gt = gt_embeddings(eval_set, evaluator, cache_dir)
     text_all, motion_gt = gt["text_emb"], gt.get("motion_emb")
