@@ -366,3 +366,71 @@ def test_engine_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt["ep"] == 1
     assert all(torch.isfinite(t).all() for t in ckpt["m"].values())
     assert not (tmp_path / "model" / "net_best_fid.tar").exists()
+
+
+# ------------------------------------------------------------------------------------------------ quickstart signals
+
+def _live_descendants(pid: int) -> set[int]:
+    """Pids of the living (not zombie) descendants of ``pid``, from /proc."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent[int(d.name)] = int(fields[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parent.items() if p in frontier} - out
+        out |= frontier
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_quickstart_signal_stops_every_stage(tmp_path, sig):
+    """SIGTERM (timeout, SLURM, systemd) or SIGINT to the quickstart reaches each running stage's process group: the
+    quickstart exits 128 + signal with one line, and no stage process (nor anything a stage started) survives."""
+    import signal
+    import sys
+
+    from conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("HMU_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "src.quickstart", "--fast", "--dataset_dir", str(tmp_path / "d"),
+                             "--checkpoints_dir", str(tmp_path / "c"), "--results_dir", str(tmp_path / "r")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stages: set[int] = set()
+        deadline = time.time() + 120
+        while time.time() < deadline and not stages:
+            stages = _live_descendants(proc.pid)
+            time.sleep(0.2)
+        assert stages, "no stage started"
+        time.sleep(1.5)  # let the stage import torch and start whatever it starts
+        tree = _live_descendants(proc.pid)
+        assert all(os.getpgid(p) != proc.pid for p in tree), "a stage shares the quickstart's process group"
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + getattr(signal, sig), (proc.returncode, err[-2000:])
+    assert "Traceback" not in err, err[-3000:]
+    assert f"stopped by {sig}" in err
+    time.sleep(0.5)
+    survivors = [p for p in tree if _alive(p)]
+    assert not survivors, f"stage processes survived {sig}: {survivors}"
