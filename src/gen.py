@@ -273,7 +273,10 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
         mask, mask_cfg, _ = load_mask_transformer(paths, dataset_name, name, ckpt=ckpt, vq_cfg=vq_cfg)
     res = None
     if res_name:
-        res, _, _ = load_res_transformer(paths, dataset_name, res_name, ckpt=res_ckpt or ckpt, vq_cfg=vq_cfg)
+        from src.models.edit_pair import check_pair
+
+        res, _, res_dir = load_res_transformer(paths, dataset_name, res_name, ckpt=res_ckpt or ckpt, vq_cfg=vq_cfg)
+        check_pair(mask_dir, res_dir)  # the two runs of one edit must come from the same edit
     len_est = None
     want_len = len_name or "length_estimator"
     # BAMM predicts its own lengths (END token): an estimator is used only when named

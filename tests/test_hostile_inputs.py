@@ -131,6 +131,10 @@ CASES = [
     ("split-latin1-captions", ["src.data.split", "synth", "violence", "--dataset_dir", "{ds_latin}", "--force"],
      "error", "is not UTF-8"),
     ("eval-two-motion-set", sub(T2M, dataset_dir="{ds}"), "error", "needs at least 3"),
+    # --- half-written state: the two runs of one edit carry one edit id
+    ("gen-mismatched-edit-pair", sub(GEN, name="pair", res_name="pair_res"), "error", "different edit ids"),
+    ("gen-matching-edit-pair", sub(GEN, name="pair_ok", res_name="pair_ok_res"), "ok", ""),
+    ("gen-edited-mask-with-original-res", sub(GEN, name="pair_ok", res_name=RES), "ok", ""),
     # --- opt.txt keys
     ("opt-heads-do-not-divide", sub(GEN, name="mtrans_heads3"), "error", "n_heads"),
     ("opt-duplicate-key", sub(GEN, name="mtrans_dup"), "error", "appears twice"),
@@ -198,6 +202,16 @@ def ws(tmp_path_factory) -> dict[str, str]:
     shutil.copytree(ds, w["ds_latin"])
     f = w["ds_latin"] / "synth" / "texts" / f"{train_ids[0]}.txt"
     f.write_bytes(f.read_bytes() + "a person does a pirouette with élan#a/DET person/NOUN#0.0#0.0\n".encode("latin-1"))
+    # an edit pair whose _res run is left from the previous edit (what a kill between the two writes leaves)
+    from src.methods.cli_edit import main_uce
+
+    edit = ["--trans_name", MASK, "--res_name", RES, "--checkpoints_dir", str(ck), "--dataset_dir", str(ds)]
+    assert main_uce(["--name", "pair", *edit]) == 0
+    shutil.copytree(ck / "synth" / "pair_res", base / "pair_res_first")
+    assert main_uce(["--name", "pair", "--force", "--erase_scale", "0.2", *edit]) == 0
+    shutil.rmtree(ck / "synth" / "pair_res")
+    shutil.move(base / "pair_res_first", ck / "synth" / "pair_res")
+    assert main_uce(["--name", "pair_ok", *edit]) == 0
     # NaN/tiny statistics and weights
     w["ds_tinystd"] = base / "ds_tinystd"
     shutil.copytree(ds, w["ds_tinystd"])
@@ -278,7 +292,7 @@ def warning_lines(stderr: str) -> list[str]:
 
 def test_case_table():
     assert len({c[0] for c in CASES}) == len(CASES), "case ids must be unique"
-    assert {c[2] for c in CASES} <= {"error", "warn"}
+    assert {c[2] for c in CASES} <= {"error", "warn", "ok"}
 
 
 @pytest.mark.slow  # each case is a subprocess that imports torch
@@ -297,6 +311,8 @@ def test_hostile_input(case_id, argv, kind, expect, outcomes, ws):
         assert line is not None, f"{cmd}: no 'error:' line on stderr\n{proc.stderr[-1500:]}"
         assert expect.lower() in line.lower(), f"{cmd}: error line does not name {expect!r}: {line}"
         assert "bug in hmu" not in line, f"{cmd}: bad input reported as a bug: {line}"
+    elif kind == "ok":
+        assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stderr[-1500:]}"
     else:
         assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stderr[-1500:]}"
         lines = warning_lines(proc.stderr)
@@ -434,3 +450,97 @@ def test_quickstart_signal_stops_every_stage(tmp_path, sig):
     time.sleep(0.5)
     survivors = [p for p in tree if _alive(p)]
     assert not survivors, f"stage processes survived {sig}: {survivors}"
+
+
+# ------------------------------------------------------------------------------------------ a run replaced, killed
+
+_KILL_SWAP = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import torch
+from src.methods.io import write_run
+real = os.replace
+def replace(src, dst, *a, **k):
+    if ".partial." in Path(src).name and Path(dst).name == "victim":
+        os.kill(os.getpid(), signal.SIGKILL)  # killed between 'dest -> old' and 'stage -> dest'
+    return real(src, dst, *a, **k)
+os.replace = replace
+src = Path({src!r})
+ckpt = torch.load(src / "model" / "net_best_fid.tar", weights_only=True)
+write_run(Path({dest!r}), source_run=src, out_name="victim", checkpoints={{"net_best_fid.tar": ckpt}},
+          extra_files={{"which.txt": lambda p: p.write_text("new")}}, force=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory, synth_root):
+    from helpers_methods import make_dataset
+
+    base = tmp_path_factory.mktemp("swap")
+    data = make_dataset(synth_root, base / "dataset")
+    return data, make_runs(base / "ck", data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage_complete", [True, False], ids=["new-run-complete", "new-run-incomplete"])
+def test_run_replacement_killed_between_renames_leaves_a_run(small_runs, stage_complete, tmp_path):
+    """SIGKILL between the two renames of ``write_run --force`` leaves no run folder; the next command that looks
+    for the run finds the new one (staged completely) or the old one (otherwise), and no leftover stays."""
+    import signal
+    import sys
+
+    import torch
+
+    from conftest import REPO
+    from src.common.io import COMPLETE_MARK
+    from src.methods.io import write_run
+
+    data, ck = small_runs
+    src = ck / "synth" / MASK
+    dest = ck / "synth" / "victim"
+    if dest.exists():
+        shutil.rmtree(dest)
+    ckpt = torch.load(src / "model" / "net_best_fid.tar", weights_only=True)
+    write_run(dest, source_run=src, out_name="victim", checkpoints={"net_best_fid.tar": ckpt},
+              extra_files={"which.txt": lambda p: p.write_text("old")})
+    script = tmp_path / "kill_swap.py"
+    script.write_text(_KILL_SWAP.format(repo=str(REPO), src=str(src), dest=str(dest)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not dest.exists(), "the crash did not happen between the renames"
+    leftovers = list(dest.parent.glob(".victim.*"))
+    assert {p.name.split(".")[2] for p in leftovers} == {"old", "partial"}
+    if not stage_complete:  # as if killed before the staged run was finished
+        for p in leftovers:
+            (p / COMPLETE_MARK).unlink(missing_ok=True)
+    out = run_cli("src.gen", "--name", "victim", "--res_name", RES, "--dataset_name", "synth", "--text_prompt",
+                  "a person walks", "--motion_length", "40", "--checkpoints_dir", str(ck), "--dataset_dir", str(data),
+                  "--out", str(tmp_path / "gen"), "--time_steps", "2", timeout=MAX_SECONDS * 3)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert (dest / "which.txt").read_text() == ("new" if stage_complete else "old")
+    assert not list(dest.parent.glob(".victim.*")), "leftovers were not cleaned"
+    assert not (dest / COMPLETE_MARK).exists()
+    assert any("interrupted" in ln for ln in warning_lines(out.stderr)), out.stderr[-1500:]
+
+
+@pytest.mark.slow
+def test_report_swap_killed_between_renames_is_recovered(tmp_path):
+    """The report's folder swap, killed between its renames: the next ``python -m src.report`` puts the old report
+    back (and then refuses to overwrite it without --force, naming it)."""
+    from test_report import write_run as write_results
+
+    run = write_results(tmp_path)
+    first = run_cli("src.report", str(run), "--no_video", timeout=MAX_SECONDS * 3)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = run / "report"
+    old_md = (report / "report.md").read_bytes()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    os.replace(report, run / f".report.old.{dead.pid}")  # the state a kill after the first rename leaves
+    (run / f".report.partial.{dead.pid}.x").mkdir()
+    again = run_cli("src.report", str(run), "--no_video", timeout=MAX_SECONDS * 3)
+    assert (report / "report.md").read_bytes() == old_md
+    assert not [p for p in run.iterdir() if p.name.startswith(".report.")]
+    assert again.returncode == 2 and "already exists" in (error_line(again.stderr) or ""), again.stderr[-1500:]

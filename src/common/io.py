@@ -218,3 +218,120 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- folder swaps
+# A folder (a run, the report) is replaced in two renames: ``dest -> .<name>.old.<pid>``, then
+# ``.<name>.partial.<pid>.<x> -> dest``. A crash between them leaves no ``dest``; :func:`recover_folder` (called by
+# the next writer and by loaders) then finishes the swap when the staged folder was complete, or puts the old
+# folder back, and removes what is left over. So after a crash either the old or the new folder is found.
+COMPLETE_MARK = ".hmu_complete"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _leftover_pid(p: Path, kind: str) -> int | None:
+    """The writer's pid in ``.<name>.old.<pid>`` / ``.<name>.partial.<pid>.<x>``; None when not ours."""
+    tail = p.name.rsplit(f".{kind}.", 1)[-1]
+    head = tail.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _stale(parent: Path, name: str, kind: str) -> list[Path]:
+    out = []
+    for p in parent.glob(f".{name}.{kind}.*"):
+        pid = _leftover_pid(p, kind)
+        if pid is not None and not _pid_alive(pid):
+            out.append(p)
+    return sorted(out, key=lambda p: p.stat().st_mtime)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def staging_dir(dest: str | os.PathLike) -> Path:
+    """A new empty hidden folder beside ``dest`` to build its replacement in (see :func:`swap_in_folder`)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial.{os.getpid()}.", dir=dest.parent))
+
+
+def swap_in_folder(stage: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Replace ``dest`` by the complete folder ``stage`` (made by :func:`staging_dir`), crash-safely."""
+    import shutil
+
+    stage, dest = Path(stage), Path(dest)
+    for f in stage.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    (stage / COMPLETE_MARK).write_bytes(b"")  # from here on the staged folder may replace dest after a crash
+    _fsync_dir(stage)
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dest, old)
+    try:
+        os.replace(stage, dest)
+    except BaseException:
+        if old is not None:  # put the previous folder back: a failed swap must not lose it
+            os.replace(old, dest)
+        raise
+    (dest / COMPLETE_MARK).unlink(missing_ok=True)
+    _fsync_dir(dest.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(dest: str | os.PathLike) -> str | None:
+    """Repair what a writer killed during :func:`swap_in_folder` left beside ``dest`` (leftovers of living writers
+    are not touched); return what was done, or None. A warning line says it."""
+    import logging
+    import shutil
+
+    dest = Path(dest)
+    parent = dest.parent
+    if not parent.is_dir():
+        return None
+    olds, partials = _stale(parent, dest.name, "old"), _stale(parent, dest.name, "partial")
+    if not olds and not partials:
+        return None
+    done = None
+    if not dest.exists():
+        complete = [p for p in partials if (p / COMPLETE_MARK).is_file()]
+        if complete:
+            os.replace(complete[-1], dest)
+            (dest / COMPLETE_MARK).unlink(missing_ok=True)
+            done = f"{dest}: finished a replacement that was interrupted (the new folder was complete)"
+        elif olds:
+            os.replace(olds[-1], dest)
+            done = f"{dest}: put the previous folder back after an interrupted replacement"
+    for p in [*olds, *partials]:
+        if p.exists():
+            shutil.rmtree(p, ignore_errors=True)
+    done = done or f"{dest}: removed leftovers of an interrupted write"
+    logging.getLogger(__name__).warning("%s", done)
+    _fsync_dir(parent)
+    return done

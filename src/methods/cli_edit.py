@@ -151,15 +151,19 @@ def run_edit(method: str, args, *, paths, device) -> dict:
         edited = rece(models, forget, target, retain, epochs=args.epochs, variant=variant, reg=args.reg, **kw).models
     t_edit = time.perf_counter() - t1
     wall = time.perf_counter() - t0
+    from src.models.edit_pair import EDIT_FILE, new_edit, write_edit
+
+    edit = new_edit(method, outs)  # one id for the runs of this edit: loaders refuse a mismatched pair
     written = []
     for (kind, _, _, src_dir, src_ckpt), new, dest, out_name in zip(sources, edited, dests, outs):
         layers = [n for n, _ in find_cond_emb(new)]
         meta = edit_meta(method=method, args=vars(args), source_ckpt=src_ckpt, variant=variant,
                          forget_texts=forget_texts, retain_texts=list(args.retain_text), target_text=args.target_text,
-                         edited_layers=layers, wall_time_s=wall)
+                         edited_layers=layers, wall_time_s=wall, edit_id=edit["edit_id"])
         write_run(dest, source_run=src_dir, out_name=out_name,
                   checkpoints={args.ckpt if args.ckpt.endswith(".tar") else "net_best_fid.tar":
-                               model_checkpoint(kind, new.cpu(), hmu_meta=meta)}, force=args.force)
+                               model_checkpoint(kind, new.cpu(), hmu_meta=meta)}, force=args.force,
+                  extra_files={EDIT_FILE: lambda p: write_edit(p, edit)})
         written.append(str(dest))
     return {"out": written, "edit_s": t_edit, "wall_time_s": time.perf_counter() - t0, "forget_texts": forget_texts,
             "variant": variant}

@@ -83,8 +83,11 @@ def run_dir_candidates(paths, dataset_name: str, name: str) -> list[Path]:
 
 def find_run_dir(paths, dataset_name: str, name: str) -> Path:
     """The existing run folder for ``name`` (ours or upstream's alias); HmuError naming where it looked."""
+    from src.common.io import recover_folder
+
     cands = run_dir_candidates(paths, dataset_name, name)
     for c in cands:
+        recover_folder(c)  # a write killed between its two renames: find the old or the new run, never none
         if c.is_dir():
             return c
     raise HmuError(f"run '{name}' not found; looked in {', '.join(str(c) for c in cands)} "
