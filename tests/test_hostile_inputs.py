@@ -135,6 +135,9 @@ CASES = [
     ("gen-mismatched-edit-pair", sub(GEN, name="pair", res_name="pair_res"), "error", "different edit ids"),
     ("gen-matching-edit-pair", sub(GEN, name="pair_ok", res_name="pair_ok_res"), "ok", ""),
     ("gen-edited-mask-with-original-res", sub(GEN, name="pair_ok", res_name=RES), "ok", ""),
+    # --- the evaluation: its cache beside the results (source runs stay read-only), --wandb checked first
+    ("eval-wandb-missing", sub(T2M, wandb=None), "error", "--wandb needs the wandb package"),
+    ("eval-custom-cache-dir", sub(T2M, dataset_dir="{ds_seg}", cache_dir="{out}/my_cache"), "ok", ""),
     # --- opt.txt keys
     ("opt-heads-do-not-divide", sub(GEN, name="mtrans_heads3"), "error", "n_heads"),
     ("opt-duplicate-key", sub(GEN, name="mtrans_dup"), "error", "appears twice"),
@@ -544,3 +547,23 @@ def test_report_swap_killed_between_renames_is_recovered(tmp_path):
     assert (report / "report.md").read_bytes() == old_md
     assert not [p for p in run.iterdir() if p.name.startswith(".report.")]
     assert again.returncode == 2 and "already exists" in (error_line(again.stderr) or ""), again.stderr[-1500:]
+
+
+def test_evaluation_cache_is_beside_the_results_not_in_the_evaluator_run(ws, outcomes):
+    """The evaluation's cache goes to ``<results_dir>/.cache/eval`` (or ``--cache_dir``), never into the evaluator's
+    checkpoint run, so checkpoints can be read-only."""
+    assert outcomes["eval-segment-cut-at-end"][0].returncode == 0
+    out = Path(ws["outs"])
+    assert list((out / "eval-segment-cut-at-end" / ".cache" / "eval").glob("*.npz"))
+    assert list((out / "eval-custom-cache-dir" / "my_cache").glob("*.npz"))
+    assert not list((out / "eval-custom-cache-dir").glob(".cache"))
+    assert not list(Path(ws["ck"]).rglob("eval_cache")), "the evaluation wrote into a checkpoint run"
+
+
+def test_wandb_is_checked_before_any_work(outcomes):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    proc, seconds = outcomes["eval-wandb-missing"]
+    assert "loaded evaluator" not in proc.stderr and "evaluating" not in proc.stderr, proc.stderr[-1500:]
