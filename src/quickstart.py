@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from src.config.flags import add_device_flags, add_location_flags
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 CONCEPT = "violence"
 # The tiny original model (the names scripts/train/momask_tiny.sh uses).
@@ -219,6 +221,40 @@ def _progress(path: Path, width: int = 100) -> str:
     return _tail(path, 1).strip()[:width]
 
 
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP arrived (what ``timeout``, SLURM and systemd send)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop(signum)
+
+
+def stop_groups(procs: list[subprocess.Popen], signum: int, grace: float = 10.0) -> None:
+    """Send ``signum`` to each process's group (the stage and everything it started), then SIGKILL what is left after
+    ``grace`` seconds; return when every group is gone."""
+    def send(sig: int) -> None:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    send(signum)
+    deadline = time.time() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+    send(signal.SIGKILL)  # the stage's own children, and a stage that ignored the signal
+    for proc in procs:
+        proc.wait()
+
+
 def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, str], cwd: Path, logs: Path,
                record_path: Path, root: Path, heartbeat: float = 30.0) -> float:
     """Run the stages with at most ``jobs`` at once, each as soon as its dependencies are done; return wall seconds.
@@ -244,6 +280,7 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
     def tag(st: Stage) -> str:
         return f"[{stages.index(st) + 1:2d}/{total}] {st.name}"
 
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         while pending or running:
             for st in list(pending):
@@ -265,8 +302,10 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
                 fh = open(log, "w")  # noqa: SIM115 - handed to the child process, closed right after Popen
                 fh.write(f"$ {st.command()}\n")
                 fh.flush()
+                # each stage in its own process group, so a signal to the quickstart reaches the stage's whole tree
                 proc = subprocess.Popen(argv, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env={**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **st.env})
+                                        env={**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **st.env},
+                                        start_new_session=True)
                 fh.close()
                 running[st.name] = (proc, time.time(), st, log)
                 print(f"{tag(st)}: started  {st.command(root)}", flush=True)
@@ -301,10 +340,17 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
                 print(f"{tag(st)}: done in {dt:.1f} s", flush=True)
             if failure and not running:
                 break
-    except KeyboardInterrupt:
-        for proc, *_ in running.values():
-            proc.terminate()
-        raise
+    except (KeyboardInterrupt, _Stop) as exc:
+        # forward the signal to every running stage's process group, wait, and make sure nothing survives
+        signum = exc.signum if isinstance(exc, _Stop) else signal.SIGINT
+        stop_groups([proc for proc, *_ in running.values()], signum)
+        names = ", ".join(running) or "none"
+        print(f"error: stopped by {signal.Signals(signum).name}; running stages stopped: {names}. Rerun to continue: "
+              f"finished stages are skipped", file=sys.stderr, flush=True)
+        raise SystemExit(128 + int(signum)) from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
     if failure:
         raise HmuError(failure)
     wall = time.time() - t_all
@@ -315,7 +361,7 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.paths import REPO_ROOT, Paths
 
     if args.jobs is not None and args.jobs < 1:

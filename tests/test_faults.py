@@ -196,7 +196,7 @@ def test_report_swap_crash_between_renames_keeps_a_report(tmp_path, monkeypatch)
 
     def second_fails(src, dst, *a, **k):
         n["calls"] += 1
-        if Path(dst).name == "report" and Path(src).name.startswith(".report.tmp"):
+        if Path(dst).name == "report" and Path(src).name.startswith(".report.partial"):
             raise OSError("simulated crash at the second rename")
         return real(src, dst, *a, **k)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 from src.common.run_names import fill_run_defaults, help_default
 from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
@@ -212,7 +213,7 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- main
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     fill_run_defaults(args, args.dataset_name, res_name="res")
     from src.common.progress import apply_progress_flag
 

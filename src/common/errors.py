@@ -41,10 +41,22 @@ def cli(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[
         except Exception as exc:  # the CLI boundary: every other error becomes one line
             if os.environ.get("HMU_DEBUG"):
                 raise
-            print(f"error: {one_line(exc)}", file=sys.stderr)
+            print(f"error: {one_line(exc)}{'' if is_user_error(exc) else bug_hint()}", file=sys.stderr)
             return 2
 
     return wrapper
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for what the user can fix (bad input, a missing or unreadable file, a full disk, too little memory);
+    anything else reaching the CLI boundary is a bug of hmu."""
+    return isinstance(exc, (HmuError, OSError, MemoryError))
+
+
+def bug_hint() -> str:
+    """The tail of the one line printed for an unexpected exception: it is a bug, and how to report it."""
+    return (" -- this is a bug in hmu, not a problem with your input: please report it with the command and the "
+            "traceback that HMU_DEBUG=1 prints")
 
 
 def one_line(exc: BaseException) -> str:

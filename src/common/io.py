@@ -89,17 +89,70 @@ def atomic_save_npy(path: str | os.PathLike, array: Any) -> None:
         np.save(tmp, array)
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``."""
+def non_finite_tensors(obj: Any, prefix: str = "") -> list[str]:
+    """Names (``a.b.c``) of the floating tensors inside ``obj`` (nested dicts, lists, tuples) holding NaN or inf."""
     import torch
 
+    if isinstance(obj, torch.Tensor):
+        bad = obj.is_floating_point() or obj.is_complex()
+        return [prefix or "tensor"] if bad and not bool(torch.isfinite(obj).all()) else []
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += non_finite_tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out += non_finite_tensors(v, f"{prefix}.{i}" if prefix else str(i))
+    return out
+
+
+def check_finite(obj: Any, path: str | os.PathLike) -> None:
+    """HmuError naming ``path`` and the first tensor at fault if ``obj`` holds NaN or inf: no NaN model is written."""
+    bad = non_finite_tensors(obj)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise HmuError(f"refusing to write {path}: {bad[0]}{more} holds NaN or inf values")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``; refuses (HmuError) an object holding NaN/inf."""
+    import torch
+
+    check_finite(obj, path)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
+# Types a released checkpoint may hold besides tensors and containers, allowed by name for ``weights_only``: numpy
+# scalars (a metric stored as np.float64) and argparse's Namespace (options saved with the weights). Nothing else is
+# ever unpickled; there is no fallback to a full load, since an arbitrary pickle runs code (``__reduce__``).
+_SAFE_GLOBALS_ADDED = False
+
+
+def _allow_safe_globals() -> None:
+    global _SAFE_GLOBALS_ADDED
+    if _SAFE_GLOBALS_ADDED:
+        return
+    import argparse
+
+    import numpy as np
+    import torch
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    torch.serialization.add_safe_globals([
+        argparse.Namespace, np.dtype, scalar,
+        (scalar, "numpy.core.multiarray.scalar"),  # files written with numpy 1.x
+        (scalar, "numpy._core.multiarray.scalar"),
+        *(t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)),
+    ])
+    _SAFE_GLOBALS_ADDED = True
+
+
 def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """Load a torch file on CPU, ``weights_only=True`` first; one-line HmuError naming the file on any failure."""
+    """Load a torch file on CPU with ``weights_only=True`` (tensors, containers, numbers, strings, numpy scalars,
+    argparse Namespace); one-line HmuError naming the file on any failure, and never a full unpickle."""
     import pickle
+    import re
     import zipfile
 
     import torch
@@ -107,18 +160,53 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     p = Path(path)
     if not p.is_file():
         raise HmuError(f"{what} not found: {p}")
+    _allow_safe_globals()
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refused some object: fall back to a full load only for files that are real torch archives.
-        if "Weights only load failed" not in str(exc):
-            raise HmuError(f"{what} {p} is not a readable torch file ({' '.join(str(exc).split())[:120]})") from None
-        try:
-            return torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as exc2:  # noqa: BLE001
-            raise HmuError(f"{what} {p} is corrupt or not a torch file ({type(exc2).__name__})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as exc:
+        text = " ".join(str(exc).split())
+        if "Weights only load failed" in text:
+            m = re.search(r"GLOBAL ([\w.]+)", text)
+            obj = m.group(1) if m else "an object that is not plain data"
+            raise HmuError(f"{what} {p} holds a pickled object ({obj}) that could run code: refused, only tensors "
+                           f"and plain data are loaded") from None
+        raise HmuError(f"{what} {p} is not a readable torch file ({text[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError,
+            AttributeError, TypeError) as exc:
         raise HmuError(f"{what} {p} is corrupt, truncated or not a torch file ({type(exc).__name__})") from None
+
+
+_PLAIN_PICKLE_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
+                                   ("builtins", "dict"), ("builtins", "tuple"), ("collections", "OrderedDict")})
+
+
+def safe_pickle_load(path: str | os.PathLike, what: str = "file") -> Any:
+    """Unpickle plain data only (dict, list, tuple, set, str, int, float, bool, None): a pickle that names any other
+    global (a class, a function such as ``os.system``) is refused with a one-line HmuError naming the file, before
+    anything runs. For upstream's word-vector files ``our_vab_{words,idx}.pkl``."""
+    import pickle
+
+    class _PlainUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) in _PLAIN_PICKLE_GLOBALS:
+                return super().find_class(module, name)
+            raise pickle.UnpicklingError(f"{module}.{name}")
+
+    p = Path(path)
+    if not p.is_file():
+        raise HmuError(f"{what} not found: {p}")
+    try:
+        with open(p, "rb") as fh:
+            return _PlainUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        msg = " ".join(str(exc).split())
+        if "." in msg and " " not in msg:  # a refused global
+            raise HmuError(f"{what} {p} holds a pickled object ({msg}) that could run code: refused, only plain "
+                           f"data (lists, dicts, strings, numbers) is loaded") from None
+        raise HmuError(f"{what} {p} is not a readable pickle ({msg[:120]})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError, OSError,
+            MemoryError, RecursionError) as exc:
+        raise HmuError(f"{what} {p} is corrupt or not a pickle ({type(exc).__name__})") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -130,3 +218,120 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- folder swaps
+# A folder (a run, the report) is replaced in two renames: ``dest -> .<name>.old.<pid>``, then
+# ``.<name>.partial.<pid>.<x> -> dest``. A crash between them leaves no ``dest``; :func:`recover_folder` (called by
+# the next writer and by loaders) then finishes the swap when the staged folder was complete, or puts the old
+# folder back, and removes what is left over. So after a crash either the old or the new folder is found.
+COMPLETE_MARK = ".hmu_complete"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _leftover_pid(p: Path, kind: str) -> int | None:
+    """The writer's pid in ``.<name>.old.<pid>`` / ``.<name>.partial.<pid>.<x>``; None when not ours."""
+    tail = p.name.rsplit(f".{kind}.", 1)[-1]
+    head = tail.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _stale(parent: Path, name: str, kind: str) -> list[Path]:
+    out = []
+    for p in parent.glob(f".{name}.{kind}.*"):
+        pid = _leftover_pid(p, kind)
+        if pid is not None and not _pid_alive(pid):
+            out.append(p)
+    return sorted(out, key=lambda p: p.stat().st_mtime)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def staging_dir(dest: str | os.PathLike) -> Path:
+    """A new empty hidden folder beside ``dest`` to build its replacement in (see :func:`swap_in_folder`)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial.{os.getpid()}.", dir=dest.parent))
+
+
+def swap_in_folder(stage: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Replace ``dest`` by the complete folder ``stage`` (made by :func:`staging_dir`), crash-safely."""
+    import shutil
+
+    stage, dest = Path(stage), Path(dest)
+    for f in stage.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    (stage / COMPLETE_MARK).write_bytes(b"")  # from here on the staged folder may replace dest after a crash
+    _fsync_dir(stage)
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dest, old)
+    try:
+        os.replace(stage, dest)
+    except BaseException:
+        if old is not None:  # put the previous folder back: a failed swap must not lose it
+            os.replace(old, dest)
+        raise
+    (dest / COMPLETE_MARK).unlink(missing_ok=True)
+    _fsync_dir(dest.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(dest: str | os.PathLike) -> str | None:
+    """Repair what a writer killed during :func:`swap_in_folder` left beside ``dest`` (leftovers of living writers
+    are not touched); return what was done, or None. A warning line says it."""
+    import logging
+    import shutil
+
+    dest = Path(dest)
+    parent = dest.parent
+    if not parent.is_dir():
+        return None
+    olds, partials = _stale(parent, dest.name, "old"), _stale(parent, dest.name, "partial")
+    if not olds and not partials:
+        return None
+    done = None
+    if not dest.exists():
+        complete = [p for p in partials if (p / COMPLETE_MARK).is_file()]
+        if complete:
+            os.replace(complete[-1], dest)
+            (dest / COMPLETE_MARK).unlink(missing_ok=True)
+            done = f"{dest}: finished a replacement that was interrupted (the new folder was complete)"
+        elif olds:
+            os.replace(olds[-1], dest)
+            done = f"{dest}: put the previous folder back after an interrupted replacement"
+    for p in [*olds, *partials]:
+        if p.exists():
+            shutil.rmtree(p, ignore_errors=True)
+    done = done or f"{dest}: removed leftovers of an interrupted write"
+    logging.getLogger(__name__).warning("%s", done)
+    _fsync_dir(parent)
+    return done

@@ -87,6 +87,9 @@ class OptConfig:
                 kwargs[key] = convert_value(text, fields[key], where=f"{source}: {key}")
             else:
                 extra[key] = text
+        from src.common.validate import check_options
+
+        check_options(kwargs, source)  # sizes in range, finite floats, heads dividing the width
         return cls(**kwargs, extra=extra, _raw=dict(raw))
 
     @classmethod

@@ -17,6 +17,7 @@ FOOTER = "-------------- End ----------------"
 def parse_opt_text(text: str, source: str = "opt.txt") -> dict[str, str]:
     """Split opt.txt text into ``{key: raw value}`` in file order; HmuError naming ``source`` on a malformed line."""
     out: dict[str, str] = {}
+    line_of: dict[str, int] = {}
     lines = text.splitlines()
     if not lines or lines[0].strip() != HEADER:
         raise HmuError(f"{source}: not an opt.txt file (first line must be '{HEADER}')")
@@ -32,7 +33,11 @@ def parse_opt_text(text: str, source: str = "opt.txt") -> dict[str, str]:
             if not sep:
                 raise HmuError(f"{source}:{n}: expected 'key: value', got {line[:60]!r}")
             value = value.lstrip(" ")
-        out[key.strip()] = value
+        key = key.strip()
+        if key in out:  # which of the two values was meant cannot be told: refuse
+            raise HmuError(f"{source}:{n}: key '{key}' appears twice (first on line {line_of[key]})")
+        out[key] = value
+        line_of[key] = n
     else:
         raise HmuError(f"{source}: missing footer line '{FOOTER}' (file truncated?)")
     return out

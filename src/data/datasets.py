@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from src.common.errors import HmuError
-from src.data.humanml3d import HumanML3DFolder, read_split
+from src.data.humanml3d import HumanML3DFolder, SegmentAudit, read_split
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class Text2MotionDataset(Dataset):
 
         self.names: list[str] = []
         self.entries: list[tuple[np.ndarray, list[tuple[str, list[str]]]]] = []
+        audit = SegmentAudit(f"split '{split_ids}' of {data.root}")
         for mid in _progress(ids, "captions"):
             motion = data.motion(mid)
             if not fits(len(motion)):
@@ -149,7 +150,10 @@ class Text2MotionDataset(Dataset):
                 if start == 0 and end == 0:
                     whole.append((cap.text, list(cap.tokens)))
                     continue
-                clip = motion[start:end]
+                seg = audit.frames(mid, cap, len(motion), self.fps)
+                if seg is None:
+                    continue
+                clip = motion[seg[0]:seg[1]]
                 if not fits(len(clip)):
                     continue
                 self.names.append(_subclip_name(mid, sub))
@@ -158,6 +162,7 @@ class Text2MotionDataset(Dataset):
             if whole:
                 self.names.append(mid)
                 self.entries.append((motion, whole))
+        audit.report()
         if not self.entries:
             raise HmuError(f"no motion of split '{split_ids}' in {data.root} has a length in [{lo}, {hi})")
         self.mean, self.std = _norm_stats(mean, std, self.entries[0][0].shape[1], str(data.root))

@@ -10,6 +10,7 @@ Layout of ``dataset/<name>/``::
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ import numpy as np
 from src.common.errors import HmuError
 from src.common.io import atomic_save_npy, atomic_write_text
 from src.common.datasets import DatasetSpec, get_spec
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "train_val", "all")
 
@@ -76,16 +79,69 @@ def parse_caption_line(line: str, where: str = "caption") -> Caption:
     return Caption(text, tokens, start, end)
 
 
+def read_text(path: str | os.PathLike, what: str = "texts file") -> str:
+    """A dataset text file (captions, split lists) decoded as UTF-8: the one way every step reads them. A file that
+    is not UTF-8 (e.g. latin-1) is a one-line HmuError naming it, in training, evaluation and the split step alike."""
+    p = Path(path)
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HmuError(f"{what} {p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+                       f"save it as UTF-8") from None
+
+
 def read_captions(path: str | os.PathLike) -> list[Caption]:
     """All captions of a texts file (blank lines skipped); HmuError naming the file and line for a malformed one."""
     p = Path(path)
     if not p.is_file():
         raise HmuError(f"texts file not found: {p}")
-    lines = p.read_text(encoding="utf-8").splitlines()
+    lines = read_text(p).splitlines()
     caps = [parse_caption_line(ln, f"{n} in {p}") for n, ln in enumerate(lines, 1) if ln.strip()]
     if not caps:
         raise HmuError(f"texts file {p} has no captions")
     return caps
+
+
+class SegmentAudit:
+    """Frames of segment captions (``#from#to`` not ``0.0#0.0``), counting those that cannot be used as written; one
+    warning with the counts at the end (:meth:`report`), so no caption vanishes silently."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.total = 0
+        self.reversed: list[str] = []
+        self.past_end: list[str] = []
+        self.cut: list[str] = []
+
+    def frames(self, mid: str, cap: Caption, n_frames: int, fps: int) -> tuple[int, int] | None:
+        """(start, end) frames (upstream ``int(seconds * fps)``) of a segment caption of motion ``mid``; None for a
+        reversed or empty ``#from#to`` or one that starts past the motion's end; an end past it is cut there."""
+        self.total += 1
+        f0, f1 = int(cap.start * fps), int(cap.end * fps)
+        if f1 <= f0:
+            self.reversed.append(f"{mid} {cap.start:g}#{cap.end:g}")
+            return None
+        if f0 >= n_frames:
+            self.past_end.append(f"{mid} {cap.start:g}#{cap.end:g}s of {n_frames} frames")
+            return None
+        if f1 > n_frames:
+            self.cut.append(mid)
+            f1 = n_frames
+        return f0, f1
+
+    def report(self) -> None:
+        if self.reversed or self.past_end:
+            parts = []
+            if self.reversed:
+                parts.append(f"{len(self.reversed)} with #from#to reversed or empty (e.g. {self.reversed[0]})")
+            if self.past_end:
+                parts.append(f"{len(self.past_end)} starting past the end of their motion (e.g. {self.past_end[0]})")
+            log.warning("%s: %d of %d segment captions left out: %s", self.where,
+                        len(self.reversed) + len(self.past_end), self.total, "; ".join(parts))
+        if self.cut:
+            log.warning("%s: %d of %d segment captions end past their motion (e.g. %s): cut at its last frame",
+                        self.where, len(self.cut), self.total, self.cut[0])
 
 
 def write_captions(path: str | os.PathLike, captions: Iterable[Caption]) -> None:
@@ -102,13 +158,50 @@ def write_captions(path: str | os.PathLike, captions: Iterable[Caption]) -> None
 # --------------------------------------------------------------------------------------------------------------------
 
 def read_split(path: str | os.PathLike) -> list[str]:
+    """Ids of a split list, blank lines skipped. A repeated id is kept once, with a warning giving the counts (it
+    would otherwise weigh several times in training and in FID); a train list holding test ids is warned about."""
     p = Path(path)
     if not p.is_file():
         raise HmuError(f"split list not found: {p}")
-    ids = [s.strip() for s in p.read_text(encoding="utf-8").splitlines() if s.strip()]
-    if not ids:
+    lines = [s.strip() for s in read_text(p, "split list").splitlines() if s.strip()]
+    if not lines:
         raise HmuError(f"split list {p} is empty")
+    ids = list(dict.fromkeys(lines))
+    if len(ids) < len(lines):
+        from collections import Counter
+
+        rep = sum(1 for c in Counter(lines).values() if c > 1)
+        log.warning("split list %s repeats %d id%s (%d lines for %d ids): each is used once", p, rep,
+                    "" if rep == 1 else "s", len(lines), len(ids))
+    _warn_train_test_overlap(p, ids)
     return ids
+
+
+def _warn_train_test_overlap(p: Path, ids: list[str]) -> None:
+    """Warn (once per file pair) when a training list and the folder's test list share ids."""
+    stem = p.stem
+    if stem.startswith("train"):
+        other = p.parent / "test.txt"
+    elif stem.startswith("test") or p.parent.name == "kw_splits" and "test" in stem:
+        other = (p.parent.parent if p.parent.name == "kw_splits" else p.parent) / "train.txt"
+    else:
+        return
+    key = frozenset((str(p.resolve()), str(other.resolve())))
+    if key in _OVERLAP_WARNED or not other.is_file() or other == p:
+        return
+    _OVERLAP_WARNED.add(key)
+    try:
+        others = {s.strip() for s in read_text(other, "split list").splitlines() if s.strip()}
+    except HmuError:
+        return
+    both = [i for i in ids if i in others]
+    if both:
+        train_p, test_p = (p, other) if stem.startswith("train") else (other, p)
+        log.warning("%d id%s of %s %s also in %s (e.g. %s): test results on them measure memorisation", len(both),
+                    "" if len(both) == 1 else "s", test_p, "is" if len(both) == 1 else "are", train_p, both[0])
+
+
+_OVERLAP_WARNED: set[frozenset] = set()
 
 
 def write_split(path: str | os.PathLike, ids: Sequence[str]) -> None:
@@ -218,8 +311,9 @@ class HumanML3DFolder:
         mp, sp = self.root / "Mean.npy", self.root / "Std.npy"
         mean = _check_array(_load_npy(mp, "Mean"), (self._dim,), mp, "Mean")
         std = _check_array(_load_npy(sp, "Std"), mean.shape, sp, "Std")
-        if (std <= 0).any():
-            raise HmuError(f"Std {sp} has zero or negative entries")
+        from src.common.validate import check_mean_std
+
+        check_mean_std(mean, std, mean_path=mp, std_path=sp)
         return mean, std
 
     # writers (atomic)

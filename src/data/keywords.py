@@ -152,11 +152,11 @@ def line_matcher(keywords: Sequence[str], match: str = "word") -> Callable[[str]
 
 def read_lines(path: Path) -> list[str] | None:
     """Lines of a texts file as grep sees them (split on newline only), or None when the file does not exist."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    from src.data.humanml3d import read_text
+
+    if not path.is_file():
         return None
-    text = data.decode("utf-8", errors="surrogateescape")
+    text = read_text(path)  # UTF-8, as training and evaluation read it; anything else is refused naming the file
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

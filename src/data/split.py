@@ -20,6 +20,7 @@ from src.data.keywords import (
     DEFAULT_SPLITS_FILE, MATCH_MODES, SPLIT_NAMES, KeywordSplit, forget_keywords, keyword_split, load_keyword_table,
     split_paths, split_quality, write_id_list,
 )
+from src.common.validate import check_args
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def _fmt(x: float) -> str:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    check_args(args)
     from src.common.logging import setup_logging
     from src.common.paths import Paths
     from src.data.humanml3d import read_split

@@ -212,16 +212,21 @@ def load_word_vectorizer(folder: str | os.PathLike, prefix: str = DEFAULT_PREFIX
     if missing:
         raise HmuError(f"word-vector vocabulary not found in {folder} (missing {', '.join(missing)}; "
                        f"pass --glove_dir or set HMU_GLOVE)")
+    from src.common.io import safe_pickle_load
+
+    # plain data only: a pickle naming any class or function is refused before it runs (no plain pickle.load)
+    words = safe_pickle_load(words_p, what="word-vector vocabulary file")
+    word2idx = safe_pickle_load(idx_p, what="word-vector vocabulary file")
     try:
-        vectors = np.load(data_p)
-        with open(words_p, "rb") as fh:
-            words = pickle.load(fh)
-        with open(idx_p, "rb") as fh:
-            word2idx = pickle.load(fh)
+        vectors = np.load(data_p, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user-fixable problem
-        raise HmuError(f"cannot read word-vector vocabulary in {folder} ({type(exc).__name__}: {exc})") from None
+        raise HmuError(f"cannot read word-vector vocabulary file {data_p} ({type(exc).__name__}: {exc})") from None
     if not isinstance(word2idx, dict) or not isinstance(words, (list, tuple)):
         raise HmuError(f"word-vector vocabulary in {folder}: {idx_p.name} must be a dict, {words_p.name} a list")
+    if not all(isinstance(w, str) for w in words) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in word2idx.items()):
+        raise HmuError(f"word-vector vocabulary in {folder}: {words_p.name} must hold strings and {idx_p.name} "
+                       f"map strings to row numbers")
     wv = WordVectorizer(vectors, word2idx, words, source=str(folder))
     log.info("loaded %d word vectors (dim %d) from %s", len(wv), wv.dim_word, folder)
     if cache:

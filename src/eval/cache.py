@@ -50,6 +50,12 @@ def cache_key(eval_set: EvalSet, evaluator: T2MEvaluator) -> str:
     return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}".encode()).hexdigest()[:32]
 
 
+def default_cache_dir(results_dir: str | os.PathLike) -> Path:
+    """Where the evaluation keeps its cache unless told: ``<results_dir>/.cache/eval``, beside the results and never
+    inside a checkpoint run (source runs may be read-only; the report skips hidden folders)."""
+    return Path(results_dir) / ".cache" / "eval"
+
+
 def clear_memo() -> None:
     with _LOCK:
         _MEMO.clear()

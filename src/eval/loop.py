@@ -166,6 +166,9 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     N = len(eval_set)
     items = eval_set.items
     has_motion = eval_set.has_motion
+    if has_motion and N < TOP_K:  # R-precision ranks each text among the batch's motions: top-3 needs 3 of them
+        raise HmuError(f"evaluation set {eval_set.name} ({eval_set.source}) has {N} usable motion"
+                       f"{'' if N == 1 else 's'}; R-precision top-{TOP_K} needs at least {TOP_K}")
     cap_offset = np.cumsum([0] + [len(it.captions) for it in items])
     gt = gt_embeddings(eval_set, evaluator, cache_dir)
     text_all, motion_gt = gt["text_emb"], gt.get("motion_emb")

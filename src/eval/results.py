@@ -168,6 +168,14 @@ def _wandb_credentials() -> bool:
         return False
 
 
+def require_wandb() -> None:
+    """One-line HmuError, before any work, when ``--wandb`` is asked for and the wandb package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise HmuError("--wandb needs the wandb package (pip install wandb), which is not installed")
+
+
 def log_wandb(record: Mapping[str, Any], *, project: str, run_name: str, out_dir: str | os.PathLike) -> str:
     """Log ``record`` to wandb (config + flattened summary + the JSON as a file); offline without credentials.
 

@@ -63,10 +63,11 @@ def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[s
                   ) -> EvalSet:
     """Items of a split of a HumanML3D-format folder (module docstring: skipping, sub-clips, cropping)."""
     from src.data.datasets import resolve_ids
-    from src.data.humanml3d import HumanML3DFolder
+    from src.data.humanml3d import HumanML3DFolder, SegmentAudit
 
     ids = resolve_ids(root, split)
     folder = HumanML3DFolder(root)
+    audit = SegmentAudit(f"split {split} of {root}")
     items: list[CaptionedMotion] = []
     for mid in ids:
         motion = folder.motion(mid)
@@ -77,14 +78,17 @@ def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[s
             if cap.start == 0.0 and cap.end == 0.0:
                 whole.append(ec)
                 continue
-            f0, f1 = int(cap.start * fps), int(cap.end * fps)
-            sub = motion[f0:f1]
+            seg = audit.frames(mid, cap, len(motion), fps)
+            if seg is None:
+                continue
+            sub = motion[seg[0]:seg[1]]
             if min_motion_length <= len(sub) < UPSTREAM_MAX_FRAMES:
                 items.append(_item(f"{chr(ord('A') + k) if k < 26 else k}_{mid}", sub, (ec,),
                                    unit_length=unit_length, max_motion_length=max_motion_length))
                 k += 1
         if whole and min_motion_length <= len(motion) < UPSTREAM_MAX_FRAMES:
             items.append(_item(mid, motion, tuple(whole), unit_length=unit_length, max_motion_length=max_motion_length))
+    audit.report()
     if not items:
         raise HmuError(f"split {split} of {root} has no motion between {min_motion_length} and "
                        f"{UPSTREAM_MAX_FRAMES - 1} frames")

@@ -156,7 +156,14 @@ class T2MEvaluator:
         for p in (mean_p, std_p):
             if not p.is_file():
                 raise HmuError(f"evaluator normalisation file not found: {p}")
-        mean, std = np.load(mean_p).astype(np.float32), np.load(std_p).astype(np.float32)
+        try:
+            mean = np.load(mean_p, allow_pickle=False).astype(np.float32)
+            std = np.load(std_p, allow_pickle=False).astype(np.float32)
+        except (ValueError, OSError) as exc:
+            raise HmuError(f"cannot read evaluator normalisation in {meta}: {exc}") from None
+        from src.common.validate import check_mean_std
+
+        check_mean_std(mean, std, mean_path=mean_p, std_path=std_p)
         if mean.shape != (config.dim_pose,) or std.shape != (config.dim_pose,):
             raise HmuError(f"evaluator mean/std in {meta} have shape {mean.shape}/{std.shape}, "
                            f"expected ({config.dim_pose},)")

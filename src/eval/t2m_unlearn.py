@@ -19,6 +19,7 @@ from typing import Any
 from src.common.errors import HmuError, cli
 from src.common.run_names import fill_run_defaults, help_default
 from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
     add_device_flags(g)
     g.add_argument("--no_cache", action="store_true", help="do not keep ground-truth embeddings on disk")
+    g.add_argument("--cache_dir", default=None,
+                   help="folder of the ground-truth embedding cache (default: <results_dir>/.cache/eval)")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     from src.common.progress import add_progress_flag
 
@@ -112,7 +115,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     fill_run_defaults(args, args.dataset_name, name="mask", res_name="res")
     from src.common.logging import setup_logging
     from src.common.progress import apply_progress_flag
@@ -137,7 +140,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = metrics_path(paths.results_dir, run)
     refuse_overwrite(out, args.force, what="results file")
     check_args(args)
+    if args.wandb:  # fail now, not after the whole evaluation
+        from src.eval.results import require_wandb
+
+        require_wandb()
     ensure_writable_dir(paths.results_dir)  # fail now, not after the whole evaluation
+    from src.eval.cache import default_cache_dir
+
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir(paths.results_dir)
+    if cache_dir is not None:
+        ensure_writable_dir(cache_dir)
     device = resolve_device(args.gpu_id, args.device)
 
     # Everything that can be missing is checked before the model is built.
@@ -171,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                               checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                               glove_dir=paths.glove(spec.name), cond_scale=args.cond_scale, time_steps=args.time_steps,
                               model=args.model)
-    cache_dir = None if args.no_cache else Path(evaluator_dir(paths, spec.name)) / "eval_cache"
     results = {}
     for set_name, es in sets.items():
         log.info("evaluating %s on %s (%d items, %d repeats)", args.method, set_name, len(es), args.repeat_times)

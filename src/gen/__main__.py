@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 from src.config.flags import HelpFormatter
 from src.data.prompts import read_prompt_lines
 from src.gen.generate import SAMPLING_DEFAULTS, load_generator
@@ -66,7 +67,7 @@ def read_prompts(args) -> tuple[list[str], list[int | None]]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     texts, lengths = read_prompts(args)
     if args.repeat_times < 1:
         raise HmuError("--repeat_times must be >= 1")

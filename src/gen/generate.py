@@ -42,6 +42,19 @@ def run_family(opt_path: str | os.PathLike) -> str:
     return family
 
 
+def warn_length_changes(lengths: Sequence[int], *, unit: int, max_frames: int) -> None:
+    """Say (one warning line each) when requested frame lengths cannot be generated as asked: above the model's
+    maximum they are cut to it, below one token they become one token (``unit`` frames)."""
+    long = [int(l) for l in lengths if int(l) > max_frames]
+    short = [int(l) for l in lengths if 1 <= int(l) < unit]
+    if long:
+        log.warning("motion length %s frames is above the model's maximum of %d frames: generating %d frames "
+                    "(%d motion%s)", max(long), max_frames, max_frames, len(long), "s" if len(long) > 1 else "")
+    if short:
+        log.warning("motion length %s frames is shorter than one token (%d frames): generating %d frames "
+                    "(%d motion%s)", min(short), unit, unit, len(short), "s" if len(short) > 1 else "")
+
+
 class MotionGenerator:
     """Captions (+ frame lengths) -> raw motion features. Models are used as given (eval mode, never modified).
 
@@ -89,6 +102,8 @@ class MotionGenerator:
                 if int(l) < 1:
                     raise HmuError(f"motion length must be >= 1 frame, got {l}")
                 out[i] = int(l) // self.unit_length
+        warn_length_changes([l for l in lengths if l is not None], unit=self.unit_length,
+                            max_frames=self.max_tokens * self.unit_length)
         if missing:
             if self.len_estimator is None:
                 raise HmuError("no motion length given and no length estimator loaded "
@@ -256,7 +271,10 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
         mask, mask_cfg, _ = load_mask_transformer(paths, dataset_name, name, ckpt=ckpt, vq_cfg=vq_cfg)
     res = None
     if res_name:
-        res, _, _ = load_res_transformer(paths, dataset_name, res_name, ckpt=res_ckpt or ckpt, vq_cfg=vq_cfg)
+        from src.models.edit_pair import check_pair
+
+        res, _, res_dir = load_res_transformer(paths, dataset_name, res_name, ckpt=res_ckpt or ckpt, vq_cfg=vq_cfg)
+        check_pair(mask_dir, res_dir)  # the two runs of one edit must come from the same edit
     len_est = None
     want_len = len_name or "length_estimator"
     # BAMM predicts its own lengths (END token): an estimator is used only when named

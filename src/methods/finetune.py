@@ -19,6 +19,7 @@ from pathlib import Path
 
 from src.common.errors import HmuError, cli
 from src.common.run_names import fill_run_defaults, help_default
+from src.common.validate import parse_checked
 
 PARTS = ("mask", "res")
 
@@ -153,7 +154,7 @@ def _record_wall_time(dest: Path, seconds: float) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")
     from src.common.device import resolve_device
     from src.common.logging import setup_logging

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
 from src.common.run_names import fill_run_defaults, help_default
+from src.common.validate import check_args
 
 METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 
@@ -104,6 +105,7 @@ def _entry(module: str) -> str:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args, method_args = build_parser().parse_known_args(argv)
+    check_args(args)
     import importlib
     import time
 

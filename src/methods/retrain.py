@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def trainer_argv(kind: str, args, *, split: str, val_split: str, preset: str | N
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
     from src.common.datasets import get_spec

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,9 @@ def output_dir(paths, dataset_name: str, out_name: str, *, force: bool, sources:
     if not out_name or "/" in out_name or out_name.startswith("."):
         raise HmuError(f"--name {out_name!r} must be a plain folder name")
     dest = run_dir(paths, dataset_name, out_name)
+    from src.common.io import recover_folder
+
+    recover_folder(dest)
     for s in sources:
         if any(Path(c).resolve() == Path(s).resolve() for c in run_dir_candidates(paths, dataset_name, out_name)):
             raise HmuError(f"--name {out_name} is the source run {s}: an edit is always saved as a new run")
@@ -54,36 +56,29 @@ def write_run(dest: Path, *, source_run: Path, out_name: str, checkpoints: dict[
     """
     import torch
 
+    from src.common.io import check_finite, recover_folder, staging_dir, swap_in_folder
+
     dest = Path(dest)
+    recover_folder(dest)  # a write killed earlier: finish or undo it first
     if dest.exists() and not force:
         raise HmuError(f"run folder {dest} already exists (pass --force to overwrite)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial.", dir=dest.parent))
-    old = None
+    stage = staging_dir(dest)
     try:
         (stage / "opt.txt").write_text(renamed_opt_text(Path(source_run) / "opt.txt", out_name), encoding="utf-8")
         if (Path(source_run) / "meta").is_dir():
             shutil.copytree(Path(source_run) / "meta", stage / "meta")
         (stage / "model").mkdir()
         for fname, obj in checkpoints.items():
+            check_finite(obj, dest / "model" / fname)  # an edit that produced NaN/inf writes nothing
             torch.save(obj, stage / "model" / fname)
         for rel, writer in (extra_files or {}).items():
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             writer(stage / rel)
-        for f in stage.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
         os.chmod(stage, 0o777 & ~_umask())
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
-            dest.rename(old)
-        stage.rename(dest)
+        swap_in_folder(stage, dest)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return dest
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
 from src.common.run_names import fill_run_defaults, help_default
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,19 @@ def run_edit(method: str, args, *, paths, device) -> dict:
         edited = rece(models, forget, target, retain, epochs=args.epochs, variant=variant, reg=args.reg, **kw).models
     t_edit = time.perf_counter() - t1
     wall = time.perf_counter() - t0
+    from src.models.edit_pair import EDIT_FILE, new_edit, write_edit
+
+    edit = new_edit(method, outs)  # one id for the runs of this edit: loaders refuse a mismatched pair
     written = []
     for (kind, _, _, src_dir, src_ckpt), new, dest, out_name in zip(sources, edited, dests, outs):
         layers = [n for n, _ in find_cond_emb(new)]
         meta = edit_meta(method=method, args=vars(args), source_ckpt=src_ckpt, variant=variant,
                          forget_texts=forget_texts, retain_texts=list(args.retain_text), target_text=args.target_text,
-                         edited_layers=layers, wall_time_s=wall)
+                         edited_layers=layers, wall_time_s=wall, edit_id=edit["edit_id"])
         write_run(dest, source_run=src_dir, out_name=out_name,
                   checkpoints={args.ckpt if args.ckpt.endswith(".tar") else "net_best_fid.tar":
-                               model_checkpoint(kind, new.cpu(), hmu_meta=meta)}, force=args.force)
+                               model_checkpoint(kind, new.cpu(), hmu_meta=meta)}, force=args.force,
+                  extra_files={EDIT_FILE: lambda p: write_edit(p, edit)})
         written.append(str(dest))
     return {"out": written, "edit_s": t_edit, "wall_time_s": time.perf_counter() - t0, "forget_texts": forget_texts,
             "variant": variant}
@@ -168,7 +173,7 @@ def run_edit(method: str, args, *, paths, device) -> dict:
 
 def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
     """``main`` of ``python -m src.methods.<method>`` (uce or rece)."""
-    args = build_parser(method).parse_args(argv)
+    args = parse_checked(build_parser(method), argv)
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths

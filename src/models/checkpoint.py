@@ -83,8 +83,11 @@ def run_dir_candidates(paths, dataset_name: str, name: str) -> list[Path]:
 
 def find_run_dir(paths, dataset_name: str, name: str) -> Path:
     """The existing run folder for ``name`` (ours or upstream's alias); HmuError naming where it looked."""
+    from src.common.io import recover_folder
+
     cands = run_dir_candidates(paths, dataset_name, name)
     for c in cands:
+        recover_folder(c)  # a write killed between its two renames: find the old or the new run, never none
         if c.is_dir():
             return c
     raise HmuError(f"run '{name}' not found; looked in {', '.join(str(c) for c in cands)} "
@@ -278,7 +281,10 @@ def load_mean_std(run_folder: str | os.PathLike):
         if not f.is_file():
             raise HmuError(f"normalisation file not found: {f}")
         try:
-            out.append(np.load(f).astype(np.float32))
+            out.append(np.load(f, allow_pickle=False).astype(np.float32))
         except (ValueError, OSError) as exc:
             raise HmuError(f"cannot read {f}: {exc}") from None
+    from src.common.validate import check_mean_std
+
+    check_mean_std(out[0], out[1], mean_path=meta / "mean.npy", std_path=meta / "std.npy")
     return out[0], out[1]

@@ -9,12 +9,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import pickle
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from src.common.errors import HmuError
 
@@ -200,26 +199,10 @@ def lemma_candidates(word: str) -> list[str]:
     return [w for w in out if not (w in seen or seen.add(w))]
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Word lists and index maps only: builtins plus numpy scalars, nothing executable."""
-
-    _ALLOWED: ClassVar[frozenset] = frozenset({("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
-                ("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict")})
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
 def _read_pickle(path: Path):
-    if not path.is_file():
-        raise HmuError(f"word-vector file not found: {path}")
-    try:
-        with open(path, "rb") as fh:
-            return _SafeUnpickler(fh).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as exc:
-        raise HmuError(f"cannot read word-vector file {path} ({exc})") from None
+    from src.common.io import safe_pickle_load
+
+    return safe_pickle_load(path, what="word-vector file")
 
 
 def load_word_vectors(glove_dir: str | os.PathLike, prefix: str = "our_vab"):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only check that the needed package (gdown; clip for 'clip') is importable, in one line "
                              "naming the folders (what the scripts run before creating their venv)")
     parser.add_argument("--venv", default=None, help="the venv the scripts use (HMU_VENV), named in --preflight's fix")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
 
     from src.common.logging import setup_logging
     from src.common.paths import Paths

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,8 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
     generator (default: :func:`src.report.media.load_method_generator`).
     """
     import shutil
-    import tempfile
 
-    from src.common.io import atomic_write_text, ensure_writable_dir
+    from src.common.io import atomic_write_text, ensure_writable_dir, recover_folder, staging_dir, swap_in_folder
 
     from . import media
     from .load import REPORT_DIR, load_run
@@ -53,12 +53,13 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
 
     root = Path(run_dir)
     out = root / REPORT_DIR
+    recover_folder(out)  # a report swap killed earlier: finish or undo it first
     if out.exists() and not force:
         raise HmuError(f"report {out} already exists (pass --force to overwrite)")
     records = order_records(load_run(root))          # every input error before any work
     prompt_list = media.read_prompts_file(prompts) if prompts is not None and video else None
     ensure_writable_dir(root)
-    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=root))
+    tmp = staging_dir(out)
     try:
         groups: dict[tuple, list] = {}
         for r in records:
@@ -90,18 +91,7 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)                 # mkdtemp makes it 0700
-        old = None
-        if out.exists():
-            old = root / f".report.old-{os.getpid()}"
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old is not None:  # put the previous report back: a failed swap must not lose it
-                os.replace(old, out)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -154,7 +144,7 @@ def _attacks_section(root: Path, report_dir: str) -> str:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.logging import setup_logging
 
     setup_logging()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
+from src.common.validate import parse_checked
 
 FAMILY_KEY, FAMILY = "model_family", "bamm"
 
@@ -39,7 +40,7 @@ def build_bamm(cfg, vq_cfg):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
 
     from src.models.bamm import BAMMTransConfig
     from src.train import options

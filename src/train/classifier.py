@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def heldout_scores(probs: np.ndarray, y: np.ndarray, names: Sequence[str]) -> di
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.logging import setup_logging
 
     setup_logging()

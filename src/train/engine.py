@@ -118,6 +118,13 @@ def train(
         for batch in it_bar:
             out = step(batch, total_it)
             loss = out["loss"]
+            if not bool(torch.isfinite(loss.detach()).all()):
+                # stop before the step spreads NaN into the weights: latest.tar and the best file keep the last
+                # good epoch, and nothing non-finite is saved
+                raise HmuError(f"training stopped: loss is {float(loss.detach())} at epoch {epoch + 1}, iteration "
+                               f"{total_it + 1} of {run_dir}; the last good checkpoint is kept "
+                               f"({'none yet' if not latest.exists() else latest}); check the data "
+                               f"(Mean/Std, features) and --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip_grad:

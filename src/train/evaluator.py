@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def co_embed(model, we, pos, cap_lens, motions, m_lens):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.logging import setup_logging
 
     setup_logging()

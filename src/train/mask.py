@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
+from src.common.validate import parse_checked
 
 
 def build_parser(residual: bool = False):
@@ -28,7 +29,7 @@ def build_parser(residual: bool = False):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
 
     from src.config import MaskTransConfig
     from src.models.momask import build_mask_transformer

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
+from src.common.validate import parse_checked
 
 
 def build_parser():
@@ -33,7 +34,7 @@ def build_checked(cfg, vq_cfg):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
 
     from src.config import ResTransConfig
     from src.train import options, run_folder

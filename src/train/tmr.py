@@ -29,6 +29,7 @@ from typing import Any
 
 from src.common.errors import HmuError, cli
 from src.models.tmr.encode import encode_motions, encode_texts
+from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     import json
 
     import numpy as np

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.validate import parse_checked
 
 
 def build_parser():
@@ -87,7 +88,7 @@ def _motions(folder, split: str, min_len: int) -> list:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
 
     import torch
     import torch.nn.functional as F

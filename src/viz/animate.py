@@ -9,6 +9,7 @@ from pathlib import Path
 
 from src.common.errors import HmuError, cli
 from src.viz.compare import resolve_output, save_comparison, save_still
+from src.common.validate import parse_checked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ _FOLLOW = {"auto": None, "fixed": False, "follow": True}
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     import numpy as np
 
     from src.common.io import ensure_writable_dir, refuse_overwrite

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from src.common.errors import cli
+from src.common.validate import parse_checked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.logging import setup_logging
     from src.common.paths import Paths
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from src.common.errors import HmuError, cli
 from src.common.run_names import fill_run_defaults, help_default
+from src.common.validate import parse_checked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +162,7 @@ def run_lcr(args, *, paths, device) -> dict:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths

@@ -270,7 +270,10 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
     text_side = WordVectorText(vec)
     stats = run_dir / "stats"
     if (stats / "mean.npy").is_file() and (stats / "std.npy").is_file():
-        mean, std = np.load(stats / "mean.npy"), np.load(stats / "std.npy")
+        mean, std = np.load(stats / "mean.npy", allow_pickle=False), np.load(stats / "std.npy", allow_pickle=False)
+        from src.common.validate import check_mean_std
+
+        check_mean_std(mean, std, mean_path=stats / "mean.npy", std_path=stats / "std.npy")
     else:
         mean, std = HumanML3DFolder(root).mean_std()
 

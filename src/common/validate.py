@@ -1,0 +1,159 @@
+"""Range checks of numbers in one place: CLI flags after parsing (:func:`check_args`) and opt.txt keys after reading
+(:func:`check_options`). A value out of range is a one-line HmuError naming the flag or key, before any work.
+
+Every float flag must be finite (a NaN scale or an infinite weight only ever produces a NaN model); the names below
+carry the ranges that exist. A name is checked wherever it appears, so a new CLI with a ``--batch_size`` flag is
+covered without a line of its own.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HmuError
+
+
+@dataclass(frozen=True)
+class Range:
+    """``lo <= v <= hi`` (or strict with ``lo_open``/``hi_open``); None = unbounded."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    allow: tuple = ()  # values accepted outside the range (e.g. 0 = "estimate", -1 = "CPU")
+
+    def ok(self, v: float) -> bool:
+        if v in self.allow:
+            return True
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def text(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {_fmt(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {_fmt(self.hi)}")
+        s = " and ".join(parts) or "finite"
+        return s + "".join(f" (or {_fmt(a)})" for a in self.allow)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+POSITIVE = Range(lo=1)
+NON_NEGATIVE = Range(lo=0)
+PROBABILITY = Range(lo=0, hi=1)
+
+# flag name -> range (CLI flags; the same names as upstream's)
+FLAG_RANGES: dict[str, Range] = {
+    "batch_size": POSITIVE, "gen_batch_size": POSITIVE, "time_steps": POSITIVE, "repeat_times": POSITIVE,
+    "temperature": Range(lo=0, lo_open=True),
+    "topkr": Range(lo=0, hi=1, hi_open=True),  # fraction of the logits filtered out: 0.9 keeps the top 10 %
+    "motion_length": Range(lo=1, allow=(0,)),  # 0 = estimate the length
+    "erase_scale": NON_NEGATIVE, "preserve_scale": NON_NEGATIVE, "lamb": NON_NEGATIVE, "reg": NON_NEGATIVE,
+    "epochs": POSITIVE, "lr": Range(lo=0, lo_open=True), "max_epoch": NON_NEGATIVE,
+    "dropout": Range(lo=0, hi=1, hi_open=True), "cond_drop_prob": PROBABILITY,
+    "mm_prompts": POSITIVE, "mm_generations": POSITIVE, "max_prompts": NON_NEGATIVE,
+    "code_prune": NON_NEGATIVE, "unit_length": POSITIVE, "max_motion_length": POSITIVE,
+    "n_heads": POSITIVE, "n_layers": POSITIVE, "latent_dim": POSITIVE, "ff_size": POSITIVE,
+    "nb_code": POSITIVE, "code_dim": POSITIVE, "num_quantizers": POSITIVE, "width": POSITIVE, "depth": POSITIVE,
+}
+
+# opt.txt key -> range (keys of upstream's option files that size a model or a dataset)
+OPTION_RANGES: dict[str, Range] = {
+    **{k: POSITIVE for k in ("max_motion_length", "unit_length", "n_heads", "n_layers", "latent_dim", "ff_size",
+                             "nb_code", "code_dim", "num_quantizers", "width", "depth", "down_t", "stride_t",
+                             "output_emb_width", "dim_pose", "clip_dim", "max_text_len", "dim_word",
+                             "dim_text_hidden", "dim_coemb_hidden", "dim_motion_hidden", "dim_movement_enc_hidden",
+                             "dim_movement_latent", "dim_movement_dec_hidden", "input_size", "output_size",
+                             "joints_num", "dilation_growth_rate", "window_size")},
+    "dropout": Range(lo=0, hi=1, hi_open=True), "cond_drop_prob": PROBABILITY,
+    "quantize_dropout_prob": PROBABILITY, "mu": PROBABILITY,
+}
+
+# (numerator, denominator): attention splits latent_dim into n_heads equal parts
+DIVISIBLE = (("latent_dim", "n_heads"),)
+
+
+def check_value(name: str, value: Any, rng: Range | None, *, what: str) -> None:
+    """One number: finite, and inside ``rng`` when given. ``what`` names it in the message (``--flag`` or ``file: key``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HmuError(f"{what} must be a finite number, got {value}")
+    if rng is not None and not rng.ok(value):
+        raise HmuError(f"{what} must be {rng.text()}, got {value}")
+
+
+def check_args(args: Any, ranges: Mapping[str, Range] | None = None, *, skip: Iterable[str] = ()) -> None:
+    """Every number of a parsed argparse Namespace: finite floats, and the ranges of :data:`FLAG_RANGES` (plus
+    ``ranges``, which win). Lists of numbers are checked item by item. One-line HmuError naming the flag."""
+    table = {**FLAG_RANGES, **(ranges or {})}
+    skipped = set(skip)
+    for name, value in vars(args).items():
+        if name in skipped or value is None:
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for v in items:
+            check_value(name, v, table.get(name), what=f"--{name}")
+
+
+def check_options(values: Mapping[str, Any], source: str) -> None:
+    """Typed values read from an opt.txt file (``source``): finite floats, sizes in range, heads dividing the width.
+    One-line HmuError naming the file and the key."""
+    for name, value in values.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for v in items:
+            check_value(name, v, OPTION_RANGES.get(name), what=f"{source}: {name}")
+    for num, den in DIVISIBLE:
+        a, b = values.get(num), values.get(den)
+        if isinstance(a, int) and isinstance(b, int) and b > 0 and a % b:
+            raise HmuError(f"{source}: {den} {b} does not divide {num} {a} (attention splits {num} into {den} "
+                           f"equal heads)")
+
+
+def check_finite_state(state: Mapping[str, Any], what: str) -> None:
+    """Every floating tensor of a state dict is finite; one-line HmuError naming ``what`` and the first bad tensor.
+    Called before a model is written, so no NaN model reaches the disk."""
+    import torch
+
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise HmuError(f"{what}: {name} has {n_bad} non-finite values (NaN or inf); nothing was written")
+
+
+def parse_checked(parser: Any, argv: Any = None, **kwargs: Any) -> Any:
+    """``parser.parse_args(argv)`` followed by :func:`check_args`: the one call every CLI makes."""
+    args = parser.parse_args(argv)
+    check_args(args, **kwargs)
+    return args
+
+
+# Normalised features are (x - mean) / std: an entry of Std below this makes them huge (1e-38 gives inf, then NaN
+# losses). Released HumanML3D's smallest Std entry is 0.0128, synth's 0.0103.
+STD_FLOOR = 1e-5
+
+
+def check_mean_std(mean: Any, std: Any, *, mean_path: Any, std_path: Any) -> None:
+    """Normalisation statistics: same shape, finite, every std above :data:`STD_FLOOR`; one-line HmuError naming
+    the file at fault."""
+    import numpy as np
+
+    mean, std = np.asarray(mean), np.asarray(std)
+    if mean.shape != std.shape:
+        raise HmuError(f"{mean_path} and {std_path} have different shapes {mean.shape} and {std.shape}")
+    for a, p in ((mean, mean_path), (std, std_path)):
+        if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+            raise HmuError(f"{p} contains NaN/inf or is not a float array")
+    low = np.flatnonzero(std < STD_FLOOR)
+    if len(low):
+        i = int(low[np.argmin(std[low])])
+        raise HmuError(f"{std_path} has {len(low)} entries below {STD_FLOOR:g} (smallest {float(std[i]):.3g} at "
+                       f"index {i}): normalising by it gives inf/NaN")
