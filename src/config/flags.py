@@ -155,3 +155,11 @@ def add_location_flags(parser, *names: str, help: Mapping[str, str] | None = Non
         if name not in LOCATIONS:
             raise KeyError(f"unknown location flag '{name}' (known: {', '.join(LOCATIONS)})")
         parser.add_argument(f"--{name}", type=str, default=None, help=(help or {}).get(name, LOCATIONS[name]))
+
+
+def add_wandb_flags(parser) -> None:
+    """``--wandb``, ``--wandb_project``, ``--wandb_group`` (read by ``src.common.logging.WandbOptions.from_flags``)."""
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log to Weights & Biases (offline unless WANDB_MODE is set or credentials exist)")
+    parser.add_argument("--wandb_project", type=str, default="hmu", help="wandb project")
+    parser.add_argument("--wandb_group", type=str, default=None, help="wandb group of this run (e.g. the quickstart's)")
