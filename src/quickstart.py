@@ -68,9 +68,17 @@ FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
 FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
 
 
+# The tiny models' checkpoints are chosen by validation score here, not by FID: the evaluator trains side by side
+# with them, so whether it exists when a trainer starts would depend on timing (python -m src.train.* alone selects
+# by FID whenever checkpoints/<ds>/text_mot_match exists).
+SELECT_BY_VALIDATION = ["--eval_every_e", "0"]
+FID_TRAINERS = ("src.train.vq", "src.train.mask", "src.train.residual")
+
+
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
-         attacks: bool = False) -> list[Stage]:
-    """The stages, in priority order (pure; tests check names, dependencies and outputs)."""
+         attacks: bool = False, wandb: Sequence[str] = ()) -> list[Stage]:
+    """The stages, in priority order (pure; tests check names, dependencies and outputs). ``wandb``: the --wandb
+    flags every training, evaluation and report stage gets."""
     root = data / "synth"
     ds = ["--dataset_name", "synth"]
     loc = ["--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
@@ -79,12 +87,14 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
     out = results / run
     s = ["--seed", str(seed)]
     con = ["--concept", CONCEPT]
+    wb = list(wandb)
 
     def best(name: str, file: str = "net_best_fid.tar") -> Path:
         return c / name / "model" / file
 
     def train(stage: str, module: str, name: str, extra: list[str], file: str = "net_best_fid.tar") -> Stage:
-        return Stage(stage, module, ["--name", name, *extra, *ds, *loc, *gpu, *ep], [best(name, file)],
+        select = SELECT_BY_VALIDATION if module in FID_TRAINERS else []
+        return Stage(stage, module, ["--name", name, *extra, *ds, *loc, *gpu, *ep, *select, *wb], [best(name, file)],
                      after=("train:vq",) if "--vq_name" in extra else ("data",), resume=best(name, "latest.tar"))
 
     def method(stage: str, module: str, argv: list[str], outputs: list[Path], after: tuple[str, ...]) -> Stage:
@@ -95,7 +105,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         return Stage(f"eval:{label}", "src.eval.t2m_unlearn",
                      [*ds, *loc, *gpu, *con, "--method", label, "--name", trans, "--res_name", res, "--vq_name", vq,
                       "--ckpt", "net_best_fid.tar", "--repeat_times", str(settings.repeats), *mm, *s,
-                      "--results_dir", str(out), "--run_name", label],
+                      "--results_dir", str(out), "--run_name", label, *wb],
                      [out / label / "metrics.json"],
                      after=("split", "train:evaluator", "train:classifier", *model_stages))
 
@@ -112,8 +122,8 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         # default) preset as the original. The quickstart shares the original VQ-VAE (it only reconstructs; what is generated is decided by the
         # transformers) to stay within minutes; `python -m src.methods.retrain` retrains the VQ-VAE too by default.
         method("unlearn:retrain", "src.methods.retrain",
-               ["--name", f"retrain_{CONCEPT}", "--parts", "mask,res", "--vq_name", VQ,
-                *(["--", *ep] if ep else [])],
+               ["--name", f"retrain_{CONCEPT}", "--parts", "mask,res", "--vq_name", VQ, *wb,
+                "--", *ep, *SELECT_BY_VALIDATION],
                [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res")], ("train:vq",)),
         train("train:residual", "src.train.residual", RES, ["--vq_name", VQ]),
         train("train:classifier", "src.train.classifier", "action_classifier", [], "classifier.tar"),
@@ -130,7 +140,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         evaluate("uce", f"uce_{CONCEPT}", f"uce_{CONCEPT}_res", VQ, "unlearn:uce"),
         evaluate("rece", f"rece_{CONCEPT}", f"rece_{CONCEPT}_res", VQ, "unlearn:rece"),
         method("unlearn:finetune", "src.methods.finetune",
-               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{CONCEPT}", *ep],
+               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{CONCEPT}", *ep, *wb],
                [best(f"finetune_{CONCEPT}")], ("train:mask", "train:residual")),
         evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ, "unlearn:finetune"),
         evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", VQ, "unlearn:retrain"),
@@ -148,7 +158,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
                                                                             if st.name.startswith("unlearn:")))))
     evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
     stages.append(Stage("report", "src.report",
-                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force"],
+                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force", *wb],
                         [out / "report" / "report.md"], after=evals))
     return stages
 
@@ -186,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default: ./checkpoints)")
     p.add_argument("--dataset_dir", default=None, help="datasets root (default: ./dataset)")
     p.add_argument("--results_dir", default=None, help="results root (default: ./results)")
+    p.add_argument("--wandb", action="store_true",
+                   help="every training, evaluation and report stage also logs to wandb, grouped under the run name "
+                        "(offline unless WANDB_MODE is set or credentials exist)")
+    p.add_argument("--wandb_project", default="hmu", help="wandb project")
     return p
 
 
@@ -317,13 +331,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"--jobs must be at least 1 (got {args.jobs})")
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
                           results_dir=args.results_dir)
+    from src.common.logging import WandbOptions
+
     settings = FAST if args.fast else FULL
     run = args.run_name or ("quickstart_fast" if args.fast else "quickstart")
+    wandb = WandbOptions(enabled=args.wandb, project=args.wandb_project, group=run)
+    wandb.check()  # --wandb without the package: one line before any stage starts
     ckpt, data, results = paths.checkpoints_dir, paths.dataset_dir, paths.results_dir
     if args.fast:  # the smoke run keeps its data and models apart from the full run's
         ckpt, data = ckpt / "_fast", data / "_fast"
     stages = plan(run=run, settings=settings, seed=args.seed, gpu=["--gpu_id", str(args.gpu_id)], ckpt=ckpt,
-                  data=data, results=results, attacks=args.attacks)
+                  data=data, results=results, attacks=args.attacks, wandb=wandb.argv())
     if args.only:
         stages = _select(stages, args.only)
     if args.list:

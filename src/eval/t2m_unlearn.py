@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="overwrite an existing results/<run>/metrics.json")
     g.add_argument("--wandb", action="store_true", help="also log to wandb (offline without credentials)")
     g.add_argument("--wandb_project", default="hmu", help="wandb project")
+    g.add_argument("--wandb_group", default=None, help="wandb group of this run")
     g = p.add_argument_group("locations and device")
     for flag in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"):
         g.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
@@ -113,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
 
     setup_logging(args.verbose)
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     from src.common.device import resolve_device
     from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.paths import Paths
@@ -191,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_summary(record))
     print(f"metrics written to {out}")
     if args.wandb:
-        print(log_wandb(record, project=args.wandb_project, run_name=run, out_dir=out.parent))
+        print(log_wandb(record, wandb=wandb, run_name=run, out_dir=out.parent))
     return 0
 
 

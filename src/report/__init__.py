@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from src.common.device import add_device_args
 
     add_device_args(p)
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(p)
     return p
 
 
@@ -155,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
 
     setup_logging()
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     logging.getLogger("src.viz").setLevel(logging.WARNING)  # their "wrote <tmp path>" lines name the staging folder
     if args.max_prompts is not None and args.max_prompts < 1:
         raise HmuError(f"--max_prompts must be >= 1, got {args.max_prompts}")
@@ -170,4 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(res['videos'])} videos{stills})")
     for n in res["notes"]:
         print(f"warning: {n}")
+    if wandb.enabled:
+        from src.report.to_wandb import log_report
+
+        print(log_report(res, run_dir=args.run_dir, wandb=wandb))
     return 0
