@@ -135,11 +135,15 @@ class MetricLogger:
                                         config=config, job_type=job_type)
             self._own_run = True
 
-    def log(self, step: int | None = None, **metrics: Any) -> None:
+    def _write(self, step: int | None, metrics: Mapping[str, Any]) -> dict[str, Any]:
         values = {k: (_number(v) if _number(v) is not None else v) for k, v in metrics.items()}
         rec = {"time": round(time.time(), 3), **({"step": step} if step is not None else {}), **values}
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec, default=float) + "\n")
+        return values
+
+    def log(self, step: int | None = None, **metrics: Any) -> None:
+        values = self._write(step, metrics)
         if self.wandb_run is not None:
             numeric = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not (
                 isinstance(v, float) and math.isnan(v))}
@@ -148,7 +152,7 @@ class MetricLogger:
 
     def summary(self, **values: Any) -> None:
         """Final values (wandb's run summary; also one JSONL line with ``event: summary``)."""
-        self.log(event="summary", **values)
+        self._write(None, {"event": "summary", **values})
         if self.wandb_run is not None:
             self.wandb_run.summary.update({k: v for k, v in values.items() if _number(v) is not None})
 

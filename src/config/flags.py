@@ -163,3 +163,18 @@ def add_wandb_flags(parser) -> None:
                         help="also log to Weights & Biases (offline unless WANDB_MODE is set or credentials exist)")
     parser.add_argument("--wandb_project", type=str, default="hmu", help="wandb project")
     parser.add_argument("--wandb_group", type=str, default=None, help="wandb group of this run (e.g. the quickstart's)")
+
+
+def which_epoch_file(text: str) -> str:
+    """Upstream's ``--which_epoch`` value (``latest``, ``net_best_fid``, ``E0010`` ...) -> the file in ``model/``."""
+    text = text.strip()
+    if not text or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a checkpoint name (e.g. latest, net_best_fid, E0010)")
+    return text if text.endswith(".tar") else f"{text}.tar"
+
+
+def add_which_epoch_flag(parser, *, dest: str = "ckpt") -> None:
+    """``--which_epoch NAME`` (upstream's spelling of the checkpoint choice): sets ``dest`` to ``model/NAME.tar``."""
+    parser.add_argument("--which_epoch", dest=dest, type=which_epoch_file, default=argparse.SUPPRESS,
+                        help="upstream's spelling of --ckpt: a file of <run>/model/ without .tar (latest, "
+                             "net_best_fid, net_best_acc, E0010 from --save_every_e)")

@@ -190,7 +190,7 @@ def summary_rows(record: Mapping[str, Any]) -> list[list[Any]]:
 
 def log_wandb(record: Mapping[str, Any], *, wandb, run_name: str, out_dir: str | os.PathLike) -> str:
     """Log an evaluation to wandb (``wandb``: src.common.logging.WandbOptions): the config, one point per repeat
-    (step = repeat), the summary table, the flattened summaries as the run summary and metrics.json as a file.
+    (step = repeat), the summary table, and the flattened summaries (:func:`flatten`) as the run summary.
     Offline without credentials; returns where the run went (one line)."""
     from src.common.logging import import_wandb, wandb_where
 
@@ -203,9 +203,6 @@ def log_wandb(record: Mapping[str, Any], *, wandb, run_name: str, out_dir: str |
         run.log({"repeat": r, **row}, step=r)
     run.log({"summary_table": wb.Table(columns=TABLE_COLUMNS, data=summary_rows(record))})
     run.summary.update(flatten(record))
-    try:
-        run.save(str(out_dir / METRICS_FILE), base_path=str(out_dir), policy="now")
-    except Exception as exc:  # noqa: BLE001 - the file is on disk anyway
-        log.warning("wandb could not attach metrics.json: %s", exc)
+    # metrics.json is not attached: a copy under the run folder would be read by the report as one more method
     run.finish()
     return wandb_where(run)

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vq_name", default="", help="RVQ-VAE run folder (default: the one in the transformer's opt.txt)")
     g.add_argument("--ckpt", default="net_best_fid.tar",
                    help="transformer checkpoint file in <name>/model/, or a path to an unlearned checkpoint")
+    from src.config.flags import add_which_epoch_flag
+
+    add_which_epoch_flag(g)
     g.add_argument("--model", choices=("momask", "bamm"), default=None,
                    help="model family of --name (default: read from its opt.txt); bamm results default to "
                         "<dataset>_bamm_<method>_<concept>_s<seed>")

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
                    help="source residual-transformer run (read only)")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="source checkpoint file in each run's model/")
+    from src.config.flags import add_which_epoch_flag
+
+    add_which_epoch_flag(g)
     g.add_argument("--train_parts", default="mask", help="comma-separated parts to train: mask, res")
     g = p.add_argument_group("data")
     g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")

@@ -29,7 +29,7 @@ def log_report(result: Mapping[str, Any], *, run_dir: str | os.PathLike, wandb) 
 
     wb = import_wandb()
     run_dir = Path(run_dir)
-    run = wandb.init(name=f"{run_dir.name}_report", dir=run_dir / "report", job_type="report",
+    run = wandb.init(name=f"{run_dir.name}_report", dir=run_dir, job_type="report",
                      config={"run_dir": str(run_dir), "methods": list(result.get("methods", []))})
     logged: dict[str, Any] = {"summary_table": wb.Table(columns=["method", *TABLE_COLUMNS],
                                                         data=summary_table_rows(run_dir))}
