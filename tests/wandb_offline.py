@@ -38,7 +38,8 @@ def records(path: str | Path):
 
 
 def _key(item) -> str:
-    return item.key or "/".join(item.nested_key)
+    """The logged (top-level) key: a media value (table, video) is stored as a dict under ``nested_key[0]``."""
+    return item.key or item.nested_key[0]
 
 
 def _complete(path: Path, timeout: float = 30.0) -> list:
