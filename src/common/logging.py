@@ -154,7 +154,8 @@ class MetricLogger:
         """Final values (wandb's run summary; also one JSONL line with ``event: summary``)."""
         self._write(None, {"event": "summary", **values})
         if self.wandb_run is not None:
-            self.wandb_run.summary.update({k: v for k, v in values.items() if _number(v) is not None})
+            self.wandb_run.summary.update({k: _number(v) if _number(v) is not None else v for k, v in values.items()
+                                           if _number(v) is not None or isinstance(v, str)})
 
     def finish(self) -> str | None:
         """End the wandb run this logger started -> where it went (one line), or None without wandb."""
