@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.config.flags import add_device_flags, add_location_flags
+from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 from src.common.errors import HmuError, cli
 
 CONCEPT = "violence"
@@ -183,7 +183,8 @@ def critical_path(stages: list[Stage]) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--fast", action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
     p.add_argument("--force", action="store_true", help="redo every stage, overwriting its outputs")
     p.add_argument("--attacks", action="store_true",

@@ -59,6 +59,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         # a layered flag writes its default into its help itself
         if action.default is None or action.default is False or "(default" in text:
             return text
+        if isinstance(action.default, (list, tuple)) and action.default and "%(default)" not in text:
+            return f"{text} (default: {_show(action.default)})"  # as typed on the command line, not a repr
         return super()._get_help_string(action)
 
 

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--toxic_terms", nargs="*", default=None,
                    help="terms masked for MM-Safe (default: the concept's forget_texts from assets/splits.json)")
     g.add_argument("--mm_safe", choices=("default", "upstream"), default="default",
-                   help="MM-Safe definition: per toxic caption (default) or hmu's batch-dependent one")
+                   help="MM-Safe definition: 'default' per toxic caption, 'upstream' hmu's batch-dependent one")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
     g.add_argument("--mm_prompts", type=int, default=16, help="MultiModality prompts per repeat")
     g.add_argument("--mm_generations", type=int, default=30, help="MultiModality generations per prompt")

@@ -20,7 +20,10 @@ METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_device_flags, add_location_flags
 
-    p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0])
+    from src.config.flags import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("method", choices=METHODS, help="which method to run")
     p.add_argument("concept", help="concept in assets/splits.json, e.g. violence")
     p.add_argument("dataset", nargs="?", default="HumanML3D", help="dataset (HumanML3D, Motion-X, synth)")

@@ -111,7 +111,9 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.report",
+    from src.config.flags import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m src.report", formatter_class=HelpFormatter,
                                 description="Write <folder>/report/: the paper's tables (report.md), plots and "
                                             "before/after animations from every metrics.json under <folder>.")
     p.add_argument("run_dir", help="results folder holding one metrics.json per evaluated method (any depth)")

@@ -223,7 +223,10 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_device_flags, add_location_flags
 
-    p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0])
+    from src.config.flags import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
     p.add_argument("--name", default="tmr", help="run name: checkpoints/<dataset>/<name> (default: tmr)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
