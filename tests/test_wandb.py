@@ -33,8 +33,9 @@ needs_wandb = pytest.mark.skipif(not _has_wandb(), reason="wandb is not installe
 @pytest.fixture
 def offline_env(tmp_path, monkeypatch):
     """No credentials, no WANDB_MODE: what a new user has. HOME moves so ~/.netrc and wandb's settings are not read."""
-    for k in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "NETRC"):
-        monkeypatch.delenv(k, raising=False)
+    for k in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "NETRC", "WANDB_SILENT"):
+        monkeypatch.setenv(k, "")  # recorded, so what wandb sets in this process is undone after the test
+        monkeypatch.delenv(k)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -161,10 +162,11 @@ def test_quickstart_passes_wandb_to_every_stage_that_logs():
 
 # ----------------------------------------------------------------------------------------------- logged keys
 @needs_wandb
-def test_metric_logger_jsonl_and_offline_run(offline_env, tmp_path):
+def test_metric_logger_jsonl_and_offline_run(offline_env, tmp_path, monkeypatch):
     from src.common.logging import MetricLogger, WandbOptions
     from tests.wandb_offline import logged_keys
 
+    monkeypatch.setenv("WANDB_MODE", "")  # set but empty counts as unset (wandb itself rejects "")
     logger = MetricLogger(tmp_path / "run" / "train_log.jsonl", wandb=WandbOptions(enabled=True), name="t",
                           config={"lr": 0.1})
     for i in range(1, 4):

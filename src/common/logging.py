@@ -89,7 +89,8 @@ class WandbOptions:
         if not self.enabled:
             return None
         wandb = import_wandb()
-        os.environ.setdefault("WANDB_MODE", default_wandb_mode())
+        if not os.environ.get("WANDB_MODE"):  # unset or empty: offline unless credentials exist
+            os.environ["WANDB_MODE"] = default_wandb_mode()
         os.environ.setdefault("WANDB_SILENT", "true")
         Path(dir).mkdir(parents=True, exist_ok=True)
         return wandb.init(project=self.project, name=name, group=self.group, job_type=job_type, dir=str(dir),
