@@ -263,9 +263,11 @@ def test_with_an_evaluator_net_best_fid_is_chosen_by_fid(tmp_path):
     assert run_main("src.train.mask", "--name", "mask", "--vq_name", "vq", *TINY_TRANS, "--max_epoch", "3",
                     "--eval_every_e", "2", "--save_every_e", "2", dirs=dirs) == 0
     assert run_main("src.train.residual", "--name", "res", "--vq_name", "vq", *TINY_TRANS, dirs=dirs) == 0
+    assert run_main("src.train.bamm", "--name", "bamm", "--vq_name", "vq", *TINY_TRANS, "--eval_every_e", "1",
+                    dirs=dirs) == 0
     root = ckpt / "synth"
     load = lambda p: torch.load(p, map_location="cpu", weights_only=True)
-    for run, evaluated in (("vq", [1, 2]), ("mask", [2, 3]), ("res", [1])):
+    for run, evaluated in (("vq", [1, 2]), ("mask", [2, 3]), ("res", [1]), ("bamm", [1])):
         assert "best_by: fid" in (root / run / "opt.txt").read_text(), run
         logs = [json.loads(x) for x in (root / run / "train_log.jsonl").read_text().splitlines()]
         fids = {r["epoch"]: r["eval_fid"] for r in logs if "eval_fid" in r}
