@@ -63,10 +63,12 @@ class Settings:
     mm: tuple[int, int] | None   # (prompts, generations per prompt) for MultiModality, None = skip
     video: bool
     one_epoch: bool
+    max_prompts: int | None = None   # videos in the report (None: its default prompts)
 
 
 FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
-FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
+# the smoke run still makes one before/after video: it is what the toolkit is for
+FAST = Settings(n=400, repeats=2, mm=None, video=True, one_epoch=True, max_prompts=1)
 
 
 # The tiny models' checkpoints are chosen by validation score here, not by FID: the evaluator trains side by side
@@ -159,7 +161,9 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
                                                                             if st.name.startswith("unlearn:")))))
     evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
     stages.append(Stage("report", "src.report",
-                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force", *wb],
+                        [str(out), *gpu, *([] if settings.video else ["--no_video"]),
+                         *(["--max_prompts", str(settings.max_prompts)] if settings.max_prompts else []), "--still",
+                         "--force", *wb],
                         [out / "report" / "report.md"], after=evals))
     return stages
 
@@ -196,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print the stages, their commands and whether each is done")
     add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir", "results_dir")
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress lines in the stage logs nor in the heartbeat (HMU_PROGRESS=off for every stage)")
     p.add_argument("--wandb", action="store_true",
                    help="every training, evaluation and report stage also logs to wandb, grouped under the run name "
                         "(offline unless WANDB_MODE is set or credentials exist)")
@@ -349,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'done' if st.done() else 'todo'}  {st.name:18s} {st.command(REPO_ROOT)}")
         return 0
     jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)   # before env is copied: the stages inherit HMU_PROGRESS=off
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
