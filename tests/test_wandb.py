@@ -27,7 +27,8 @@ def _has_wandb() -> bool:
     return True
 
 
-needs_wandb = pytest.mark.skipif(not _has_wandb(), reason="wandb is not installed (pip install -r requirements-dev.txt)")
+needs_wandb = pytest.mark.skipif(not _has_wandb(),
+                                 reason="wandb is not installed (pip install -r requirements-dev.txt)")
 
 
 @pytest.fixture
@@ -215,7 +216,8 @@ def test_every_trainer_logs_its_keys_offline(offline_env, tmp_path):
     report = {}
     for name, keys in expect.items():
         got = logged_keys(ck / "synth" / name)
-        jsonl = set().union(*(json.loads(x) for x in (ck / "synth" / name / "train_log.jsonl").read_text().splitlines()))
+        lines = (ck / "synth" / name / "train_log.jsonl").read_text().splitlines()
+        jsonl = set().union(*(json.loads(x) for x in lines))
         assert keys <= got["history"], (name, sorted(keys - got["history"]))
         assert keys <= jsonl, (name, sorted(keys - jsonl))
         assert "best_by" in got["summary"] or name == "len", name
