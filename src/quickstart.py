@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.config.flags import add_device_flags, add_location_flags
+from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 from src.common.errors import HmuError, cli
 from src.common.validate import parse_checked
 
@@ -73,9 +73,17 @@ FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
 FAST = Settings(n=400, repeats=2, mm=None, video=True, one_epoch=True, max_prompts=1)
 
 
+# The tiny models' checkpoints are chosen by validation score here, not by FID: the evaluator trains side by side
+# with them, so whether it exists when a trainer starts would depend on timing (python -m src.train.* alone selects
+# by FID whenever checkpoints/<ds>/text_mot_match exists).
+SELECT_BY_VALIDATION = ["--eval_every_e", "0"]
+FID_TRAINERS = ("src.train.vq", "src.train.mask", "src.train.residual")
+
+
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
-         attacks: bool = False) -> list[Stage]:
-    """The stages, in priority order (pure; tests check names, dependencies and outputs)."""
+         attacks: bool = False, wandb: Sequence[str] = ()) -> list[Stage]:
+    """The stages, in priority order (pure; tests check names, dependencies and outputs). ``wandb``: the --wandb
+    flags every training, evaluation and report stage gets."""
     root = data / "synth"
     ds = ["--dataset_name", "synth"]
     loc = ["--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
@@ -84,12 +92,14 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
     out = results / run
     s = ["--seed", str(seed)]
     con = ["--concept", CONCEPT]
+    wb = list(wandb)
 
     def best(name: str, file: str = "net_best_fid.tar") -> Path:
         return c / name / "model" / file
 
     def train(stage: str, module: str, name: str, extra: list[str], file: str = "net_best_fid.tar") -> Stage:
-        return Stage(stage, module, ["--name", name, *extra, *ds, *loc, *gpu, *ep], [best(name, file)],
+        select = SELECT_BY_VALIDATION if module in FID_TRAINERS else []
+        return Stage(stage, module, ["--name", name, *extra, *ds, *loc, *gpu, *ep, *select, *wb], [best(name, file)],
                      after=("train:vq",) if "--vq_name" in extra else ("data",), resume=best(name, "latest.tar"))
 
     def method(stage: str, module: str, argv: list[str], outputs: list[Path], after: tuple[str, ...]) -> Stage:
@@ -100,7 +110,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         return Stage(f"eval:{label}", "src.eval.t2m_unlearn",
                      [*ds, *loc, *gpu, *con, "--method", label, "--name", trans, "--res_name", res, "--vq_name", vq,
                       "--ckpt", "net_best_fid.tar", "--repeat_times", str(settings.repeats), *mm, *s,
-                      "--results_dir", str(out), "--run_name", label],
+                      "--results_dir", str(out), "--run_name", label, *wb],
                      [out / label / "metrics.json"],
                      after=("split", "train:evaluator", "train:classifier", *model_stages))
 
@@ -117,8 +127,8 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         # default) preset as the original. The quickstart shares the original VQ-VAE (it only reconstructs; what is generated is decided by the
         # transformers) to stay within minutes; `python -m src.methods.retrain` retrains the VQ-VAE too by default.
         method("unlearn:retrain", "src.methods.retrain",
-               ["--name", f"retrain_{CONCEPT}", "--parts", "mask,res", "--vq_name", VQ,
-                *(["--", *ep] if ep else [])],
+               ["--name", f"retrain_{CONCEPT}", "--parts", "mask,res", "--vq_name", VQ, *wb,
+                "--", *ep, *SELECT_BY_VALIDATION],
                [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res")], ("train:vq",)),
         train("train:residual", "src.train.residual", RES, ["--vq_name", VQ]),
         train("train:classifier", "src.train.classifier", "action_classifier", [], "classifier.tar"),
@@ -135,7 +145,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         evaluate("uce", f"uce_{CONCEPT}", f"uce_{CONCEPT}_res", VQ, "unlearn:uce"),
         evaluate("rece", f"rece_{CONCEPT}", f"rece_{CONCEPT}_res", VQ, "unlearn:rece"),
         method("unlearn:finetune", "src.methods.finetune",
-               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{CONCEPT}", *ep],
+               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{CONCEPT}", *ep, *wb],
                [best(f"finetune_{CONCEPT}")], ("train:mask", "train:residual")),
         evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ, "unlearn:finetune"),
         evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", VQ, "unlearn:retrain"),
@@ -155,7 +165,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
     stages.append(Stage("report", "src.report",
                         [str(out), *gpu, *([] if settings.video else ["--no_video"]),
                          *(["--max_prompts", str(settings.max_prompts)] if settings.max_prompts else []), "--still",
-                         "--force"],
+                         "--force", *wb],
                         [out / "report" / "report.md"], after=evals))
     return stages
 
@@ -179,7 +189,8 @@ def critical_path(stages: list[Stage]) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--fast", action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
     p.add_argument("--force", action="store_true", help="redo every stage, overwriting its outputs")
     p.add_argument("--attacks", action="store_true",
@@ -193,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(p, "checkpoints_dir", "dataset_dir", "results_dir")
     p.add_argument("--no_progress", action="store_true",
                    help="no progress lines in the stage logs nor in the heartbeat (HMU_PROGRESS=off for every stage)")
+    p.add_argument("--wandb", action="store_true",
+                   help="every training, evaluation and report stage also logs to wandb, grouped under the run name "
+                        "(offline unless WANDB_MODE is set or credentials exist)")
+    p.add_argument("--wandb_project", default="hmu", help="wandb project")
     return p
 
 
@@ -368,13 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"--jobs must be at least 1 (got {args.jobs})")
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
                           results_dir=args.results_dir)
+    from src.common.logging import WandbOptions
+
     settings = FAST if args.fast else FULL
     run = args.run_name or ("quickstart_fast" if args.fast else "quickstart")
+    wandb = WandbOptions(enabled=args.wandb, project=args.wandb_project, group=run)
+    wandb.check()  # --wandb without the package: one line before any stage starts
     ckpt, data, results = paths.checkpoints_dir, paths.dataset_dir, paths.results_dir
     if args.fast:  # the smoke run keeps its data and models apart from the full run's
         ckpt, data = ckpt / "_fast", data / "_fast"
     stages = plan(run=run, settings=settings, seed=args.seed, gpu=["--gpu_id", str(args.gpu_id)], ckpt=ckpt,
-                  data=data, results=results, attacks=args.attacks)
+                  data=data, results=results, attacks=args.attacks, wandb=wandb.argv())
     if args.only:
         stages = _select(stages, args.only)
     if args.list:

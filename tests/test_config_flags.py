@@ -85,3 +85,19 @@ def test_trainer_flags_follow_the_config_fields():
     help_text = " ".join(build_parser().format_help().split())
     assert f"frames (default: {MaskTransConfig().max_motion_length})" in help_text
     assert VQConfig.__dataclass_fields__["nb_code"].metadata["help"] == "codebook size"
+
+
+def test_which_epoch_is_upstreams_spelling_of_ckpt():
+    """``--which_epoch net_best_fid`` / ``E0010`` (upstream's eval option) picks <run>/model/<name>.tar."""
+    import pytest
+
+    from src.eval.t2m_unlearn import build_parser as eval_parser
+    from src.gen.__main__ import build_parser as gen_parser
+    from src.methods.finetune import build_parser as ft_parser
+
+    assert eval_parser().parse_args(["--which_epoch", "E0010"]).ckpt == "E0010.tar"
+    assert eval_parser().parse_args([]).ckpt == "net_best_fid.tar"
+    assert gen_parser().parse_args(["--name", "m", "--which_epoch", "latest"]).ckpt == "latest.tar"
+    assert ft_parser().parse_args(["--name", "x", "--which_epoch", "net_best_acc.tar"]).ckpt == "net_best_acc.tar"
+    with pytest.raises(SystemExit):
+        eval_parser().parse_args(["--which_epoch", "../elsewhere/x"])

@@ -165,6 +165,9 @@ def test_tiny_runs_write_upstream_files(tiny_runs):
     for f in ("net_best_acc.tar", "net_best_fid.tar"):
         assert "t2m_transformer" in load(root / "mask/model" / f)
     assert load(root / "mask/model/net_best_fid.tar")["hmu_meta"]["selected_by"] == "val_acc"
+    # no evaluator in this checkpoints folder: the criterion that chose net_best_fid.tar is in opt.txt
+    for run, criterion in (("vq", "val_mpjpe_mm"), ("mask", "val_acc"), ("res", "val_loss")):
+        assert f"best_by: {criterion}" in (root / run / "opt.txt").read_text(), run
     for f in ("latest.tar", "net_best_loss.tar", "net_best_fid.tar"):
         assert "res_transformer" in load(root / "res/model" / f)
     assert {"estimator", "epoch", "niter"} <= set(load(root / "length_estimator/model/finest.tar"))
@@ -228,3 +231,88 @@ def test_reconstruction_mpjpe_counts_and_crops():
                                joints_num=22)
     assert out["n"] == 3 and out["mpjpe_mm"] > 0 and out["mpjpe_local_mm"] > 0
     assert vq.training  # mode restored
+
+
+# ------------------------------------------------------------------------------------------------ best by FID
+
+def _train_tiny_evaluator(ckpt: Path, data: Path) -> None:
+    from src.data.word_vectorizer import save_vocabulary
+
+    words = [*WORDS, "unk"]
+    vectors = np.random.default_rng(0).standard_normal((len(words), 300)).astype(np.float32)
+    save_vocabulary(data / "synth" / "glove", vectors, words, {w: i for i, w in enumerate(words)})
+    import src.train.evaluator as trainer
+
+    small = [f"--{k}" for k in ("dim_text_hidden", "dim_coemb_hidden", "dim_motion_hidden", "dim_movement_enc_hidden",
+                                "dim_movement_latent")]
+    assert trainer.main(["--max_epoch", "1", "--batch_size", "8", "--checkpoints_dir", str(ckpt), "--dataset_dir",
+                         str(data), "--no_progress", *[a for k in small for a in (k, "8")]]) == 0
+
+
+@pytest.mark.slow
+def test_with_an_evaluator_net_best_fid_is_chosen_by_fid(tmp_path):
+    """With checkpoints/<ds>/text_mot_match present, vq/mask/residual evaluate FID every --eval_every_e epochs and
+    keep the lowest as net_best_fid.tar (opt.txt: best_by fid); --save_every_e keeps E%04d.tar."""
+    import torch
+
+    data = make_tiny_dataset(tmp_path / "dataset")
+    ckpt = tmp_path / "ck"
+    dirs = (ckpt, data)
+    _train_tiny_evaluator(ckpt, data)
+    assert run_main("src.train.vq", "--name", "vq", *TINY_VQ, "--max_epoch", "2", dirs=dirs) == 0
+    assert run_main("src.train.mask", "--name", "mask", "--vq_name", "vq", *TINY_TRANS, "--max_epoch", "3",
+                    "--eval_every_e", "2", "--save_every_e", "2", dirs=dirs) == 0
+    assert run_main("src.train.residual", "--name", "res", "--vq_name", "vq", *TINY_TRANS, dirs=dirs) == 0
+    assert run_main("src.train.bamm", "--name", "bamm", "--vq_name", "vq", *TINY_TRANS, "--eval_every_e", "1",
+                    dirs=dirs) == 0
+    root = ckpt / "synth"
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=True)
+    for run, evaluated in (("vq", [1, 2]), ("mask", [2, 3]), ("res", [1]), ("bamm", [1])):
+        assert "best_by: fid" in (root / run / "opt.txt").read_text(), run
+        logs = [json.loads(x) for x in (root / run / "train_log.jsonl").read_text().splitlines()]
+        fids = {r["epoch"]: r["eval_fid"] for r in logs if "eval_fid" in r}
+        assert sorted(fids) == evaluated, run
+        best = load(root / run / "model" / "net_best_fid.tar")
+        assert best["hmu_meta"]["selected_by"] == "fid", run
+        assert best["hmu_meta"]["fid"] == min(fids.values()), run
+        assert fids[best["ep"]] == min(fids.values()), run
+    assert (root / "vq/model/net_best_mpjpe.tar").is_file()  # the validation choice, kept beside it
+    assert (root / "mask/model/net_best_acc.tar").is_file() and (root / "mask/model/E0002.tar").is_file()
+    assert not (root / "mask/model/E0001.tar").exists() and not (root / "mask/model/E0003.tar").exists()
+    assert "t2m_transformer" in load(root / "mask/model/E0002.tar")
+    # --eval_every_e 0: select by validation even with an evaluator
+    assert run_main("src.train.residual", "--name", "res0", "--vq_name", "vq", *TINY_TRANS, "--eval_every_e", "0",
+                    dirs=dirs) == 0
+    assert "best_by: val_loss" in (root / "res0" / "opt.txt").read_text()
+    assert "eval_fid" not in (root / "res0" / "train_log.jsonl").read_text()
+
+
+def test_vq_fid_hook_is_zero_for_a_perfect_reconstruction():
+    """The hook's FID is FID(ground truth, reconstruction): 0 when the VQ gives its input back, > 0 otherwise."""
+    import torch
+
+    from src.eval.train_fid import vq_fid_hook
+
+    class Identity(torch.nn.Module):
+        downsample = 4
+
+        def __init__(self, noise: float):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.noise = noise
+
+        def encode(self, x):
+            return x, None
+
+        def forward_decoder(self, x):
+            return x + self.noise * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+    class Embed:  # a fixed evaluator: the mean feature of each motion
+        def encode_motions(self, motions):
+            return np.stack([np.concatenate([m.mean(0), m.std(0)]) for m in motions]).astype(np.float64)
+
+    rng = np.random.default_rng(0)
+    motions = [rng.normal(size=(int(rng.integers(3, 9)) * 4, 3)).astype(np.float32) for _ in range(40)]
+    mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    assert vq_fid_hook(Embed(), Identity(0.0), motions, mean=mean, std=std)(1)["fid"] == pytest.approx(0, abs=1e-6)
+    assert vq_fid_hook(Embed(), Identity(1.0), motions, mean=mean, std=std)(1)["fid"] > 0.1

@@ -59,6 +59,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         # a layered flag writes its default into its help itself
         if action.default is None or action.default is False or "(default" in text:
             return text
+        if isinstance(action.default, (list, tuple)) and action.default and "%(default)" not in text:
+            return f"{text} (default: {_show(action.default)})"  # as typed on the command line, not a repr
         return super()._get_help_string(action)
 
 
@@ -160,3 +162,26 @@ def add_location_flags(parser, *names: str, help: Mapping[str, str] | None = Non
         if name not in LOCATIONS:
             raise KeyError(f"unknown location flag '{name}' (known: {', '.join(LOCATIONS)})")
         parser.add_argument(f"--{name}", type=str, default=None, help=(help or {}).get(name, LOCATIONS[name]))
+
+
+def add_wandb_flags(parser) -> None:
+    """``--wandb``, ``--wandb_project``, ``--wandb_group`` (read by ``src.common.logging.WandbOptions.from_flags``)."""
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log to Weights & Biases (offline unless WANDB_MODE is set or credentials exist)")
+    parser.add_argument("--wandb_project", type=str, default="hmu", help="wandb project")
+    parser.add_argument("--wandb_group", type=str, default=None, help="wandb group of this run (e.g. the quickstart's)")
+
+
+def which_epoch_file(text: str) -> str:
+    """Upstream's ``--which_epoch`` value (``latest``, ``net_best_fid``, ``E0010`` ...) -> the file in ``model/``."""
+    text = text.strip()
+    if not text or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a checkpoint name (e.g. latest, net_best_fid, E0010)")
+    return text if text.endswith(".tar") else f"{text}.tar"
+
+
+def add_which_epoch_flag(parser, *, dest: str = "ckpt") -> None:
+    """``--which_epoch NAME`` (upstream's spelling of the checkpoint choice): sets ``dest`` to ``model/NAME.tar``."""
+    parser.add_argument("--which_epoch", dest=dest, type=which_epoch_file, default=argparse.SUPPRESS,
+                        help="upstream's spelling of --ckpt: a file of <run>/model/ without .tar (latest, "
+                             "net_best_fid, net_best_acc, E0010 from --save_every_e)")

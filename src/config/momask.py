@@ -27,7 +27,8 @@ class _RunFields(OptConfig):
     is_train: bool = True
     is_continue: bool = False
     log_every: int = opt(50, help="log every N iterations")
-    eval_every_e: int = 10
+    eval_every_e: int = opt(10, help="FID of the validation data with the T2M evaluator every N epochs (and after "
+                                     "the last); the lowest is net_best_fid.tar; 0 = never (select by validation)")
     save_latest: int = 500
 
 

@@ -62,8 +62,10 @@ def make_tmr_refiner(options: TMRRefineOptions, *, dataset_name: str, concept: s
 # CLI
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter
+
     p = argparse.ArgumentParser(
-        prog="python -m src.data.split",
+        prog="python -m src.data.split", formatter_class=HelpFormatter,
         description="Write keyword forget/retain splits dataset/<ds>/kw_splits/{split}-w-{concept}.txt and -wo-.",
     )
     p.add_argument("pos_dataset", nargs="?", metavar="DATASET", help="dataset name (same as --dataset_name)")

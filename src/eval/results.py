@@ -158,14 +158,19 @@ def flatten(record: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return "api.wandb.ai" in netrc.read_text()
-    except OSError:
-        return False
+def per_repeat(record: Mapping[str, Any]) -> list[dict[str, float]]:
+    """One dict per evaluation repeat: ``{"forget/FID": value of repeat r, ...}`` (the summaries' ``values``)."""
+    rows: list[dict[str, float]] = []
+    for set_name, res in record.get("sets", {}).items():
+        for part in ("metrics", "reference"):
+            prefix = set_name if part == "metrics" else f"{set_name}/reference"
+            for metric, s in (res.get(part) or {}).items():
+                for r, v in enumerate(s.get("values") or []):
+                    while len(rows) <= r:
+                        rows.append({})
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        rows[r][f"{prefix}/{metric}"] = float(v)
+    return rows
 
 
 def require_wandb() -> None:
@@ -176,32 +181,37 @@ def require_wandb() -> None:
         raise HmuError("--wandb needs the wandb package (pip install wandb), which is not installed")
 
 
-def log_wandb(record: Mapping[str, Any], *, project: str, run_name: str, out_dir: str | os.PathLike) -> str:
-    """Log ``record`` to wandb (config + flattened summary + the JSON as a file); offline without credentials.
 
-    Returns a one-line description of where the run went. Never needs a network when offline.
-    """
-    try:
-        import wandb
-    except ImportError:
-        raise HmuError("--wandb needs the wandb package (pip install wandb); metrics.json was written anyway") from None
-    if not os.environ.get("WANDB_MODE") and not _wandb_credentials():
-        os.environ["WANDB_MODE"] = "offline"
+TABLE_COLUMNS = ["set", "metric", "mean", "ci95", "boot_low", "boot_high", "n"]
+
+
+def summary_rows(record: Mapping[str, Any]) -> list[list[Any]]:
+    """The summary table (``TABLE_COLUMNS``): one row per set and metric, the reference rows as ``<set>/GT``."""
+    rows = []
+    for set_name, res in record.get("sets", {}).items():
+        for part in ("metrics", "reference"):
+            for metric, s in (res.get(part) or {}).items():
+                lo, hi = (s.get("bootstrap") or s.get("wilson") or [None, None])[:2]
+                rows.append([set_name if part == "metrics" else f"{set_name}/GT", metric, s.get("mean"),
+                             s.get("ci95"), lo, hi, s.get("n")])
+    return rows
+
+
+def log_wandb(record: Mapping[str, Any], *, wandb, run_name: str, out_dir: str | os.PathLike) -> str:
+    """Log an evaluation to wandb (``wandb``: src.common.logging.WandbOptions): the config, one point per repeat
+    (step = repeat), the summary table, and the flattened summaries (:func:`flatten`) as the run summary.
+    Offline without credentials; returns where the run went (one line)."""
+    from src.common.logging import import_wandb, wandb_where
+
+    wb = import_wandb()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=project, name=run_name, dir=str(out_dir), reinit=True,
+    run = wandb.init(name=run_name, dir=out_dir, job_type="eval",
                      config={"config": record.get("config"), "model": record.get("model"), "seed": record.get("seed"),
                              "git": record.get("git"), "versions": record.get("versions")})
-    flat = flatten(record)
-    run.summary.update(flat)
-    run.log(flat)
-    try:
-        run.save(str(out_dir / METRICS_FILE), base_path=str(out_dir), policy="now")
-    except Exception as exc:  # noqa: BLE001 - the file is on disk anyway
-        log.warning("wandb could not attach metrics.json: %s", exc)
-    where = getattr(run, "dir", str(out_dir))
-    offline = os.environ.get("WANDB_MODE") == "offline"
+    for r, row in enumerate(per_repeat(record)):
+        run.log({"repeat": r, **row}, step=r)
+    run.log({"summary_table": wb.Table(columns=TABLE_COLUMNS, data=summary_rows(record))})
+    run.summary.update(flatten(record))
+    # metrics.json is not attached: a copy under the run folder would be read by the report as one more method
     run.finish()
-    if offline:
-        return f"wandb run saved offline under {Path(where).parent} (upload later with: wandb sync {Path(where).parent})"
-    return f"wandb run logged to project {project} ({getattr(run, 'url', '') or where})"
+    return wandb_where(run)

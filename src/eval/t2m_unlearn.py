@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vq_name", default="", help="RVQ-VAE run folder (default: the one in the transformer's opt.txt)")
     g.add_argument("--ckpt", default="net_best_fid.tar",
                    help="transformer checkpoint file in <name>/model/, or a path to an unlearned checkpoint")
+    from src.config.flags import add_which_epoch_flag
+
+    add_which_epoch_flag(g)
     g.add_argument("--model", choices=("momask", "bamm"), default=None,
                    help="model family of --name (default: read from its opt.txt); bamm results default to "
                         "<dataset>_bamm_<method>_<concept>_s<seed>")
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--toxic_terms", nargs="*", default=None,
                    help="terms masked for MM-Safe (default: the concept's forget_texts from assets/splits.json)")
     g.add_argument("--mm_safe", choices=("default", "upstream"), default="default",
-                   help="MM-Safe definition: per toxic caption (default) or hmu's batch-dependent one")
+                   help="MM-Safe definition: 'default' per toxic caption, 'upstream' hmu's batch-dependent one")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
     g.add_argument("--mm_prompts", type=int, default=16, help="MultiModality prompts per repeat")
     g.add_argument("--mm_generations", type=int, default=30, help="MultiModality generations per prompt")
@@ -63,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--run_name", default=None, help="results/<run_name>/ (default: <dataset>_<method>_<concept>_s<seed>)")
     g.add_argument("--force", action="store_true", help="overwrite an existing results/<run>/metrics.json")
-    g.add_argument("--wandb", action="store_true", help="also log to wandb (offline without credentials)")
-    g.add_argument("--wandb_project", default="hmu", help="wandb project")
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(g)
     g = p.add_argument_group("locations and device")
     add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
     add_device_flags(g)
@@ -123,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_progress_flag(args)   # HMU_PROGRESS=off reaches the evaluation loop's bars
 
     setup_logging(args.verbose)
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     from src.common.device import resolve_device
     from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.paths import Paths
@@ -209,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_summary(record))
     print(f"metrics written to {out}")
     if args.wandb:
-        print(log_wandb(record, project=args.wandb_project, run_name=run, out_dir=out.parent))
+        print(log_wandb(record, wandb=wandb, run_name=run, out_dir=out.parent))
     return 0
 
 

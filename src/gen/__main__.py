@@ -32,6 +32,9 @@ def build_parser():
     p.add_argument("--out", default=None, help="output folder (default results/gen/<name>/<ext>)")
     p.add_argument("--ext", default="default", help="sub-folder name under results/gen/<name>")
     p.add_argument("--ckpt", default="net_best_fid.tar", help="transformer checkpoint file (or latest.tar)")
+    from src.config.flags import add_which_epoch_flag
+
+    add_which_epoch_flag(p)
     p.add_argument("--batch_size", type=int, default=64, help="prompts per forward pass")
     for k, v in SAMPLING_DEFAULTS.items():
         if isinstance(v, bool):

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--res_name", default=None,
                    help="source residual-transformer run (read only; " + help_default("res") + ")")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="source checkpoint file in each run's model/")
+    from src.config.flags import add_which_epoch_flag
+
+    add_which_epoch_flag(g)
     g.add_argument("--train_parts", default="mask", help="comma-separated parts to train: mask, res")
     g = p.add_argument_group("data")
     g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")
@@ -54,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(g, "checkpoints_dir", "dataset_dir", "clip_path", "glove_dir")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.config.flags import add_wandb_flags
+
+    g.add_argument("--save_every_e", type=int, default=0,
+                   help="also keep model/E%%04d.tar every N epochs (upstream's name); 0 = never")
+    add_wandb_flags(g)
     return p
 
 
@@ -121,10 +129,25 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     key = "t2m_transformer" if part == "mask" else "res_transformer"
     tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
     meta["wall_time_s_before"] = previous
-    result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,
-                               layers="first" if part == "mask" else "all", device=device, resume=resume, meta=meta,
-                               max_epoch=args.max_epoch, seed=args.seed, log_every=args.log_every,
-                               progress=not args.no_progress)
+    from src.common.logging import MetricLogger, WandbOptions
+    from src.train.engine import Checkpointing
+
+    logger = MetricLogger(dest / "train_log.jsonl", wandb=WandbOptions.from_flags(vars(args)), name=dest.name,
+                          config={"method": "finetune", "part": part, "split": split, "source": str(src_ckpt),
+                                  **{k: v for k, v in vars(args).items() if not k.startswith("wandb")}},
+                          dir=dest, job_type="unlearn")
+    try:
+        result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,
+                                   layers="first" if part == "mask" else "all", device=device, resume=resume,
+                                   meta=meta, max_epoch=args.max_epoch, seed=args.seed, log_every=args.log_every,
+                                   progress=not args.no_progress, logger=logger,
+                                   checkpointing=Checkpointing(save_every_e=args.save_every_e))
+        # no validation set here: the last epoch is net_best_fid.tar
+        logger.summary(event_detail="net_best_fid.tar", best_by="last_epoch", wall_time_s=result["wall_time_s"])
+    finally:
+        where = logger.finish()
+    if where:
+        print(where)
     total = previous + result["wall_time_s"]
     _record_wall_time(dest, total)
     return {**result, "wall_time_total_s": total, "out": str(dest), "src": str(src_dir)}
@@ -165,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.models.checkpoint import find_run_dir
 
     setup_logging(args.verbose)
+    from src.common.logging import WandbOptions
+
+    WandbOptions.from_flags(vars(args)).check()  # --wandb without the package: one line before any work
     parts = parse_parts(args.train_parts)
     if args.max_epoch < 1:
         raise HmuError(f"--max_epoch must be >= 1, got {args.max_epoch}")

@@ -21,7 +21,10 @@ METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_device_flags, add_location_flags
 
-    p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0])
+    from src.config.flags import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("method", choices=METHODS, help="which method to run")
     p.add_argument("concept", help="concept in assets/splits.json, e.g. violence")
     p.add_argument("dataset", nargs="?", default="HumanML3D", help="dataset (HumanML3D, Motion-X, synth)")
@@ -40,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
     add_location_flags(g, "results_dir")
     g.add_argument("--no_eval", action="store_true", help="run the method only")
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(g)  # to the evaluation, and to the training of finetune and retrain
     return p
 
 
@@ -59,6 +65,9 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
             common += [f"--{flag}", getattr(args, flag)]
     force = ["--force"] if args.force else []
     rest = list(method_args)
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args)).argv()
     steps: list[tuple[str, list[str]]] = []
     evals: list[tuple[str, str, str, str]] = []  # (label, mask run, res run, vq run)
     if args.method == "lcr":
@@ -72,18 +81,18 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
             evals.append((m, name, f"{name}_res", args.vq_name))
     elif args.method == "finetune":
         steps.append(("src.methods.finetune", [*common, "--trans_name", args.trans_name, "--res_name", args.res_name,
-                                               "--name", out, *force, *rest]))
+                                               "--name", out, *force, *wandb, *rest]))
         trains_res = any("res" in a for i, a in enumerate(rest) if i and rest[i - 1] == "--train_parts")
         evals.append(("finetune", out, f"{out}_res" if trains_res else args.res_name, args.vq_name))
     elif args.method == "retrain":
         steps.append(("src.methods.retrain", [*common, "--name", out, "--like_vq", args.vq_name, "--like_trans",
-                                              args.trans_name, "--like_res", args.res_name, *force, *rest]))
+                                              args.trans_name, "--like_res", args.res_name, *force, *wandb, *rest]))
         evals.append(("retrain", out, f"{out}_res", f"{out}_vq"))
     if not args.no_eval:
         repeats = args.repeat_times or (3 if get_spec(ds).synthetic else 20)
         for label, mask, res, vq in evals:
             argv = [*common, "--method", label, "--name", mask, "--res_name", res, "--vq_name", vq,
-                    "--ckpt", "net_best_fid.tar", "--repeat_times", str(repeats), *force]
+                    "--ckpt", "net_best_fid.tar", "--repeat_times", str(repeats), *force, *wandb]
             if args.no_mm:
                 argv.append("--no_mm")
             if args.results_dir:
@@ -106,6 +115,9 @@ def _entry(module: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args, method_args = build_parser().parse_known_args(argv)
     check_args(args)
+    from src.common.logging import WandbOptions
+
+    WandbOptions.from_flags(vars(args)).check()  # --wandb without the package: one line before any work
     import importlib
     import time
 

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(p)
     p.add_argument("trainer_args", nargs=argparse.REMAINDER, help="after --: flags for every trainer")
     return p
 
@@ -70,6 +73,9 @@ def trainer_argv(kind: str, args, *, split: str, val_split: str, preset: str | N
     for flag in ("is_continue", "force", "no_progress"):
         if getattr(args, flag):
             argv.append(f"--{flag}")
+    from src.common.logging import WandbOptions
+
+    argv += WandbOptions.from_flags(vars(args)).argv()
     rest = list(args.trainer_args or [])
     return argv + (rest[1:] if rest[:1] == ["--"] else rest)
 
@@ -77,6 +83,9 @@ def trainer_argv(kind: str, args, *, split: str, val_split: str, preset: str | N
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
+    from src.common.logging import WandbOptions
+
+    WandbOptions.from_flags(vars(args)).check()  # --wandb without the package: one line before any work
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
     from src.common.datasets import get_spec

@@ -51,7 +51,7 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     add_location_flags(g, "clip_path", "glove_dir")
     g = p.add_argument_group("edit")
     g.add_argument("--variant", choices=sorted(VARIANTS[method]), default="default",
-                   help="default: ours (" + VARIANTS[method]["default"] + "); hmu: upstream's formula")
+                   help="'default' = ours (" + VARIANTS[method]["default"] + "), 'hmu' = upstream's formula")
     g.add_argument("--preserve_scale", type=float, default=0.5, help="weight of the retain texts (rece_uce.sh: 0.5)")
     g.add_argument("--erase_scale", type=float, default=0.1, help="weight of the concept texts")
     g.add_argument("--lamb", type=float, default=0.1, help="weight of staying close to the original W")

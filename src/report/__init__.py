@@ -101,7 +101,9 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.report",
+    from src.config.flags import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m src.report", formatter_class=HelpFormatter,
                                 description="Write <folder>/report/: the paper's tables (report.md), plots and "
                                             "before/after animations from every metrics.json under <folder>.")
     p.add_argument("run_dir", help="results folder holding one metrics.json per evaluated method (any depth)")
@@ -120,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from src.common.device import add_device_args
 
     add_device_args(p)
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(p)
     return p
 
 
@@ -148,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
 
     setup_logging()
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     logging.getLogger("src.viz").setLevel(logging.WARNING)  # their "wrote <tmp path>" lines name the staging folder
     if args.max_prompts is not None and args.max_prompts < 1:
         raise HmuError(f"--max_prompts must be >= 1, got {args.max_prompts}")
@@ -167,4 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(res['videos'])} videos{stills})")
     for n in res["notes"]:
         print(f"warning: {n}")
+    if wandb.enabled:
+        from src.report.to_wandb import log_report
+
+        print(log_report(res, run_dir=args.run_dir, wandb=wandb))
     return 0

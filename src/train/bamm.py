@@ -43,11 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
 
     from src.models.bamm import BAMMTransConfig
+    from src.eval.train_fid import transformer_hook_factory
     from src.train import options
     from src.train.transformer import train_first_layer
 
     cfg, run = options.from_flags(vars(args), BAMMTransConfig, "bamm", need_vq_name=True)
     result = train_first_layer(cfg, run, build_model=build_bamm, label="BAMM transformer",
+                               fid_hook=transformer_hook_factory(run),
                                opt_extra={FAMILY_KEY: FAMILY})
     print(result["summary"])
     return 0

@@ -90,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
 
     setup_logging()
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     import torch
 
     from src.common.device import resolve_device
@@ -162,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary, _ = train_select_best(model, model_key="classifier", optimizer=opt, run_dir=run_dir, batches=batches,
                                    step=step, validate=validate, score_key="concept_auc", max_epoch=args.max_epoch,
-                                   seed=args.seed, progress=not args.no_progress)
+                                   seed=args.seed, progress=not args.no_progress, wandb=wandb)
     held = heldout_scores(model.predict_proba(te_x), te_y, names)
     meta = {"dataset": spec.name, "threshold": 0.5, "trained_on": "train", "selected_on": "val",
             "heldout": {"split": "test", **held}, "epochs": args.max_epoch, "seed": args.seed,

@@ -31,6 +31,18 @@ class TrainSpec:
     best_file: str = "net_best_fid.tar"
     higher_is_better: bool = False  # validation score direction
     extra_best_keys: dict[str, Any] = field(default_factory=dict)
+    fid_file: str = "net_best_fid.tar"  # lowest FID of the ``fid_eval`` hook, when one is given
+
+
+@dataclass
+class Checkpointing:
+    """Upstream's epoch options. ``fid_eval(epoch) -> {"fid": ..., ...}`` (the T2M evaluator's FID on validation data)
+    runs every ``eval_every_e`` epochs and after the last one; the lowest FID is kept in ``spec.fid_file``.
+    ``save_every_e`` > 0 keeps ``model/E%04d.tar`` every that many epochs (upstream's name)."""
+
+    fid_eval: Callable[[int], dict[str, float]] | None = None
+    eval_every_e: int = 1
+    save_every_e: int = 0
 
 
 def _model_state(model) -> dict:
@@ -69,13 +81,17 @@ def train(
     log_every: int = 50,
     progress: bool = True,
     clip_grad: float | None = None,
+    logger: MetricLogger | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> dict[str, Any]:
     """Run ``max_epoch`` epochs; return a summary (best score, epochs run, wall time).
 
     batches(epoch) yields the epoch's batches (derive its randomness from ``seed + epoch``); step(batch, it) does the
     forward pass and returns a dict of scalar tensors/floats with a ``loss`` entry, on which the engine calls backward.
     Files: ``<run_dir>/model/latest.tar`` every epoch, ``<run_dir>/model/<spec.best_file>`` whenever ``score_key``
-    improves, ``<run_dir>/train_log.jsonl`` (one record per ``log_every`` iterations and per epoch).
+    improves, ``<run_dir>/train_log.jsonl`` (one record per ``log_every`` iterations and per epoch) through ``logger``
+    (default: a JSONL-only :class:`MetricLogger`; pass one with wandb to mirror it). ``checkpointing``: FID selection
+    and periodic copies (:class:`Checkpointing`).
     """
     import torch
 
@@ -85,7 +101,9 @@ def train(
     model_dir = run_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     latest = model_dir / "latest.tar"
-    logger = MetricLogger(run_dir / "train_log.jsonl")
+    logger = logger or MetricLogger(run_dir / "train_log.jsonl")
+    ck = checkpointing or Checkpointing()
+    best_fid = math.inf
 
     start_epoch, total_it = 0, 0
     best = -math.inf if spec.higher_is_better else math.inf
@@ -102,6 +120,7 @@ def train(
         start_epoch, total_it = int(ckpt.get("ep", 0)), int(ckpt.get("total_it", 0))
         hmu = ckpt.get("hmu_train", {})
         best = hmu.get("best", best)
+        best_fid = hmu.get("best_fid", best_fid)
         if "torch_rng" in hmu:
             torch.set_rng_state(hmu["torch_rng"])
         _restore_hidden_buffers(model, hmu.get("buffers", {}))
@@ -144,7 +163,19 @@ def train(
             model.eval()
             with torch.no_grad():
                 record.update({f"val_{k}": float(v) for k, v in validate().items()})
+        if ck.fid_eval is not None and ((epoch + 1) % max(ck.eval_every_e, 1) == 0 or epoch + 1 == max_epoch):
+            model.eval()
+            with torch.no_grad():
+                record.update({f"eval_{k}": float(v) for k, v in ck.fid_eval(epoch + 1).items()})
+            if record.get("eval_fid", math.inf) < best_fid:
+                best_fid = record["eval_fid"]
+                atomic_torch_save({spec.model_key: _model_state(model), "ep": epoch + 1, **spec.extra_best_keys,
+                                   "hmu_meta": {**(meta or {}), "selected_by": "fid", "fid": best_fid}},
+                                  model_dir / spec.fid_file)
         logger.log(step=total_it, epoch=epoch + 1, **record)
+        if ck.save_every_e > 0 and (epoch + 1) % ck.save_every_e == 0:
+            atomic_torch_save({spec.model_key: _model_state(model), "ep": epoch + 1, "total_it": total_it,
+                               "hmu_meta": meta or {}}, model_dir / f"E{epoch + 1:04d}.tar")
         improved = False
         if score_key is not None and f"val_{score_key}" in record:
             s = record[f"val_{score_key}"]
@@ -158,7 +189,7 @@ def train(
             ckpt[spec.opt_key] = optimizer.state_dict()
         if scheduler is not None:
             ckpt["scheduler"] = scheduler.state_dict()
-        ckpt["hmu_train"] = {"best": best, "torch_rng": torch.get_rng_state(), "seed": seed,
+        ckpt["hmu_train"] = {"best": best, "best_fid": best_fid, "torch_rng": torch.get_rng_state(), "seed": seed,
                              "buffers": _hidden_buffers(model)}
         ckpt["hmu_meta"] = meta or {}
         atomic_torch_save(ckpt, latest)
@@ -169,7 +200,8 @@ def train(
         # No validation score: the last epoch is the one to use.
         atomic_torch_save({spec.model_key: _model_state(model), "ep": max_epoch, **spec.extra_best_keys,
                            "hmu_meta": meta or {}}, model_dir / spec.best_file)
-    return {"best": best, "epochs_run": epochs_run, "total_it": total_it, "wall_time_s": time.time() - t0}
+    return {"best": best, "best_fid": best_fid if math.isfinite(best_fid) else None, "epochs_run": epochs_run,
+            "total_it": total_it, "wall_time_s": time.time() - t0}
 
 
 def make_optimizer(model, cfg, *, weight_decay: float = 0.0, betas=(0.9, 0.99)):
@@ -189,14 +221,19 @@ def make_optimizer(model, cfg, *, weight_decay: float = 0.0, betas=(0.9, 0.99)):
 
 
 def train_select_best(model, *, model_key: str, optimizer, run_dir, batches, step, validate, score_key: str,
-                      max_epoch: int, seed: int, progress: bool = True) -> tuple[dict, dict]:
+                      max_epoch: int, seed: int, progress: bool = True, wandb=None) -> tuple[dict, dict]:
     """Train with the highest validation ``score_key`` kept in ``model/best.tar``, then load those weights back
     strictly into ``model`` (eval mode) -> (the engine's summary, the best file's dict). The one-file trainers
-    (evaluator, action classifier) use it."""
+    (evaluator, action classifier) use it. ``wandb``: src.common.logging.WandbOptions, mirrors the log when enabled."""
+    logger = MetricLogger(Path(run_dir) / "train_log.jsonl", wandb=wandb, name=Path(run_dir).name,
+                          config={"model_key": model_key, "max_epoch": max_epoch, "seed": seed}, dir=run_dir)
     spec = TrainSpec(model_key=model_key, opt_key=f"opt_{model_key}", best_file="best.tar", higher_is_better=True)
     summary = train(model=model, optimizer=optimizer, scheduler=None, spec=spec, run_dir=run_dir, batches=batches,
                     step=step, validate=validate, score_key=score_key, max_epoch=max_epoch, seed=seed,
-                    progress=progress)
+                    progress=progress, logger=logger)
+    where = logger.finish()
+    if where:
+        print(where)
     best = torch_load(Path(run_dir) / "model" / "best.tar")
     model.load_state_dict(best[model_key], strict=True)
     model.eval()

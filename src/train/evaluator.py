@@ -80,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
 
     setup_logging()
+    from src.common.logging import WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     import torch
 
     from src.common.device import resolve_device
@@ -188,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary, best = train_select_best(model, model_key="evaluator", optimizer=opt, run_dir=run_dir, batches=batches,
                                       step=step, validate=validate, score_key="R_precision_top3",
-                                      max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress)
+                                      max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress,
+                                      wandb=wandb)
     model.save(finest, epoch=int(best.get("ep", args.max_epoch)), it=summary["total_it"], force=True)
     atomic_save_npy(run_dir / "meta" / "mean.npy", mean)
     atomic_save_npy(run_dir / "meta" / "std.npy", std)

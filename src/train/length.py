@@ -17,7 +17,8 @@ def build_parser():
     from src.config.momask import LenEstConfig
     from src.train.options import add_text_args, base_parser, preset_default_text
 
-    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).", LenEstConfig, "len")
+    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).", LenEstConfig, "len",
+                    fid=False)
     add_config_flags(p.add_argument_group("length estimator"), LenEstConfig, ["unit_length", "output_size"],
                      layered=True, default_text=preset_default_text(LenEstConfig, "len"))
     add_text_args(p, LenEstConfig, "len")
@@ -94,11 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"loss": F.cross_entropy(logits, y_val), "acc": (logits.argmax(-1) == y_val).float().mean(),
                 "mae_frames": (logits.argmax(-1) - y_val).abs().float().mean() * cfg.unit_length}
 
+    from src.common.logging import WandbOptions
+    from src.train.engine import Checkpointing
+
     tspec = TrainSpec(model_key="estimator", opt_key="opt_estimator", best_file="finest.tar")
-    result = train(model=model, optimizer=optimizer, scheduler=None, spec=tspec, run_dir=run, batches=batches,
-                   step=step, validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=seed,
-                   meta=run_folder.run_meta(cfg), resume=resume, log_every=cfg.log_every,
-                   progress=not args.no_progress)
+    logger = options.metric_logger(run, cfg, WandbOptions.from_flags(vars(args)))
+    try:
+        result = train(model=model, optimizer=optimizer, scheduler=None, spec=tspec, run_dir=run, batches=batches,
+                       step=step, validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=seed,
+                       meta=run_folder.run_meta(cfg), resume=resume, log_every=cfg.log_every,
+                       progress=not args.no_progress, logger=logger,
+                       checkpointing=Checkpointing(save_every_e=args.save_every_e))
+    finally:
+        where = logger.finish()
+    if where:
+        print(where)
     # upstream's length estimator files count with 'epoch'/'niter' (the engine writes 'ep'/'total_it')
     for name in ("finest.tar", "latest.tar"):
         path = run / "model" / name

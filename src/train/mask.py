@@ -33,11 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from src.config import MaskTransConfig
     from src.models.momask import build_mask_transformer
+    from src.eval.train_fid import transformer_hook_factory
     from src.train import options
     from src.train.transformer import train_first_layer
 
     cfg, run = options.from_flags(vars(args), MaskTransConfig, "mask", need_vq_name=True)
-    result = train_first_layer(cfg, run, build_model=build_mask_transformer, label="mask transformer")
+    result = train_first_layer(cfg, run, build_model=build_mask_transformer, label="mask transformer",
+                               fid_hook=transformer_hook_factory(run))
     print(result["summary"])
     return 0
 

@@ -16,6 +16,7 @@ from src.common.errors import HmuError
 EXTRA_KEYS = ("preset", "split", "val_split", "epoch_size")
 RUN_FLAGS = ("seed",)
 OPTIM_FLAGS = ("batch_size", "max_epoch", "lr", "milestones", "gamma", "warm_up_iter", "log_every")
+CHECKPOINT_FLAGS = ("eval_every_e",)
 TRANSFORMER_FLAGS = ("vq_name", "latent_dim", "n_layers", "n_heads", "ff_size", "dropout", "cond_drop_prob",
                      "max_motion_length", "unit_length")
 
@@ -43,7 +44,7 @@ def preset_default_text(cls, kind: str):
     return text
 
 
-def base_parser(description: str, cls, kind: str) -> argparse.ArgumentParser:
+def base_parser(description: str, cls, kind: str, *, fid: bool = True) -> argparse.ArgumentParser:
     """Flags every trainer has (upstream names). Config options come from the typed config ``cls`` (its run and
     optimisation fields) with default None: 'from the preset, else the config' (``resolve_config``)."""
     from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags
@@ -69,7 +70,19 @@ def base_parser(description: str, cls, kind: str) -> argparse.ArgumentParser:
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_config_flags(p.add_argument_group("optimisation"), base, OPTIM_FLAGS, layered=True, default_text=text)
+    add_checkpoint_flags(p.add_argument_group("checkpoints and logs"), base if fid else None, text)
     return p
+
+
+def add_checkpoint_flags(g, base=None, text=None) -> None:
+    """``--eval_every_e`` (a config field: FID selection), ``--save_every_e`` and the wandb flags."""
+    from src.config.flags import add_config_flags, add_wandb_flags
+
+    if base is not None:
+        add_config_flags(g, base, CHECKPOINT_FLAGS, layered=True, default_text=text)
+    g.add_argument("--save_every_e", type=int, default=0,
+                   help="also keep model/E%%04d.tar every N epochs (upstream's name); 0 = never")
+    add_wandb_flags(g)
 
 
 def add_transformer_args(p: argparse.ArgumentParser, cls, kind: str, *, residual: bool) -> None:
@@ -117,7 +130,7 @@ def resolve_config(cls, flags: Mapping[str, Any], kind: str, *, aliases: dict[st
 
 def continue_overrides(flags: Mapping[str, Any]) -> dict[str, Any]:
     """Flags that may change when a run is resumed (only when given)."""
-    return {k: flags[k] for k in ("max_epoch", "log_every") if flags.get(k) is not None}
+    return {k: flags[k] for k in ("max_epoch", "log_every", "eval_every_e") if flags.get(k) is not None}
 
 
 def extra(cfg, key: str, default: str) -> str:
@@ -137,6 +150,27 @@ class RunOptions:
     glove_dir: str | None = None
     clip_path: str | None = None
     continue_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    wandb: Any = None           # src.common.logging.WandbOptions
+    save_every_e: int = 0
+
+
+def metric_logger(run_dir, cfg, wandb, *, job_type: str = "train"):
+    """The run's ``train_log.jsonl`` logger, mirrored to wandb when ``wandb`` (WandbOptions) is enabled."""
+    from pathlib import Path
+
+    from src.common.logging import MetricLogger
+
+    config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+    return MetricLogger(Path(run_dir) / "train_log.jsonl", wandb=wandb, name=Path(run_dir).name, config=config,
+                        dir=run_dir, job_type=job_type)
+
+
+def record_selection(run_dir, cfg, criterion: str) -> None:
+    """Say in opt.txt (hmu-only key ``best_by``) which criterion chose ``net_best_fid.tar``."""
+    from pathlib import Path
+
+    cfg.extra["best_by"] = criterion
+    cfg.save(Path(run_dir) / "opt.txt")
 
 
 def setup(flags: Mapping[str, Any]):
@@ -146,6 +180,11 @@ def setup(flags: Mapping[str, Any]):
     from src.common.paths import Paths
 
     setup_logging(flags.get("verbose", False))
+    from src.common.logging import WandbOptions
+
+    WandbOptions.from_flags(flags).check()  # --wandb without the package: one line before any work
+    if flags.get("save_every_e") is not None and flags["save_every_e"] < 0:
+        raise HmuError(f"--save_every_e must be >= 0, got {flags['save_every_e']}")
     for flag in ("batch_size", "max_epoch"):  # 0 or negative silently trained nothing and exited 0
         if flags.get(flag) is not None and flags[flag] < 1:
             raise HmuError(f"--{flag} must be >= 1, got {flags[flag]}")
@@ -156,6 +195,8 @@ def setup(flags: Mapping[str, Any]):
 def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, str] | None = None,
                need_vq_name: bool = False):
     """A trainer's parsed flags (``vars(args)``) -> (its typed config, :class:`RunOptions`); sets up logging."""
+    from src.common.logging import WandbOptions
+
     paths, device = setup(flags)
     if need_vq_name and not flags.get("vq_name") and not flags.get("is_continue"):
         raise HmuError("--vq_name is required (the VQ run whose codes this transformer models)")
@@ -163,7 +204,8 @@ def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, s
     run = RunOptions(paths=paths, device=device, is_continue=bool(flags.get("is_continue")),
                      force=bool(flags.get("force")), progress=not flags.get("no_progress"),
                      glove_dir=flags.get("glove_dir"), clip_path=flags.get("clip_path"),
-                     continue_overrides=continue_overrides(flags))
+                     continue_overrides=continue_overrides(flags), wandb=WandbOptions.from_flags(flags),
+                     save_every_e=int(flags.get("save_every_e") or 0))
     return cfg, run
 
 
@@ -185,4 +227,7 @@ def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, m
     add_location_flags(p, *locations)
     add_device_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(p)
     return p, p.add_argument_group("model")

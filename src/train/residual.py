@@ -37,15 +37,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
 
     from src.config import ResTransConfig
-    from src.train import options, run_folder
+    from src.eval.train_fid import transformer_hook_factory
+    from src.train import options
     from src.train.engine import TrainSpec
-    from src.train.transformer import train_new_transformer
+    from src.train.transformer import finish_selection, train_new_transformer
 
     cfg, run = options.from_flags(vars(args), ResTransConfig, "res", need_vq_name=True)
     spec = TrainSpec(model_key="res_transformer", opt_key="opt_res_transformer", best_file="net_best_loss.tar")
-    t, result = train_new_transformer(cfg, run, build_model=build_checked, layers="all", spec=spec, score_key="loss")
-    run_folder.copy_best(t.run_dir, "net_best_loss.tar", "net_best_fid.tar", selected_by="val_loss")
-    print(run_folder.summary_line("residual transformer", t.run_dir, result, best_val_loss=result["best"]))
+    t, result = train_new_transformer(cfg, run, build_model=build_checked, layers="all", spec=spec, score_key="loss",
+                                      fid_hook=transformer_hook_factory(run))
+    print(finish_selection(t, result, "residual transformer", best_file="net_best_loss.tar", criterion="val_loss",
+                           best_val_loss=result["best"]))
     return 0
 
 

@@ -224,7 +224,10 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_device_flags, add_location_flags
 
-    p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0])
+    from src.config.flags import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
     p.add_argument("--name", default="tmr", help="run name: checkpoints/<dataset>/<name> (default: tmr)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
@@ -247,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    from src.config.flags import add_wandb_flags
+
+    add_wandb_flags(p)
     add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
     add_device_flags(p)
     return p
@@ -294,7 +300,7 @@ def resolve_preset(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run_dir, seed: int,
-        max_steps: int | None, meta: dict, progress: bool = True) -> dict:
+        max_steps: int | None, meta: dict, progress: bool = True, logger=None) -> dict:
     """Train ``model`` (on its device) with AdamW and the shared engine -> the engine's summary. Batches are
     length-bucketed per epoch from ``seed + epoch``; with ``val_items`` every epoch logs retrieval scores."""
     import numpy as np
@@ -331,12 +337,17 @@ def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run
     return train(model=model, optimizer=optimizer, scheduler=None,
                  spec=TrainSpec(model_key="tmr", opt_key="opt_tmr", best_file="last.tar"),
                  run_dir=run_dir, batches=batches, step=step, validate=validate if val_items else None,
-                 score_key=None, max_epoch=preset["max_epoch"], seed=seed, meta=meta, progress=progress, log_every=20)
+                 score_key=None, max_epoch=preset["max_epoch"], seed=seed, meta=meta, progress=progress, log_every=20,
+                 logger=logger)
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
+    from src.common.logging import MetricLogger, WandbOptions
+
+    wandb = WandbOptions.from_flags(vars(args))
+    wandb.check()  # --wandb without the package: one line before any work
     import json
 
     import numpy as np
@@ -402,9 +413,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix_seed(args.seed)
     model = TMR.from_config(cfg).to(device)
     t0 = time.time()
-    summary = fit(model, train_ds, text_side, val_items, preset=preset, run_dir=run_dir, seed=args.seed,
-                  max_steps=args.max_steps, meta={"dataset": spec.name, "name": args.name},
-                  progress=not args.no_progress)
+    logger = MetricLogger(run_dir / "train_log.jsonl", wandb=wandb, name=args.name, config=config, dir=run_dir)
+    try:
+        summary = fit(model, train_ds, text_side, val_items, preset=preset, run_dir=run_dir, seed=args.seed,
+                      max_steps=args.max_steps, meta={"dataset": spec.name, "name": args.name},
+                      progress=not args.no_progress, logger=logger)
+    finally:
+        where = logger.finish()
+    if where:
+        print(where)
     train_time = time.time() - t0
     model.eval()
     save_run_weights(model, run_dir)

@@ -71,12 +71,14 @@ def prepare_transformer_run(cfg, run, *, opt_extra: dict[str, str] | None = None
 
 def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: str, device, resume: bool,
                       meta: dict, val_ds=None, score_key: str | None = None, max_epoch: int | None = None,
-                      seed: int | None = None, log_every: int | None = None, progress: bool = True) -> dict:
+                      seed: int | None = None, log_every: int | None = None, progress: bool = True,
+                      logger=None, checkpointing=None) -> dict:
     """Train ``model`` on the VQ codes of ``train_ds`` with the shared engine -> the engine's summary.
 
     AdamW (weight decay 1e-5, as upstream) with the config's schedule; the text condition is ``text(captions)``.
     With ``val_ds`` every epoch is scored on one fixed draw of crops, masks and condition dropout (so epochs compare)
-    and the best ``score_key`` ("acc" or "loss") is kept in ``spec.best_file``.
+    and the best ``score_key`` ("acc" or "loss") is kept in ``spec.best_file``. ``logger`` and ``checkpointing`` go to
+    the engine (a wandb-mirrored log; FID selection and periodic copies).
     """
     import torch
 
@@ -116,33 +118,70 @@ def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: 
                  batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=seed), step=step,
                  validate=validate, score_key=score_key, max_epoch=cfg.max_epoch if max_epoch is None else max_epoch,
                  seed=seed, meta=meta, resume=resume, log_every=cfg.log_every if log_every is None else log_every,
-                 progress=progress)
+                 progress=progress, logger=logger, checkpointing=checkpointing)
 
 
 def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key: str,
-                          opt_extra: dict[str, str] | None = None) -> tuple[TransformerRun, dict]:
+                          opt_extra: dict[str, str] | None = None, fid_hook=None) -> tuple[TransformerRun, dict]:
     """A trainer's whole run (``run``: options.RunOptions): prepare it, build the untrained model with
-    ``build_model(cfg, vq_cfg)``, train and validate it -> (the prepared run, the engine's summary)."""
-    from src.train import run_folder
+    ``build_model(cfg, vq_cfg)``, train and validate it -> (the prepared run, the engine's summary).
+
+    ``fid_hook(prepared run, model, layers)`` -> an FID function for the engine or None (no evaluator): given by the
+    CLI (src.eval.train_fid sits above this layer). With one, ``net_best_fid.tar`` is the lowest-FID epoch's.
+    ``result["best_by"]`` names the criterion that chose ``net_best_fid.tar`` ("fid" or None: the caller's)."""
+    from src.train import options, run_folder
+    from src.train.engine import Checkpointing
 
     t = prepare_transformer_run(cfg, run, opt_extra=opt_extra)
     model = build_model(t.cfg, t.vq_cfg)
-    result = train_transformer(model, cfg=t.cfg, vq=t.vq, text=t.text, train_ds=t.train_ds, val_ds=t.val_ds,
-                               run_dir=t.run_dir, spec=spec, layers=layers, device=run.device, resume=t.resume,
-                               meta=run_folder.run_meta(t.cfg), score_key=score_key, progress=run.progress)
+    hook = fid_hook(t, model, layers) if fid_hook is not None and t.cfg.eval_every_e > 0 else None
+    logger = options.metric_logger(t.run_dir, t.cfg, run.wandb)
+    try:
+        result = train_transformer(
+            model, cfg=t.cfg, vq=t.vq, text=t.text, train_ds=t.train_ds, val_ds=t.val_ds, run_dir=t.run_dir,
+            spec=spec, layers=layers, device=run.device, resume=t.resume, meta=run_folder.run_meta(t.cfg),
+            score_key=score_key, progress=run.progress, logger=logger,
+            checkpointing=Checkpointing(fid_eval=hook, eval_every_e=t.cfg.eval_every_e, save_every_e=run.save_every_e))
+        result["best_by"] = "fid" if hook is not None else None
+        result["logger"] = logger
+    except BaseException:
+        logger.finish()
+        raise
     return t, result
 
 
-def train_first_layer(cfg, run, *, build_model, label: str, opt_extra: dict[str, str] | None = None) -> dict:
+def train_first_layer(cfg, run, *, build_model, label: str, opt_extra: dict[str, str] | None = None,
+                      fid_hook=None) -> dict:
     """Train a transformer over code layer 0 (MoMask's masked transformer, BAMM): files as upstream's
-    ``t2m_transformer`` checkpoints, best validation accuracy kept as ``net_best_acc.tar`` and ``net_best_fid.tar``."""
+    ``t2m_transformer`` checkpoints, best validation accuracy kept as ``net_best_acc.tar``; ``net_best_fid.tar`` is
+    the lowest-FID epoch with ``fid_hook`` (see :func:`train_new_transformer`), else the best accuracy's."""
     from src.train import run_folder
     from src.train.engine import TrainSpec
 
     spec = TrainSpec(model_key="t2m_transformer", opt_key="opt_t2m_transformer", best_file="net_best_acc.tar",
                      higher_is_better=True)
     t, result = train_new_transformer(cfg, run, build_model=build_model, layers="first", spec=spec, score_key="acc",
-                                      opt_extra=opt_extra)
-    run_folder.copy_best(t.run_dir, "net_best_acc.tar", "net_best_fid.tar", selected_by="val_acc")
-    result["summary"] = run_folder.summary_line(label, t.run_dir, result, best_val_acc=result["best"])
+                                      opt_extra=opt_extra, fid_hook=fid_hook)
+    result["summary"] = finish_selection(t, result, label, best_file="net_best_acc.tar", criterion="val_acc",
+                                         best_val_acc=result["best"])
     return result
+
+
+def finish_selection(t: TransformerRun, result: dict, label: str, *, best_file: str, criterion: str,
+                     **values) -> str:
+    """After training: ``net_best_fid.tar`` from ``best_file`` unless FID chose it; the criterion in opt.txt and the
+    log; the wandb run finished -> the summary line."""
+    from src.train import options, run_folder
+
+    best_by = result.get("best_by") or criterion
+    if best_by != "fid":
+        run_folder.copy_best(t.run_dir, best_file, "net_best_fid.tar", selected_by=criterion)
+    options.record_selection(t.run_dir, t.cfg, best_by)
+    logger = result.pop("logger", None)
+    extra = {"best_fid": result["best_fid"]} if result.get("best_fid") is not None else {}
+    if logger is not None:
+        logger.summary(event_detail="net_best_fid.tar", best_by=best_by, best=result["best"], **extra)
+        where = logger.finish()
+        if where:
+            print(where)
+    return run_folder.summary_line(label, t.run_dir, result, **values, **extra, best_by=best_by)

@@ -94,7 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch.nn.functional as F
 
     from src.common.io import atomic_save_npy
-    from src.common.logging import MetricLogger
     from src.common.seed import fix_seed
     from src.config import VQConfig
     from src.data.datasets import MotionWindowDataset
@@ -105,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     paths, device = options.setup(vars(args))
     cfg = options.resolve_config(VQConfig, vars(args), "vq")
+    cfg = cfg.replace(save_every_e=args.save_every_e)  # upstream's field, written as used
     if cfg.num_quantizers < 1 or cfg.nb_code < 2:
         raise HmuError("--num_quantizers must be >= 1 and --nb_code >= 2")
     run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
@@ -152,11 +152,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     def validate():
         return reconstruction_mpjpe(model, val_motions, mean=mean, std=std, joints_num=spec.joints_num)
 
-    tspec = TrainSpec(model_key="vq_model", opt_key="opt_vq_model", best_file="net_best_fid.tar")
-    result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=run, batches=batches,
-                   step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
-                   max_epoch=cfg.max_epoch, seed=cfg.seed, meta=run_folder.run_meta(cfg), resume=resume,
-                   log_every=cfg.log_every, progress=not args.no_progress)
+    from src.common.logging import WandbOptions
+    from src.eval.train_fid import load_evaluator_if_available, vq_fid_hook
+    from src.train.engine import Checkpointing
+
+    hook = None
+    if cfg.eval_every_e > 0 and val_motions:
+        evaluator = load_evaluator_if_available(paths, cfg.dataset_name, device)
+        if evaluator is not None:
+            hook = vq_fid_hook(evaluator, model, val_motions, mean=mean, std=std)
+    best_by = "fid" if hook is not None else "val_mpjpe_mm" if val_motions else "last_epoch"
+    # with FID the lowest validation MPJPE is kept beside it, under its own name
+    tspec = TrainSpec(model_key="vq_model", opt_key="opt_vq_model",
+                      best_file="net_best_mpjpe.tar" if hook is not None else "net_best_fid.tar")
+    logger = options.metric_logger(run, cfg, WandbOptions.from_flags(vars(args)))
+    try:
+        result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=run,
+                       batches=batches, step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
+                       max_epoch=cfg.max_epoch, seed=cfg.seed, meta=run_folder.run_meta(cfg), resume=resume,
+                       log_every=cfg.log_every, progress=not args.no_progress, logger=logger,
+                       checkpointing=Checkpointing(fid_eval=hook, eval_every_e=cfg.eval_every_e,
+                                                   save_every_e=args.save_every_e))
+        options.record_selection(run, cfg, best_by)
+        logger.summary(event_detail="net_best_fid.tar", best_by=best_by, best=result["best"],
+                       **({"best_fid": result["best_fid"]} if result["best_fid"] is not None else {}))
+    except BaseException:
+        logger.finish()
+        raise
 
     from src.models.checkpoint import load_weights
 
@@ -165,10 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (folder.root / "test.txt").is_file():
         test = reconstruction_mpjpe(model, _motions(folder, "test", spec.min_motion_length), mean=mean, std=std,
                                     joints_num=spec.joints_num)
-        MetricLogger(run / "train_log.jsonl").log(step=result["total_it"], event="test",
-                                                  checkpoint="net_best_fid.tar",
-                                                  **{f"test_{k}": v for k, v in test.items()})
-    print(run_folder.summary_line("vq", run, result, best_val_mpjpe_mm=result["best"]))
+        logger.log(step=result["total_it"], event="test", checkpoint="net_best_fid.tar",
+                   **{f"test_{k}": v for k, v in test.items()})
+    where = logger.finish()
+    if where:
+        print(where)
+    print(run_folder.summary_line("vq", run, result, best_val_mpjpe_mm=result["best"], best_by=best_by))
     if test:
         print(f"test reconstruction MPJPE: {test['mpjpe_mm']:.1f} mm global, {test['mpjpe_local_mm']:.1f} mm "
               f"root-relative ({test['n']} motions, {run / 'model' / 'net_best_fid.tar'})")

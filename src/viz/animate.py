@@ -13,8 +13,10 @@ from src.common.validate import parse_checked
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter
+
     p = argparse.ArgumentParser(
-        prog="python -m src.viz.animate",
+        prog="python -m src.viz.animate", formatter_class=HelpFormatter,
         description="Render joint arrays (T, J, 3) .npy files side by side as a stick-figure video (mp4 or gif).")
     p.add_argument("--joints", action="append", required=True, metavar="NPY",
                    help="joint positions (T, J, 3), y up, metres; repeat for each panel (first = original)")
