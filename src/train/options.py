@@ -46,7 +46,7 @@ def preset_default_text(cls, kind: str):
 def base_parser(description: str, cls, kind: str) -> argparse.ArgumentParser:
     """Flags every trainer has (upstream names). Config options come from the typed config ``cls`` (its run and
     optimisation fields) with default None: 'from the preset, else the config' (``resolve_config``)."""
-    from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags
+    from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags, add_speed_flags
     from src.config.momask import VQConfig
 
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
@@ -66,6 +66,7 @@ def base_parser(description: str, cls, kind: str) -> argparse.ArgumentParser:
     base = VQConfig.__mro__[1]  # _RunFields: the run and optimisation options every MoMask config has
     add_config_flags(g, base, RUN_FLAGS, layered=True, default_text=text)
     add_device_flags(g)
+    add_speed_flags(g)
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_config_flags(p.add_argument_group("optimisation"), base, OPTIM_FLAGS, layered=True, default_text=text)
@@ -136,6 +137,8 @@ class RunOptions:
     progress: bool = True
     glove_dir: str | None = None
     clip_path: str | None = None
+    amp: str = "off"
+    num_workers: int = 0
     continue_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -150,7 +153,23 @@ def setup(flags: Mapping[str, Any]):
         if flags.get(flag) is not None and flags[flag] < 1:
             raise HmuError(f"--{flag} must be >= 1, got {flags[flag]}")
     paths = Paths.default(checkpoints_dir=flags.get("checkpoints_dir"), dataset_dir=flags.get("dataset_dir"))
-    return paths, resolve_device(flags.get("gpu_id"), flags.get("device"))
+    return paths, init_distributed(resolve_device(flags.get("gpu_id"), flags.get("device")))
+
+
+def init_distributed(device):
+    """Under torchrun: start the process group (src/common/dist.py) -> this rank's device; logging on rank 0 only."""
+    import logging
+
+    from src.common import dist
+
+    device = dist.init(device)
+    if not dist.is_main():  # one voice: rank 0 logs and prints the results
+        import os
+        import sys
+
+        logging.getLogger().setLevel(logging.WARNING)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    return device
 
 
 def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, str] | None = None,
@@ -163,6 +182,7 @@ def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, s
     run = RunOptions(paths=paths, device=device, is_continue=bool(flags.get("is_continue")),
                      force=bool(flags.get("force")), progress=not flags.get("no_progress"),
                      glove_dir=flags.get("glove_dir"), clip_path=flags.get("clip_path"),
+                     amp=flags.get("amp") or "off", num_workers=int(flags.get("num_workers") or 0),
                      continue_overrides=continue_overrides(flags))
     return cfg, run
 
@@ -172,7 +192,7 @@ def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, m
                          locations: tuple[str, ...] = ("checkpoints_dir", "dataset_dir")):
     """-> (parser, its "model" group): the flags of the one-file trainers (evaluator, action classifier): run name,
     schedule, seed, --force, device and location flags. Model options go into the returned group."""
-    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags, add_speed_flags
 
     p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help=dataset_help)
@@ -184,5 +204,6 @@ def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, m
     p.add_argument("--force", action="store_true", help=force_help)
     add_location_flags(p, *locations)
     add_device_flags(p)
+    add_speed_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p, p.add_argument_group("model")

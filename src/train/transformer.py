@@ -71,7 +71,8 @@ def prepare_transformer_run(cfg, run, *, opt_extra: dict[str, str] | None = None
 
 def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: str, device, resume: bool,
                       meta: dict, val_ds=None, score_key: str | None = None, max_epoch: int | None = None,
-                      seed: int | None = None, log_every: int | None = None, progress: bool = True) -> dict:
+                      seed: int | None = None, log_every: int | None = None, progress: bool = True,
+                      amp: str | None = None, num_workers: int = 0) -> dict:
     """Train ``model`` on the VQ codes of ``train_ds`` with the shared engine -> the engine's summary.
 
     AdamW (weight decay 1e-5, as upstream) with the config's schedule; the text condition is ``text(captions)``.
@@ -116,7 +117,7 @@ def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: 
                  batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=seed), step=step,
                  validate=validate, score_key=score_key, max_epoch=cfg.max_epoch if max_epoch is None else max_epoch,
                  seed=seed, meta=meta, resume=resume, log_every=cfg.log_every if log_every is None else log_every,
-                 progress=progress)
+                 progress=progress, amp=amp, num_workers=num_workers)
 
 
 def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key: str,
@@ -129,7 +130,8 @@ def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key
     model = build_model(t.cfg, t.vq_cfg)
     result = train_transformer(model, cfg=t.cfg, vq=t.vq, text=t.text, train_ds=t.train_ds, val_ds=t.val_ds,
                                run_dir=t.run_dir, spec=spec, layers=layers, device=run.device, resume=t.resume,
-                               meta=run_folder.run_meta(t.cfg), score_key=score_key, progress=run.progress)
+                               meta=run_folder.run_meta(t.cfg), score_key=score_key, progress=run.progress,
+                               amp=run.amp, num_workers=run.num_workers)
     return t, result
 
 

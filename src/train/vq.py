@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.datasets import get_spec
     from src.models.momask import build_vq
     from src.train import engine, feed, options, run_folder
+    from src.common import dist
     from src.train.engine import TrainSpec, train
 
     paths, device = options.setup(vars(args))
@@ -112,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix_seed(cfg.seed)
     folder = feed.open_folder(paths, cfg.dataset_name)
     mean, std = folder.mean_std()
-    atomic_save_npy(run / "meta" / "mean.npy", mean)
-    atomic_save_npy(run / "meta" / "std.npy", std)
+    if dist.is_main():
+        atomic_save_npy(run / "meta" / "mean.npy", mean)
+        atomic_save_npy(run / "meta" / "std.npy", std)
 
     split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
     train_ds = MotionWindowDataset(folder, split, window=cfg.window_size, mean=mean, std=std)
@@ -153,12 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=run, batches=batches,
                    step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
                    max_epoch=cfg.max_epoch, seed=cfg.seed, meta=run_folder.run_meta(cfg), resume=resume,
-                   log_every=cfg.log_every, progress=not args.no_progress)
+                   log_every=cfg.log_every, progress=not args.no_progress, amp=args.amp,
+                   num_workers=args.num_workers)
 
     from src.models.checkpoint import load_weights
 
     load_weights(model, run / "model" / "net_best_fid.tar", "vq")
     test = {}
+    if not dist.is_main():
+        return 0
     if (folder.root / "test.txt").is_file():
         test = reconstruction_mpjpe(model, _motions(folder, "test", spec.min_motion_length), mean=mean, std=std,
                                     joints_num=spec.joints_num)
