@@ -110,3 +110,37 @@ def test_trainer_cli_under_torchrun_only_rank0_writes_and_resumes(tmp_path):
     assert torch.load(run / "model" / "latest.tar", weights_only=True)["ep"] == 2
     r = torchrun(2, *common, "--force", "--batch_size", "7", "--max_epoch", "1", guard_root=tmp_path)
     assert r.returncode != 0 and "does not split over 2 processes" in r.stderr
+
+
+def _numbers(o, skip=("timing", "created", "config", "run", "command", "git", "host", "wall_time_s")):
+    """The metrics.json record without its timings, dates and run names."""
+    if isinstance(o, dict):
+        return {k: _numbers(v, skip) for k, v in o.items() if k not in skip}
+    if isinstance(o, list):
+        return [_numbers(v, skip) for v in o]
+    return o
+
+
+def test_evaluation_sharded_over_two_ranks_writes_the_same_metrics(synth_root, tmp_path):
+    """src.eval.t2m_unlearn with 3 repeats (2 on rank 0, 1 on rank 1; MultiModality, MM-Safe and leakage on) writes
+    the numbers of the single-process run; rank 1 writes nothing (not even the embedding cache)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers_methods import MASK, RES, make_dataset, make_runs
+    from test_attacks import _tiny_evaluator_and_classifier
+
+    data = make_dataset(synth_root, tmp_path / "data")
+    ckpt = make_runs(tmp_path / "ckpt", data)
+    _tiny_evaluator_and_classifier(ckpt, data / "synth")
+    common = ["-m", "src.eval.t2m_unlearn", "--dataset_name", "synth", "--name", MASK, "--res_name", RES,
+              "--concept", "violence", "--main_split", "train_val", "--repeat_times", "3", "--mm_prompts", "2", "--mm_generations", "11",
+              "--time_steps", "2", "--checkpoints_dir", str(ckpt), "--dataset_dir", str(data), "--results_dir",
+              str(tmp_path / "res")]
+    records = {}
+    for n in (2, 1):  # the 2-process run first: its embedding cache is then written by rank 0 under the guard
+        r = torchrun(n, *common, "--run_name", f"p{n}", guard_root=tmp_path, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        records[n] = json.loads((tmp_path / "res" / f"p{n}" / "metrics.json").read_text())
+    a, b = _numbers(records[1]), _numbers(records[2])
+    assert a == b
+    forget = records[2]["sets"]["forget"]["metrics"]
+    assert len(forget["MM_Dist"]["values"]) == 3 and "MultiModality" in forget and "leakage" in forget

@@ -86,6 +86,19 @@ def init(device):
     return device
 
 
+def init_cli(device):
+    """:func:`init` for a CLI -> this rank's device; on the other ranks than 0, logging says only warnings and
+    stdout goes to /dev/null, so a run speaks with one voice (rank 0's results and summary lines)."""
+    device = init(device)
+    if not is_main():
+        import logging
+        import sys
+
+        logging.getLogger().setLevel(logging.WARNING)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    return device
+
+
 def shutdown() -> None:
     """Destroy the process group (registered to run at exit), so torch does not warn of a leaked group."""
     if is_initialized():

@@ -130,8 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = metrics_path(paths.results_dir, run)
     refuse_overwrite(out, args.force, what="results file")
     check_args(args)
-    ensure_writable_dir(paths.results_dir)  # fail now, not after the whole evaluation
-    device = resolve_device(args.gpu_id, args.device)
+    from src.common import dist
+
+    device = dist.init_cli(resolve_device(args.gpu_id, args.device))  # under torchrun: the repeats are sharded
+    dist.on_main(lambda: ensure_writable_dir(paths.results_dir))  # fail now, not after the whole evaluation
 
     # Everything that can be missing is checked before the model is built.
     root = paths.data_root(spec.name)
@@ -187,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         leakage_classifier=None if probe is None else {
             "path": str(args.classifier or classifier_path(paths.checkpoints_dir, spec.name)),
             "concept": args.concept, "threshold": probe.threshold, "heldout": (probe.meta or {}).get("heldout")})
+    if not dist.is_main():
+        return 0
     write_metrics(out, record, force=args.force)
     print(format_summary(record))
     print(f"metrics written to {out}")

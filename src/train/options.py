@@ -157,19 +157,10 @@ def setup(flags: Mapping[str, Any]):
 
 
 def init_distributed(device):
-    """Under torchrun: start the process group (src/common/dist.py) -> this rank's device; logging on rank 0 only."""
-    import logging
-
+    """Under torchrun: start the process group -> this rank's device (src.common.dist.init_cli)."""
     from src.common import dist
 
-    device = dist.init(device)
-    if not dist.is_main():  # one voice: rank 0 logs and prints the results
-        import os
-        import sys
-
-        logging.getLogger().setLevel(logging.WARNING)
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
-    return device
+    return dist.init_cli(device)
 
 
 def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, str] | None = None,
