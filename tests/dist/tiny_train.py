@@ -26,6 +26,7 @@ def main() -> int:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--kill_at", type=int, default=None)
     p.add_argument("--n", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (under torchrun: GPU LOCAL_RANK, nccl)")
     args = p.parse_args()
 
     import torch
@@ -37,12 +38,14 @@ def main() -> int:
     from src.train.options import init_distributed
 
     torch.set_num_threads(1)
-    init_distributed(torch.device("cpu"))
+    device = init_distributed(torch.device(args.device))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.n, 6, generator=g)
+    x = torch.randn(args.n, 6, generator=g).to(device)
     y = torch.sin(x.sum(1, keepdim=True))
     fix_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)).to(device)
 
     class Cfg:
         lr, warm_up_iter, milestones, gamma = 1e-2, 2, [6], 0.5
@@ -51,7 +54,7 @@ def main() -> int:
 
     def batches(epoch):
         for idx in epoch_order(args.n, batch_size=args.batch_size, seed=0, epoch=epoch):
-            yield torch.as_tensor(idx)
+            yield torch.as_tensor(idx, device=device)
 
     def step(idx, it):
         if args.kill_at is not None and it == args.kill_at:
