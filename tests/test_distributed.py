@@ -144,3 +144,17 @@ def test_evaluation_sharded_over_two_ranks_writes_the_same_metrics(synth_root, t
     assert a == b
     forget = records[2]["sets"]["forget"]["metrics"]
     assert len(forget["MM_Dist"]["values"]) == 3 and "MultiModality" in forget and "leakage" in forget
+
+
+def test_launcher_nproc_runs_torchrun_and_checks_its_value():
+    """scripts/_launch.sh: NPROC=2 runs the module under torchrun (two ranks answer --help); a bad NPROC is an
+    error."""
+    env = dict(os.environ, NPROC="2", OMP_NUM_THREADS="1")
+    r = subprocess.run(["bash", "scripts/train/length.sh", "--help"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("usage:") == 2  # one per rank: torchrun started two processes
+    env["NPROC"] = "two"
+    r = subprocess.run(["bash", "scripts/eval/t2m_unlearn.sh", "--help"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "NPROC must be a positive integer" in r.stderr
