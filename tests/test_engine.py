@@ -56,3 +56,32 @@ def test_best_and_latest_written_in_upstream_keys(tmp_path):
     assert {"net", "ep"} <= set(best)
     assert {"net", "opt_net", "scheduler", "ep", "total_it"} <= set(latest)
     assert (tmp_path / "c" / "train_log.jsonl").read_text().count("\n") >= 2
+
+
+def test_prefetch_keeps_order_and_raises_the_producers_error():
+    """--num_workers: batches prepared ahead in a background thread come in the same order; an error while
+    preparing one is raised in the training loop, not lost."""
+    from src.train.engine import prefetch
+
+    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
+    assert list(prefetch(iter(range(5)), 0)) == list(range(5))
+
+    def broken():
+        yield 1
+        raise ValueError("bad batch")
+
+    it = prefetch(broken(), 2)
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad batch"):
+        next(it)
+
+
+def test_amp_is_off_on_cpu_and_checked():
+    import contextlib
+
+    from src.common.errors import HmuError
+    from src.train.engine import autocast
+
+    assert isinstance(autocast("cpu", "bf16"), contextlib.nullcontext)
+    with pytest.raises(HmuError, match="--amp"):
+        autocast("cpu", "fp8")
