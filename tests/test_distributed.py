@@ -158,3 +158,26 @@ def test_launcher_nproc_runs_torchrun_and_checks_its_value():
     r = subprocess.run(["bash", "scripts/eval/t2m_unlearn.sh", "--help"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=60, check=False)
     assert r.returncode == 2 and "NPROC must be a positive integer" in r.stderr
+
+
+def test_vq_and_mask_trainers_under_torchrun(tmp_path):
+    """The VQ (EMA codebook statistics all-reduced over the ranks) and the masked transformer (DDP with condition
+    dropout) train under 2 ranks; rank 0 alone writes; the files load as a single-process run's do."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_train_momask import TINY_TRANS, TINY_VQ, make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "dataset")
+    loc = ["--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir", str(data), "--no_progress"]
+    r = torchrun(2, "-m", "src.train.vq", "--name", "vq", *TINY_VQ, *loc, guard_root=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = torchrun(2, "-m", "src.train.mask", "--name", "mask", "--vq_name", "vq", *TINY_TRANS, *loc,
+                 guard_root=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from src.common.paths import Paths
+    from src.models.checkpoint import load_mask_transformer, load_vq
+
+    paths = Paths.default(checkpoints_dir=tmp_path / "ck", dataset_dir=data)
+    load_vq(paths, "synth", "vq")
+    load_mask_transformer(paths, "synth", "mask")
+    log = [json.loads(x) for x in (tmp_path / "ck" / "synth" / "mask" / "train_log.jsonl").read_text().splitlines()]
+    assert any("val_acc" in rec for rec in log)
