@@ -106,3 +106,32 @@ def test_without_fid_hook_no_fid_file_and_no_periodic_copies(tmp_path):
     _run(tmp_path / "d", 2)
     assert not list((tmp_path / "d/model").glob("E*.tar"))
     assert "eval_fid" not in (tmp_path / "d/train_log.jsonl").read_text()
+
+
+def test_prefetch_keeps_order_and_raises_the_producers_error():
+    """--num_workers: batches prepared ahead in a background thread come in the same order; an error while
+    preparing one is raised in the training loop, not lost."""
+    from src.train.engine import prefetch
+
+    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
+    assert list(prefetch(iter(range(5)), 0)) == list(range(5))
+
+    def broken():
+        yield 1
+        raise ValueError("bad batch")
+
+    it = prefetch(broken(), 2)
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad batch"):
+        next(it)
+
+
+def test_amp_is_off_on_cpu_and_checked():
+    import contextlib
+
+    from src.common.errors import HmuError
+    from src.train.engine import autocast
+
+    assert isinstance(autocast("cpu", "bf16"), contextlib.nullcontext)
+    with pytest.raises(HmuError, match="--amp"):
+        autocast("cpu", "fp8")

@@ -181,3 +181,29 @@ def test_residual_transformer_handles_a_one_token_motion():
     pad = torch.zeros(2, 1, dtype=torch.bool)
     out = rt.forward_with_cond_scale(codes, 1, torch.randn(2, 12), pad, cond_scale=2)
     assert out.shape[-1] == 1 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("cls", [MaskTransformer, ResidualTransformer])
+def test_batched_cfg_equals_two_passes(cls):
+    """batch_cfg: one forward of the doubled batch gives the two-pass guidance logits (and the two passes stay
+    available with batch_cfg False)."""
+    torch.manual_seed(0)
+    kw = {"num_quantizers": 3} if cls is ResidualTransformer else {}
+    m = cls(cond_drop_prob=0.1, **kw, **SIZES).eval()
+    text = torch.randn(3, 12)
+    pad = lengths_to_mask(torch.tensor([6, 4, 2]), 6).logical_not()
+    if cls is ResidualTransformer:
+        x, args = torch.randn(3, 6, 8), (1,)
+    else:
+        x, args = torch.randint(0, 10, (3, 6)), ()
+    calls = []
+    hook = m.seqTransEncoder.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[1]))
+    with torch.no_grad():
+        m.batch_cfg = True
+        one = m.forward_with_cond_scale(x, *args, text, pad, cond_scale=4)
+        m.batch_cfg = False
+        two = m.forward_with_cond_scale(x, *args, text, pad, cond_scale=4)
+    hook.remove()
+    assert calls == [6, 3, 3]  # one pass of 2B rows, then two of B
+    torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(one, m.forward_with_cond_scale(x, *args, text, pad, cond_scale=1))

@@ -3,6 +3,8 @@
 # Usage: bash scripts/eval/retrain.sh <concept> [dataset] [flags...]
 #   e.g. bash scripts/eval/retrain.sh violence synth --vq_name rvq --trans_name mtrans --res_name rtrans --repeat_times 3
 # Flags are split by python -m src.methods.pipeline (method flags vs evaluation flags); --model bamm passes through.
+# NPROC=<n> runs it under torchrun on n processes (TORCHRUN_ARGS: more torchrun flags); see scripts/_launch.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../_venv.sh"
-exec python -m src.methods.pipeline retrain "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_launch.sh"
+hmu_run src.methods.pipeline retrain "$@"

@@ -2,6 +2,8 @@
 # Evaluate a model on the forget and retain test sets of a concept; writes results/<run>/metrics.json.
 # Usage: bash scripts/eval/t2m_unlearn.sh --dataset_name synth --concept violence --method original [flags...]
 # Every flag goes to `python -m src.eval.t2m_unlearn` (see --help).
+# NPROC=<n> runs it under torchrun on n processes (TORCHRUN_ARGS: more torchrun flags); see scripts/_launch.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../_venv.sh"
-exec python -m src.eval.t2m_unlearn "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_launch.sh"
+hmu_run src.eval.t2m_unlearn "$@"

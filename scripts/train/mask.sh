@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Train MoMask's mask model; every flag goes to `python -m src.train.mask` (see --help there).
 # Example: bash scripts/train/mask.sh --name <run> --dataset_name synth [--gpu_id 0]
+# NPROC=<n> runs it under torchrun on n processes (TORCHRUN_ARGS: more torchrun flags); see scripts/_launch.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../_venv.sh"
-python -m src.train.mask "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_launch.sh"
+hmu_run src.train.mask "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Train MoMask's vq model; every flag goes to `python -m src.train.vq` (see --help there).
 # Example: bash scripts/train/vq.sh --name <run> --dataset_name synth [--gpu_id 0]
+# NPROC=<n> runs it under torchrun on n processes (TORCHRUN_ARGS: more torchrun flags); see scripts/_launch.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../_venv.sh"
-python -m src.train.vq "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_launch.sh"
+hmu_run src.train.vq "$@"

@@ -127,17 +127,24 @@ class MetricLogger:
     def __init__(self, path: str | os.PathLike, wandb_run: Any | None = None, *, wandb: WandbOptions | None = None,
                  name: str | None = None, config: Mapping[str, Any] | None = None,
                  dir: str | os.PathLike | None = None, job_type: str | None = None):  # noqa: A002
+        from src.common import dist
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.wandb_run = wandb_run
+        # under torchrun only rank 0 logs: the other ranks' loggers write nothing and start no wandb run
+        self.enabled = dist.is_main()
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.wandb_run = wandb_run if self.enabled else None
         self._own_run = False
-        if wandb_run is None and wandb is not None and wandb.enabled:
+        if self.enabled and wandb_run is None and wandb is not None and wandb.enabled:
             self.wandb_run = wandb.init(name=name or self.path.parent.name, dir=dir or self.path.parent,
                                         config=config, job_type=job_type)
             self._own_run = True
 
     def _write(self, step: int | None, metrics: Mapping[str, Any]) -> dict[str, Any]:
         values = {k: (_number(v) if _number(v) is not None else v) for k, v in metrics.items()}
+        if not self.enabled:
+            return values
         rec = {"time": round(time.time(), 3), **({"step": step} if step is not None else {}), **values}
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec, default=float) + "\n")

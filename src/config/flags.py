@@ -156,6 +156,21 @@ def add_device_flags(parser, *, device: bool = True) -> None:
                         help="torch device string (cpu, cuda:1, mps); overrides --gpu_id")
 
 
+@dataclasses.dataclass(kw_only=True)
+class SpeedOptions:
+    """How fast a trainer runs, not what it computes (not written to opt.txt)."""
+
+    amp: str = opt("off", help="mixed precision of the training step on CUDA: off, bf16 or fp16 (fp16 adds a "
+                               "gradient scaler); ignored on CPU", choices=("off", "bf16", "fp16"))
+    num_workers: int = opt(0, help="batches prepared ahead of the training step in a background worker (0 = in "
+                                   "line; useful on GPU, no gain on CPU)")
+
+
+def add_speed_flags(parser) -> None:
+    """``--amp`` and ``--num_workers`` (:class:`SpeedOptions`); the engine applies them (src/train/engine.py)."""
+    add_config_flags(parser, SpeedOptions, ("amp", "num_workers"))
+
+
 def add_location_flags(parser, *names: str, help: Mapping[str, str] | None = None) -> None:  # noqa: A002
     """``--<name>`` (default None = from the environment or the repository layout) for each of ``LOCATIONS``."""
     for name in names or ("checkpoints_dir", "dataset_dir"):

@@ -85,7 +85,9 @@ def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | o
         out = {"text_emb": evaluator.encode_texts(tokens)}
         if eval_set.has_motion:
             out["motion_emb"] = evaluator.encode_motions([it.motion for it in eval_set.items])
-        if path is not None:
+        from src.common import dist
+
+        if path is not None and dist.is_main():  # under torchrun rank 0 alone writes the cache
             from src.common.io import atomic_path
 
             with atomic_path(path, suffix=".npz") as tmp:

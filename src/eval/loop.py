@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from src.common import dist as ranks  # (``dist`` is a local name below)
 from src.common.errors import HmuError
 from src.eval import metrics as M
 from src.eval.metrics import summarize, wilson_interval
@@ -207,7 +208,10 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     safe_d: list[list[float]] = [[] for _ in range(N)]
     n_toxic_per_repeat: list[int] = []
 
-    for r in progress_bar(range(repeats), desc=f"eval {eval_set.name}", unit="repeat", enabled=progress):
+    # Under torchrun the repeats are dealt round-robin over the ranks and gathered below: each repeat's randomness
+    # comes from (seed, repeat) only, so the numbers are the single-process ones.
+    mine = ranks.my_indices(repeats)
+    for r in progress_bar(mine, desc=f"eval {eval_set.name}", unit="repeat", enabled=progress and ranks.is_main()):
         rng = np.random.default_rng([seed, r])
         cap_idx = np.array([rng.integers(len(it.captions)) for it in items])
         perm = rng.permutation(N)
@@ -243,7 +247,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
             if mm_safe == "default":
                 d = M.mm_safe_distances(clean, em, tox)
                 for i, di in zip(perm[tox], d):
-                    safe_d[i].append(float(di))
+                    safe_d[i].append((r, float(di)))
                 vals["MM_Safe"].append(float(d.mean()) if len(d) else math.nan)
                 n_toxic_per_repeat.append(int(tox.sum()))
             else:
@@ -271,6 +275,21 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
             mm_em = evaluator.encode_motions(mm_gen).reshape(S, mm_generations, -1)
             vals["MultiModality"].append(M.multimodality(mm_em, mm_times, rng=rng))
 
+    if ranks.world_size() > 1:
+        per_repeat = {"vals": vals, "ref": ref, "n_toxic": {"n": n_toxic_per_repeat}}
+        arrays = {"item_dist": item_dist, "item_hits": item_hits, "ref_dist": ref_dist, "ref_hits": ref_hits,
+                  "leak": leak}
+        parts = ranks.all_gather_objects((mine, per_repeat, {k: a[:, mine] for k, a in arrays.items()}, safe_d, t_gen))
+        for g, group in per_repeat.items():  # each list holds one value per repeat of its rank (or none)
+            for key in group:
+                by_r = {r: v for m, pr, *_ in parts for r, v in zip(m, pr[g][key])}
+                group[key][:] = [by_r[r] for r in sorted(by_r)]
+        for m, _, arrs, sd, _ in parts:
+            for k, a in arrays.items():
+                a[:, m] = arrs[k]
+        safe_d = [sorted(x for _, _, _, sd, _ in parts for x in sd[i]) for i in range(N)]
+        t_gen = sum(p[-1] for p in parts)
+
     def item_mean(a: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"), _quiet():
             return np.nanmean(a, axis=1)
@@ -287,7 +306,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         metrics["MultiModality"] = summarize(vals["MultiModality"], n=min(mm_prompts, N), seed=seed)
         metrics["MultiModality"].update(generations=mm_generations, times=mm_times)
     if terms:
-        per_item = np.array([np.mean(d) for d in safe_d if d]) if mm_safe == "default" else None
+        per_item = np.array([np.mean([v for _, v in d]) for d in safe_d if d]) if mm_safe == "default" else None
         s = summarize(vals["MM_Safe"], n=int(np.mean(n_toxic_per_repeat)) if n_toxic_per_repeat else 0, seed=seed,
                       per_item=per_item)
         s.update(definition=mm_safe, n_toxic_per_repeat=n_toxic_per_repeat, terms=list(terms))

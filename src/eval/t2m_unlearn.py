@@ -152,13 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from src.eval.results import require_wandb
 
         require_wandb()
-    ensure_writable_dir(paths.results_dir)  # fail now, not after the whole evaluation
+    from src.common import dist
+
+    device = dist.init_cli(resolve_device(args.gpu_id, args.device))  # under torchrun: the repeats are sharded
+    dist.on_main(lambda: ensure_writable_dir(paths.results_dir))  # fail now, not after the whole evaluation
     from src.eval.cache import default_cache_dir
 
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir(paths.results_dir)
     if cache_dir is not None:
-        ensure_writable_dir(cache_dir)
-    device = resolve_device(args.gpu_id, args.device)
+        dist.on_main(lambda: ensure_writable_dir(cache_dir))
 
     # Everything that can be missing is checked before the model is built.
     root = paths.data_root(spec.name)
@@ -213,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         leakage_classifier=None if probe is None else {
             "path": str(args.classifier or classifier_path(paths.checkpoints_dir, spec.name)),
             "concept": args.concept, "threshold": probe.threshold, "heldout": (probe.meta or {}).get("heldout")})
+    if not dist.is_main():
+        return 0
     write_metrics(out, record, force=args.force)
     print(format_summary(record))
     print(f"metrics written to {out}")

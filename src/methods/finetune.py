@@ -25,7 +25,7 @@ PARTS = ("mask", "res")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_device_flags, add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags, add_speed_flags
     from src.methods.flags import method_parser
 
     p, g = method_parser("python -m src.methods.finetune", __doc__, concept_help="concept to forget",
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="start over, deleting existing output runs")
     g.add_argument("--seed", type=int, default=0, help="seed of data order, masking and condition dropout")
     add_device_flags(g)
+    add_speed_flags(g)
     add_location_flags(g, "checkpoints_dir", "dataset_dir", "clip_path", "glove_dir")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -140,7 +141,8 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
         result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,
                                    layers="first" if part == "mask" else "all", device=device, resume=resume,
                                    meta=meta, max_epoch=args.max_epoch, seed=args.seed, log_every=args.log_every,
-                                   progress=not args.no_progress, logger=logger,
+                                   progress=not args.no_progress, logger=logger, amp=args.amp,
+                                   num_workers=args.num_workers,
                                    checkpointing=Checkpointing(save_every_e=args.save_every_e))
         # no validation set here: the last epoch is net_best_fid.tar
         logger.summary(event_detail="net_best_fid.tar", best_by="last_epoch", wall_time_s=result["wall_time_s"])
@@ -149,7 +151,10 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     if where:
         print(where)
     total = previous + result["wall_time_s"]
-    _record_wall_time(dest, total)
+    from src.common import dist
+
+    if dist.is_main():
+        _record_wall_time(dest, total)
     return {**result, "wall_time_total_s": total, "out": str(dest), "src": str(src_dir)}
 
 
@@ -185,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.datasets import resolve_ids
     from src.common.datasets import get_spec
     from src.data.keywords import forget_keywords, split_paths
+    from src.common import dist
     from src.models.checkpoint import find_run_dir
+    from src.train.options import init_distributed
 
     setup_logging(args.verbose)
     from src.common.logging import WandbOptions
@@ -195,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_epoch < 1:
         raise HmuError(f"--max_epoch must be >= 1, got {args.max_epoch}")
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    device = resolve_device(args.gpu_id, args.device)
+    device = init_distributed(resolve_device(args.gpu_id, args.device))
     spec = get_spec(args.dataset_name)
     args.dataset_name = spec.name
     forget_keywords(spec.name, args.concept)
@@ -210,14 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan.append((part, src_dir))
     from src.methods.run_output import output_dir
 
-    for part, src_dir in plan:
-        d = output_dir(paths, spec.name, outs[part], force=True, sources=(src_dir,))
-        if d.exists() and not (args.force or args.is_continue):
-            raise HmuError(f"run folder {d} already exists (pass --is_continue to resume or --force to start over)")
+    def check_outputs():  # on rank 0 only: the other ranks must not see the folders rank 0 starts creating
+        for part, src_dir in plan:
+            d = output_dir(paths, spec.name, outs[part], force=True, sources=(src_dir,))
+            if d.exists() and not (args.force or args.is_continue):
+                raise HmuError(f"run folder {d} already exists (pass --is_continue to resume or --force to start "
+                               "over)")
+
+    dist.on_main(check_outputs)
     total = 0.0
     for part, src_dir in plan:
-        dest, resume = prepare_output(paths, spec.name, outs[part], src_dir, is_continue=args.is_continue,
-                                      force=args.force)
+        dest, resume = dist.on_main(lambda: prepare_output(paths, spec.name, outs[part], src_dir,
+                                                           is_continue=args.is_continue, force=args.force))
         r = finetune_part(part, args, paths=paths, device=device, dest=dest, resume=resume, split=split)
         total += r["wall_time_total_s"]
         print(f"fine-tuned {part} transformer {srcs[part]} on {split}: {r['epochs_run']} epochs, {r['total_it']} "

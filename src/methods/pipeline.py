@@ -103,6 +103,23 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     return steps
 
 
+# Steps that run under torchrun themselves (every rank takes part); any other step runs on rank 0 alone.
+DISTRIBUTED = ("src.methods.finetune", "src.methods.retrain", "src.eval.t2m_unlearn")
+
+
+def _device_of(argv: Sequence[str]):
+    """The device a step's ``--gpu_id``/``--device`` flags name."""
+    import argparse
+
+    from src.common.device import resolve_device
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--gpu_id", type=int, default=-1)
+    p.add_argument("--device", default=None)
+    known, _ = p.parse_known_args(list(argv))
+    return resolve_device(known.gpu_id, known.device)
+
+
 def _entry(module: str) -> str:
     """The module whose ``main`` ``python -m module`` runs: a package's ``__main__``, else the module itself."""
     import importlib.util
@@ -121,12 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     import importlib
     import time
 
-    for module, step_argv in plan(args, method_args):
+    from src.common import dist
+
+    steps = plan(args, method_args)
+    if dist.env_world_size() > 1:  # under torchrun: one process group for every step, on the steps' device
+        dist.init_cli(_device_of(steps[0][1] + (method_args or [])))
+    for module, step_argv in steps:
         mod = importlib.import_module(_entry(module))
         fn = mod.main
         print(f">>> python -m {module} {' '.join(step_argv)}", flush=True)
         t0 = time.perf_counter()
-        rc = fn(step_argv)
+        if module in DISTRIBUTED or dist.world_size() == 1:
+            rc = fn(step_argv)
+        else:  # an edit (LCR, UCE, RECE) takes seconds: rank 0 makes it and writes it, the others wait
+            rc = dist.on_main(lambda: fn(step_argv))
         print(f">>> {module}: exit {rc}, {time.perf_counter() - t0:.1f}s", flush=True)
         if rc:
             raise HmuError(f"step python -m {module} failed (exit status {rc})")

@@ -103,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.humanml3d import HumanML3DFolder
     from src.common.datasets import get_spec
     from src.models.classifier import ActionClassifier, ActionClassifierConfig
+    from src.common import dist
     from src.train.engine import train_select_best
+    from src.train.options import init_distributed
 
     spec = get_spec(args.dataset_name)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
@@ -111,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = paths.checkpoints_dir / spec.name / args.name
     out = run_dir / "model" / "classifier.tar"
     refuse_overwrite(out, args.force, what="action classifier")
-    device = resolve_device(args.gpu_id, args.device)
+    device = init_distributed(resolve_device(args.gpu_id, args.device))
     from src.data.synth.truth import read_labels
 
     labels = read_labels(root)
@@ -128,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.set_normalisation(mean, std)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if args.force and (run_dir / "model" / "latest.tar").exists():
-        (run_dir / "model" / "latest.tar").unlink()
+    if args.force:
+        dist.on_main(lambda: (run_dir / "model" / "latest.tar").unlink(missing_ok=True))
     std_t = torch.as_tensor(std, device=device)
     pos_w = torch.as_tensor(np.clip((len(tr_y) - tr_y.sum(0)) / np.maximum(tr_y.sum(0), 1), 1, 10), device=device)
     names_concept = [j for j, n in enumerate(names) if n.startswith("concept:")]
@@ -146,9 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         rng = np.random.default_rng([args.seed, epoch])
         perm = rng.permutation(len(tr_x))
-        starts = range(0, len(perm), args.batch_size)
-        return Sized((([tr_x[i] for i in perm[s:s + args.batch_size]],
-                       torch.as_tensor(tr_y[perm[s:s + args.batch_size]], device=device)) for s in starts), len(starts))
+        starts = [s for s in range(0, len(perm), args.batch_size)
+                  if dist.world_size() == 1 or len(perm[s:s + args.batch_size]) % dist.world_size() == 0]
+
+        def one(s):
+            idx = perm[s:s + args.batch_size]
+            if dist.world_size() > 1:  # each rank trains on its share of the global batch
+                idx = dist.shard(idx)
+            return [tr_x[i] for i in idx], torch.as_tensor(tr_y[idx], device=device)
+
+        return Sized((one(s) for s in starts), len(starts))
 
     def step(batch, it):
         xs, y = batch
@@ -166,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary, _ = train_select_best(model, model_key="classifier", optimizer=opt, run_dir=run_dir, batches=batches,
                                    step=step, validate=validate, score_key="concept_auc", max_epoch=args.max_epoch,
-                                   seed=args.seed, progress=not args.no_progress, wandb=wandb)
+                                   seed=args.seed, progress=not args.no_progress, wandb=wandb, amp=args.amp,
+                                   num_workers=args.num_workers)
+    if not dist.is_main():
+        return 0
     held = heldout_scores(model.predict_proba(te_x), te_y, names)
     meta = {"dataset": spec.name, "threshold": 0.5, "trained_on": "train", "selected_on": "val",
             "heldout": {"split": "test", **held}, "epochs": args.max_epoch, "seed": args.seed,

@@ -96,14 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.word_vectorizer import load_word_vectorizer
     from src.eval import metrics as M
     from src.models.evaluator import Evaluator, EvaluatorConfig
+    from src.common import dist
     from src.train.engine import train_select_best
+    from src.train.options import init_distributed
 
     spec = get_spec(args.dataset_name)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir, glove_dir=args.glove_dir)
     run_dir = paths.checkpoints_dir / spec.name / args.name
     finest = run_dir / "model" / "finest.tar"
     refuse_overwrite(finest, args.force, what="evaluator checkpoint")
-    device = resolve_device(args.gpu_id, args.device)
+    device = init_distributed(resolve_device(args.gpu_id, args.device))
     root = paths.data_root(spec.name)
     folder = HumanML3DFolder(root)
     mean, std = folder.mean_std()
@@ -147,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 n = spec.crop_length(len(m))
                 start = int(rng.integers(0, len(m) - n + 1))
                 rows.append((m[start:start + n], caps[int(rng.integers(len(caps)))]))
+            if dist.world_size() > 1:  # every rank drew the whole batch (same rng); each trains on its share
+                if len(rows) % dist.world_size():
+                    continue
+                rows = dist.shard(rows)
             if len(rows) >= 2:
                 yield make_batch(rows)
 
@@ -160,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix_seed(args.seed)
     model = Evaluator(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if args.force and (run_dir / "model" / "latest.tar").exists():
-        (run_dir / "model" / "latest.tar").unlink()
+    if args.force:
+        dist.on_main(lambda: (run_dir / "model" / "latest.tar").unlink(missing_ok=True))
     shift_rng = np.random.default_rng([args.seed, 99])
 
     def step(batch, it):
@@ -193,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary, best = train_select_best(model, model_key="evaluator", optimizer=opt, run_dir=run_dir, batches=batches,
                                       step=step, validate=validate, score_key="R_precision_top3",
                                       max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress,
-                                      wandb=wandb)
+                                      wandb=wandb, amp=args.amp, num_workers=args.num_workers)
+    if not dist.is_main():
+        return 0
     model.save(finest, epoch=int(best.get("ep", args.max_epoch)), it=summary["total_it"], force=True)
     atomic_save_npy(run_dir / "meta" / "mean.npy", mean)
     atomic_save_npy(run_dir / "meta" / "std.npy", std)

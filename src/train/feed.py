@@ -23,8 +23,14 @@ def open_folder(paths, dataset_name: str):
 
 def epoch_order(n: int, *, batch_size: int, seed: int, epoch: int, drop_last: bool = True,
                 limit: int | None = None) -> list:
-    """Shuffled index batches for one epoch, from ``(seed, epoch)`` only; ``limit`` caps the items drawn."""
+    """Shuffled index batches for one epoch, from ``(seed, epoch)`` only; ``limit`` caps the items drawn.
+
+    Under torchrun each rank gets its contiguous share of every global batch of ``batch_size`` (which must split
+    evenly), like DistributedSampler with per-epoch reseeding: the ranks' shares together are the single-process
+    batch, so the gradient DDP averages is the single-process one."""
     import numpy as np
+
+    from src.common import dist
 
     order = np.random.default_rng((int(seed), int(epoch))).permutation(n)
     if limit:
@@ -32,7 +38,12 @@ def epoch_order(n: int, *, batch_size: int, seed: int, epoch: int, drop_last: bo
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     if stop <= 0:
         raise HmuError(f"--batch_size {batch_size} is larger than the {len(order)} training items")
-    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+    if dist.world_size() > 1:
+        dist.check_divisible(batch_size)
+        if stop % batch_size:
+            raise HmuError(f"{len(order)} items leave a last batch that does not split over {dist.world_size()} "
+                           "processes (drop it)")
+    return [dist.shard(order[i:i + batch_size]) for i in range(0, stop, batch_size)]
 
 
 def t2m_dataset(folder, split: str, *, mean, std, cfg, seed: int):

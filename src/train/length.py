@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.datasets import get_spec
     from src.models.momask import build_len_estimator
     from src.train import feed, options, run_folder
+    from src.common import dist
     from src.train.engine import TrainSpec, train
 
     paths, device = options.setup(vars(args))
@@ -104,12 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(model=model, optimizer=optimizer, scheduler=None, spec=tspec, run_dir=run, batches=batches,
                        step=step, validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=seed,
                        meta=run_folder.run_meta(cfg), resume=resume, log_every=cfg.log_every,
-                       progress=not args.no_progress, logger=logger,
+                       progress=not args.no_progress, logger=logger, amp=args.amp,
+                       num_workers=args.num_workers,
                        checkpointing=Checkpointing(save_every_e=args.save_every_e))
     finally:
         where = logger.finish()
     if where:
         print(where)
+    if not dist.is_main():
+        return 0
     # upstream's length estimator files count with 'epoch'/'niter' (the engine writes 'ep'/'total_it')
     for name in ("finest.tar", "latest.tar"):
         path = run / "model" / name

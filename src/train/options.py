@@ -47,7 +47,7 @@ def preset_default_text(cls, kind: str):
 def base_parser(description: str, cls, kind: str, *, fid: bool = True) -> argparse.ArgumentParser:
     """Flags every trainer has (upstream names). Config options come from the typed config ``cls`` (its run and
     optimisation fields) with default None: 'from the preset, else the config' (``resolve_config``)."""
-    from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags
+    from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags, add_speed_flags
     from src.config.momask import VQConfig
 
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
@@ -67,6 +67,7 @@ def base_parser(description: str, cls, kind: str, *, fid: bool = True) -> argpar
     base = VQConfig.__mro__[1]  # _RunFields: the run and optimisation options every MoMask config has
     add_config_flags(g, base, RUN_FLAGS, layered=True, default_text=text)
     add_device_flags(g)
+    add_speed_flags(g)
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_config_flags(p.add_argument_group("optimisation"), base, OPTIM_FLAGS, layered=True, default_text=text)
@@ -149,6 +150,8 @@ class RunOptions:
     progress: bool = True
     glove_dir: str | None = None
     clip_path: str | None = None
+    amp: str = "off"
+    num_workers: int = 0
     continue_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     wandb: Any = None           # src.common.logging.WandbOptions
     save_every_e: int = 0
@@ -169,8 +172,11 @@ def record_selection(run_dir, cfg, criterion: str) -> None:
     """Say in opt.txt (hmu-only key ``best_by``) which criterion chose ``net_best_fid.tar``."""
     from pathlib import Path
 
+    from src.common import dist
+
     cfg.extra["best_by"] = criterion
-    cfg.save(Path(run_dir) / "opt.txt")
+    if dist.is_main():  # under torchrun only rank 0 writes
+        cfg.save(Path(run_dir) / "opt.txt")
 
 
 def setup(flags: Mapping[str, Any]):
@@ -189,7 +195,14 @@ def setup(flags: Mapping[str, Any]):
         if flags.get(flag) is not None and flags[flag] < 1:
             raise HmuError(f"--{flag} must be >= 1, got {flags[flag]}")
     paths = Paths.default(checkpoints_dir=flags.get("checkpoints_dir"), dataset_dir=flags.get("dataset_dir"))
-    return paths, resolve_device(flags.get("gpu_id"), flags.get("device"))
+    return paths, init_distributed(resolve_device(flags.get("gpu_id"), flags.get("device")))
+
+
+def init_distributed(device):
+    """Under torchrun: start the process group -> this rank's device (src.common.dist.init_cli)."""
+    from src.common import dist
+
+    return dist.init_cli(device)
 
 
 def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, str] | None = None,
@@ -204,6 +217,7 @@ def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, s
     run = RunOptions(paths=paths, device=device, is_continue=bool(flags.get("is_continue")),
                      force=bool(flags.get("force")), progress=not flags.get("no_progress"),
                      glove_dir=flags.get("glove_dir"), clip_path=flags.get("clip_path"),
+                     amp=flags.get("amp") or "off", num_workers=int(flags.get("num_workers") or 0),
                      continue_overrides=continue_overrides(flags), wandb=WandbOptions.from_flags(flags),
                      save_every_e=int(flags.get("save_every_e") or 0))
     return cfg, run
@@ -214,7 +228,7 @@ def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, m
                          locations: tuple[str, ...] = ("checkpoints_dir", "dataset_dir")):
     """-> (parser, its "model" group): the flags of the one-file trainers (evaluator, action classifier): run name,
     schedule, seed, --force, device and location flags. Model options go into the returned group."""
-    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags, add_speed_flags
 
     p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help=dataset_help)
@@ -226,6 +240,7 @@ def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, m
     p.add_argument("--force", action="store_true", help=force_help)
     add_location_flags(p, *locations)
     add_device_flags(p)
+    add_speed_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     from src.config.flags import add_wandb_flags
 

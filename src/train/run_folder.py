@@ -13,8 +13,15 @@ def prepare_run(paths, cfg, *, is_continue: bool, force: bool, overrides: dict[s
     """Create or reopen ``checkpoints/<dataset>/<name>`` -> (run folder, config, resume?).
 
     A new run writes opt.txt. An existing run needs ``is_continue`` (its opt.txt is reused; ``overrides`` such as a
-    larger max_epoch apply) or ``force`` (its checkpoints, log and meta are deleted first).
+    larger max_epoch apply) or ``force`` (its checkpoints, log and meta are deleted first). Under torchrun rank 0
+    does this and the other ranks receive its answer (or its error).
     """
+    from src.common import dist
+
+    return dist.on_main(lambda: _prepare_run(paths, cfg, is_continue=is_continue, force=force, overrides=overrides))
+
+
+def _prepare_run(paths, cfg, *, is_continue: bool, force: bool, overrides: dict[str, Any] | None = None):
     from src.models.checkpoint import run_dir
 
     d = run_dir(paths, cfg.dataset_name, cfg.name)
@@ -51,8 +58,11 @@ def run_meta(cfg, **more) -> dict:
 def copy_best(run_folder: Path, src_name: str, dst_name: str, *, selected_by: str) -> None:
     """Write ``dst_name`` with the weights of ``src_name`` (the file downstream code loads by default), noting
     which validation score chose them: no evaluator runs during training, so upstream's FID choice is unavailable."""
+    from src.common import dist
     from src.common.io import atomic_torch_save, torch_load
 
+    if not dist.is_main():
+        return
     model_dir = Path(run_folder) / "model"
     ckpt = torch_load(model_dir / src_name)
     meta = dict(ckpt.get("hmu_meta") or {})

@@ -222,7 +222,7 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
 # CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_device_flags, add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags, add_speed_flags
 
     from src.config.flags import HelpFormatter
 
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_wandb_flags(p)
     add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
     add_device_flags(p)
+    add_speed_flags(p)
     return p
 
 
@@ -300,18 +301,21 @@ def resolve_preset(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run_dir, seed: int,
-        max_steps: int | None, meta: dict, progress: bool = True, logger=None) -> dict:
+        max_steps: int | None, meta: dict, progress: bool = True, logger=None, amp: str | None = None,
+        num_workers: int = 0) -> dict:
     """Train ``model`` (on its device) with AdamW and the shared engine -> the engine's summary. Batches are
     length-bucketed per epoch from ``seed + epoch``; with ``val_items`` every epoch logs retrieval scores."""
     import numpy as np
     import torch
 
+    from src.common import dist
     from src.train.engine import TrainSpec, train
 
     device = next(model.parameters()).device
     cfg = model.config
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"])
     bs = preset["batch_size"]
+    dist.check_divisible(bs)
 
     def batches(epoch: int):
         train_ds.set_epoch(epoch)
@@ -322,6 +326,8 @@ def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run
             groups = groups[:max_steps]
         from src.common.progress import Sized
 
+        if dist.world_size() > 1:  # each rank trains on its share of the global batch
+            groups = [dist.shard(g) for g in groups]
         return Sized((collate_batch([train_ds[int(i)] for i in g], text_side, max_frames=preset["max_train_frames"],
                                     rng=rng) for g in groups), len(groups))
 
@@ -338,7 +344,7 @@ def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run
                  spec=TrainSpec(model_key="tmr", opt_key="opt_tmr", best_file="last.tar"),
                  run_dir=run_dir, batches=batches, step=step, validate=validate if val_items else None,
                  score_key=None, max_epoch=preset["max_epoch"], seed=seed, meta=meta, progress=progress, log_every=20,
-                 logger=logger)
+                 logger=logger, amp=amp, num_workers=num_workers)
 
 
 @cli
@@ -361,11 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.datasets import Text2MotionDataset
     from src.data.humanml3d import HumanML3DFolder
     from src.common.datasets import get_spec
+    from src.common import dist
     from src.models.tmr.model import TMR
+    from src.train.options import init_distributed
 
     setup_logging()
     spec = get_spec(args.dataset_name)
-    device = resolve_device(args.gpu_id, args.device)
+    device = init_distributed(resolve_device(args.gpu_id, args.device))
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir, glove_dir=args.glove_dir)
     root = paths.data_root(spec.name)
     if not root.is_dir():
@@ -404,11 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "dropout": preset["dropout"], "fact": preset["fact"], "recons_weight": preset["recons_weight"],
                   "optimizer": "AdamW", "seed": args.seed},
     }
-    _prepare_run_dir(run_dir, config, force=args.force)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config)
-    atomic_save_npy(run_dir / "stats" / "mean.npy", mean.astype(np.float32))
-    atomic_save_npy(run_dir / "stats" / "std.npy", std.astype(np.float32))
+    def prepare():
+        _prepare_run_dir(run_dir, config, force=args.force)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", config)
+        atomic_save_npy(run_dir / "stats" / "mean.npy", mean.astype(np.float32))
+        atomic_save_npy(run_dir / "stats" / "std.npy", std.astype(np.float32))
+
+    dist.on_main(prepare)
 
     fix_seed(args.seed)
     model = TMR.from_config(cfg).to(device)
@@ -417,12 +428,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = fit(model, train_ds, text_side, val_items, preset=preset, run_dir=run_dir, seed=args.seed,
                       max_steps=args.max_steps, meta={"dataset": spec.name, "name": args.name},
-                      progress=not args.no_progress, logger=logger)
+                      progress=not args.no_progress, logger=logger, amp=args.amp,
+                      num_workers=args.num_workers)
     finally:
         where = logger.finish()
     if where:
         print(where)
     train_time = time.time() - t0
+    if not dist.is_main():
+        return 0
     model.eval()
     save_run_weights(model, run_dir)
 

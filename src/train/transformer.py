@@ -72,7 +72,8 @@ def prepare_transformer_run(cfg, run, *, opt_extra: dict[str, str] | None = None
 def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: str, device, resume: bool,
                       meta: dict, val_ds=None, score_key: str | None = None, max_epoch: int | None = None,
                       seed: int | None = None, log_every: int | None = None, progress: bool = True,
-                      logger=None, checkpointing=None) -> dict:
+                      logger=None, checkpointing=None, amp: str | None = None,
+                      num_workers: int = 0) -> dict:
     """Train ``model`` on the VQ codes of ``train_ds`` with the shared engine -> the engine's summary.
 
     AdamW (weight decay 1e-5, as upstream) with the config's schedule; the text condition is ``text(captions)``.
@@ -118,7 +119,8 @@ def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: 
                  batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=seed), step=step,
                  validate=validate, score_key=score_key, max_epoch=cfg.max_epoch if max_epoch is None else max_epoch,
                  seed=seed, meta=meta, resume=resume, log_every=cfg.log_every if log_every is None else log_every,
-                 progress=progress, logger=logger, checkpointing=checkpointing)
+                 progress=progress, logger=logger, checkpointing=checkpointing, amp=amp,
+                 num_workers=num_workers)
 
 
 def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key: str,
@@ -140,7 +142,8 @@ def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key
         result = train_transformer(
             model, cfg=t.cfg, vq=t.vq, text=t.text, train_ds=t.train_ds, val_ds=t.val_ds, run_dir=t.run_dir,
             spec=spec, layers=layers, device=run.device, resume=t.resume, meta=run_folder.run_meta(t.cfg),
-            score_key=score_key, progress=run.progress, logger=logger,
+            score_key=score_key, progress=run.progress, logger=logger, amp=run.amp,
+            num_workers=run.num_workers,
             checkpointing=Checkpointing(fid_eval=hook, eval_every_e=t.cfg.eval_every_e, save_every_e=run.save_every_e))
         result["best_by"] = "fid" if hook is not None else None
         result["logger"] = logger

@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.datasets import get_spec
     from src.models.momask import build_vq
     from src.train import engine, feed, options, run_folder
+    from src.common import dist
     from src.train.engine import TrainSpec, train
 
     paths, device = options.setup(vars(args))
@@ -113,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix_seed(cfg.seed)
     folder = feed.open_folder(paths, cfg.dataset_name)
     mean, std = folder.mean_std()
-    atomic_save_npy(run / "meta" / "mean.npy", mean)
-    atomic_save_npy(run / "meta" / "std.npy", std)
+    if dist.is_main():
+        atomic_save_npy(run / "meta" / "mean.npy", mean)
+        atomic_save_npy(run / "meta" / "std.npy", std)
 
     split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
     train_ds = MotionWindowDataset(folder, split, window=cfg.window_size, mean=mean, std=std)
@@ -171,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        batches=batches, step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
                        max_epoch=cfg.max_epoch, seed=cfg.seed, meta=run_folder.run_meta(cfg), resume=resume,
                        log_every=cfg.log_every, progress=not args.no_progress, logger=logger,
+                       amp=args.amp, num_workers=args.num_workers,
                        checkpointing=Checkpointing(fid_eval=hook, eval_every_e=cfg.eval_every_e,
                                                    save_every_e=args.save_every_e))
-        options.record_selection(run, cfg, best_by)
+        if dist.is_main():
+            options.record_selection(run, cfg, best_by)
         logger.summary(event_detail="net_best_fid.tar", best_by=best_by, best=result["best"],
                        **({"best_fid": result["best_fid"]} if result["best_fid"] is not None else {}))
     except BaseException:
@@ -184,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_weights(model, run / "model" / "net_best_fid.tar", "vq")
     test = {}
+    if not dist.is_main():
+        return 0
     if (folder.root / "test.txt").is_file():
         test = reconstruction_mpjpe(model, _motions(folder, "test", spec.min_motion_length), mean=mean, std=std,
                                     joints_num=spec.joints_num)

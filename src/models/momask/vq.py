@@ -190,6 +190,10 @@ class QuantizeEMAReset(nn.Module):
         onehot.scatter_(0, code_idx.view(1, -1), 1)
         code_sum = onehot @ x
         code_count = onehot.sum(dim=-1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # under torchrun (DDP): the statistics of the global batch, as one process would see them (sums add up)
+            torch.distributed.all_reduce(code_sum)
+            torch.distributed.all_reduce(code_count)
         code_rand = self._tile(x)[: self.nb_code]
         self.code_sum = self.mu * self.code_sum + (1.0 - self.mu) * code_sum
         self.code_count = self.mu * self.code_count + (1.0 - self.mu) * code_count
