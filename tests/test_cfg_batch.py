@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,10 +38,14 @@ def _two_pass(mt, *args, scale, res_q=None):
     return u + (c - u) * scale
 
 
-def test_batched_guidance_logits_equal_two_forwards():
+@pytest.mark.parametrize("share_weight", [False, True])
+def test_batched_guidance_logits_equal_two_forwards(share_weight):
     torch.manual_seed(0)
     mt = MaskTransformer(**KW, cond_drop_prob=0.1).eval()
-    rt = ResidualTransformer(**KW, num_quantizers=4, cond_drop_prob=0.1).eval()
+    rt = ResidualTransformer(**KW, num_quantizers=4, cond_drop_prob=0.1, share_weight=share_weight).eval()
+    if not share_weight:
+        with torch.no_grad():
+            rt.output_proj_bias.normal_()  # zero at init: make the bias term count
     B, T = 9, 13
     lens = torch.tensor([13, 12, 9, 7, 7, 5, 3, 2, 1])
     pad = ~lengths_to_mask(lens, T)
@@ -53,11 +58,12 @@ def test_batched_guidance_logits_equal_two_forwards():
             np.testing.assert_allclose(got[~pad.unsqueeze(1).expand_as(got)].numpy(),
                                        ref[~pad.unsqueeze(1).expand_as(ref)].numpy(), **TOL)
         codes = torch.randn(B, T, KW["code_dim"])
-        ref = _two_pass(rt, codes, cond, pad, scale=5.0, res_q=2)
-        for flag in (True, False):
-            got = rt.forward_with_cond_scale(codes, 2, cond, pad, cond_scale=5.0, cfg_batch=flag)
-            keep = ~pad.unsqueeze(1).expand_as(got)
-            np.testing.assert_allclose(got[keep].numpy(), ref[keep].numpy(), **TOL)
+        for q in (1, 2, 3):                      # every projection table, the last (shared: its own) included
+            ref = _two_pass(rt, codes, cond, pad, scale=5.0, res_q=q)
+            for flag in (True, False):
+                got = rt.forward_with_cond_scale(codes, q, cond, pad, cond_scale=5.0, cfg_batch=flag)
+                keep = ~pad.unsqueeze(1).expand_as(got)
+                np.testing.assert_allclose(got[keep].numpy(), ref[keep].numpy(), **TOL)
 
 
 def test_batched_guidance_same_ids_and_motions_and_option_reaches_both_transformers(monkeypatch):

@@ -268,8 +268,19 @@ class ResidualTransformer(_CondMixin, nn.Module):
             return token, proj
         return self.token_embed_weight, self.output_proj_weight
 
-    def output_project(self, h: torch.Tensor, qids: torch.Tensor) -> torch.Tensor:
-        """(B, code_dim, T) features, table index (B,) -> logits (B, num_tokens+1, T)."""
+    def output_project(self, h: torch.Tensor, qids: torch.Tensor, table: int | None = None) -> torch.Tensor:
+        """(B, code_dim, T) features, table index (B,) -> logits (B, num_tokens+1, T).
+
+        ``table``: every sample uses this one table (generation): one broadcast matmul instead of upstream's
+        per-sample gathered copy of the table (``proj[qids]``, B x (num_tokens+1) x code_dim) and einsum.
+        """
+        if table is not None:
+            proj = self.output_proj_weight_[0] if self.share_weight and table == self.num_quantizers - 2 else (
+                self.embed_proj_shared_weight[table] if self.share_weight else self.output_proj_weight[table])
+            out = torch.matmul(proj, h)
+            if self.output_proj_bias is not None:
+                out = 2 * out + self.output_proj_bias[table].unsqueeze(-1)  # upstream's 2*W.h + bias, see below
+            return out
         _, proj = self.process_embed_proj_weight()
         out = torch.einsum("bnc,bcs->bns", proj[qids], h)
         if self.output_proj_bias is not None:
@@ -296,7 +307,8 @@ class ResidualTransformer(_CondMixin, nn.Module):
                                 padding_mask: torch.Tensor, cond_scale: float = 3, force_mask: bool = False,
                                 cfg_batch: bool = CFG_BATCH):
         """Logits (B, num_tokens+1, T) for layer ``q_id`` with classifier-free guidance (``cfg_batch``: both passes
-        as one forward of the doubled batch, see :meth:`MaskTransformer.forward_with_cond_scale`)."""
+        as one forward of the doubled batch, see :meth:`MaskTransformer.forward_with_cond_scale`, and one projection
+        table for all, see :meth:`output_project`)."""
         qids = torch.full((motion_codes.shape[0],), q_id, dtype=torch.long, device=motion_codes.device)
         if force_mask:
             return self.output_project(self.trans_forward(motion_codes, qids, cond_vector, padding_mask, True),
@@ -305,7 +317,8 @@ class ResidualTransformer(_CondMixin, nn.Module):
             q2 = torch.cat([qids, qids])
             both = self.output_project(self.trans_forward(torch.cat([motion_codes, motion_codes]), q2,
                                                           torch.cat([cond_vector, torch.zeros_like(cond_vector)]),
-                                                          torch.cat([padding_mask, padding_mask])), q2 - 1)
+                                                          torch.cat([padding_mask, padding_mask])), q2 - 1,
+                                       table=q_id - 1)
             logits, aux = both.chunk(2)
             return aux + (logits - aux) * cond_scale
         logits = self.output_project(self.trans_forward(motion_codes, qids, cond_vector, padding_mask), qids - 1)
