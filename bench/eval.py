@@ -11,7 +11,7 @@ call of the process including that encoding and the vocabulary load), the genera
 convolutions once per distinct length and one packed GRU pass, and FID from the cached ground-truth statistics via
 ``eigvalsh``. MultiModality and MM-Safe are off on both sides.
 
-Timing under load: both sides run with the same torch/OMP thread count (``--threads``, default 1), and the two sides
+Timing under load: both sides run with the same torch and BLAS thread count (``--threads``, default 1), and the two sides
 alternate set by set (upstream first on the forget set, ours first on the retain set) so that a change of machine load
 during the run falls on both.
 
@@ -26,6 +26,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def _threads_from_argv(default: str = "1") -> str:
+    a = sys.argv
+    for i, x in enumerate(a):
+        if x == "--threads" and i + 1 < len(a):
+            return a[i + 1]
+        if x.startswith("--threads="):
+            return x.split("=", 1)[1]
+    return os.environ.get("OMP_NUM_THREADS", default) or default
+
+
+if __name__ == "__main__":  # numpy's BLAS reads these at import: the same thread count as torch, on both sides
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_v] = _threads_from_argv()
 
 import numpy as np
 import torch
@@ -116,13 +131,27 @@ def upstream_style(generate, es, ev: T2MEvaluator, glove: Path, *, repeats: int,
     return out
 
 
+def load_or_random_evaluator(paths: Paths, root: Path, glove: Path) -> tuple[T2MEvaluator, str]:
+    """synth's trained evaluator, else a random one at the default trained sizes (speed does not depend on weights)."""
+    try:
+        return (T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name="synth", glove_dir=glove),
+                "trained")
+    except Exception:  # noqa: BLE001 - no trained evaluator: same sizes, random weights
+        torch.manual_seed(0)
+        words = load_word_vectorizer(glove)
+        cfg = EvaluatorConfig.for_dataset("synth", dim_word=words.dim_word, dim_text_hidden=128, dim_coemb_hidden=128,
+                                          dim_motion_hidden=256, dim_movement_enc_hidden=128, dim_movement_latent=128)
+        mean, std = np.load(root / "Mean.npy"), np.load(root / "Std.npy")
+        return T2MEvaluator(model=Evaluator(cfg), mean=mean, std=std, words=words), "random (default trained sizes)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--concept", default="violence")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1") or 1),
-                    help="torch intra-op threads for BOTH sides (default: $OMP_NUM_THREADS or 1)")
+    ap.add_argument("--threads", type=int, default=int(_threads_from_argv()),
+                    help="torch intra-op and BLAS threads for BOTH sides (default: $OMP_NUM_THREADS or 1)")
     ap.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default ./checkpoints)")
     ap.add_argument("--dataset_dir", default=None, help="datasets root (default ./dataset)")
     args = ap.parse_args()
@@ -144,27 +173,27 @@ def main() -> int:
         ks = keyword_split(read_id_list(root / "test.txt"), root / "texts", forget_keywords("synth", args.concept))
         splits = {"forget": ks.forget, "retain": ks.retain}
     sets = {k: load_eval_set(root, v, name=k) for k, v in splits.items()}
-    try:
-        ev = T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name="synth", glove_dir=glove)
-        which = "trained"
-    except Exception:  # noqa: BLE001 - no trained evaluator: same sizes, random weights
-        torch.manual_seed(0)
-        words = load_word_vectorizer(glove)
-        cfg = EvaluatorConfig.for_dataset("synth", dim_word=words.dim_word, dim_text_hidden=128, dim_coemb_hidden=128,
-                                          dim_motion_hidden=256, dim_movement_enc_hidden=128, dim_movement_latent=128)
-        mean, std = np.load(root / "Mean.npy"), np.load(root / "Std.npy")
-        ev = T2MEvaluator(model=Evaluator(cfg), mean=mean, std=std, words=words)
-        which = "random (default trained sizes)"
-    gen = fake_generator(sets.values())
+    ev, which = load_or_random_evaluator(paths, root, glove)
+    fake = fake_generator(sets.values())
+    t_gen = {"up": 0.0, "ours": 0.0}
+    side = ["up"]
+
+    def gen(captions, lengths, *, generator):  # timed: "evaluation alone" leaves the (equal) generation cost out
+        t0 = time.perf_counter()
+        out = fake(captions, lengths, generator=generator)
+        t_gen[side[0]] += time.perf_counter() - t0
+        return out
     print(f"synth test sets: forget {len(sets['forget'])} items, retain {len(sets['retain'])} items; "
           f"{args.repeats} repeats; evaluator {which}; torch threads {torch.get_num_threads()}")
 
     def run_upstream(name):
+        side[0] = "up"
         t0 = time.perf_counter()
         upstream_style(gen, sets[name], ev, glove, repeats=args.repeats, seed=args.seed)
         return time.perf_counter() - t0
 
     def run_ours(name, tmp):
+        side[0] = "ours"
         t0 = time.perf_counter()
         if name not in t_cold:  # cold: vocabulary load and ground-truth encoding included
             ev.words = load_word_vectorizer(glove)
@@ -192,6 +221,9 @@ def main() -> int:
     up, cold, warm = sum(t_up.values()), sum(t_cold.values()), sum(t_warm.values())
     print(f"total   upstream-style {up:7.2f} s | ours cold {cold:6.2f} s | ours cached {warm:6.2f} s")
     print(f"ratio (upstream-style / ours, cold): {up / cold:.1f}x; with the ground-truth cache warm: {up / warm:.1f}x")
+    g_up, g_ours = t_gen["up"], t_gen["ours"] / 2  # ours ran twice (cold and cached): per-run generation time
+    print(f"evaluation alone (the fake generator's time, {g_up:.2f} s upstream-style / {g_ours:.2f} s ours per run, "
+          f"left out): cold {(up - g_up) / (cold - g_ours):.1f}x; cached {(up - g_up) / (warm - g_ours):.1f}x")
     return 0
 
 

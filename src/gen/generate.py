@@ -65,8 +65,10 @@ class MotionGenerator:
     def __init__(self, *, vq, mask, res=None, text_encoder, mean, std, len_estimator=None,
                  unit_length: int | None = None, max_motion_length: int = 196, batch_size: int = 64,
                  time_steps: int = 18, cond_scale: float = 4.0, res_cond_scale: float = 5.0, temperature: float = 1.0,
-                 topkr: float = 0.9, gumbel_sample: bool = False):
+                 topkr: float = 0.9, gumbel_sample: bool = False, cfg_batch: bool | None = None):
         import numpy as np
+
+        from src.models.momask.transformer import CFG_BATCH
 
         self.vq, self.mask, self.res, self.len_estimator = vq, mask, res, len_estimator
         self.text_encoder = text_encoder
@@ -77,6 +79,10 @@ class MotionGenerator:
         self.batch_size = int(batch_size)
         self.time_steps, self.cond_scale, self.res_cond_scale = int(time_steps), float(cond_scale), float(res_cond_scale)
         self.temperature, self.topkr, self.gumbel_sample = float(temperature), float(topkr), bool(gumbel_sample)
+        # classifier-free guidance's conditional and unconditional passes as one doubled-batch forward (MoMask's
+        # masked and residual transformers; BAMM always does so, as upstream). Default on: the token ids of upstream's
+        # parity fixtures are unchanged (tests/test_generate_parity.py); False = upstream's two forwards.
+        self.cfg_batch = CFG_BATCH if cfg_batch is None else bool(cfg_batch)
         self.sources: dict[str, Any] = {}  # run names, filled by load_generator
 
     @property
@@ -118,7 +124,7 @@ class MotionGenerator:
         m_lens = self.token_lengths(cond, lengths, generator)
         ids = self.mask.generate(cond, m_lens, timesteps=self.time_steps, cond_scale=self.cond_scale,
                                  temperature=self.temperature, topk_filter_thres=self.topkr,
-                                 gsample=self.gumbel_sample, generator=generator)
+                                 gsample=self.gumbel_sample, generator=generator, cfg_batch=self.cfg_batch)
         return ids, m_lens
 
     def generate_ids(self, captions: Sequence[str], lengths=None, *, generator):
@@ -131,7 +137,7 @@ class MotionGenerator:
             if self.res is not None:
                 ids = self.res.generate(ids, cond, m_lens, temperature=self.temperature,
                                         topk_filter_thres=self.topkr, cond_scale=self.res_cond_scale,
-                                        generator=generator)
+                                        generator=generator, cfg_batch=self.cfg_batch)
             else:
                 ids = ids.unsqueeze(-1)
         return ids, m_lens
@@ -174,7 +180,7 @@ class BAMMGenerator(MotionGenerator):
     """
 
     def __init__(self, *, refine_cond_scale: float = 3.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # cfg_batch applies to the residual layers (BAMM's own passes are always batched)
         self.refine_cond_scale = float(refine_cond_scale)
 
     def sampling(self) -> dict[str, Any]:

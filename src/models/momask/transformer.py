@@ -25,6 +25,10 @@ from .tools import (
 )
 from .vq import _init_weights
 
+# classifier-free guidance's two passes as one doubled-batch forward (see MaskTransformer.forward_with_cond_scale);
+# the default of ``generate``'s ``cfg_batch``
+CFG_BATCH = True
+
 
 class InputProcess(nn.Module):
     """(B, T, input_feats) -> (T, B, latent_dim)."""
@@ -130,11 +134,16 @@ class MaskTransformer(_CondMixin, nn.Module):
         return self.output_process(out)
 
     def forward_with_cond_scale(self, motion_ids: torch.Tensor, cond_vector: torch.Tensor,
-                                padding_mask: torch.Tensor, cond_scale: float = 3, force_mask: bool = False):
-        """Classifier-free guidance: uncond + (cond - uncond) * cond_scale."""
+                                padding_mask: torch.Tensor, cond_scale: float = 3, force_mask: bool = False,
+                                cfg_batch: bool = CFG_BATCH):
+        """Classifier-free guidance: uncond + (cond - uncond) * cond_scale.
+
+        ``cfg_batch``: the conditional and unconditional passes as one forward of the doubled batch (zeroed
+        condition in the second half) instead of two forwards, as upstream does them.
+        """
         if force_mask:
             return self.trans_forward(motion_ids, cond_vector, padding_mask, force_mask=True)
-        if self.batch_cfg and cond_scale != 1 and not self.training:
+        if cond_scale != 1 and cfg_batch and self.batch_cfg and not self.training:
             both = self.trans_forward(torch.cat([motion_ids, motion_ids]),
                                       torch.cat([cond_vector, torch.zeros_like(cond_vector)]),
                                       torch.cat([padding_mask, padding_mask]))
@@ -174,7 +183,8 @@ class MaskTransformer(_CondMixin, nn.Module):
     @torch.no_grad()
     def generate(self, cond_vector: torch.Tensor, m_lens: torch.Tensor, *, timesteps: int, cond_scale: float,
                  temperature: float = 1.0, topk_filter_thres: float = 0.9, gsample: bool = False,
-                 force_mask: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+                 force_mask: bool = False, generator: torch.Generator | None = None,
+                 cfg_batch: bool = CFG_BATCH) -> torch.Tensor:
         """Iterative decoding from all-mask: text features (B, clip_dim), token lengths (B,) -> ids (B, max len), -1 at pads.
 
         At each of ``timesteps`` steps the cos-scheduled number of lowest-confidence tokens is re-masked and
@@ -195,7 +205,7 @@ class MaskTransformer(_CondMixin, nn.Module):
                 is_mask = ranks < num_masked.unsqueeze(-1)
                 ids = torch.where(is_mask, self.mask_id, ids)
                 logits = self.forward_with_cond_scale(ids, cond_vector, padding_mask, cond_scale=cond_scale,
-                                                      force_mask=force_mask).permute(0, 2, 1)
+                                                      force_mask=force_mask, cfg_batch=cfg_batch).permute(0, 2, 1)
                 filtered = top_k(logits, topk_filter_thres, dim=-1)
                 if gsample:
                     pred = gumbel_sample(filtered, temperature=temperature, dim=-1, generator=generator)
@@ -264,8 +274,19 @@ class ResidualTransformer(_CondMixin, nn.Module):
             return token, proj
         return self.token_embed_weight, self.output_proj_weight
 
-    def output_project(self, h: torch.Tensor, qids: torch.Tensor) -> torch.Tensor:
-        """(B, code_dim, T) features, table index (B,) -> logits (B, num_tokens+1, T)."""
+    def output_project(self, h: torch.Tensor, qids: torch.Tensor, table: int | None = None) -> torch.Tensor:
+        """(B, code_dim, T) features, table index (B,) -> logits (B, num_tokens+1, T).
+
+        ``table``: every sample uses this one table (generation): one broadcast matmul instead of upstream's
+        per-sample gathered copy of the table (``proj[qids]``, B x (num_tokens+1) x code_dim) and einsum.
+        """
+        if table is not None:
+            proj = self.output_proj_weight_[0] if self.share_weight and table == self.num_quantizers - 2 else (
+                self.embed_proj_shared_weight[table] if self.share_weight else self.output_proj_weight[table])
+            out = torch.matmul(proj, h)
+            if self.output_proj_bias is not None:
+                out = 2 * out + self.output_proj_bias[table].unsqueeze(-1)  # upstream's 2*W.h + bias, see below
+            return out
         _, proj = self.process_embed_proj_weight()
         out = torch.einsum("bnc,bcs->bns", proj[qids], h)
         if self.output_proj_bias is not None:
@@ -289,17 +310,21 @@ class ResidualTransformer(_CondMixin, nn.Module):
         return self.output_process(out)
 
     def forward_with_cond_scale(self, motion_codes: torch.Tensor, q_id: int, cond_vector: torch.Tensor,
-                                padding_mask: torch.Tensor, cond_scale: float = 3, force_mask: bool = False):
-        """Logits (B, num_tokens+1, T) for layer ``q_id`` with classifier-free guidance."""
+                                padding_mask: torch.Tensor, cond_scale: float = 3, force_mask: bool = False,
+                                cfg_batch: bool = CFG_BATCH):
+        """Logits (B, num_tokens+1, T) for layer ``q_id`` with classifier-free guidance (``cfg_batch``: both passes
+        as one forward of the doubled batch, see :meth:`MaskTransformer.forward_with_cond_scale`, and one projection
+        table for all, see :meth:`output_project`)."""
         qids = torch.full((motion_codes.shape[0],), q_id, dtype=torch.long, device=motion_codes.device)
         if force_mask:
             return self.output_project(self.trans_forward(motion_codes, qids, cond_vector, padding_mask, True),
                                        qids - 1)
-        if self.batch_cfg and cond_scale != 1 and not self.training:
+        if cond_scale != 1 and cfg_batch and self.batch_cfg and not self.training:
             q2 = torch.cat([qids, qids])
-            both = self.output_project(self.trans_forward(
-                torch.cat([motion_codes, motion_codes]), q2, torch.cat([cond_vector, torch.zeros_like(cond_vector)]),
-                torch.cat([padding_mask, padding_mask])), q2 - 1)
+            both = self.output_project(self.trans_forward(torch.cat([motion_codes, motion_codes]), q2,
+                                                          torch.cat([cond_vector, torch.zeros_like(cond_vector)]),
+                                                          torch.cat([padding_mask, padding_mask])), q2 - 1,
+                                       table=q_id - 1)
             logits, aux = both.chunk(2)
             return aux + (logits - aux) * cond_scale
         logits = self.output_project(self.trans_forward(motion_codes, qids, cond_vector, padding_mask), qids - 1)
@@ -335,7 +360,8 @@ class ResidualTransformer(_CondMixin, nn.Module):
     @torch.no_grad()
     def generate(self, motion_ids: torch.Tensor, cond_vector: torch.Tensor, m_lens: torch.Tensor, *,
                  temperature: float = 1.0, topk_filter_thres: float = 0.9, cond_scale: float = 2,
-                 num_res_layers: int = -1, generator: torch.Generator | None = None) -> torch.Tensor:
+                 num_res_layers: int = -1, generator: torch.Generator | None = None,
+                 cfg_batch: bool = CFG_BATCH) -> torch.Tensor:
         """Base ids (B, T) (-1 or anything at pads) -> all ids (B, T, Q') with -1 at pads (Q' = Q by default)."""
         was_training = self.training
         self.eval()
@@ -349,7 +375,8 @@ class ResidualTransformer(_CondMixin, nn.Module):
             n_layers = self.num_quantizers if num_res_layers == -1 else num_res_layers + 1
             for q in range(1, n_layers):
                 history = history + token[q - 1][ids]
-                logits = self.forward_with_cond_scale(history, q, cond_vector, padding_mask, cond_scale=cond_scale)
+                logits = self.forward_with_cond_scale(history, q, cond_vector, padding_mask, cond_scale=cond_scale,
+                                                      cfg_batch=cfg_batch)
                 filtered = top_k(logits.permute(0, 2, 1), topk_filter_thres, dim=-1)
                 pred = gumbel_sample(filtered, temperature=temperature, dim=-1, generator=generator)
                 ids = torch.where(padding_mask, self.pad_id, pred)
