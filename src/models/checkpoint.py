@@ -93,6 +93,27 @@ def find_run_dir(paths, dataset_name: str, name: str) -> Path:
 
 # ----------------------------------------------------------------------------------------------- loading
 
+# Upstream's scripts/utils/prepare.sh links each released run's model/base.tar to one file: rvq -> net_best_fid.tar,
+# mtrans -> latest.tar, rtrans -> net_best_fid.tar, bamm -> latest.tar. ``--ckpt base.tar`` means that file.
+BASE_CKPT = "base.tar"
+UPSTREAM_BASE = {"vq": "net_best_fid.tar", "mask": "latest.tar", "res": "net_best_fid.tar", "bamm": "latest.tar"}
+
+
+def checkpoint_file(run_folder: str | os.PathLike, ckpt: str, kind: str) -> Path:
+    """``<run>/model/<ckpt>``. ``base.tar`` is upstream's name for the released file (:data:`UPSTREAM_BASE`): the
+    run's own ``model/base.tar`` when present, else the file upstream's prepare script links it to; when neither
+    exists, an HmuError naming both. Never another file: a missing ``ckpt`` is the loader's one-line error."""
+    model_dir = Path(run_folder) / "model"
+    path = model_dir / ckpt
+    if ckpt != BASE_CKPT or path.is_file() or kind not in UPSTREAM_BASE:
+        return path
+    released = model_dir / UPSTREAM_BASE[kind]
+    if not released.is_file():
+        raise HmuError(f"checkpoint {path} not found, nor {released} (upstream's base.tar of a {kind} run)")
+    log.info("%s: base.tar is %s (upstream's prepare.sh link)", Path(run_folder).name, released.name)
+    return released
+
+
 def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load a checkpoint file on CPU -> (model state dict without ``clip_model.*`` keys, the whole file dict)."""
     k = _kind(kind)
@@ -209,7 +230,7 @@ def load_vq(paths, dataset_name: str, name: str, *, ckpt: str = "net_best_fid.ta
     d = find_run_dir(paths, dataset_name, name)
     cfg = VQConfig.load(d / "opt.txt")
     model = build_vq(cfg, input_width=input_width)
-    load_weights(model, d / "model" / ckpt, "vq")
+    load_weights(model, checkpoint_file(d, ckpt, "vq"), "vq")
     return model.eval(), cfg, d
 
 
@@ -223,7 +244,7 @@ def load_mask_transformer(paths, dataset_name: str, name: str, *, ckpt: str = "n
     if vq_cfg is None:
         vq_cfg = VQConfig.load(find_run_dir(paths, dataset_name, cfg.vq_name) / "opt.txt")
     model = build_mask_transformer(cfg, vq_cfg)
-    load_weights(model, d / "model" / ckpt, "mask")
+    load_weights(model, checkpoint_file(d, ckpt, "mask"), "mask")
     return model.eval(), cfg, d
 
 
@@ -237,7 +258,7 @@ def load_res_transformer(paths, dataset_name: str, name: str, *, ckpt: str = "ne
     if vq_cfg is None:
         vq_cfg = VQConfig.load(find_run_dir(paths, dataset_name, cfg.vq_name) / "opt.txt")
     model = build_res_transformer(cfg, vq_cfg)
-    load_weights(model, d / "model" / ckpt, "res")
+    load_weights(model, checkpoint_file(d, ckpt, "res"), "res")
     return model.eval(), cfg, d
 
 
