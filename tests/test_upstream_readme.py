@@ -1,0 +1,408 @@
+"""The paper's README (upstream Mamiglia/hmu), run as written.
+
+The README is read from ``HMU_SEEDS`` (default ``../shared/seeds``: the text file that starts with the paper's title).
+Every command of its ```bash blocks, and every inline ``bash ...``/``python ...`` command of its lists, is mapped to
+synth with one small table (dataset and run names only, :data:`DATASETS`, :data:`RUNS`, :data:`CKPTS`) and run on
+tiny models, in README order, in a project folder of its own (dataset/, checkpoints/, results/, generation/ and a copy
+of assets/, pointed to by HMU_DATASET, HMU_CHECKPOINTS, HMU_RESULTS and HMU_GENERATION). Each command
+
+- exits 0 and leaves its documented output in place (:data:`EXPECT`), or
+- fails with a one-line error naming the file the real run needs, for files synth cannot stand in for: the released
+  HumanML3D checkpoints and upstream's download archives (:data:`MISSING`), or
+- is one hmu cannot honour, listed with the reason in :data:`NOT_HONOURED` (and in README.md).
+
+Python commands run from the project folder (so the README's relative paths, ``dataset/...`` and ``assets/...``,
+land there), bash and pip commands from the repository (the wrappers move there themselves); ``cd`` holds until the
+next heading (the training steps are three blocks of one section), as in a reader's shell. Environment only, never a flag: downloads read archives from an empty folder
+(HMU_DOWNLOAD_FROM) instead of the network, pip runs offline as a dry run (PIP_NO_INDEX, PIP_DRY_RUN), wandb is
+disabled. The one change to flags is :data:`SHORTER`: the training block's epochs, appended (argparse keeps the last
+value), so that training from scratch takes seconds here instead of hours.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TITLE = "# Human Motion Unlearning (HMU)"
+
+# --------------------------------------------------------------------------------------------------- the table
+DATASETS = {"HumanML3D": "synth"}  # substring of every token (paths such as dataset/HumanML3D/..., file names)
+# upstream's prepare script links the released runs as rvq / mtrans / rtrans; hmu's defaults are the released names
+VQ, TRANS, RES = ("rvq_nq6_dc512_nc512_noshare_qdp0.2", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
+                  "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2")
+RUNS = {"rvq": VQ, "mtrans": TRANS, "rtrans": RES}  # whole tokens
+CKPTS = {"model.tar": "base.tar"}  # the README's placeholder for "the checkpoint being evaluated"
+
+# Flags appended for time only (argparse keeps the last value): training from scratch, seconds instead of hours.
+SHORTER = {"train_vq.py": ["--max_epoch", "1", "--epoch_size", "256"],
+           "train_t2m_transformer.py": ["--max_epoch", "1"],
+           "train_res_transformer.py": ["--max_epoch", "1"]}
+
+NOT_HONOURED = {
+    "git clone": "cloning is the user's own step and needs the network; hmu has no submodules (MoMask and TMR are "
+                 "reimplemented in src/models/)",
+    "cd hmu": "part of the clone step",
+    "conda create": "hmu installs into a virtual environment (scripts/_venv.sh, Python >= 3.10), not conda",
+    "conda activate": "hmu installs into a virtual environment (scripts/_venv.sh); the scripts activate nothing",
+}
+
+N_MOTIONS = 200
+GEN_RUN, QUAL_RUN = "my_generation", "qualitative"
+
+
+def seeds_root() -> Path:
+    return Path(os.environ.get("HMU_SEEDS", REPO.parent / "shared" / "seeds")).resolve()
+
+
+def upstream_readme() -> str:
+    root = seeds_root()
+    for p in sorted(root.glob("*.txt")) if root.is_dir() else []:
+        text = p.read_text(encoding="utf-8", errors="replace")
+        if text.lstrip().startswith(TITLE):
+            return text
+    pytest.skip(f"upstream README not found in {root} (set HMU_SEEDS)")
+
+
+# --------------------------------------------------------------------------------------------------- parsing
+
+@dataclass
+class Command:
+    section: int                # markdown section: a `cd` holds until the next heading, as a reader's shell would
+    tokens: list[str]
+    readme: str = ""            # the command as the README writes it
+    mapped: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return shlex.join(self.mapped)
+
+
+def readme_commands(text: str) -> list[Command]:
+    """Commands of the ```bash blocks (continuations joined, comments dropped) and inline `bash|python ...` spans."""
+    blocks: list[tuple[int, list[str]]] = []  # (markdown section, lines)
+    buf: list[str] | None = None
+    section = 0
+    for line in text.splitlines():
+        s = line.strip()
+        if buf is None:
+            if s.startswith("#"):
+                section += 1
+            elif s.startswith("```bash"):
+                buf = []
+            else:
+                blocks.extend([(section, [m]) for m in re.findall(r"`((?:bash|python) [^`]+)`", line)])
+            continue
+        if s == "```":
+            blocks.append((section, buf))
+            buf = None
+        else:
+            buf.append(line)
+    out = []
+    for section, lines in blocks:
+        for line in "\n".join(lines).replace("\\\n", " ").splitlines():
+            tokens = shlex.split(line, comments=True)
+            if tokens:
+                out.append(Command(section, tokens, readme=" ".join(line.split())))
+    for c in out:
+        c.mapped = map_tokens(c.tokens)
+    return out
+
+
+def map_tokens(tokens: list[str]) -> list[str]:
+    out = []
+    for t in tokens:
+        for a, b in DATASETS.items():
+            t = t.replace(a, b)
+        out.append(RUNS.get(t, CKPTS.get(t, t)))
+    for script, extra in SHORTER.items():
+        if script in out:
+            out += extra
+    return out
+
+
+def not_honoured(cmd: Command) -> str | None:
+    return next((why for k, why in NOT_HONOURED.items() if cmd.readme.startswith(k)), None)
+
+
+# --------------------------------------------------------------------------------------------------- expectations
+
+def _metrics(proj: Path, run: str) -> dict:
+    p = proj / "results" / run / "metrics.json"
+    assert p.is_file(), f"{p} not written"
+    return json.loads(p.read_text())
+
+
+def _run_folder(proj: Path, name: str) -> Path:
+    return proj / "checkpoints" / "synth" / name
+
+
+def _check_split(proj, r, suffix=""):
+    ks = proj / "dataset" / "synth" / "kw_splits"
+    for part in ("w", "wo"):
+        assert (ks / f"train_val-{part}-violence{suffix}.txt").is_file()
+    assert (ks / f"train_val-w-violence{suffix}.txt").read_text().strip(), "empty forget set"
+
+
+def _check_lcr_sh(proj, r):
+    assert (_run_folder(proj, "lcr16_synth_violence") / "model" / "net_best_fid.tar").is_file()
+    rec = _metrics(proj, "synth_lcr_violence_s0")
+    assert rec["model"]["vq_name"] == "lcr16_synth_violence" and {"forget", "retain"} <= set(rec["sets"])
+
+
+def _check_eval_sh(proj, r):
+    rec = _metrics(proj, "LCR16_synth_violence")
+    assert rec["model"]["vq_name"] == "lcr16_synth_violence", rec["model"]
+    assert rec["model"]["method"] == "LCR" and {"forget", "retain"} <= set(rec["sets"])
+
+
+def _check_training(proj, r, run):
+    d = proj / "train_checkpoints" / "synth" / run / "model"
+    assert (d / "latest.tar").is_file() and (d / "net_best_fid.tar").is_file(), sorted(d.glob("*"))
+
+
+def _check_lcr_manual(proj, r):
+    assert (_run_folder(proj, "lcr16_violence") / "model" / "net_best_fid.tar").is_file()
+    csv = proj / "assets" / "synth_codes.csv"
+    assert csv.is_file() and csv.read_text().splitlines()[0].startswith("name,")
+
+
+def _check_rece_uce_sh(proj, r):
+    for m in ("uce", "rece"):
+        assert (_run_folder(proj, f"{m}_violence") / "model" / "net_best_fid.tar").is_file()
+        assert _metrics(proj, f"synth_{m}_violence_s0")["model"]["name"] == f"{m}_violence"
+
+
+def _check_rece_manual(proj, r):
+    import torch
+
+    for name, key in (("RECE1_1.0", "t2m_transformer"), ("RECE1_1.0_res", "res_transformer")):
+        ck = torch.load(_run_folder(proj, name) / "model" / "net_best_fid.tar", map_location="cpu", weights_only=True)
+        assert ck["hmu_meta"]["method"] == "rece" and key in ck
+    # the sources are read only
+    assert _hash(_run_folder(proj, TRANS) / "model" / "latest.tar") == proj.joinpath("trans.sha").read_text()
+
+
+def _check_eval_manual(proj, r, split, toxic):
+    rec = _metrics(proj, f"synth_original_kw_splits-{split}_s0")
+    (set_name, res), = rec["sets"].items()
+    assert set_name == split and res["metrics"]["FID"]["n"] == 10, (set_name, res["metrics"]["FID"])
+    assert ("MM-Safe" in res["metrics"]) == toxic, sorted(res["metrics"])
+
+
+def _check_gen_batch(proj, r):
+    rec = json.loads((proj / "generation" / GEN_RUN / "records.json").read_text())
+    assert rec["split"] == "test" and rec["ckpt"] == "base.tar"
+    test_ids = (proj / "dataset" / "synth" / "test.txt").read_text().split()
+    reps = {x["repeat"] for x in rec["records"]}
+    assert reps == set(range(10)) and {x["name"] for x in rec["records"]} <= set(test_ids)
+    for x in rec["records"][:5]:
+        assert (proj / "generation" / GEN_RUN / x["feats_path"]).is_file() and x["video_path"] is None
+
+
+def _check_gen_t2m(proj, r):
+    out = proj / "generation" / QUAL_RUN
+    idx = json.loads((out / "prompts.json").read_text())
+    n_prompts = len([x for x in (proj / "assets" / "qualitatives_synth.txt").read_text().splitlines() if x.strip()])
+    assert len(idx["items"]) == 3 * n_prompts
+    for it in idx["items"]:
+        assert (out / it["joints"]).is_file() and (out / it["video"]).is_file()
+
+
+@dataclass
+class Expect:
+    prefix: str        # start of the mapped command
+    check: object      # callable(project, CompletedProcess) for exit 0; None for a MISSING error
+    missing: str = ""  # for an expected one-line error: a regex the line must match (the file the real run needs)
+
+
+EXPECT = [
+    Expect("pip install -r src/momask_codes/requirements.txt", lambda p, r: None),
+    Expect("pip install -r src/TMR/requirements.txt", lambda p, r: None),
+    Expect("bash scripts/utils/split_dataset.sh --main_split train_val --split_name violence --dataset synth --tmr",
+           lambda p, r: _check_split(p, r, "-tmr")),
+    Expect("bash scripts/utils/split_dataset.sh --main_split train_val --split_name violence --dataset synth",
+           _check_split),
+    Expect("bash scripts/eval/lcr.sh violence synth", _check_lcr_sh),
+    Expect("bash scripts/eval/t2m_unlearn.sh --dataset synth --split_name violence --ckpt lcr16_synth_violence.tar",
+           _check_eval_sh),
+    Expect("python train_vq.py", lambda p, r: _check_training(p, r, VQ)),
+    Expect("python train_t2m_transformer.py", lambda p, r: _check_training(p, r, TRANS)),
+    Expect("python train_res_transformer.py", lambda p, r: _check_training(p, r, RES)),
+    Expect("cd src/momask_codes", lambda p, r: None),
+    Expect("bash scripts/train/fintetune_t2m.sh", None, missing=r"(HumanML3D|/t2m/)"),
+    Expect("python -m src.methods.lcr", _check_lcr_manual),
+    Expect("bash scripts/eval/rece_uce.sh violence synth", _check_rece_uce_sh),
+    Expect("python -m src.methods.rece", _check_rece_manual),
+    Expect("python -m src.eval.t2m_unlearn --dataset_name synth --name {} --res_name {} --vq_name {} --ckpt base.tar "
+           "--split kw_splits/test-wo-violence".format(TRANS, RES, VQ),
+           lambda p, r: _check_eval_manual(p, r, "test-wo-violence", toxic=False)),
+    Expect("python -m src.eval.t2m_unlearn --dataset_name synth --name {} --res_name {} --vq_name {} --ckpt base.tar "
+           "--split kw_splits/test-w-violence".format(TRANS, RES, VQ),
+           lambda p, r: _check_eval_manual(p, r, "test-w-violence", toxic=True)),
+    Expect("python -m src.methods.gen_t2m_batch", _check_gen_batch),
+    Expect("python -m src.momask_codes.gen_t2m", _check_gen_t2m),
+    Expect("export ", lambda p, r: None),
+    Expect("bash src/momask_codes/prepare/download_models.sh", None, missing=r"humanml3d_models\.zip"),
+    Expect("bash src/momask_codes/prepare/download_glove.sh", None, missing=r"glove\.zip"),
+    Expect("bash src/momask_codes/prepare/download_evaluator.sh", None, missing=r"humanml3d_evaluator\.zip"),
+]
+MISSING = [e.prefix for e in EXPECT if e.check is None]
+
+
+def expectation(cmd: Command) -> Expect | None:
+    return next((e for e in EXPECT if cmd.text.startswith(e.prefix)), None)
+
+
+def test_every_readme_command_is_run_or_listed():
+    """Fast: the README parses into the commands this test knows; none is left without a verdict."""
+    cmds = readme_commands(upstream_readme())
+    assert len(cmds) >= 25
+    orphans = [c.readme for c in cmds if not_honoured(c) is None and expectation(c) is None]
+    assert not orphans, f"README commands without an expectation: {orphans}"
+    ran = {c.text for c in cmds if expectation(c)}
+    for key in ("src.methods.lcr", "src.methods.rece", "src.eval.t2m_unlearn", "gen_t2m_batch", "lcr.sh",
+                "rece_uce.sh", "split_dataset.sh", "train_vq.py", "download_models.sh"):
+        assert any(key in t for t in ran), key
+    # the mapping touches dataset and run names only
+    for c in cmds:
+        if not any(s in c.readme for s in SHORTER):
+            assert len(c.mapped) == len(c.tokens)
+            assert all(a == b or b in (*DATASETS.values(), *RUNS.values(), *CKPTS.values()) or
+                       a.replace("HumanML3D", "synth") == b for a, b in zip(c.tokens, c.mapped))
+
+
+# --------------------------------------------------------------------------------------------------- the run
+
+def _hash(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _venv_ready() -> bool:
+    """The bash wrappers source scripts/_venv.sh: the running interpreter's venv must carry its stamp."""
+    stamp = Path(sys.prefix) / ".hmu-req"
+    want = hashlib.sha256((REPO / "requirements.txt").read_bytes() + (REPO / "requirements-dev.txt").read_bytes())
+    return stamp.is_file() and stamp.read_text().strip() == want.hexdigest()[:16]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """dataset/synth (keyword splits of train, val and test), tiny random MoMask runs under the released names, a
+    briefly trained evaluator, action classifier, length estimator and TMR; a copy of assets/."""
+    from src.data.split import main as split_main
+    from src.data.synth import generate_synth
+    from src.train import classifier, evaluator, length, tmr
+    from tests.helpers_methods import make_runs
+
+    proj = tmp_path_factory.mktemp("upstream_readme")
+    data, ck = proj / "dataset", proj / "checkpoints"
+    generate_synth(data / "synth", n=N_MOTIONS, seed=0, workers=1, violent_rate=0.4)
+    assert split_main(["synth", "violence", "--dataset_dir", str(data), "--main_split", "train", "--main_split",
+                       "val", "--main_split", "test"]) == 0
+    make_runs(ck, data, vq_name=VQ, mask_name=TRANS, res_name=RES)
+    for name in (TRANS, RES):  # the trainers write both files; upstream's base.tar links the masked one to latest.tar
+        shutil.copy(ck / "synth" / name / "model" / "net_best_fid.tar", ck / "synth" / name / "model" / "latest.tar")
+    loc = ["--dataset_name", "synth", "--checkpoints_dir", str(ck), "--dataset_dir", str(data), "--no_progress"]
+    assert evaluator.main([*loc, "--max_epoch", "1", "--dim_text_hidden", "16", "--dim_coemb_hidden", "16",
+                           "--dim_motion_hidden", "16", "--dim_movement_enc_hidden", "16",
+                           "--dim_movement_latent", "16"]) == 0
+    assert classifier.main([*loc, "--max_epoch", "1", "--hidden", "16"]) == 0
+    assert length.main(["--name", "length_estimator", *loc, "--max_epoch", "1"]) == 0
+    assert tmr.main([*loc, "--name", "tmr", "--latent_dim", "16", "--num_layers", "1", "--batch_size", "4",
+                     "--max_epoch", "1", "--max_steps", "2", "--max_train_frames", "48"]) == 0
+    shutil.copytree(REPO / "assets", proj / "assets")
+    (proj / "trans.sha").write_text(_hash(ck / "synth" / TRANS / "model" / "latest.tar"))
+    for d in ("results", "generation", "downloads", "train_checkpoints"):
+        (proj / d).mkdir()
+    return proj
+
+
+def _env(proj: Path, checkpoints: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), HMU_CHECKPOINTS=str(checkpoints), HMU_DATASET=str(proj / "dataset"),
+               HMU_RESULTS=str(proj / "results"), HMU_GENERATION=str(proj / "generation"),
+               HMU_DOWNLOAD_FROM=str(proj / "downloads"), HMU_VENV=sys.prefix, WANDB_MODE="disabled",
+               PIP_NO_INDEX="1", PIP_DRY_RUN="1", PIP_DISABLE_PIP_VERSION_CHECK="1", MPLBACKEND="Agg",
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("HMU_DEBUG", None)
+    return env
+
+
+def _argv(tokens: list[str]) -> list[str]:
+    prog, *rest = tokens
+    if prog == "python":
+        return [sys.executable, *rest]
+    if prog == "pip":
+        return [sys.executable, "-m", "pip", *rest]
+    if prog == "export":
+        return ["bash", "-c", shlex.join(tokens)]
+    return tokens
+
+
+@pytest.mark.slow
+def test_readme_commands_run_as_written(project):
+    if not _venv_ready():
+        pytest.skip("the bash wrappers need the venv made by scripts/_venv.sh (run through bash scripts/test.sh)")
+    cmds = readme_commands(upstream_readme())
+    seen: dict[str, int] = {}
+    rows, failures = [], []
+    cwd, section = REPO, -1
+    for i, cmd in enumerate(cmds):
+        if cmd.section != section:
+            cwd, section = REPO, cmd.section
+        why = not_honoured(cmd)
+        if why:
+            rows.append((cmd.readme, f"not honoured: {why}"))
+            continue
+        if cmd.text in seen:
+            rows.append((cmd.readme, f"same command as #{seen[cmd.text]} (run once)"))
+            continue
+        seen[cmd.text] = i
+        exp = expectation(cmd)
+        if cmd.mapped[0] == "cd":
+            cwd = (cwd / cmd.mapped[1]).resolve()
+            ok = cwd.is_dir()
+            rows.append((cmd.readme, "exit 0" if ok else "no such folder"))
+            if not ok:
+                failures.append(f"{cmd.readme}: no folder {cwd}")
+            continue
+        training = cwd != REPO
+        env = _env(project, project / ("train_checkpoints" if training else "checkpoints"))
+        run_cwd = project if cmd.mapped[0] == "python" and not training else cwd
+        t0 = time.perf_counter()
+        r = subprocess.run(_argv(cmd.mapped), cwd=run_cwd, env=env, capture_output=True, text=True, timeout=900,
+                           check=False)
+        secs = time.perf_counter() - t0
+        err = r.stderr.strip().splitlines()
+        if exp.check is None:
+            line = err[-1] if err else ""
+            good = (r.returncode != 0 and line.startswith("error:") and re.search(exp.missing, line) is not None
+                    and sum(ln.startswith("error:") for ln in err) == 1)
+            rows.append((cmd.readme, f"one-line error ({secs:.0f} s): {line}"))
+            if not good:
+                failures.append(f"{cmd.text}: expected one line naming {exp.missing!r}, got exit {r.returncode}:\n"
+                                f"{r.stdout[-1500:]}\n{r.stderr[-2500:]}")
+            continue
+        if r.returncode != 0:
+            rows.append((cmd.readme, f"exit {r.returncode} ({secs:.0f} s)"))
+            failures.append(f"{cmd.text}: exit {r.returncode}\n{r.stdout[-1500:]}\n{r.stderr[-2500:]}")
+            continue
+        try:
+            exp.check(project, r)
+            rows.append((cmd.readme, f"exit 0, output checked ({secs:.0f} s)"))
+        except AssertionError as exc:
+            rows.append((cmd.readme, f"exit 0, output wrong: {exc}"))
+            failures.append(f"{cmd.text}: exit 0 but {exc}\n{r.stdout[-1500:]}")
+    print("\n".join(f"{res:<60} | {cmd}" for cmd, res in rows))
+    assert not failures, "\n\n".join(failures)
