@@ -298,11 +298,12 @@ def _venv_ready() -> bool:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """dataset/synth (keyword splits of train, val and test), tiny random MoMask runs under the released names, a
-    briefly trained evaluator, action classifier, length estimator and TMR; a copy of assets/."""
+    """dataset/synth (keyword splits of train, val and test), a tiny MoMask under the released run names (VQ trained
+    one short epoch, random transformers), a briefly trained evaluator, action classifier, length estimator and TMR;
+    a copy of assets/."""
     from src.data.split import main as split_main
     from src.data.synth import generate_synth
-    from src.train import classifier, evaluator, length, tmr
+    from src.train import classifier, evaluator, length, tmr, vq
     from tests.helpers_methods import make_runs
 
     proj = tmp_path_factory.mktemp("upstream_readme")
@@ -310,10 +311,12 @@ def project(tmp_path_factory):
     generate_synth(data / "synth", n=N_MOTIONS, seed=0, workers=1, violent_rate=0.4)
     assert split_main(["synth", "violence", "--dataset_dir", str(data), "--main_split", "train", "--main_split",
                        "val", "--main_split", "test"]) == 0
-    make_runs(ck, data, vq_name=VQ, mask_name=TRANS, res_name=RES)
+    loc = ["--dataset_name", "synth", "--checkpoints_dir", str(ck), "--dataset_dir", str(data), "--no_progress"]
+    # one short epoch: LCR needs codes that forget and retain motions use differently (a random VQ has none)
+    assert vq.main(["--name", VQ, *loc, "--max_epoch", "1", "--epoch_size", "512"]) == 0
+    make_runs(ck, data, vq_name=VQ, mask_name=TRANS, res_name=RES, existing_vq=True)
     for name in (TRANS, RES):  # the trainers write both files; upstream's base.tar links the masked one to latest.tar
         shutil.copy(ck / "synth" / name / "model" / "net_best_fid.tar", ck / "synth" / name / "model" / "latest.tar")
-    loc = ["--dataset_name", "synth", "--checkpoints_dir", str(ck), "--dataset_dir", str(data), "--no_progress"]
     assert evaluator.main([*loc, "--max_epoch", "1", "--dim_text_hidden", "16", "--dim_coemb_hidden", "16",
                            "--dim_motion_hidden", "16", "--dim_movement_enc_hidden", "16",
                            "--dim_movement_latent", "16"]) == 0
@@ -406,3 +409,50 @@ def test_readme_commands_run_as_written(project):
             failures.append(f"{cmd.text}: exit 0 but {exc}\n{r.stdout[-1500:]}")
     print("\n".join(f"{res:<60} | {cmd}" for cmd, res in rows))
     assert not failures, "\n\n".join(failures)
+
+
+# --------------------------------------------------------------------------------------------------- pieces, fast
+
+def test_base_tar_is_upstreams_link_and_nothing_else(tmp_path):
+    """``--ckpt base.tar``: the run's own base.tar, else the file upstream's prepare.sh links it to (VQ and residual:
+    net_best_fid.tar, masked transformer: latest.tar); with neither, one error naming both, never another file."""
+    from src.common.errors import HmuError
+    from src.models.checkpoint import checkpoint_file
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    with pytest.raises(HmuError, match=r"base\.tar not found, nor .*latest\.tar"):
+        checkpoint_file(run, "base.tar", "mask")
+    (run / "model" / "net_best_fid.tar").write_bytes(b"x")
+    assert checkpoint_file(run, "base.tar", "vq") == run / "model" / "net_best_fid.tar"
+    assert checkpoint_file(run, "base.tar", "res") == run / "model" / "net_best_fid.tar"
+    with pytest.raises(HmuError, match="latest.tar"):  # the masked transformer's base is latest.tar, not net_best_fid
+        checkpoint_file(run, "base.tar", "mask")
+    (run / "model" / "latest.tar").write_bytes(b"y")
+    assert checkpoint_file(run, "base.tar", "mask") == run / "model" / "latest.tar"
+    (run / "model" / "base.tar").write_bytes(b"z")
+    assert checkpoint_file(run, "base.tar", "mask") == run / "model" / "base.tar"
+    assert checkpoint_file(run, "other.tar", "vq") == run / "model" / "other.tar"  # missing: the loader's error
+
+
+def test_base_tar_loads_the_linked_weights(tmp_path, synth_root):
+    import torch
+
+    from src.common.paths import Paths
+    from src.models.checkpoint import load_mask_transformer
+    from tests.helpers_methods import MASK, make_dataset, make_runs
+
+    data = make_dataset(synth_root, tmp_path / "ds")
+    make_runs(tmp_path / "ck", data)
+    model_dir = tmp_path / "ck" / "synth" / MASK / "model"
+    paths = Paths.default(checkpoints_dir=tmp_path / "ck", dataset_dir=data)
+    from src.common.errors import HmuError
+
+    with pytest.raises(HmuError, match="latest.tar"):
+        load_mask_transformer(paths, "synth", MASK, ckpt="base.tar")
+    best = torch.load(model_dir / "net_best_fid.tar", map_location="cpu", weights_only=True)
+    latest = {**best, "t2m_transformer": {k: v + 1 for k, v in best["t2m_transformer"].items()}}
+    torch.save(latest, model_dir / "latest.tar")
+    model, _, _ = load_mask_transformer(paths, "synth", MASK, ckpt="base.tar")
+    sd = model.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in latest["t2m_transformer"].items() if k in sd)
