@@ -165,6 +165,9 @@ def _check_eval_sh(proj, r):
     rec = _metrics(proj, "LCR16_synth_violence")
     assert rec["model"]["vq_name"] == "lcr16_synth_violence", rec["model"]
     assert rec["model"]["method"] == "LCR" and {"forget", "retain"} <= set(rec["sets"])
+    assert "edited VQ" in r.stdout
+    idx = json.loads((proj / "generation" / "LCR16_synth_violence" / "prompts.json").read_text())
+    assert idx["vq_name"] == "lcr16_synth_violence" and all("video" in it for it in idx["items"])
 
 
 def _check_training(proj, r, run):
