@@ -459,3 +459,40 @@ def test_base_tar_loads_the_linked_weights(tmp_path, synth_root):
     model, _, _ = load_mask_transformer(paths, "synth", MASK, ckpt="base.tar")
     sd = model.state_dict()
     assert all(torch.equal(sd[k], v) for k, v in latest["t2m_transformer"].items() if k in sd)
+
+
+@pytest.mark.parametrize("argv", [["-m", "src.methods.gen_t2m_batch"], ["-m", "src.momask_codes.gen_t2m"],
+                                  ["-m", "src.eval.t2m_unlearn_sh"], ["src/momask_codes/train_vq.py"],
+                                  ["src/momask_codes/train_t2m_transformer.py"],
+                                  ["src/momask_codes/train_res_transformer.py"]])
+def test_new_entry_points_answer_help(argv):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, *argv, "--help"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
+
+
+def test_eval_wrapper_ckpt_resolution(tmp_path):
+    """Upstream's ``--ckpt X.tar`` names an edit; hmu wrote it as run X: a VQ run replaces the VQ only, a transformer
+    run replaces the masked transformer (and the residual when X_res exists); anything else stays a file name."""
+    from src.common.paths import Paths
+    from src.eval.t2m_unlearn_sh import is_upstream_call, resolve_ckpt
+
+    assert is_upstream_call(["--dataset", "HumanML3D"]) and is_upstream_call(["--dataset=synth"])
+    assert not is_upstream_call(["--dataset", "synth", "--dataset_name", "synth"]) and not is_upstream_call([])
+    ck = tmp_path / "ck" / "synth"
+    for run, opt in (("lcr16_synth_violence", "nb_code: 32\n"), ("RECE1_1.0", "vq_name: v\n"),
+                     ("RECE1_1.0_res", "vq_name: v\n"), ("UCE_1.0", "vq_name: v\n")):
+        (ck / run).mkdir(parents=True)
+        (ck / run / "opt.txt").write_text(f"------------ Options -------------\n{opt}-------------- End ----------------\n")
+    paths = Paths.default(checkpoints_dir=tmp_path / "ck")
+    kw = {"trans": "T", "res": "R"}
+    assert resolve_ckpt(paths, "synth", "base.tar", **kw)[0] == {"--name": "T", "--res_name": "R", "--ckpt": "base.tar"}
+    flags, said = resolve_ckpt(paths, "synth", "lcr16_synth_violence.tar", **kw)
+    assert flags == {"--name": "T", "--res_name": "R", "--vq_name": "lcr16_synth_violence", "--ckpt": "base.tar"}
+    assert "edited VQ" in said
+    assert resolve_ckpt(paths, "synth", "RECE1_1.0.tar", **kw)[0] == {
+        "--name": "RECE1_1.0", "--res_name": "RECE1_1.0_res", "--ckpt": "net_best_fid.tar"}
+    assert resolve_ckpt(paths, "synth", "UCE_1.0.tar", **kw)[0]["--res_name"] == "R"
+    assert resolve_ckpt(paths, "synth", "other.tar", **kw)[0] == {"--name": "T", "--res_name": "R",
+                                                                  "--ckpt": "other.tar"}

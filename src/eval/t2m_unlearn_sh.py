@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bash scripts/eval/t2m_unlearn.sh", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="bash scripts/eval/t2m_unlearn.sh", description=__doc__,
                                 epilog="Other flags go to python -m src.eval.t2m_unlearn (see its --help).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--dataset", default="HumanML3D", help="dataset (HumanML3D, Motion-X, synth)")
     p.add_argument("--split_name", default="violence", help="concept whose test kw_splits are evaluated")
     p.add_argument("--ckpt", default="base.tar", help="what is evaluated: base.tar or an edit X.tar (see above)")
@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.eval import t2m_unlearn
 
     if not is_upstream_call(argv):
+        if {"-h", "--help"} & set(argv) and "--dataset_name" not in argv:
+            build_parser().print_help()
+            print("\nWithout --dataset: every flag goes to python -m src.eval.t2m_unlearn:\n")
         return t2m_unlearn.main(argv)
     args, rest = build_parser().parse_known_args(argv)
     from src.common.paths import REPO_ROOT, Paths
