@@ -496,3 +496,21 @@ def test_eval_wrapper_ckpt_resolution(tmp_path):
     assert resolve_ckpt(paths, "synth", "UCE_1.0.tar", **kw)[0]["--res_name"] == "R"
     assert resolve_ckpt(paths, "synth", "other.tar", **kw)[0] == {"--name": "T", "--res_name": "R",
                                                                   "--ckpt": "other.tar"}
+
+
+def test_tmr_run_found_in_upstreams_folder(tmp_path, monkeypatch):
+    import src.common.paths as P
+    from src.common.paths import Paths
+    from src.train.tmr import tmr_run_dir
+
+    monkeypatch.setattr(P, "REPO_ROOT", tmp_path / "repo")
+    paths = Paths.default(checkpoints_dir=tmp_path / "ck")
+    ours = tmp_path / "ck" / "HumanML3D" / "tmr_humanml3d_guoh3dfeats"
+    assert tmr_run_dir(paths, "HumanML3D", "tmr_humanml3d_guoh3dfeats", existing=True) == ours  # none: ours, named
+    up = tmp_path / "repo" / "src" / "TMR" / "models" / "tmr_humanml3d_guoh3dfeats"
+    up.mkdir(parents=True)
+    (up / "config.json").write_text("{}")
+    assert tmr_run_dir(paths, "HumanML3D", "tmr_humanml3d_guoh3dfeats", existing=True) == up
+    ours.mkdir(parents=True)
+    (ours / "config.json").write_text("{}")
+    assert tmr_run_dir(paths, "HumanML3D", "tmr_humanml3d_guoh3dfeats", existing=True) == ours  # ours first
