@@ -514,3 +514,21 @@ def test_tmr_run_found_in_upstreams_folder(tmp_path, monkeypatch):
     ours.mkdir(parents=True)
     (ours / "config.json").write_text("{}")
     assert tmr_run_dir(paths, "HumanML3D", "tmr_humanml3d_guoh3dfeats", existing=True) == ours  # ours first
+
+
+def test_split_file_reads_upstreams_path_forms(tmp_path, monkeypatch):
+    from src.data.humanml3d import split_file
+
+    root = tmp_path / "data" / "synth"
+    (root / "kw_splits").mkdir(parents=True)
+    f = root / "kw_splits" / "train_val-w-violence.txt"
+    f.write_text("000001\n")
+    monkeypatch.chdir(tmp_path)
+    assert split_file(root, "kw_splits/train_val-w-violence") == f
+    assert split_file(root, "kw_splits/train_val-w-violence.txt") == f
+    assert split_file(root, str(f)) == f
+    # upstream's `--split dataset/HumanML3D/kw_splits/...` (relative to the repository), whatever HMU_DATASET is
+    assert split_file(root, "dataset/synth/kw_splits/train_val-w-violence") == f
+    (tmp_path / "mine.txt").write_text("000002\n")  # relative to the current folder
+    assert split_file(root, "mine") == Path("mine.txt")
+    assert split_file(root, "nope") == root / "nope.txt"  # missing: the first candidate, named by the loader
