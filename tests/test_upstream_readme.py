@@ -13,7 +13,8 @@ of assets/, pointed to by HMU_DATASET, HMU_CHECKPOINTS, HMU_RESULTS and HMU_GENE
 
 Python commands run from the project folder (so the README's relative paths, ``dataset/...`` and ``assets/...``,
 land there), bash and pip commands from the repository (the wrappers move there themselves); ``cd`` holds until the
-next heading (the training steps are three blocks of one section), as in a reader's shell. Environment only, never a flag: downloads read archives from an empty folder
+next heading (the training steps are three blocks of one section), as in a reader's shell. Environment only, never a
+flag: downloads read archives from an empty folder
 (HMU_DOWNLOAD_FROM) instead of the network, pip runs offline as a dry run (PIP_NO_INDEX, PIP_DRY_RUN), wandb is
 disabled. The one change to flags is :data:`SHORTER`: the training block's epochs, appended (argparse keeps the last
 value), so that training from scratch takes seconds here instead of hours.
@@ -301,6 +302,10 @@ def _venv_ready() -> bool:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
+    return build_project(tmp_path_factory.mktemp("upstream_readme"))
+
+
+def build_project(proj: Path) -> Path:
     """dataset/synth (keyword splits of train, val and test), a tiny MoMask under the released run names (VQ trained
     one short epoch, random transformers), a briefly trained evaluator, action classifier, length estimator and TMR;
     a copy of assets/."""
@@ -309,7 +314,6 @@ def project(tmp_path_factory):
     from src.train import classifier, evaluator, length, tmr, vq
     from tests.helpers_methods import make_runs
 
-    proj = tmp_path_factory.mktemp("upstream_readme")
     data, ck = proj / "dataset", proj / "checkpoints"
     generate_synth(data / "synth", n=N_MOTIONS, seed=0, workers=1, violent_rate=0.4)
     assert split_main(["synth", "violence", "--dataset_dir", str(data), "--main_split", "train", "--main_split",
@@ -484,7 +488,8 @@ def test_eval_wrapper_ckpt_resolution(tmp_path):
     for run, opt in (("lcr16_synth_violence", "nb_code: 32\n"), ("RECE1_1.0", "vq_name: v\n"),
                      ("RECE1_1.0_res", "vq_name: v\n"), ("UCE_1.0", "vq_name: v\n")):
         (ck / run).mkdir(parents=True)
-        (ck / run / "opt.txt").write_text(f"------------ Options -------------\n{opt}-------------- End ----------------\n")
+        head, end = "------------ Options -------------\n", "-------------- End ----------------\n"
+        (ck / run / "opt.txt").write_text(f"{head}{opt}{end}")
     paths = Paths.default(checkpoints_dir=tmp_path / "ck")
     kw = {"trans": "T", "res": "R"}
     assert resolve_ckpt(paths, "synth", "base.tar", **kw)[0] == {"--name": "T", "--res_name": "R", "--ckpt": "base.tar"}

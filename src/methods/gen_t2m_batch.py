@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             g.add_argument(f"--{k}", type=type(v), default=v, help=k.replace("_", " "))
     g = p.add_argument_group("locations and device")
-    g.add_argument("--generation_dir", default=None, help=f"output root (env {ENV_GENERATION}; default <repo>/generation)")
+    g.add_argument("--generation_dir", default=None,
+                   help=f"output root (env {ENV_GENERATION}; default <repo>/generation)")
     g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
     g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
     g.add_argument("--glove_dir", default=None, help="word vectors for the embedded text encoder")
