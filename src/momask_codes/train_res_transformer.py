@@ -1,5 +1,6 @@
 """Upstream's ``cd src/momask_codes && python train_res_transformer.py ...``: trains the residual transformer with
-``python -m src.train.residual`` (same flags; checkpoints go to the repository's checkpoints/, not the current folder)."""
+``python -m src.train.residual`` (same flags; checkpoints go to the repository's checkpoints/, not the current
+folder)."""
 from __future__ import annotations
 
 import sys
