@@ -485,8 +485,9 @@ def test_eval_wrapper_ckpt_resolution(tmp_path):
     assert is_upstream_call(["--dataset", "HumanML3D"]) and is_upstream_call(["--dataset=synth"])
     assert not is_upstream_call(["--dataset", "synth", "--dataset_name", "synth"]) and not is_upstream_call([])
     ck = tmp_path / "ck" / "synth"
-    for run, opt in (("lcr16_synth_violence", "nb_code: 32\n"), ("RECE1_1.0", "vq_name: v\n"),
-                     ("RECE1_1.0_res", "vq_name: v\n"), ("UCE_1.0", "vq_name: v\n")):
+    vq, trans = "name: v\nnb_code: 32\nvq_name: v\n", "vq_name: v\nlatent_dim: 32\n"  # a VQ opt.txt has vq_name too
+    for run, opt in (("lcr16_synth_violence", vq), ("RECE1_1.0", trans), ("RECE1_1.0_res", trans),
+                     ("UCE_1.0", trans)):
         (ck / run).mkdir(parents=True)
         head, end = "------------ Options -------------\n", "-------------- End ----------------\n"
         (ck / run / "opt.txt").write_text(f"{head}{opt}{end}")

@@ -63,7 +63,7 @@ def resolve_ckpt(paths, dataset_name: str, ckpt: str, *, trans: str, res: str) -
     if edit is None:
         return plain, f"--ckpt {ckpt}: model/{ckpt} of {trans} and {res}"
     opt = read_opt_file(edit / "opt.txt")
-    if "vq_name" not in opt:  # a VQ run: LCR's edit
+    if "nb_code" in opt and "latent_dim" not in opt:  # a VQ run (a transformer's opt.txt has latent_dim): LCR's edit
         return ({"--name": trans, "--res_name": res, "--vq_name": stem, "--ckpt": "base.tar"},
                 f"--ckpt {ckpt}: hmu run {edit} (edited VQ) with the released transformers {trans}, {res}")
     res_edit = next((d for d in run_dir_candidates(paths, dataset_name, f"{stem}_res") if d.is_dir()), None)
