@@ -538,3 +538,17 @@ def test_split_file_reads_upstreams_path_forms(tmp_path, monkeypatch):
     (tmp_path / "mine.txt").write_text("000002\n")  # relative to the current folder
     assert split_file(root, "mine") == Path("mine.txt")
     assert split_file(root, "nope") == root / "nope.txt"  # missing: the first candidate, named by the loader
+
+
+def test_codes_csv_has_upstreams_columns(tmp_path):
+    import numpy as np
+
+    from src.methods.collect import CodeTable, write_codes_csv
+
+    codes = np.array([[[1, 7], [2, 8], [-1, -1]], [[3, 9], [-1, -1], [-1, -1]], [[4, 5], [6, 0], [1, 1]]],
+                     dtype=np.int16)  # (R=3, T=3, Q=2); rows 0 and 2 belong to motion "a", row 1 to "b"
+    table = CodeTable(["a", "b"], np.array([0, 1, 0]), codes, np.array([2, 1, 3]), {})
+    lines = write_codes_csv(table, tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == "name,repeat,codes_0:0,codes_0:1,codes_0:2,codes_1:0,codes_1:1,codes_1:2"
+    assert lines[1:] == ["a,0,1,2,-1,7,8,-1", "b,0,3,-1,-1,9,-1,-1", "a,1,4,6,1,5,0,1"]
+    assert write_codes_csv(table, tmp_path / "d.csv", layers=1).read_text().splitlines()[2] == "b,0,3,-1,-1"
