@@ -40,9 +40,15 @@ TITLE = "# Human Motion Unlearning (HMU)"
 
 # --------------------------------------------------------------------------------------------------- the table
 DATASETS = {"HumanML3D": "synth"}  # substring of every token (paths such as dataset/HumanML3D/..., file names)
-# upstream's prepare script links the released runs as rvq / mtrans / rtrans; hmu's defaults are the released names
-VQ, TRANS, RES = ("rvq_nq6_dc512_nc512_noshare_qdp0.2", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
-                  "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2")
+# upstream's prepare script links the released runs as rvq / mtrans / rtrans; here they are hmu's default run names
+# for synth (the commands that name no run use those defaults)
+try:
+    from src.common.run_names import default_run_name
+
+    VQ, TRANS, RES = (default_run_name("synth", k) for k in ("vq", "mask", "res"))
+except ImportError:  # before the run-name table: every dataset defaults to the released names
+    VQ, TRANS, RES = ("rvq_nq6_dc512_nc512_noshare_qdp0.2", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
+                      "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2")
 RUNS = {"rvq": VQ, "mtrans": TRANS, "rtrans": RES}  # whole tokens
 CKPTS = {"model.tar": "base.tar"}  # the README's placeholder for "the checkpoint being evaluated"
 
