@@ -36,7 +36,9 @@ from src.common.paths import Paths
 from src.data.word_vectorizer import clear_cache, load_word_vectorizer
 from src.eval import cache as eval_cache
 from src.eval import metrics as M
-from src.eval.loop import T2MEvaluator, evaluate, load_eval_set
+from src.eval.loop import evaluate
+from src.eval.sets import load_eval_set
+from src.eval.t2m_evaluator import T2MEvaluator
 from src.models.evaluator import Evaluator, EvaluatorConfig
 
 
@@ -137,7 +139,7 @@ def main() -> int:
         splits = {"forget": forget_p, "retain": retain_p}
     else:
         from src.data.humanml3d import read_split as read_id_list
-        from src.data.split import forget_keywords, keyword_split
+        from src.data.keywords import forget_keywords, keyword_split
 
         ks = keyword_split(read_id_list(root / "test.txt"), root / "texts", forget_keywords("synth", args.concept))
         splits = {"forget": ks.forget, "retain": ks.retain}

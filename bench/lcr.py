@@ -90,7 +90,7 @@ def run_ours(vq, codes, forget, *, nb_code, k, rule, out: Path):
     import torch
 
     from src.common.io import atomic_torch_save
-    from src.methods.lcr import count_codes, lcr_checkpoint, replace_codes, select_codes
+    from src.methods.lcr.edit import count_codes, lcr_checkpoint, replace_codes, select_codes
 
     t = {}
     c0 = time.process_time()

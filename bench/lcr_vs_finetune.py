@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.timed_epochs = args.timed_epochs or args.ft_epochs
 
     from src.common.paths import Paths
-    from src.methods import cli_lcr, finetune
+    from src.methods import finetune
+    from src.methods.lcr.__main__ import main as lcr_main
 
     paths = Paths.default(dataset_dir=args.dataset_dir)
     data = paths.data_root("synth")
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = []
         for i in range(2):  # uncached, then cached
             t0 = time.perf_counter()
-            assert cli_lcr.main([*lcr_argv, "--name", f"bench_lcr{i}"]) == 0
+            assert lcr_main([*lcr_argv, "--name", f"bench_lcr{i}"]) == 0
             times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         assert finetune.main([*common, "--trans_name", trans_name, "--name", "bench_ft", "--max_epoch",

@@ -140,7 +140,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
                            *(f"{m}={m}_{CONCEPT}+vq={VQ}+res={m}_{CONCEPT}_res" for m in ("uce", "rece")),
                            f"finetune=finetune_{CONCEPT}+vq={VQ}+res={RES}",
                            f"retrain=retrain_{CONCEPT}+vq={VQ}+res=retrain_{CONCEPT}_res"])
-        stages.append(Stage("eval:attacks", "src.eval.attack",
+        stages.append(Stage("eval:attacks", "src.attacks",
                             [*ds, *loc, *gpu, *con, "--models", models, "--steps", "10" if settings.one_epoch else "50",
                              "--repeats", str(settings.repeats), *s, "--results_dir", str(out), "--run_name", "attacks"],
                             [out / "attacks" / "attacks.json"],
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
     p.add_argument("--force", action="store_true", help="redo every stage, overwriting its outputs")
     p.add_argument("--attacks", action="store_true",
-                   help="also run the four attacks of src.eval.attack on every model (about 3 more CPU minutes)")
+                   help="also run the four attacks of src.attacks on every model (about 3 more CPU minutes)")
     p.add_argument("--jobs", type=int, default=None, help="stages run side by side (default: min(2, CPU cores))")
     p.add_argument("--run_name", default=None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")

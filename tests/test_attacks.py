@@ -1,4 +1,4 @@
-"""Attacks (src/attacks) and their CLI (src/eval/attack.py).
+"""Attacks (src/attacks) and their CLI (src/attacks/__main__.py; src/eval/attack.py is its alias).
 
 Sanity tests use a toy model/judge pair whose answer is known: a motion is its conditioning vector (passed through a
 linear map W) held over time plus noise, and the judge flags the concept when the time-mean's first coordinate exceeds
@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from src.attacks.adversarial import adversarial_attack, nn_scale
-from src.attacks.common import Prompt, rate_summary, read_prompts
+from src.attacks.scoring import rate_summary
+from src.data.prompts import Prompt, read_prompts
 from src.attacks.compositional import compositional_attack
 from src.attacks.implicit import implicit_attack
 from src.attacks.inversion import cond_space, inversion_attack, word_space
@@ -91,14 +92,14 @@ TABLE = {
 
 
 def implicit_prompts():
-    return [Prompt("a person strikes out with the foot", 40, "kick"), Prompt("a person kicks", 48, "kick")]
+    return [Prompt("a person strikes out with the foot", 40, action="kick"), Prompt("a person kicks", 48, action="kick")]
 
 
 def comp_prompt():
     segs = ({"action": "walk", "start": 0, "end": 30, "concepts": []},
             {"action": "kick", "start": 30, "end": 60, "concepts": ["violence"]},
             {"action": "sit", "start": 60, "end": 96, "concepts": []})
-    return [Prompt("walks, kicks, then sits", 96, None, ("violence",), segs)]
+    return [Prompt("walks, kicks, then sits", 96, concepts=("violence",), segments=segs)]
 
 
 def real_table():
@@ -193,7 +194,8 @@ def test_segment_scores_of_labelled_motions_read_the_labels():
 
 
 def test_attacks_markdown_has_every_model_and_interval():
-    from src.eval.attack import attacks_markdown, build_attack_record
+    from src.attacks.record import build_attack_record
+    from src.report.attacks import attacks_markdown
 
     res = {lab: {"implicit": implicit_attack(ToyTarget(TABLE, W), ToyJudge(), implicit_prompts(), repeats=2),
                  "compositional": compositional_attack(ToyTarget(TABLE, W), ToyJudge(), comp_prompt(), repeats=2)}
@@ -347,7 +349,7 @@ def test_rate_summary_and_prompt_files(tmp_path):
 
 
 def test_parse_models():
-    from src.eval.attack import parse_attacks, parse_models
+    from src.attacks.__main__ import parse_attacks, parse_models
 
     ms = parse_models("original=t2m,lcr=t2m+vq=rvq_lcr,uce=t2m_uce:a.tar+res=t2m_uce_res:b.tar,base=t2m+res=none",
                       res_name="tres")
@@ -365,8 +367,9 @@ def test_parse_models():
 
 
 def test_cli_help_and_one_line_errors(cli, tmp_path):
-    r = cli("src.eval.attack", "--help", timeout=30)
-    assert r.returncode == 0 and "--models" in r.stdout and "--attacks" in r.stdout
+    for mod in ("src.attacks", "src.eval.attack"):  # the CLI and its alias
+        r = cli(mod, "--help", timeout=30)
+        assert r.returncode == 0 and "--models" in r.stdout and "--attacks" in r.stdout, mod
     for args in (["--models", "a=b", "--attacks", "nope"], ["--models", "a=b", "--steps", "-1"],
                  ["--models", "a=b", "--prompts", str(tmp_path / "missing.txt")],
                  ["--models", "a=b", "--dataset_dir", str(tmp_path)],

@@ -188,7 +188,7 @@ def test_unsupported_trans_kind():
 
 # ---------------------------------------------------------------- properties
 def test_cond_emb_like_momask(model, tiny_cfg):
-    from src.methods.common import find_cond_emb
+    from src.methods.edit_targets import find_cond_emb
     assert isinstance(model.cond_emb, torch.nn.Linear)
     assert (model.cond_emb.in_features, model.cond_emb.out_features) == (tiny_cfg.clip_dim, tiny_cfg.latent_dim)
     assert [name for name, _ in find_cond_emb(model)] == ["cond_emb"]

@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
 
 
 def _gen(dirs, **kw):
-    from src.gen import load_generator
+    from src.gen.generate import load_generator
 
     ckpt, data = dirs
     return load_generator(dataset_name="synth", name="bamm", res_name="res", checkpoints_dir=ckpt, dataset_dir=data,
@@ -49,7 +49,7 @@ def test_help_is_fast():
 def test_training_files_reload_strictly(runs):
     from src.common.io import torch_load
     from src.config import VQConfig
-    from src.gen import run_family
+    from src.gen.generate import run_family
     from src.models.bamm import BAMMTransformer, load_bamm_run
     from src.models.bamm.load import checkpoint_state
 
@@ -70,7 +70,7 @@ def test_training_files_reload_strictly(runs):
 
 
 def test_generation_is_seeded_with_requested_lengths(runs):
-    from src.gen import BAMMGenerator
+    from src.gen.generate import BAMMGenerator
 
     gen = _gen(runs)
     assert isinstance(gen, BAMMGenerator) and gen.sources["family"] == "bamm" and gen.len_estimator is None
@@ -99,7 +99,7 @@ def test_family_mismatch_is_one_line(runs):
 
 def test_uce_on_bamm_changes_only_cond_emb(runs):
     from src.common.io import torch_load
-    from src.methods.cli_edit import main_uce
+    from src.methods.uce.__main__ import main as main_uce
 
     ckpt, data = runs
     rc = main_uce(["--dataset_name", "synth", "--model", "bamm", "--trans_name", "bamm", "--res_name", "none",
@@ -111,7 +111,7 @@ def test_uce_on_bamm_changes_only_cond_emb(runs):
     assert set(before) == set(after)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= {"cond_emb.weight", "cond_emb.bias"}
-    from src.gen import BAMMGenerator, load_generator, run_family
+    from src.gen.generate import BAMMGenerator, load_generator, run_family
 
     assert run_family(ckpt / "synth" / "bamm_uce" / "opt.txt") == "bamm"  # the edit stays a BAMM run
     edited = load_generator(dataset_name="synth", name="bamm_uce", res_name="res", checkpoints_dir=ckpt,

@@ -8,7 +8,7 @@ import pytest
 
 from src.common.errors import HmuError, cli
 from src.common.io import atomic_write_bytes, refuse_overwrite, torch_load
-from src.data.spec import get_spec
+from src.common.datasets import get_spec
 
 
 def test_spec_aliases_and_unknown():

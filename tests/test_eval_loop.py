@@ -16,7 +16,10 @@ from src.common.errors import HmuError
 from src.data.humanml3d import Caption, HumanML3DFolder
 from src.data.word_vectorizer import WordVectorizer
 from src.eval import cache as eval_cache
-from src.eval.loop import EvalSet, T2MEvaluator, evaluate, load_eval_set, prompt_set, wilson_interval
+from src.eval.loop import evaluate
+from src.eval.metrics import wilson_interval
+from src.eval.sets import EvalSet, load_eval_set, prompt_set
+from src.eval.t2m_evaluator import T2MEvaluator
 from src.models.evaluator import Evaluator, EvaluatorConfig
 
 DIM = 12          # toy pose size (>= 5: the movement encoder drops 4 foot-contact dims)

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train_momask import train_tiny
 
-from src.gen import MotionGenerator
+from src.gen.generate import MotionGenerator
 from src.models.momask import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
 
 DIM = 263
@@ -113,7 +113,7 @@ def tiny_runs(tmp_path_factory):
 
 
 def test_cli_writes_files_and_is_seeded(tiny_runs, tmp_path, capsys):
-    from src.gen import main
+    from src.gen.__main__ import main
 
     ckpt, data = tiny_runs
     prompts = tmp_path / "p.txt"

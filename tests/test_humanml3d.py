@@ -8,7 +8,7 @@ import pytest
 
 from src.common.errors import HmuError
 from src.data.humanml3d import SPLITS, Caption, HumanML3DFolder, parse_caption_line, read_captions, read_split
-from src.data.spec import get_spec
+from src.common.datasets import get_spec
 
 SPEC = get_spec("HumanML3D")
 LINE = ("a man kicks something or someone with his left leg.#a/DET man/NOUN kick/VERB something/PRON or/CCONJ "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from src.common.errors import HmuError
-from src.methods.lcr import (
+from src.methods.lcr.edit import (
     count_codes,
     lcr_checkpoint,
     pick_destination,

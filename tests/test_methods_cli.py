@@ -43,7 +43,7 @@ def test_help_is_instant():
 def test_lcr_cli_changes_only_selected_rows(env):
     import torch
 
-    from src.methods.cli_lcr import main
+    from src.methods.lcr.__main__ import main
 
     before = _sources(env)
     assert main(["--dataset_name", "synth", "--concept", "violence", "--vq_name", VQ, "--name", "lcr_a",
@@ -73,7 +73,8 @@ def test_lcr_cli_changes_only_selected_rows(env):
 def test_text_edit_cli_changes_only_cond_emb(env, method):
     import torch
 
-    from src.methods.cli_edit import main_rece, main_uce
+    from src.methods.rece.__main__ import main as main_rece
+    from src.methods.uce.__main__ import main as main_uce
 
     before = _sources(env)
     fn = main_uce if method == "uce" else main_rece
@@ -100,8 +101,8 @@ def _fails(fn, argv, needle, env, out_name):
 
 
 def test_bad_inputs_one_line_no_output(env, capsys, tmp_path):
-    from src.methods.cli_edit import main_uce
-    from src.methods.cli_lcr import main as lcr
+    from src.methods.lcr.__main__ import main as lcr
+    from src.methods.uce.__main__ import main as main_uce
 
     base = ["--dataset_name", "synth", "--vq_name", VQ, "--no_progress", *env["flags"]]
     cases = [
@@ -129,7 +130,7 @@ def test_model_without_cond_emb():
     from torch import nn
 
     from src.common.errors import HmuError
-    from src.methods.common import find_cond_emb
+    from src.methods.edit_targets import find_cond_emb
 
     with pytest.raises(HmuError, match="cond_emb"):
         find_cond_emb(nn.Sequential(nn.Linear(3, 3)))

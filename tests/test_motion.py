@@ -19,7 +19,7 @@ from src.data.motion import (
     recover_root_rot_pos,
     skeleton_for,
 )
-from src.data.spec import get_spec
+from src.common.datasets import get_spec
 
 SPEC = get_spec("HumanML3D")
 # Gaussian smoothing of the facing direction (sigma 20, scipy's default truncate 4.0) reaches 80 frames.

@@ -266,7 +266,7 @@ def test_videos_with_fake_generator(tmp_path, monkeypatch, gif):
     monkeypatch.setattr(media, "load_method_generator", fake_loader)
     monkeypatch.setattr(media, "write_plots", lambda *a, **k: [])
     if not gif:
-        from src.viz.animate import ffmpeg_exe
+        from src.viz.compare import ffmpeg_exe
 
         if ffmpeg_exe() is None:
             pytest.skip("imageio-ffmpeg's ffmpeg is not installed")
@@ -301,8 +301,8 @@ def test_prompts_file_errors(tmp_path):
     with pytest.raises(HmuError, match="holds no prompt"):
         media.read_prompts_file(p)
     p.write_text("a b\nc d#40\n")
-    assert media.read_prompts_file(p) == [media.Prompt("a b", media.DEFAULT_LENGTH, "file"),
-                                          media.Prompt("c d", 40, "file")]
+    assert media.read_prompts_file(p) == [media.Prompt("a b", media.DEFAULT_LENGTH, kind="file"),
+                                          media.Prompt("c d", 40, kind="file")]
 
 
 def test_default_prompts_from_synth(tmp_path):
@@ -324,11 +324,11 @@ def test_help_is_instant(cli):
 
 
 def test_generator_rebuilt_from_metrics_json(run, monkeypatch):
-    """The model block and config of metrics.json reach src.gen.load_generator as its keyword arguments."""
-    import src.gen
+    """The model block and config of metrics.json reach src.gen.generate.load_generator as its keyword arguments."""
+    import src.gen.generate
 
     seen = {}
-    monkeypatch.setattr(src.gen, "load_generator", lambda **kw: seen.update(kw) or "gen")
+    monkeypatch.setattr(src.gen.generate, "load_generator", lambda **kw: seen.update(kw) or "gen")
     rec = next(r for r in load_run(run) if r.method == "lcr")
     rec.raw["config"].update(checkpoints_dir="/ck", time_steps=10)
     assert media.load_method_generator(rec, device="cpu") == "gen"
@@ -351,10 +351,10 @@ def test_unloadable_checkpoints_skip_panels_not_the_report(tmp_path):
 
 
 def test_report_includes_attack_tables(run):
-    """An attacks.json next to the metrics (python -m src.eval.attack) shows up as its own section."""
+    """An attacks.json next to the metrics (python -m src.attacks) shows up as its own section."""
     import json
 
-    from src.eval.attack import ATTACKS_FILE
+    from src.attacks.record import ATTACKS_FILE
     from src.report import make_report
 
     leak = {"mean": 0.25, "wilson": [0.1, 0.4], "decisions": 20, "n": 10}

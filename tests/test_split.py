@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from src.common.errors import HmuError
+from src.data import keywords as K
 from src.data import split as S
 from src.data.humanml3d import read_split
 
@@ -27,7 +28,7 @@ def split_case(fixtures, tmp_path) -> Path:
 
 
 def test_splits_json_keeps_upstream_and_adds_synth(fixtures):
-    ours = S.load_keyword_table()
+    ours = K.load_keyword_table()
     upstream = json.loads((fixtures / "hmu" / "splits.json").read_text(encoding="utf-8"))
     for ds, concepts in upstream["splits"].items():
         assert ours["splits"][ds] == concepts
@@ -59,22 +60,22 @@ def test_substring_min_occurence_2_matches_upstream_bytes(split_case, fixtures):
 def test_substring_line_counts_match_upstream(fixtures, concept):
     case = fixtures / "hmu" / "split_case"
     counts = json.loads((case / "expected_matching_line_counts.json").read_text())[concept]
-    matcher = S.line_matcher(S.forget_keywords("HumanML3D", concept), "substring")
+    matcher = K.line_matcher(K.forget_keywords("HumanML3D", concept), "substring")
     for mid, c in counts["per_id"].items():
-        lines = S.read_lines(case / "texts" / f"{mid}.txt") or []
+        lines = K.read_lines(case / "texts" / f"{mid}.txt") or []
         assert sum(map(matcher, lines)) == c["matching_lines"], mid
 
 
 def test_word_mode_on_worked_case(split_case):
     root = split_case / "HumanML3D"
     ids = read_split(root / "test.txt")
-    res = S.keyword_split(ids, root / "texts", S.forget_keywords("HumanML3D", "violence"))
+    res = K.keyword_split(ids, root / "texts", K.forget_keywords("HumanML3D", "violence"))
     # Case-insensitive (KICKS, Hook), inflections (hooked, boxes, beats); no compounds (kickboxing) or
     # substrings (whitewashes); the id without a texts file is retained and reported.
     assert res.forget == ["000001", "000002", "000003", "000005", "000006", "000008", "000010", "000014"]
     assert res.missing == ["000013"] and "000013" in res.retain
     assert sorted(res.forget + res.retain) == sorted(ids)
-    jump = S.keyword_split(ids, root / "texts", ["jump", "leap", "hop"])
+    jump = K.keyword_split(ids, root / "texts", ["jump", "leap", "hop"])
     assert jump.forget == []  # "shopping" is not "hop"
 
 
@@ -86,30 +87,30 @@ def test_word_mode_on_worked_case(split_case):
     ("hop", "hopping", True), ("punch", "punches", True), ("squat", "squatting", True), ("kick", "skip", False),
 ])
 def test_word_forms(kw, word, hit):
-    assert (word in S.word_forms(kw)) is hit
+    assert (word in K.word_forms(kw)) is hit
 
 
 def test_word_mode_uses_lemma_tokens_and_phrases():
-    m = S.line_matcher(["throw"], "word")
+    m = K.line_matcher(["throw"], "word")
     assert m("a man threw a ball.#a/DET man/NOUN throw/VERB a/DET ball/NOUN#0.0#0.0")
     assert not m("a man threw a ball.#a/DET man/NOUN threw/VERB#0.0#0.0")  # irregular forms come from lemmas only
-    p = S.line_matcher(["left hook"], "word")
+    p = K.line_matcher(["left hook"], "word")
     assert p("He throws a LEFT hooks.#he/PRON throw/VERB a/DET left/ADJ hook/NOUN#0.0#0.0")
     assert not p("a hook on the left.#a/DET hook/NOUN on/ADP the/DET left/NOUN#0.0#0.0")
 
 
 def test_substring_is_case_sensitive_and_sees_the_tail():
-    m = S.line_matcher(["kick"], "substring")
+    m = K.line_matcher(["kick"], "substring")
     assert not m("KICKS high.#KICKS/NOUN high/ADV#0.0#0.0")
     assert m("Kick it.#kick/VERB it/PRON#0.0#0.0")
-    assert S.line_matcher(["0#0"], "substring")("a#a/DET#0.0#0.0")  # the whole raw line is searched
+    assert K.line_matcher(["0#0"], "substring")("a#a/DET#0.0#0.0")  # the whole raw line is searched
 
 
 def test_unknown_concept_lists_known():
     with pytest.raises(HmuError, match=r"unknown concept 'nope' for HumanML3D \(known: .*violence"):
-        S.forget_keywords("HumanML3D", "nope")
+        K.forget_keywords("HumanML3D", "nope")
     with pytest.raises(HmuError, match="no keyword concepts for dataset 'KIT-ML'"):
-        S.forget_keywords("kit", "violence")
+        K.forget_keywords("kit", "violence")
 
 
 def test_cli_unknown_concept_one_line(cli, split_case):
@@ -176,15 +177,15 @@ def _labels(motions: dict[str, list[str]]) -> dict:
 
 def test_split_quality_counts():
     labels = _labels({"a": ["violence"], "b": ["violence"], "c": [], "d": []})
-    q = S.split_quality(["a", "c"], labels, "violence")
+    q = K.split_quality(["a", "c"], labels, "violence")
     assert (q["tp"], q["fp"], q["fn"], q["n"]) == (1, 1, 1, 4)
     assert q["precision"] == pytest.approx(0.5) and q["recall"] == pytest.approx(0.5)
-    q = S.split_quality([], labels["motions"], "violence", ids=["c", "d"])
+    q = K.split_quality([], labels["motions"], "violence", ids=["c", "d"])
     assert math.isnan(q["precision"]) and math.isnan(q["recall"]) and q["n"] == 2
     with pytest.raises(HmuError, match="'zz' has no entry"):
-        S.split_quality([], labels, "violence", ids=["zz"])
+        K.split_quality([], labels, "violence", ids=["zz"])
     with pytest.raises(HmuError, match="not among"):
-        S.split_quality(["a"], labels, "violence", ids=["c"])
+        K.split_quality(["a"], labels, "violence", ids=["c"])
 
 
 def _write_synth(root: Path) -> None:

@@ -188,7 +188,7 @@ def test_keywords_match_assets_splits():
 
 
 def test_implicit_captions_have_no_violence_keyword(synth_root):
-    from src.data import split
+    from src.data import keywords as split
     matchers = [split.line_matcher(C.VIOLENCE_KEYWORDS, m) for m in ("word", "substring")]
     n_impl = 0
     for mid, m in _labels(synth_root)["motions"].items():

@@ -46,7 +46,8 @@ def test_existing_results_refused_before_any_work(tmp_path, cli):
 
 
 def test_metrics_json_schema_roundtrip(tmp_path):
-    from src.eval.loop import evaluate, load_eval_set
+    from src.eval.loop import evaluate
+    from src.eval.sets import load_eval_set
     from tests.test_eval_loop import gt_generator, tiny_evaluator, write_folder
 
     by_text = write_folder(tmp_path / "d", n=20)

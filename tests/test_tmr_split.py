@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from src.data import keywords as K
 from src.data import split as S
-from src.data import tmr_split as R
+from src.models.tmr import refine_split as R
 from src.data.humanml3d import read_split
 
 
@@ -56,7 +57,7 @@ def _fake_refiner(method="knn", max_rank=2, min_occurence=2):
 
 
 def test_refiner_moves_the_right_ids_on_fake_latents():
-    naive = S.KeywordSplit(forget=["m1"], retain=["m2", "m3", "m4", "m5"], missing=[])
+    naive = K.KeywordSplit(forget=["m1"], retain=["m2", "m3", "m4", "m5"], missing=[])
     ids = ["m2", "m1", "m3", "m4", "m5"]
     out = _fake_refiner()("train", naive, ids=ids)
     # m3 (x-ish) and m4 (x, own caption excluded) have 2 concept prompts in their top 2; y motions have none.
@@ -73,7 +74,7 @@ def test_refiner_moves_the_right_ids_on_fake_latents():
 
 
 def test_missing_ids_stay_retain():
-    naive = S.KeywordSplit(forget=["m1"], retain=["m3", "zz"], missing=["zz"])
+    naive = K.KeywordSplit(forget=["m1"], retain=["m3", "zz"], missing=["zz"])
     out = _fake_refiner(min_occurence=1)("test", naive, ids=["m1", "zz", "m3"])
     assert out.forget == ["m1", "m3"] and out.retain == ["zz"] and out.missing == ["zz"]
 
@@ -165,6 +166,6 @@ def test_tmr_split_end_to_end(tiny, capsys, monkeypatch):
     assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", above)) == 2
     assert "pass --force" in capsys.readouterr().err
     assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", above, "--force")) == 0
-    kw = S.keyword_split(test_ids, root / "texts", S.forget_keywords("synth", "violence"))
+    kw = K.keyword_split(test_ids, root / "texts", K.forget_keywords("synth", "violence"))
     assert read_split(root / "kw_splits" / "test-w-violence-tmr.txt") == kw.forget
     assert not (root / "kw_splits" / "test-w-violence.txt").exists()  # the keyword files are not touched

@@ -9,7 +9,7 @@ from src.data.word_vectorizer import save_vocabulary
 
 @pytest.mark.slow
 def test_train_evaluator_writes_released_layout_and_loads(tmp_path, cli):
-    from src.eval.loop import T2MEvaluator
+    from src.eval.t2m_evaluator import T2MEvaluator
     from src.models.evaluator import EvaluatorConfig
     from tests.test_eval_loop import DIM, toy_words, write_folder
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CLIS = ("src.train.vq", "src.train.mask", "src.train.residual", "src.train.length", "src.gen")
+CLIS = ("src.train.vq", "src.train.mask", "src.train.residual", "src.train.length", "src.gen.__main__")
 WORDS = ["a", "person", "walks", "kicks", "waves", "jumps", "forward", "slowly", "and", "then"]
 
 
@@ -98,12 +98,12 @@ def test_help_is_fast_and_lazy(module):
 def _args(module: str, *argv: str):
     import importlib
 
-    return importlib.import_module(module).build_parser().parse_args(["--name", "x", *argv])
+    return vars(importlib.import_module(module).build_parser().parse_args(["--name", "x", *argv]))
 
 
 def test_preset_defaults_and_flag_precedence():
     from src.config import MaskTransConfig, VQConfig
-    from src.train.common import resolve_config
+    from src.train.options import resolve_config
     from src.train.presets import TINY
 
     cfg = resolve_config(VQConfig, _args("src.train.vq", "--dataset_name", "synth"), "vq")
@@ -120,7 +120,8 @@ def test_preset_defaults_and_flag_precedence():
 
 def test_epoch_order_and_schedule():
     from src.config import VQConfig
-    from src.train.common import epoch_order, make_optimizer
+    from src.train.feed import epoch_order
+    from src.train.engine import make_optimizer
 
     a = epoch_order(10, batch_size=3, seed=1, epoch=2)
     assert [list(x) for x in a] == [list(x) for x in epoch_order(10, batch_size=3, seed=1, epoch=2)]

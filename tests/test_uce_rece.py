@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from src.common.errors import HmuError
-from src.methods.rece import adversarial_embedding, rece
-from src.methods.uce import concept_targets, uce, uce_weight
+from src.methods.rece.edit import adversarial_embedding, rece
+from src.methods.uce.edit import concept_targets, uce, uce_weight
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from src.common.errors import HmuError
-from src.data.spec import get_spec
-from src.viz import animate, plots, skeleton
+from src.common.datasets import get_spec
+from src.viz import animate, compare, plots, skeleton
 from src.viz.skeleton import Camera, project, render_frame, save_png, t_pose
 
 CHAIN = get_spec("HumanML3D").kinematic_chain
@@ -132,7 +132,7 @@ def _read_mp4(path):
 def test_video_mp4_frame_count_size_and_padding(tmp_path):
     motions = {"original": _motion(10), "lcr": _motion(7, speed=0.0), "uce": _motion(4, wave=0.6)}
     t0 = time.perf_counter()
-    out = animate.save_comparison(tmp_path / "cmp.mp4", motions, chain=CHAIN, title="a person walks and waves",
+    out = compare.save_comparison(tmp_path / "cmp.mp4", motions, chain=CHAIN, title="a person walks and waves",
                                   panel_size=(160, 160))
     elapsed = time.perf_counter() - t0
     assert out == tmp_path / "cmp.mp4" and out.is_file()
@@ -156,13 +156,13 @@ def test_video_mp4_frame_count_size_and_padding(tmp_path):
 
 def test_video_gif_when_asked_and_when_ffmpeg_missing(tmp_path, monkeypatch, caplog):
     motions = {"original": _motion(6), "rece": _motion(6, wave=-0.4)}
-    out = animate.save_comparison(tmp_path / "a.gif", motions, chain=CHAIN, title="kick", panel_size=(120, 100))
+    out = compare.save_comparison(tmp_path / "a.gif", motions, chain=CHAIN, title="kick", panel_size=(120, 100))
     with Image.open(out) as im:
         assert im.format == "GIF" and im.n_frames == 6 and im.size[0] == 240
 
-    monkeypatch.setattr(animate, "ffmpeg_exe", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="src.viz.animate"):
-        out2 = animate.save_comparison(tmp_path / "b.mp4", motions, chain=CHAIN, panel_size=(120, 100))
+    monkeypatch.setattr(compare, "ffmpeg_exe", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="src.viz.compare"):
+        out2 = compare.save_comparison(tmp_path / "b.mp4", motions, chain=CHAIN, panel_size=(120, 100))
     assert out2 == tmp_path / "b.gif" and out2.is_file() and not (tmp_path / "b.mp4").exists()
     assert any("gif" in r.getMessage() for r in caplog.records)
     with Image.open(out2) as im:
@@ -171,10 +171,10 @@ def test_video_gif_when_asked_and_when_ffmpeg_missing(tmp_path, monkeypatch, cap
 
 def test_video_bad_input_writes_nothing(tmp_path):
     with pytest.raises(HmuError, match="lcr"):
-        animate.save_comparison(tmp_path / "x.mp4", {"original": _motion(3), "lcr": np.zeros((3, 5, 3))},
+        compare.save_comparison(tmp_path / "x.mp4", {"original": _motion(3), "lcr": np.zeros((3, 5, 3))},
                                 chain=CHAIN)
     with pytest.raises(HmuError, match="format"):
-        animate.save_comparison(tmp_path / "x.mp4", {"original": _motion(3)}, chain=CHAIN, fmt="avi")
+        compare.save_comparison(tmp_path / "x.mp4", {"original": _motion(3)}, chain=CHAIN, fmt="avi")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -266,7 +266,7 @@ def test_cli_still_and_gif_fallback_respects_force(tmp_path, monkeypatch):
     np.save(a, _motion(4))
     still = tmp_path / "still.png"
     args = ["--joints", str(a), "--out", str(tmp_path / "v.mp4"), "--size", "80", "60", "--still", str(still)]
-    monkeypatch.setattr(animate, "ffmpeg_exe", lambda: None)
+    monkeypatch.setattr(compare, "ffmpeg_exe", lambda: None)
     assert animate.main(args) == 0
     assert (tmp_path / "v.gif").is_file() and not (tmp_path / "v.mp4").exists()
     assert _png(still).shape == (60, 80, 3)
@@ -277,9 +277,9 @@ def test_cli_still_and_gif_fallback_respects_force(tmp_path, monkeypatch):
 def test_long_walk_camera_follows_root():
     walk = _motion(60, speed=0.1)                 # 5.9 m along +z
     assert skeleton.should_follow([walk]) and not skeleton.should_follow([_motion(60, speed=0.01)])
-    fixed = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), follow=False,
+    fixed = list(compare.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), follow=False,
                                          trajectory=False))
-    auto = list(animate.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), trajectory=False))
+    auto = list(compare.render_comparison({"w": walk}, chain=CHAIN, panel_size=(120, 120), trajectory=False))
 
     def body_pixels(frame):
         return int((frame.min(axis=2) < 100).sum())

@@ -6,6 +6,6 @@
 - :mod:`.compositional`: the concept between allowed actions, judged per segment.
 
 Every attack talks to the model through :class:`src.attacks.target.AttackTarget` (conditioning features in, motions
-out) and to the ground truth through :class:`src.attacks.common.Judge`, so a toy pair with a known answer can stand in
+out) and to the ground truth through :class:`src.attacks.scoring.Judge`, so a toy pair with a known answer can stand in
 for both in tests. Randomness comes from ``seed`` only (numpy/torch generators derived per stream).
 """

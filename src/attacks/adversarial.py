@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from src.common.errors import HmuError
 
-from .common import Judge, proportion, rate_summary, target_device, torch_gen
+from .scoring import Judge, proportion, rate_summary, target_device, torch_gen
 
 log = logging.getLogger(__name__)
 

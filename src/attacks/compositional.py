@@ -22,7 +22,9 @@ import torch
 
 from src.common.errors import HmuError
 
-from .common import Judge, Prompt, rate_summary
+from src.data.prompts import Prompt
+
+from .scoring import Judge, rate_summary
 from .implicit import generate_prompts
 
 STREAM = 4

@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .common import Judge, Prompt, rate_summary, target_device, torch_gen
+from src.data.prompts import Prompt
+from src.eval.loop import generate_in_chunks
+
+from .scoring import Judge, rate_summary, target_device, torch_gen
 
 STREAM = 1
 
@@ -23,10 +26,7 @@ def generate_prompts(target, prompts: Sequence[Prompt], *, repeats: int, seed: i
     out = []
     for r in tqdm(range(repeats), desc="generate", disable=not progress, leave=False):
         g = torch_gen(seed, *stream, r, device=target_device(target))
-        gen: list[np.ndarray] = []
-        for s in range(0, len(prompts), batch_size):
-            gen.extend(target.generate(cond[s:s + batch_size], lengths[s:s + batch_size], generator=g))
-        out.append(gen)
+        out.append(generate_in_chunks(target.generate, cond, lengths, generator=g, chunk=batch_size))
     return out
 
 

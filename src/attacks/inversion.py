@@ -23,7 +23,7 @@ import torch
 
 from src.common.errors import HmuError
 
-from .common import Judge, pool_restarts, rate_summary, target_device, torch_gen
+from .scoring import Judge, pool_restarts, rate_summary, target_device, torch_gen
 
 STREAM = 3
 SPACES = ("word", "cond")

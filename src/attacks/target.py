@@ -1,6 +1,6 @@
 """What the attacks need from a model: conditioning features in, motions out, and two differentiable paths.
 
-:class:`AttackTarget` is the interface; :class:`MoMaskTarget` implements it for MoMask around src/gen.py's
+:class:`AttackTarget` is the interface; :class:`MoMaskTarget` implements it for MoMask around src/gen/generate.py's
 MotionGenerator. :class:`MotionEmbedder` is the evaluator's motion encoder with gradients (``Evaluator.encode_motion``
 runs under ``no_grad``).
 """
@@ -72,14 +72,14 @@ class _Features:
 
 @dataclass
 class MoMaskTarget:
-    """MoMask as an attack target, around a :class:`src.gen.MotionGenerator` (the one generation path: its models,
+    """MoMask as an attack target, around a :class:`src.gen.generate.MotionGenerator` (the one generation path: its models,
     normalisation and sampling settings). The models are used as given (eval mode, never modified)."""
 
-    gen: Any   # src.gen.MotionGenerator
+    gen: Any   # src.gen.generate.MotionGenerator
 
     @classmethod
     def from_models(cls, *, vq, mask, res, text_encoder, mean, std, **sampling) -> MoMaskTarget:
-        from src.gen import MotionGenerator
+        from src.gen.generate import MotionGenerator
 
         return cls(MotionGenerator(vq=vq, mask=mask, res=res, text_encoder=text_encoder, mean=mean, std=std,
                                    **sampling))
@@ -112,7 +112,7 @@ class MoMaskTarget:
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, lengths: Sequence[int], *, generator: torch.Generator) -> list[np.ndarray]:
-        """Real decoding from features through src/gen.py: ``generate_from_features`` when it exists, otherwise its
+        """Real decoding from features through src/gen/generate.py: ``generate_from_features`` when it exists, otherwise its
         ``generate`` with a text encoder that hands back ``cond`` (the same computation)."""
         cond = cond.detach().to(self.device, torch.float32)
         if hasattr(self.gen, "generate_from_features"):
@@ -184,7 +184,7 @@ class MotionEmbedder:
 
     @classmethod
     def from_t2m(cls, ev) -> MotionEmbedder:
-        """From :class:`src.eval.loop.T2MEvaluator`."""
+        """From :class:`src.eval.t2m_evaluator.T2MEvaluator`."""
         return cls(ev.model, ev.mean, ev.std)
 
     def embed(self, raw: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:

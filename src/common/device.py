@@ -34,5 +34,7 @@ def resolve_device(gpu_id: int | None = None, device: str | None = None):
 
 
 def add_device_args(parser) -> None:
-    parser.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU (default: -1)")
-    parser.add_argument("--device", type=str, default=None, help="torch device string; overrides --gpu_id")
+    """``--gpu_id``/``--device``: the one declaration is ``src.config.flags.add_device_flags``."""
+    from src.config.flags import add_device_flags
+
+    add_device_flags(parser)

@@ -39,12 +39,12 @@ class Paths:
 
     def data_root(self, dataset_name: str) -> Path:
         """``dataset/<folder>`` for a dataset name or alias (``t2m`` -> ``HumanML3D``)."""
-        from src.data.spec import get_spec
+        from src.common.datasets import get_spec
         return self.dataset_dir / get_spec(dataset_name).folder
 
     def run_dir(self, dataset_name: str, name: str) -> Path:
         """``checkpoints/<dataset>/<name>`` as upstream lays it out."""
-        from src.data.spec import get_spec
+        from src.common.datasets import get_spec
         return self.checkpoints_dir / get_spec(dataset_name).ckpt_folders[0] / name
 
     def glove(self, dataset_name: str) -> Path:
@@ -52,7 +52,7 @@ class Paths:
 
         The first that holds ``our_vab_data.npy`` wins; ``glove/`` is returned otherwise (the loader names it in its error).
         """
-        from src.data.spec import get_spec
+        from src.common.datasets import get_spec
         folder = get_spec(dataset_name).folder
         for cand in (self.glove_dir / folder, self.dataset_dir / folder / "glove"):
             if (cand / "our_vab_data.npy").exists():

@@ -135,7 +135,7 @@ class OptConfig:
     @property
     def dataset_spec(self):
         """The DatasetSpec for ``dataset_name`` (aliases such as ``t2m`` accepted)."""
-        from src.data.spec import get_spec
+        from src.common.datasets import get_spec
 
         return get_spec(self.dataset_name)
 

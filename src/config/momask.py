@@ -5,8 +5,10 @@ import dataclasses
 from typing import ClassVar
 
 from .base import OptConfig
+from .flags import opt
 
 TEXT_ENCODERS = ("clip", "embedded")
+TEXT_ENCODER_HELP = "clip (ViT-B/32 from --clip_path) or embedded (procedural word vectors; synth default)"
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -15,16 +17,16 @@ class _RunFields(OptConfig):
     dataset_name: str = "t2m"
     checkpoints_dir: str = "./checkpoints"
     gpu_id: int = -1
-    seed: int = 3407
-    batch_size: int = 64
-    max_epoch: int = 500
-    lr: float = 2e-4
-    gamma: float = 0.1
-    milestones: list[int] = dataclasses.field(default_factory=lambda: [50_000])
-    warm_up_iter: int = 2000
+    seed: int = opt(3407, help="random seed (upstream's)")
+    batch_size: int = opt(64, help="batch size")
+    max_epoch: int = opt(500, help="number of epochs")
+    lr: float = opt(2e-4, help="learning rate (AdamW)")
+    gamma: float = opt(0.1, help="lr decay factor at each milestone")
+    milestones: list[int] = opt(factory=lambda: [50_000], help="iterations where lr is multiplied by gamma")
+    warm_up_iter: int = opt(2000, help="linear lr warm-up iterations")
     is_train: bool = True
     is_continue: bool = False
-    log_every: int = 50
+    log_every: int = opt(50, help="log every N iterations")
     eval_every_e: int = 10
     save_latest: int = 500
 
@@ -38,25 +40,25 @@ class VQConfig(_RunFields):
     milestones: list[int] = dataclasses.field(default_factory=lambda: [150_000, 250_000])
     log_every: int = 10
     eval_every_e: int = 1
-    window_size: int = 64
-    weight_decay: float = 0.0
-    commit: float = 0.02
-    loss_vel: float = 0.5
-    recons_loss: str = "l1_smooth"
-    code_dim: int = 512
-    nb_code: int = 512
-    mu: float = 0.99
-    down_t: int = 2
-    stride_t: int = 2
-    width: int = 512
-    depth: int = 3
-    dilation_growth_rate: int = 3
+    window_size: int = opt(64, help="training window (frames)")
+    weight_decay: float = opt(0.0, help="AdamW weight decay")
+    commit: float = opt(0.02, help="commitment loss weight")
+    loss_vel: float = opt(0.5, help="joint-position loss weight")
+    recons_loss: str = opt("l1_smooth", help="reconstruction loss", choices=("l1", "l1_smooth"))
+    code_dim: int = opt(512, help="code size (also output_emb_width)")
+    nb_code: int = opt(512, help="codebook size")
+    mu: float = opt(0.99, help="codebook EMA decay")
+    down_t: int = opt(2, help="temporal downsamplings")
+    stride_t: int = opt(2, help="downsampling stride")
+    width: int = opt(512, help="conv channels")
+    depth: int = opt(3, help="resnet blocks per level")
+    dilation_growth_rate: int = opt(3, help="dilation growth")
     output_emb_width: int = 512
-    vq_act: str = "relu"
+    vq_act: str = opt("relu", help="activation", choices=("relu", "silu", "gelu"))
     vq_norm: str | None = None
-    num_quantizers: int = 3
-    shared_codebook: bool = False
-    quantize_dropout_prob: float = 0.2
+    num_quantizers: int = opt(3, help="residual quantizer layers (>= 2)")
+    shared_codebook: bool = opt(False, help="one codebook for all layers")
+    quantize_dropout_prob: float = opt(0.2, help="quantize dropout probability")
     ext: str = "default"
     save_every_e: int = 2
     feat_bias: float = 5.0
@@ -77,20 +79,20 @@ class VQConfig(_RunFields):
 class _TransFields(_RunFields):
     HMU_ONLY: ClassVar[tuple[str, ...]] = ("text_encoder", "clip_dim")
 
-    vq_name: str = "rvq"
-    latent_dim: int = 384
-    n_heads: int = 6
-    n_layers: int = 8
-    ff_size: int = 1024
-    dropout: float = 0.2
-    max_motion_length: int = 196
-    unit_length: int = 4
+    vq_name: str = opt("rvq", help="VQ run whose codes are modelled (required)")
+    latent_dim: int = opt(384, help="transformer width")
+    n_heads: int = opt(6, help="attention heads")
+    n_layers: int = opt(8, help="encoder layers")
+    ff_size: int = opt(1024, help="feed-forward size")
+    dropout: float = opt(0.2, help="dropout")
+    max_motion_length: int = opt(196, help="frames")
+    unit_length: int = opt(4, help="frames per token (the VQ's downsampling)")
     force_mask: bool = False
-    cond_drop_prob: float = 0.1
+    cond_drop_prob: float = opt(0.1, help="condition dropout (classifier-free guidance)")
     gumbel_sample: bool = False
-    share_weight: bool = False
+    share_weight: bool = opt(False, help="share token embedding and output projection tables across layers")
     # hmu-only: which text encoder produced the conditioning, and its size (upstream: CLIP, 512)
-    text_encoder: str = "clip"
+    text_encoder: str = opt("clip", help=TEXT_ENCODER_HELP, choices=TEXT_ENCODERS)
     clip_dim: int = 512
 
     def __post_init__(self):
@@ -119,7 +121,7 @@ class MaskTransConfig(_TransFields):
 class ResTransConfig(_TransFields):
     """Residual transformer options (same parser as the masked transformer, ``--share_weight`` used)."""
 
-    cond_drop_prob: float = 0.2
+    cond_drop_prob: float = opt(0.2, help="condition dropout (classifier-free guidance)")
 
     def model_kwargs(self, vq: VQConfig) -> dict:
         return {"code_dim": vq.code_dim, "num_tokens": vq.nb_code, "num_quantizers": vq.num_quantizers,
@@ -138,8 +140,8 @@ class LenEstConfig(OptConfig):
     dataset_name: str = "t2m"
     checkpoints_dir: str = "./checkpoints"
     gpu_id: int = -1
-    batch_size: int = 64
-    unit_length: int = 4
+    batch_size: int = opt(64, help="batch size")
+    unit_length: int = opt(4, help="frames per length bin")
     max_text_len: int = 20
     max_epoch: int = 300
     lr: float = 1e-4
@@ -148,9 +150,9 @@ class LenEstConfig(OptConfig):
     save_every_e: int = 5
     eval_every_e: int = 3
     save_latest: int = 500
-    text_encoder: str = "clip"
+    text_encoder: str = opt("clip", help=TEXT_ENCODER_HELP, choices=TEXT_ENCODERS)
     input_size: int = 512
-    output_size: int = 50
+    output_size: int = opt(50, help="number of length bins")
 
     def __post_init__(self):
         _check_text_encoder(self.text_encoder)

@@ -20,7 +20,7 @@ import numpy as np
 
 from src.common.errors import HmuError
 from src.common.io import atomic_save_npy, atomic_write_text
-from src.data.spec import DatasetSpec, get_spec
+from src.common.datasets import DatasetSpec, get_spec
 
 SPLITS = ("train", "val", "test", "train_val", "all")
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from src.common.errors import HmuError
 from src.data.quaternion import qbetween, qinv, qmul, qrot, quat_to_cont6d
-from src.data.spec import T2M_KINEMATIC_CHAIN, DatasetSpec, get_spec
+from src.common.datasets import T2M_KINEMATIC_CHAIN, DatasetSpec, get_spec
 
 log = logging.getLogger(__name__)
 

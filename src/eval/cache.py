@@ -21,22 +21,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from src.common.hashing import hash_arrays
+
 if TYPE_CHECKING:  # pragma: no cover
-    from src.eval.loop import EvalSet, T2MEvaluator
+    from src.eval.sets import EvalSet
+    from src.eval.t2m_evaluator import T2MEvaluator
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: motions encoded as if zero-padded to max_motion_length (batch-independent)
 _MEMO: dict[str, dict[str, np.ndarray]] = {}
 _LOCK = threading.Lock()
-
-
-def hash_arrays(h: hashlib._Hash, *arrays: np.ndarray) -> None:
-    """Feed dtype, shape and bytes of each array into ``h``."""
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
 
 
 def data_key(eval_set: EvalSet) -> str:

@@ -30,7 +30,7 @@ CLASSIFIER_FILE = "classifier.tar"
 
 def classifier_path(checkpoints_dir: str | os.PathLike, dataset_name: str) -> Path:
     """``<checkpoints>/<dataset>/action_classifier/model/classifier.tar``."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     return Path(checkpoints_dir) / get_spec(dataset_name).name / CLASSIFIER_FOLDER / "model" / CLASSIFIER_FILE
 
@@ -54,7 +54,8 @@ def leakage_rate(motions: Sequence[np.ndarray], classifier: ActionClassifier, co
 
 @dataclass
 class LeakageProbe:
-    """The callable :func:`src.eval.loop.evaluate` takes: raw motions -> (N,) bool."""
+    """The one wrapper of the action classifier: the callable :func:`src.eval.loop.evaluate` takes (raw motions ->
+    (N,) bool), and the attacks' ground-truth judge (:class:`src.attacks.scoring.Judge`)."""
 
     classifier: ActionClassifier
     concept: str
@@ -63,6 +64,18 @@ class LeakageProbe:
 
     def __call__(self, motions: Sequence[np.ndarray]) -> np.ndarray:
         return leakage_rate(motions, self.classifier, self.concept, threshold=self.threshold)
+
+    def concept_flags(self, motions: Sequence[np.ndarray]) -> np.ndarray:
+        """(N,) bool: the concept is in the motion (the Judge interface)."""
+        return self(motions)
+
+    def action_flags(self, motions: Sequence[np.ndarray], actions: Sequence[str]) -> np.ndarray:
+        """(N,) bool: motion i shows ``actions[i]`` (probability > 0.5)."""
+        if len(motions) == 0:
+            return np.zeros(0, bool)
+        proba = self.classifier.predict_proba(motions)
+        cols = np.array([self.classifier.label_index(a) for a in actions])
+        return proba[np.arange(len(motions)), cols] > 0.5
 
     @classmethod
     def load(cls, path: str | os.PathLike, concept: str) -> LeakageProbe:

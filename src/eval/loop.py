@@ -6,16 +6,11 @@ Generation interface
     ``generate(captions: list[str], lengths: list[int], *, generator: torch.Generator) -> list[np.ndarray]``: one RAW
     (un-normalised) feature array (T_i, dim_pose) per caption. Lengths are in frames. The loop calls it in chunks of
     ``gen_batch_size`` with a ``torch.Generator`` seeded from ``(seed, repeat)``. An object with such a ``generate``
-    method (src.gen.MotionGenerator) is accepted as well.
+    method (src.gen.generate.MotionGenerator) is accepted as well.
 
-Evaluation set (:func:`load_eval_set`)
-    The ids of a split list of a HumanML3D-format folder (``kw_splits/test-w-<concept>`` = forget,
-    ``-wo-`` = retain). As upstream's evaluation dataset: motions shorter than ``min_motion_length`` or of 200 frames or
-    more are skipped, and a caption with a ``from#to`` range becomes its own sub-clip item. Unlike upstream, which
-    crops a random window (and randomly drops one more unit) in every repeat, the motion is the first
-    ``min(T, max_motion_length) // unit_length * unit_length`` frames, always: the ground truth is then fixed, so its
-    embeddings can be cached, and the requested length is the same for every model. Prompt-only sets
-    (:func:`prompt_set`, e.g. synth's implicit prompts) have captions and lengths but no motions.
+Evaluation sets are :mod:`src.eval.sets` (a split's motions, or prompts only); the evaluator is
+:class:`src.eval.t2m_evaluator.T2MEvaluator`; the summaries are :func:`src.eval.metrics.summarize` and
+:func:`src.eval.metrics.wilson_interval`.
 
 One repeat ``r``
     ``rng = np.random.default_rng([seed, r])`` draws one caption per item, then a permutation of the items. The
@@ -52,307 +47,23 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from src.common.errors import HmuError
 from src.eval import metrics as M
+from src.eval.metrics import summarize, wilson_interval
+from src.eval.sets import EvalSet
+from src.eval.t2m_evaluator import T2MEvaluator
 
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[..., Sequence[np.ndarray]]
 LeakageFn = Callable[[Sequence[np.ndarray]], np.ndarray]
 
-UPSTREAM_MAX_FRAMES = 200  # upstream's eval dataset skips motions of 200 frames or more
 TOP_K = 3
-PAD_FRAMES = 4      # zero frames after a motion that the movement convolutions (2x k4 s2 p1) can read: 3, rounded up
-GROUP_ROWS = 512    # motions of one length per movement-encoder call (bounds the (rows, T, dim_pose) buffer)
-
-
-# ---------------------------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class EvalCaption:
-    text: str
-    tokens: tuple[str, ...]   # "word/POS"
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    """One evaluation item: a (sub-)motion and its captions. ``motion`` is None for prompt-only sets."""
-
-    key: str
-    length: int                         # frames asked of the generator (= len(motion) when there is one)
-    captions: tuple[EvalCaption, ...]
-    motion: np.ndarray | None = None    # (length, dim_pose) raw features
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    name: str
-    items: tuple[EvalItem, ...]
-    source: str = ""
-
-    @property
-    def has_motion(self) -> bool:
-        return all(it.motion is not None for it in self.items)
-
-    @property
-    def n_captions(self) -> int:
-        return sum(len(it.captions) for it in self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-def crop_length(n_frames: int, *, unit_length: int, max_motion_length: int) -> int:
-    """Frames kept of an ``n_frames`` motion: ``min(n, max) // unit * unit`` (see the module docstring)."""
-    return min(int(n_frames), int(max_motion_length)) // unit_length * unit_length
-
-
-def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[str], *, name: str | None = None,
-                  unit_length: int = 4, min_motion_length: int = 40, max_motion_length: int = 196, fps: int = 20
-                  ) -> EvalSet:
-    """Items of a split of a HumanML3D-format folder (module docstring: skipping, sub-clips, cropping)."""
-    from src.data.datasets import resolve_ids
-    from src.data.humanml3d import HumanML3DFolder
-
-    ids = resolve_ids(root, split)
-    folder = HumanML3DFolder(root)
-    items: list[EvalItem] = []
-    for mid in ids:
-        motion = folder.motion(mid)
-        whole: list[EvalCaption] = []
-        k = 0
-        for cap in folder.captions(mid):
-            ec = EvalCaption(cap.text, tuple(cap.tokens))
-            if cap.start == 0.0 and cap.end == 0.0:
-                whole.append(ec)
-                continue
-            f0, f1 = int(cap.start * fps), int(cap.end * fps)
-            sub = motion[f0:f1]
-            if min_motion_length <= len(sub) < UPSTREAM_MAX_FRAMES:
-                items.append(_item(f"{chr(ord('A') + k) if k < 26 else k}_{mid}", sub, (ec,),
-                                   unit_length=unit_length, max_motion_length=max_motion_length))
-                k += 1
-        if whole and min_motion_length <= len(motion) < UPSTREAM_MAX_FRAMES:
-            items.append(_item(mid, motion, tuple(whole), unit_length=unit_length, max_motion_length=max_motion_length))
-    if not items:
-        raise HmuError(f"split {split} of {root} has no motion between {min_motion_length} and "
-                       f"{UPSTREAM_MAX_FRAMES - 1} frames")
-    is_path = isinstance(split, (str, os.PathLike))
-    default_name = Path(str(split)).name.removesuffix(".txt") if is_path else "eval"
-    return EvalSet(name or default_name, tuple(items), source=str(split) if is_path else f"{len(ids)} ids")
-
-
-def _item(key: str, motion: np.ndarray, captions: tuple[EvalCaption, ...], *, unit_length: int,
-          max_motion_length: int) -> EvalItem:
-    n = crop_length(len(motion), unit_length=unit_length, max_motion_length=max_motion_length)
-    return EvalItem(key, n, captions, np.ascontiguousarray(motion[:n], dtype=np.float32))
-
-
-def prompt_set(prompts: Sequence[Mapping[str, Any]], *, name: str, unit_length: int = 4,
-               max_motion_length: int = 196, source: str = "") -> EvalSet:
-    """A prompt-only set from ``[{"text", "tokens", "length"}, ...]`` (synth's implicit_prompts.json)."""
-    items = []
-    for i, p in enumerate(prompts):
-        try:
-            text, tokens, length = str(p["text"]), tuple(p["tokens"]), int(p["length"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise HmuError(f"prompt {i} of {source or name} lacks text/tokens/length ({exc})") from None
-        n = crop_length(length, unit_length=unit_length, max_motion_length=max_motion_length)
-        if n < unit_length:
-            raise HmuError(f"prompt {i} of {source or name} has length {length} < unit_length {unit_length}")
-        items.append(EvalItem(f"prompt{i:04d}", n, (EvalCaption(text, tokens),)))
-    if not items:
-        raise HmuError(f"no prompts in {source or name}")
-    return EvalSet(name, tuple(items), source=source)
-
-
-# ---------------------------------------------------------------------------------------------------- evaluator
-@dataclass
-class T2MEvaluator:
-    """The evaluator with what it needs around it: normalisation stats and word vectors. Counts encoder calls."""
-
-    model: Any                 # src.models.evaluator.Evaluator
-    mean: np.ndarray
-    std: np.ndarray
-    words: Any                 # src.data.word_vectorizer.WordVectorizer
-    batch_size: int = 256
-    calls: dict[str, int] = field(default_factory=lambda: {"motion": 0, "text": 0})
-    _key: str | None = None
-
-    @property
-    def dim_pose(self) -> int:
-        return int(self.model.config.dim_pose)
-
-    @property
-    def unit_length(self) -> int:
-        return int(self.model.config.unit_length)
-
-    @property
-    def key(self) -> str:
-        """sha256 of the weights, mean/std, word vectors and config (the evaluator half of the cache key)."""
-        if self._key is None:
-            import hashlib
-
-            from src.eval.cache import hash_arrays
-
-            h = hashlib.sha256(repr(sorted(self.model.config.to_dict().items())).encode())
-            for k, v in sorted(self.model.state_dict().items()):
-                h.update(k.encode())
-                hash_arrays(h, v.detach().cpu().numpy())
-            hash_arrays(h, np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32),
-                        np.asarray(self.words.vectors))
-            h.update(repr(sorted(self.words.word2idx.items())).encode())
-            self._key = h.hexdigest()
-        return self._key
-
-    def normalise(self, motion: np.ndarray) -> np.ndarray:
-        return (np.asarray(motion, np.float32) - self.mean) / self.std
-
-    def encode_motions(self, motions: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw (T_i, dim_pose) motions -> (N, D) float32 in input order.
-
-        Each motion is encoded as upstream's evaluation does: normalised, then zero-padded up to
-        ``max_motion_length``, so its embedding does not depend on the other motions of the call. For the Guo
-        evaluator (movement + motion encoders) this is computed without the padding: the movement convolutions run
-        once per distinct length on just ``T + PAD_FRAMES`` frames (the conv stack reads 3 frames past the end, so
-        the result equals padding to ``max_motion_length``), then one packed GRU pass over every motion at once.
-        """
-        lens = np.array([len(m) for m in motions], dtype=np.int64)
-        out = np.zeros((len(motions), self.model.config.dim_coemb_hidden), np.float32)
-        if not len(motions):
-            return out
-        if hasattr(self.model, "movement_encoder") and hasattr(self.model, "motion_encoder"):
-            out[:] = self._encode_motions_grouped(motions, lens)
-            self.calls["motion"] += 1
-            return out
-        max_len = int(self.model.config.max_motion_length)
-        order = np.argsort(-lens, kind="stable")
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            batch = np.zeros((len(idx), max(max_len, int(lens[idx].max())), self.dim_pose), np.float32)
-            for j, i in enumerate(idx):
-                batch[j, :lens[i]] = self.normalise(motions[i])
-            out[idx] = self.model.encode_motion(batch, lens[idx]).cpu().numpy()
-            self.calls["motion"] += 1
-        return out
-
-    def _encode_motions_grouped(self, motions: Sequence[np.ndarray], lens: np.ndarray) -> np.ndarray:
-        import torch
-
-        from src.models.evaluator import FOOT_CONTACT_DIMS
-
-        cfg = self.model.config
-        unit, max_len = int(cfg.unit_length), int(cfg.max_motion_length)
-        if int(lens.min()) < unit:
-            raise ValueError(f"motion lengths must be >= unit_length {unit}, got {int(lens.min())}")
-        dim_in = self.dim_pose - FOOT_CONTACT_DIMS
-        mean = np.asarray(self.mean, np.float32)[:dim_in]
-        std = np.asarray(self.std, np.float32)[:dim_in]
-        param = next(self.model.parameters())
-        order = np.argsort(-lens, kind="stable")          # the packed GRU wants lengths sorted descending
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        m_lens = lens // unit
-        with torch.inference_mode():
-            movements = torch.zeros((len(lens), int(m_lens.max()), int(cfg.dim_movement_latent)),
-                                    dtype=param.dtype, device=param.device)
-            for T in np.unique(lens):
-                idx = np.flatnonzero(lens == T)
-                # upstream pads with zeros to max_motion_length; the convolutions only read PAD_FRAMES of it
-                frames = int(T) + PAD_FRAMES if T + PAD_FRAMES <= max_len else max(int(T), max_len)
-                for s in range(0, len(idx), GROUP_ROWS):
-                    sub = idx[s:s + GROUP_ROWS]
-                    x = np.zeros((len(sub), frames, dim_in), np.float32)
-                    x[:, :T] = (np.stack([np.asarray(motions[i], np.float32)[:, :dim_in] for i in sub]) - mean) / std
-                    mv = self.model.movement_encoder(torch.from_numpy(x).to(device=param.device, dtype=param.dtype))
-                    movements[torch.as_tensor(rank[sub], device=param.device), :T // unit] = mv[:, :T // unit]
-            emb = self.model.motion_encoder(movements, torch.as_tensor(m_lens[order]))
-        out = np.empty((len(lens), emb.shape[1]), np.float32)
-        out[order] = emb.float().cpu().numpy()
-        return out
-
-    def encode_texts(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
-        """Captions as ``word/POS`` tokens -> (N, D) float32 in input order (eval wrapping: sos/eos/unk padding)."""
-        out = np.zeros((len(token_lists), self.model.config.dim_coemb_hidden), np.float32)
-        for s in range(0, len(token_lists), self.batch_size):
-            chunk = token_lists[s:s + self.batch_size]
-            we, pos, lens = self.words.batch(chunk, max_text_len=self.model.config.max_text_len)
-            out[s:s + len(chunk)] = self.model.encode_text(we, pos, lens).cpu().numpy()
-            self.calls["text"] += 1
-        return out
-
-    @classmethod
-    def load(cls, *, checkpoints_dir: str | os.PathLike, dataset_name: str, glove_dir: str | os.PathLike,
-             device: Any = "cpu") -> T2MEvaluator:
-        """``checkpoints/<ds>/text_mot_match/{model/finest.tar, meta/{mean,std}.npy, opt.txt}`` + the vocabulary.
-
-        Sizes come from ``text_mot_match/opt.txt`` when present (our trained evaluators write it), else the released
-        ones. mean/std fall back to ``Comp_v6_KLD005/meta`` (where upstream keeps the released evaluator's).
-        """
-        from src.config.opt_txt import read_opt_file
-        from src.data.word_vectorizer import load_word_vectorizer
-        from src.models.evaluator import Evaluator, EvaluatorConfig, evaluator_checkpoint_path
-
-        ckpt = evaluator_checkpoint_path(checkpoints_dir, dataset_name)
-        if not ckpt.is_file():
-            raise HmuError(f"evaluator checkpoint not found: {ckpt} (train one: python -m src.train.evaluator "
-                           f"--dataset_name {dataset_name})")
-        run = ckpt.parent.parent
-        opt = run / "opt.txt"
-        config = EvaluatorConfig.for_dataset(dataset_name)
-        if opt.is_file():
-            config = EvaluatorConfig.from_dict({**config.to_dict(), **read_opt_file(opt)})
-        meta = next((d for d in (run / "meta", run.parent / "Comp_v6_KLD005" / "meta") if (d / "mean.npy").is_file()),
-                    run / "meta")
-        mean_p, std_p = meta / "mean.npy", meta / "std.npy"
-        for p in (mean_p, std_p):
-            if not p.is_file():
-                raise HmuError(f"evaluator normalisation file not found: {p}")
-        mean, std = np.load(mean_p).astype(np.float32), np.load(std_p).astype(np.float32)
-        if mean.shape != (config.dim_pose,) or std.shape != (config.dim_pose,):
-            raise HmuError(f"evaluator mean/std in {meta} have shape {mean.shape}/{std.shape}, "
-                           f"expected ({config.dim_pose},)")
-        words = load_word_vectorizer(glove_dir)
-        if words.dim_word != config.dim_word:
-            raise HmuError(f"word vectors in {glove_dir} have dim {words.dim_word}, the evaluator wants "
-                           f"{config.dim_word}")
-        model = Evaluator.from_checkpoint(ckpt, config).to(device)
-        return cls(model=model, mean=mean, std=std, words=words)
-
-
-# ---------------------------------------------------------------------------------------------------- summaries
-def summarize(values: Sequence[float], *, n: int, seed: int, per_item: np.ndarray | None = None) -> dict[str, Any]:
-    """One metric over repeats: values, mean, ci95 (1.96σ/√R, ddof 0), bootstrap [low, high] and what it resamples."""
-    v = np.asarray(values, dtype=np.float64)
-    mean, ci = M.mean_ci95(v)
-    if per_item is not None:
-        pi = np.asarray(per_item, np.float64)
-        pi = pi[np.isfinite(pi)]
-        _, lo, hi = M.bootstrap_ci(pi, rng=np.random.default_rng([seed, 7])) if pi.size else (0, math.nan, math.nan)
-        over = "items"
-    else:
-        fin = v[np.isfinite(v)]
-        _, lo, hi = M.bootstrap_ci(fin, rng=np.random.default_rng([seed, 7])) if fin.size else (0, math.nan, math.nan)
-        over = "repeats"
-    return {"values": [float(x) for x in v], "mean": mean, "ci95": ci, "bootstrap": [lo, hi],
-            "bootstrap_over": over, "n": int(n), "repeats": len(v)}
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return math.nan, math.nan
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
@@ -362,15 +73,23 @@ def _torch_generator(seed: int, repeat: int, stream: int = 0):
     return torch_generator(int(np.random.SeedSequence([seed, repeat, stream]).generate_state(1, np.uint64)[0] >> 1))
 
 
-def _generate(generate: GenerateFn, captions: list[str], lengths: list[int], *, generator, chunk: int,
-              dim_pose: int, unit_length: int) -> list[np.ndarray]:
+def generate_in_chunks(generate: GenerateFn, conds: Sequence[Any], lengths: Sequence[int], *, generator, chunk: int,
+                       dim_pose: int | None = None, unit_length: int = 1) -> list[np.ndarray]:
+    """The one generation path of the evaluation and the attacks: ``generate(conds[s:s+chunk], lengths[s:s+chunk],
+    generator=...)`` chunk by chunk with one shared ``torch.Generator``; one motion per length, in order.
+
+    ``conds`` are captions (the loop) or conditioning features (B, cond_dim) (the attacks); with ``dim_pose`` each
+    motion is checked to be (T >= unit_length, dim_pose) and returned as float32 (one-line HmuError otherwise)."""
     out: list[np.ndarray] = []
-    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.MotionGenerator) or a plain function
-    for s in range(0, len(captions), chunk):
-        res = list(fn(captions[s:s + chunk], lengths[s:s + chunk], generator=generator))
-        if len(res) != len(captions[s:s + chunk]):
-            raise HmuError(f"generator returned {len(res)} motions for {len(captions[s:s + chunk])} captions")
+    fn = getattr(generate, "generate", generate)  # a generator object (src.gen.generate.MotionGenerator) or a function
+    lengths = list(lengths)
+    for s in range(0, len(lengths), chunk):
+        res = list(fn(conds[s:s + chunk], lengths[s:s + chunk], generator=generator))
+        if len(res) != len(lengths[s:s + chunk]):
+            raise HmuError(f"generator returned {len(res)} motions for {len(lengths[s:s + chunk])} captions")
         out.extend(res)
+    if dim_pose is None:
+        return out
     checked = []
     for m in out:
         m = np.asarray(m.detach().cpu() if hasattr(m, "detach") else m, dtype=np.float32)
@@ -493,7 +212,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         rows = cap_offset[perm] + cap_idx[perm]            # caption row of each permuted position
         text = text_all[rows]
         t0 = time.perf_counter()
-        gen = _generate(generate, [items[i].captions[cap_idx[i]].text for i in perm],
+        gen = generate_in_chunks(generate, [items[i].captions[cap_idx[i]].text for i in perm],
                         [items[i].length for i in perm], generator=_torch_generator(seed, r), chunk=gen_batch_size,
                         dim_pose=evaluator.dim_pose, unit_length=evaluator.unit_length)
         t_gen += time.perf_counter() - t0
@@ -544,7 +263,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
             caps = [items[i].captions[cap_idx[i]].text for i in sel for _ in range(mm_generations)]
             lens = [items[i].length for i in sel for _ in range(mm_generations)]
             t0 = time.perf_counter()
-            mm_gen = _generate(generate, caps, lens, generator=_torch_generator(seed, r, 1), chunk=gen_batch_size,
+            mm_gen = generate_in_chunks(generate, caps, lens, generator=_torch_generator(seed, r, 1), chunk=gen_batch_size,
                                dim_pose=evaluator.dim_pose, unit_length=evaluator.unit_length)
             t_gen += time.perf_counter() - t0
             mm_em = evaluator.encode_motions(mm_gen).reshape(S, mm_generations, -1)

@@ -7,9 +7,11 @@ Where upstream draws from the global ``np.random``, these functions take the dra
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import linalg
@@ -324,3 +326,32 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, rng: np.random.Generator 
 # Upstream names, for readers coming from momask-codes.
 calculate_frechet_distance = frechet_distance
 calculate_R_precision = r_precision
+
+
+# ---------------------------------------------------------------------------------------------------- summaries
+def summarize(values: Sequence[float], *, n: int, seed: int, per_item: np.ndarray | None = None) -> dict[str, Any]:
+    """One metric over repeats: values, mean, ci95 (1.96σ/√R, ddof 0), bootstrap [low, high] and what it resamples."""
+    v = np.asarray(values, dtype=np.float64)
+    mean, ci = mean_ci95(v)
+    if per_item is not None:
+        pi = np.asarray(per_item, np.float64)
+        pi = pi[np.isfinite(pi)]
+        _, lo, hi = bootstrap_ci(pi, rng=np.random.default_rng([seed, 7])) if pi.size else (0, math.nan, math.nan)
+        over = "items"
+    else:
+        fin = v[np.isfinite(v)]
+        _, lo, hi = bootstrap_ci(fin, rng=np.random.default_rng([seed, 7])) if fin.size else (0, math.nan, math.nan)
+        over = "repeats"
+    return {"values": [float(x) for x in v], "mean": mean, "ci95": ci, "bootstrap": [lo, hi],
+            "bootstrap_over": over, "n": int(n), "repeats": len(v)}
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -73,16 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_generator(**kwargs):
-    """The generator factory of src/gen.py, imported here and only here (the one integration point)."""
+    """The generator factory of src/gen/generate.py, imported here and only here (the one integration point)."""
     try:
-        from src.gen import load_generator as _load
+        from src.gen.generate import load_generator as _load
     except ImportError as exc:
-        raise HmuError(f"generation is not available: src/gen.py with load_generator() is missing ({exc})") from None
+        raise HmuError(f"generation is not available: src/gen/generate.py with load_generator() is missing ({exc})") from None
     return _load(**kwargs)
 
 
 def _split_files(root: Path, main_split: str, concept: str) -> tuple[Path, Path]:
-    from src.data.split import split_paths
+    from src.data.keywords import split_paths
 
     forget, retain = split_paths(root, main_split, concept)
     for p in (forget, retain):
@@ -92,20 +92,8 @@ def _split_files(root: Path, main_split: str, concept: str) -> tuple[Path, Path]
     return forget, retain
 
 
-def _implicit_prompts(root: Path, concept: str) -> list[dict] | None:
-    path = root / "implicit_prompts.json"
-    if not path.is_file():
-        return None
-    try:
-        prompts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HmuError(f"cannot read implicit prompts {path}: {exc}") from None
-    sel = [p for p in prompts if concept in (p.get("concepts") or [])]
-    return sel or None
-
-
 def default_run_name(args) -> str:
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     family = "bamm_" if getattr(args, "model", None) == "bamm" else ""
     return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{args.concept}_s{args.seed}"
@@ -128,9 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.device import resolve_device
     from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.common.paths import Paths
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.eval.leakage import LeakageProbe, classifier_path
-    from src.eval.loop import T2MEvaluator, evaluate, load_eval_set, prompt_set
+    from src.eval.loop import evaluate
+    from src.eval.sets import load_eval_set, prompt_set
+    from src.eval.t2m_evaluator import T2MEvaluator
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
 
     spec = get_spec(args.dataset_name)
@@ -149,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"dataset folder not found: {root}")
     forget_p, retain_p = _split_files(root, args.main_split, args.concept)
     if args.toxic_terms is None:
-        from src.data.split import forget_keywords
+        from src.data.keywords import forget_keywords
 
         args.toxic_terms = forget_keywords(spec.name, args.concept)
     evaluator = T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name=spec.name,
@@ -163,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     fps=spec.fps, **kw),
             "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
                                     fps=spec.fps, **kw)}
-    implicit = _implicit_prompts(root, args.concept) if spec.synthetic else None
+    from src.data.synth.truth import read_implicit_prompts
+
+    implicit = (read_implicit_prompts(root, concept=args.concept, required=False) or None) if spec.synthetic else None
     if implicit:
         sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
 

@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return t2m_unlearn.main(argv)
     args, rest = build_parser().parse_known_args(argv)
     from src.common.paths import REPO_ROOT, Paths
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     spec = get_spec(args.dataset)
     label = args.name or args.method

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.common.datasets import crop_length
 from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class CropSettings:
 def crop_windows(length: int, *, motion_key: str, settings: CropSettings) -> list[tuple[int, int]]:
     """``[(start, n_frames), ...]`` of the crops of one motion of ``length`` frames (empty if shorter than a unit)."""
     unit = settings.unit_length
-    full = min(length, settings.max_motion_length) // unit * unit
+    full = crop_length(length, unit_length=unit, max_motion_length=settings.max_motion_length)
     if full < unit:
         return []
     if settings.n_crops == 1:
@@ -146,8 +147,8 @@ class CodeTable:
         return CodeTable(self.ids, self.motion[keep], self.codes[keep], self.n_valid[keep], self.settings)
 
     def counts(self, q: int, *, nb_code: int) -> np.ndarray:
-        """(nb_code,) number of rows containing each code of layer ``q`` (src.methods.lcr.count_codes)."""
-        from src.methods.lcr import count_codes
+        """(nb_code,) number of rows containing each code of layer ``q`` (src.methods.lcr.edit.count_codes)."""
+        from src.methods.lcr.edit import count_codes
 
         codes, mask = self.layer(q)
         return count_codes(codes, nb_code=nb_code, mask=mask)
@@ -275,7 +276,7 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
 
 def default_cache_dir(paths, dataset_name: str) -> Path:
     """``checkpoints/<dataset>/cache/lcr_codes`` (beside the runs, never inside one)."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     return Path(paths.checkpoints_dir) / get_spec(dataset_name).ckpt_folders[0] / "cache" / "lcr_codes"
 

@@ -23,12 +23,11 @@ PARTS = ("mask", "res")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.methods.finetune", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="concept to forget")
-    g.add_argument("--name", "--out_name", dest="name", required=True, help="NEW run for the fine-tuned masked transformer")
+    from src.config.flags import add_device_flags, add_location_flags
+    from src.methods.flags import method_parser
+
+    p, g = method_parser("python -m src.methods.finetune", __doc__, concept_help="concept to forget",
+                         name_help="NEW run for the fine-tuned masked transformer")
     g.add_argument("--res_out_name", default=None, help="NEW run for the fine-tuned residual transformer (<name>_res)")
     g.add_argument("--trans_name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
                    help="source masked-transformer run (read only)")
@@ -49,12 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--is_continue", action="store_true", help="resume from <name>/model/latest.tar")
     g.add_argument("--force", action="store_true", help="start over, deleting existing output runs")
     g.add_argument("--seed", type=int, default=0, help="seed of data order, masking and condition dropout")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
-    g.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for text_encoder clip")
-    g.add_argument("--glove_dir", default=None, help="word vectors for text_encoder embedded")
+    add_device_flags(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir", "clip_path", "glove_dir")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -73,7 +68,7 @@ def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *,
     """The output run folder (created with the source's opt.txt and meta) -> (folder, resume?)."""
     import shutil
 
-    from src.methods.io import output_dir, write_run
+    from src.methods.run_output import output_dir, write_run
 
     dest = output_dir(paths, dataset_name, out_name, force=True, sources=(source_dir,))
     if dest.exists() and is_continue and not force:
@@ -93,11 +88,11 @@ def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *,
 def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, split: str) -> dict:
     """Fine-tune one part ('mask' or 'res') into ``dest`` with the shared engine; returns the engine's summary."""
     from src.common.seed import fix_seed
-    from src.methods.io import edit_meta
+    from src.methods.run_output import edit_meta
     from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_res_transformer, load_vq
-    from src.train import common
-    from src.train.engine import TrainSpec, train
-    from src.train.mask import encode_codes
+    from src.train import feed
+    from src.train.engine import TrainSpec
+    from src.train.transformer import train_transformer
 
     fix_seed(args.seed)
     loader = load_mask_transformer if part == "mask" else load_res_transformer
@@ -110,20 +105,12 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     mean, std = load_mean_std(vq_dir)
     cfg = cfg.replace(lr=args.lr, warm_up_iter=args.warm_up_iter, milestones=[10**9], max_epoch=args.max_epoch,
                       batch_size=args.batch_size or cfg.batch_size, seed=args.seed)
-    folder = common.open_folder(paths, args.dataset_name)
-    train_ds = common.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
+    folder = feed.open_folder(paths, args.dataset_name)
+    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
     if len(train_ds) < cfg.batch_size:
         raise HmuError(f"--split {split}: {len(train_ds)} training items, fewer than --batch_size {cfg.batch_size}")
-    text = common.TextFeatures(common.build_encoder(paths, cfg, args, device), common.dataset_captions(train_ds),
-                               progress=not args.no_progress)
-    model = model.to(device).train()
-    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=1e-5)
-
-    def step(batch, it: int):
-        captions, _, motions, lengths = batch
-        ids, m_lens = encode_codes(vq, motions.to(device), lengths.to(device), cfg.unit_length)
-        loss, _, acc = model(ids[..., 0] if part == "mask" else ids, text(captions), m_lens)
-        return {"loss": loss, "acc": acc, "lr": scheduler.get_last_lr()[0]}
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.glove_dir, clip_path=args.clip_path)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds), progress=not args.no_progress)
 
     src_ckpt = find_run_dir(paths, args.dataset_name, name) / "model" / args.ckpt
     previous = _previous_wall_time(dest) if resume else 0.0
@@ -132,10 +119,10 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     key = "t2m_transformer" if part == "mask" else "res_transformer"
     tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
     meta["wall_time_s_before"] = previous
-    result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=dest,
-                   batches=common.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=args.seed), step=step,
-                   validate=None, score_key=None, max_epoch=args.max_epoch, seed=args.seed, meta=meta,
-                   resume=resume, log_every=args.log_every, progress=not args.no_progress)
+    result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,
+                               layers="first" if part == "mask" else "all", device=device, resume=resume, meta=meta,
+                               max_epoch=args.max_epoch, seed=args.seed, log_every=args.log_every,
+                               progress=not args.no_progress)
     total = previous + result["wall_time_s"]
     _record_wall_time(dest, total)
     return {**result, "wall_time_total_s": total, "out": str(dest), "src": str(src_dir)}
@@ -170,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
-    from src.data.spec import get_spec
-    from src.data.split import forget_keywords, split_paths
+    from src.common.datasets import get_spec
+    from src.data.keywords import forget_keywords, split_paths
     from src.models.checkpoint import find_run_dir
 
     setup_logging(args.verbose)
@@ -192,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for part in parts:  # every output checked before any training starts
         src_dir = find_run_dir(paths, spec.name, srcs[part])
         plan.append((part, src_dir))
-    from src.methods.io import output_dir
+    from src.methods.run_output import output_dir
 
     for part, src_dir in plan:
         d = output_dir(paths, spec.name, outs[part], force=True, sources=(src_dir,))

@@ -46,7 +46,7 @@ def check_run_name(run_name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.gen import SAMPLING_DEFAULTS
+    from src.gen.generate import SAMPLING_DEFAULTS
 
     p = argparse.ArgumentParser(prog="python -m src.methods.gen_t2m_batch", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
-    from src.data.spec import get_spec
-    from src.gen import SAMPLING_DEFAULTS, load_generator
+    from src.common.datasets import get_spec
+    from src.gen.generate import SAMPLING_DEFAULTS, load_generator
 
     setup_logging()
     spec = get_spec(args.dataset_name)

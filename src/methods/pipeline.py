@@ -17,6 +17,8 @@ METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import add_location_flags
+
     p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0])
     p.add_argument("method", choices=METHODS, help="which method to run")
     p.add_argument("concept", help="concept in assets/splits.json, e.g. violence")
@@ -30,19 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite output runs and results")
     p.add_argument("--seed", type=int, default=0, help="seed of the method and of the evaluation")
     p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--checkpoints_dir", default=None, help="checkpoints root")
-    p.add_argument("--dataset_dir", default=None, help="datasets root")
+    add_location_flags(p, "checkpoints_dir", "dataset_dir")
     g = p.add_argument_group("evaluation")
     g.add_argument("--repeat_times", type=int, default=None, help="evaluation repeats (default 3 on synth, 20 else)")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
-    g.add_argument("--results_dir", default=None, help="results root")
+    add_location_flags(g, "results_dir")
     g.add_argument("--no_eval", action="store_true", help="run the method only")
     return p
 
 
 def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     """The CLI calls in order: [(module, argv), ...] (pure; tested)."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     ds = get_spec(args.dataset).name
     if args.model != "momask" and args.method in ("finetune", "retrain"):
@@ -90,6 +91,14 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     return steps
 
 
+def _entry(module: str) -> str:
+    """The module whose ``main`` ``python -m module`` runs: a package's ``__main__``, else the module itself."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    return f"{module}.__main__" if spec is not None and spec.submodule_search_locations is not None else module
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args, method_args = build_parser().parse_known_args(argv)
@@ -97,10 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import time
 
     for module, step_argv in plan(args, method_args):
-        mod = importlib.import_module("src.methods.cli_lcr" if module == "src.methods.lcr" else
-                                      "src.methods.cli_edit" if module in ("src.methods.uce", "src.methods.rece")
-                                      else module)
-        fn = getattr(mod, {"src.methods.uce": "main_uce", "src.methods.rece": "main_rece"}.get(module, "main"))
+        mod = importlib.import_module(_entry(module))
+        fn = mod.main
         print(f">>> python -m {module} {' '.join(step_argv)}", flush=True)
         t0 = time.perf_counter()
         rc = fn(step_argv)

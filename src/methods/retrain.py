@@ -19,8 +19,10 @@ from src.common.errors import HmuError, cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from src.config.flags import HelpFormatter, add_location_flags
+
     p = argparse.ArgumentParser(prog="python -m src.methods.retrain", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dataset_name", default="synth", help="dataset name or alias")
     p.add_argument("--concept", "--split_name", dest="concept", default="violence", help="concept left out")
     p.add_argument("--name", required=True, help="base name: runs <name>_vq, <name>, <name>_res")
@@ -37,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start the runs over")
     p.add_argument("--seed", type=int, default=None, help="seed passed to every trainer")
     p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    p.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
+    add_location_flags(p, "checkpoints_dir", "dataset_dir")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("trainer_args", nargs=argparse.REMAINDER, help="after --: flags for every trainer")
     return p
@@ -77,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from src.common.paths import Paths
     from src.data.datasets import resolve_ids
-    from src.data.spec import get_spec
-    from src.data.split import forget_keywords, split_paths
+    from src.common.datasets import get_spec
+    from src.data.keywords import forget_keywords, split_paths
 
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     spec = get_spec(args.dataset_name)

@@ -62,14 +62,14 @@ def run_dir(paths, dataset_name: str, name: str) -> Path:
         return Path(paths.run_dir(dataset_name, name))
     except AttributeError:
         # Paths.run_dir asks DatasetSpec for `ckpt_folder`, which the spec table names `ckpt_folders`
-        from src.data.spec import get_spec
+        from src.common.datasets import get_spec
 
         return Path(paths.checkpoints_dir) / get_spec(dataset_name).ckpt_folders[0] / name
 
 
 def run_dir_candidates(paths, dataset_name: str, name: str) -> list[Path]:
     """Every folder that may hold run ``name``: ours first, then upstream's alias (``t2m``)."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     spec = get_spec(dataset_name)
     first = run_dir(paths, dataset_name, name)
@@ -116,9 +116,16 @@ def checkpoint_file(run_folder: str | os.PathLike, ckpt: str, kind: str) -> Path
 
 def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load a checkpoint file on CPU -> (model state dict without ``clip_model.*`` keys, the whole file dict)."""
-    k = _kind(kind)
     p = Path(path)
-    ckpt = torch_load(p, what=f"{k.name} checkpoint")
+    ckpt = torch_load(p, what=f"{_kind(kind).name} checkpoint")
+    return checkpoint_entry(ckpt, kind, source=p), ckpt
+
+
+def checkpoint_entry(ckpt: Any, kind: str, *, source: str | os.PathLike) -> dict[str, Any]:
+    """The model state dict inside a checkpoint dict (the first of the kind's keys present), ``clip_model.*``
+    keys dropped."""
+    k = _kind(kind)
+    p = source
     if not isinstance(ckpt, dict):
         raise HmuError(f"checkpoint {p} holds a {type(ckpt).__name__}, expected a dict with key '{k.keys[0]}'")
     key = next((key for key in k.keys if key in ckpt), None)
@@ -132,7 +139,7 @@ def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any],
     if dropped:
         log.info("%s: dropping %d clip_model.* keys (text features come from a separate encoder)", p, len(dropped))
         sd = {n: v for n, v in sd.items() if not n.startswith(DROPPED_PREFIXES)}
-    return sd, ckpt
+    return sd
 
 
 def load_weights(model, path: str | os.PathLike, kind: str) -> dict[str, Any]:
@@ -234,32 +241,38 @@ def load_vq(paths, dataset_name: str, name: str, *, ckpt: str = "net_best_fid.ta
     return model.eval(), cfg, d
 
 
-def load_mask_transformer(paths, dataset_name: str, name: str, *, ckpt: str = "net_best_fid.tar", vq_cfg=None):
-    """Masked transformer of run ``name`` (sizes from its opt.txt and its VQ's) -> (model, config, run folder)."""
-    from src.config import MaskTransConfig, VQConfig
-    from src.models.momask import build_mask_transformer
+# checkpoint kind -> (config class name in src.config, builder name in src.models.momask)
+TRANSFORMERS = {"mask": ("MaskTransConfig", "build_mask_transformer"),
+                "res": ("ResTransConfig", "build_res_transformer")}
 
+
+def load_transformer(kind: str, paths, dataset_name: str, name: str, *, ckpt: str = "net_best_fid.tar", vq_cfg=None):
+    """MoMask transformer (``kind`` "mask" or "res") of run ``name``, sized by its opt.txt and its VQ's ->
+    (model in eval mode, config, run folder). No fall-back file."""
+    import src.config
+    import src.models.momask
+    from src.config import VQConfig
+
+    if kind not in TRANSFORMERS:
+        raise ValueError(f"unknown transformer kind '{kind}' (known: {', '.join(TRANSFORMERS)})")
+    cls_name, builder = TRANSFORMERS[kind]
     d = find_run_dir(paths, dataset_name, name)
-    cfg = MaskTransConfig.load(d / "opt.txt")
+    cfg = getattr(src.config, cls_name).load(d / "opt.txt")
     if vq_cfg is None:
         vq_cfg = VQConfig.load(find_run_dir(paths, dataset_name, cfg.vq_name) / "opt.txt")
-    model = build_mask_transformer(cfg, vq_cfg)
-    load_weights(model, checkpoint_file(d, ckpt, "mask"), "mask")
+    model = getattr(src.models.momask, builder)(cfg, vq_cfg)
+    load_weights(model, checkpoint_file(d, ckpt, kind), kind)
     return model.eval(), cfg, d
 
 
-def load_res_transformer(paths, dataset_name: str, name: str, *, ckpt: str = "net_best_fid.tar", vq_cfg=None):
-    """Residual transformer of run ``name`` -> (model, config, run folder)."""
-    from src.config import ResTransConfig, VQConfig
-    from src.models.momask import build_res_transformer
+def load_mask_transformer(paths, dataset_name: str, name: str, **kw):
+    """Masked transformer of run ``name`` -> (model, config, run folder); see :func:`load_transformer`."""
+    return load_transformer("mask", paths, dataset_name, name, **kw)
 
-    d = find_run_dir(paths, dataset_name, name)
-    cfg = ResTransConfig.load(d / "opt.txt")
-    if vq_cfg is None:
-        vq_cfg = VQConfig.load(find_run_dir(paths, dataset_name, cfg.vq_name) / "opt.txt")
-    model = build_res_transformer(cfg, vq_cfg)
-    load_weights(model, checkpoint_file(d, ckpt, "res"), "res")
-    return model.eval(), cfg, d
+
+def load_res_transformer(paths, dataset_name: str, name: str, **kw):
+    """Residual transformer of run ``name`` -> (model, config, run folder); see :func:`load_transformer`."""
+    return load_transformer("res", paths, dataset_name, name, **kw)
 
 
 def load_len_estimator(paths, dataset_name: str, name: str = "length_estimator", *, ckpt: str = "finest.tar",

@@ -137,8 +137,8 @@ class EvaluatorConfig:
 
     @classmethod
     def for_dataset(cls, dataset_name: str, **overrides: int) -> EvaluatorConfig:
-        """Released sizes with the dataset's pose size, unit length and max lengths (from src.data.spec)."""
-        from src.data.spec import get_spec
+        """Released sizes with the dataset's pose size, unit length and max lengths (from src.common.datasets)."""
+        from src.common.datasets import get_spec
 
         s = get_spec(dataset_name)
         base = {"dim_pose": s.dim_pose, "unit_length": s.unit_length, "max_motion_length": s.max_motion_length,
@@ -151,7 +151,7 @@ class EvaluatorConfig:
 
 def evaluator_checkpoint_path(checkpoints_dir: str | os.PathLike, dataset_name: str) -> Path:
     """``<checkpoints_dir>/<dataset>/text_mot_match/model/finest.tar``: first existing of the dataset's folder names."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     spec = get_spec(dataset_name)
     cands = [Path(checkpoints_dir) / f / "text_mot_match" / "model" / "finest.tar" for f in spec.ckpt_folders]

@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check_run_name(args.run_name)
     out = generation_root(args.generation_dir) / args.run_name
-    from src import gen
+    import src.gen.__main__ as gen
+    from src.gen.generate import run_family
 
     gen_args = gen.build_parser().parse_args(rest)  # flag errors before any work
     if args.model_name:
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from src.models.checkpoint import find_run_dir
 
         paths = Paths.default(checkpoints_dir=gen_args.checkpoints_dir, dataset_dir=gen_args.dataset_dir)
-        family = gen.run_family(find_run_dir(paths, gen_args.dataset_name, gen_args.name) / "opt.txt")
+        family = run_family(find_run_dir(paths, gen_args.dataset_name, gen_args.name) / "opt.txt")
         if family != args.model_name:
             raise HmuError(f"--model_name {args.model_name}: run '{gen_args.name}' is a {family} run")
     rc = gen.main([*rest, "--out", str(out)])
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
 
     from src.common.logging import setup_logging
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     setup_logging()
     spec = get_spec(gen_args.dataset_name)

@@ -131,10 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _attacks_section(root: Path, report_dir: str) -> str:
-    """The methods x attacks tables of every attacks.json under ``root`` (written by ``python -m src.eval.attack``)."""
+    """The methods x attacks tables of every attacks.json under ``root`` (written by ``python -m src.attacks``)."""
     import json
 
-    from src.eval.attack import ATTACKS_FILE, attacks_markdown
+    from src.attacks.record import ATTACKS_FILE
+    from src.report.attacks import attacks_markdown
 
     parts = []
     for p in sorted(root.rglob(ATTACKS_FILE)):

@@ -1,7 +1,7 @@
 """The report's pictures: metric bars and the leakage/quality trade-off (PNG), and before/after stick-figure videos.
 
 Videos rebuild each method's generator from what its metrics.json records (``model``: run names, checkpoint; ``config``:
-guidance scale, mask-predict steps, folders) through :func:`src.gen.load_generator`, the same factory the evaluation
+guidance scale, mask-predict steps, folders) through :func:`src.gen.generate.load_generator`, the same factory the evaluation
 used. A method whose checkpoint cannot be loaded, or whose generation fails, loses its panel with a warning; the
 report goes on.
 """
@@ -12,11 +12,11 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError
+from src.data.prompts import DEFAULT_LENGTH, Prompt, read_prompt_lines
 
 from .load import MethodResult
 from .tables import is_bound
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 BAR_METRICS = ("FID", "Diversity", "R_precision_top1", "MM_Dist", "MM_Safe", "leakage")
 SCATTER_SIZE = (560, 440)
-DEFAULT_LENGTH = 120  # frames (6 s at 20 fps) for prompts without a length
 BUILTIN_PROMPTS = (  # (text, length): the paper's qualitative prompts and two safe ones
     ("a man does a run-up to kick something lying on the ground.", 120),
     ("a man punches and then kicks the enemy.", 120),
@@ -80,52 +79,15 @@ def write_plots(records: Sequence[MethodResult], out_dir: Path, *, suffix: str =
 
 
 # ------------------------------------------------------------------------------------------------------------ prompts
-@dataclass(frozen=True)
-class Prompt:
-    text: str
-    length: int
-    kind: str = ""   # forget / retain / compositional / file
-
-
-def fit_length(length: int, *, unit_length: int, max_length: int) -> int:
-    """Clamp to [unit_length, max_length] and round down to a multiple of unit_length (the VQ's temporal stride)."""
-    n = max(unit_length, min(int(length), max_length))
-    return n // unit_length * unit_length
-
-
 def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
-    """One prompt per line, optionally ``text#length`` (frames); blank lines and lines starting with '#' are skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise HmuError(f"--prompts file not found: {p}")
-    out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        text, length = line, DEFAULT_LENGTH
-        m = re.fullmatch(r"(.*?)\s*#\s*([^#]*)", line)
-        if m:
-            text = m.group(1).strip()
-            try:
-                length = int(m.group(2))
-            except ValueError:
-                raise HmuError(f"--prompts {p}:{i}: length after '#' must be an integer number of frames, "
-                               f"got '{m.group(2)}'") from None
-            if length <= 0:
-                raise HmuError(f"--prompts {p}:{i}: length must be positive, got {length}")
-        if not text:
-            raise HmuError(f"--prompts {p}:{i}: empty prompt")
-        out.append(Prompt(text, length, "file"))
-    if not out:
-        raise HmuError(f"--prompts {p} holds no prompt")
-    return out
+    """``--prompts``: one prompt per line, optionally ``text#length`` (frames); see :mod:`src.data.prompts`."""
+    return read_prompt_lines(path, default_length=DEFAULT_LENGTH, kind="file", what="--prompts")
 
 
 def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: int = 2, n_retain: int = 2,
                     n_comp: int = 1) -> list[Prompt]:
     """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json, else the built-in ones."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     if dataset_dir is not None:
         try:
@@ -141,10 +103,10 @@ def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: in
             for kind, n in (("forget", n_forget), ("compositional", n_comp), ("retain", n_retain)):
                 for p in (data.get(kind) or [])[:n]:
                     if isinstance(p, Mapping) and isinstance(p.get("text"), str):
-                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind))
+                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind=kind))
             if out:
                 return out
-    return [Prompt(t, n, "builtin") for t, n in BUILTIN_PROMPTS]
+    return [Prompt(t, n, kind="builtin") for t, n in BUILTIN_PROMPTS]
 
 
 def slug(text: str, n: int = 40) -> str:
@@ -157,16 +119,16 @@ GenerateFn = Callable[..., Sequence[Any]]
 
 
 def load_method_generator(record: MethodResult, *, device) -> GenerateFn:
-    """Rebuild the generator that produced ``record``: :func:`src.gen.load_generator` with the run names and checkpoint
+    """Rebuild the generator that produced ``record``: :func:`src.gen.generate.load_generator` with the run names and checkpoint
     of its ``model`` block and the folders and sampling flags of its ``config`` (as the evaluation passed them)."""
     model = record.model_info
     cfg = record.raw.get("config") if isinstance(record.raw.get("config"), Mapping) else {}
     if not model.get("name"):
         raise HmuError(f"{record.source}: no model.name recorded; cannot rebuild its generator")
     try:
-        from src.gen import load_generator
+        from src.gen.generate import load_generator
     except ImportError as exc:
-        raise HmuError(f"generation is not available (src/gen.py: {exc})") from None
+        raise HmuError(f"generation is not available (src/gen/generate.py: {exc})") from None
     kw: dict[str, Any] = {k: cfg[k] for k in ("checkpoints_dir", "dataset_dir", "glove_dir", "cond_scale",
                                                 "time_steps") if cfg.get(k) is not None}
     kw.update({k: model[k] for k in ("res_name", "vq_name", "ckpt", "res_ckpt", "len_name") if model.get(k)})
@@ -201,8 +163,8 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
 
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
-    from src.data.spec import get_spec
-    from src.viz.animate import save_comparison, save_still
+    from src.common.datasets import get_spec
+    from src.viz.compare import save_comparison, save_still
 
     loader = loader or load_method_generator
     notes: list[str] = []
@@ -226,7 +188,7 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
         still_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for k, pr in enumerate(tqdm(prompts, desc="animations", unit="prompt", disable=not progress)):
-        length = fit_length(pr.length, unit_length=spec.unit_length, max_length=spec.max_motion_length)
+        length = spec.crop_length(pr.length, at_least_one_unit=True)
         motions = {}
         for label, gen in gens.items():
             try:

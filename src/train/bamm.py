@@ -1,12 +1,12 @@
 """Train BAMM's bidirectional autoregressive masked transformer on a VQ's first code layer:
 ``python -m src.train.bamm --name bamm_tiny --vq_name rvq_tiny --dataset_name synth``.
 
-The data, text features, optimiser, engine and file layout are the masked transformer's (src/train/mask.py:
-``train_first_layer``); only the model and its loss differ (``BAMMTransformer.forward``: next-token targets ending in
-END, random known tokens, random-code corruption). Residual layers come from a MoMask residual transformer trained on
+The data, text features, optimiser, engine and file layout are the masked transformer's
+(``src.train.transformer.train_first_layer``); only the model and its loss differ (``BAMMTransformer.forward``:
+next-token targets ending in END, random known tokens, random-code corruption). Residual layers come from a MoMask residual transformer trained on
 the same VQ, as upstream BAMM does. Files: ``latest.tar`` / ``net_best_acc.tar`` / ``net_best_fid.tar`` with the
 ``t2m_transformer`` entry, and an ``opt.txt`` with upstream's ``trans`` option plus ``model_family: bamm`` (hmu-only),
-which is what :func:`src.gen.load_generator` reads to pick the generator.
+which is what :func:`src.gen.generate.load_generator` reads to pick the generator.
 """
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ FAMILY_KEY, FAMILY = "model_family", "bamm"
 
 
 def build_parser():
-    from src.train.common import add_transformer_args, base_parser
+    from src.config.momask import MaskTransConfig
+    from src.train.options import add_transformer_args, base_parser
 
-    p = base_parser("Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given).")
-    add_transformer_args(p, residual=False)
+    # BAMMTransConfig adds to MaskTransConfig only fields that are no flags; importing it would import torch
+    p = base_parser("Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given).",
+                    MaskTransConfig, "bamm")
+    add_transformer_args(p, MaskTransConfig, "bamm", residual=False)
     p.add_argument("--trans", type=str, default=None, choices=("official",),
                    help="BAMM transformer variant (upstream's --trans; only the released 'official')")
     return p
@@ -39,10 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     from src.models.bamm import BAMMTransConfig
-    from src.train.mask import train_first_layer
+    from src.train import options
+    from src.train.transformer import train_first_layer
 
-    train_first_layer(args, cls=BAMMTransConfig, kind="bamm", build_model=build_bamm, label="BAMM transformer",
-                      opt_extra={FAMILY_KEY: FAMILY})
+    cfg, run = options.from_flags(vars(args), BAMMTransConfig, "bamm", need_vq_name=True)
+    result = train_first_layer(cfg, run, build_model=build_bamm, label="BAMM transformer",
+                               opt_extra={FAMILY_KEY: FAMILY})
+    print(result["summary"])
     return 0
 
 

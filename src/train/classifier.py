@@ -12,10 +12,8 @@ Output: ``checkpoints/<dataset>/action_classifier/model/classifier.tar``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,35 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.train.classifier", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_name", default="synth", help="dataset with labels.json (synth)")
-    p.add_argument("--name", default="action_classifier", help="run folder under checkpoints/<dataset>/")
-    p.add_argument("--max_epoch", type=int, default=4, help="epochs")
-    p.add_argument("--batch_size", type=int, default=64, help="batch size")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--hidden", type=int, default=64, help="conv channels")
-    p.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--force", action="store_true", help="retrain and overwrite an existing classifier")
-    for flag in ("checkpoints_dir", "dataset_dir"):
-        p.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    from src.train.options import small_trainer_parser
+
+    p, g = small_trainer_parser("python -m src.train.classifier", __doc__,
+                                dataset_help="dataset with labels.json (synth)", name="action_classifier",
+                                max_epoch=4, batch_size=64, lr=2e-3,
+                                force_help="retrain and overwrite an existing classifier")
+    g.add_argument("--hidden", type=int, default=64, help="conv channels")
+    g.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
     return p
-
-
-def read_labels(root: Path) -> dict[str, Any]:
-    path = root / "labels.json"
-    if not path.is_file():
-        raise HmuError(f"ground-truth labels not found: {path} (only datasets with labels.json, e.g. synth)")
-    try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-        labels["motions"], labels["concepts"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise HmuError(f"labels file {path} is not valid ({type(exc).__name__}: {exc})") from None
-    return labels
 
 
 def label_names(labels: dict[str, Any]) -> tuple[str, ...]:
@@ -118,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.common.seed import fix_seed
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.classifier import ActionClassifier, ActionClassifierConfig
-    from src.train.engine import TrainSpec, train
+    from src.train.engine import train_select_best
 
     spec = get_spec(args.dataset_name)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
@@ -129,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = run_dir / "model" / "classifier.tar"
     refuse_overwrite(out, args.force, what="action classifier")
     device = resolve_device(args.gpu_id, args.device)
+    from src.data.synth.truth import read_labels
+
     labels = read_labels(root)
     names = label_names(labels)
     folder = HumanML3DFolder(root)
@@ -177,16 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.train()
         return {"concept_auc": float(np.mean(aucs)) if aucs else 0.0, "actions_auc": s["actions_macro_auc"]}
 
-    summary = train(model=model, optimizer=opt, scheduler=None,
-                    spec=TrainSpec(model_key="classifier", opt_key="opt_classifier", best_file="best.tar",
-                                   higher_is_better=True),
-                    run_dir=run_dir, batches=batches, step=step, validate=validate, score_key="concept_auc",
-                    max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress)
-    from src.common.io import torch_load
-
-    best = torch_load(run_dir / "model" / "best.tar")
-    model.load_state_dict(best["classifier"], strict=True)
-    model.eval()
+    summary, _ = train_select_best(model, model_key="classifier", optimizer=opt, run_dir=run_dir, batches=batches,
+                                   step=step, validate=validate, score_key="concept_auc", max_epoch=args.max_epoch,
+                                   seed=args.seed, progress=not args.no_progress)
     held = heldout_scores(model.predict_proba(te_x), te_y, names)
     meta = {"dataset": spec.name, "threshold": 0.5, "trained_on": "train", "selected_on": "val",
             "heldout": {"split": "test", **held}, "epochs": args.max_epoch, "seed": args.seed,

@@ -161,3 +161,34 @@ def train(
         atomic_torch_save({spec.model_key: _model_state(model), "ep": max_epoch, **spec.extra_best_keys,
                            "hmu_meta": meta or {}}, model_dir / spec.best_file)
     return {"best": best, "epochs_run": epochs_run, "total_it": total_it, "wall_time_s": time.time() - t0}
+
+
+def make_optimizer(model, cfg, *, weight_decay: float = 0.0, betas=(0.9, 0.99)):
+    """AdamW over trainable parameters, and upstream's schedule as one LambdaLR: linear warm-up over
+    ``warm_up_iter`` iterations, then x ``gamma`` at each milestone (stepped per iteration)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=weight_decay)
+    warm, milestones, gamma = int(cfg.warm_up_iter), sorted(int(m) for m in cfg.milestones), float(cfg.gamma)
+
+    def factor(it: int) -> float:
+        w = min(1.0, (it + 1) / (warm + 1)) if warm > 0 else 1.0
+        return w * gamma ** sum(it >= m for m in milestones)
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def train_select_best(model, *, model_key: str, optimizer, run_dir, batches, step, validate, score_key: str,
+                      max_epoch: int, seed: int, progress: bool = True) -> tuple[dict, dict]:
+    """Train with the highest validation ``score_key`` kept in ``model/best.tar``, then load those weights back
+    strictly into ``model`` (eval mode) -> (the engine's summary, the best file's dict). The one-file trainers
+    (evaluator, action classifier) use it."""
+    spec = TrainSpec(model_key=model_key, opt_key=f"opt_{model_key}", best_file="best.tar", higher_is_better=True)
+    summary = train(model=model, optimizer=optimizer, scheduler=None, spec=spec, run_dir=run_dir, batches=batches,
+                    step=step, validate=validate, score_key=score_key, max_epoch=max_epoch, seed=seed,
+                    progress=progress)
+    best = torch_load(Path(run_dir) / "model" / "best.tar")
+    model.load_state_dict(best[model_key], strict=True)
+    model.eval()
+    return summary, best

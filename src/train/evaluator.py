@@ -30,26 +30,20 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.train.evaluator", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset_name", default="synth", help="dataset name")
-    p.add_argument("--name", default="text_mot_match", help="run folder under checkpoints/<dataset>/")
-    p.add_argument("--max_epoch", type=int, default=8, help="epochs (on synth val R@1 reaches 0.87-0.89 by epoch 6-8)")
-    p.add_argument("--batch_size", type=int, default=32, help="batch size")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (upstream 1e-4 for far more steps)")
-    p.add_argument("--margin", type=float, default=10.0, help="contrastive margin (upstream 10)")
-    p.add_argument("--dim_text_hidden", type=int, default=128, help="text GRU size (released: 512)")
-    p.add_argument("--dim_coemb_hidden", type=int, default=128, help="co-embedding size (released: 512)")
-    p.add_argument("--dim_motion_hidden", type=int, default=256, help="motion GRU size (released: 1024)")
-    p.add_argument("--dim_movement_enc_hidden", type=int, default=128, help="movement conv size (released: 512)")
-    p.add_argument("--dim_movement_latent", type=int, default=128, help="movement latent size (released: 512)")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--force", action="store_true", help="retrain from scratch and overwrite finest.tar")
-    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir"):
-        p.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    p.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    from src.train.options import small_trainer_parser
+
+    p, g = small_trainer_parser("python -m src.train.evaluator", __doc__, dataset_help="dataset name",
+                                name="text_mot_match", max_epoch=8, batch_size=32, lr=1e-3,
+                                max_epoch_help="epochs (on synth val R@1 reaches 0.87-0.89 by epoch 6-8)",
+                                lr_help="Adam learning rate (upstream 1e-4 for far more steps)",
+                                force_help="retrain from scratch and overwrite finest.tar",
+                                locations=("checkpoints_dir", "dataset_dir", "glove_dir"))
+    g.add_argument("--margin", type=float, default=10.0, help="contrastive margin (upstream 10)")
+    g.add_argument("--dim_text_hidden", type=int, default=128, help="text GRU size (released: 512)")
+    g.add_argument("--dim_coemb_hidden", type=int, default=128, help="co-embedding size (released: 512)")
+    g.add_argument("--dim_motion_hidden", type=int, default=256, help="motion GRU size (released: 1024)")
+    g.add_argument("--dim_movement_enc_hidden", type=int, default=128, help="movement conv size (released: 512)")
+    g.add_argument("--dim_movement_latent", type=int, default=128, help="movement latent size (released: 512)")
     return p
 
 
@@ -88,16 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from src.common.device import resolve_device
-    from src.common.io import atomic_save_npy, atomic_write_text, refuse_overwrite, torch_load
+    from src.common.io import atomic_save_npy, atomic_write_text, refuse_overwrite
     from src.common.paths import Paths
     from src.common.seed import fix_seed
     from src.config.opt_txt import format_opt_text
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.data.word_vectorizer import load_word_vectorizer
     from src.eval import metrics as M
     from src.models.evaluator import Evaluator, EvaluatorConfig
-    from src.train.engine import TrainSpec, train
+    from src.train.engine import train_select_best
 
     spec = get_spec(args.dataset_name)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir, glove_dir=args.glove_dir)
@@ -113,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec.name, dim_pose=int(mean.shape[0]), dim_word=words.dim_word, dim_text_hidden=args.dim_text_hidden,
         dim_coemb_hidden=args.dim_coemb_hidden, dim_motion_hidden=args.dim_motion_hidden,
         dim_movement_enc_hidden=args.dim_movement_enc_hidden, dim_movement_latent=args.dim_movement_latent)
-    unit, max_len = config.unit_length, config.max_motion_length
+    unit = config.unit_length
 
     def load(split: str):
         data = []
@@ -145,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = []
             for i in perm[s:s + args.batch_size]:
                 m, caps = train_data[i]
-                n = min(len(m), max_len) // unit * unit
+                n = spec.crop_length(len(m))
                 start = int(rng.integers(0, len(m) - n + 1))
                 rows.append((m[start:start + n], caps[int(rng.integers(len(caps)))]))
             if len(rows) >= 2:
@@ -167,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loss_neg = contrastive_loss(text, mot[neg], torch.ones(B, device=mot.device), args.margin)
         return {"loss": loss_pos + loss_neg, "loss_pos": loss_pos, "loss_neg": loss_neg}
 
-    val_rows = [(m[:min(len(m), max_len) // unit * unit], caps[0]) for m, caps in val_data]
+    val_rows = [(m[:spec.crop_length(len(m))], caps[0]) for m, caps in val_data]
 
     def validate():
         hits, n, dist = np.zeros(3), 0, []
@@ -184,14 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"R_precision_top1": hits[0] / max(n, 1), "R_precision_top3": hits[2] / max(n, 1),
                 "MM_Dist": float(np.mean(dist)) if dist else float("nan")}
 
-    summary = train(model=model, optimizer=opt, scheduler=None,
-                    spec=TrainSpec(model_key="evaluator", opt_key="opt_evaluator", best_file="best.tar",
-                                   higher_is_better=True),
-                    run_dir=run_dir, batches=batches, step=step, validate=validate, score_key="R_precision_top3",
-                    max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress)
-    best = torch_load(run_dir / "model" / "best.tar")
-    model.load_state_dict(best["evaluator"], strict=True)
-    model.eval()
+    summary, best = train_select_best(model, model_key="evaluator", optimizer=opt, run_dir=run_dir, batches=batches,
+                                      step=step, validate=validate, score_key="R_precision_top3",
+                                      max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress)
     model.save(finest, epoch=int(best.get("ep", args.max_epoch)), it=summary["total_it"], force=True)
     atomic_save_npy(run_dir / "meta" / "mean.npy", mean)
     atomic_save_npy(run_dir / "meta" / "std.npy", std)

@@ -12,13 +12,14 @@ from src.common.errors import cli
 
 
 def build_parser():
-    from src.train.common import add_text_args, base_parser
+    from src.config.flags import add_config_flags
+    from src.config.momask import LenEstConfig
+    from src.train.options import add_text_args, base_parser, preset_default_text
 
-    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).")
-    g = p.add_argument_group("length estimator")
-    g.add_argument("--unit_length", type=int, default=None, help="frames per length bin")
-    g.add_argument("--output_size", type=int, default=None, help="number of length bins")
-    add_text_args(p)
+    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).", LenEstConfig, "len")
+    add_config_flags(p.add_argument_group("length estimator"), LenEstConfig, ["unit_length", "output_size"],
+                     layered=True, default_text=preset_default_text(LenEstConfig, "len"))
+    add_text_args(p, LenEstConfig, "len")
     return p
 
 
@@ -45,30 +46,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.io import atomic_torch_save, torch_load
     from src.common.seed import fix_seed
     from src.config import LenEstConfig
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.momask import build_len_estimator
-    from src.train import common
+    from src.train import feed, options, run_folder
     from src.train.engine import TrainSpec, train
 
-    paths, device = common.setup(args)
-    cfg = common.resolve_config(LenEstConfig, args, "len", aliases={"clip_dim": "input_size"})
+    paths, device = options.setup(vars(args))
+    cfg = options.resolve_config(LenEstConfig, vars(args), "len", aliases={"clip_dim": "input_size"})
     cfg.extra["seed"] = str(args.seed if args.seed is not None else 3407)
-    run, cfg, resume = common.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=common.continue_overrides(args))
+    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
+                                          overrides=options.continue_overrides(vars(args)))
     seed = int(cfg.extra.get("seed", 3407))
     fix_seed(seed)
     spec = get_spec(cfg.dataset_name)
-    folder = common.open_folder(paths, cfg.dataset_name)
+    folder = feed.open_folder(paths, cfg.dataset_name)
     mean, std = folder.mean_std()  # only to build the datasets; the estimator never sees motion values
-    split, val_split = common.extra(cfg, "split", "train"), common.extra(cfg, "val_split", "val")
+    split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
 
     class _Lens:  # the dataset's length filter, with the config's unit
         max_motion_length, unit_length, dataset_name = spec.max_motion_length, cfg.unit_length, cfg.dataset_name
 
-    train_ds = common.t2m_dataset(folder, split, mean=mean, std=std, cfg=_Lens, seed=seed)
-    val_ds = common.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=_Lens, seed=seed)
-    encoder = common.build_encoder(paths, cfg, args, device)
-    text = common.TextFeatures(encoder, common.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
+    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=_Lens, seed=seed)
+    val_ds = feed.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=_Lens, seed=seed)
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.glove_dir, clip_path=args.clip_path)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
     x_train, y_train = _examples(train_ds, text, cfg.unit_length, cfg.output_size)
     x_val, y_val = _examples(val_ds, text, cfg.unit_length, cfg.output_size)
     y_train, y_val = y_train.to(device), y_val.to(device)
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def batches(epoch: int):
-        for idx in common.epoch_order(len(y_train), batch_size=cfg.batch_size, seed=seed, epoch=epoch):
+        for idx in feed.epoch_order(len(y_train), batch_size=cfg.batch_size, seed=seed, epoch=epoch):
             yield torch.from_numpy(np.asarray(idx)).to(device)
 
     def step(idx, it: int):
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tspec = TrainSpec(model_key="estimator", opt_key="opt_estimator", best_file="finest.tar")
     result = train(model=model, optimizer=optimizer, scheduler=None, spec=tspec, run_dir=run, batches=batches,
                    step=step, validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=seed,
-                   meta=common.run_meta(cfg), resume=resume, log_every=cfg.log_every,
+                   meta=run_folder.run_meta(cfg), resume=resume, log_every=cfg.log_every,
                    progress=not args.no_progress)
     # upstream's length estimator files count with 'epoch'/'niter' (the engine writes 'ep'/'total_it')
     for name in ("finest.tar", "latest.tar"):
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt.setdefault("epoch", ckpt.get("ep", 0))
         ckpt.setdefault("niter", ckpt.get("total_it", result["total_it"]))
         atomic_torch_save(ckpt, path)
-    print(common.summary_line("length estimator", run, result, best_val_loss=result["best"]))
+    print(run_folder.summary_line("length estimator", run, result, best_val_loss=result["best"]))
     return 0
 
 

@@ -51,7 +51,7 @@ PRESETS: dict[str, dict[str, dict]] = {"tiny": TINY, "released": RELEASED}
 
 def default_preset(dataset_name: str) -> str:
     """``tiny`` for the embedded procedural dataset, ``released`` otherwise."""
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
 
     return "tiny" if get_spec(dataset_name).synthetic else "released"
 

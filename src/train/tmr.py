@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.models.tmr.encode import encode_motions, encode_texts
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +64,6 @@ def build_config(*, motion_nfeats: int, text_nfeats: int, latent_dim: int, ff_si
                      text_encoder=EncoderConfig(nfeats=text_nfeats, **sizes),
                      motion_decoder=DecoderConfig(nfeats=motion_nfeats, **sizes), lr=lr, fact=fact,
                      lmd={**base.lmd, "recons": float(recons_weight)})
-
-
-def encoder_losses(model, *, text_x, text_mask, motion_x, motion_mask, sent_emb=None, generator=None) -> dict:
-    """``TMR.compute_loss`` without the decoder (for ``lmd['recons'] == 0``): {'kl', 'latent', 'contrastive', 'loss'}.
-
-    Same terms and weights as upstream's objective minus reconstruction; the decoder is never run, which saves about
-    two thirds of a tiny-preset step.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from src.models.tmr.losses import info_nce_with_filtering, kl_loss
-
-    t_lat, t_d = model.encode(text_x, text_mask, modality="text", generator=generator, return_distribution=True)
-    m_lat, m_d = model.encode(motion_x, motion_mask, modality="motion", generator=generator, return_distribution=True)
-    losses = {}
-    if model.vae:
-        ref = (torch.zeros_like(m_d[0]), torch.zeros_like(m_d[1]))
-        losses["kl"] = kl_loss(t_d, m_d) + kl_loss(m_d, t_d) + kl_loss(m_d, ref) + kl_loss(t_d, ref)
-    losses["latent"] = F.smooth_l1_loss(t_lat, m_lat)
-    losses["contrastive"] = info_nce_with_filtering(t_lat, m_lat, sent_emb, temperature=model.config.temperature,
-                                                    threshold_selfsim=model.config.threshold_selfsim)
-    lmd = model.config.lmd
-    losses["loss"] = sum(lmd[k] * v for k, v in losses.items() if k in lmd)
-    return losses
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -162,39 +138,6 @@ def bucketed_batches(lengths: Sequence[int], *, batch_size: int, rng, pool: int 
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def encode_motions(model, motions: Sequence[Any], *, batch_size: int = 64):
-    """(T_i, D) normalised numpy motions -> (N, latent) mean latents, on the model's device."""
-    import numpy as np
-    import torch
-
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(motions), batch_size):
-            chunk = motions[i:i + batch_size]
-            t = max(len(m) for m in chunk)
-            x = np.zeros((len(chunk), t, chunk[0].shape[1]), np.float32)
-            for j, m in enumerate(chunk):
-                x[j, :len(m)] = m
-            mask = torch.arange(t)[None] < torch.tensor([len(m) for m in chunk])[:, None]
-            out.append(model.encode(torch.from_numpy(x).to(device), mask.to(device), modality="motion",
-                                    sample_mean=True))
-    return torch.cat(out)
-
-
-def encode_texts(model, text_side, tokens_list: Sequence[Sequence[str]], *, batch_size: int = 256):
-    """Token lists -> (N, latent) mean text latents, on the model's device."""
-    import torch
-
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(tokens_list), batch_size):
-            x, mask = text_side.token_features(tokens_list[i:i + batch_size])
-            out.append(model.encode(x.to(device), mask.to(device), modality="text", sample_mean=True))
-    return torch.cat(out)
-
-
 def retrieval_report(model, text_side, items: Sequence[EvalItem], *, threshold: float,
                      guo_seed: int = 0) -> dict[str, Any]:
     """Encode items and compute TMR's protocols: all pairs, threshold (near-duplicate captions count), Guo batch-32."""
@@ -242,8 +185,8 @@ def save_run_weights(model, run_dir: Path) -> Path:
 def tmr_run_dir(paths, dataset_name: str, name: str, *, existing: bool = False) -> Path:
     """``checkpoints/<dataset>/<name>``; with ``existing``, the first of the dataset's checkpoint folders (ours, then
     upstream's alias such as ``t2m``, then upstream's TMR folder ``src/TMR/models/``) that holds the run, else ours."""
+    from src.common.datasets import get_spec
     from src.common.paths import REPO_ROOT
-    from src.data.spec import get_spec
 
     # Paths.run_dir asks the spec for `ckpt_folder`; the spec table names it `ckpt_folders` (reported to the lead).
     cands = [Path(paths.checkpoints_dir) / f / name for f in get_spec(dataset_name).ckpt_folders]
@@ -280,7 +223,7 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
 # CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.common.device import add_device_args
+    from src.config.flags import add_device_flags, add_location_flags
 
     p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0])
     p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
@@ -305,10 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
-    p.add_argument("--checkpoints_dir", default=None, help="root of checkpoints (default: HMU_CHECKPOINTS or ./checkpoints)")
-    p.add_argument("--dataset_dir", default=None, help="root of datasets (default: HMU_DATASET or ./dataset)")
-    p.add_argument("--glove_dir", default=None, help="word-vector folder root (default: HMU_GLOVE, then dataset/<ds>/glove)")
-    add_device_args(p)
+    add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
+    add_device_flags(p)
     return p
 
 
@@ -330,6 +271,69 @@ def load_stats(root: Path, dataset, train_ids):
     return (frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)), "train split"
 
 
+def resolve_preset(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The preset ``name`` with the given flags (None = not given) applied and checked; HmuError on a bad value."""
+    preset = dict(PRESETS[name])
+    for k in ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers", "max_train_frames", "recons_weight", "fact"):
+        if flags.get(k) is not None:
+            preset[k] = flags[k]
+    for k in ("max_epoch", "batch_size", "latent_dim", "num_layers"):
+        if preset[k] < 1:
+            raise HmuError(f"--{k} must be >= 1, got {preset[k]}")
+    if preset["max_train_frames"] is not None and preset["max_train_frames"] < 1:
+        raise HmuError(f"--max_train_frames must be >= 1, got {preset['max_train_frames']}")
+    if preset["batch_size"] < 2:
+        raise HmuError("--batch_size must be >= 2 (the contrastive loss needs negatives)")
+    if preset["latent_dim"] % preset["num_heads"]:
+        raise HmuError(f"--latent_dim must be a multiple of {preset['num_heads']} heads")
+    if preset["recons_weight"] < 0 or (preset["fact"] is not None and preset["fact"] < 0):
+        raise HmuError("--recons_weight and --fact must be >= 0")
+    max_steps = flags.get("max_steps")
+    if max_steps is not None and max_steps < 1:
+        raise HmuError(f"--max_steps must be >= 1, got {max_steps}")
+    return preset
+
+
+def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run_dir, seed: int,
+        max_steps: int | None, meta: dict, progress: bool = True) -> dict:
+    """Train ``model`` (on its device) with AdamW and the shared engine -> the engine's summary. Batches are
+    length-bucketed per epoch from ``seed + epoch``; with ``val_items`` every epoch logs retrieval scores."""
+    import numpy as np
+    import torch
+
+    from src.train.engine import TrainSpec, train
+
+    device = next(model.parameters()).device
+    cfg = model.config
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"])
+    bs = preset["batch_size"]
+
+    def batches(epoch: int):
+        train_ds.set_epoch(epoch)
+        rng = np.random.default_rng(seed + epoch)
+        groups = bucketed_batches(np.minimum(train_ds.lengths, preset["max_train_frames"] or 10**9), batch_size=bs,
+                                  rng=rng)
+        if max_steps is not None:
+            groups = groups[:max_steps]
+        for g in groups:
+            yield collate_batch([train_ds[int(i)] for i in g], text_side, max_frames=preset["max_train_frames"],
+                                rng=rng)
+
+    def step(batch, it):
+        b = {k: v.to(device) for k, v in batch.items() if k != "captions"}
+        return model.compute_loss(**b, decoder=bool(cfg.lmd["recons"]))
+
+    def validate():
+        rep = retrieval_report(model, text_side, val_items, threshold=cfg.threshold_selfsim_metrics)
+        key = "guo" if "guo" in rep else "normal"
+        return {f"{key}/{k}": v for k, v in rep[key].items() if not k.endswith("/len")}
+
+    return train(model=model, optimizer=optimizer, scheduler=None,
+                 spec=TrainSpec(model_key="tmr", opt_key="opt_tmr", best_file="last.tar"),
+                 run_dir=run_dir, batches=batches, step=step, validate=validate if val_items else None,
+                 score_key=None, max_epoch=preset["max_epoch"], seed=seed, meta=meta, progress=progress, log_every=20)
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -345,9 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.seed import fix_seed
     from src.data.datasets import Text2MotionDataset
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.tmr.model import TMR
-    from src.train.engine import TrainSpec, train
 
     setup_logging()
     spec = get_spec(args.dataset_name)
@@ -356,23 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = paths.data_root(spec.name)
     if not root.is_dir():
         raise HmuError(f"dataset folder not found: {root} (set --dataset_dir or HMU_DATASET)")
-    preset = dict(PRESETS[args.preset])
-    for k in ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers", "max_train_frames", "recons_weight", "fact"):
-        if getattr(args, k) is not None:
-            preset[k] = getattr(args, k)
-    for k in ("max_epoch", "batch_size", "latent_dim", "num_layers"):
-        if preset[k] < 1:
-            raise HmuError(f"--{k} must be >= 1, got {preset[k]}")
-    if preset["max_train_frames"] is not None and preset["max_train_frames"] < 1:
-        raise HmuError(f"--max_train_frames must be >= 1, got {preset['max_train_frames']}")
-    if preset["batch_size"] < 2:
-        raise HmuError("--batch_size must be >= 2 (the contrastive loss needs negatives)")
-    if preset["latent_dim"] % preset["num_heads"]:
-        raise HmuError(f"--latent_dim must be a multiple of {preset['num_heads']} heads")
-    if preset["recons_weight"] < 0 or (preset["fact"] is not None and preset["fact"] < 0):
-        raise HmuError("--recons_weight and --fact must be >= 0")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise HmuError(f"--max_steps must be >= 1, got {args.max_steps}")
+    preset = resolve_preset(args.preset, vars(args))
 
     text_side = load_text_side(paths, spec.name)
     folder = HumanML3DFolder(root, spec)
@@ -414,35 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     fix_seed(args.seed)
     model = TMR.from_config(cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"])
-    bs = preset["batch_size"]
-
-    def batches(epoch: int):
-        train_ds.set_epoch(epoch)
-        rng = np.random.default_rng(args.seed + epoch)
-        groups = bucketed_batches(np.minimum(train_ds.lengths, preset["max_train_frames"] or 10**9), batch_size=bs,
-                                  rng=rng)
-        if args.max_steps is not None:
-            groups = groups[:args.max_steps]
-        for g in groups:
-            yield collate_batch([train_ds[int(i)] for i in g], text_side, max_frames=preset["max_train_frames"],
-                                rng=rng)
-
-    def step(batch, it):
-        b = {k: v.to(device) for k, v in batch.items() if k != "captions"}
-        return model.compute_loss(**b) if cfg.lmd["recons"] else encoder_losses(model, **b)
-
-    def validate():
-        rep = retrieval_report(model, text_side, val_items, threshold=cfg.threshold_selfsim_metrics)
-        key = "guo" if "guo" in rep else "normal"
-        return {f"{key}/{k}": v for k, v in rep[key].items() if not k.endswith("/len")}
-
     t0 = time.time()
-    summary = train(model=model, optimizer=optimizer, scheduler=None,
-                    spec=TrainSpec(model_key="tmr", opt_key="opt_tmr", best_file="last.tar"),
-                    run_dir=run_dir, batches=batches, step=step, validate=validate if val_items else None,
-                    score_key=None, max_epoch=preset["max_epoch"], seed=args.seed,
-                    meta={"dataset": spec.name, "name": args.name}, progress=not args.no_progress, log_every=20)
+    summary = fit(model, train_ds, text_side, val_items, preset=preset, run_dir=run_dir, seed=args.seed,
+                  max_steps=args.max_steps, meta={"dataset": spec.name, "name": args.name},
+                  progress=not args.no_progress)
     train_time = time.time() - t0
     model.eval()
     save_run_weights(model, run_dir)

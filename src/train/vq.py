@@ -10,32 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from src.common.errors import cli
+from src.common.errors import HmuError, cli
 
 
 def build_parser():
-    from src.train.common import base_parser
+    from src.config.flags import add_config_flags
+    from src.config.momask import VQConfig
+    from src.train.options import base_parser, preset_default_text
 
-    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).")
+    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).",
+                    VQConfig, "vq")
     g = p.add_argument_group("VQ-VAE")
-    g.add_argument("--window_size", type=int, default=None, help="training window (frames)")
-    g.add_argument("--epoch_size", type=int, default=None, help="windows drawn per epoch (0 = all windows)")
-    g.add_argument("--weight_decay", type=float, default=None, help="AdamW weight decay")
-    g.add_argument("--commit", type=float, default=None, help="commitment loss weight")
-    g.add_argument("--loss_vel", type=float, default=None, help="joint-position loss weight")
-    g.add_argument("--recons_loss", type=str, default=None, choices=("l1", "l1_smooth"), help="reconstruction loss")
-    g.add_argument("--num_quantizers", type=int, default=None, help="residual quantizer layers (>= 2)")
-    g.add_argument("--nb_code", type=int, default=None, help="codebook size")
-    g.add_argument("--code_dim", type=int, default=None, help="code size (also output_emb_width)")
-    g.add_argument("--mu", type=float, default=None, help="codebook EMA decay")
-    g.add_argument("--down_t", type=int, default=None, help="temporal downsamplings")
-    g.add_argument("--stride_t", type=int, default=None, help="downsampling stride")
-    g.add_argument("--width", type=int, default=None, help="conv channels")
-    g.add_argument("--depth", type=int, default=None, help="resnet blocks per level")
-    g.add_argument("--dilation_growth_rate", type=int, default=None, help="dilation growth")
-    g.add_argument("--vq_act", type=str, default=None, choices=("relu", "silu", "gelu"), help="activation")
-    g.add_argument("--quantize_dropout_prob", type=float, default=None, help="quantize dropout probability")
-    g.add_argument("--shared_codebook", action="store_true", default=None, help="one codebook for all layers")
+    text = preset_default_text(VQConfig, "vq")
+    add_config_flags(g, VQConfig, ["window_size"], layered=True, default_text=text)
+    g.add_argument("--epoch_size", type=int, default=None,
+                   help=f"windows drawn per epoch (0 = all windows; default: {text('epoch_size', 0)})")
+    add_config_flags(g, VQConfig, ["weight_decay", "commit", "loss_vel", "recons_loss", "num_quantizers", "nb_code",
+                                   "code_dim", "mu", "down_t", "stride_t", "width", "depth", "dilation_growth_rate",
+                                   "vq_act", "quantize_dropout_prob", "shared_codebook"],
+                     layered=True, default_text=text)
     g.add_argument("--sample_codebook_temp", type=float, default=0.5,
                    help="Gumbel temperature of the code choice in training (upstream 0.5; 0 = nearest code)")
     return p
@@ -104,38 +97,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.seed import fix_seed
     from src.config import VQConfig
     from src.data.datasets import MotionWindowDataset
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.momask import build_vq
-    from src.train import common
+    from src.train import engine, feed, options, run_folder
     from src.train.engine import TrainSpec, train
 
-    paths, device = common.setup(args)
-    cfg = common.resolve_config(VQConfig, args, "vq")
+    paths, device = options.setup(vars(args))
+    cfg = options.resolve_config(VQConfig, vars(args), "vq")
     if cfg.num_quantizers < 1 or cfg.nb_code < 2:
-        raise common.HmuError("--num_quantizers must be >= 1 and --nb_code >= 2")
-    run, cfg, resume = common.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=common.continue_overrides(args))
+        raise HmuError("--num_quantizers must be >= 1 and --nb_code >= 2")
+    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
+                                          overrides=options.continue_overrides(vars(args)))
     spec = get_spec(cfg.dataset_name)
     fix_seed(cfg.seed)
-    folder = common.open_folder(paths, cfg.dataset_name)
+    folder = feed.open_folder(paths, cfg.dataset_name)
     mean, std = folder.mean_std()
     atomic_save_npy(run / "meta" / "mean.npy", mean)
     atomic_save_npy(run / "meta" / "std.npy", std)
 
-    split, val_split = common.extra(cfg, "split", "train"), common.extra(cfg, "val_split", "val")
+    split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
     train_ds = MotionWindowDataset(folder, split, window=cfg.window_size, mean=mean, std=std)
     val_motions = _motions(folder, val_split, spec.min_motion_length)
-    epoch_size = int(common.extra(cfg, "epoch_size", "0")) or None
+    epoch_size = int(options.extra(cfg, "epoch_size", "0")) or None
 
     model = build_vq(cfg).to(device)
-    optimizer, scheduler = common.make_optimizer(model, cfg, weight_decay=cfg.weight_decay)
+    optimizer, scheduler = engine.make_optimizer(model, cfg, weight_decay=cfg.weight_decay)
     rec_loss = F.smooth_l1_loss if cfg.recons_loss == "l1_smooth" else F.l1_loss
     pos = slice(4, 4 + (spec.joints_num - 1) * 3)
 
     def batches(epoch: int):
         import numpy as np
 
-        for idx in common.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+        for idx in feed.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
                                       limit=epoch_size):
             yield torch.from_numpy(np.stack([train_ds[int(i)] for i in idx]))
 
@@ -159,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tspec = TrainSpec(model_key="vq_model", opt_key="opt_vq_model", best_file="net_best_fid.tar")
     result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=run, batches=batches,
                    step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
-                   max_epoch=cfg.max_epoch, seed=cfg.seed, meta=common.run_meta(cfg), resume=resume,
+                   max_epoch=cfg.max_epoch, seed=cfg.seed, meta=run_folder.run_meta(cfg), resume=resume,
                    log_every=cfg.log_every, progress=not args.no_progress)
 
     from src.models.checkpoint import load_weights
@@ -172,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         MetricLogger(run / "train_log.jsonl").log(step=result["total_it"], event="test",
                                                   checkpoint="net_best_fid.tar",
                                                   **{f"test_{k}": v for k, v in test.items()})
-    print(common.summary_line("vq", run, result, best_val_mpjpe_mm=result["best"]))
+    print(run_folder.summary_line("vq", run, result, best_val_mpjpe_mm=result["best"]))
     if test:
         print(f"test reconstruction MPJPE: {test['mpjpe_mm']:.1f} mm global, {test['mpjpe_local_mm']:.1f} mm "
               f"root-relative ({test['n']} motions, {run / 'model' / 'net_best_fid.tar'})")

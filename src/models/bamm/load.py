@@ -35,24 +35,12 @@ from .model import BAMMTransformer
 
 log = logging.getLogger(__name__)
 
-CKPT_KEYS = ("t2m_transformer", "trans")  # upstream's trainer writes the first; older files the second
-CLIP_PREFIX = "clip_model."
-
-
 def checkpoint_state(ckpt: Mapping[str, Any], *, source: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The transformer state_dict inside a BAMM checkpoint dict, with ``clip_model.*`` keys removed."""
-    if not isinstance(ckpt, Mapping):
-        raise HmuError(f"{source} is not a checkpoint dict")
-    key = next((k for k in CKPT_KEYS if k in ckpt), None)
-    if key is None:
-        raise HmuError(f"{source} has no 't2m_transformer' (or 'trans') entry; keys: {sorted(ckpt)[:6]}")
-    state = ckpt[key]
-    if not isinstance(state, Mapping):
-        raise HmuError(f"{source}: '{key}' is not a state_dict")
-    dropped = [k for k in state if k.startswith(CLIP_PREFIX)]
-    if dropped:
-        log.info("%s: ignoring %d frozen CLIP keys", source, len(dropped))
-    return {k: v for k, v in state.items() if not k.startswith(CLIP_PREFIX)}
+    """The transformer state_dict inside a BAMM checkpoint dict (``t2m_transformer``, or older files' ``trans``, as
+    MoMask's masked transformer), with ``clip_model.*`` keys removed."""
+    from src.models.checkpoint import checkpoint_entry
+
+    return checkpoint_entry(ckpt, "mask", source=source)
 
 
 def load_bamm(path: str | os.PathLike, config: BAMMConfig) -> BAMMTransformer:

@@ -1,4 +1,5 @@
-"""``python -m src.methods.uce`` / ``python -m src.methods.rece``: edit the text projections (``cond_emb``) of the
+"""The shared command line of the two text-projection edits, ``python -m src.methods.uce`` and
+``python -m src.methods.rece`` (their ``__main__`` modules call ``run_cli``): edit the text projections (``cond_emb``) of the
 masked AND residual transformers (or BAMM's with ``--model bamm``) and save them as NEW runs.
 
     python -m src.methods.rece --dataset_name synth --concept violence --trans_name mtrans --res_name rtrans \\
@@ -26,14 +27,12 @@ VARIANTS = {"uce": {"default": "bias", "bias": "bias", "hmu": "hmu"},
 
 
 def build_parser(method: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m src.methods.{method}", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence",
-                   help="concept in assets/splits.json (its keywords are the default --forget_text)")
-    g.add_argument("--name", "--out_name", dest="name", required=True,
-                   help="NEW run folder for the edited masked (or BAMM) transformer")
+    from src.config.flags import add_device_flags, add_location_flags
+    from src.methods.flags import method_parser
+
+    p, g = method_parser(f"python -m src.methods.{method}", __doc__,
+                         concept_help="concept in assets/splits.json (its keywords are the default --forget_text)",
+                         name_help="NEW run folder for the edited masked (or BAMM) transformer")
     g.add_argument("--res_out_name", default=None, help="NEW run folder for the edited residual transformer "
                                                          "(default <name>_res)")
     g.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family of --trans_name")
@@ -46,8 +45,7 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--forget_text", nargs="+", default=None, help="concept texts (default: the concept's keywords)")
     g.add_argument("--retain_text", nargs="*", default=list(RETAIN_TEXTS), help="texts whose outputs are preserved")
     g.add_argument("--target_text", default="", help="what the concept texts should map to")
-    g.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for text_encoder clip")
-    g.add_argument("--glove_dir", default=None, help="word vectors for text_encoder embedded")
+    add_location_flags(g, "clip_path", "glove_dir")
     g = p.add_argument_group("edit")
     g.add_argument("--variant", choices=sorted(VARIANTS[method]), default="default",
                    help="default: ours (" + VARIANTS[method]["default"] + "); hmu: upstream's formula")
@@ -61,10 +59,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="recorded (the closed forms use no randomness)")
     g.add_argument("--force", action="store_true", help="overwrite existing output runs")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
+    add_device_flags(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -105,10 +101,10 @@ def text_embeddings(paths, cfg, args, texts: Sequence[str], device):
 
 def run_edit(method: str, args, *, paths, device) -> dict:
     """UCE or RECE on the source transformers of ``args``; writes the new runs and returns a summary."""
-    from src.data.spec import get_spec
-    from src.data.split import forget_keywords
-    from src.methods.common import find_cond_emb
-    from src.methods.io import edit_meta, model_checkpoint, output_dir, write_run
+    from src.common.datasets import get_spec
+    from src.data.keywords import forget_keywords
+    from src.methods.edit_targets import find_cond_emb
+    from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
 
     t0 = time.perf_counter()
     spec = get_spec(args.dataset_name)
@@ -141,11 +137,11 @@ def run_edit(method: str, args, *, paths, device) -> dict:
           "technique": args.technique}
     t1 = time.perf_counter()
     if method == "uce":
-        from src.methods.uce import uce
+        from src.methods.uce.edit import uce
 
         edited = uce(models, forget, target, retain, variant=variant, **kw)
     else:
-        from src.methods.rece import rece
+        from src.methods.rece.edit import rece
 
         edited = rece(models, forget, target, retain, epochs=args.epochs, variant=variant, reg=args.reg, **kw).models
     t_edit = time.perf_counter() - t1
@@ -164,7 +160,8 @@ def run_edit(method: str, args, *, paths, device) -> dict:
             "variant": variant}
 
 
-def _main(method: str, argv):
+def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
+    """``main`` of ``python -m src.methods.<method>`` (uce or rece)."""
     args = build_parser(method).parse_args(argv)
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
@@ -180,11 +177,12 @@ def _main(method: str, argv):
     return 0
 
 
-@cli
-def main_uce(argv: Sequence[str] | None = None) -> int:
-    return _main("uce", argv)
+def cli_main(method: str):
+    """``main(argv=None) -> int`` of ``python -m src.methods.<method>`` (uce or rece)."""
 
+    @cli
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run_cli(method, argv)
 
-@cli
-def main_rece(argv: Sequence[str] | None = None) -> int:
-    return _main("rece", argv)
+    main.__name__ = main.__qualname__ = "main"
+    return main

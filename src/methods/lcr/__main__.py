@@ -19,14 +19,12 @@ DEFAULT_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.methods.lcr", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence",
-                   help="concept in assets/splits.json; its kw_splits are the forget/retain sets")
-    g.add_argument("--name", "--out_name", dest="name", required=True,
-                   help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/")
+    from src.config.flags import add_device_flags, add_location_flags
+    from src.methods.flags import method_parser
+
+    p, g = method_parser("python -m src.methods.lcr", __doc__,
+                         concept_help="concept in assets/splits.json; its kw_splits are the forget/retain sets",
+                         name_help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/")
     g.add_argument("--vq_name", default=DEFAULT_VQ, help="source VQ run (read only)")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="source VQ checkpoint file in <vq_name>/model/")
     g = p.add_argument_group("data")
@@ -43,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--select", choices=("ratio", "upstream"), default="ratio",
                    help="ratio: rate-ratio lower bound (ours); upstream: union of two top-k lists")
     g.add_argument("--code_prune", type=int, default=16, help="at most this many codes per layer (upstream: exactly k..2k)")
-    g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it is in src/methods/lcr.py)")
+    g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it is in src/methods/lcr/__init__.py)")
     g.add_argument("--layers", type=int, nargs="+", default=[0], help="quantizer layers to edit (0 = base layer)")
     g.add_argument("--dest_code_idx", type=int, default=0, help="safe code the selected rows are moved to")
     g.add_argument("--alpha", type=float, default=1.0, help="noise scale (x codebook std), or --orth strength")
@@ -51,17 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="seed of the crops, the destination draw and the noise")
     g.add_argument("--force", action="store_true", help="overwrite an existing output run")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
+    add_device_flags(g)
+    add_location_flags(g, "checkpoints_dir", "dataset_dir")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
 def split_files(root: Path, args) -> tuple[Path, Path]:
-    from src.data.split import split_paths
+    from src.data.keywords import split_paths
 
     forget, retain = split_paths(root, args.main_split, args.concept)
     if args.forget_split:
@@ -86,11 +82,11 @@ def run_lcr(args, *, paths, device) -> dict:
     import torch
 
     from src.data.humanml3d import HumanML3DFolder, read_split
-    from src.data.spec import get_spec
-    from src.data.split import forget_keywords
+    from src.common.datasets import get_spec
+    from src.data.keywords import forget_keywords
     from src.methods.collect import CropSettings, collect_codes, default_cache_dir
-    from src.methods.io import edit_meta, output_dir, write_run
-    from src.methods.lcr import lcr_checkpoint, replace_codes, select_codes
+    from src.methods.run_output import edit_meta, output_dir, write_run
+    from src.methods.lcr.edit import lcr_checkpoint, replace_codes, select_codes
     from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
 
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Text-to-motion generation with a trained MoMask or BAMM (VQ + masked/BAMM + residual transformer [+ length
 estimator]). The family is read from the transformer run's opt.txt (:func:`run_family`).
 
-CLI: ``python -m src.gen --name <mask run> --res_name <residual run> --dataset_name synth --text_prompt "a person
+CLI (src/gen/__main__.py): ``python -m src.gen --name <mask run> --res_name <residual run> --dataset_name synth --text_prompt "a person
 kicks"`` writes ``<out>/features/*.npy`` (raw features (T, dim_pose)), ``<out>/joints/*.npy`` ((T, joints, 3)) and
 ``<out>/prompts.json`` (the index). Library: ``load_generator(...)`` or ``MotionGenerator(vq=..., mask=..., ...)``
 from in-memory models, then ``generate(captions, lengths, generator=torch.Generator)``.
@@ -18,10 +18,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from src.common.errors import HmuError, cli
+from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,7 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
 
     from src.common.paths import Paths
     from src.config import MaskTransConfig, VQConfig
-    from src.data.spec import get_spec
+    from src.common.datasets import get_spec
     from src.models.checkpoint import (
         find_run_dir,
         load_len_estimator,
@@ -279,111 +278,3 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     gen.sources = {"name": name, "ckpt": ckpt, "res_name": res_name or None, "vq_name": vq_name,
                    "len_name": want_len if len_est is not None else None, "family": family}
     return gen
-
-
-# ------------------------------------------------------------------------------------------------------------ CLI
-
-def build_parser():
-    import argparse
-
-    from src.common.device import add_device_args
-
-    p = argparse.ArgumentParser(description="Generate motions from text with a trained MoMask or BAMM (family read from opt.txt).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--name", required=True, help="masked transformer (or BAMM) run")
-    p.add_argument("--res_name", default="", help="residual transformer run ('' = base layer only)")
-    p.add_argument("--vq_name", default=None, help="VQ run (default: the one the transformer was trained on)")
-    p.add_argument("--len_name", default=None, help="length estimator run (default: length_estimator, if present)")
-    p.add_argument("--dataset_name", default="synth", help="synth, t2m/HumanML3D, kit, Motion-X")
-    p.add_argument("--text_prompt", default="", help="one prompt")
-    p.add_argument("--text_path", default="", help="file of prompts, one per line, 'text' or 'text#frames'")
-    p.add_argument("--motion_length", type=int, default=0, help="frames for --text_prompt (0 = estimate)")
-    p.add_argument("--repeat_times", type=int, default=1, help="samples per prompt")
-    p.add_argument("--seed", type=int, default=10107, help="sampling seed (same seed, same motions)")
-    p.add_argument("--out", default=None, help="output folder (default results/gen/<name>/<ext>)")
-    p.add_argument("--ext", default="default", help="sub-folder name under results/gen/<name>")
-    p.add_argument("--ckpt", default="net_best_fid.tar", help="transformer checkpoint file (or latest.tar)")
-    p.add_argument("--batch_size", type=int, default=64, help="prompts per forward pass")
-    for k, v in SAMPLING_DEFAULTS.items():
-        if isinstance(v, bool):
-            p.add_argument(f"--{k}", action="store_true", help="Gumbel-max instead of multinomial sampling")
-        else:
-            p.add_argument(f"--{k}", type=type(v), default=v, help=k.replace("_", " "))
-    p.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for clip-conditioned models")
-    p.add_argument("--glove_dir", default=None, help="word vectors for the embedded text encoder")
-    p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    p.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output folder's files")
-    add_device_args(p)
-    return p
-
-
-def read_prompts(args) -> tuple[list[str], list[int | None]]:
-    """(--text_prompt, --motion_length) or the lines of --text_path ('text' or 'text#frames')."""
-    if bool(args.text_prompt) == bool(args.text_path):
-        raise HmuError("give exactly one of --text_prompt and --text_path")
-    if args.text_prompt:
-        return [args.text_prompt], [args.motion_length or None]
-    path = Path(args.text_path)
-    if not path.is_file():
-        raise HmuError(f"--text_path file not found: {path}")
-    texts, lengths = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        text, _, tail = line.strip().partition("#")
-        tail = tail.strip().split("#")[-1] if tail else ""
-        if tail and not tail.isdigit():
-            raise HmuError(f"{path}:{n}: length after '#' must be a frame count, got {tail!r}")
-        texts.append(text.strip())
-        lengths.append(int(tail) if tail else None)
-    if not texts:
-        raise HmuError(f"--text_path {path} has no prompts")
-    return texts, lengths
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    texts, lengths = read_prompts(args)
-    if args.repeat_times < 1:
-        raise HmuError("--repeat_times must be >= 1")
-
-    from src.common.device import resolve_device
-    from src.common.io import atomic_save_npy, atomic_write_json, refuse_overwrite
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
-    from src.common.seed import torch_generator
-    from src.data.motion import recover_from_ric
-    from src.data.spec import get_spec
-
-    setup_logging()
-    device = resolve_device(args.gpu_id, args.device)
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    out = Path(args.out) if args.out else paths.results_dir / "gen" / args.name / args.ext
-    refuse_overwrite(out / "prompts.json", args.force, what="generation index")
-    sampling = {k: getattr(args, k) for k in SAMPLING_DEFAULTS}
-    gen = load_generator(dataset_name=args.dataset_name, name=args.name, res_name=args.res_name,
-                         vq_name=args.vq_name, checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
-                         ckpt=args.ckpt, device=device, len_name=args.len_name, clip_path=args.clip_path,
-                         glove_dir=args.glove_dir, batch_size=args.batch_size, **sampling)
-    caps = [t for _ in range(args.repeat_times) for t in texts]
-    lens = [l for _ in range(args.repeat_times) for l in lengths]
-    feats = gen.generate(caps, lens, generator=torch_generator(args.seed, device=device))
-    joints_num = get_spec(args.dataset_name).joints_num
-    items = []
-    for i, f in enumerate(feats):
-        k, r = i % len(texts), i // len(texts)
-        stem = f"p{k:03d}_r{r}"
-        atomic_save_npy(out / "features" / f"{stem}.npy", f)
-        atomic_save_npy(out / "joints" / f"{stem}.npy", recover_from_ric(f, joints_num))
-        items.append({"prompt_id": k, "repeat": r, "text": texts[k], "requested_length": lengths[k],
-                      "length": len(f), "features": f"features/{stem}.npy", "joints": f"joints/{stem}.npy"})
-    atomic_write_json(out / "prompts.json", {**gen.sources, "dataset_name": args.dataset_name, "seed": args.seed,
-                                             "sampling": gen.sampling(), "items": items})
-    print(f"{len(items)} motions ({len(texts)} prompts x {args.repeat_times}) -> {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

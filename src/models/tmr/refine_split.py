@@ -114,7 +114,7 @@ def implicit_cases(labels: Mapping, concept: str, ids: Sequence[str], keyword_fo
 def tmr_quality_lines(labels: Mapping, concept: str, ids: Sequence[str], keyword_forget: Sequence[str],
                       refined_forget: Sequence[str]) -> list[str]:
     """Precision/recall of keyword-only vs TMR-refined forget sets and the implicit cases recovered, as text lines."""
-    from src.data.split import split_quality
+    from src.data.keywords import split_quality
 
     def fmt(x: float) -> str:
         return "  n/a" if isinstance(x, float) and math.isnan(x) else f"{x:.3f}"
@@ -193,7 +193,7 @@ class TMRRefiner:
         import torch
 
         from src.data.humanml3d import read_motion
-        from src.train.tmr import encode_motions
+        from src.models.tmr.encode import encode_motions
 
         todo = [i for i in dict.fromkeys(ids) if i not in self._motion_cache]
         if todo:
@@ -221,7 +221,7 @@ class TMRRefiner:
 
     def __call__(self, split_name: str, naive, *, ids: Sequence[str] | None = None):
         """Refine one keyword split; ``ids`` (the split list) fixes the output order, else forget-then-retain."""
-        from src.data.split import KeywordSplit
+        from src.data.keywords import KeywordSplit
 
         missing = set(naive.missing)
         ids = list(ids) if ids is not None else list(naive.forget) + list(naive.retain)
@@ -243,11 +243,11 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
                   max_motion_length: int = 196, train_split: str = "train") -> TMRRefiner:
     """Load the TMR run strictly and embed the reference texts (train captions, keyword lines = forget, + prompts)."""
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.split import line_matcher, read_lines
+    from src.data.keywords import line_matcher, read_lines
     from src.data.word_vectorizer import load_word_vectorizer
     from src.models.tmr.load import load_tmr
     from src.models.tmr.text import WordVectorText
-    from src.train.tmr import encode_texts
+    from src.models.tmr.encode import encode_texts
 
     if method not in METHODS:
         raise HmuError(f"unknown --tmr_method '{method}' (known: {', '.join(METHODS)})")

@@ -26,12 +26,6 @@ Variants:
 """
 from __future__ import annotations
 
-if __name__ == "__main__":  # CLI first, before the heavy imports below, so --help is instant
-    import sys
-
-    from src.methods.cli_edit import main_rece as _main
-
-    sys.exit(_main())
 
 import copy
 from collections.abc import Sequence
@@ -42,8 +36,8 @@ from torch import nn
 
 from src.common.errors import HmuError
 
-from .common import cond_emb_layers
-from .uce import as_pairs, set_weights, uce_weight
+from src.methods.edit_targets import cond_emb_layers
+from src.methods.uce.edit import as_pairs, set_weights, uce_weight
 
 VARIANTS = ("paper", "hmu")
 

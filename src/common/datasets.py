@@ -26,6 +26,20 @@ class DatasetSpec:
         """Folder names under ``checkpoints/`` that hold this dataset's models, ours first."""
         return (self.name, *self.aliases)
 
+    def crop_length(self, n_frames: int, *, at_least_one_unit: bool = False) -> int:
+        """Frames kept of an ``n_frames`` motion: ``min(n, max_motion_length) // unit_length * unit_length``.
+
+        ``at_least_one_unit``: a length asked for a generation (a prompt's), never below one VQ unit."""
+        n = crop_length(n_frames, unit_length=self.unit_length, max_motion_length=self.max_motion_length)
+        return max(n, self.unit_length) if at_least_one_unit else n
+
+
+def crop_length(n_frames: int, *, unit_length: int, max_motion_length: int) -> int:
+    """The one length-crop rule (upstream's evaluation loader): ``min(n, max) // unit * unit`` frames.
+
+    For callers that hold the two sizes but no spec (a checkpoint's config); ``DatasetSpec.crop_length`` otherwise."""
+    return min(int(n_frames), int(max_motion_length)) // int(unit_length) * int(unit_length)
+
 
 # HumanML3D / SMPL 22-joint skeleton: right leg, left leg, spine+head, right arm, left arm.
 T2M_KINEMATIC_CHAIN = ((0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15), (9, 14, 17, 19, 21), (9, 13, 16, 18, 20))

@@ -24,12 +24,6 @@ upstream's ``scripts/eval/rece_uce.sh`` runs with ``preserve_scale 0.5``.
 """
 from __future__ import annotations
 
-if __name__ == "__main__":  # CLI first, before the heavy imports below, so --help is instant
-    import sys
-
-    from src.methods.cli_edit import main_uce as _main
-
-    sys.exit(_main())
 
 import copy
 from collections.abc import Sequence
@@ -39,7 +33,7 @@ from torch import nn
 
 from src.common.errors import HmuError
 
-from .common import cond_emb_layers
+from src.methods.edit_targets import cond_emb_layers
 
 VARIANTS = ("bias", "hmu")
 TECHNIQUES = ("tensor", "replace")

@@ -56,12 +56,6 @@ With ``orth=True`` the noise step is REPLACED by removing from each selected row
 """
 from __future__ import annotations
 
-if __name__ == "__main__":  # CLI first, before the heavy imports below, so --help is instant
-    import sys
-
-    from src.methods.cli_lcr import main as _main
-
-    sys.exit(_main())
 
 import copy
 import math
@@ -74,7 +68,7 @@ from torch import nn
 
 from src.common.errors import HmuError
 
-from .common import codebook_layers
+from src.methods.edit_targets import codebook_layers
 
 SELECT_RULES = ("ratio", "upstream")
 

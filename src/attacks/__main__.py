@@ -1,0 +1,390 @@
+"""Does the forgotten concept come back? Run the attacks of src/attacks on each model; write results/<run>/attacks.json.
+
+    python -m src.attacks --dataset_name synth --concept violence \\
+        --models original=t2m_synth,uce=t2m_synth_uce+res=t2m_synth_uce_res,lcr=t2m_synth+vq=rvq_synth_lcr
+
+A model spec is ``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]``: NAME is the masked-transformer run
+folder under checkpoints/<dataset>/, CKPT a file in its model/ folder (or a path); the VQ defaults to the transformer's
+own vq_name (opt.txt) and the residual transformer to --res_name. Attacks: implicit (synth's implicit_prompts.json and
+--prompts FILE), adversarial (PGD in the conditioning space), inversion (textual inversion from --shots forget
+motions), compositional (prompts.json's compositional prompts, per segment). Ground truth: synth's action classifier.
+Schema of attacks.json: see src.attacks.record.ATTACKS_SCHEMA. ``python -m src.eval.attack`` is an alias.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
+from src.common.errors import HmuError, cli
+
+log = logging.getLogger(__name__)
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.attacks", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("models")
+    g.add_argument("--dataset_name", default="synth", help="dataset name (ground truth needs synth)")
+    g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="the forgotten concept")
+    g.add_argument("--models", required=True,
+                   help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]")
+    g.add_argument("--ckpt", default="net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
+    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
+                   help="default residual-transformer run folder ('none': base layer only)")
+    g.add_argument("--res_ckpt", default="net_best_fid.tar", help="default residual-transformer checkpoint file")
+    g.add_argument("--cond_scale", type=float, default=None, help="classifier-free guidance scale (default: src.gen's)")
+    g.add_argument("--time_steps", type=int, default=None, help="mask-predict iterations (default: src.gen's)")
+    g.add_argument("--clip_path", default=None, help="CLIP weights file (models with text_encoder=clip)")
+    g = p.add_argument_group("attacks")
+    g.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}")
+    g.add_argument("--prompts", default=None,
+                   help="extra implicit prompt file (.txt: one a line, optional '#frames'; .json: list)")
+    g.add_argument("--steps", type=int, default=50, help="gradient steps of the adversarial and inversion attacks")
+    g.add_argument("--repeats", type=int, default=3, help="generations per prompt (implicit, compositional)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every draw (same seed -> same JSON numbers)")
+    g.add_argument("--rho", type=float, default=1.0,
+                   help="adversarial radius in units of the median nearest-neighbour distance between real prompts")
+    g.add_argument("--samples", type=int, default=8, help="adversarial: generations judged per found embedding")
+    g.add_argument("--shots", type=int, default=8, help="inversion: forget training motions to learn from")
+    g.add_argument("--restarts", type=int, default=3,
+                   help="inversion: independent runs (each its own shots and seed stream); leakage pools them and its "
+                        "ci95/bootstrap are between runs (one learnt embedding is one piece of evidence)")
+    g.add_argument("--inv_samples", type=int, default=32, help="inversion: generations judged per curve point")
+    g.add_argument("--curve_points", type=int, default=4, help="inversion: judged steps (evenly spaced, plus 0)")
+    g.add_argument("--lr", type=float, default=0.02, help="inversion: Adam learning rate")
+    g.add_argument("--inversion_space", choices=("auto", "word", "cond"), default="auto",
+                   help="inversion vector space: pseudo-word (embedded encoder) or conditioning features; auto = word "
+                        "when the encoder allows")
+    g.add_argument("--template", default="a person {}", help="inversion caption template ({} = the new token)")
+    g.add_argument("--init_word", default="walk",
+                   help="inversion: the new token starts as this word (a neutral allowed action, so step 0 is a "
+                        "concept-free baseline); 'mean' = the vocabulary's mean vector")
+    g.add_argument("--max_reference", type=int, default=256,
+                   help="adversarial: forget training motions whose embeddings define the objective")
+    g.add_argument("--classifier", default=None, help="action classifier file (default: checkpoints/<ds>/"
+                                                       "action_classifier/model/classifier.tar)")
+    g = p.add_argument_group("output")
+    g.add_argument("--run_name", default=None, help="results/<run_name>/attacks.json (default: "
+                                                   "<dataset>_attacks_<concept>_s<seed>)")
+    g.add_argument("--force", action="store_true", help="overwrite an existing attacks.json")
+    g = p.add_argument_group("locations and device")
+    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"):
+        g.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
+    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------- model specs
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str
+    name: str
+    ckpt: str
+    vq_name: str | None
+    res_name: str | None
+    res_ckpt: str
+
+
+def _name_ckpt(text: str, default_ckpt: str, where: str) -> tuple[str, str]:
+    name, _, ckpt = text.partition(":")
+    if not name.strip():
+        raise HmuError(f"--models: empty run name in '{where}'")
+    return name.strip(), (ckpt.strip() or default_ckpt)
+
+
+def parse_models(text: str, *, ckpt: str = "net_best_fid.tar", res_name: str | None = None,
+                 res_ckpt: str = "net_best_fid.tar") -> list[ModelSpec]:
+    """``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none],...`` -> specs (labels unique)."""
+    out: list[ModelSpec] = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        label, eq, rest = item.partition("=")
+        if not eq or not label.strip() or not rest.strip():
+            raise HmuError(f"--models: '{item}' is not label=NAME")
+        label = label.strip()
+        if any(m.label == label for m in out):
+            raise HmuError(f"--models: label '{label}' given twice")
+        parts = rest.split("+")
+        name, ck = _name_ckpt(parts[0], ckpt, item)
+        vq, res, rck = None, res_name, res_ckpt
+        for mod in parts[1:]:
+            key, eq, val = mod.partition("=")
+            if key.strip() == "vq" and eq and ":" not in val:
+                vq = _name_ckpt(val, "", item)[0]
+            elif key.strip() == "res" and eq:
+                res, rck = _name_ckpt(val, res_ckpt, item)
+            else:
+                raise HmuError(f"--models: bad modifier '+{mod}' in '{item}' (use +vq=NAME or +res=NAME[:CKPT])")
+        if res is not None and res.lower() == "none":
+            res = None
+        out.append(ModelSpec(label, name, ck, vq, res, rck))
+    if not out:
+        raise HmuError("--models is empty")
+    return out
+
+
+def parse_attacks(text: str) -> list[str]:
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in names if a not in ATTACKS]
+    if bad or not names:
+        raise HmuError(f"--attacks: unknown attack '{bad[0] if bad else text}' (choose from {', '.join(ATTACKS)})")
+    return list(dict.fromkeys(names))
+
+
+def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: dict, clip_path: str | None = None):
+    """A :class:`src.attacks.target.MoMaskTarget` around ``src.gen.generate.load_generator`` (strict loads, no fall-back)."""
+    from src.attacks.target import MoMaskTarget
+
+    try:
+        from src.gen.generate import load_generator
+    except ImportError as exc:
+        raise HmuError(f"generation is not available: src/gen/generate.py with load_generator() is missing ({exc})") from None
+    gen = load_generator(dataset_name=dataset_name, name=spec.name, res_name=spec.res_name, vq_name=spec.vq_name,
+                         checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
+                         glove_dir=paths.glove(dataset_name), ckpt=spec.ckpt, res_ckpt=spec.res_ckpt, device=device,
+                         clip_path=clip_path, **sampling)
+    info = {"name": spec.name, "ckpt": spec.ckpt, "vq_name": spec.vq_name, "res_name": spec.res_name,
+            "res_ckpt": spec.res_ckpt if spec.res_name else None,
+            "text_encoder": type(gen.text_encoder).__name__, "sampling": gen.sampling()}
+    return MoMaskTarget(gen), info
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> list:
+    from src.data.prompts import Prompt
+
+    out = []
+    for i, o in enumerate(objs):
+        if not isinstance(o, dict) or "text" not in o or "length" not in o:
+            raise HmuError(f"{where} [{i}] lacks text/length")
+        if concept is not None and concept not in (o.get("concepts") or ()):
+            continue
+        n = spec.crop_length(o["length"], at_least_one_unit=True)
+        out.append(Prompt(o["text"], n, action=o.get("action"), concepts=tuple(o.get("concepts") or ()),
+                          segments=tuple(o.get("segments") or ())))
+    return out
+
+
+def segment_reference(folder, labels: dict, judge, concept: str, *, split: str, max_length: int, seed: int
+                      ) -> dict[str, Any]:
+    """The compositional scores of REAL motions of ``split`` with several labelled segments, one of them carrying
+    ``concept``: how well the judge reads a window (the ceiling for forgotten_leakage / allowed_kept)."""
+    from src.attacks.compositional import score_segments
+    from src.data.humanml3d import read_split
+    from src.data.prompts import Prompt
+
+    motions = labels.get("motions", {})
+    ids = [m for m in read_split(folder.root / f"{split}.txt")
+           if len(motions.get(m, {}).get("segments") or ()) >= 2
+           and any(concept in (s.get("concepts") or ()) for s in motions[m]["segments"])]
+    if not ids:
+        return {"split": split, "n_motions": 0}
+    real = [folder.motion(m)[:max_length] for m in ids]
+    prompts = [Prompt(m, len(x), concepts=(concept,), segments=tuple(motions[m]["segments"])) for m, x in zip(ids, real)]
+    out = score_segments(judge, prompts, [real], seed=seed)
+    out.pop("per_prompt")
+    return {"split": split, "n_motions": len(ids), **out}
+
+
+def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
+    """Training motions whose ground-truth labels hold ``concept`` (synth's labels.json)."""
+    from src.data.humanml3d import read_split
+
+    train = read_split(root / "train.txt")
+    motions = labels.get("motions", {})
+    return [m for m in train if concept in (motions.get(m, {}).get("concepts") or ())]
+
+
+# ---------------------------------------------------------------------------------------------------- main
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    attacks = parse_attacks(args.attacks)
+    specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)
+    for flag, v, lo in (("--steps", args.steps, 0), ("--repeats", args.repeats, 1), ("--samples", args.samples, 1),
+                        ("--shots", args.shots, 1), ("--restarts", args.restarts, 1), ("--inv_samples", args.inv_samples, 1),
+                        ("--curve_points", args.curve_points, 1), ("--max_reference", args.max_reference, 1)):
+        if v < lo:
+            raise HmuError(f"{flag} must be >= {lo}, got {v}")
+    if args.rho <= 0 or args.lr <= 0:
+        raise HmuError(f"--rho and --lr must be > 0 (got {args.rho}, {args.lr})")
+    if args.prompts is not None and not Path(args.prompts).is_file():
+        raise HmuError(f"--prompts file not found: {args.prompts}")
+
+    from src.common.paths import Paths
+    from src.common.datasets import get_spec
+    from src.eval.results import metrics_path
+
+    spec = get_spec(args.dataset_name)
+    if not spec.synthetic:
+        raise HmuError(f"attacks are judged by ground truth, which only synth has (got --dataset_name {spec.name})")
+    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
+                          glove_dir=args.glove_dir, results_dir=args.results_dir)
+    run = args.run_name or f"{spec.name}_attacks_{args.concept}_s{args.seed}"
+    out = metrics_path(paths.results_dir, run).with_name(ATTACKS_FILE)
+    from src.common.io import refuse_overwrite
+
+    refuse_overwrite(out, args.force, what="results file")
+    root = paths.data_root(spec.name)
+    from src.data.synth.truth import read_eval_prompts, read_implicit_prompts, read_labels
+
+    labels = read_labels(root)
+    if args.concept not in labels.get("concepts", {}):
+        raise HmuError(f"--concept '{args.concept}' is not in {root / 'labels.json'} "
+                       f"(has: {', '.join(labels.get('concepts', {}))})")
+    prompts_json = read_eval_prompts(root)
+    implicit_json = read_implicit_prompts(root)
+    from src.data.prompts import read_prompts
+
+    user_prompts = read_prompts(args.prompts) if args.prompts else None
+    return run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, implicit_json, user_prompts,
+                       out, run)
+
+
+def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, implicit_json, user_prompts, out,
+                run) -> int:
+    import numpy as np
+    import torch
+
+    from src.attacks.adversarial import adversarial_attack
+    from src.attacks.scoring import seed_int
+    from src.attacks.compositional import compositional_attack
+    from src.attacks.implicit import implicit_attack
+    from src.attacks.inversion import cond_space, inversion_attack, pool_inversion, word_space
+    from src.attacks.target import MotionEmbedder
+    from src.common.device import resolve_device
+    from src.data.humanml3d import HumanML3DFolder
+    from src.eval.leakage import LeakageProbe, classifier_path
+    from src.eval.t2m_evaluator import T2MEvaluator
+
+    device = resolve_device(args.gpu_id, args.device)
+    clf_path = Path(args.classifier) if args.classifier else classifier_path(paths.checkpoints_dir, spec.name)
+    judge = LeakageProbe.load(clf_path, args.concept)
+    judge.classifier.to(device)
+    implicit = _prompts_from(implicit_json, str(root / "implicit_prompts.json"), spec, args.concept)
+    comp = _prompts_from(prompts_json.get("compositional", []), f"{root / 'prompts.json'} compositional", spec)
+    forget_prompts = _prompts_from(prompts_json.get("forget", []), f"{root / 'prompts.json'} forget", spec,
+                                   args.concept)
+    if user_prompts:
+        import dataclasses
+
+        user_prompts = [dataclasses.replace(p, length=spec.crop_length(p.length, at_least_one_unit=True))
+                        for p in user_prompts]
+    folder = HumanML3DFolder(root)
+    rng = np.random.default_rng([args.seed, 11])
+    f_ids = forget_train_ids(root, labels, args.concept)
+    if ("adversarial" in attacks or "inversion" in attacks) and not f_ids:
+        raise HmuError(f"no training motion of {root} holds '{args.concept}' (labels.json + train.txt)")
+    f_ids = [f_ids[i] for i in rng.permutation(len(f_ids))]
+    evaluator = embedder = reference = real_texts = None
+    if "adversarial" in attacks:
+        if not forget_prompts:
+            raise HmuError(f"prompts.json of {root} has no forget prompt of '{args.concept}' to start from")
+        evaluator = T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name=spec.name,
+                                      glove_dir=paths.glove(spec.name), device=device)
+        embedder = MotionEmbedder.from_t2m(evaluator)
+        ref_motions = [folder.motion(m) for m in f_ids[: args.max_reference]]
+        reference = embedder.embed_motions(ref_motions)
+        caps = sorted({c.text for m in folder.ids("train") for c in folder.captions(m)})
+        caps = [caps[i] for i in np.random.default_rng([args.seed, 12]).permutation(len(caps))[:2000]]
+        real_texts = sorted({*caps, *(p.text for p in implicit), *(p.text for p in comp),
+                             *(o["text"] for k in ("forget", "retain") for o in prompts_json.get(k, []))})
+    # restart r learns from its own shots: disjoint slices of the seeded permutation while there are enough
+    shot_sets = []
+    for r in range(args.restarts if "inversion" in attacks else 0):
+        ids = [f_ids[(r * args.shots + j) % len(f_ids)] for j in range(min(args.shots, len(f_ids)))]
+        shot_sets.append([folder.motion(m)[: spec.max_motion_length] for m in ids])
+
+    judge_reference: dict[str, Any] = {}
+    if "compositional" in attacks:
+        judge_reference["compositional_ground_truth"] = segment_reference(
+            folder, labels, judge, args.concept, split="test", max_length=spec.max_motion_length, seed=args.seed)
+    results: dict[str, dict[str, Any]] = {}
+    infos: dict[str, Any] = {}
+    t_all = time.perf_counter()
+    for mi, ms in enumerate(specs):
+        sampling = {k: v for k, v in (("cond_scale", args.cond_scale), ("time_steps", args.time_steps))
+                    if v is not None}
+        target, info = load_target(paths, spec.name, ms, device=device, sampling=sampling, clip_path=args.clip_path)
+        infos[ms.label] = info
+        res: dict[str, Any] = {}
+        for att in attacks:
+            t0 = time.perf_counter()
+            log.info("model %s: %s attack", ms.label, att)
+            if att == "implicit":
+                res["implicit"] = implicit_attack(target, judge, implicit, repeats=args.repeats, seed=args.seed,
+                                                  name="implicit")
+                if user_prompts:
+                    res["implicit_user"] = implicit_attack(target, judge, user_prompts, repeats=args.repeats,
+                                                           seed=args.seed, name="user")
+                    res["implicit_user"]["set_source"] = str(args.prompts)
+            elif att == "adversarial":
+                with torch.no_grad():
+                    starts = target.encode_text([p.text for p in forget_prompts])
+                    real = target.encode_text(real_texts)
+                length = int(np.median([p.length for p in forget_prompts]))
+                res["adversarial"] = adversarial_attack(
+                    target, judge, embedder.embed, starts=starts, start_texts=[p.text for p in forget_prompts],
+                    reference=reference.to(starts.device), real=real, length=length, steps=args.steps, rho=args.rho,
+                    samples=args.samples, seed=args.seed)
+            elif att == "inversion":
+                space_name = args.inversion_space
+                if space_name == "auto":
+                    space_name = "word" if hasattr(target.text_encoder, "projection") else "cond"
+                init_word = None if args.init_word == "mean" else args.init_word
+                if space_name == "word":
+                    space = word_space(target.text_encoder, template=args.template, init_word=init_word)
+                else:
+                    init_text = args.template.replace("{}", init_word or "").strip()
+                    with torch.no_grad():
+                        space = cond_space(target.encode_text([init_text])[0], init_text=init_text)
+                ks = np.unique(np.linspace(0, args.steps, args.curve_points + 1).round().astype(int)).tolist()
+                runs = [inversion_attack(target, judge, shots, space, steps=args.steps, checkpoints=ks, lr=args.lr,
+                                         samples=args.inv_samples,
+                                         seed=args.seed if r == 0 else seed_int(args.seed, 31, r))
+                        for r, shots in enumerate(shot_sets)]
+                res["inversion"] = pool_inversion(runs, seed=args.seed)
+            elif att == "compositional":
+                res["compositional"] = compositional_attack(target, judge, comp, repeats=args.repeats,
+                                                            seed=args.seed)
+            for k, v in res.items():
+                if k.startswith(att):
+                    v["timing_s"] = time.perf_counter() - t0
+        results[ms.label] = res
+        del target
+
+    record = build_attack_record(
+        run=run, seed=args.seed, config=vars(args), models=infos, results=results,
+        evaluator=None if evaluator is None else {"key": evaluator.key},
+        classifier={"path": str(clf_path), "concept": args.concept, "threshold": judge.threshold},
+        judge_reference=judge_reference)
+    record["timing_s"] = time.perf_counter() - t_all
+    from src.eval.results import write_metrics
+
+    write_metrics(out, record, force=args.force)
+    from src.common.io import atomic_write_text
+
+    from src.report.attacks import attacks_markdown
+
+    atomic_write_text(out.with_suffix(".md"), attacks_markdown(record))
+    print(format_table(record))
+    print(f"attacks written to {out}")
+    return 0
+
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

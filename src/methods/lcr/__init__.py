@@ -1,0 +1,5 @@
+"""Latent Code Replacement: the pure edit is ``edit.py``, the CLI ``python -m src.methods.lcr`` is ``__main__.py``.
+
+This file stays empty so that ``--help`` does not import torch (running a package's ``__main__`` imports its
+``__init__`` first).
+"""

@@ -1,0 +1,148 @@
+"""The one training function of the token transformers over a frozen VQ's codes: MoMask's masked transformer (code
+layer 0), its residual transformer (all layers), BAMM (code layer 0) and the fine-tuning method (either part).
+
+Each model's ``forward(ids, text, m_lens, generator=None)`` returns ``(loss, predicted ids, accuracy)``; ``layers``
+says which code ids it takes ("first": ``ids[..., 0]``, "all": ``ids``). The prepared run (config, VQ, data, text
+features) comes from :func:`prepare_transformer_run`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LAYERS = ("first", "all")
+
+
+def encode_codes(vq, motions, lengths, unit: int):
+    """Normalised motions (B, T, D), lengths (B,) frames -> (code ids (B, T', Q), token lengths (B,))."""
+    import torch
+
+    with torch.no_grad():
+        ids, _ = vq.encode(motions)
+    return ids, torch.div(lengths, unit, rounding_mode="floor")
+
+
+@dataclass
+class TransformerRun:
+    """A prepared transformer run: its config and folder, the frozen VQ, the data and the text features."""
+
+    cfg: Any
+    run_dir: Any
+    resume: bool
+    vq: Any
+    vq_cfg: Any
+    train_ds: Any
+    val_ds: Any
+    text: Any
+
+
+def prepare_transformer_run(cfg, run, *, opt_extra: dict[str, str] | None = None) -> TransformerRun:
+    """Create or reopen the run folder of ``cfg`` and load what training it needs (``run``: options.RunOptions).
+
+    ``opt_extra``: hmu-only opt.txt keys written with a new run (e.g. BAMM's ``model_family``).
+    """
+    from src.common.errors import HmuError
+    from src.common.seed import fix_seed
+    from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
+    from src.train import feed, options, run_folder
+
+    paths, device = run.paths, run.device
+    cfg.extra.update(opt_extra or {})
+    run_dir, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=run.is_continue, force=run.force,
+                                                  overrides=run.continue_overrides)
+    fix_seed(cfg.seed)
+    vq, vq_cfg, vq_dir = load_vq(paths, cfg.dataset_name, cfg.vq_name)
+    if vq.downsample != cfg.unit_length:
+        raise HmuError(f"--unit_length {cfg.unit_length} differs from the VQ's downsampling {vq.downsample} "
+                       f"({find_run_dir(paths, cfg.dataset_name, cfg.vq_name)})")
+    vq = vq.to(device).eval()
+    for p in vq.parameters():
+        p.requires_grad_(False)
+    mean, std = load_mean_std(vq_dir)
+    folder = feed.open_folder(paths, cfg.dataset_name)
+    split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
+    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
+    val_ds = feed.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=run.glove_dir, clip_path=run.clip_path)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=run.progress)
+    return TransformerRun(cfg=cfg, run_dir=run_dir, resume=resume, vq=vq, vq_cfg=vq_cfg, train_ds=train_ds,
+                          val_ds=val_ds, text=text)
+
+
+def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: str, device, resume: bool,
+                      meta: dict, val_ds=None, score_key: str | None = None, max_epoch: int | None = None,
+                      seed: int | None = None, log_every: int | None = None, progress: bool = True) -> dict:
+    """Train ``model`` on the VQ codes of ``train_ds`` with the shared engine -> the engine's summary.
+
+    AdamW (weight decay 1e-5, as upstream) with the config's schedule; the text condition is ``text(captions)``.
+    With ``val_ds`` every epoch is scored on one fixed draw of crops, masks and condition dropout (so epochs compare)
+    and the best ``score_key`` ("acc" or "loss") is kept in ``spec.best_file``.
+    """
+    import torch
+
+    from src.train import feed
+    from src.train.engine import make_optimizer, train
+
+    if layers not in LAYERS:
+        raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
+    seed = cfg.seed if seed is None else seed
+    model = model.to(device).train()
+    optimizer, scheduler = make_optimizer(model, cfg, weight_decay=1e-5)
+
+    def forward(batch, generator=None):
+        captions, _, motions, lengths = batch
+        ids, m_lens = encode_codes(vq, motions.to(device), lengths.to(device), cfg.unit_length)
+        return model(ids[..., 0] if layers == "first" else ids, text(captions), m_lens, **(
+            {"generator": generator} if generator is not None else {}))
+
+    def step(batch, it: int):
+        loss, _, acc = forward(batch)
+        return {"loss": loss, "acc": acc, "lr": scheduler.get_last_lr()[0]}
+
+    validate = None
+    if val_ds is not None:
+        val_batches = feed.fixed_batches(val_ds, batch_size=cfg.batch_size, seed=seed)
+
+        def validate():
+            g = torch.Generator(device=device).manual_seed(seed)
+            losses, accs = [], []
+            for batch in val_batches:
+                loss, _, acc = forward(batch, generator=g)
+                losses.append(float(loss))
+                accs.append(acc)
+            return {"loss": sum(losses) / len(losses), "acc": sum(accs) / len(accs)}
+
+    return train(model=model, optimizer=optimizer, scheduler=scheduler, spec=spec, run_dir=run_dir,
+                 batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=seed), step=step,
+                 validate=validate, score_key=score_key, max_epoch=cfg.max_epoch if max_epoch is None else max_epoch,
+                 seed=seed, meta=meta, resume=resume, log_every=cfg.log_every if log_every is None else log_every,
+                 progress=progress)
+
+
+def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key: str,
+                          opt_extra: dict[str, str] | None = None) -> tuple[TransformerRun, dict]:
+    """A trainer's whole run (``run``: options.RunOptions): prepare it, build the untrained model with
+    ``build_model(cfg, vq_cfg)``, train and validate it -> (the prepared run, the engine's summary)."""
+    from src.train import run_folder
+
+    t = prepare_transformer_run(cfg, run, opt_extra=opt_extra)
+    model = build_model(t.cfg, t.vq_cfg)
+    result = train_transformer(model, cfg=t.cfg, vq=t.vq, text=t.text, train_ds=t.train_ds, val_ds=t.val_ds,
+                               run_dir=t.run_dir, spec=spec, layers=layers, device=run.device, resume=t.resume,
+                               meta=run_folder.run_meta(t.cfg), score_key=score_key, progress=run.progress)
+    return t, result
+
+
+def train_first_layer(cfg, run, *, build_model, label: str, opt_extra: dict[str, str] | None = None) -> dict:
+    """Train a transformer over code layer 0 (MoMask's masked transformer, BAMM): files as upstream's
+    ``t2m_transformer`` checkpoints, best validation accuracy kept as ``net_best_acc.tar`` and ``net_best_fid.tar``."""
+    from src.train import run_folder
+    from src.train.engine import TrainSpec
+
+    spec = TrainSpec(model_key="t2m_transformer", opt_key="opt_t2m_transformer", best_file="net_best_acc.tar",
+                     higher_is_better=True)
+    t, result = train_new_transformer(cfg, run, build_model=build_model, layers="first", spec=spec, score_key="acc",
+                                      opt_extra=opt_extra)
+    run_folder.copy_best(t.run_dir, "net_best_acc.tar", "net_best_fid.tar", selected_by="val_acc")
+    result["summary"] = run_folder.summary_line(label, t.run_dir, result, best_val_acc=result["best"])
+    return result
