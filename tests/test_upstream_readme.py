@@ -558,3 +558,36 @@ def test_codes_csv_has_upstreams_columns(tmp_path):
     assert lines[0] == "name,repeat,codes_0:0,codes_0:1,codes_0:2,codes_1:0,codes_1:1,codes_1:2"
     assert lines[1:] == ["a,0,1,2,-1,7,8,-1", "b,0,3,-1,-1,9,-1,-1", "a,1,4,6,1,5,0,1"]
     assert write_codes_csv(table, tmp_path / "d.csv", layers=1).read_text().splitlines()[2] == "b,0,3,-1,-1"
+
+
+def test_lcr_takes_upstreams_flags(tmp_path, synth_root, monkeypatch):
+    """``--run_name`` (the new run), ``--split`` (forget list in upstream's path form; retain = the rest of
+    train_val), ``--layer_prune 2`` (= layers 0 and 1), ``--codes_csv`` (the export), ``--ckpt base.tar``."""
+    import torch
+
+    from src.data.humanml3d import read_split
+    from src.methods.lcr.__main__ import main
+    from tests.helpers_methods import VQ, make_dataset, make_runs
+
+    data = make_dataset(synth_root, tmp_path / "ds")
+    make_runs(tmp_path / "ck", data, with_transformers=False)
+    monkeypatch.chdir(tmp_path)
+    loc = ["--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir", str(data), "--no_progress", "--no_cache"]
+    argv = ["--dataset_name", "synth", "--run_name", "lcr4_violence", "--split",
+            "dataset/synth/kw_splits/train_val-w-violence", "--code_prune", "4", "--ckpt", "base.tar",
+            "--codes_csv", "assets/synth_codes.csv", "--layer_prune", "2", "--select", "upstream", "--vq_name", VQ]
+    assert main([*argv, *loc]) == 0
+    ck = torch.load(tmp_path / "ck" / "synth" / "lcr4_violence" / "model" / "net_best_fid.tar", map_location="cpu",
+                    weights_only=True)
+    removed = ck["removed_codes"]
+    assert len(removed) == 2 and all(4 <= len(c) <= 8 for c in removed)  # upstream's rule: k..2k codes per layer
+    meta = ck["hmu_meta"]
+    root = data / "synth"
+    forget = read_split(root / "kw_splits" / "train_val-w-violence.txt")
+    rest = [i for i in read_split(root / "train_val.txt") if i not in set(forget)]
+    assert meta["n_retain_rows"] == len(rest) and meta["n_forget_rows"] == len(forget)
+    assert meta["source"].endswith("net_best_fid.tar")  # base.tar of a VQ run
+    lines = (tmp_path / "assets" / "synth_codes.csv").read_text().splitlines()
+    assert lines[0].startswith("name,repeat,codes_0:0") and len(lines) == 1 + len(forget) + len(rest)
+    assert main([*argv, *loc]) == 2  # the run and the csv exist: --force needed
+    assert main([*argv, "--layers", "0", *loc, "--force"]) == 2  # --layers and --layer_prune: one of them
