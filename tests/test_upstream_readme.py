@@ -591,3 +591,35 @@ def test_lcr_takes_upstreams_flags(tmp_path, synth_root, monkeypatch):
     assert lines[0].startswith("name,repeat,codes_0:0") and len(lines) == 1 + len(forget) + len(rest)
     assert main([*argv, *loc]) == 2  # the run and the csv exist: --force needed
     assert main([*argv, "--layers", "0", *loc, "--force"]) == 2  # --layers and --layer_prune: one of them
+
+
+def test_rece_in_upstreams_meaning_of_name(tmp_path, synth_root, capsys):
+    """Upstream's ``--name`` is the source transformer: without ``--trans_name``, an existing ``--name`` run is read
+    (never written) and the edits are saved as upstream names its files, UCE_<ps> and RECE<epochs>_<ps> (+ _res).
+    ``--vq_name`` must be the transformers' VQ."""
+    import torch
+
+    from src.methods.rece.__main__ import main
+    from tests.helpers_methods import MASK, RES, VQ, make_dataset, make_runs, tree_hashes
+
+    data = make_dataset(synth_root, tmp_path / "ds")
+    ck = make_runs(tmp_path / "ck", data)
+    before = tree_hashes(ck / "synth")
+    loc = ["--checkpoints_dir", str(ck), "--dataset_dir", str(data)]
+    argv = ["--dataset_name", "synth", "--name", MASK, "--res_name", RES, "--forget_text", "kick", "punch",
+            "--retain_text", "walk", "run", "--target_text", "", "--epochs", "1", "--preserve_scale", "1.0",
+            "--ckpt", "net_best_fid.tar", *loc]
+    assert main([*argv, "--vq_name", "other"]) == 2
+    assert "trained on VQ" in capsys.readouterr().err
+    assert main([*argv, "--vq_name", VQ]) == 0
+    assert "upstream's meaning" in capsys.readouterr().out
+    after = tree_hashes(ck / "synth")
+    assert {k: v for k, v in after.items() if k in before} == before  # sources untouched
+    for run, key, method in (("UCE_1.0", "t2m_transformer", "uce"), ("UCE_1.0_res", "res_transformer", "uce"),
+                             ("RECE1_1.0", "t2m_transformer", "rece"), ("RECE1_1.0_res", "res_transformer", "rece")):
+        f = torch.load(ck / "synth" / run / "model" / "net_best_fid.tar", map_location="cpu", weights_only=True)
+        assert key in f and f["hmu_meta"]["method"] == method, run
+        assert f["hmu_meta"]["source"].startswith(str(ck / "synth" / (MASK if key == "t2m_transformer" else RES)))
+    # hmu's meaning is unchanged: --trans_name given, --name is the output
+    assert main([*argv[:2], "--trans_name", MASK, "--name", "mine", *argv[4:]]) == 0
+    assert (ck / "synth" / "mine" / "model" / "net_best_fid.tar").is_file() and not (ck / "synth" / "UCE_1.0x").exists()
