@@ -207,8 +207,8 @@ def _check_rece_manual(proj, r):
 def _check_eval_manual(proj, r, split, toxic):
     rec = _metrics(proj, f"synth_original_kw_splits-{split}_s0")
     (set_name, res), = rec["sets"].items()
-    assert set_name == split and res["metrics"]["FID"]["n"] == 10, (set_name, res["metrics"]["FID"])
-    assert ("MM-Safe" in res["metrics"]) == toxic, sorted(res["metrics"])
+    assert set_name == split and rec["config"]["repeat_times"] == 10, (set_name, rec["config"])
+    assert ("MM_Safe" in res["metrics"]) == toxic, sorted(res["metrics"])
 
 
 def _check_gen_batch(proj, r):
@@ -623,3 +623,16 @@ def test_rece_in_upstreams_meaning_of_name(tmp_path, synth_root, capsys):
     # hmu's meaning is unchanged: --trans_name given, --name is the output
     assert main([*argv[:2], "--trans_name", MASK, "--name", "mine", *argv[4:]]) == 0
     assert (ck / "synth" / "mine" / "model" / "net_best_fid.tar").is_file() and not (ck / "synth" / "UCE_1.0x").exists()
+
+
+def test_eval_flags_of_upstream():
+    """``--dataset`` is --dataset_name (not an ambiguous abbreviation), ``--split`` is its own flag (not
+    --split_name), and the run name made from a split path is one folder name."""
+    from src.eval.t2m_unlearn import build_parser, default_run_name, split_label
+
+    a = build_parser().parse_args(["--dataset", "HumanML3D", "--split", "kw_splits/test-w-violence", "--toxic_terms",
+                                   "kick", "punch", "hit"])
+    assert a.dataset_name == "HumanML3D" and a.split == "kw_splits/test-w-violence" and a.concept == "violence"
+    assert default_run_name(a) == "HumanML3D_original_kw_splits-test-w-violence_s0"
+    assert split_label("../kw_splits\\\\x.txt") == "kw_splits-x" and "/" not in split_label("/abs/path/y")
+    assert default_run_name(build_parser().parse_args(["--dataset_name", "t2m"])) == "HumanML3D_original_violence_s0"
