@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from src.config.flags import add_device_flags, add_location_flags
 from src.common.errors import HmuError, cli
 
 CONCEPT = "violence"
@@ -62,10 +63,12 @@ class Settings:
     mm: tuple[int, int] | None   # (prompts, generations per prompt) for MultiModality, None = skip
     video: bool
     one_epoch: bool
+    max_prompts: int | None = None   # videos in the report (None: its default prompts)
 
 
 FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
-FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
+# the smoke run still makes one before/after video: it is what the toolkit is for
+FAST = Settings(n=400, repeats=2, mm=None, video=True, one_epoch=True, max_prompts=1)
 
 
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
@@ -148,7 +151,9 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
                                                                             if st.name.startswith("unlearn:")))))
     evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
     stages.append(Stage("report", "src.report",
-                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force"],
+                        [str(out), *gpu, *([] if settings.video else ["--no_video"]),
+                         *(["--max_prompts", str(settings.max_prompts)] if settings.max_prompts else []), "--still",
+                         "--force"],
                         [out / "report" / "report.md"], after=evals))
     return stages
 
@@ -182,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
     p.add_argument("--only", default=None, help="comma-separated stage names or prefixes (e.g. 'data,split,train')")
     p.add_argument("--list", action="store_true", help="print the stages, their commands and whether each is done")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU (default)")
-    p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default: ./checkpoints)")
-    p.add_argument("--dataset_dir", default=None, help="datasets root (default: ./dataset)")
-    p.add_argument("--results_dir", default=None, help="results root (default: ./results)")
+    add_device_flags(p, device=False)
+    add_location_flags(p, "checkpoints_dir", "dataset_dir", "results_dir")
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress lines in the stage logs nor in the heartbeat (HMU_PROGRESS=off for every stage)")
     return p
 
 
@@ -331,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'done' if st.done() else 'todo'}  {st.name:18s} {st.command(REPO_ROOT)}")
         return 0
     jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)   # before env is copied: the stages inherit HMU_PROGRESS=off
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")

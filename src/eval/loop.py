@@ -156,8 +156,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
 
     Returns ``{"set", "config", "metrics": {name: summary}, "reference": {name: summary}, "timing"}``.
     """
-    from tqdm.auto import tqdm
-
+    from src.common.progress import progress as progress_bar
     from src.eval.cache import gt_embeddings
 
     check_settings(repeats=repeats, mm=mm, mm_prompts=mm_prompts, mm_generations=mm_generations, mm_times=mm_times,
@@ -205,7 +204,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     safe_d: list[list[float]] = [[] for _ in range(N)]
     n_toxic_per_repeat: list[int] = []
 
-    for r in tqdm(range(repeats), desc=f"eval {eval_set.name}", disable=not progress, leave=False):
+    for r in progress_bar(range(repeats), desc=f"eval {eval_set.name}", unit="repeat", enabled=progress):
         rng = np.random.default_rng([seed, r])
         cap_idx = np.array([rng.integers(len(it.captions)) for it in items])
         perm = rng.permutation(N)

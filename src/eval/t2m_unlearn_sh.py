@@ -7,7 +7,7 @@ Called with ``--dataset`` (upstream's wrapper spelling) and without ``--dataset_
 
 ``--name`` is then the results label (not a model run): the forget and retain test sets of ``--split_name`` are
 evaluated into ``results/<name>_<dataset>_<split_name>/metrics.json`` and qualitative motions (one per line of
-``assets/qualitatives_<dataset>.txt``, with videos) are generated into ``generation/<name>_<dataset>_<split_name>/``,
+``assets/qualitatives_<dataset>.txt``, with videos, by ``python -m src.momask_codes.gen_t2m``) are generated into ``generation/<name>_<dataset>_<split_name>/``,
 as upstream's script does. ``--ckpt`` names what is evaluated, as upstream meant it: ``base.tar`` is the released
 model; ``X.tar`` is the edit upstream wrote as ``model/X.tar`` and hmu writes as the run ``X`` (an LCR VQ run, or a
 UCE/RECE/fine-tuned masked transformer with ``X_res``), used in place of the part it edited and said so on stdout;
@@ -96,8 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompts = REPO_ROOT / "assets" / f"qualitatives_{args.dataset}.txt"
     if not args.no_qualitatives and not prompts.is_file():
         raise HmuError(f"qualitative prompts not found: {prompts} (write one prompt a line, or --no_qualitatives)")
-    models, said = resolve_ckpt(paths, spec.name, args.ckpt, trans=args.trans_name or ev.name,
-                                res=args.res_name or ev.res_name)
+    from src.common.run_names import default_run_name
+
+    models, said = resolve_ckpt(paths, spec.name, args.ckpt,
+                                trans=args.trans_name or ev.name or default_run_name(spec.name, "mask"),
+                                res=args.res_name or ev.res_name or default_run_name(spec.name, "res"))
     print(f">>> {said}", flush=True)
     family = ["--model", "bamm"] if args.model_name == "bamm" else []
     model_flags = [x for kv in models.items() for x in kv]

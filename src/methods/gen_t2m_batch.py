@@ -5,7 +5,8 @@ times, into ``generation/<run_name>/`` (upstream's batch generation, whose recor
         --run_name my_generation --split test --repeat_times 10 --skip_viz
 
 Per repeat ``r`` and motion ``<id>``: ``feats/<r>/<id>.npy`` (raw features (T, dim_pose)), ``joints/<r>/<id>.npy``
-((T, joints, 3)) and, without ``--skip_viz``, ``animations/<r>/<id>.mp4`` (gif without ffmpeg). ``records.json``
+((T, joints, 3)), without ``--skip_viz`` ``animations/<r>/<id>.mp4`` (gif without ffmpeg) and with ``--ik_viz``
+``animations/<r>/<id>.bvh`` (inverse kinematics). ``records.json``
 holds upstream's metadata (``dataset_name``, ``ckpt``, ``split``) and one record per generation with upstream's keys
 (``caption, name, joint_path, feats_path, video_path, length, batch, sample, repeat``; paths relative to the
 records file). Each motion is generated at its own length (cropped to a multiple of the VQ's unit, at most the
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=int, default=32, help="captions per generator call")
     g.add_argument("--seed", type=int, default=10107, help="seed of the caption draws and of sampling")
     g.add_argument("--skip_viz", action="store_true", help="no videos")
-    g.add_argument("--ik_viz", action="store_true", help="upstream's IK videos (not available in hmu: an error)")
+    g.add_argument("--ik_viz", action="store_true",
+                   help="also write animations/<r>/<id>.bvh, the skeleton fitted by inverse kinematics")
     for k, v in SAMPLING_DEFAULTS.items():
         if isinstance(v, bool):
             g.add_argument(f"--{k}", action="store_true", help="Gumbel-max instead of multinomial sampling")
@@ -121,8 +123,6 @@ def write_video(path: Path, joints, *, caption: str, spec) -> Path:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.ik_viz:
-        raise HmuError("--ik_viz: hmu has no inverse-kinematics fitting; videos show the generated joints")
     if args.repeat_times < 1:
         raise HmuError("--repeat_times must be >= 1")
     if args.batch_size < 1:
@@ -175,8 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.skip_viz:
                     video = str(write_video(out / "animations" / str(r) / f"{mid}.mp4", joints, caption=cap,
                                             spec=spec).relative_to(out))
+                bvh = None
+                if args.ik_viz:
+                    from src.viz.export import motion_bvh
+
+                    bvh = str(motion_bvh(out / "animations" / str(r) / f"{mid}.bvh", joints,
+                                         chain=spec.kinematic_chain, fps=spec.fps).relative_to(out))
                 records.append({"caption": cap, "name": mid, **rel, "video_path": video, "length": int(len(f)),
-                                "batch": b, "sample": k, "repeat": r})
+                                "batch": b, "sample": k, "repeat": r, **({"bvh_path": bvh} if bvh else {})})
                 bar.update(1)
     bar.close()
     atomic_write_json(records_path, {"dataset_name": spec.name, "ckpt": args.ckpt, "split": args.split,

@@ -22,12 +22,12 @@ import time
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
 
 log = logging.getLogger(__name__)
 
 # upstream scripts/eval/rece_uce.sh (one text embedding per word)
 RETAIN_TEXTS = ["walk", "walking", "run", "running", "jog", "step", "turn", "dance", "dancing", "move", "moving", "steps", "raise", "arm", "leg", "forward", "front", "backward", "sit", "dodge", "moves"]
-DEFAULT_TRANS = "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns"
 VARIANTS = {"uce": {"default": "bias", "bias": "bias", "hmu": "hmu"},
             "rece": {"default": "paper", "paper": "paper", "hmu": "hmu"}}
 
@@ -43,10 +43,11 @@ def build_parser(method: str) -> argparse.ArgumentParser:
                                                          "(default <name>_res)")
     g.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family of --trans_name")
     g.add_argument("--trans_name", default=None,
-                   help=f"source masked-transformer (or BAMM) run, read only (default {DEFAULT_TRANS}; without it an "
-                        "existing --name is the source, as upstream)")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="source residual-transformer run, read only ('none': edit only --trans_name)")
+                   help="source masked-transformer (or BAMM) run, read only (" + help_default("mask") + "; without it "
+                        "an existing --name is the source, as upstream)")
+    g.add_argument("--res_name", default=None,
+                   help="source residual-transformer run, read only ('none': edit only --trans_name; "
+                        + help_default("res") + ")")
     g.add_argument("--vq_name", default=None, help="upstream's: the VQ run the transformers use (checked against their "
                                                    "opt.txt; the edit does not change it)")
     g.add_argument("--ckpt", default="net_best_fid.tar",
@@ -72,6 +73,9 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     add_device_flags(g)
     add_location_flags(g, "checkpoints_dir", "dataset_dir")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     return p
 
 
@@ -117,6 +121,7 @@ def run_edit(method: str, args, *, paths, device) -> dict:
     from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
 
     t0 = time.perf_counter()
+    fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")
     spec = get_spec(args.dataset_name)
     args.dataset_name = spec.name
     keywords = forget_keywords(spec.name, args.concept)  # unknown concept: one line, before any work
@@ -180,7 +185,9 @@ def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths
+    from src.common.progress import apply_progress_flag
 
+    apply_progress_flag(args)
     setup_logging(args.verbose)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     runs = [(method, args)]
@@ -190,8 +197,6 @@ def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
             print(f"--name {args.name} is an existing run: upstream's meaning, the source; the edits are saved as "
                   f"{', '.join(n for n, _ in upstream)} (pass --trans_name to make --name the output)")
             runs = [(m, a) for (_, a), m in zip(upstream, ("uce", method) if len(upstream) == 2 else (method,))]
-        else:
-            args.trans_name = DEFAULT_TRANS
     device = resolve_device(args.gpu_id, args.device)
     for m, a in runs:
         s = run_edit(m, a, paths=paths, device=device)

@@ -4,15 +4,14 @@ that writes into ``generation/<run_name>/`` and renders one video per motion.
     python -m src.momask_codes.gen_t2m --dataset_name synth --name t2m_tiny --res_name tres_tiny \\
         --run_name qualitative --text_path assets/qualitatives_synth.txt --repeat_times 3
 
-Output: ``generation/<run_name>/{features,joints}/p<k>_r<r>.npy`` and ``prompts.json`` (as ``src.gen``), plus
-``animations/p<k>_r<r>.mp4`` (gif without ffmpeg) unless ``--skip_viz``. Flags of this alias: ``--run_name``,
+Output: what ``src.gen`` writes, in ``generation/<run_name>/``: ``{features,joints}/p<k>_r<r>.npy``,
+``videos/p<k>_r<r>.mp4`` (``--skip_viz``: none) and ``prompts.json``. Flags of this alias: ``--run_name``,
 ``--skip_viz``, ``--model_name`` (checked against the run's opt.txt), ``--generation_dir``; every other flag is
 ``src.gen``'s (see ``python -m src.gen --help``), e.g. ``--ckpt base.tar``, ``--seed``, ``--force``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
@@ -38,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if "--out" in rest or any(a.startswith("--out=") for a in rest):
         raise HmuError("--out: the output folder is generation/<run_name>/ (use --run_name / --generation_dir)")
-    from src.methods.gen_t2m_batch import check_run_name, generation_root, write_video
+    from src.methods.gen_t2m_batch import check_run_name, generation_root
 
     check_run_name(args.run_name)
     out = generation_root(args.generation_dir) / args.run_name
@@ -54,28 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         family = run_family(find_run_dir(paths, gen_args.dataset_name, gen_args.name) / "opt.txt")
         if family != args.model_name:
             raise HmuError(f"--model_name {args.model_name}: run '{gen_args.name}' is a {family} run")
-    rc = gen.main([*rest, "--out", str(out)])
-    if rc or args.skip_viz:
-        return rc
-
-    import numpy as np
-
-    from src.common.logging import setup_logging
-    from src.common.datasets import get_spec
-
-    setup_logging()
-    spec = get_spec(gen_args.dataset_name)
-    index = json.loads((out / "prompts.json").read_text(encoding="utf-8"))
-    for item in index["items"]:
-        joints = np.load(out / item["joints"])
-        stem = item["joints"].rsplit("/", 1)[-1].removesuffix(".npy")
-        video = write_video(out / "animations" / f"{stem}.mp4", joints, caption=item["text"], spec=spec)
-        item["video"] = str(video.relative_to(out))
-    from src.common.io import atomic_write_json
-
-    atomic_write_json(out / "prompts.json", index)
-    print(f"{len(index['items'])} videos -> {out / 'animations'}")
-    return 0
+    return gen.main([*rest, "--out", str(out), *(["--no_animate"] if args.skip_viz else [])])
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
-
-DEFAULT_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
+from src.common.run_names import fill_run_defaults, help_default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                          name_help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/ (upstream: "
                                    "--run_name, the file model/<run_name>.tar)",
                          name_flags=("--name", "--out_name", "--run_name"))
-    g.add_argument("--vq_name", default=DEFAULT_VQ, help="source VQ run (read only)")
+    g.add_argument("--vq_name", default=None, help="source VQ run (read only; " + help_default("vq") + ")")
     g.add_argument("--ckpt", default="net_best_fid.tar",
                    help="source VQ checkpoint file in <vq_name>/model/ (base.tar: upstream's link, net_best_fid.tar)")
     g = p.add_argument_group("data")
@@ -112,6 +111,7 @@ def run_lcr(args, *, paths, device) -> dict:
     from src.models.checkpoint import checkpoint_file, find_run_dir, load_mean_std, load_vq
 
     t0 = time.perf_counter()
+    fill_run_defaults(args, args.dataset_name, vq_name="vq")
     args.layers = edited_layers(args)
     args.layer_prune = None
     codes_csv = Path(args.codes_csv) if args.codes_csv else None
