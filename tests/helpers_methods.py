@@ -24,8 +24,10 @@ def tiny_vq_config(name: str = VQ):
                     num_quantizers=2, down_t=2, stride_t=2)
 
 
-def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformers: bool = True) -> Path:
-    """Write tiny random VQ (+ mask and residual transformer) runs under ``ckpt_dir/synth``; returns ckpt_dir."""
+def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformers: bool = True, vq_name: str = VQ,
+              mask_name: str = MASK, res_name: str = RES, existing_vq: bool = False) -> Path:
+    """Write tiny random VQ (+ mask and residual transformer) runs under ``ckpt_dir/synth``; returns ckpt_dir.
+    ``existing_vq``: the VQ run ``vq_name`` is there already (e.g. trained); only the transformers are written."""
     import numpy as np
     import torch
 
@@ -35,24 +37,29 @@ def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformer
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    vq_cfg = tiny_vq_config()
-    vq = build_vq(vq_cfg)
-    with torch.no_grad():
-        for layer in vq.quantizer.layers:
-            layer.codebook.copy_(torch.randn(layer.codebook.shape, generator=g))
-    d = ckpt_dir / "synth" / VQ
-    (d / "meta").mkdir(parents=True)
-    vq_cfg.save(d / "opt.txt")
-    mean = np.load(data_dir / "synth" / "Mean.npy")
-    std = np.load(data_dir / "synth" / "Std.npy")
-    np.save(d / "meta" / "mean.npy", mean)
-    np.save(d / "meta" / "std.npy", std)
-    save_checkpoint(d / "model" / "net_best_fid.tar", kind="vq", model=vq, epoch=1)
+    if existing_vq:
+        from src.config import VQConfig
+
+        vq_cfg = VQConfig.load(ckpt_dir / "synth" / vq_name / "opt.txt")
+    else:
+        vq_cfg = tiny_vq_config(vq_name)
+        vq = build_vq(vq_cfg)
+        with torch.no_grad():
+            for layer in vq.quantizer.layers:
+                layer.codebook.copy_(torch.randn(layer.codebook.shape, generator=g))
+        d = ckpt_dir / "synth" / vq_name
+        (d / "meta").mkdir(parents=True)
+        vq_cfg.save(d / "opt.txt")
+        mean = np.load(data_dir / "synth" / "Mean.npy")
+        std = np.load(data_dir / "synth" / "Std.npy")
+        np.save(d / "meta" / "mean.npy", mean)
+        np.save(d / "meta" / "std.npy", std)
+        save_checkpoint(d / "model" / "net_best_fid.tar", kind="vq", model=vq, epoch=1)
     if with_transformers:
-        kw = {"dataset_name": "synth", "vq_name": VQ, "latent_dim": 32, "n_layers": 1, "n_heads": 2, "ff_size": 64,
+        kw = {"dataset_name": "synth", "vq_name": vq_name, "latent_dim": 32, "n_layers": 1, "n_heads": 2, "ff_size": 64,
               "text_encoder": "embedded", "clip_dim": 512}
-        for cls, build, name, kind in ((MaskTransConfig, build_mask_transformer, MASK, "mask"),
-                                       (ResTransConfig, build_res_transformer, RES, "res")):
+        for cls, build, name, kind in ((MaskTransConfig, build_mask_transformer, mask_name, "mask"),
+                                       (ResTransConfig, build_res_transformer, res_name, "res")):
             cfg = cls(name=name, **kw)
             model = build(cfg, vq_cfg)
             rd = ckpt_dir / "synth" / name

@@ -130,7 +130,7 @@ def test_pipeline_names_bamm_runs_apart():
     evals = [a for m, a in steps if m == "src.eval.t2m_unlearn"]
     assert all(a[a.index("--model") + 1] == "bamm" for a in evals)
     args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--model", "bamm"])
-    assert next(a[a.index("--name") + 1] for _, a in plan(args, rest)) == "bamm_lcr_violence"
+    assert next(a[a.index("--name") + 1] for _, a in plan(args, rest)) == "bamm_lcr16_synth_violence"
     args, rest = build_parser().parse_known_args(["finetune", "violence", "synth", "--model", "bamm"])
     with pytest.raises(HmuError, match="--model bamm"):
         plan(args, rest)

@@ -29,6 +29,7 @@ LAYERS = {
     "quickstart": 7,
     "prepare": 7,
     "momask_codes": 7,
+    "TMR": 7,  # upstream's path, no Python: requirements.txt and models/ (TMR checkpoints)
 }
 
 

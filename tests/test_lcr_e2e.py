@@ -84,5 +84,5 @@ def test_lcr_sh_lowers_forget_leakage_and_keeps_retain(tmp_path):
     assert leak_l < leak_o
     assert r3_o > 3 / 32, "retain R@3 of the original is at chance: the tiny evaluator did not learn"
     assert abs(r3_l - r3_o) <= RETAIN_MARGIN
-    assert (ckpt / "synth" / "lcr_violence" / "model" / "net_best_fid.tar").is_file()
+    assert (ckpt / "synth" / "lcr16_synth_violence" / "model" / "net_best_fid.tar").is_file()
     assert sha256_file(vq_file) == vq_hash

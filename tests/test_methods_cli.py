@@ -170,7 +170,8 @@ def test_pipeline_plan_and_retrain_argv():
     assert [s[0] for s in steps] == ["src.methods.lcr", "src.eval.t2m_unlearn"]
     assert "--code_prune" in steps[0][1] and "--code_prune" not in steps[1][1]
     ev = steps[1][1]
-    assert ev[ev.index("--vq_name") + 1] == "lcr_violence" and ev[ev.index("--name") + 1] == "m"
+    # upstream's lcr.sh name, lcr<code_prune>_<dataset>_<concept> (the README evaluates it by that name)
+    assert ev[ev.index("--vq_name") + 1] == "lcr8_synth_violence" and ev[ev.index("--name") + 1] == "m"
     args, rest = build_parser().parse_known_args(["rece_uce", "violence", "synth", "--no_eval"])
     assert [s[0] for s in plan(args, rest)] == ["src.methods.uce", "src.methods.rece"]
     a = rp().parse_args(["--name", "dr", "--", "--max_epoch", "2"])

@@ -134,6 +134,20 @@ def test_refuses_overwrite_without_force(split_case, capsys):
     assert forget.read_text() == "000001\n000002\n000003\n"  # word mode: KICKS counts, kickboxing does not
 
 
+def test_rerun_with_the_same_result_is_not_an_overwrite(split_case, capsys):
+    """Upstream's README runs the same split twice; the second run finds the same ids and succeeds unchanged."""
+    args = ["HumanML3D", "kick", "--dataset_dir", str(split_case)]
+    assert S.main(args) == 0
+    forget = split_case / "HumanML3D" / "kw_splits" / "test-w-kick.txt"
+    before = forget.stat().st_mtime_ns
+    capsys.readouterr()
+    assert S.main([*args, "--min_occurence", "1"]) == 0
+    assert "(unchanged)" in capsys.readouterr().out
+    assert forget.stat().st_mtime_ns == before
+    assert S.main([*args, "--min_occurence", "2"]) == 2  # other ids: refused without --force
+    assert "other ids" in capsys.readouterr().err and forget.stat().st_mtime_ns == before
+
+
 def test_every_existing_split_by_default_and_main_split_limits(split_case, capsys):
     root = split_case / "HumanML3D"
     (root / "train.txt").write_text("000001\n000004\n")

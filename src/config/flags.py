@@ -200,3 +200,7 @@ def add_which_epoch_flag(parser, *, dest: str = "ckpt") -> None:
     parser.add_argument("--which_epoch", dest=dest, type=which_epoch_file, default=argparse.SUPPRESS,
                         help="upstream's spelling of --ckpt: a file of <run>/model/ without .tar (latest, "
                              "net_best_fid, net_best_acc, E0010 from --save_every_e)")
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """:class:`HelpFormatter` that keeps the description's line breaks (a CLI whose docstring shows examples)."""

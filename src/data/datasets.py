@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from src.common.errors import HmuError
-from src.data.humanml3d import HumanML3DFolder, SegmentAudit, read_split
+from src.data.humanml3d import HumanML3DFolder, SegmentAudit, read_split, split_file
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,14 @@ Split = str | os.PathLike | Sequence[str]
 
 def resolve_ids(root: str | os.PathLike, split: Split) -> list[str]:
     """Ids of a split: a name (``train`` -> ``<root>/train.txt``), an id file (``kw_splits/test-w-violence[.txt]``,
-    relative to ``root`` or absolute) or an explicit list of ids. Blank lines are skipped; an empty split is an error."""
+    relative to ``root``, absolute, or as :func:`~src.data.humanml3d.split_file` reads it) or an explicit list of ids.
+    Blank lines are skipped; an empty split is an error."""
     if not isinstance(split, (str, os.PathLike)):
         ids = [str(i) for i in split]
         if not ids:
             raise HmuError("empty id list given as split")
         return ids
-    root = Path(root)
-    p = Path(split)
-    cands = [p] if p.is_absolute() else [root / p]
-    if p.suffix != ".txt":
-        cands = [c.with_name(c.name + ".txt") for c in cands] + cands
-    return read_split(next((c for c in cands if c.is_file()), cands[0]))
+    return read_split(split_file(root, split))
 
 
 def _folder(folder: Any) -> HumanML3DFolder:

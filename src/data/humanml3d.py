@@ -204,6 +204,22 @@ def _warn_train_test_overlap(p: Path, ids: list[str]) -> None:
 _OVERLAP_WARNED: set[frozenset] = set()
 
 
+def split_file(root: str | os.PathLike, split: str | os.PathLike) -> Path:
+    """The id file a split names, ``.txt`` optional: a name or path relative to the dataset folder ``root``
+    (``test``, ``kw_splits/test-w-violence``), an absolute path, a path relative to the current folder, or upstream's
+    ``dataset/<folder>/...`` form (relative to the repository), read inside ``root`` whatever the datasets root is.
+    The first that exists wins; if none does, the first candidate (the loader names it in its error)."""
+    root, p = Path(root), Path(split)
+    if p.is_absolute():
+        bases = [p]
+    else:
+        bases = [root / p, p]
+        if len(p.parts) > 2 and p.parts[0] == "dataset":
+            bases.append(root / Path(*p.parts[2:]))
+    cands = [c for b in bases for c in ((b,) if b.suffix == ".txt" else (b.with_name(b.name + ".txt"), b))]
+    return next((c for c in cands if c.is_file()), cands[0])
+
+
 def write_split(path: str | os.PathLike, ids: Sequence[str]) -> None:
     if not ids:
         raise HmuError(f"refusing to write an empty split list {path}")

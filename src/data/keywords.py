@@ -230,4 +230,9 @@ def write_id_list(path: str | os.PathLike, ids: Sequence[str]) -> None:
     """One id per line, every line newline-terminated (as upstream's ``echo >>``), written atomically."""
     from src.common.io import atomic_write_text
 
-    atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+    atomic_write_text(path, id_list_text(ids))
+
+
+def id_list_text(ids: Sequence[str]) -> str:
+    """The text :func:`write_id_list` writes."""
+    return "".join(f"{i}\n" for i in ids)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from src.common.errors import HmuError, cli
 from src.data.keywords import (
-    DEFAULT_SPLITS_FILE, MATCH_MODES, SPLIT_NAMES, KeywordSplit, forget_keywords, keyword_split, load_keyword_table,
-    split_paths, split_quality, write_id_list,
+    DEFAULT_SPLITS_FILE, MATCH_MODES, SPLIT_NAMES, KeywordSplit, forget_keywords, id_list_text, keyword_split,
+    load_keyword_table, split_paths, split_quality, write_id_list,
 )
 from src.common.validate import check_args
 
@@ -156,13 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if labels is None and args.report:
         raise HmuError(f"--report needs ground truth, but {labels_path} does not exist")
 
-    # Refuse before computing or writing anything, so a failed run leaves no half-written set of files.
     outputs = {s: split_paths(root, s, concept + ("-tmr" if args.tmr else "")) for s in splits}
-    if not args.force:
-        for s, pair in outputs.items():
-            for path in pair:
-                if path.exists():
-                    raise HmuError(f"split file {path} already exists (pass --force to overwrite)")
     refiner = (make_tmr_refiner(TMRRefineOptions(args.tmr_min_occurence, args.max_rank, args.repeat_times,
                                                  args.tmr_name, args.tmr_method, args.tmr_prompts),
                                 dataset_name=spec.name, concept=concept, root=root, keywords=keywords,
@@ -171,18 +165,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"keywords for '{concept}' ({spec.name}): {', '.join(keywords)}  [match={args.match}, "
           f"min_occurence={args.min_occurence}]")
+    computed = {}
     for s in splits:
         ids = read_split(root / f"{s}.txt")
         result = keyword_split(ids, texts_dir, keywords, match=args.match, min_occurence=args.min_occurence)
-        naive = result
-        if refiner is not None:
-            result = refiner(s, result, ids=ids)
+        computed[s] = (ids, result, refiner(s, result, ids=ids) if refiner is not None else result)
+    # Refuse before writing anything, so a failed run leaves no half-written set of files. A file that already holds
+    # exactly these ids is not an overwrite (rerunning the same command, as upstream's README does, succeeds).
+    unchanged = set()
+    for s, pair in outputs.items():
+        for path, new in zip(pair, (computed[s][2].forget, computed[s][2].retain)):
+            if path.exists():
+                if path.read_text(encoding="utf-8") == id_list_text(new):
+                    unchanged.add(path)
+                elif not args.force:
+                    raise HmuError(f"split file {path} already exists with other ids (pass --force to overwrite)")
+    for s in splits:
+        ids, naive, result = computed[s]
         forget_path, retain_path = outputs[s]
-        write_id_list(forget_path, result.forget)
-        write_id_list(retain_path, result.retain)
+        for path, new in ((forget_path, result.forget), (retain_path, result.retain)):
+            if path not in unchanged:
+                write_id_list(path, new)
         extra = f", {len(result.missing)} without texts (retain)" if result.missing else ""
+        same = " (unchanged)" if {forget_path, retain_path} <= unchanged else ""
         print(f"{s}: {len(ids)} ids -> forget {len(result.forget)} ({forget_path.relative_to(root)}), "
-              f"retain {len(result.retain)} ({retain_path.relative_to(root)}){extra}")
+              f"retain {len(result.retain)} ({retain_path.relative_to(root)}){extra}{same}")
         if labels is not None:
             _print_quality(labels, concept, ids, texts_dir, keywords, args.min_occurence, args.match, naive)
             if refiner is not None and concept in labels.get("concepts", {}):

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.eval.t2m_unlearn", description=__doc__.split("\n")[0],
                                 formatter_class=HelpFormatter)
     g = p.add_argument_group("model (upstream flag names)")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (HumanML3D/t2m, Motion-X, synth)")
+    # --dataset spelled out: with allow_abbrev it would be ambiguous (--dataset_name, --dataset_dir)
+    g.add_argument("--dataset_name", "--dataset", dest="dataset_name", default="synth",
+                   help="dataset name or alias (HumanML3D/t2m, Motion-X, synth)")
     g.add_argument("--name", default=None,
                    help="masked-transformer run folder under checkpoints/<dataset>/ (" + help_default("mask") + ")")
     g.add_argument("--res_name", default=None,
@@ -49,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split_name", "--concept", dest="concept", default="violence",
                    help="concept whose kw_splits are evaluated (assets/splits.json)")
     g.add_argument("--main_split", default="test", help="split the keyword splits were made from")
-    g.add_argument("--repeat_times", type=int, default=20, help="evaluation repeats (mean and 95%% CI over them)")
+    g.add_argument("--split", default=None,
+                   help="upstream's: evaluate this one id file alone (e.g. kw_splits/test-w-violence, relative to the "
+                        "dataset folder); MM-Safe only with --toxic_terms; results <dataset>_<method>_<split>_s<seed>")
+    g.add_argument("--repeat_times", type=int, default=None,
+                   help="evaluation repeats (mean and 95%% CI over them; default 3 on synth, 20 else)")
     g.add_argument("--seed", type=int, default=0, help="seed of caption draws, batch order and generation")
     g.add_argument("--batch_size", type=int, default=32, help="R-precision batch size (upstream 32)")
     g.add_argument("--gen_batch_size", type=int, default=32, help="captions per generator call")
@@ -106,7 +112,14 @@ def default_run_name(args) -> str:
     from src.common.datasets import get_spec
 
     family = "bamm_" if getattr(args, "model", None) == "bamm" else ""
-    return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{args.concept}_s{args.seed}"
+    what = split_label(args.split) if getattr(args, "split", None) else args.concept
+    return f"{get_spec(args.dataset_name).name}_{family}{args.method}_{what}_s{args.seed}"
+
+
+def split_label(split: str) -> str:
+    """A split path as one folder-name part: ``kw_splits/test-w-violence[.txt]`` -> ``kw_splits-test-w-violence``."""
+    parts = [p for p in str(split).replace("\\", "/").removesuffix(".txt").split("/") if p not in ("", ".", "..")]
+    return "-".join(parts) or "split"
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -142,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
 
     spec = get_spec(args.dataset_name)
+    if args.repeat_times is None:
+        args.repeat_times = 3 if spec.synthetic else 20
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
                           glove_dir=args.glove_dir, results_dir=args.results_dir)
     run = args.run_name or default_run_name(args)
@@ -166,8 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = paths.data_root(spec.name)
     if not root.is_dir():
         raise HmuError(f"dataset folder not found: {root}")
-    forget_p, retain_p = _split_files(root, args.main_split, args.concept)
-    if args.toxic_terms is None:
+    if args.split:  # upstream's --split: that one set, MM-Safe only when toxic terms are given
+        from src.data.humanml3d import split_file
+
+        one = split_file(root, args.split)
+        if not one.is_file():
+            raise HmuError(f"--split: split list not found: {one}")
+    else:
+        forget_p, retain_p = _split_files(root, args.main_split, args.concept)
+    if args.toxic_terms is None and not args.split:
         from src.data.keywords import forget_keywords
 
         args.toxic_terms = forget_keywords(spec.name, args.concept)
@@ -178,13 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe = LeakageProbe.load(args.classifier or classifier_path(paths.checkpoints_dir, spec.name), args.concept)
         probe.classifier.to(device)
     kw = {"unit_length": spec.unit_length, "max_motion_length": spec.max_motion_length}
-    sets = {"forget": load_eval_set(root, forget_p, name="forget", min_motion_length=spec.min_motion_length,
-                                    fps=spec.fps, **kw),
-            "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
-                                    fps=spec.fps, **kw)}
+    if args.split:
+        label = one.name.removesuffix(".txt")
+        sets = {label: load_eval_set(root, one, name=label, min_motion_length=spec.min_motion_length, fps=spec.fps,
+                                     **kw)}
+    else:
+        sets = {"forget": load_eval_set(root, forget_p, name="forget", min_motion_length=spec.min_motion_length,
+                                        fps=spec.fps, **kw),
+                "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
+                                        fps=spec.fps, **kw)}
     from src.data.synth.truth import read_implicit_prompts
 
-    implicit = (read_implicit_prompts(root, concept=args.concept, required=False) or None) if spec.synthetic else None
+    implicit = ((read_implicit_prompts(root, concept=args.concept, required=False) or None)
+                if spec.synthetic and not args.split else None)
     if implicit:
         sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
 

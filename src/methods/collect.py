@@ -280,3 +280,29 @@ def default_cache_dir(paths, dataset_name: str) -> Path:
     from src.common.datasets import get_spec
 
     return Path(paths.checkpoints_dir) / get_spec(dataset_name).ckpt_folders[0] / "cache" / "lcr_codes"
+
+
+def write_codes_csv(table: CodeTable, path: str | os.PathLike, *, layers: int | None = None) -> Path:
+    """The collected codes as upstream's ``--codes_csv`` table: one row per code row, ``name`` (motion id), ``repeat``
+    (the row's index among its motion's rows) and ``codes_<layer>:<position>`` (-1 past the row's valid length), for
+    the first ``layers`` quantizer layers (default all). Written atomically; it is an export, never read back (hmu's
+    keyed cache, :func:`collect_codes`, is what a second run reuses)."""
+    import csv
+    import io
+
+    from src.common.io import atomic_write_text
+
+    nq = table.num_layers if layers is None else min(int(layers), table.num_layers)
+    T = table.codes.shape[1]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "repeat", *(f"codes_{q}:{t}" for q in range(nq) for t in range(T))])
+    seen: dict[int, int] = {}
+    for r in range(table.num_rows):
+        m = int(table.motion[r])
+        rep = seen.get(m, 0)
+        seen[m] = rep + 1
+        row = np.where(np.arange(T)[:, None] < table.n_valid[r], table.codes[r, :, :nq], -1)
+        w.writerow([table.ids[m], rep, *row.T.reshape(-1).tolist()])
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)

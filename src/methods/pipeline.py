@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="original masked-transformer (or BAMM) run (" + help_default("mask") + ")")
     p.add_argument("--res_name", default=None, help="original residual run (" + help_default("res") + ")")
     p.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family")
-    p.add_argument("--out_name", default=None, help="output run name (default <method>_<concept>)")
+    p.add_argument("--out_name", default=None, help="output run name (default <method>_<concept>; LCR: upstream's "
+                                                    "lcr<code_prune>_<dataset>_<concept>)")
     p.add_argument("--force", action="store_true", help="overwrite output runs and results")
     p.add_argument("--seed", type=int, default=0, help="seed of the method and of the evaluation")
     add_device_flags(p, device=False)
@@ -49,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def flag_value(argv: Sequence[str], flag: str, default: str) -> str:
+    """The last value given to ``flag`` in ``argv`` (``--flag v`` or ``--flag=v``), else ``default``."""
+    value = default
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
 def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     """The CLI calls in order: [(module, argv), ...] (pure; tested)."""
     from src.common.datasets import get_spec
@@ -59,6 +71,9 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
         raise HmuError(f"--model {args.model}: {args.method} trains MoMask transformers only (use lcr or rece_uce)")
     family = "" if args.model == "momask" else f"{args.model}_"  # BAMM runs never take MoMask's default names
     out = args.out_name or f"{family}{args.method}_{args.concept}"
+    if args.method == "lcr" and not args.out_name:
+        # upstream's lcr.sh names the edit lcr<k>_<dataset>_<concept>, and its README evaluates it by that name
+        out = f"{family}lcr{flag_value(method_args, '--code_prune', '16')}_{ds}_{args.concept}"
     common = ["--dataset_name", ds, "--concept", args.concept, "--seed", str(args.seed), "--gpu_id", str(args.gpu_id)]
     for flag in ("checkpoints_dir", "dataset_dir"):
         if getattr(args, flag):

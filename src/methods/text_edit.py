@@ -5,6 +5,11 @@ masked AND residual transformers (or BAMM's with ``--model bamm``) and save them
     python -m src.methods.rece --dataset_name synth --concept violence --trans_name mtrans --res_name rtrans \\
         --name mtrans_rece            # -> checkpoints/synth/mtrans_rece/ and checkpoints/synth/mtrans_rece_res/
 
+Upstream's call, where ``--name`` is the SOURCE masked transformer (``--trans_name`` not given and ``--name`` an
+existing run), keeps that meaning: the edits are saved as upstream names its files, runs ``RECE<epochs>_<preserve_scale>``
+(rece, which like upstream's rece.py also saves its first step as ``UCE_<preserve_scale>``) or ``UCE_<preserve_scale>``
+(uce), each with ``..._res``; the choice is printed.
+
 Text embeddings come from the model's own text encoder (``text_encoder`` in its opt.txt: embedded for synth, CLIP
 for real data). Defaults follow upstream's ``scripts/eval/rece_uce.sh``: forget texts = the concept's keywords
 (assets/splits.json), its retain word list, target text "", preserve_scale 0.5, RECE epochs 1.
@@ -39,11 +44,15 @@ def build_parser(method: str) -> argparse.ArgumentParser:
                                                          "(default <name>_res)")
     g.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family of --trans_name")
     g.add_argument("--trans_name", default=None,
-                   help="source masked-transformer (or BAMM) run, read only (" + help_default("mask") + ")")
+                   help="source masked-transformer (or BAMM) run, read only (" + help_default("mask") + "; without it "
+                        "an existing --name is the source, as upstream)")
     g.add_argument("--res_name", default=None,
                    help="source residual-transformer run, read only ('none': edit only --trans_name; "
                         + help_default("res") + ")")
-    g.add_argument("--ckpt", default="net_best_fid.tar", help="checkpoint file in each source run's model/")
+    g.add_argument("--vq_name", default=None, help="upstream's: the VQ run the transformers use (checked against their "
+                                                   "opt.txt; the edit does not change it)")
+    g.add_argument("--ckpt", default="net_best_fid.tar",
+                   help="checkpoint file in each source run's model/ (base.tar: upstream's link)")
     g = p.add_argument_group("texts")
     g.add_argument("--forget_text", nargs="+", default=None, help="concept texts (default: the concept's keywords)")
     g.add_argument("--retain_text", nargs="*", default=list(RETAIN_TEXTS), help="texts whose outputs are preserved")
@@ -74,7 +83,7 @@ def build_parser(method: str) -> argparse.ArgumentParser:
 def load_sources(paths, args):
     """[(kind, model, config, run folder, checkpoint path)] of the transformers to edit (masked/BAMM first)."""
     from src.config import VQConfig
-    from src.models.checkpoint import find_run_dir, load_mask_transformer, load_res_transformer
+    from src.models.checkpoint import checkpoint_file, find_run_dir, load_mask_transformer, load_res_transformer
 
     out = []
     if args.model == "bamm":
@@ -85,13 +94,13 @@ def load_sources(paths, args):
         opt = BAMMTransConfig.load(d / "opt.txt")
         vq_cfg = VQConfig.load(find_run_dir(paths, args.dataset_name, opt.vq_name) / "opt.txt")
         model, opt = load_bamm_run(d, vq=vq_cfg, which=args.ckpt)
-        out.append(("mask", model, opt, d, d / "model" / args.ckpt))
+        out.append(("mask", model, opt, d, checkpoint_file(d, args.ckpt, "bamm")))
     else:
         model, cfg, d = load_mask_transformer(paths, args.dataset_name, args.trans_name, ckpt=args.ckpt)
-        out.append(("mask", model, cfg, d, d / "model" / args.ckpt))
+        out.append(("mask", model, cfg, d, checkpoint_file(d, args.ckpt, "mask")))
     if args.res_name and args.res_name.lower() != "none":
         model, cfg, d = load_res_transformer(paths, args.dataset_name, args.res_name, ckpt=args.ckpt)
-        out.append(("res", model, cfg, d, d / "model" / args.ckpt))
+        out.append(("res", model, cfg, d, checkpoint_file(d, args.ckpt, "res")))
     return out
 
 
@@ -126,6 +135,8 @@ def run_edit(method: str, args, *, paths, device) -> dict:
     for kind, model, _, d, _ in sources:
         find_cond_emb(model, what=f"{kind} transformer {d.name}")
     cfg = sources[0][2]
+    if args.vq_name and args.vq_name != cfg.vq_name:
+        raise HmuError(f"--vq_name {args.vq_name}: transformer {args.trans_name} was trained on VQ {cfg.vq_name}")
     forget = text_embeddings(paths, cfg, args, forget_texts, device).cpu()
     target = text_embeddings(paths, cfg, args, [args.target_text], device).cpu()
     retain = text_embeddings(paths, cfg, args, args.retain_text, device).cpu() if args.retain_text else None
@@ -162,8 +173,10 @@ def run_edit(method: str, args, *, paths, device) -> dict:
         meta = edit_meta(method=method, args=vars(args), source_ckpt=src_ckpt, variant=variant,
                          forget_texts=forget_texts, retain_texts=list(args.retain_text), target_text=args.target_text,
                          edited_layers=layers, wall_time_s=wall, edit_id=edit["edit_id"])
+        # the edit keeps the source file's name; upstream's base.tar (a link name) becomes hmu's net_best_fid.tar
+        keep = args.ckpt.endswith(".tar") and args.ckpt != "base.tar"
         write_run(dest, source_run=src_dir, out_name=out_name,
-                  checkpoints={args.ckpt if args.ckpt.endswith(".tar") else "net_best_fid.tar":
+                  checkpoints={args.ckpt if keep else "net_best_fid.tar":
                                model_checkpoint(kind, new.cpu(), hmu_meta=meta)}, force=args.force,
                   extra_files={EDIT_FILE: lambda p: write_edit(p, edit)})
         written.append(str(dest))
@@ -182,12 +195,39 @@ def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
     apply_progress_flag(args)
     setup_logging(args.verbose)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    s = run_edit(method, args, paths=paths, device=resolve_device(args.gpu_id, args.device))
-    print(f"{method.upper()} ({s['variant']}) erasing {', '.join(s['forget_texts'])}: edit {s['edit_s']:.3f}s, "
-          f"wall time {s['wall_time_s']:.2f}s")
-    for d in s["out"]:
-        print(f"saved {d}")
+    runs = [(method, args)]
+    if args.trans_name is None:
+        upstream = upstream_outputs(method, args, paths)
+        if upstream:
+            print(f"--name {args.name} is an existing run: upstream's meaning, the source; the edits are saved as "
+                  f"{', '.join(n for n, _ in upstream)} (pass --trans_name to make --name the output)")
+            runs = [(m, a) for (_, a), m in zip(upstream, ("uce", method) if len(upstream) == 2 else (method,))]
+    device = resolve_device(args.gpu_id, args.device)
+    for m, a in runs:
+        s = run_edit(m, a, paths=paths, device=device)
+        print(f"{m.upper()} ({s['variant']}) erasing {', '.join(s['forget_texts'])}: edit {s['edit_s']:.3f}s, "
+              f"wall time {s['wall_time_s']:.2f}s")
+        for d in s["out"]:
+            print(f"saved {d}")
     return 0
+
+
+def upstream_outputs(method: str, args, paths) -> list[tuple[str, argparse.Namespace]]:
+    """Upstream's call (``--name`` an existing run, no ``--trans_name``) -> [(output name, args)] of the edits it
+    writes, upstream's file names: rece -> UCE_<ps> then RECE<epochs>_<ps>, uce -> UCE_<ps>; [] otherwise."""
+    import copy
+
+    from src.models.checkpoint import run_dir_candidates
+
+    if not any((d / "opt.txt").is_file() for d in run_dir_candidates(paths, args.dataset_name, args.name)):
+        return []
+    names = [f"UCE_{args.preserve_scale}"] + ([f"RECE{args.epochs}_{args.preserve_scale}"] if method == "rece" else [])
+    out = []
+    for n in names:
+        a = copy.copy(args)
+        a.trans_name, a.name, a.res_out_name = args.name, n, None
+        out.append((n, a))
+    return out
 
 
 def cli_main(method: str):

@@ -96,6 +96,27 @@ def find_run_dir(paths, dataset_name: str, name: str) -> Path:
 
 # ----------------------------------------------------------------------------------------------- loading
 
+# Upstream's scripts/utils/prepare.sh links each released run's model/base.tar to one file: rvq -> net_best_fid.tar,
+# mtrans -> latest.tar, rtrans -> net_best_fid.tar, bamm -> latest.tar. ``--ckpt base.tar`` means that file.
+BASE_CKPT = "base.tar"
+UPSTREAM_BASE = {"vq": "net_best_fid.tar", "mask": "latest.tar", "res": "net_best_fid.tar", "bamm": "latest.tar"}
+
+
+def checkpoint_file(run_folder: str | os.PathLike, ckpt: str, kind: str) -> Path:
+    """``<run>/model/<ckpt>``. ``base.tar`` is upstream's name for the released file (:data:`UPSTREAM_BASE`): the
+    run's own ``model/base.tar`` when present, else the file upstream's prepare script links it to; when neither
+    exists, an HmuError naming both. Never another file: a missing ``ckpt`` is the loader's one-line error."""
+    model_dir = Path(run_folder) / "model"
+    path = model_dir / ckpt
+    if ckpt != BASE_CKPT or path.is_file() or kind not in UPSTREAM_BASE:
+        return path
+    released = model_dir / UPSTREAM_BASE[kind]
+    if not released.is_file():
+        raise HmuError(f"checkpoint {path} not found, nor {released} (upstream's base.tar of a {kind} run)")
+    log.info("%s: base.tar is %s (upstream's prepare.sh link)", Path(run_folder).name, released.name)
+    return released
+
+
 def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load a checkpoint file on CPU -> (model state dict without ``clip_model.*`` keys, the whole file dict)."""
     p = Path(path)
@@ -219,7 +240,7 @@ def load_vq(paths, dataset_name: str, name: str, *, ckpt: str = "net_best_fid.ta
     d = find_run_dir(paths, dataset_name, name)
     cfg = VQConfig.load(d / "opt.txt")
     model = build_vq(cfg, input_width=input_width)
-    load_weights(model, d / "model" / ckpt, "vq")
+    load_weights(model, checkpoint_file(d, ckpt, "vq"), "vq")
     return model.eval(), cfg, d
 
 
@@ -243,7 +264,7 @@ def load_transformer(kind: str, paths, dataset_name: str, name: str, *, ckpt: st
     if vq_cfg is None:
         vq_cfg = VQConfig.load(find_run_dir(paths, dataset_name, cfg.vq_name) / "opt.txt")
     model = getattr(src.models.momask, builder)(cfg, vq_cfg)
-    load_weights(model, d / "model" / ckpt, kind)
+    load_weights(model, checkpoint_file(d, ckpt, kind), kind)
     return model.eval(), cfg, d
 
 

@@ -24,13 +24,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p, g = method_parser("python -m src.methods.lcr", __doc__,
                          concept_help="concept in assets/splits.json; its kw_splits are the forget/retain sets",
-                         name_help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/")
+                         name_help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/ (upstream: "
+                                   "--run_name, the file model/<run_name>.tar)",
+                         name_flags=("--name", "--out_name", "--run_name"))
     g.add_argument("--vq_name", default=None, help="source VQ run (read only; " + help_default("vq") + ")")
-    g.add_argument("--ckpt", default="net_best_fid.tar", help="source VQ checkpoint file in <vq_name>/model/")
+    g.add_argument("--ckpt", default="net_best_fid.tar",
+                   help="source VQ checkpoint file in <vq_name>/model/ (base.tar: upstream's link, net_best_fid.tar)")
     g = p.add_argument_group("data")
     g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")
-    g.add_argument("--forget_split", default=None, help="forget ids (default kw_splits/<main_split>-w-<concept>)")
-    g.add_argument("--retain_split", default=None, help="retain ids (default kw_splits/<main_split>-wo-<concept>)")
+    g.add_argument("--forget_split", "--split", dest="forget_split", default=None,
+                   help="forget ids (default kw_splits/<main_split>-w-<concept>); upstream's --split, e.g. "
+                        "dataset/HumanML3D/kw_splits/train_val-w-violence (.txt optional)")
+    g.add_argument("--retain_split", default=None, help="retain ids (default kw_splits/<main_split>-wo-<concept>; "
+                                                       "with --forget_split: the rest of <main_split>, as upstream)")
+    g.add_argument("--codes_csv", default=None,
+                   help="also write the collected codes to this CSV (upstream's table: name, repeat, codes_<l>:<t>); "
+                        "an export: hmu's keyed cache is what a second run reuses")
     g.add_argument("--n_crops", type=int, default=1, help="crops per motion (1 = the whole motion, deterministic)")
     g.add_argument("--upstream_collection", action="store_true",
                    help="upstream's collection: 20 random crops, one row per caption line (overrides --n_crops)")
@@ -42,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ratio: rate-ratio lower bound (ours); upstream: union of two top-k lists")
     g.add_argument("--code_prune", type=int, default=16, help="at most this many codes per layer (upstream: exactly k..2k)")
     g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it is in src/methods/lcr/__init__.py)")
-    g.add_argument("--layers", type=int, nargs="+", default=[0], help="quantizer layers to edit (0 = base layer)")
+    g.add_argument("--layers", type=int, nargs="+", default=None,
+                   help="quantizer layers to edit (default 0 = the base layer)")
+    g.add_argument("--layer_prune", type=int, default=None,
+                   help="upstream's: edit the first N quantizer layers (= --layers 0 .. N-1)")
     g.add_argument("--dest_code_idx", type=int, default=0, help="safe code the selected rows are moved to")
     g.add_argument("--alpha", type=float, default=1.0, help="noise scale (x codebook std), or --orth strength")
     g.add_argument("--orth", action="store_true", help="remove the selected rows' mean direction instead")
@@ -57,13 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def split_files(root: Path, args) -> tuple[Path, Path]:
+    """(forget file, retain file); with ``--forget_split`` and no ``--retain_split`` the retain file is
+    ``<main_split>.txt`` (its ids outside the forget set are the retain set, as upstream's ``--split``)."""
+    from src.data.humanml3d import split_file
     from src.data.keywords import split_paths
 
     forget, retain = split_paths(root, args.main_split, args.concept)
     if args.forget_split:
-        forget = _as_file(root, args.forget_split)
+        forget = split_file(root, args.forget_split)
+        if not args.retain_split:
+            retain = root / f"{args.main_split}.txt"
     if args.retain_split:
-        retain = _as_file(root, args.retain_split)
+        retain = split_file(root, args.retain_split)
     for flag, p in (("--forget_split", forget), ("--retain_split", retain)):
         if not p.is_file():
             raise HmuError(f"{flag}: split file not found: {p} (make it: python -m src.data.split "
@@ -71,10 +88,15 @@ def split_files(root: Path, args) -> tuple[Path, Path]:
     return forget, retain
 
 
-def _as_file(root: Path, split: str) -> Path:
-    p = Path(split)
-    p = p if p.is_absolute() else root / p
-    return p if p.suffix == ".txt" else p.with_name(p.name + ".txt")
+def edited_layers(args) -> list[int]:
+    """``--layers``, or upstream's ``--layer_prune N`` (the first N layers), default the base layer."""
+    if args.layer_prune is not None:
+        if args.layers is not None:
+            raise HmuError("give --layers or --layer_prune, not both")
+        if args.layer_prune < 1:
+            raise HmuError(f"--layer_prune must be >= 1, got {args.layer_prune}")
+        return list(range(args.layer_prune))
+    return list(args.layers) if args.layers is not None else [0]
 
 
 def run_lcr(args, *, paths, device) -> dict:
@@ -87,10 +109,17 @@ def run_lcr(args, *, paths, device) -> dict:
     from src.methods.collect import CropSettings, collect_codes, default_cache_dir
     from src.methods.run_output import edit_meta, output_dir, write_run
     from src.methods.lcr.edit import lcr_checkpoint, replace_codes, select_codes
-    from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
+    from src.models.checkpoint import checkpoint_file, find_run_dir, load_mean_std, load_vq
 
     t0 = time.perf_counter()
     fill_run_defaults(args, args.dataset_name, vq_name="vq")
+    args.layers = edited_layers(args)
+    args.layer_prune = None
+    codes_csv = Path(args.codes_csv) if args.codes_csv else None
+    if codes_csv is not None:
+        from src.common.io import refuse_overwrite
+
+        refuse_overwrite(codes_csv, args.force, what="--codes_csv file")
     spec = get_spec(args.dataset_name)
     forget_keywords(spec.name, args.concept)  # unknown concept: one-line error before any work
     root = paths.data_root(spec.name)
@@ -100,7 +129,7 @@ def run_lcr(args, *, paths, device) -> dict:
     forget_ids, retain_ids = read_split(forget_p), read_split(retain_p)
     src_dir = find_run_dir(paths, spec.name, args.vq_name)
     dest = output_dir(paths, spec.name, args.name, force=args.force, sources=(src_dir,))
-    src_ckpt = src_dir / "model" / args.ckpt
+    src_ckpt = checkpoint_file(src_dir, args.ckpt, "vq")
     vq, vq_cfg, _ = load_vq(paths, spec.name, args.vq_name, ckpt=args.ckpt)
     mean, std = load_mean_std(src_dir)
     nb_code = int(vq_cfg.nb_code)
@@ -117,10 +146,14 @@ def run_lcr(args, *, paths, device) -> dict:
                                                                                                 **crop_kw)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir(paths, spec.name)
     t1 = time.perf_counter()
-    table, hit = collect_codes(vq, HumanML3DFolder(root, spec), [*forget_ids, *retain_ids], mean=mean, std=std,
+    table, hit = collect_codes(vq, HumanML3DFolder(root, spec), list(dict.fromkeys([*forget_ids, *retain_ids])), mean=mean, std=std,
                                settings=settings, batch_size=args.batch_size, cache_dir=cache,
                                progress=not args.no_progress)
     t_collect = time.perf_counter() - t1
+    if codes_csv is not None:
+        from src.methods.collect import write_codes_csv
+
+        write_codes_csv(table, codes_csv)
     forget_set = set(forget_ids)
     forget = table.subset(forget_ids)
     retain = table.subset([i for i in retain_ids if i not in forget_set])

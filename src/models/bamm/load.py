@@ -64,7 +64,9 @@ def load_bamm_run(run_dir: str | os.PathLike, *, vq: VQConfig | None = None, cod
     run_dir = Path(run_dir)
     opt = BAMMTransConfig.load(run_dir / "opt.txt")
     cfg = opt.model_config(vq, code_dim=code_dim, num_tokens=num_tokens)
-    return load_bamm(run_dir / "model" / which, cfg), opt
+    from src.models.checkpoint import checkpoint_file  # base.tar -> latest.tar, as upstream's prepare.sh links it
+
+    return load_bamm(checkpoint_file(run_dir, which, "bamm"), cfg), opt
 
 
 def manifest_mismatch(manifest: Mapping[str, Any]) -> str | None:

@@ -1,0 +1,13 @@
+"""Upstream's ``cd src/momask_codes && python train_res_transformer.py ...``: trains the residual transformer with
+``python -m src.train.residual`` (same flags; checkpoints go to the repository's checkpoints/, not the current
+folder)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a file from src/momask_codes/
+    from src.train.residual import main
+
+    raise SystemExit(main())
