@@ -178,3 +178,32 @@ def test_pipeline_plan_and_retrain_argv():
                         preset="tiny", vq_name="dr_vq")
     assert argv[argv.index("--split") + 1] == "kw_splits/train-wo-violence"
     assert argv[argv.index("--vq_name") + 1] == "dr_vq" and argv[-2:] == ["--max_epoch", "2"]
+
+
+def test_finetune_presets_fill_only_unset_flags():
+    """budget = the quickstart's short run; upstream = both parts, 500 epochs, batch 64, the resumed lr 2e-5."""
+    from src.methods.finetune import apply_preset, build_parser
+
+    a = build_parser().parse_args(["--name", "x"])
+    apply_preset(a)
+    assert (a.train_parts, a.max_epoch, a.lr, a.warm_up_iter, a.batch_size) == ("mask", 5, 1e-4, 0, None)
+    a = build_parser().parse_args(["--name", "x", "--preset", "upstream"])
+    apply_preset(a)
+    # batch_ft_t2m.sh: --is_continue --max_epoch 1000 from the released epoch 500, batch 64, both transformers;
+    # lr 2e-4 x gamma 0.1 (resumed past the 50,000-iteration milestone), warm-up (2,000 iterations) long over
+    assert (a.train_parts, a.max_epoch, a.lr, a.warm_up_iter, a.batch_size) == ("mask,res", 500, 2e-5, 0, 64)
+    a = build_parser().parse_args(["--name", "x", "--preset", "upstream", "--max_epoch", "3", "--train_parts", "mask"])
+    apply_preset(a)
+    assert (a.train_parts, a.max_epoch, a.lr) == ("mask", 3, 2e-5)
+
+
+def test_pipeline_evaluates_the_residual_the_preset_trains():
+    from src.methods.pipeline import build_parser, plan
+
+    for extra, res in (([], "r"), (["--preset", "upstream"], "ft_res"), (["--train_parts", "mask,res"], "ft_res"),
+                       (["--preset", "upstream", "--train_parts", "mask"], "r")):
+        args, rest = build_parser().parse_known_args(["finetune", "violence", "synth", "--vq_name", "v",
+                                                      "--trans_name", "m", "--res_name", "r", "--out_name", "ft",
+                                                      *extra])
+        ev = plan(args, rest)[1][1]
+        assert ev[ev.index("--res_name") + 1] == res, extra

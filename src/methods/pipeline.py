@@ -72,7 +72,12 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     elif args.method == "finetune":
         steps.append(("src.methods.finetune", [*common, "--trans_name", args.trans_name, "--res_name", args.res_name,
                                                "--name", out, *force, *rest]))
-        trains_res = any("res" in a for i, a in enumerate(rest) if i and rest[i - 1] == "--train_parts")
+        from src.methods.finetune import build_parser as ft_parser
+        from src.methods.finetune import apply_preset
+
+        ft, _ = ft_parser().parse_known_args(["--name", out, *rest])  # the parts as finetune will read them
+        apply_preset(ft)
+        trains_res = "res" in ft.train_parts.split(",")
         evals.append(("finetune", out, f"{out}_res" if trains_res else args.res_name, args.vq_name))
     elif args.method == "retrain":
         steps.append(("src.methods.retrain", [*common, "--name", out, "--like_vq", args.vq_name, "--like_trans",
