@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retain_split", default=None, help="retain ids (default kw_splits/<main_split>-wo-<concept>)")
     g.add_argument("--n_crops", type=int, default=1, help="crops per motion (1 = the whole motion, deterministic)")
     g.add_argument("--upstream_collection", action="store_true",
-                   help="upstream's collection: 20 random crops, one row per caption line (overrides --n_crops)")
+                   help="upstream's collection exactly: per caption #from#to segment, 20 random crops zero-padded to "
+                        "196 frames (padding codes counted), motions of 200+ frames dropped (overrides --n_crops)")
     g.add_argument("--batch_size", type=int, default=256, help="motions per encoder call")
     g.add_argument("--cache_dir", default=None, help="code cache folder (default checkpoints/<ds>/cache/lcr_codes)")
     g.add_argument("--no_cache", action="store_true", help="neither read nor write the code cache")
@@ -111,7 +112,7 @@ def run_lcr(args, *, paths, device) -> dict:
     vq = vq.to(device)
 
     crop_kw = {"seed": args.seed, "max_motion_length": spec.max_motion_length, "unit_length": vq.downsample,
-               "min_motion_length": spec.min_motion_length}
+               "min_motion_length": spec.min_motion_length, "fps": spec.fps}
     settings = CropSettings.upstream(**crop_kw) if args.upstream_collection else CropSettings(n_crops=args.n_crops,
                                                                                                 **crop_kw)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir(paths, spec.name)
