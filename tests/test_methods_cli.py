@@ -207,3 +207,34 @@ def test_pipeline_evaluates_the_residual_the_preset_trains():
                                                       *extra])
         ev = plan(args, rest)[1][1]
         assert ev[ev.index("--res_name") + 1] == res, extra
+
+
+def test_lcr_combined_is_the_union_of_per_sub_concept_selections(env, tmp_path):
+    """--just_select_codes per sub-concept, --censor_codes_files of the files, and --combined agree on the union."""
+    from src.data.split import main as split_main
+    from src.methods.lcr.__main__ import _read_block_yaml_lists, main, union_codes
+
+    for c in ("kick", "punch_jab_box_hit_beat"):
+        if not (env["data"] / "synth" / "kw_splits" / f"train_val-w-{c}.txt").is_file():
+            assert split_main(["synth", c, "--dataset_dir", str(env["data"])]) == 0
+    base = ["--dataset_name", "synth", "--vq_name", VQ, "--select", "upstream", "--no_progress", *env["flags"]]
+    files = []
+    for c, k in (("kick", "4"), ("punch_jab_box_hit_beat", "2")):
+        f = tmp_path / f"{c}.json"
+        assert main([*base, "--concept", c, "--code_prune", k, "--name", f"sel_{c}", "--just_select_codes",
+                     "--codes_out", str(f)]) == 0
+        files.append(f)
+        assert not (env["ck"] / "synth" / f"sel_{c}").exists()  # no run written
+    import json
+
+    per = [json.loads(f.read_text()) for f in files]
+    union = sorted(set(per[0][0]) | set(per[1][0]))
+    assert len(union) > max(len(per[0][0]), len(per[1][0]))  # the two selections differ: the union is bigger
+    assert main([*base, "--concept", "violence", "--name", "lcr_files", "--censor_codes_files", *map(str, files)]) == 0
+    assert _load(env["ck"] / "synth" / "lcr_files" / "model" / "net_best_fid.tar")["removed_codes"][0] == union
+    assert main([*base, "--concept", "violence", "--name", "lcr_comb", "--combined",
+                 "--sub_concepts", "kick:4,punch_jab_box_hit_beat:2"]) == 0
+    assert _load(env["ck"] / "synth" / "lcr_comb" / "model" / "net_best_fid.tar")["removed_codes"][0] == union
+    # upstream's files are yaml.safe_dump(codes, default_flow_style=False)
+    assert _read_block_yaml_lists("- - 3\n  - 17\n- - 5\n", Path("x.yaml")) == [[3, 17], [5]]
+    assert union_codes([[[3, 1], [9]], [[1, 2]]], [0, 1]) == {0: [1, 2, 3], 1: [9]}
