@@ -238,3 +238,32 @@ def test_lcr_combined_is_the_union_of_per_sub_concept_selections(env, tmp_path):
     # upstream's files are yaml.safe_dump(codes, default_flow_style=False)
     assert _read_block_yaml_lists("- - 3\n  - 17\n- - 5\n", Path("x.yaml")) == [[3, 17], [5]]
     assert union_codes([[[3, 1], [9]], [[1, 2]]], [0, 1]) == {0: [1, 2, 3], 1: [9]}
+
+
+def test_pipeline_code_prune_sweep_and_combined():
+    from src.common.errors import HmuError
+    from src.methods.pipeline import build_parser, plan
+
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
+                                                  "--res_name", "r", "--code_prune_sweep", "32", "8",
+                                                  "--select", "upstream"])
+    steps = plan(args, rest)
+    assert [s[0] for s in steps] == ["src.methods.lcr"] * 2 + ["src.eval.t2m_unlearn"] * 2
+    for (_, a), k in zip(steps[:2], ("32", "8")):
+        assert a[a.index("--code_prune") + 1] == k and a[a.index("--name") + 1] == f"lcr{k}_violence"
+        assert "upstream" in a
+    for (_, e), k in zip(steps[2:], ("32", "8")):
+        assert e[e.index("--vq_name") + 1] == f"lcr{k}_violence" and e[e.index("--method") + 1] == f"lcr{k}"
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--combined"])
+    steps = plan(args, rest)
+    assert "--combined" in steps[0][1] and steps[0][1][steps[0][1].index("--name") + 1] == "lcr_combined_violence"
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--code_prune_sweep", "8",
+                                                  "--code_prune", "4"])
+    with pytest.raises(HmuError, match="sweep"):
+        plan(args, rest)
+
+
+def test_lcr_scripts_pass_through(tmp_path):
+    text = (REPO / "scripts" / "eval" / "lcr_combined.sh").read_text()
+    assert 'python -m src.methods.pipeline lcr "$@" --combined' in text
+    assert "--code_prune_sweep" in (REPO / "scripts" / "eval" / "lcr.sh").read_text()

@@ -5,6 +5,10 @@
 Flags this module knows (sources, output name, evaluation) are used here; every other flag goes to the method's CLI
 unchanged (e.g. ``--code_prune 8 --select upstream`` for LCR, ``--max_epoch 3`` for fine-tuning). Evaluation is
 ``python -m src.eval.t2m_unlearn`` on the forget and retain TEST keyword splits, once per edited model.
+
+LCR only: ``--code_prune_sweep 32 8 16 64`` runs the edit and its evaluation once per value (upstream's ``lcr.sh``
+loop, in its order), as runs ``lcr<k>_<concept>`` (or ``<--out_name><k>``) evaluated as method ``lcr<k>``; the
+method flag ``--combined`` (upstream's ``lcr_combined.sh``) names the run ``lcr_combined_<concept>``.
 """
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the method and of the evaluation")
     add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir")
+    p.add_argument("--code_prune_sweep", type=int, nargs="+", default=None, metavar="K",
+                   help="lcr: one edit + evaluation per --code_prune value (upstream lcr.sh: 32 8 16 64)")
     g = p.add_argument_group("evaluation")
     g.add_argument("--repeat_times", type=int, default=None, help="evaluation repeats (default 3 on synth, 20 else)")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
@@ -60,9 +66,19 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     rest = list(method_args)
     steps: list[tuple[str, list[str]]] = []
     evals: list[tuple[str, str, str, str]] = []  # (label, mask run, res run, vq run)
-    if args.method == "lcr":
+    if args.code_prune_sweep and (args.method != "lcr" or "--code_prune" in rest or "--combined" in rest):
+        raise HmuError("--code_prune_sweep: lcr only, without --code_prune and --combined")
+    if args.method == "lcr" and args.code_prune_sweep:
+        for k in args.code_prune_sweep:
+            name = f"{args.out_name}{k}" if args.out_name else f"{family}lcr{k}_{args.concept}"
+            steps.append(("src.methods.lcr", [*common, "--vq_name", args.vq_name, "--name", name, "--code_prune",
+                                              str(k), *force, *rest]))
+            evals.append((f"lcr{k}", args.trans_name, args.res_name, name))
+    elif args.method == "lcr":
+        label = "lcr_combined" if "--combined" in rest else "lcr"
+        out = args.out_name or f"{family}{label}_{args.concept}"
         steps.append(("src.methods.lcr", [*common, "--vq_name", args.vq_name, "--name", out, *force, *rest]))
-        evals.append(("lcr", args.trans_name, args.res_name, out))
+        evals.append((label, args.trans_name, args.res_name, out))
     elif args.method == "rece_uce":
         for m in ("uce", "rece"):
             name = f"{out}_{m}" if args.out_name else f"{family}{m}_{args.concept}"
