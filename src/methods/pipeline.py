@@ -24,7 +24,8 @@ METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_device_flags, add_location_flags
 
-    p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0],
+                                allow_abbrev=False)  # method flags pass through whole (--code_prune vs --code_prune_sweep)
     p.add_argument("method", choices=METHODS, help="which method to run")
     p.add_argument("concept", help="concept in assets/splits.json, e.g. violence")
     p.add_argument("dataset", nargs="?", default="HumanML3D", help="dataset (HumanML3D, Motion-X, synth)")
