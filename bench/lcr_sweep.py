@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = evaluate([*loc, "--concept", "violence", "--method", tag, "--name", "t2m_tiny", "--res_name", "tres_tiny",
                        "--vq_name", vq, "--ckpt", "net_best_fid.tar", "--repeat_times", str(args.repeats),
                        "--seed", str(args.seed), "--no_mm", "--results_dir", args.results_dir, "--run_name", tag,
-                       "--force", "--no_progress"])
+                       "--force"])
         if rc:
             return rc
         m = json.loads((Path(args.results_dir) / tag / "metrics.json").read_text())
