@@ -49,6 +49,9 @@ def test_upstream_filter_three_way_rule():
     assert retain == ["a", "c", "e", "f", "h"]
     assert dropped == ["g"]
     assert set(forget) | set(retain) | set(dropped) == set(ids) and not set(forget) & set(retain)
+    # upstream's awk only ever sees motions with a hit: a threshold of 0 keeps them dropped, not forget
+    forget, retain, dropped = R.upstream_filter(["b", "g"], ["b", "g"], {"b": 1}, min_occurence=0)
+    assert (forget, retain, dropped) == (["b"], [], ["g"])
 
 
 def test_filter_hits_count_generations_with_any_concept_text_in_top_k():
@@ -213,3 +216,19 @@ def test_tmr_split_end_to_end(tiny, capsys, monkeypatch):
     kw = K.keyword_split(test_ids, root / "texts", K.forget_keywords("synth", "violence"))
     assert read_split(root / "kw_splits" / "test-w-violence-tmr.txt") == kw.forget
     assert not (root / "kw_splits" / "test-w-violence.txt").exists()  # the keyword files are not touched
+    # upstream_filter through the CLI with tiny random generator runs. With --max_rank above the number of reference
+    # texts every generation retrieves every text, so every keyword-forget motion has 10 hits of 10:
+    # bar 10 keeps the keyword split; bar 11 moves every keyword-forget motion to retain and drops none.
+    from helpers_methods import MASK, RES, make_runs
+
+    make_runs(tiny / "ck", tiny / "ds")
+    gen = ["--tmr_name", "tiny", "--tmr_method", "upstream_filter", "--trans_name", MASK, "--res_name", RES,
+           "--max_rank", "100000", "--force"]
+    assert S.main(_split_argv(tiny, *gen, "--tmr_min_occurence", "10")) == 0
+    assert read_split(root / "kw_splits" / "test-w-violence-tmr.txt") == kw.forget
+    assert read_split(root / "kw_splits" / "test-wo-violence-tmr.txt") == kw.retain
+    capsys.readouterr()
+    assert S.main(_split_argv(tiny, *gen, "--tmr_min_occurence", "11")) == 0
+    assert (root / "kw_splits" / "test-w-violence-tmr.txt").read_text() == ""
+    assert read_split(root / "kw_splits" / "test-wo-violence-tmr.txt") == test_ids
+    assert "dropped" not in capsys.readouterr().out

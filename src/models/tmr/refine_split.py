@@ -129,7 +129,7 @@ def upstream_filter(ids: Sequence[str], forget: Sequence[str], hits: Mapping[str
     """
     kw = set(forget)
     h = {i: int(hits.get(i, 0)) for i in kw}
-    new_forget = [i for i in ids if i in kw and h[i] >= min_occurence]
+    new_forget = [i for i in ids if i in kw and h[i] >= max(min_occurence, 1)]  # 0 hits: dropped, whatever the bar
     retain = [i for i in ids if i not in kw or 0 < h[i] < min_occurence]
     dropped = [i for i in ids if i in kw and h[i] == 0]
     return new_forget, retain, dropped
