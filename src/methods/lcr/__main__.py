@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--select", choices=("ratio", "upstream"), default="ratio",
                    help="ratio: rate-ratio lower bound (ours); upstream: union of two top-k lists")
     g.add_argument("--code_prune", type=int, default=16, help="at most this many codes per layer (upstream: exactly k..2k)")
-    g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it is in src/methods/lcr/__init__.py)")
+    g.add_argument("--threshold", type=float, default=None, help="--select ratio: minimum rate-ratio lower bound (default 1; the synth sweep behind it: python -m bench.lcr_sweep, docs/results/lcr_sweep/)")
     g.add_argument("--layers", type=int, nargs="+", default=[0], help="quantizer layers to edit (0 = base layer)")
     g.add_argument("--dest_code_idx", type=int, default=0, help="safe code the selected rows are moved to")
     g.add_argument("--alpha", type=float, default=1.0, help="noise scale (x codebook std), or --orth strength")
