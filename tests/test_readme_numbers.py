@@ -49,11 +49,13 @@ def _write_quickstart(root: Path) -> None:
 
 def test_quickstart_table_and_r3_delta_from_constructed_files(tmp_path):
     _write_quickstart(tmp_path)
+    (tmp_path / "quickstart" / "stages.json").write_text(json.dumps({"unlearn:lcr": {"seconds": 4.44}}))
     table = R.render_quickstart(tmp_path).splitlines()
     assert table[2] == ("| original (t2m_tiny) | 0.28 ± 0.03 | 1.00 ± 0.00 | 0.027 ± 0.002 | 25.4 ± 4.3 | 6.77 ± 0.70 | "
                         "0.546 ± 0.006 | – |")
     assert table[3] == ("| LCR | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.006 ± 0.004 | 34.0 ± 2.8 | 7.06 ± 0.91 | "
-                        "0.532 ± 0.008 | 4.4 s |")
+                        "0.532 ± 0.008 | 4.4 s |")  # from stages.json
+    assert table[4].endswith("| 1.8 s |")  # UCE: no stage recorded, the metrics' edit_time_s
     assert [r.split(" | ")[0] for r in table[2:]] == ["| original (t2m_tiny)", "| LCR", "| UCE", "| RECE",
                                                      "| fine-tuning", "| D_r (retain-only retrain)"]
     # |0.532 - 0.546| = 0.014, |0.552 - 0.546| = 0.006, |0.530 - 0.546| = 0.016 (RECE): the largest of the edits

@@ -9,7 +9,9 @@ is rendered here from the files under ``docs/results/``, and a test checks that 
 Markers: ``<!-- hmu:NAME -->`` ... ``<!-- hmu:end -->`` (a block, e.g. a table) or the same pair inside a line (an
 inline number). NAME is a key of ``RENDERERS``; each renderer reads its own files:
 
-- ``quickstart``: ``quickstart/<method>/metrics.json`` (``python -m src.eval.t2m_unlearn`` via the quickstart);
+- ``quickstart``: ``quickstart/<method>/metrics.json`` (``python -m src.eval.t2m_unlearn`` via the quickstart); the
+  edit time is the wall time of the method's ``unlearn:<method>`` stage in ``quickstart/stages.json`` (the whole
+  command: imports, loading, the edit and saving);
 - ``quickstart_r3_delta``: the largest |retain R@3 change| of the three edits (LCR, UCE, RECE) against the original;
 - ``attacks``: ``quickstart/attacks/attacks.json`` (``python -m src.attacks`` via ``python -m src.quickstart --attacks``);
 - ``lcr_sweep``: ``lcr_sweep/sweep.json`` (``python -m bench.lcr_sweep``);
@@ -57,6 +59,8 @@ def _pm(stat, d: int) -> str:
 def render_quickstart(root: Path) -> str:
     """The quickstart's summary table (README "What you get")."""
     recs = _records(root)
+    stages_file = root / "quickstart" / "stages.json"
+    stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
     cols = [("forget", "leakage", 2), ("implicit", "leakage", 2), ("retain", "leakage", 3), ("forget", "FID", 1),
             ("retain", "FID", 2), ("retain", "R_precision_top3", 3)]
     lines = ["| model | leakage forget ↓ | leakage implicit ↓ | false pos. retain ↓ | FID forget | FID retain ↓ | "
@@ -66,7 +70,8 @@ def render_quickstart(root: Path) -> str:
         if m == "original":
             label = f"original ({r.model})" if r.model else label
         cells = [_pm(r.stat(s, k), d) for s, k, d in cols]
-        edit = "–" if m == "original" or r.edit_time_s is None else f"{r.edit_time_s:.1f} s"
+        secs = (stages.get(f"unlearn:{m}") or {}).get("seconds", r.edit_time_s)  # the method stage's wall time
+        edit = "–" if m == "original" or secs is None else f"{secs:.1f} s"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {edit} |")
     return "\n".join(lines)
 
@@ -162,14 +167,15 @@ def render(text: str, root: Path, *, strict: bool) -> tuple[str, list[str]]:
 
 
 def collect(src: Path, root: Path) -> list[Path]:
-    """Copy a quickstart's ``<method>/metrics.json`` and ``attacks/attacks.json`` into ``root/quickstart/``."""
+    """Copy a quickstart's ``<method>/metrics.json``, ``attacks/attacks.json`` and ``stages.json`` into
+    ``root/quickstart/``."""
     from src.common.io import atomic_write_text
 
     if not src.is_dir():
         raise HmuError(f"--collect: folder not found: {src}")
     out = []
-    for p in sorted([*src.glob("*/metrics.json"), *src.glob("attacks/attacks.json")]):
-        dest = root / "quickstart" / p.parent.name / p.name
+    for p in sorted([*src.glob("*/metrics.json"), *src.glob("attacks/attacks.json"), *src.glob("stages.json")]):
+        dest = root / "quickstart" / p.relative_to(src)
         dest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest, p.read_text())
         out.append(dest)
