@@ -13,6 +13,7 @@ scores each forget set against labels.json. Nothing is written under dataset/. W
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,9 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def row(label: str, forget: Sequence[str], change: str, seconds: float | None) -> list[str]:
         q = split_quality(forget, labels, args.concept, ids=ids)
         p, r = q["precision"], q["recall"]
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        f1 = 2 * p * r / (p + r) if p + r > 0 else math.nan
         got = sum(i in set(forget) for i in implicit)
-        return [label, str(len(forget)), f"{p:.3f}", f"{r:.3f}", f"{f1:.3f}", f"{got} of {len(implicit)}", change,
+        def f(x: float) -> str:
+            return "n/a" if math.isnan(x) else f"{x:.3f}"
+
+        return [label, str(len(forget)), f(p), f(r), f(f1), f"{got} of {len(implicit)}", change,
                 "–" if seconds is None else f"{seconds:.0f} s"]
 
     rows = [row("keyword (word match)", naive.forget, "–", None)]
