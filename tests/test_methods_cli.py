@@ -179,3 +179,92 @@ def test_pipeline_plan_and_retrain_argv():
                         preset="tiny", vq_name="dr_vq")
     assert argv[argv.index("--split") + 1] == "kw_splits/train-wo-violence"
     assert argv[argv.index("--vq_name") + 1] == "dr_vq" and argv[-2:] == ["--max_epoch", "2"]
+
+
+def test_finetune_presets_fill_only_unset_flags():
+    """budget = the quickstart's short run; upstream = both parts, 500 epochs, batch 64, the resumed lr 2e-5."""
+    from src.methods.finetune import apply_preset, build_parser
+
+    a = build_parser().parse_args(["--name", "x"])
+    apply_preset(a)
+    assert (a.train_parts, a.max_epoch, a.lr, a.warm_up_iter, a.batch_size) == ("mask", 5, 1e-4, 0, None)
+    a = build_parser().parse_args(["--name", "x", "--preset", "upstream"])
+    apply_preset(a)
+    # batch_ft_t2m.sh: --is_continue --max_epoch 1000 from the released epoch 500, batch 64, both transformers;
+    # lr 2e-4 x gamma 0.1 (resumed past the 50,000-iteration milestone), warm-up (2,000 iterations) long over
+    assert (a.train_parts, a.max_epoch, a.lr, a.warm_up_iter, a.batch_size) == ("mask,res", 500, 2e-5, 0, 64)
+    a = build_parser().parse_args(["--name", "x", "--preset", "upstream", "--max_epoch", "3", "--train_parts", "mask"])
+    apply_preset(a)
+    assert (a.train_parts, a.max_epoch, a.lr) == ("mask", 3, 2e-5)
+
+
+def test_pipeline_evaluates_the_residual_the_preset_trains():
+    from src.methods.pipeline import build_parser, plan
+
+    for extra, res in (([], "r"), (["--preset", "upstream"], "ft_res"), (["--train_parts", "mask,res"], "ft_res"),
+                       (["--preset", "upstream", "--train_parts", "mask"], "r")):
+        args, rest = build_parser().parse_known_args(["finetune", "violence", "synth", "--vq_name", "v",
+                                                      "--trans_name", "m", "--res_name", "r", "--out_name", "ft",
+                                                      *extra])
+        ev = plan(args, rest)[1][1]
+        assert ev[ev.index("--res_name") + 1] == res, extra
+
+
+def test_lcr_combined_is_the_union_of_per_sub_concept_selections(env, tmp_path):
+    """--just_select_codes per sub-concept, --censor_codes_files of the files, and --combined agree on the union."""
+    from src.data.split import main as split_main
+    from src.methods.lcr.__main__ import _read_block_yaml_lists, main, union_codes
+
+    for c in ("kick", "punch_jab_box_hit_beat"):
+        if not (env["data"] / "synth" / "kw_splits" / f"train_val-w-{c}.txt").is_file():
+            assert split_main(["synth", c, "--dataset_dir", str(env["data"])]) == 0
+    base = ["--dataset_name", "synth", "--vq_name", VQ, "--select", "upstream", "--no_progress", *env["flags"]]
+    files = []
+    for c, k in (("kick", "4"), ("punch_jab_box_hit_beat", "2")):
+        f = tmp_path / f"{c}.json"
+        assert main([*base, "--concept", c, "--code_prune", k, "--name", f"sel_{c}", "--just_select_codes",
+                     "--codes_out", str(f)]) == 0
+        files.append(f)
+        assert not (env["ck"] / "synth" / f"sel_{c}").exists()  # no run written
+    import json
+
+    per = [json.loads(f.read_text()) for f in files]
+    union = sorted(set(per[0][0]) | set(per[1][0]))
+    assert len(union) > max(len(per[0][0]), len(per[1][0]))  # the two selections differ: the union is bigger
+    assert main([*base, "--concept", "violence", "--name", "lcr_files", "--censor_codes_files", *map(str, files)]) == 0
+    assert _load(env["ck"] / "synth" / "lcr_files" / "model" / "net_best_fid.tar")["removed_codes"][0] == union
+    assert main([*base, "--concept", "violence", "--name", "lcr_comb", "--combined",
+                 "--sub_concepts", "kick:4,punch_jab_box_hit_beat:2"]) == 0
+    assert _load(env["ck"] / "synth" / "lcr_comb" / "model" / "net_best_fid.tar")["removed_codes"][0] == union
+    # upstream's files are yaml.safe_dump(codes, default_flow_style=False)
+    assert _read_block_yaml_lists("- - 3\n  - 17\n- - 5\n", Path("x.yaml")) == [[3, 17], [5]]
+    assert union_codes([[[3, 1], [9]], [[1, 2]]], [0, 1]) == {0: [1, 2, 3], 1: [9]}
+
+
+def test_pipeline_code_prune_sweep_and_combined():
+    from src.common.errors import HmuError
+    from src.methods.pipeline import build_parser, plan
+
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
+                                                  "--res_name", "r", "--code_prune_sweep", "32", "8",
+                                                  "--select", "upstream"])
+    steps = plan(args, rest)
+    assert [s[0] for s in steps] == ["src.methods.lcr"] * 2 + ["src.eval.t2m_unlearn"] * 2
+    for (_, a), k in zip(steps[:2], ("32", "8")):
+        assert a[a.index("--code_prune") + 1] == k and a[a.index("--name") + 1] == f"lcr{k}_synth_violence"
+        assert "upstream" in a
+    for (_, e), k in zip(steps[2:], ("32", "8")):
+        assert e[e.index("--vq_name") + 1] == f"lcr{k}_synth_violence" and e[e.index("--method") + 1] == f"lcr{k}"
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--combined"])
+    steps = plan(args, rest)
+    assert "--combined" in steps[0][1] and steps[0][1][steps[0][1].index("--name") + 1] == "lcr_combined_violence"
+    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--code_prune_sweep", "8",
+                                                  "--code_prune", "4"])
+    with pytest.raises(HmuError, match="sweep"):
+        plan(args, rest)
+
+
+def test_lcr_scripts_pass_through(tmp_path):
+    text = (REPO / "scripts" / "eval" / "lcr_combined.sh").read_text()
+    assert 'python -m src.methods.pipeline lcr "$@" --combined' in text
+    assert "--code_prune_sweep" in (REPO / "scripts" / "eval" / "lcr.sh").read_text()

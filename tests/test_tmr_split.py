@@ -39,6 +39,53 @@ def test_refine_split_only_adds_and_keeps_input_order():
     assert forget == ["a", "b", "d", "e"] and retain == ["c"] and added == ["a", "e"]
 
 
+def test_upstream_filter_three_way_rule():
+    """Keyword forget {b, d, f, g, h}: >= 8 hits stay forget (d at exactly 8), 1-7 go to retain (f at 7, h at 1),
+    0 hits are dropped from both (g); keyword-retain ids stay retain; nothing joins forget; ids order kept."""
+    ids = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    forget, retain, dropped = R.upstream_filter(ids, ["b", "d", "f", "g", "h"],
+                                                {"b": 10, "d": 8, "f": 7, "h": 1, "a": 10}, min_occurence=8)
+    assert forget == ["b", "d"]
+    assert retain == ["a", "c", "e", "f", "h"]
+    assert dropped == ["g"]
+    assert set(forget) | set(retain) | set(dropped) == set(ids) and not set(forget) & set(retain)
+    # upstream's awk only ever sees motions with a hit: a threshold of 0 keeps them dropped, not forget
+    forget, retain, dropped = R.upstream_filter(["b", "g"], ["b", "g"], {"b": 1}, min_occurence=0)
+    assert (forget, retain, dropped) == (["b"], [], ["g"])
+
+
+def test_filter_hits_count_generations_with_any_concept_text_in_top_k():
+    # 5 generations (3 of m1, 2 of m2) x 4 texts; texts 0 and 3 are concept texts.
+    sims = np.array([[0.9, 0.8, 0.1, 0.0],   # top-2 {0, 1}: hit
+                     [0.1, 0.9, 0.8, 0.0],   # top-2 {1, 2}: no hit
+                     [0.0, 0.1, 0.2, 0.9],   # top-2 {3, 2}: hit
+                     [0.0, 0.9, 0.8, 0.1],   # no hit
+                     [0.5, 0.9, 0.8, 0.1]])  # top-2 {1, 2}: no hit (text 0 third)
+    forget = np.array([True, False, False, True])
+    owner = ["m1", "m1", "m1", "m2", "m2"]
+    assert R.filter_hits(sims, forget, owner, max_rank=2) == {"m1": 2, "m2": 0}
+    assert R.filter_hits(sims, forget, owner, max_rank=3) == {"m1": 3, "m2": 2}  # gen 3: text 3; gen 4: text 0
+    # a generation's own caption lines are left out: m1's text 0 excluded -> generation 0's top-2 {1, 2}
+    exclude = np.zeros_like(sims, dtype=bool)
+    exclude[:3, 0] = True
+    assert R.filter_hits(sims, forget, owner, max_rank=2, exclude=exclude) == {"m1": 1, "m2": 0}
+
+
+def test_refiner_upstream_filter_mode_drops_and_moves(monkeypatch):
+    naive = K.KeywordSplit(forget=["m1", "m3", "m4"], retain=["m2", "m5"], missing=[])
+    ref = _fake_refiner(method="upstream_filter", min_occurence=8)
+    asked = []
+
+    def fake_hits(ids):
+        asked.extend(ids)
+        return {"m1": 9, "m3": 0, "m4": 3}
+
+    monkeypatch.setattr(ref, "generation_hits", fake_hits)
+    out = ref("test", naive, ids=["m2", "m1", "m3", "m4", "m5"])
+    assert asked == ["m1", "m3", "m4"]  # only keyword-forget motions are generated for
+    assert out.forget == ["m1"] and out.retain == ["m2", "m4", "m5"] and ref.last_dropped == ["m3"]
+
+
 def _fake_refiner(method="knn", max_rank=2, min_occurence=2):
     """Latents in 2-D: the concept lies along x, everything else along y."""
     unit = {"x": [1.0, 0.0], "y": [0.0, 1.0], "xy": [0.8, 0.6]}
@@ -162,10 +209,26 @@ def test_tmr_split_end_to_end(tiny, capsys, monkeypatch):
     assert forget == test_ids and (root / "kw_splits" / "test-wo-violence-tmr.txt").read_text() == ""
     assert "keyword: precision" in out and "tmr: precision" in out and "recovered by TMR" in out
     # A threshold above max_rank moves nothing: the -tmr files equal the keyword split.
-    above = str(S.TMRRefineOptions.max_rank + 1)
+    above = str(S.TMRRefineOptions().rank + 1)
     assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", above)) == 2
     assert "pass --force" in capsys.readouterr().err
     assert S.main(_split_argv(tiny, "--tmr_name", "tiny", "--tmr_min_occurence", above, "--force")) == 0
     kw = K.keyword_split(test_ids, root / "texts", K.forget_keywords("synth", "violence"))
     assert read_split(root / "kw_splits" / "test-w-violence-tmr.txt") == kw.forget
     assert not (root / "kw_splits" / "test-w-violence.txt").exists()  # the keyword files are not touched
+    # upstream_filter through the CLI with tiny random generator runs. With --max_rank above the number of reference
+    # texts every generation retrieves every text, so every keyword-forget motion has 10 hits of 10:
+    # bar 10 keeps the keyword split; bar 11 moves every keyword-forget motion to retain and drops none.
+    from helpers_methods import MASK, RES, make_runs
+
+    make_runs(tiny / "ck", tiny / "ds")
+    gen = ["--tmr_name", "tiny", "--tmr_method", "upstream_filter", "--trans_name", MASK, "--res_name", RES,
+           "--max_rank", "100000", "--force"]
+    assert S.main(_split_argv(tiny, *gen, "--tmr_min_occurence", "10")) == 0
+    assert read_split(root / "kw_splits" / "test-w-violence-tmr.txt") == kw.forget
+    assert read_split(root / "kw_splits" / "test-wo-violence-tmr.txt") == kw.retain
+    capsys.readouterr()
+    assert S.main(_split_argv(tiny, *gen, "--tmr_min_occurence", "11")) == 0
+    assert (root / "kw_splits" / "test-w-violence-tmr.txt").read_text() == ""
+    assert read_split(root / "kw_splits" / "test-wo-violence-tmr.txt") == test_ids
+    assert "dropped" not in capsys.readouterr().out

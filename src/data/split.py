@@ -30,18 +30,40 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TMRRefineOptions:
-    """Upstream's TMR-filter knobs (see src/models/tmr/refine_split.py for what the scores mean)."""
+    """Upstream's TMR-filter knobs (see src/models/tmr/refine_split.py for what the modes and scores mean)."""
 
     # knn 8 of 20: chosen on synth's train split (best F1 of a small grid; see src/models/tmr/refine_split.py).
-    min_occurence: int = 8      # --tmr_min_occurence: score a retain motion needs to join forget
-    max_rank: int = 20          # --max_rank: neighbourhood size of the retrieval
-    repeat_times: int = 10      # --repeat_times: upstream's generations per prompt (unused: we retrieve real motions)
+    min_occurence: int = 8      # --tmr_min_occurence: score (knn/vote) or hits (upstream_filter) needed for forget
+    max_rank: int | None = None  # --max_rank: retrieval neighbourhood (None: knn/vote 20, upstream_filter 10)
+    repeat_times: int = 10      # --repeat_times: upstream_filter's generations per keyword-forget motion
     name: str = "tmr"           # --tmr_name: checkpoints/<dataset>/<name>
-    method: str = "knn"         # --tmr_method
+    method: str = "knn"         # --tmr_method / --tmr_mode
     prompts: str | None = None  # --tmr_prompts: extra concept prompts
+    trans_name: str | None = None  # upstream_filter's generator (default: the dataset's default runs)
+    res_name: str | None = None
+    seed: int = 0
+
+    @property
+    def rank(self) -> int:
+        return self.max_rank if self.max_rank is not None else (10 if self.method == "upstream_filter" else 20)
 
 
 Refiner = Callable[[str, KeywordSplit], KeywordSplit]
+
+
+def make_generate(options: TMRRefineOptions, *, dataset_name: str, paths):
+    """upstream_filter's generator: the original MoMask runs at upstream's settings (cond_scale 4, time_steps 10)."""
+    import torch
+
+    from src.common.run_names import default_run_name
+    from src.gen.generate import load_generator
+
+    gen = load_generator(dataset_name=dataset_name, name=options.trans_name or default_run_name(dataset_name, "mask"),
+                         res_name=options.res_name or default_run_name(dataset_name, "res"),
+                         checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir, cond_scale=4.0,
+                         time_steps=10)
+    g = torch.Generator().manual_seed(options.seed)
+    return lambda captions, lengths: gen.generate(captions, lengths, generator=g)
 
 
 def make_tmr_refiner(options: TMRRefineOptions, *, dataset_name: str, concept: str, root: Path,
@@ -52,10 +74,13 @@ def make_tmr_refiner(options: TMRRefineOptions, *, dataset_name: str, concept: s
     from src.train.tmr import tmr_run_dir
 
     spec = get_spec(dataset_name)
+    generate = (make_generate(options, dataset_name=spec.name, paths=paths) if options.method == "upstream_filter"
+                else None)
     return build_refiner(run_dir=tmr_run_dir(paths, spec.name, options.name, existing=True), root=root,
                          glove_dir=paths.glove(spec.name), keywords=keywords, match=match, method=options.method,
-                         max_rank=options.max_rank, min_occurence=options.min_occurence,
-                         prompts_file=options.prompts, max_motion_length=spec.max_motion_length)
+                         max_rank=options.rank, min_occurence=options.min_occurence,
+                         prompts_file=options.prompts, max_motion_length=spec.max_motion_length, generate=generate,
+                         repeat_times=options.repeat_times)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -91,16 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tmr", action="store_true", help="move retain motions that TMR retrieval ties to the concept "
                    "into forget (needs a trained run: python -m src.train.tmr)")
     g.add_argument("--tmr_name", default=TMRRefineOptions.name, help="TMR run checkpoints/<dataset>/<name> (default: tmr)")
-    g.add_argument("--tmr_method", choices=("knn", "vote"), default=TMRRefineOptions.method,
-                   help="knn: concept prompts among a motion's max_rank nearest train captions (default); vote: "
-                        "prompts that retrieve the motion in their top max_rank")
+    g.add_argument("--tmr_method", "--tmr_mode", dest="tmr_method", choices=("knn", "vote", "upstream_filter"),
+                   default=TMRRefineOptions.method,
+                   help="knn: move keyword-retain motions whose max_rank nearest train captions hold >= "
+                        "tmr_min_occurence concept captions to forget (ours, raises recall; default); "
+                        "upstream_filter: the paper's precision filter on the keyword forget set (generate "
+                        "repeat_times motions each; >= tmr_min_occurence hits stay, 1.. go to retain, 0 dropped); "
+                        "vote: prompts that retrieve the motion in their top max_rank")
     g.add_argument("--tmr_min_occurence", type=int, default=TMRRefineOptions.min_occurence,
-                   help=f"score needed to join forget (default: {TMRRefineOptions.min_occurence})")
-    g.add_argument("--max_rank", type=int, default=TMRRefineOptions.max_rank,
-                   help=f"retrieval neighbourhood (default: {TMRRefineOptions.max_rank})")
+                   help=f"score (knn, vote) or hits (upstream_filter) needed for forget "
+                        f"(default: {TMRRefineOptions.min_occurence})")
+    g.add_argument("--max_rank", type=int, default=None,
+                   help="retrieval neighbourhood (default: knn/vote 20, upstream_filter 10 as upstream)")
     g.add_argument("--tmr_prompts", default=None, help="extra concept prompts: text file (one a line) or JSON list")
     g.add_argument("--repeat_times", type=int, default=TMRRefineOptions.repeat_times,
-                   help="upstream's generations per prompt; accepted and unused")
+                   help="upstream_filter: generations per keyword-forget motion (default: 10)")
+    g.add_argument("--trans_name", default=None, help="upstream_filter: masked-transformer run that generates "
+                   "(default: the dataset's default run)")
+    g.add_argument("--res_name", default=None, help="upstream_filter: residual run (default: the dataset's default)")
+    g.add_argument("--checkpoints_dir", default=None, help="checkpoints folder (default: HMU_CHECKPOINTS or ./checkpoints)")
+    g.add_argument("--seed", type=int, default=0, help="upstream_filter: generation seed")
     return p
 
 
@@ -157,10 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"--report needs ground truth, but {labels_path} does not exist")
 
     outputs = {s: split_paths(root, s, concept + ("-tmr" if args.tmr else "")) for s in splits}
+    if args.tmr and (args.repeat_times < 1 or (args.max_rank is not None and args.max_rank < 1)):
+        raise HmuError("--repeat_times and --max_rank must be >= 1")
     refiner = (make_tmr_refiner(TMRRefineOptions(args.tmr_min_occurence, args.max_rank, args.repeat_times,
-                                                 args.tmr_name, args.tmr_method, args.tmr_prompts),
+                                                 args.tmr_name, args.tmr_method, args.tmr_prompts, args.trans_name,
+                                                 args.res_name, args.seed),
                                 dataset_name=spec.name, concept=concept, root=root, keywords=keywords,
-                                match=args.match, paths=Paths.default(dataset_dir=args.dataset_dir))
+                                match=args.match, paths=Paths.default(dataset_dir=args.dataset_dir,
+                                                                      checkpoints_dir=args.checkpoints_dir))
                if args.tmr else None)
 
     print(f"keywords for '{concept}' ({spec.name}): {', '.join(keywords)}  [match={args.match}, "
@@ -188,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 write_id_list(path, new)
         extra = f", {len(result.missing)} without texts (retain)" if result.missing else ""
         same = " (unchanged)" if {forget_path, retain_path} <= unchanged else ""
+        dropped = getattr(refiner, "last_dropped", None) if refiner is not None else None
+        if dropped:
+            extra += f", {len(dropped)} keyword-forget motions dropped (no generation retrieved a concept caption)"
         print(f"{s}: {len(ids)} ids -> forget {len(result.forget)} ({forget_path.relative_to(root)}), "
               f"retain {len(result.retain)} ({retain_path.relative_to(root)}){extra}{same}")
         if labels is not None:

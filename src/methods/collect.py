@@ -1,19 +1,27 @@
 """LCR code collection: encode motions to residual-VQ code indices, batched, with explicit crops, cached on disk.
 
-Each motion is encoded ONCE PER CROP (not once per caption line): captions do not change the motion, so upstream's
-per-caption loop repeated the same encoding about 3 times per crop. Crops (``CropSettings``):
+Two collections (``CropSettings``):
 
-- ``n_crops=1`` (default): the whole motion, cut to ``min(T, max_motion_length)`` rounded down to ``unit_length``,
-  from frame 0. Deterministic.
-- ``n_crops=k > 1``: k random crops drawn as upstream's evaluation loader does (length rounded down to the unit, one
-  unit shorter with probability 1/3, uniform start), from ``np.random.default_rng((seed, crc32(id)))``: a motion's crops
-  depend on its id and the seed only, not on which other motions are collected.
-- ``per_caption=True``: each crop's row is repeated once per caption line of the motion, so code counts weigh motions as
-  upstream's per-caption rows did. ``CropSettings.upstream()`` = 20 crops, per caption (``lcr.sh --repeat_times 20``).
+``CropSettings()`` / ``n_crops=k`` (ours, the default)
+    Each motion is encoded ONCE PER CROP (not once per caption line: captions do not change the motion).
+    ``n_crops=1``: the whole motion, cut to ``min(T, max_motion_length)`` rounded down to ``unit_length``, from frame 0.
+    ``n_crops=k > 1``: k random crops as upstream's evaluation loader draws them (length rounded down to the unit, one
+    unit shorter with probability 1/3, uniform start), from ``np.random.default_rng((seed, crc32(key)))``: a motion's
+    crops depend on its id and the seed only. Windows are grouped by exact length, so nothing is padded, and only a
+    window's own codes are counted (positions past a row's length are -1 and masked out).
+    ``per_caption=True`` repeats each crop's row once per caption line (upstream's row weighting, approximately).
 
-Batching: windows are grouped by exact length and encoded ``batch_size`` at a time, so there is no padding inside the
-encoder and a batched code equals the per-sample one (upstream padded every motion to 196 frames with zeros and
-counted the codes of the padding too; here positions past a row's length are -1 and masked out).
+``CropSettings.upstream()`` (``--upstream_collection``: Mamiglia/hmu e8912ba ``src/methods/lcr.py::collect_codes``
+    over momask-codes c9f2bf5 ``data/t2m_dataset.py::Text2MotionDatasetEval``, ``--repeat_times 20`` of ``lcr.sh``)
+    - motions with fewer than ``min_motion_length`` (40) or at least ``max_frames`` (200) frames are dropped;
+    - one item per caption line ``l``: the segment ``motion[int(from * fps) : int(to * fps)]`` of its ``#from#to``
+      tags (from 0 -> frame 0, to 0 -> the end), itself dropped when shorter than 40 or at least 200 frames;
+    - per repeat, each item gets one random crop (above), is normalised, and is zero-padded to
+      ``max_motion_length`` (196) frames; the whole padded window is encoded and ALL its codes are counted, those of
+      the padding included (49 positions per row);
+    - rows are per item, so a motion counts once per surviving caption line and repeat.
+    Randomness is ours (numpy, per item key ``<id>%<line>``), not Python's ``random`` in upstream's loader order, so
+    the crops follow upstream's distribution, not its exact draws.
 
 Cache: ``<cache_dir>/<key>.npz`` where the key hashes the VQ encoder+quantizer weights, the ids with their motion files'
 size and mtime, the normalisation and the crop settings. A second run with the same inputs loads it (no encoding);
@@ -38,8 +46,9 @@ from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 UPSTREAM_N_CROPS = 20
+UPSTREAM_MAX_FRAMES = 200  # Text2MotionDatasetEval: len(motion) >= 200 is skipped
 
 
 @dataclass(frozen=True)
@@ -51,19 +60,40 @@ class CropSettings:
     per_caption: bool = False
     max_motion_length: int = 196
     unit_length: int = 4
-    min_motion_length: int = 0  # shorter motions are skipped (upstream's loader: 40 frames)
+    min_motion_length: int = 0  # shorter motions (and segments) are skipped (upstream's loader: 40 frames)
+    segments: bool = False      # one item per caption line, its #from#to segment (upstream)
+    pad: bool = False           # zero-pad each crop to max_motion_length and count every position (upstream)
+    max_frames: int = 0         # > 0: drop motions and segments of at least this many frames (upstream: 200)
+    fps: int = 20               # frames per second of the #from#to tags (upstream hard-codes 20)
 
     @classmethod
     def upstream(cls, **kw) -> CropSettings:
-        """Upstream's collection: 20 random crops, one row per caption line."""
-        return cls(**{"n_crops": UPSTREAM_N_CROPS, "per_caption": True, **kw})
+        """Upstream's collection exactly (module docstring): 20 crops per caption segment, padded, < 200 frames."""
+        return cls(**{"n_crops": UPSTREAM_N_CROPS, "segments": True, "pad": True, "max_frames": UPSTREAM_MAX_FRAMES,
+                      "min_motion_length": 40, **kw})
 
     def check(self) -> CropSettings:
         if self.n_crops < 1:
             raise HmuError(f"--n_crops must be >= 1, got {self.n_crops}")
         if self.unit_length < 1 or self.max_motion_length < self.unit_length:
             raise HmuError(f"bad crop sizes: unit_length {self.unit_length}, max_motion_length {self.max_motion_length}")
+        if self.segments and self.per_caption:
+            raise HmuError("segments already give one row per caption line; per_caption would count them twice")
         return self
+
+    def keep(self, n_frames: int) -> bool:
+        """Whether a motion (or caption segment) of ``n_frames`` frames is collected."""
+        return n_frames >= self.min_motion_length and not (self.max_frames and n_frames >= self.max_frames)
+
+
+def caption_segments(n_frames: int, captions, *, fps: int) -> list[tuple[int, int, int]]:
+    """``[(line, start, end), ...]``: each caption line's frame range (upstream: from 0 -> 0, to 0 -> the end)."""
+    out = []
+    for line, cap in enumerate(captions):
+        start = int(cap.start * fps) if cap.start > 0 else 0
+        end = int(cap.end * fps) if cap.end > 0 else n_frames
+        out.append((line, start, end))
+    return out
 
 
 def crop_windows(length: int, *, motion_key: str, settings: CropSettings) -> list[tuple[int, int]]:
@@ -238,24 +268,35 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
     skipped = 0
     for m, mid in enumerate(ids):
         x = folder.motion(mid)
-        if len(x) < settings.min_motion_length:
-            skipped += 1
-            continue
-        crops = crop_windows(len(x), motion_key=mid, settings=settings)
-        if not crops:
+        if not settings.keep(len(x)):
             skipped += 1
             continue
         xn = (x - mean) / std
-        rep = len(folder.captions(mid)) if settings.per_caption else 1
-        for start, n in crops:
-            windows.append(xn[start:start + n])
-            motion.append(m)
-            repeat.append(max(rep, 1))
+        if settings.segments:
+            items = [(f"{mid}%{line}", xn[a:b]) for line, a, b in
+                     caption_segments(len(x), folder.captions(mid), fps=settings.fps)]
+            items = [(key, seg) for key, seg in items if settings.keep(len(seg))]
+            rep = 1
+        else:
+            items = [(mid, xn)]
+            rep = max(len(folder.captions(mid)), 1) if settings.per_caption else 1
+        n_before = len(windows)
+        for key, seg in items:
+            for start, n in crop_windows(len(seg), motion_key=key, settings=settings):
+                w = seg[start:start + n]
+                if settings.pad and n < settings.max_motion_length:
+                    w = np.concatenate([w, np.zeros((settings.max_motion_length - n, w.shape[1]), w.dtype)])
+                windows.append(w)
+                motion.append(m)
+                repeat.append(rep)
+        if len(windows) == n_before:
+            skipped += 1
     if not windows:
         raise HmuError(f"none of the {len(ids)} motions is long enough to encode "
                        f"(min {max(settings.min_motion_length, settings.unit_length)} frames)")
     if skipped:
-        log.info("skipped %d motions shorter than %d frames", skipped, settings.min_motion_length)
+        log.info("skipped %d motions (shorter than %d frames%s, or without a long enough caption segment)", skipped,
+                 settings.min_motion_length, f" or of at least {settings.max_frames}" if settings.max_frames else "")
     codes = encode_windows(vq, windows, batch_size=batch_size, progress=progress)
     width = max(c.shape[0] for c in codes)
     n_layers = codes[0].shape[1]

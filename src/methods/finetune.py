@@ -3,7 +3,21 @@
     python -m src.methods.finetune --dataset_name synth --concept violence --trans_name mtrans --res_name rtrans \\
         --name mtrans_ft --train_parts mask --max_epoch 5
 
-``--train_parts`` says which parts train: ``mask`` (the masked transformer, as in the paper), ``res`` or ``mask,res``.
+``--train_parts`` says which parts train: ``mask`` (the masked transformer), ``res`` or ``mask,res``.
+
+Presets (``--preset``; an explicit flag overrides its preset's value):
+
+``budget`` (default; the quickstart's)
+    the masked transformer only, 5 epochs, lr 1e-4 (AdamW), no warm-up, the source run's batch size.
+``upstream`` (the paper's baseline, Mamiglia/hmu e8912ba ``scripts/train/batch_ft_t2m.sh``)
+    both transformers (``mask,res``), 500 more epochs, batch 64. Upstream runs momask's ``train_t2m_transformer.py``
+    and ``train_res_transformer.py`` with ``--is_continue --max_epoch 1000`` on a copy of the released runs (trained
+    to epoch 500), so they resume ``latest.tar``: epoch 500 -> 1000, and the optimizer and scheduler state come back.
+    The nominal options (lr 2e-4, ``--warm_up_iter 2000``, ``--milestones 50000``, gamma 0.1; momask-codes c9f2bf5
+    ``options/train_option.py``) are then inert: the resumed iteration count is far past both 2,000 and 50,000
+    (~360 iterations an epoch on HumanML3D x 500 epochs), so warm-up never runs and the lr is 2e-4 x 0.1 = 2e-5.
+    The preset uses that effective rate, with no warm-up, from ``--ckpt`` (a fresh AdamW: the released
+    ``net_best_fid.tar`` carries no optimizer state).
 Each trained part becomes a NEW run (``<name>`` for the masked transformer, ``<res_out_name>`` = ``<name>_res`` for
 the residual one) whose opt.txt and meta are the source's; the sources are only read. Data: the retain ids
 ``kw_splits/<main_split>-wo-<concept>`` (default main split ``train_val``, as upstream), normalised with the VQ run's
@@ -23,6 +37,19 @@ from src.common.validate import parse_checked
 
 PARTS = ("mask", "res")
 
+# Each preset's values for the flags left unset (see the module docstring for where upstream's come from).
+PRESETS = {
+    "budget": {"train_parts": "mask", "max_epoch": 5, "lr": 1e-4, "warm_up_iter": 0, "batch_size": None},
+    "upstream": {"train_parts": "mask,res", "max_epoch": 500, "lr": 2e-5, "warm_up_iter": 0, "batch_size": 64},
+}
+
+
+def apply_preset(args) -> None:
+    """Fill every flag the user left unset (None) from ``PRESETS[args.preset]``."""
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_device_flags, add_location_flags, add_speed_flags
@@ -39,15 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import add_which_epoch_flag
 
     add_which_epoch_flag(g)
-    g.add_argument("--train_parts", default="mask", help="comma-separated parts to train: mask, res")
+    g.add_argument("--train_parts", default=None, help="comma-separated parts to train: mask, res (preset: budget mask, "
+                   "upstream mask,res)")
+    g.add_argument("--preset", choices=tuple(PRESETS), default="budget",
+                   help="budget: the quickstart's short run; upstream: the paper's baseline (see the module doc)")
     g = p.add_argument_group("data")
     g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")
     g.add_argument("--split", default=None, help="training ids (default kw_splits/<main_split>-wo-<concept>)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--max_epoch", type=int, default=5, help="epochs of fine-tuning")
-    g.add_argument("--batch_size", type=int, default=None, help="batch size (default: the source run's)")
-    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (AdamW)")
-    g.add_argument("--warm_up_iter", type=int, default=0, help="linear lr warm-up iterations")
+    g.add_argument("--max_epoch", type=int, default=None, help="epochs of fine-tuning (preset: budget 5, upstream 500)")
+    g.add_argument("--batch_size", type=int, default=None,
+                   help="batch size (preset: budget the source run's, upstream 64)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate, AdamW (preset: budget 1e-4, upstream 2e-5)")
+    g.add_argument("--warm_up_iter", type=int, default=None, help="linear lr warm-up iterations (presets: 0)")
     g.add_argument("--log_every", type=int, default=50, help="log every N iterations")
     g = p.add_argument_group("run")
     g.add_argument("--is_continue", action="store_true", help="resume from <name>/model/latest.tar")
@@ -183,6 +214,7 @@ def _record_wall_time(dest: Path, seconds: float) -> None:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
+    apply_preset(args)
     fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")
     from src.common.device import resolve_device
     from src.common.logging import setup_logging

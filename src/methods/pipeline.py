@@ -5,6 +5,10 @@
 Flags this module knows (sources, output name, evaluation) are used here; every other flag goes to the method's CLI
 unchanged (e.g. ``--code_prune 8 --select upstream`` for LCR, ``--max_epoch 3`` for fine-tuning). Evaluation is
 ``python -m src.eval.t2m_unlearn`` on the forget and retain TEST keyword splits, once per edited model.
+
+LCR only: ``--code_prune_sweep 32 8 16 64`` runs the edit and its evaluation once per value (upstream's ``lcr.sh``
+loop, in its order), as runs ``lcr<k>_<dataset>_<concept>`` (or ``<--out_name><k>``) evaluated as method ``lcr<k>``; the
+method flag ``--combined`` (upstream's ``lcr_combined.sh``) names the run ``lcr_combined_<concept>``.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     from src.config.flags import HelpFormatter
 
     p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
+                                formatter_class=HelpFormatter,
+                                allow_abbrev=False)  # method flags pass through whole (--code_prune vs --code_prune_sweep)
     p.add_argument("method", choices=METHODS, help="which method to run")
     p.add_argument("concept", help="concept in assets/splits.json, e.g. violence")
     p.add_argument("dataset", nargs="?", default="HumanML3D", help="dataset (HumanML3D, Motion-X, synth)")
@@ -39,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the method and of the evaluation")
     add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir")
+    p.add_argument("--code_prune_sweep", type=int, nargs="+", default=None, metavar="K",
+                   help="lcr: one edit + evaluation per --code_prune value (upstream lcr.sh: 32 8 16 64)")
     g = p.add_argument_group("evaluation")
     g.add_argument("--repeat_times", type=int, default=None, help="evaluation repeats (default 3 on synth, 20 else)")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
@@ -85,9 +92,20 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     wandb = WandbOptions.from_flags(vars(args)).argv()
     steps: list[tuple[str, list[str]]] = []
     evals: list[tuple[str, str, str, str]] = []  # (label, mask run, res run, vq run)
-    if args.method == "lcr":
+    if args.code_prune_sweep and (args.method != "lcr" or "--code_prune" in rest or "--combined" in rest):
+        raise HmuError("--code_prune_sweep: lcr only, without --code_prune and --combined")
+    if args.method == "lcr" and args.code_prune_sweep:
+        for k in args.code_prune_sweep:
+            name = f"{args.out_name}{k}" if args.out_name else f"{family}lcr{k}_{ds}_{args.concept}"
+            steps.append(("src.methods.lcr", [*common, "--vq_name", args.vq_name, "--name", name, "--code_prune",
+                                              str(k), *force, *rest]))
+            evals.append((f"lcr{k}", args.trans_name, args.res_name, name))
+    elif args.method == "lcr":
+        label = "lcr_combined" if "--combined" in rest else "lcr"
+        if "--combined" in rest:
+            out = args.out_name or f"{family}{label}_{args.concept}"
         steps.append(("src.methods.lcr", [*common, "--vq_name", args.vq_name, "--name", out, *force, *rest]))
-        evals.append(("lcr", args.trans_name, args.res_name, out))
+        evals.append((label, args.trans_name, args.res_name, out))
     elif args.method == "rece_uce":
         for m in ("uce", "rece"):
             name = f"{out}_{m}" if args.out_name else f"{family}{m}_{args.concept}"
@@ -97,7 +115,12 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     elif args.method == "finetune":
         steps.append(("src.methods.finetune", [*common, "--trans_name", args.trans_name, "--res_name", args.res_name,
                                                "--name", out, *force, *wandb, *rest]))
-        trains_res = any("res" in a for i, a in enumerate(rest) if i and rest[i - 1] == "--train_parts")
+        from src.methods.finetune import build_parser as ft_parser
+        from src.methods.finetune import apply_preset
+
+        ft, _ = ft_parser().parse_known_args(["--name", out, *rest])  # the parts as finetune will read them
+        apply_preset(ft)
+        trains_res = "res" in ft.train_parts.split(",")
         evals.append(("finetune", out, f"{out}_res" if trains_res else args.res_name, args.vq_name))
     elif args.method == "retrain":
         steps.append(("src.methods.retrain", [*common, "--name", out, "--like_vq", args.vq_name, "--like_trans",

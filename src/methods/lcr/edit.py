@@ -27,25 +27,15 @@ threshold lets the selection return fewer than ``k`` codes when few are really e
 Rows that repeat the same motion (upstream's 20 random crops) are not independent: pass ``repeats`` so the s.e. is
 computed on per-motion counts (counts and sizes divided by ``repeats``).
 
-Default (threshold 1, at most 16 codes), chosen on ``synth`` with the ground-truth leakage classifier
-(results/lcr_sweep/, quickstart rvq_tiny/t2m_tiny/tres_tiny, 2,550 train_val motions, codebook 128; evaluation seed 0,
-3 repeats; leakage = share of generations the action classifier calls violent):
-
-    threshold/k  codes  forget leakage (edit seeds 0/1/2)  implicit leakage (0/1/2)  retain R@3 (±0.02)  retain FID (±1)
-    original       -    0.51                              1.00                      0.53                9.5
-    1 / 16        14    0.04 / 0.09 / 0.01                0.35 / 0.36 / 0.00        0.52-0.53           9.0-10.4
-    1 / 8          8    0.08                              0.18                      0.52                9.1
-    1.5 / 16       7    0.13                              0.23                      0.52                9.7
-    2 (=3) / 16    4    0.18 / 0.19 / 0.11                0.09 / 0.15 / 0.00        0.52-0.53           9.2-9.3
-    5 / 16         3    0.21                              0.44                      0.53                8.9
-    10 / 16        1    0.46                              1.00                      0.54                9.5
-    upstream k=16 16    0.02 / 0.21 / 0.00                0.00 / 0.36 / 0.00        0.51-0.54           9.1-9.5
-
-Retain R@3 and FID do not move at any setting (every difference is inside the ±0.02 / ±1 intervals), so the weakly
-enriched codes that threshold 1 adds (e.g. code 86: 50% of truly violent vs 30% of non-violent motions) cost nothing
-measurable, while forget leakage is lower than at threshold >= 1.5 for every edit seed. Hence threshold 1 stays the
-default (upstream's rule, which adds rare codes, is within the seed spread of it). Caveats: implicit-prompt leakage
-(22 prompts) depends more on the noise draw (``--seed``) than on the threshold; on the released 512-code codebooks
+Default (threshold 1, at most 16 codes): chosen on ``synth`` with the ground-truth leakage classifier, on the
+quickstart's models (rvq_tiny/t2m_tiny/tres_tiny, codebook 128). The sweep that supports it is produced by
+``python -m bench.lcr_sweep`` (one LCR edit + one forget/retain/implicit evaluation per setting: ratio threshold
+1, 2, 5 at k 16, threshold 1 at k 8, upstream's rule at k 16 and 8, and the original; edit and evaluation seed 0,
+3 repeats) into ``docs/results/lcr_sweep/sweep.json``, and README.md's LCR section renders that file (regenerate:
+``bash scripts/update_docs_results.sh``). The quoted numbers live there, beside the quickstart's own table, so the
+two cannot disagree. What the choice rests on: the weakly enriched codes that threshold 1 adds cost no measurable
+retain R@3 or FID on synth while lowering forget leakage against stricter thresholds; implicit-prompt leakage (22
+prompts) depends more on the noise draw (``--seed``) than on the threshold; on the released 512-code codebooks
 re-check the retain cost before trusting this default there.
 
 Replacement (``replace_codes``), as upstream's ``main``: ``target = codebook_i[dest]`` for each edited layer i, and each

@@ -1,33 +1,37 @@
-"""TMR-refined forget splits: motions that retrieval ties to the concept join the keyword forget set.
+"""TMR refinement of a keyword split, two modes: upstream's precision filter and our recall-raising kNN.
 
-The keyword split misses motions whose captions describe the concept without a keyword ("lashes out with his left
-foot"). A trained TMR run (``checkpoints/<dataset>/<tmr_name>``, see ``src.train.tmr``) embeds motions and texts in one
-space; every motion of the keyword *retain* set is scored against the concept's prompts and moves to forget when the
-score reaches ``--tmr_min_occurence``. Nothing leaves the forget set (upstream's refinement only adds).
+A trained TMR run (``checkpoints/<dataset>/<tmr_name>``, see ``src.train.tmr``) embeds motions and texts in one space.
+Reference texts: every caption line of the train split (lines that match a keyword are the concept's "forget
+texts"), plus optional ``--tmr_prompts`` (a text file, one prompt a line, or a JSON list of strings /
+``{"text", "tokens"}`` objects such as ``implicit_prompts.json``), labelled forget.
 
-Prompts: the train-split caption lines that match a keyword (the concept as annotators phrase it), plus optional lines
-of ``--tmr_prompts`` (a text file, one prompt a line, or a JSON list of strings / ``{"text", "tokens"}`` objects such as
-``implicit_prompts.json``). Reference texts for ``knn`` are every train caption line, keyword lines labelled forget.
+Modes (``--tmr_method``; alias ``--tmr_mode``):
 
-Scores (``--tmr_method``):
-
-``knn`` (default)
-    motion -> its ``max_rank`` most similar reference texts; score = how many of them are forget prompts (0..max_rank).
-    A train motion's own captions are left out (they would vote for the keyword split's own verdict). Upstream's
-    ``--tmr_min_occurence 8 --max_rank 10`` reads the same way: 8 of the 10 nearest texts mention the concept.
-    The score is a fraction of a fixed-size neighbourhood, so its threshold does not depend on the dataset size.
+``upstream_filter`` (the paper's; Mamiglia/hmu e8912ba ``scripts/utils/split_dataset.sh``)
+    A PRECISION filter on the keyword forget set; nothing is added to it. For each keyword-forget motion the
+    original generator makes ``--repeat_times`` (10) motions from its captions (line ``r mod n`` for repeat r, at the
+    motion's own length; upstream: ``gen_t2m_dataset.py --cond_scale 4 --time_steps 10``); each generation retrieves
+    its ``--max_rank`` (10) nearest reference texts, and counts as a hit when ANY of them is a forget text
+    (upstream: ``jq 'select(.retrieval | any(.description | test(keywords; "i")))'``, then ``uniq -c`` per motion).
+    Motions with at least ``--tmr_min_occurence`` (8) hits stay forget; 1 to 7 hits move to retain; 0 hits are
+    DROPPED from both files (upstream's ``awk '$1 < 8'`` only sees motions with a hit). Upstream's generation and
+    retrieval scripts (``gen_t2m_dataset.py``, TMR's ``batch_motion_retrieval.py``) are not in the public snapshots,
+    so two choices here are ours: which captions are generated from (above) and the text gallery (the train
+    captions, with the motion's own caption lines left out, so a generation is not kept for retrieving the caption it
+    was generated from).
+``knn`` (ours, recall-raising)
+    Every keyword-RETAIN motion (the real one, not a generation) -> its ``max_rank`` most similar reference texts,
+    its own captions left out; it moves to forget when at least ``--tmr_min_occurence`` are forget texts. Nothing
+    leaves the forget set, so precision cannot rise above the keyword split's; the point is the motions whose captions
+    describe the concept without a keyword ("lashes out with his left foot"). Defaults ``--max_rank 20
+    --tmr_min_occurence 8``, chosen on synth's TRAIN split by F1 over knn max_rank {5, 10, 20} x every threshold and
+    vote max_rank {10, 25, 50, 100}.
 ``vote``
-    prompt -> its ``max_rank`` most similar motions of the split; score = how many prompts retrieved the motion. The
-    count grows with the number of prompts, so the threshold has to be re-tuned per dataset and split size.
+    prompt -> its ``max_rank`` most similar motions of the split; score = how many forget prompts retrieved the
+    motion. The count grows with the number of prompts, so the threshold must be re-tuned per dataset.
 
-Defaults: ``knn``, ``--max_rank 20 --tmr_min_occurence 8`` (8 of a motion's 20 nearest other train captions name
-the concept). Chosen on synth's *train* split only, with the tiny-preset TMR (``python -m src.train.tmr``, seed 0),
-by F1 against labels.json over knn max_rank {5, 10, 20} x every threshold and vote max_rank {10, 25, 50, 100} x 5-6
-thresholds: knn 20/8 was best (train P 0.730, R 0.900, F1 0.806; keyword-only P 0.734, R 0.753); knn 10/4, the same
-fraction, was within 0.01; upstream's 8 of 10 added almost nothing (R 0.770); vote's best (50/40) was close but its
-threshold scales with the number of prompts. Held out (test, 450 motions): keyword P 0.776 R 0.679 -> TMR P 0.758
-R 0.893, 12 of 18 implicit cases recovered. Precision cannot rise: the refinement only adds, and keyword false
-positives stay.
+Measured on synth's test split (ground truth labels.json): ``python -m bench.tmr_split`` writes
+``docs/results/tmr_split/tmr_split.json``, rendered into README.md's "Keyword and TMR splits" table.
 """
 from __future__ import annotations
 
@@ -46,7 +50,9 @@ from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("knn", "vote")
+METHODS = ("knn", "vote", "upstream_filter")
+# upstream split_dataset.sh defaults of its filter: --max_rank 10 --tmr_min_occurence 8 --repeat_times 10
+UPSTREAM_FILTER = {"max_rank": 10, "min_occurence": 8, "repeat_times": 10}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -99,6 +105,34 @@ def refine_split(ids: Sequence[str], forget: Sequence[str], scores: Mapping[str,
     new_forget = [i for i in ids if i in kw or i in added]
     retain = [i for i in ids if i not in kw and i not in added]
     return new_forget, retain, [i for i in ids if i in added]
+
+
+def filter_hits(sims_gt: np.ndarray, text_is_forget: np.ndarray, owner: Sequence[str], *, max_rank: int,
+                exclude: np.ndarray | None = None) -> dict[str, int]:
+    """(G generations, P texts) similarities, the motion id each generation came from -> {id: generations whose top
+    ``max_rank`` texts hold at least one forget text} (upstream's per-record ``any``, counted per motion)."""
+    if len(owner) != np.asarray(sims_gt).shape[0]:
+        raise HmuError(f"filter_hits: {len(owner)} owners for {np.asarray(sims_gt).shape[0]} generations")
+    per_gen = knn_scores(sims_gt, text_is_forget, max_rank=max_rank, exclude=exclude) > 0
+    hits = {i: 0 for i in owner}
+    for i, h in zip(owner, per_gen.tolist()):
+        hits[i] += int(h)
+    return hits
+
+
+def upstream_filter(ids: Sequence[str], forget: Sequence[str], hits: Mapping[str, int], *,
+                    min_occurence: int) -> tuple[list[str], list[str], list[str]]:
+    """Upstream's 3-way rule on the keyword forget set -> (forget, retain, dropped), in ``ids`` order.
+
+    forget: keyword-forget ids with ``hits >= min_occurence``; retain: every other id that is not keyword-forget, plus
+    keyword-forget ids with 1 <= hits < min_occurence; dropped: keyword-forget ids with no hit (absent ids: 0).
+    """
+    kw = set(forget)
+    h = {i: int(hits.get(i, 0)) for i in kw}
+    new_forget = [i for i in ids if i in kw and h[i] >= max(min_occurence, 1)]  # 0 hits: dropped, whatever the bar
+    retain = [i for i in ids if i not in kw or 0 < h[i] < min_occurence]
+    dropped = [i for i in ids if i in kw and h[i] == 0]
+    return new_forget, retain, dropped
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -185,6 +219,9 @@ class TMRRefiner:
     ref_owner: list[str]          # train id of each reference text ('' for --tmr_prompts lines)
     ref_is_forget: np.ndarray     # (P,) bool
     ref_latents: Any              # (P, D) torch
+    generate: Any = None          # upstream_filter: (captions, lengths) -> raw features (T, D) each
+    repeat_times: int = 10        # upstream_filter: generations per keyword-forget motion
+    last_dropped: list[str] = field(default_factory=list)
     _motion_cache: dict[str, Any] = field(default_factory=dict)
     last_scores: dict[str, float] = field(default_factory=dict)
 
@@ -219,6 +256,34 @@ class TMRRefiner:
         sims = get_sim_matrix(prompts, m).cpu().double().numpy()
         return vote_scores(sims, max_rank=self.max_rank)
 
+    def generation_hits(self, ids: Sequence[str]) -> dict[str, int]:
+        """upstream_filter: {id: hits out of ``repeat_times`` generations} for the motions ``ids``."""
+        import torch
+
+        from src.data.humanml3d import read_captions, read_motion
+        from src.models.tmr.encode import encode_motions
+        from src.models.tmr.model import get_sim_matrix
+
+        if self.generate is None:
+            raise HmuError("--tmr_method upstream_filter needs a generator (the original MoMask runs)")
+        captions, lengths, owner = [], [], []
+        for i in ids:
+            caps = [c.text for c in read_captions(self.root / "texts" / f"{i}.txt")] or [""]
+            n = len(read_motion(self.root / "new_joint_vecs" / f"{i}.npy", dim_pose=int(self.mean.shape[0])))
+            for r in range(self.repeat_times):
+                captions.append(caps[r % len(caps)])
+                lengths.append(min(n, self.max_motion_length))
+                owner.append(i)
+        if not captions:
+            return {}
+        feats = self.generate(captions, lengths)
+        lat = encode_motions(self.model, [((f - self.mean) / self.std).astype(np.float32) for f in feats])
+        sims = get_sim_matrix(torch.stack(list(lat)) if isinstance(lat, (list, tuple)) else lat,
+                              self.ref_latents).cpu().double().numpy()
+        ref_owner = np.asarray(self.ref_owner, dtype=object)
+        exclude = np.asarray(owner, dtype=object)[:, None] == ref_owner[None, :]
+        return filter_hits(sims, self.ref_is_forget, owner, max_rank=self.max_rank, exclude=exclude)
+
     def __call__(self, split_name: str, naive, *, ids: Sequence[str] | None = None):
         """Refine one keyword split; ``ids`` (the split list) fixes the output order, else forget-then-retain."""
         from src.data.keywords import KeywordSplit
@@ -226,6 +291,15 @@ class TMRRefiner:
         missing = set(naive.missing)
         ids = list(ids) if ids is not None else list(naive.forget) + list(naive.retain)
         kw = set(naive.forget)
+        if self.method == "upstream_filter":
+            hits = self.generation_hits([i for i in ids if i in kw and i not in missing])
+            self.last_scores = {k: float(v) for k, v in hits.items()}
+            forget, retain, dropped = upstream_filter(ids, naive.forget, hits, min_occurence=int(self.min_occurence))
+            self.last_dropped = dropped
+            log.info("%s: TMR upstream filter kept %d of %d keyword-forget motions, moved %d to retain, dropped %d",
+                     split_name, len(forget), len(naive.forget), len(naive.forget) - len(forget) - len(dropped),
+                     len(dropped))
+            return KeywordSplit(forget, retain, list(naive.missing))
         # knn scores each retain motion on its own; vote retrieves from the whole split, so a retain motion has to
         # out-rank the keyword-forget motions to be counted.
         gallery = [i for i in ids if i not in missing and (self.method == "vote" or i not in kw)]
@@ -240,7 +314,8 @@ class TMRRefiner:
 def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_dir: str | os.PathLike,
                   keywords: Sequence[str], match: str = "word", method: str = "knn", max_rank: int = 20,
                   min_occurence: float = 8, prompts_file: str | os.PathLike | None = None,
-                  max_motion_length: int = 196, train_split: str = "train") -> TMRRefiner:
+                  max_motion_length: int = 196, train_split: str = "train", generate=None,
+                  repeat_times: int = 10) -> TMRRefiner:
     """Load the TMR run strictly and embed the reference texts (train captions, keyword lines = forget, + prompts)."""
     from src.data.humanml3d import HumanML3DFolder
     from src.data.keywords import line_matcher, read_lines
@@ -307,4 +382,5 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
     return TMRRefiner(model=model, text_side=text_side, root=root, mean=np.asarray(mean, np.float32),
                       std=np.asarray(std, np.float32), max_motion_length=max_motion_length, method=method,
                       max_rank=max_rank, min_occurence=min_occurence, ref_owner=owner,
-                      ref_is_forget=np.asarray(is_forget, dtype=bool), ref_latents=latents)
+                      ref_is_forget=np.asarray(is_forget, dtype=bool), ref_latents=latents, generate=generate,
+                      repeat_times=repeat_times)

@@ -1,0 +1,231 @@
+"""README numbers from committed result files: every table (and quoted number) between marker comments in README.md
+is rendered here from the files under ``docs/results/``, and a test checks that README.md equals the rendering.
+
+    python -m src.report.readme docs/results --check README.md     # exit 1 and a diff when README.md is stale
+    python -m src.report.readme docs/results --write README.md     # rewrite every marked block
+    python -m src.report.readme docs/results --collect results/quickstart --write README.md
+                                                                   # copy a fresh quickstart's files in first
+
+Markers: ``<!-- hmu:NAME -->`` ... ``<!-- hmu:end -->`` (a block, e.g. a table) or the same pair inside a line (an
+inline number). NAME is a key of ``RENDERERS``; each renderer reads its own files:
+
+- ``quickstart``: ``quickstart/<method>/metrics.json`` (``python -m src.eval.t2m_unlearn`` via the quickstart); the
+  edit time is the wall time of the method's ``unlearn:<method>`` stage in ``quickstart/stages.json`` (the whole
+  command: imports, loading, the edit and saving);
+- ``quickstart_r3_delta``: the largest |retain R@3 change| of the three edits (LCR, UCE, RECE) against the original;
+- ``attacks``: ``quickstart/attacks/attacks.json`` (``python -m src.attacks`` via ``python -m src.quickstart --attacks``);
+- ``lcr_sweep``: ``lcr_sweep/sweep.json`` (``python -m bench.lcr_sweep``);
+- ``tmr_split``: ``tmr_split/tmr_split.json`` (``python -m bench.tmr_split``).
+
+A missing file leaves its block alone under ``--write`` and fails ``--check`` only for blocks that exist in README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from src.common.errors import HmuError, cli
+
+MARK = re.compile(r"<!-- hmu:(?P<name>[a-z0-9_]+) -->(?P<body>.*?)<!-- hmu:end -->", re.S)
+
+LABELS = {"original": "original", "lcr": "LCR", "uce": "UCE", "rece": "RECE", "finetune": "fine-tuning",
+          "retrain": "D_r (retain-only retrain)"}
+EDITS = ("lcr", "uce", "rece")
+
+
+def _records(root: Path) -> dict:
+    from src.report.load import load_run
+
+    folder = root / "quickstart"
+    if not folder.is_dir():
+        raise FileNotFoundError(folder)
+    recs = {r.method: r for r in load_run(folder)}
+    missing = [m for m in LABELS if m not in recs]
+    if missing:
+        raise HmuError(f"{folder}: no metrics.json for {', '.join(missing)}")
+    return recs
+
+
+def _pm(stat, d: int) -> str:
+    if stat is None:
+        return "–"
+    return f"{stat.mean:.{d}f} ± {stat.half:.{d}f}" if stat.half is not None else f"{stat.mean:.{d}f}"
+
+
+def render_quickstart(root: Path) -> str:
+    """The quickstart's summary table (README "What you get")."""
+    recs = _records(root)
+    stages_file = root / "quickstart" / "stages.json"
+    stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {}
+    cols = [("forget", "leakage", 2), ("implicit", "leakage", 2), ("retain", "leakage", 3), ("forget", "FID", 1),
+            ("retain", "FID", 2), ("retain", "R_precision_top3", 3)]
+    lines = ["| model | leakage forget ↓ | leakage implicit ↓ | false pos. retain ↓ | FID forget | FID retain ↓ | "
+             "R@3 retain ↑ | edit time |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for m, label in LABELS.items():
+        r = recs[m]
+        if m == "original":
+            label = f"original ({r.model})" if r.model else label
+        cells = [_pm(r.stat(s, k), d) for s, k, d in cols]
+        secs = (stages.get(f"unlearn:{m}") or {}).get("seconds", r.edit_time_s)  # the method stage's wall time
+        edit = "–" if m == "original" or secs is None else f"{secs:.1f} s"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {edit} |")
+    return "\n".join(lines)
+
+
+def render_r3_delta(root: Path) -> str:
+    """max over LCR, UCE, RECE of |R@3 retain - the original's|, 3 decimals."""
+    recs = _records(root)
+    base = recs["original"].stat("retain", "R_precision_top3").mean
+    return f"{max(abs(recs[m].stat('retain', 'R_precision_top3').mean - base) for m in EDITS):.3f}"
+
+
+ATTACK_COLS = (("implicit", "implicit", "leakage"), ("adversarial", "adversarial embedding", "leakage"),
+               ("inversion", "textual inversion, {steps} steps", "leakage"),
+               ("compositional", "compositional, forgotten segment", "forgotten_leakage"))
+
+
+def render_attacks(root: Path) -> str:
+    """Models x the four attacks' leakage with Wilson 95 % intervals (attacks.json)."""
+    path = root / "quickstart" / "attacks" / "attacks.json"
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    res = json.loads(path.read_text())["results"]
+    heads = []
+    for key, title, metric in ATTACK_COLS:
+        ns = sorted({(r[key].get(metric) or {}).get("decisions") for r in res.values() if key in r} - {None})
+        if key == "inversion":
+            title = title.format(steps="/".join(str(s) for s in sorted({r[key]["config"]["steps"] for r in
+                                                                       res.values() if key in r})))
+        heads.append(f"{title} (N={'/'.join(map(str, ns))})")
+    lines = ["| model | " + " | ".join(heads) + " |", "|---" + "|---:" * len(heads) + "|"]
+    for name, r in res.items():
+        cells = []
+        for key, _, metric in ATTACK_COLS:
+            s = (r.get(key) or {}).get(metric) or {}
+            lo, hi = s.get("wilson") or (None, None)
+            cells.append("–" if "mean" not in s else f"{s['mean']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None
+                         else f"{s['mean']:.2f}")
+        label = LABELS.get(name, name).replace(" (retain-only retrain)", "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_lcr_sweep(root: Path) -> str:
+    """bench/lcr_sweep.py's table (its rows as written, in order)."""
+    path = root / "lcr_sweep" / "sweep.json"
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return _json_table(json.loads(path.read_text()))
+
+
+def render_tmr_split(root: Path) -> str:
+    """bench/tmr_split.py's table: precision/recall of keyword-only and both TMR modes on synth's test split."""
+    path = root / "tmr_split" / "tmr_split.json"
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return _json_table(json.loads(path.read_text()))
+
+
+def _json_table(obj: dict) -> str:
+    """``{"columns": [...], "rows": [[...], ...]}`` -> a Markdown table (numbers as the writer formatted them)."""
+    cols, rows = obj["columns"], obj["rows"]
+    lines = ["| " + " | ".join(cols) + " |", "|---" + "|---:" * (len(cols) - 1) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[Path], str]] = {
+    "quickstart": render_quickstart, "quickstart_r3_delta": render_r3_delta, "attacks": render_attacks,
+    "lcr_sweep": render_lcr_sweep, "tmr_split": render_tmr_split,
+}
+
+
+def render(text: str, root: Path, *, strict: bool) -> tuple[str, list[str]]:
+    """README text -> (text with every marked block rendered, names of blocks whose files are missing)."""
+    missing: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        name, body = m.group("name"), m.group("body")
+        if name not in RENDERERS:
+            raise HmuError(f"README marker hmu:{name}: unknown (known: {', '.join(RENDERERS)})")
+        try:
+            new = RENDERERS[name](root)
+        except FileNotFoundError as exc:
+            missing.append(f"{name} ({exc})")
+            return m.group(0)
+        block = "\n" in body
+        return f"<!-- hmu:{name} -->" + (f"\n{new}\n" if block else new) + "<!-- hmu:end -->"
+
+    out = MARK.sub(sub, text)
+    if strict and missing:
+        raise HmuError("result files missing for README blocks: " + "; ".join(missing))
+    return out, missing
+
+
+def collect(src: Path, root: Path) -> list[Path]:
+    """Copy a quickstart's ``<method>/metrics.json``, ``attacks/attacks.json`` and ``stages.json`` into
+    ``root/quickstart/``."""
+    from src.common.io import atomic_write_text
+
+    if not src.is_dir():
+        raise HmuError(f"--collect: folder not found: {src}")
+    out = []
+    for p in sorted([*src.glob("*/metrics.json"), *src.glob("attacks/attacks.json"), *src.glob("stages.json")]):
+        dest = root / "quickstart" / p.relative_to(src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest, p.read_text())
+        out.append(dest)
+    if not out:
+        raise HmuError(f"--collect: no */metrics.json under {src}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.report.readme", description=__doc__.split("\n")[0])
+    p.add_argument("root", help="folder of committed result files (docs/results)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--check", metavar="README", help="exit 1 with a diff when the file's blocks are stale")
+    g.add_argument("--write", metavar="README", help="rewrite the file's marked blocks")
+    p.add_argument("--collect", metavar="RESULTS", default=None,
+                   help="first copy RESULTS/*/metrics.json and RESULTS/attacks/attacks.json into ROOT/quickstart/")
+    return p
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = Path(args.root)
+    if args.collect:
+        for p in collect(Path(args.collect), root):
+            print(f"copied {p}")
+    path = Path(args.check or args.write)
+    if not path.is_file():
+        raise HmuError(f"README not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    new, missing = render(text, root, strict=bool(args.check))
+    for m in missing:
+        print(f"left as is (no result file): {m}")
+    if args.check:
+        if new != text:
+            import difflib
+
+            print("".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True), str(path),
+                                               f"{path} (rendered from {root})")))
+            print(f"{path} is stale: run python -m src.report.readme {root} --write {path}")
+            return 1
+        print(f"{path}: {len(MARK.findall(text))} blocks match {root}")
+        return 0
+    if new != text:
+        from src.common.io import atomic_write_text
+
+        atomic_write_text(path, new)
+    print(f"{path}: {len(MARK.findall(new))} blocks rendered from {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""README.md's numbers are rendered from the result files committed under docs/results/ (src.report.readme)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from src.report import readme as R
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_tables_equal_what_src_report_renders_from_docs_results():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    names = [m.group("name") for m in R.MARK.finditer(text)]
+    assert {"quickstart", "quickstart_r3_delta", "attacks", "lcr_sweep", "tmr_split"} <= set(names)
+    rendered, missing = R.render(text, REPO / "docs" / "results", strict=False)
+    assert not missing, f"result files missing under docs/results for: {missing}"
+    assert rendered == text, "README.md is stale: python -m src.report.readme docs/results --write README.md"
+
+
+def _metrics(method, model, leak_f, leak_i, leak_r, fid_f, fid_r, r3, edit=None):
+    def s(mean, half):
+        return {"mean": mean, "ci95": half}
+    obj = {"method": method, "model": {"name": model, "ckpt": "net_best_fid.tar"},
+           "sets": {"forget": {"metrics": {"leakage": s(*leak_f), "FID": s(*fid_f)}},
+                    "implicit": {"metrics": {"leakage": s(*leak_i)}},
+                    "retain": {"metrics": {"leakage": s(*leak_r), "FID": s(*fid_r), "R_precision_top3": s(*r3)}}}}
+    if edit is not None:
+        obj["edit_time_s"] = edit
+    return obj
+
+
+def _write_quickstart(root: Path) -> None:
+    rows = {
+        "original": ("t2m_tiny", (0.28, 0.03), (1.0, 0.0), (0.027, 0.002), (25.4, 4.3), (6.77, 0.7), (0.546, 0.006), None),
+        "lcr": ("t2m_tiny", (0.0, 0.0), (0.0, 0.0), (0.006, 0.004), (34.0, 2.8), (7.06, 0.91), (0.532, 0.008), 4.4),
+        "uce": ("uce", (0.03, 0.02), (0.3, 0.05), (0.007, 0.001), (39.9, 1.4), (7.29, 0.89), (0.552, 0.008), 1.8),
+        "rece": ("rece", (0.01, 0.01), (0.14, 0.07), (0.005, 0.002), (42.0, 2.6), (7.16, 0.7), (0.530, 0.021), 1.8),
+        "finetune": ("ft", (0.51, 0.03), (1.0, 0.0), (0.051, 0.004), (24.9, 1.6), (6.6, 0.35), (0.575, 0.011), 47.5),
+        "retrain": ("dr", (0.45, 0.05), (1.0, 0.0), (0.064, 0.003), (23.1, 2.3), (7.24, 0.82), (0.561, 0.018), 209.3),
+    }
+    for m, (model, *vals, edit) in rows.items():
+        d = root / "quickstart" / m
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(_metrics(m, model, *vals, edit=edit)))
+
+
+def test_quickstart_table_and_r3_delta_from_constructed_files(tmp_path):
+    _write_quickstart(tmp_path)
+    (tmp_path / "quickstart" / "stages.json").write_text(json.dumps({"unlearn:lcr": {"seconds": 4.44}}))
+    table = R.render_quickstart(tmp_path).splitlines()
+    assert table[2] == ("| original (t2m_tiny) | 0.28 ± 0.03 | 1.00 ± 0.00 | 0.027 ± 0.002 | 25.4 ± 4.3 | 6.77 ± 0.70 | "
+                        "0.546 ± 0.006 | – |")
+    assert table[3] == ("| LCR | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.006 ± 0.004 | 34.0 ± 2.8 | 7.06 ± 0.91 | "
+                        "0.532 ± 0.008 | 4.4 s |")  # from stages.json
+    assert table[4].endswith("| 1.8 s |")  # UCE: no stage recorded, the metrics' edit_time_s
+    assert [r.split(" | ")[0] for r in table[2:]] == ["| original (t2m_tiny)", "| LCR", "| UCE", "| RECE",
+                                                     "| fine-tuning", "| D_r (retain-only retrain)"]
+    # |0.532 - 0.546| = 0.014, |0.552 - 0.546| = 0.006, |0.530 - 0.546| = 0.016 (RECE): the largest of the edits
+    assert R.render_r3_delta(tmp_path) == "0.016"
+
+
+def test_render_rewrites_only_marked_blocks_and_check_fails_when_stale(tmp_path, capsys):
+    _write_quickstart(tmp_path / "docs")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- hmu:quickstart -->\nold table\n<!-- hmu:end -->\nR@3 moves by "
+                      "<!-- hmu:quickstart_r3_delta -->0.5<!-- hmu:end -->; end\n")
+    assert R.main([str(tmp_path / "docs"), "--check", str(readme)]) == 1
+    assert "stale" in capsys.readouterr().out
+    assert R.main([str(tmp_path / "docs"), "--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- hmu:quickstart -->\n| model |") and "old table" not in text
+    assert "R@3 moves by <!-- hmu:quickstart_r3_delta -->0.016<!-- hmu:end -->; end\n" in text
+    assert R.main([str(tmp_path / "docs"), "--check", str(readme)]) == 0
+
+
+def test_missing_files_and_unknown_markers(tmp_path):
+    text = "<!-- hmu:lcr_sweep -->\nx\n<!-- hmu:end -->\n"
+    out, missing = R.render(text, tmp_path, strict=False)
+    assert out == text and missing and missing[0].startswith("lcr_sweep")
+    from src.common.errors import HmuError
+
+    with pytest.raises(HmuError, match="missing"):
+        R.render(text, tmp_path, strict=True)
+    with pytest.raises(HmuError, match="unknown"):
+        R.render("<!-- hmu:nope -->x<!-- hmu:end -->", tmp_path, strict=False)
+
+
+def test_json_tables_render_rows_as_written(tmp_path):
+    (tmp_path / "lcr_sweep").mkdir()
+    (tmp_path / "lcr_sweep" / "sweep.json").write_text(json.dumps(
+        {"columns": ["setting", "codes"], "rows": [["original", "–"], ["ratio", "14"]]}))
+    assert R.render_lcr_sweep(tmp_path) == "| setting | codes |\n|---|---:|\n| original | – |\n| ratio | 14 |"
