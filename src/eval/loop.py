@@ -154,6 +154,32 @@ def _item(key: str, motion: np.ndarray, captions: tuple[EvalCaption, ...], *, un
     return EvalItem(key, n, captions, np.ascontiguousarray(motion[:n], dtype=np.float32))
 
 
+def tag_free_prompts(prompts: Sequence[Mapping[str, Any]], *, texts_dir=None, vectorizer=None
+                     ) -> tuple[list[dict], str | None]:
+    """Give ``tokens`` to prompts that lack them (free-form text) -> (prompts, name of the tagger, None if none ran).
+
+    Tags come from spaCy when installed, else the dataset's POS map (:func:`src.data.pos.tag_prompts`). Prompts with
+    no known word are refused and mostly unknown ones warned about (:func:`src.data.prompt_check.check_prompts`); the
+    words they bring are added to ``vectorizer`` from GloVe when its vectors are glove.6B.50d.
+    """
+    out = [dict(p) for p in prompts]
+    free = [i for i, p in enumerate(out) if not p.get("tokens")]
+    if not free:
+        return out, None
+    from src.data.pos import tag_prompts
+    from src.data.prompt_check import check_prompts
+
+    texts = [str(out[i].get("text", "")) for i in free]
+    check_prompts(texts, glove_dir=getattr(vectorizer, "source", None), what="free-form prompt")
+    tokens, tagger = tag_prompts(texts, texts_dir=texts_dir)
+    for i, toks in zip(free, tokens):
+        out[i]["tokens"] = toks
+    if vectorizer is not None and hasattr(vectorizer, "extend"):
+        vectorizer.extend(t.split("/")[0] for toks in tokens for t in toks)
+    log.info("POS tags of %d free-form prompts: %s", len(free), tagger)
+    return out, tagger
+
+
 def prompt_set(prompts: Sequence[Mapping[str, Any]], *, name: str, unit_length: int = 4,
                max_motion_length: int = 196, source: str = "") -> EvalSet:
     """A prompt-only set from ``[{"text", "tokens", "length"}, ...]`` (synth's implicit_prompts.json)."""

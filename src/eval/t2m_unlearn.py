@@ -165,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     fps=spec.fps, **kw)}
     implicit = _implicit_prompts(root, args.concept) if spec.synthetic else None
     if implicit:
+        from src.eval.loop import tag_free_prompts
+
+        implicit, tagger = tag_free_prompts(implicit, texts_dir=root / "texts", vectorizer=evaluator.words)
+        if tagger:
+            print(f"POS tags of the free-form implicit prompts: {tagger}")
         sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
 
     generate = load_generator(dataset_name=spec.name, name=args.name, res_name=args.res_name or None,

@@ -123,6 +123,13 @@ def run_edit(method: str, args, *, paths, device) -> dict:
     for kind, model, _, d, _ in sources:
         find_cond_emb(model, what=f"{kind} transformer {d.name}")
     cfg = sources[0][2]
+    from src.data.prompt_check import check_prompts
+
+    glove = paths.glove(spec.name)
+    check_prompts(forget_texts, glove_dir=glove, what="--forget_text")
+    check_prompts([args.target_text], glove_dir=glove, what="--target_text")
+    if args.retain_text:
+        check_prompts(args.retain_text, glove_dir=glove, what="--retain_text")
     forget = text_embeddings(paths, cfg, args, forget_texts, device).cpu()
     target = text_embeddings(paths, cfg, args, [args.target_text], device).cpu()
     retain = text_embeddings(paths, cfg, args, args.retain_text, device).cpu() if args.retain_text else None

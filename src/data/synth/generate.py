@@ -219,6 +219,12 @@ def make_prompts(seed: int) -> tuple[dict, list[dict]]:
                 length = _prompt_length(REGISTRY[name].length(p, rng) + int(rng.integers(16, 40)))
                 implicit.append({"text": text, "tokens": tokens, "action": name,
                                  "concepts": list(REGISTRY[name].concepts), "length": length})
+    for name in VIOLENT:  # plain English outside the grammar: no tokens (tagged when evaluated), flagged free_text
+        for text in C.FREE_TEXT[name]:
+            p = REGISTRY[name].sample(rng)
+            length = _prompt_length(REGISTRY[name].length(p, rng) + int(rng.integers(16, 40)))
+            implicit.append({"text": text, "action": name, "concepts": list(REGISTRY[name].concepts),
+                             "length": length, "free_text": True})
     return {"forget": forget, "retain": retain, "compositional": comp}, implicit
 
 
@@ -316,7 +322,7 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
                 words.update(t.split("/")[0] for t in toks.split())
         for pr in [*prompts["forget"], *prompts["retain"], *prompts["compositional"], *implicit_prompts]:
             words.update(C.words(pr["text"]))
-            words.update(t.split("/")[0] for t in pr["tokens"])
+            words.update(t.split("/")[0] for t in pr.get("tokens", ()))
         from src.data.pretrained import glove_available
 
         from .vocab import GLOVE_SOURCE, build_glove_vocabulary, build_vocabulary
