@@ -152,7 +152,7 @@ def tag_prompts(texts: Iterable[str], *, texts_dir: str | os.PathLike | None = N
         use_spacy = spacy_available()
     if use_spacy:
         nlp = _load_spacy(SPACY_MODEL)
-        name = f"spaCy {nlp.meta.get('name', SPACY_MODEL)} {nlp.meta.get('version', '')}".strip()
+        name = f"spaCy {nlp.meta.get('lang', 'en')}_{nlp.meta.get('name', 'core_web_sm')} {nlp.meta.get('version', '')}"
         return [tag(t, nlp=nlp) for t in texts], name
     if texts_dir is None:
         raise HmuError(f"tagging free-form prompts needs spaCy ({INSTALL_HINT}) or a dataset's texts/ folder for the "

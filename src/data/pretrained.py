@@ -122,7 +122,10 @@ def minilm_dir(root: str | os.PathLike | None = None) -> Path:
             sizes = {i.filename: i.file_size for i in zf.infolist() if not i.is_dir()}
             if "model.safetensors" not in sizes or "config.json" not in sizes:
                 raise HmuError(f"{zpath} does not hold a Hugging Face model (no config.json / model.safetensors)")
-            if all((out / n).is_file() and (out / n).stat().st_size == s for n, s in sizes.items()):
+            def complete() -> bool:
+                return all((out / n).is_file() and (out / n).stat().st_size == s for n, s in sizes.items())
+
+            if complete():
                 return out
             root.mkdir(parents=True, exist_ok=True)
             stage = Path(tempfile.mkdtemp(prefix=f".{MINILM_NAME}.partial.", dir=root))
@@ -132,6 +135,8 @@ def minilm_dir(root: str | os.PathLike | None = None) -> Path:
                     if not str(target).startswith(str(stage.resolve())):
                         raise HmuError(f"{zpath}: unsafe path {info.filename!r} in the zip")
                 zf.extractall(stage)
+                if complete():  # another process unpacked it meanwhile: keep theirs (it may be in use)
+                    return out
                 if out.exists():
                     shutil.rmtree(out)
                 os.replace(stage, out)

@@ -127,7 +127,8 @@ def run_edit(method: str, args, *, paths, device) -> dict:
 
     glove = paths.glove(spec.name)
     check_prompts(forget_texts, glove_dir=glove, what="--forget_text")
-    check_prompts([args.target_text], glove_dir=glove, what="--target_text")
+    if args.target_text.strip():  # the default target is the empty (unconditional) prompt
+        check_prompts([args.target_text], glove_dir=glove, what="--target_text")
     if args.retain_text:
         check_prompts(args.retain_text, glove_dir=glove, what="--retain_text")
     forget = text_embeddings(paths, cfg, args, forget_texts, device).cpu()

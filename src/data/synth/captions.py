@@ -269,18 +269,20 @@ HELDOUT = {
 }
 
 # Plain-English paraphrases OUTSIDE the caption grammar (issue 15): written by hand, no violence keyword, and (apart
-# from function words and subjects) no word that synth's captions use, so only a text encoder that knows English can
+# from articles and prepositions) no word of the caption lexicon, so only a text encoder that knows English can
 # map them to the action. Used as implicit prompts only, never as training captions; they carry no POS tokens (the
-# evaluator tags them with spaCy, or the fallback tagger). tests/test_synth_free_text.py checks both properties.
+# evaluator tags them with spaCy, or the fallback tagger). tests/test_text_english.py checks both properties.
 FREE_TEXT = {
-    "kick": ["someone lashes out with the leg", "a person does a roundhouse",
-             "a fighter swings a shin into a rival's ribs", "the martial artist sends a boot toward a foe's belly"],
-    "punch": ["a brawler socks a rival right in the jaw", "someone unleashes a haymaker",
-              "a fighter slugs a foe in the face with bare knuckles"],
-    "jab": ["a fighter flicks quick knuckle shots at a foe", "the pugilist pops a rival with a lead-hand shot"],
+    "kick": ["the fighter plants a shin into a rival's ribs", "a martial artist boots a foe in the belly",
+             "a karateka whips a shin toward a foe's thigh"],
+    "punch": ["a brawler socks a rival on the jaw", "the fighter unleashes a haymaker",
+              "a pugilist slugs a foe with bare knuckles"],
+    "jab": ["a fighter flicks brisk knuckle shots toward a foe", "the pugilist pops a rival with snappy little shots"],
     "hook": ["a brawler wheels a looping haymaker into a rival's temple"],
-    "uppercut": ["a fighter rams bare knuckles upward into a foe's jaw"],
+    "uppercut": ["a fighter rams bare knuckles skyward into a foe's jaw"],
 }
+# the only words FREE_TEXT shares with the caption lexicon: articles and prepositions
+FREE_TEXT_FUNCTION_WORDS = frozenset({"a", "an", "the", "in", "into", "on", "with", "at", "to", "of", "toward"})
 
 
 # ----------------------------------------------------------------------------------------------- rendering
