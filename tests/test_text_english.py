@@ -236,3 +236,13 @@ def test_free_text_paraphrases_are_outside_the_grammar(tmp_path):
         assert not C.has_keyword(p["text"]), p["text"]
         shared = set(C.words(p["text"])) & grammar - C.FREE_TEXT_FUNCTION_WORDS
         assert not shared, (p["text"], shared)
+
+
+def test_quickstart_says_clearly_when_the_text_packages_are_missing(monkeypatch):
+    from src.quickstart import text_packages_note
+
+    assert text_packages_note() is None  # installed here
+    monkeypatch.setattr("src.data.pretrained.status", lambda: {"glove": False, "minilm": False, "spacy": True})
+    note = text_packages_note()
+    assert "not installed" in note and "MiniLM" in note and "GloVe" in note and "requirements-text.txt" in note
+    assert "\n" not in note
