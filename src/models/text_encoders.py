@@ -167,8 +167,10 @@ class MiniLMTextEncoder:
     """
 
     max_length = 256  # sentence_bert_config.json's max_seq_length
+    name = "all-MiniLM-L6-v2"
 
-    def __init__(self, model_dir: str | os.PathLike | None = None, *, device=None, cache_size: int = 100_000):
+    def __init__(self, model_dir: str | os.PathLike | None = None, *, device=None, cache_size: int = 100_000,
+                 cache_file: str | os.PathLike | None = None):
         import torch
 
         from src.data.pretrained import minilm_dir
@@ -196,6 +198,24 @@ class MiniLMTextEncoder:
         self.dim = int(self.model.config.hidden_size)
         self.cache_size = int(cache_size)
         self._cache: dict[str, object] = {}
+        self.cache_file = Path(cache_file) if cache_file is not None else None
+        if self.cache_file is not None and self.cache_file.is_file():
+            captions, feats = read_feature_cache(self.cache_file, model=self.model_id(), dim=self.dim)
+            table = torch.from_numpy(feats).to(self.device)
+            self._cache.update(zip(captions, table))
+            self.cache_size = max(self.cache_size, len(captions) + 10_000)
+            log.info("%d cached %s caption features from %s", len(captions), self.name, self.cache_file)
+
+    def model_id(self) -> str:
+        """Name plus the size and CRC of the weights file: a cache written by other weights is not used."""
+        w = self.path / "model.safetensors"
+        import zlib
+
+        crc = 0
+        with open(w, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                crc = zlib.crc32(block, crc)
+        return f"{self.name}:{w.stat().st_size}:{crc:08x}"
 
     def _encode(self, texts: list[str]):
         import torch
@@ -225,6 +245,40 @@ class MiniLMTextEncoder:
         return torch.stack([self._cache[t] if t in self._cache else self._encode([t])[0] for t in texts])
 
     __call__ = encode
+
+
+# ------------------------------------------------------------------------------------------------ feature cache
+
+def text_cache_file(data_root: str | os.PathLike, name: str = MiniLMTextEncoder.name) -> Path:
+    """Where a dataset's precomputed caption features live: ``<data_root>/text_features/<encoder>.npz``."""
+    return Path(data_root) / "text_features" / f"{name}.npz"
+
+
+def write_feature_cache(path: str | os.PathLike, captions: Sequence[str], features, *, model: str) -> None:
+    """Captions (N,) and their features (N, D) float32 as one ``.npz`` (no pickles), written atomically."""
+    import numpy as np
+
+    from src.common.io import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, captions=np.asarray(list(captions), dtype=str), features=np.asarray(features, np.float32),
+                 model=np.asarray(model))
+
+
+def read_feature_cache(path: str | os.PathLike, *, model: str, dim: int):
+    """(captions list, features (N, D) float32) of a cache written for ``model``; HmuError otherwise."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            captions, feats, owner = [str(c) for c in z["captions"]], z["features"], str(z["model"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise HmuError(f"cannot read text-feature cache {path}: {exc} (delete it to recompute)") from None
+    if owner != model:
+        raise HmuError(f"text-feature cache {path} was written by {owner}, not {model} (delete it to recompute)")
+    if feats.shape != (len(captions), dim):
+        raise HmuError(f"text-feature cache {path}: features {feats.shape} for {len(captions)} captions of dim {dim}")
+    return captions, feats.astype(np.float32, copy=False)
 
 
 # ------------------------------------------------------------------------------------------------ embedded
@@ -370,15 +424,20 @@ class EmbeddedTextEncoder:
 
 def build_text_encoder(name: str, *, clip_path: str | os.PathLike | None = None,
                        glove_dir: str | os.PathLike | None = None, dim: int = CLIP_DIM, seed: int = 0, device=None,
-                       minilm_dir: str | os.PathLike | None = None):
-    """``clip``, ``minilm`` or ``embedded`` (the config's ``text_encoder`` field)."""
+                       minilm_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None):
+    """``clip``, ``minilm`` or ``embedded`` (the config's ``text_encoder`` field).
+
+    ``data_root``: the dataset folder; MiniLM then starts from the caption features precomputed there (see
+    ``python -m src.prepare.text_features``), when present.
+    """
     if name == "clip":
         enc = ClipTextEncoder(clip_path, device=device)
         if enc.dim != dim:
             raise HmuError(f"CLIP file {enc.path} gives {enc.dim}-d features but the model expects {dim}")
         return enc
     if name == "minilm":
-        enc = MiniLMTextEncoder(minilm_dir, device=device)
+        cache = text_cache_file(data_root) if data_root is not None else None
+        enc = MiniLMTextEncoder(minilm_dir, device=device, cache_file=cache)
         if enc.dim != dim:
             raise HmuError(f"MiniLM gives {enc.dim}-d features but the model expects {dim} (clip_dim / input_size)")
         return enc

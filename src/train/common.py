@@ -236,7 +236,8 @@ def build_encoder(paths, cfg, args, device):
 
     dim = getattr(cfg, "clip_dim", None) or cfg.input_size
     glove = args.glove_dir or paths.glove(cfg.dataset_name)
-    return build_text_encoder(cfg.text_encoder, clip_path=args.clip_path, glove_dir=glove, dim=dim, device=device)
+    return build_text_encoder(cfg.text_encoder, clip_path=args.clip_path, glove_dir=glove, dim=dim, device=device,
+                              data_root=paths.data_root(cfg.dataset_name))
 
 
 class TextFeatures:
