@@ -157,6 +157,39 @@ class ClipTextEncoder:
 
 # ------------------------------------------------------------------------------------------------ MiniLM
 
+_HF_CLASSES = {"bert": ("BertTokenizerFast", "BertModel"), "distilbert": ("DistilBertTokenizerFast", "DistilBertModel"),
+               "mpnet": ("MPNetTokenizerFast", "MPNetModel")}
+
+
+def load_hf_folder(path: Path):
+    """(tokenizer, model) of a local Hugging Face folder, ``local_files_only``; one-line HmuError on failure.
+
+    Known model types load through their own classes: the Auto* classes import transformers' whole model registry,
+    which costs seconds per process.
+    """
+    import json
+
+    try:
+        import transformers
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise HmuError("this text model needs the package 'transformers' (pip install -r requirements.txt)") from None
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise HmuError(f"cannot read {path / 'config.json'}: {exc}") from None
+    tok_name, model_name = _HF_CLASSES.get(model_type, ("AutoTokenizer", "AutoModel"))
+    try:
+        tokenizer = getattr(transformers, tok_name).from_pretrained(str(path), local_files_only=True)
+        model = getattr(transformers, model_name).from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise HmuError(f"cannot load text model from {path}: {' '.join(str(exc).split())[:160]}") from None
+    return tokenizer, model
+
+
 class MiniLMTextEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (B, 384), unit norm, float32; features are cached by caption.
 
@@ -178,20 +211,7 @@ class MiniLMTextEncoder:
         path = Path(model_dir) if model_dir is not None else minilm_dir()
         if not (path / "config.json").is_file():
             raise HmuError(f"MiniLM folder {path} has no config.json (a local model folder is required)")
-        try:
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-        except ImportError:
-            raise HmuError("the MiniLM text encoder needs the package 'transformers' (pip install -r requirements.txt)"
-                           ) from None
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise HmuError(f"cannot load MiniLM from {path}: {' '.join(str(exc).split())[:160]}") from None
+        self.tokenizer, self.model = load_hf_folder(path)
         self.path = path
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.model.to(self.device).eval().requires_grad_(False)

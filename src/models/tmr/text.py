@@ -50,21 +50,9 @@ class LocalTextModel:
         if not (path / "config.json").is_file():
             raise HmuError(f"text model folder {path} not found or has no config.json (a local model directory is "
                            "required; nothing is downloaded)")
-        try:
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError:
-            raise HmuError("the text model needs the optional package 'transformers' "
-                           "(pip install transformers), or pass precomputed token features") from None
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from transformers.utils import logging as hf_logging
+        from src.models.text_encoders import load_hf_folder
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise HmuError(f"cannot load text model from {path}: {' '.join(str(exc).split())[:160]}") from None
+        self.tokenizer, self.model = load_hf_folder(path)
         self.model.eval().requires_grad_(False)
         if device is not None:
             self.model.to(device)
