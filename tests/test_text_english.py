@@ -214,7 +214,7 @@ def test_gen_refuses_a_prompt_with_no_known_word(cli):
 
 # ---------------------------------------------------------------------------------------------------------- synth
 def test_free_text_paraphrases_are_outside_the_grammar(tmp_path):
-    """No violence keyword, and no word of the caption lexicon or of the generated captions but articles/prepositions."""
+    """No violence keyword; no word of the caption lexicon or of the generated captions but articles/prepositions."""
     from src.data.synth import captions as C
     from src.data.synth import generate_synth
     from src.data.synth.lexicon import LEXICON

@@ -128,7 +128,8 @@ class WordVectorizer:
             if not added:
                 return []
             base = len(self.vectors)
-            self.vectors = np.concatenate([self.vectors, np.stack([found[w] for w in added]).astype(self.vectors.dtype)])
+            rows = np.stack([found[w] for w in added]).astype(self.vectors.dtype)
+            self.vectors = np.concatenate([self.vectors, rows])
             for k, w in enumerate(added):
                 self._row[w] = self.word2idx[w] = base + k
                 self.idx2word[base + k] = w

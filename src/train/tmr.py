@@ -340,7 +340,8 @@ def text_side_from_config(text_cfg: dict, paths, dataset_name: str):
         return load_text_side(paths, dataset_name, "word_vectors")[0]
     if kind == "local_model":
         model = text_cfg.get("model", "minilm")
-        return load_text_side(paths, dataset_name, "minilm" if model == "minilm" else text_cfg.get("model_dir", model))[0]
+        folder = "minilm" if model == "minilm" else text_cfg.get("model_dir", model)
+        return load_text_side(paths, dataset_name, folder)[0]
     raise HmuError(f"unknown TMR text kind {kind!r} in the run's config.json")
 
 

@@ -269,7 +269,8 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
     ``violent_rate``: fraction of motions holding a violent action (exact, rounded). ``implicit_only_rate``: fraction
     of those whose three captions are all implicit (no violence keyword); the others get each caption implicit with
     probability 0.25 (at least one explicit). ``word_vectors``: ``glove`` (real glove.6B 50-d, from the installed
-    package), ``procedural`` (300-d, no package needed) or ``auto`` (GloVe when installed). ``workers``: processes (default: all CPUs, at most 8; 1 = in-process).
+    package), ``procedural`` (300-d, no package needed) or ``auto`` (GloVe when installed). ``workers``: processes
+    (default: all CPUs, at most 8; 1 = in-process).
     """
     from src.data.humanml3d import HumanML3DFolder
     from src.data.motion import mean_std
