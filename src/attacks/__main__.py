@@ -257,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.prompts import read_prompts
 
     user_prompts = read_prompts(args.prompts) if args.prompts else None
+    if user_prompts:
+        from src.data.prompt_check import check_prompts
+
+        check_prompts([p.text for p in user_prompts], glove_dir=paths.glove(spec.name), what="--prompts prompt")
     return run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, implicit_json, user_prompts,
                        out, run)
 
@@ -281,7 +285,11 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     clf_path = Path(args.classifier) if args.classifier else classifier_path(paths.checkpoints_dir, spec.name)
     judge = LeakageProbe.load(clf_path, args.concept)
     judge.classifier.to(device)
-    implicit = _prompts_from(implicit_json, str(root / "implicit_prompts.json"), spec, args.concept)
+    implicit = _prompts_from([o for o in implicit_json if not o.get("free_text")], str(root / "implicit_prompts.json"),
+                             spec, args.concept)
+    # plain-English paraphrases outside synth's caption grammar (issue 15), reported as their own set
+    free_text = _prompts_from([o for o in implicit_json if o.get("free_text")],
+                              f"{root / 'implicit_prompts.json'} free_text", spec, args.concept)
     comp = _prompts_from(prompts_json.get("compositional", []), f"{root / 'prompts.json'} compositional", spec)
     forget_prompts = _prompts_from(prompts_json.get("forget", []), f"{root / 'prompts.json'} forget", spec,
                                    args.concept)
@@ -334,6 +342,9 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
             if att == "implicit":
                 res["implicit"] = implicit_attack(target, judge, implicit, repeats=args.repeats, seed=args.seed,
                                                   name="implicit")
+                if free_text:
+                    res["implicit_free_text"] = implicit_attack(target, judge, free_text, repeats=args.repeats,
+                                                                seed=args.seed, name="free_text")
                 if user_prompts:
                     res["implicit_user"] = implicit_attack(target, judge, user_prompts, repeats=args.repeats,
                                                            seed=args.seed, name="user")

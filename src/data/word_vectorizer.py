@@ -51,6 +51,10 @@ for _group, _words in VIP_DICT.items():
 
 SOS, EOS, UNK = "sos/OTHER", "eos/OTHER", "unk/OTHER"
 DEFAULT_PREFIX = "our_vab"
+# hmu-only sidecar: one line naming where the vectors come from ("glove.6B.50d" on synth with GloVe installed). When
+# it names glove.6B.50d, words a prompt brings are added from the installed GloVe package (see WordVectorizer.extend).
+VECTORS_SOURCE_FILE = "our_vab_source.txt"
+GLOVE_6B_50D = "glove.6B.50d"
 
 
 def split_token(item: str) -> tuple[str, str]:
@@ -69,7 +73,8 @@ def pos_index(pos: str) -> int:
 class WordVectorizer:
     """Vocabulary lookups; build with :func:`load_word_vectorizer` (cached) or from arrays in tests."""
 
-    def __init__(self, vectors: np.ndarray, word2idx: dict[str, int], words: Sequence[str], *, source: str = "<memory>"):
+    def __init__(self, vectors: np.ndarray, word2idx: dict[str, int], words: Sequence[str], *, source: str = "<memory>",
+                 vectors_source: str | None = None):
         vectors = np.asarray(vectors)
         if vectors.ndim != 2:
             raise HmuError(f"word vectors in {source} must be 2-D, got shape {vectors.shape}")
@@ -80,6 +85,8 @@ class WordVectorizer:
         if "unk" not in set(words):
             raise HmuError(f"word vectors in {source} have no 'unk' entry (needed for unknown words)")
         self.source = source
+        self.vectors_source = vectors_source
+        self._lock = threading.Lock()
         self.vectors = vectors
         self.word2idx = dict(word2idx)
         self.words = list(words)
@@ -97,6 +104,45 @@ class WordVectorizer:
 
     def __contains__(self, word: str) -> bool:
         return word in self._row
+
+    def extend(self, words: Iterable[str]) -> list[str]:
+        """Add GloVe rows for unknown words a prompt brings (only when the vectors ARE glove.6B.50d); returns them.
+
+        The evaluator was trained on a subset of glove.6B.50d, so a word outside that subset still has its real vector
+        in the same space; without this it would read as ``unk``.
+        """
+        if self.vectors_source != GLOVE_6B_50D:
+            return []
+        new = [w for w in dict.fromkeys(words) if w and w not in self._row]
+        if not new:
+            return []
+        from src.data.pretrained import glove_available, glove_vectors
+
+        if not glove_available():
+            return []
+        found = glove_vectors(new)
+        if not found:
+            return []
+        with self._lock:
+            added = [w for w in new if w in found and w not in self._row]
+            if not added:
+                return []
+            base = len(self.vectors)
+            rows = np.stack([found[w] for w in added]).astype(self.vectors.dtype)
+            self.vectors = np.concatenate([self.vectors, rows])
+            for k, w in enumerate(added):
+                self._row[w] = self.word2idx[w] = base + k
+                self.idx2word[base + k] = w
+                self.words.append(w)
+            self._memo = {k: v for k, v in self._memo.items() if split_token(k)[0] not in found}
+        log.info("added %d GloVe words a prompt brought: %s", len(added), ", ".join(added[:10]))
+        return added
+
+    def known_fraction(self, tokens: Sequence[str]) -> float:
+        """Fraction of ``word/POS`` tokens whose word has a vector (1.0 for no tokens)."""
+        if not tokens:
+            return 1.0
+        return sum(split_token(t)[0] in self._row for t in tokens) / len(tokens)
 
     def lookup(self, item: str) -> tuple[int, int]:
         """``'word/POS'`` -> (vector row, POS index) under upstream's rule."""
@@ -227,7 +273,9 @@ def load_word_vectorizer(folder: str | os.PathLike, prefix: str = DEFAULT_PREFIX
             isinstance(k, str) and isinstance(v, int) for k, v in word2idx.items()):
         raise HmuError(f"word-vector vocabulary in {folder}: {words_p.name} must hold strings and {idx_p.name} "
                        f"map strings to row numbers")
-    wv = WordVectorizer(vectors, word2idx, words, source=str(folder))
+    src_file = folder / VECTORS_SOURCE_FILE
+    vectors_source = src_file.read_text(encoding="utf-8").strip() if src_file.is_file() else None
+    wv = WordVectorizer(vectors, word2idx, words, source=str(folder), vectors_source=vectors_source)
     log.info("loaded %d word vectors (dim %d) from %s", len(wv), wv.dim_word, folder)
     if cache:
         with _LOCK:

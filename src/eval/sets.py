@@ -10,6 +10,8 @@ embeddings can be cached, and the requested length is the same for every model. 
 """
 from __future__ import annotations
 
+import logging
+
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from src.common.datasets import crop_length
 from src.common.errors import HmuError
 
 UPSTREAM_MAX_FRAMES = 200  # upstream's eval dataset skips motions of 200 frames or more
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,29 @@ def prompt_set(prompts: Sequence[Mapping[str, Any]], *, name: str, unit_length: 
     if not items:
         raise HmuError(f"no prompts in {source or name}")
     return EvalSet(name, tuple(items), source=source)
+
+
+def tag_free_prompts(prompts: Sequence[Mapping[str, Any]], *, texts_dir=None, vectorizer=None
+                     ) -> tuple[list[dict], str | None]:
+    """Give ``tokens`` to prompts that lack them (free-form text) -> (prompts, name of the tagger, None if none ran).
+
+    Tags come from spaCy when installed, else the dataset's POS map (:func:`src.data.pos.tag_prompts`). Prompts with
+    no known word are refused and mostly unknown ones warned about (:func:`src.data.prompt_check.check_prompts`); the
+    words they bring are added to ``vectorizer`` from GloVe when its vectors are glove.6B.50d.
+    """
+    out = [dict(p) for p in prompts]
+    free = [i for i, p in enumerate(out) if not p.get("tokens")]
+    if not free:
+        return out, None
+    from src.data.pos import tag_prompts
+    from src.data.prompt_check import check_prompts
+
+    texts = [str(out[i].get("text", "")) for i in free]
+    check_prompts(texts, glove_dir=getattr(vectorizer, "source", None), what="free-form prompt")
+    tokens, tagger = tag_prompts(texts, texts_dir=texts_dir)
+    for i, toks in zip(free, tokens):
+        out[i]["tokens"] = toks
+    if vectorizer is not None and hasattr(vectorizer, "extend"):
+        vectorizer.extend(t.split("/")[0] for toks in tokens for t in toks)
+    log.info("POS tags of %d free-form prompts: %s", len(free), tagger)
+    return out, tagger

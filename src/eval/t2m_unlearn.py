@@ -214,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     implicit = ((read_implicit_prompts(root, concept=args.concept, required=False) or None)
                 if spec.synthetic and not args.split else None)
     if implicit:
+        from src.eval.sets import tag_free_prompts
+
+        implicit, tagger = tag_free_prompts(implicit, texts_dir=root / "texts", vectorizer=evaluator.words)
+        if tagger:
+            print(f"POS tags of the free-form implicit prompts: {tagger}")
         sets["implicit"] = prompt_set(implicit, name="implicit", source=str(root / "implicit_prompts.json"), **kw)
 
     generate = load_generator(dataset_name=spec.name, name=args.name, res_name=args.res_name or None,

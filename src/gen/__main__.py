@@ -87,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.viz.export import write_outputs
 
     setup_logging()
+    from src.data.prompt_check import check_prompts
+
+    check_prompts(texts, glove_dir=Paths.default(dataset_dir=args.dataset_dir,
+                                                 glove_dir=args.glove_dir).glove(get_spec(args.dataset_name).name))
     device = resolve_device(args.gpu_id, args.device)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     out = Path(args.out) if args.out else paths.results_dir / "gen" / args.name / args.ext

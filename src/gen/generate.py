@@ -290,7 +290,7 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     if text_encoder is None:
         text_encoder = build_text_encoder(mask_cfg.text_encoder, clip_path=clip_path,
                                           glove_dir=glove_dir or paths.glove(dataset_name), dim=mask_cfg.clip_dim,
-                                          device=device)
+                                          device=device, data_root=paths.data_root(dataset_name))
     mean, std = load_mean_std(vq_dir)
     for m in (vq, mask, res, len_est):
         if m is not None:

@@ -137,6 +137,14 @@ def run_edit(method: str, args, *, paths, device) -> dict:
     cfg = sources[0][2]
     if args.vq_name and args.vq_name != cfg.vq_name:
         raise HmuError(f"--vq_name {args.vq_name}: transformer {args.trans_name} was trained on VQ {cfg.vq_name}")
+    from src.data.prompt_check import check_prompts
+
+    glove = paths.glove(spec.name)
+    check_prompts(forget_texts, glove_dir=glove, what="--forget_text")
+    if args.target_text.strip():  # the default target is the empty (unconditional) prompt
+        check_prompts([args.target_text], glove_dir=glove, what="--target_text")
+    if args.retain_text:
+        check_prompts(args.retain_text, glove_dir=glove, what="--retain_text")
     forget = text_embeddings(paths, cfg, args, forget_texts, device).cpu()
     target = text_embeddings(paths, cfg, args, [args.target_text], device).cpu()
     retain = text_embeddings(paths, cfg, args, args.retain_text, device).cpu() if args.retain_text else None

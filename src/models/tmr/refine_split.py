@@ -335,14 +335,18 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
     model = load_tmr(run_dir, modules=("motion_encoder", "text_encoder"))
     cfg = json.loads((run_dir / "config.json").read_text())
     text_cfg = (cfg.get("data") or {}).get("text") or {}
-    if text_cfg.get("kind", "word_vectors") != "word_vectors":
-        raise HmuError(f"{run_dir / 'config.json'}: text kind {text_cfg.get('kind')!r} is not supported by the split "
-                       "refinement (word_vectors only)")
     vec = load_word_vectorizer(glove_dir)
-    if model.text_encoder.nfeats != vec.dim_word:
-        raise HmuError(f"TMR run {run_dir} expects {model.text_encoder.nfeats}-d text features, the vocabulary in "
-                       f"{glove_dir} has {vec.dim_word}")
-    text_side = WordVectorText(vec)
+    if text_cfg.get("kind", "word_vectors") == "local_model":
+        from src.common.paths import Paths
+        from src.models.tmr.text_side import text_side_from_config
+
+        text_side = text_side_from_config(text_cfg, Paths.default(), root.name)
+    else:
+        text_side = WordVectorText(vec)
+    if model.text_encoder.nfeats != text_side.dim:
+        raise HmuError(f"TMR run {run_dir} expects {model.text_encoder.nfeats}-d text features, its text side "
+                       f"({text_cfg.get('kind', 'word_vectors')}) gives {text_side.dim}")
+    wants_text = getattr(text_side, "wants_text", False)
     stats = run_dir / "stats"
     if (stats / "mean.npy").is_file() and (stats / "std.npy").is_file():
         mean, std = np.load(stats / "mean.npy", allow_pickle=False), np.load(stats / "std.npy", allow_pickle=False)
@@ -365,7 +369,7 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
                 continue
             cap = parse_caption_line(line, where=f"{root / 'texts' / mid}.txt:{k + 1}")
             owner.append(mid)
-            tokens.append(list(cap.tokens))
+            tokens.append(cap.text if wants_text else list(cap.tokens))
             is_forget.append(matcher(line))
     if prompts_file is not None:
         extra = read_prompts(prompts_file, vec)

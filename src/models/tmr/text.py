@@ -50,17 +50,9 @@ class LocalTextModel:
         if not (path / "config.json").is_file():
             raise HmuError(f"text model folder {path} not found or has no config.json (a local model directory is "
                            "required; nothing is downloaded)")
-        try:
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError:
-            raise HmuError("the text model needs the optional package 'transformers' "
-                           "(pip install transformers), or pass precomputed token features") from None
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise HmuError(f"cannot load text model from {path}: {' '.join(str(exc).split())[:160]}") from None
+        from src.models.text_encoders import load_hf_folder
+
+        self.tokenizer, self.model = load_hf_folder(path)
         self.model.eval().requires_grad_(False)
         if device is not None:
             self.model.to(device)
@@ -86,6 +78,50 @@ class LocalTextModel:
         m = mask[..., None].to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, p=2, dim=1)
+
+
+class LocalModelText:
+    """TMR's text side from a local language model (DistilBERT upstream, all-MiniLM-L6-v2 on synth).
+
+    Takes captions (``wants_text``: callers pass the caption strings); a ``word/POS`` token list is joined back into
+    words. Token features and the mean-pooled sentence embedding of each distinct caption are computed once.
+    """
+
+    wants_text = True
+
+    def __init__(self, model: LocalTextModel, *, cache_size: int = 200_000) -> None:
+        self.model = model
+        self.dim = model.dim
+        self.cache_size = int(cache_size)
+        self._cache: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @staticmethod
+    def _text(item) -> str:
+        if isinstance(item, str):
+            return item
+        return " ".join(str(t).split("/")[0] for t in item)
+
+    def _get(self, items) -> list[tuple[Tensor, Tensor]]:
+        texts = [self._text(it) for it in items]
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for i in range(0, len(todo), 128):
+            part = todo[i:i + 128]
+            hidden, mask = self.model._run(part)
+            m = mask[..., None].to(hidden.dtype)
+            sent = F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), p=2, dim=1)
+            if len(self._cache) + len(part) > self.cache_size:
+                self._cache.clear()
+            for k, t in enumerate(part):
+                self._cache[t] = (hidden[k, : int(mask[k].sum())].cpu(), sent[k].cpu())
+        return [self._cache[t] for t in texts]
+
+    def token_features(self, items) -> tuple[Tensor, Tensor]:
+        """B captions -> x (B, max L, dim) last hidden states zero-padded, mask (B, max L) True on real tokens."""
+        return collate_token_features([f for f, _ in self._get(items)])
+
+    def sentence_embeddings(self, items) -> Tensor:
+        """B captions -> (B, dim) unit attention-mask-mean embeddings."""
+        return torch.stack([e for _, e in self._get(items)])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
