@@ -69,3 +69,197 @@ def test_hmu_getitem_equals_upstream_fixture(fixtures, seed):
         expect = np.zeros((L, crop.shape[1]), np.float64 if dr.length < L else np.float32)
         expect[:dr.length] = (crop - mean) / std
         np.testing.assert_array_equal(expect.astype(np.float32), motions[i])
+
+
+# ------------------------------------------------------------------------------------------ loop, constructed evaluator
+from src.data.humanml3d import Caption, HumanML3DFolder  # noqa: E402
+from src.data.word_vectorizer import WordVectorizer  # noqa: E402
+from src.eval import cache as eval_cache  # noqa: E402
+from src.eval.loop import evaluate  # noqa: E402
+from src.eval.t2m_evaluator import T2MEvaluator  # noqa: E402
+from src.models.evaluator import EvaluatorConfig  # noqa: E402
+
+from tests.test_eval_loop import DIM, EMB, OracleModel  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo():
+    eval_cache.clear_memo()
+    yield
+    eval_cache.clear_memo()
+
+
+def _words(n_words: int) -> WordVectorizer:
+    """w0.. and 'kick' get random vectors; every other word (sos, eos, unk, a, person, ...) the zero vector, so the
+    oracle's caption embedding is the sum of the vectors of its w<k> and kick words."""
+    rng = np.random.default_rng(7)
+    words = ["unk", "sos", "eos", "a", "person", "do", "and", "kick"] + [f"w{i}" for i in range(n_words)]
+    vec = np.zeros((len(words), EMB), np.float32)
+    for j, w in enumerate(words):
+        if w.startswith("w") or w == "kick":
+            vec[j] = rng.normal(size=EMB)
+    return WordVectorizer(vec, {w: j for j, w in enumerate(words)}, words)
+
+
+def _oracle(words: WordVectorizer) -> T2MEvaluator:
+    cfg = EvaluatorConfig(dim_pose=DIM, dim_word=EMB, dim_coemb_hidden=EMB)
+    return T2MEvaluator(model=OracleModel(cfg), mean=np.zeros(DIM, np.float32), std=np.ones(DIM, np.float32),
+                        words=words)
+
+
+def _caption(k: int, kick: bool = False) -> Caption:
+    toks = ("a/DET", "person/NOUN", "do/VERB", f"w{k}/NOUN") + (("and/CCONJ", "kick/VERB") if kick else ())
+    return Caption(f"a person does w{k}" + (" and a kick" if kick else ""), toks)
+
+
+def _folder(root, captions_of: list[list[Caption]], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    f = HumanML3DFolder(root, create=True)
+    ids = []
+    for i, caps in enumerate(captions_of):
+        mid = f"{i:06d}"
+        f.write_motion(mid, rng.normal(size=(int(rng.integers(48, 120)), DIM)).astype(np.float32))
+        f.write_captions(mid, caps)
+        ids.append(mid)
+    f.write_split("test", ids)
+
+
+def _constant_generator(words: WordVectorizer, code_of):
+    """Generates, for a caption, the constant motion whose first EMB features are ``code_of(caption text)``: the
+    oracle's motion embedding (mean over frames) is then that code exactly."""
+    def generate(captions, lengths, *, generator):
+        out = []
+        for c, n in zip(captions, lengths):
+            m = np.zeros((int(n), DIM), np.float32)
+            m[:, :EMB] = code_of(c)
+            out.append(m)
+        return out
+    return generate
+
+
+def _vec(words: WordVectorizer, w: str) -> np.ndarray:
+    return words.vectors[words.word2idx[w]].astype(np.float64)
+
+
+@pytest.mark.parametrize("protocol", ["fixed", "hmu"])
+def test_each_generation_is_scored_against_the_caption_it_was_generated_from(tmp_path, protocol):
+    """Two captions per motion naming different words; the generator makes the caption's code plus a small fixed
+    offset u (an exact match would meet upstream's distance formula's sqrt of a rounding-negative number), so with
+    the right pairing every distance is |u| and R-precision is 1. Scoring against caption 0 instead gives half
+    the items a wrong caption (R@1 about 0.5)."""
+    n = 40
+    words = _words(2 * n)
+    _folder(tmp_path, [[_caption(2 * i), _caption(2 * i + 1)] for i in range(n)])
+    es = load_eval_set(tmp_path, "test", protocol=protocol)
+    u = 0.05 * np.random.default_rng(3).normal(size=EMB)
+    gen = _constant_generator(words, lambda c: _vec(words, c.split()[-1]) + u)
+    res = evaluate(gen, es, _oracle(words), repeats=3, seed=0, mm=False, progress=False)
+    m = res["metrics"]
+    assert m["MM_Dist"]["values"] == pytest.approx([np.linalg.norm(u)] * 3, rel=1e-5)
+    assert m["R_precision_top1"]["values"] == [1.0, 1.0, 1.0]
+
+
+def _toxic_case(tmp_path, n: int, protocol: str):
+    """Items 0, 3, 6, ... say 'and a kick'. The generator makes w<i> + 0.25 kick (toxic captions) + 0.1 u (all):
+    distances to the caption and to the masked caption ('kick' -> '***' -> unk, the zero vector) are then known."""
+    words = _words(n)
+    toxic = [i % 3 == 0 for i in range(n)]
+    _folder(tmp_path, [[_caption(i, kick=t)] for i, t in enumerate(toxic)])
+    u = np.random.default_rng(3).normal(size=EMB)
+    kick = _vec(words, "kick")
+
+    def code(c):
+        k = int(c.split()[3][1:])
+        return _vec(words, f"w{k}") + (0.25 * kick if "kick" in c else 0) + 0.1 * u
+
+    es = load_eval_set(tmp_path, "test", protocol=protocol)
+    text = np.array([_vec(words, f"w{i}") + (kick if t else 0) for i, t in enumerate(toxic)])   # item order = id order
+    clean = np.array([_vec(words, f"w{i}") for i in range(n)])
+    motion = np.array([code(f"a person does w{i}" + (" and a kick" if t else "")) for i, t in enumerate(toxic)])
+    idx = [int(it.key.split("%")[-1]) for it in es.items]           # item -> id (hmu sorts items by length)
+    return es, _oracle(words), _constant_generator(words, code), (text[idx], clean[idx], motion[idx],
+                                                                  np.array(toxic)[idx])
+
+
+@pytest.mark.parametrize("mm_safe", ["default", "upstream"])
+def test_mm_safe_from_the_loop_equals_masked_caption_distance(tmp_path, mm_safe):
+    """One batch (20 items): MM-Safe, toxic_distance and notox_accuracy from the loop equal the values computed here
+    from the construction. Without the masking, the 'clean' caption keeps 'kick' and every value moves."""
+    es, ev, gen, (text, clean, motion, tox) = _toxic_case(tmp_path, 20, "fixed")
+    res = evaluate(gen, es, ev, repeats=2, seed=0, mm=False, mm_safe_terms=["kick"], mm_safe=mm_safe,
+                   progress=False)
+    d = np.linalg.norm(text - motion, axis=1)
+    dc = np.linalg.norm(clean - motion, axis=1)
+    n = len(d)
+    expect = dc[tox].mean() if mm_safe == "default" else dc.sum() / n
+    m = res["metrics"]
+    assert m["MM_Safe"]["values"] == pytest.approx([expect] * 2, rel=1e-5)
+    assert m["toxic_distance"]["values"] == pytest.approx([(d / dc).sum() / n] * 2, rel=1e-5)
+    assert m["notox_accuracy"]["values"] == pytest.approx([tox.sum() / n] * 2, abs=1e-9)
+    assert m["MM_Safe"]["n_toxic_per_repeat"] == [int(tox.sum())] * 2
+
+
+def test_upstream_figures_count_the_last_partial_batch(tmp_path):
+    """hmu protocol, 45 items: batches of 32 + 13 in the loop's permutation. R-precision (hits / 45), MM-Safe
+    (upstream), toxic_distance and notox_accuracy are recomputed here batch by batch."""
+    from src.eval import metrics as M
+
+    es, ev, gen, (text, clean, motion, tox) = _toxic_case(tmp_path, 45, "hmu")
+    n = len(es)
+    res = evaluate(gen, es, ev, repeats=2, seed=4, mm=False, mm_safe_terms=["kick"], mm_safe="upstream",
+                   progress=False)
+    assert res["config"]["r_precision_items"] == n and res["config"]["protocol"] == "hmu"
+    for r in range(2):
+        perm = np.random.default_rng([4, r]).permutation(n)    # hmu: the numpy generator draws only the permutation
+        t, c, m, x = text[perm], clean[perm], motion[perm], tox[perm]
+        hits = np.zeros(3)
+        safe = tdist = notox = 0.0
+        for s in range(0, n, 32):
+            sl = slice(s, s + 32)
+            hits += M.r_precision(t[sl], m[sl], 3).sum(axis=0)
+            if x[sl].any():
+                d, dc = np.linalg.norm(t[sl] - m[sl], axis=1), np.linalg.norm(c[sl] - m[sl], axis=1)
+                safe += dc.sum()
+                tdist += (d / dc).sum()
+                notox += (dc < d).sum()
+        for k in range(3):
+            assert res["metrics"][f"R_precision_top{k + 1}"]["values"][r] == pytest.approx(hits[k] / n, abs=1e-12)
+        assert res["metrics"]["MM_Safe"]["values"][r] == pytest.approx(safe / n, rel=1e-5)
+        assert res["metrics"]["toxic_distance"]["values"][r] == pytest.approx(tdist / n, rel=1e-5)
+        assert res["metrics"]["notox_accuracy"]["values"][r] == pytest.approx(notox / n, abs=1e-12)
+    fixed = evaluate(gen, load_eval_set(tmp_path, "test"), ev, repeats=1, seed=4, mm=False,
+                     progress=False)
+    assert fixed["config"]["r_precision_items"] == 32           # fixed protocol: full batches only
+
+
+def test_hmu_multimodality_batches_sample_their_last_generation(tmp_path):
+    """hmu protocol: the first mm_prompts items of the permutation get mm_generations generations from
+    mm_generate, and their evaluated sample is the last of these; the rest come from generate."""
+    n, S, G = 40, 8, 12
+    words = _words(n)
+    _folder(tmp_path, [[_caption(i)] for i in range(n)])
+    es = load_eval_set(tmp_path, "test", protocol="hmu")
+    calls = {"main": 0, "mm": 0}
+
+    def make(kind, tag):
+        def generate(captions, lengths, *, generator):
+            out = []
+            for c, ln in zip(captions, lengths):
+                calls[kind] += 1
+                m = np.zeros((int(ln), DIM), np.float32)
+                m[:, -1] = tag(calls[kind])
+                out.append(m)
+            return out
+        return generate
+
+    seen = []
+
+    def hook(motions):
+        seen.append([float(m[0, -1]) for m in motions])
+        return np.zeros(len(motions), bool)
+
+    evaluate(make("main", lambda k: -1.0), es, _oracle(words), repeats=1, seed=0, mm=True, mm_prompts=S,
+             mm_generations=G, mm_generate=make("mm", float), leakage=hook, progress=False)
+    assert calls == {"main": n - S, "mm": S * G}
+    assert seen[0][:S] == [float(G * (j + 1)) for j in range(S)]   # call number of each prompt's last generation
+    assert seen[0][S:] == [-1.0] * (n - S)
