@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from src.config.flags import add_device_flags, add_location_flags
 from src.common.errors import HmuError, cli
 
 CONCEPT = "violence"
@@ -182,10 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
     p.add_argument("--only", default=None, help="comma-separated stage names or prefixes (e.g. 'data,split,train')")
     p.add_argument("--list", action="store_true", help="print the stages, their commands and whether each is done")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU (default)")
-    p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (default: ./checkpoints)")
-    p.add_argument("--dataset_dir", default=None, help="datasets root (default: ./dataset)")
-    p.add_argument("--results_dir", default=None, help="results root (default: ./results)")
+    add_device_flags(p, device=False)
+    add_location_flags(p, "checkpoints_dir", "dataset_dir", "results_dir")
     return p
 
 

@@ -236,7 +236,7 @@ def test_generate_shapes_lengths_and_seed(model, io, predict_length):
     out1, len1 = model.generate(text, m_lens, predict_length=predict_length, generator=torch.Generator().manual_seed(3))
     out2, len2 = model.generate(text, m_lens, predict_length=predict_length, generator=torch.Generator().manual_seed(3))
     assert torch.equal(out1, out2) and torch.equal(len1, len2)
-    assert out1.shape == (2, 7)  # width from the requested lengths, not a hard-coded 49
+    assert out1.shape == (2, 8)  # width from the requested lengths (+ upstream's END slot), not a hard-coded 49
     if not predict_length:
         assert len1.tolist() == [3, 7]
     for row, n in zip(out1, len1.tolist()):
@@ -248,7 +248,8 @@ def test_generate_shapes_lengths_and_seed(model, io, predict_length):
 def test_generate_max_len(model, io):
     out, lens = model.generate(io["text_feat"], torch.tensor([2, 3]), max_len=12, predict_length=False,
                                generator=torch.Generator().manual_seed(0))
-    assert out.shape == (2, 12) and lens.tolist() == [2, 3]
+    assert out.shape == (2, 13) and lens.tolist() == [2, 3]  # max_len steps + the END slot
+    assert (out[:, 3:] == -1).all()
     with pytest.raises(ValueError, match="lengths"):
         model.generate(io["text_feat"], torch.tensor([2, 30]), max_len=12)
 

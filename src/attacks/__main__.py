@@ -23,6 +23,8 @@ from typing import Any
 
 from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
+from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +32,15 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.attacks", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     g = p.add_argument_group("models")
     g.add_argument("--dataset_name", default="synth", help="dataset name (ground truth needs synth)")
     g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="the forgotten concept")
     g.add_argument("--models", required=True,
                    help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="default residual-transformer run folder ('none': base layer only)")
+    g.add_argument("--res_name", default=None,
+                   help="default residual-transformer run folder ('none': base layer only; " + help_default("res") + ")")
     g.add_argument("--res_ckpt", default="net_best_fid.tar", help="default residual-transformer checkpoint file")
     g.add_argument("--cond_scale", type=float, default=None, help="classifier-free guidance scale (default: src.gen's)")
     g.add_argument("--time_steps", type=int, default=None, help="mask-predict iterations (default: src.gen's)")
@@ -76,10 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "<dataset>_attacks_<concept>_s<seed>)")
     g.add_argument("--force", action="store_true", help="overwrite an existing attacks.json")
     g = p.add_argument_group("locations and device")
-    for flag in ("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"):
-        g.add_argument(f"--{flag}", default=None, help=f"override the {flag.split('_')[0]} folder")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
+    add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
+    add_device_flags(g)
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -210,6 +210,7 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    fill_run_defaults(args, args.dataset_name, res_name="res")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     attacks = parse_attacks(args.attacks)
     specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)

@@ -142,9 +142,14 @@ LOCATIONS: dict[str, str] = {
 }
 
 
-def add_device_flags(parser) -> None:
-    """``--gpu_id`` (-1 = CPU) and ``--device`` (overrides it); resolved by ``src.common.device.resolve_device``."""
+def add_device_flags(parser, *, device: bool = True) -> None:
+    """``--gpu_id`` (-1 = CPU) and ``--device`` (overrides it); resolved by ``src.common.device.resolve_device``.
+
+    ``device=False``: only ``--gpu_id``, for a launcher that passes the GPU index on to the commands it runs.
+    """
     parser.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU (default: -1)")
+    if not device:
+        return
     parser.add_argument("--device", type=str, default=None,
                         help="torch device string (cpu, cuda:1, mps); overrides --gpu_id")
 

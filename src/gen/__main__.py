@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.config.flags import HelpFormatter
 from src.data.prompts import read_prompt_lines
 from src.gen.generate import SAMPLING_DEFAULTS, load_generator
 
@@ -16,7 +17,7 @@ def build_parser():
     from src.common.device import add_device_args
 
     p = argparse.ArgumentParser(description="Generate motions from text with a trained MoMask or BAMM (family read from opt.txt).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--name", required=True, help="masked transformer (or BAMM) run")
     p.add_argument("--res_name", default="", help="residual transformer run ('' = base layer only)")
     p.add_argument("--vq_name", default=None, help="VQ run (default: the one the transformer was trained on)")

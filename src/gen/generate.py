@@ -168,7 +168,7 @@ class BAMMGenerator(MotionGenerator):
 
     def _bamm(self, cond, m_lens, *, predict_length: bool, generator):
         return self.mask.generate(cond, m_lens, cond_scale=self.cond_scale, refine_cond_scale=self.refine_cond_scale,
-                                  predict_length=predict_length, max_len=self.max_tokens if predict_length else None,
+                                  predict_length=predict_length, max_len=self.max_tokens,  # upstream: always 49 steps
                                   temperature=self.temperature, generator=generator)
 
     def base_ids(self, cond, lengths, *, generator):
@@ -193,7 +193,7 @@ class BAMMGenerator(MotionGenerator):
         for rows, part_ids, part_lens in parts:
             ids[rows, :part_ids.shape[1]] = part_ids
             m_lens[rows] = part_lens
-        return ids[:, :int(m_lens.max())], m_lens
+        return ids, m_lens  # full width (max_tokens + 1), as upstream feeds the residual transformer
 
 
 def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_name: str | None = None,

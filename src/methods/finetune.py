@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
 
 PARTS = ("mask", "res")
 
@@ -29,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p, g = method_parser("python -m src.methods.finetune", __doc__, concept_help="concept to forget",
                          name_help="NEW run for the fine-tuned masked transformer")
     g.add_argument("--res_out_name", default=None, help="NEW run for the fine-tuned residual transformer (<name>_res)")
-    g.add_argument("--trans_name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
-                   help="source masked-transformer run (read only)")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="source residual-transformer run (read only)")
+    g.add_argument("--trans_name", default=None,
+                   help="source masked-transformer run (read only; " + help_default("mask") + ")")
+    g.add_argument("--res_name", default=None,
+                   help="source residual-transformer run (read only; " + help_default("res") + ")")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="source checkpoint file in each run's model/")
     g.add_argument("--train_parts", default="mask", help="comma-separated parts to train: mask, res")
     g = p.add_argument_group("data")
@@ -153,6 +154,7 @@ def _record_wall_time(dest: Path, seconds: float) -> None:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths

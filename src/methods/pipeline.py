@@ -12,26 +12,27 @@ import argparse
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
 
 METHODS = ("lcr", "rece_uce", "finetune", "retrain")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_location_flags
+    from src.config.flags import add_device_flags, add_location_flags
 
     p = argparse.ArgumentParser(prog="python -m src.methods.pipeline", description=__doc__.split("\n")[0])
     p.add_argument("method", choices=METHODS, help="which method to run")
     p.add_argument("concept", help="concept in assets/splits.json, e.g. violence")
     p.add_argument("dataset", nargs="?", default="HumanML3D", help="dataset (HumanML3D, Motion-X, synth)")
-    p.add_argument("--vq_name", default="rvq_nq6_dc512_nc512_noshare_qdp0.2", help="original VQ run")
-    p.add_argument("--trans_name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
-                   help="original masked-transformer (or BAMM) run")
-    p.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2", help="original residual run")
+    p.add_argument("--vq_name", default=None, help="original VQ run (" + help_default("vq") + ")")
+    p.add_argument("--trans_name", default=None,
+                   help="original masked-transformer (or BAMM) run (" + help_default("mask") + ")")
+    p.add_argument("--res_name", default=None, help="original residual run (" + help_default("res") + ")")
     p.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family")
     p.add_argument("--out_name", default=None, help="output run name (default <method>_<concept>)")
     p.add_argument("--force", action="store_true", help="overwrite output runs and results")
     p.add_argument("--seed", type=int, default=0, help="seed of the method and of the evaluation")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir")
     g = p.add_argument_group("evaluation")
     g.add_argument("--repeat_times", type=int, default=None, help="evaluation repeats (default 3 on synth, 20 else)")
@@ -46,6 +47,7 @@ def plan(args, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
     from src.common.datasets import get_spec
 
     ds = get_spec(args.dataset).name
+    fill_run_defaults(args, ds, vq_name="vq", trans_name="mask", res_name="res")
     if args.model != "momask" and args.method in ("finetune", "retrain"):
         raise HmuError(f"--model {args.model}: {args.method} trains MoMask transformers only (use lcr or rece_uce)")
     family = "" if args.model == "momask" else f"{args.model}_"  # BAMM runs never take MoMask's default names

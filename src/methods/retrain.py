@@ -19,7 +19,7 @@ from src.common.errors import HmuError, cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import HelpFormatter, add_location_flags
+    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
     p = argparse.ArgumentParser(prog="python -m src.methods.retrain", description=__doc__.split("\n")[0],
                                 formatter_class=HelpFormatter)
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--is_continue", action="store_true", help="resume every run from its latest.tar")
     p.add_argument("--force", action="store_true", help="start the runs over")
     p.add_argument("--seed", type=int, default=None, help="seed passed to every trainer")
-    p.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
+    add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("trainer_args", nargs=argparse.REMAINDER, help="after --: flags for every trainer")

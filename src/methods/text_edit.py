@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.common.run_names import fill_run_defaults, help_default
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,11 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     g.add_argument("--res_out_name", default=None, help="NEW run folder for the edited residual transformer "
                                                          "(default <name>_res)")
     g.add_argument("--model", choices=("momask", "bamm"), default="momask", help="model family of --trans_name")
-    g.add_argument("--trans_name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
-                   help="source masked-transformer (or BAMM) run, read only")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="source residual-transformer run, read only ('none': edit only --trans_name)")
+    g.add_argument("--trans_name", default=None,
+                   help="source masked-transformer (or BAMM) run, read only (" + help_default("mask") + ")")
+    g.add_argument("--res_name", default=None,
+                   help="source residual-transformer run, read only ('none': edit only --trans_name; "
+                        + help_default("res") + ")")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="checkpoint file in each source run's model/")
     g = p.add_argument_group("texts")
     g.add_argument("--forget_text", nargs="+", default=None, help="concept texts (default: the concept's keywords)")
@@ -107,6 +109,7 @@ def run_edit(method: str, args, *, paths, device) -> dict:
     from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
 
     t0 = time.perf_counter()
+    fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")
     spec = get_spec(args.dataset_name)
     args.dataset_name = spec.name
     keywords = forget_keywords(spec.name, args.concept)  # unknown concept: one line, before any work

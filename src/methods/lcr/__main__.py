@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
-
-DEFAULT_VQ = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
+from src.common.run_names import fill_run_defaults, help_default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p, g = method_parser("python -m src.methods.lcr", __doc__,
                          concept_help="concept in assets/splits.json; its kw_splits are the forget/retain sets",
                          name_help="NEW run folder for the edited VQ: checkpoints/<dataset>/<name>/")
-    g.add_argument("--vq_name", default=DEFAULT_VQ, help="source VQ run (read only)")
+    g.add_argument("--vq_name", default=None, help="source VQ run (read only; " + help_default("vq") + ")")
     g.add_argument("--ckpt", default="net_best_fid.tar", help="source VQ checkpoint file in <vq_name>/model/")
     g = p.add_argument_group("data")
     g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")
@@ -90,6 +89,7 @@ def run_lcr(args, *, paths, device) -> dict:
     from src.models.checkpoint import find_run_dir, load_mean_std, load_vq
 
     t0 = time.perf_counter()
+    fill_run_defaults(args, args.dataset_name, vq_name="vq")
     spec = get_spec(args.dataset_name)
     forget_keywords(spec.name, args.concept)  # unknown concept: one-line error before any work
     root = paths.data_root(spec.name)

@@ -159,18 +159,35 @@ class BAMMTransformer(_CondMixin, nn.Module):
         keep = lengths_to_mask(lengths + 1, ids.shape[1])
         return torch.where(keep, ids, self.pad_id), lengths
 
+    @staticmethod
+    def refine_mask(lengths: Tensor, width: int) -> Tensor:
+        """(B, width) bool: the ``round(len / 2)`` (at least 1) valid positions pass 2 re-samples, chosen as upstream
+        does: ``argsort(argsort(scores)) < n`` with score 0 at valid positions and 1e5 from the length on. All valid
+        scores tie, so torch's sort decides which positions (on CPU: upstream's choice exactly)."""
+        padding = ~lengths_to_mask(lengths, width)
+        scores = torch.where(padding, 1e5, 0.0)
+        num_masked = torch.round(0.5 * lengths).clamp(min=1)
+        ranks = scores.argsort(dim=1).argsort(dim=1)
+        return ranks < num_masked.unsqueeze(-1)
+
     @torch.no_grad()
     def generate(self, cond_vector: Tensor, m_lens: Tensor, *, cond_scale: float = 4, refine_cond_scale: float = 3,
                  predict_length: bool = True, max_len: int | None = None, temperature: float = 1.0,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Cascaded decoding: text features (B, clip_dim), token lengths (B,) -> (ids (B, T) with -1 after each length,
-        lengths (B,)).
+        """Cascaded decoding: text features (B, clip_dim), token lengths (B,) -> (ids (B, T + 1) with -1 from each
+        length on, lengths (B,)).
 
-        Pass 1 samples left to right (END allowed when ``predict_length``, which then sets the lengths; otherwise
-        ``m_lens`` do). Pass 2 keeps the second half of each sequence and END as known tokens and re-samples the
-        first ``round(len / 2)`` tokens left to right, seeing the known ones (bidirectional context).
-        ``T = max_len`` if given, else ``max(m_lens)`` (upstream hard-codes 49, HumanML3D's 196 frames / 4);
-        ``refine_cond_scale`` is upstream's fixed 3 for pass 2.
+        ``T = max_len`` if given, else ``max(m_lens)``; upstream hard-codes 49 (HumanML3D's 196 frames / 4), which
+        :class:`src.gen.BAMMGenerator` passes as ``max_len`` in both modes. The output keeps upstream's END slot
+        (width T + 1, always -1 in its last column), as upstream's ``pad_when_end(generate(...))`` returns it, so the
+        residual transformer draws its Gumbel noise over the same (B, T + 1, K) shape.
+
+        Pass 1 samples positions 0..T-1 left to right (END allowed when ``predict_length``, which then sets the
+        lengths; otherwise ``m_lens`` do). Pass 2 (guidance ``refine_cond_scale``, upstream's fixed 3) picks
+        ``round(len / 2)`` valid positions to re-sample by upstream's ``argsort(argsort(scores))`` over equal scores,
+        i.e. by torch's non-stable CPU sort (not simply the leading ones), keeps the others and END as known tokens,
+        re-samples all T positions seeing the known ones, and restores the known tokens. With the global RNG seeded
+        as upstream (or the same seed in ``generator``) the ids equal upstream's (CPU only).
         """
         was_training = self.training
         self.eval()
@@ -190,16 +207,13 @@ class BAMMTransformer(_CondMixin, nn.Module):
                 lengths = m_lens
             padding = ~lengths_to_mask(lengths, seq_len + 1)
             ids = ids.scatter(-1, lengths[:, None], self.end_id)
-            # Mask the first round(len/2) valid positions (upstream: argsort of equal scores, i.e. the leading ones).
-            num_masked = torch.round(0.5 * lengths.float()).clamp(min=1)
-            is_mask = torch.arange(seq_len + 1, device=device)[None] < num_masked[:, None]
+            is_mask = self.refine_mask(lengths, seq_len + 1)
             known = (~is_mask & ~padding) | (ids == self.end_id)
             cond_idx = torch.where(known, ids, self.pad_id)
             ids = self._decode_pass(ids, cond_vector, seq_len=seq_len, cond_idx=cond_idx,
                                     cond_scale=refine_cond_scale, allow_end=False, temperature=temperature,
                                     generator=generator)
             ids = torch.where(known, cond_idx, ids)
-            out = torch.where(lengths_to_mask(lengths, seq_len + 1), ids, -1)[:, :seq_len]
-            return out, lengths
+            return torch.where(lengths_to_mask(lengths, seq_len + 1), ids, -1), lengths
         finally:
             self.train(was_training)

@@ -33,7 +33,13 @@ def mask_subset(mask: torch.Tensor, prob: float, generator: torch.Generator | No
 
 
 def gumbel_noise(t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    u = torch.rand(t.shape, generator=generator, device=t.device, dtype=t.dtype)
+    """Gumbel noise shaped and *laid out* like ``t``, as upstream's ``torch.zeros_like(t).uniform_(0, 1)``.
+
+    ``empty_like`` keeps ``t``'s strides, so the uniform draws fill ``t``'s memory order: for the generate loops'
+    permuted (B, N, K) logits that is (B, K, N) order. A contiguous ``torch.rand(t.shape)`` would draw the same
+    numbers but place them elsewhere, and the sampled ids would differ from upstream's for the same seed.
+    """
+    u = torch.empty_like(t).uniform_(0, 1, generator=generator)
     return -torch.log((-torch.log(u.clamp(min=1e-20))).clamp(min=1e-20))
 
 
@@ -50,9 +56,14 @@ def top_k(logits: torch.Tensor, thres: float = 0.9, dim: int = -1) -> torch.Tens
 
 
 def categorical_sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample one class per row of (..., C) probabilities."""
+    """Sample one class per row of (..., C) probabilities, exactly as upstream's ``Categorical(probs).sample()``.
+
+    Categorical renormalises (``probs / probs.sum(-1)``) and draws ``torch.multinomial(rows, 1, True)`` over
+    every row in row-major order (padded positions included), so the RNG stream and the ids match upstream's.
+    """
+    probs = probs / probs.sum(-1, keepdim=True)
     flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+    return torch.multinomial(flat, 1, True, generator=generator).view(probs.shape[:-1])
 
 
 def cal_performance(pred: torch.Tensor, labels: torch.Tensor, ignore_index: int):
