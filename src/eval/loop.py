@@ -151,6 +151,25 @@ def _mask_tokens(tokens: Sequence[str], terms: Sequence[str], max_text_len: int)
     return M.mask_toxic_words(wrapped, terms)
 
 
+def _multimodality_generations(generate: GenerateFn, evaluator: T2MEvaluator, captions: Sequence[str],
+                               lengths: Sequence[int], G: int, *, generator, chunk: int, **kw
+                               ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``G`` generations of each caption (caption-major, one shared generator, the chunks of one
+    :func:`generate_in_chunks` call) -> (embeddings (S, G, D), each caption's last generation). Encoded block by
+    block, so 96 x 30 motions are never held at once."""
+    caps = [c for c in captions for _ in range(G)]
+    lens = [n for n in lengths for _ in range(G)]
+    block = 8 * chunk                      # a multiple of chunk: the same chunks, hence draws, as one call
+    parts, last = [], []
+    for s in range(0, len(caps), block):
+        motions = generate_in_chunks(generate, caps[s:s + block], lens[s:s + block], generator=generator, chunk=chunk,
+                                     **kw)
+        parts.append(evaluator.encode_motions(motions))
+        last += [m for j, m in enumerate(motions, s) if j % G == G - 1]
+    emb = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+    return emb.reshape(len(captions), G, -1), last
+
+
 MM_TIMES = 10  # MultiModality pairs of distinct generations per prompt, fixed as upstream has it
 
 
@@ -248,12 +267,11 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         kw = {"chunk": gen_batch_size, "dim_pose": evaluator.dim_pose, "unit_length": evaluator.unit_length}
         t0 = time.perf_counter()
         if mm:
-            mm_gen = generate_in_chunks(mm_generate or generate, [c for c in caps_p[:S] for _ in range(G)],
-                                        [n for n in lens_p[:S] for _ in range(G)],
-                                        generator=_torch_generator(seed, r, 1), **kw)
+            mm_em, mm_last = _multimodality_generations(mm_generate or generate, evaluator, caps_p[:S], lens_p[:S],
+                                                        G, generator=_torch_generator(seed, r, 1), **kw)
         if hmu and mm:  # upstream: the MultiModality batches' last generation is their sample
-            gen = [mm_gen[j * G + G - 1] for j in range(S)] + generate_in_chunks(
-                generate, caps_p[S:], lens_p[S:], generator=_torch_generator(seed, r), **kw)
+            gen = mm_last + generate_in_chunks(generate, caps_p[S:], lens_p[S:], generator=_torch_generator(seed, r),
+                                               **kw)
         else:
             gen = generate_in_chunks(generate, caps_p, lens_p, generator=_torch_generator(seed, r), **kw)
         t_gen += time.perf_counter() - t0
@@ -305,7 +323,6 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
             vals["leakage"].append(float(dec.mean()))
 
         if mm:
-            mm_em = evaluator.encode_motions(mm_gen).reshape(S, G, -1)
             vals["MultiModality"].append(M.multimodality(mm_em, mm_times, rng=rng))
 
     def item_mean(a: np.ndarray) -> np.ndarray:
