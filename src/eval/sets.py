@@ -50,7 +50,8 @@ class CaptionedMotion:
     """One evaluation item: a (sub-)motion and its captions. ``motion`` is None for prompt-only sets."""
 
     key: str
-    length: int                         # frames asked of the generator (= len(motion) when there is one)
+    length: int                         # frames = len(motion) when there is one; asked of the generator under
+                                        # "fixed" (under "hmu" each repeat asks for its crop's length)
     captions: tuple[EvalCaption, ...]
     motion: np.ndarray | None = None    # (length, dim_pose) raw features
 
