@@ -264,3 +264,30 @@ def test_hmu_multimodality_batches_sample_their_last_generation(tmp_path):
     assert calls == {"main": n - S, "mm": S * G}
     assert seen[0][:S] == [float(G * (j + 1)) for j in range(S)]   # call number of each prompt's last generation
     assert seen[0][S:] == [-1.0] * (n - S)
+
+
+def test_hmu_loop_asks_for_and_compares_with_each_repeats_crop(tmp_path):
+    """hmu protocol: the lengths asked of the generator and the ground truth of the reference row are the crops of
+    hmu_draws(hmu_rngs(seed, r)), recomputed here; the reference MM-Dist uses the mean of the cropped frames."""
+    from src.eval.sets import hmu_rngs
+
+    n = 30
+    words = _words(n)
+    _folder(tmp_path, [[_caption(i)] for i in range(n)])
+    es = load_eval_set(tmp_path, "test", protocol="hmu")
+    asked = []
+
+    def generate(captions, lengths, *, generator):
+        asked.append(list(lengths))
+        return [np.zeros((int(k), DIM), np.float32) for k in lengths]
+
+    res = evaluate(generate, es, _oracle(words), repeats=2, seed=9, mm=False, progress=False)
+    for r in range(2):
+        draws = hmu_draws(es.items, *hmu_rngs(9, r), unit_length=4)
+        perm = np.random.default_rng([9, r]).permutation(len(es))
+        assert asked[r] == [draws[i].length for i in perm]
+        assert len({d.length for d in draws} - {it.length // 4 * 4 for it in es.items}) > 0   # some shorter crops
+        d_ref = [np.linalg.norm(_vec(words, f"w{int(es.items[i].key.split('%')[1])}")
+                                - es.items[i].motion[draws[i].start:draws[i].start + draws[i].length, :EMB]
+                                .mean(axis=0)) for i in perm]
+        assert res["reference"]["MM_Dist"]["values"][r] == pytest.approx(np.mean(d_ref), rel=1e-5)
