@@ -81,19 +81,19 @@ def test_bad_run_name():
         metrics_path("/tmp", "a/b")
 
 
-@pytest.mark.parametrize("dataset,argv,protocol,mm_prompts", [
-    ("HumanML3D", [], "hmu", 96),                   # upstream's: 3 batches of 32
-    ("synth", [], "fixed", 16),
-    ("synth", ["--protocol", "hmu", "--batch_size", "8"], "hmu", 24),
-    ("HumanML3D", ["--protocol", "fixed"], "fixed", 16),
-    ("HumanML3D", ["--mm_prompts", "5"], "hmu", 5),
+@pytest.mark.parametrize("dataset,argv,protocol,mm_prompts,mm_safe", [
+    ("HumanML3D", [], "hmu", 96, "upstream"),                   # upstream's: 3 batches of 32
+    ("synth", [], "fixed", 16, "default"),
+    ("synth", ["--protocol", "hmu", "--batch_size", "8"], "hmu", 24, "upstream"),
+    ("HumanML3D", ["--protocol", "fixed"], "fixed", 16, "default"),
+    ("HumanML3D", ["--mm_prompts", "5", "--mm_safe", "default"], "hmu", 5, "default"),
 ])
-def test_protocol_defaults(dataset, argv, protocol, mm_prompts):
+def test_protocol_defaults(dataset, argv, protocol, mm_prompts, mm_safe):
     from src.eval.t2m_unlearn import build_parser, fill_protocol
 
     args = build_parser().parse_args(["--dataset_name", dataset, *argv])
     fill_protocol(args)
-    assert (args.protocol, args.mm_prompts) == (protocol, mm_prompts)
+    assert (args.protocol, args.mm_prompts, args.mm_safe) == (protocol, mm_prompts, mm_safe)
 
 
 def test_multimodality_generator_is_a_gumbel_copy():

@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gen_batch_size", type=int, default=32, help="captions per generator call")
     g.add_argument("--toxic_terms", nargs="*", default=None,
                    help="terms masked for MM-Safe (default: the concept's forget_texts from assets/splits.json)")
-    g.add_argument("--mm_safe", choices=("default", "upstream"), default="default",
-                   help="MM-Safe definition: per toxic caption (default) or hmu's batch-dependent one")
+    g.add_argument("--mm_safe", choices=("default", "upstream"), default=None,
+                   help="MM-Safe definition: per toxic caption ('default') or hmu's batch-dependent one ('upstream'); "
+                        "when not given: 'upstream' under --protocol hmu, 'default' under fixed")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
     g.add_argument("--mm_prompts", type=int, default=None,
                    help="MultiModality prompts per repeat (default: 3 batches = 3 x --batch_size under hmu, 16 under "
@@ -112,13 +113,15 @@ FIXED_MM_PROMPTS = 16
 
 
 def fill_protocol(args: argparse.Namespace) -> None:
-    """``--protocol`` from the dataset's spec when not given, then ``--mm_prompts`` from the protocol."""
+    """``--protocol`` from the dataset's spec when not given, then ``--mm_prompts`` and ``--mm_safe`` from it."""
     from src.common.datasets import get_spec
 
     if args.protocol is None:
         args.protocol = get_spec(args.dataset_name).eval_protocol
     if args.mm_prompts is None:
         args.mm_prompts = MM_BATCHES * args.batch_size if args.protocol == "hmu" else FIXED_MM_PROMPTS
+    if args.mm_safe is None:   # the paper's protocol gives the paper's MM-Safe; the per-caption one stays available
+        args.mm_safe = "upstream" if args.protocol == "hmu" else "default"
 
 
 def gumbel_copy(generate):
