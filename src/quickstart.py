@@ -63,10 +63,12 @@ class Settings:
     mm: tuple[int, int] | None   # (prompts, generations per prompt) for MultiModality, None = skip
     video: bool
     one_epoch: bool
+    max_prompts: int | None = None   # videos in the report (None: its default prompts)
 
 
 FULL = Settings(n=3000, repeats=3, mm=(8, 12), video=True, one_epoch=False)
-FAST = Settings(n=400, repeats=2, mm=None, video=False, one_epoch=True)
+# the smoke run still makes one before/after video: it is what the toolkit is for
+FAST = Settings(n=400, repeats=2, mm=None, video=True, one_epoch=True, max_prompts=1)
 
 
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
@@ -149,7 +151,9 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
                                                                             if st.name.startswith("unlearn:")))))
     evals = tuple(st.name for st in stages if st.name.startswith("eval:"))
     stages.append(Stage("report", "src.report",
-                        [str(out), *gpu, *([] if settings.video else ["--no_video"]), "--still", "--force"],
+                        [str(out), *gpu, *([] if settings.video else ["--no_video"]),
+                         *(["--max_prompts", str(settings.max_prompts)] if settings.max_prompts else []), "--still",
+                         "--force"],
                         [out / "report" / "report.md"], after=evals))
     return stages
 
@@ -185,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print the stages, their commands and whether each is done")
     add_device_flags(p, device=False)
     add_location_flags(p, "checkpoints_dir", "dataset_dir", "results_dir")
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress lines in the stage logs nor in the heartbeat (HMU_PROGRESS=off for every stage)")
     return p
 
 
@@ -330,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'done' if st.done() else 'todo'}  {st.name:18s} {st.command(REPO_ROOT)}")
         return 0
     jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)   # before env is copied: the stages inherit HMU_PROGRESS=off
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -92,7 +92,8 @@ def test_offline_message_names_file_and_place(tmp_path, monkeypatch):
     with pytest.raises(HmuError) as e:
         D.install(D.ARCHIVES["models-t2m"], target=tmp_path / "t2m")
     msg = str(e.value)
-    assert "\n" not in msg and "humanml3d_models.zip" in msg and "checkpoints/t2m" in msg
+    # the folder asked for, not the default checkpoints/t2m (issue 17)
+    assert "\n" not in msg and "humanml3d_models.zip" in msg and f"{tmp_path / 't2m'}/" in msg
     assert D.ARCHIVES["models-t2m"].file_id in msg
     assert D.main(["models", "--checkpoints_dir", str(tmp_path)]) == 2  # the CLI turns it into one line
 
@@ -101,7 +102,7 @@ def test_upstream_ids_and_scripts():
     assert {a.file_id for a in D.ARCHIVES.values()} == {
         "1vXS7SHJBgWPt59wupQ5UUzhFObrnGkQ0", "1FapdHNkxPouasVM8MWgg1f6sd_4Lua2q", "19C_eiEr0kMGlYVJy_yFL6_Dhk3RvmwhM",
         "1TKIZ3TSSZawpilC-7Kw7Ws4sNNuzb49p", "1cmXKUT31pqd7_XpJAiWEo1K81TMYHA5n"}
-    for what in ("models", "evaluator", "glove"):
+    for what in ("models", "evaluator", "glove", "clip"):
         script = REPO / "scripts" / "prepare" / f"download_{what}.sh"
         text = script.read_text()
         assert f"src.prepare.download {what}" in text and '"$@"' in text and "set -euo pipefail" in text
@@ -111,3 +112,85 @@ def test_upstream_ids_and_scripts():
 def test_help_is_fast(cli):
     r = cli("src.prepare.download", "--help")
     assert r.returncode == 0 and "--from_dir" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------------ issue 17: scripts
+SCRIPTS = ("models", "evaluator", "glove", "clip")
+
+
+def _fake_packages(root: Path) -> Path:
+    """gdown and clip stand-ins that behave as on a machine without network."""
+    root.mkdir()
+    (root / "gdown.py").write_text("def download(**kw):\n    raise ConnectionError('no route to host')\n")
+    (root / "clip").mkdir()
+    (root / "clip" / "__init__.py").write_text("")
+    (root / "clip" / "clip.py").write_text(
+        "import urllib.error\n_MODELS = {'ViT-B/32': 'https://example.invalid/ViT-B-32.pt'}\n"
+        "def _download(url, root):\n    raise urllib.error.URLError('offline')\n")
+    return root
+
+
+def _script(what: str, tmp_path: Path, env_extra: dict) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HMU_DOWNLOAD_FROM", "HMU_CHECKPOINTS")}
+    env.setdefault("HMU_VENV", str(Path(sys.executable).parents[1]))
+    env.update(env_extra)
+    return subprocess.run(["bash", str(REPO / "scripts" / "prepare" / f"download_{what}.sh"), "--checkpoints_dir",
+                           str(tmp_path / "asked_ck"), "--glove_dir", str(tmp_path / "asked_glove")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+
+
+def _target(what: str, tmp_path: Path) -> str:
+    return str(tmp_path / ("asked_glove" if what == "glove" else "asked_ck/clip" if what == "clip" else "asked_ck/t2m"))
+
+
+@pytest.mark.parametrize("what", SCRIPTS)
+def test_script_offline_one_line_error_names_the_folder_asked_for(tmp_path, what, monkeypatch):
+    """With the package present but no network: one line on stderr, naming the --checkpoints_dir/--glove_dir folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))   # no ~/.cache/clip/ViT-B-32.pt
+    fake = _fake_packages(tmp_path / "fake")
+    r = _script(what, tmp_path, {"PYTHONPATH": str(fake), "HOME": str(tmp_path / "home")})
+    assert r.returncode != 0
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1, r.stderr
+    assert _target(what, tmp_path) in err[0] and "checkpoints/t2m/" not in err[0].replace(str(tmp_path), "")
+    assert not (tmp_path / "asked_ck").exists() and not (tmp_path / "asked_glove").exists()   # no empty folders left
+
+
+@pytest.mark.parametrize("what", SCRIPTS)
+def test_script_without_the_package_stops_first_in_one_line(tmp_path, what):
+    """No gdown (clip) in the venv: one line saying how to install it there, before the venv is created or filled."""
+    venv = tmp_path / "no_venv_yet"
+    r = _script(what, tmp_path, {"HMU_VENV": str(venv), "PYTHONPATH": str(tmp_path / "empty"),
+                                 "HOME": str(tmp_path / "home")})
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    pkg = "clip" if what == "clip" else "gdown"
+    assert f"{pkg} is not installed in {venv}" in err[0]
+    assert f"python3 -m venv {venv} && {venv}/bin/python -m pip" in err[0]
+    assert _target(what, tmp_path) in err[0]
+    assert not venv.exists() and "creating virtual environment" not in r.stdout
+
+
+def test_clip_from_dir_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ViT-B-32.pt").write_bytes(b"weights")
+    ck = tmp_path / "ck"
+    assert D.main(["clip", "--checkpoints_dir", str(ck), "--from_dir", str(src)]) == 0
+    assert (ck / "clip" / "ViT-B-32.pt").read_bytes() == b"weights"
+    # a copy in the clip package's cache counts as present, and the text encoder looks there too
+    cache = tmp_path / "home" / ".cache" / "clip"
+    cache.mkdir(parents=True)
+    (cache / "ViT-B-32.pt").write_bytes(b"cached")
+    assert D.install_clip(checkpoints_dir=tmp_path / "other") is None
+    from src.models import text_encoders as te
+
+    monkeypatch.setenv("HMU_CHECKPOINTS", str(tmp_path / "other"))
+    assert te.default_clip_path() == cache / "ViT-B-32.pt"
+    (cache / "ViT-B-32.pt").unlink()
+    with pytest.raises(HmuError, match="download_clip.sh"):
+        te.ClipTextEncoder()

@@ -119,7 +119,8 @@ def test_cli_writes_files_and_is_seeded(tiny_runs, tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a person kicks#40\na person walks\n")
     base = ["--name", "mask", "--res_name", "res", "--dataset_name", "synth", "--text_path", str(prompts),
-            "--repeat_times", "2", "--seed", "5", "--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
+            "--repeat_times", "2", "--seed", "5", "--checkpoints_dir", str(ckpt), "--dataset_dir", str(data),
+            "--no_animate"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     assert main([*base, "--out", str(tmp_path / "b")]) == 0
     index = json.loads((tmp_path / "a/prompts.json").read_text())
@@ -134,3 +135,39 @@ def test_cli_writes_files_and_is_seeded(tiny_runs, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "a")]) == 2
     assert "--force" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a"), "--force", "--text_prompt", "x"]) == 2  # both prompt flags
+
+
+def _read_video(path):
+    import imageio_ffmpeg
+
+    frames = imageio_ffmpeg.read_frames(str(path))
+    meta = next(frames)
+    w, h = meta["size"]
+    return [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in frames]
+
+
+def test_cli_animates_by_default_and_writes_bvh(tiny_runs, tmp_path):
+    """Upstream's gen_t2m.py writes a video per motion: so does src.gen, titled with the prompt; --bvh adds a BVH
+    whose forward kinematics keeps the root path and the bones' directions."""
+    from src.gen.__main__ import main
+    from src.viz import bvh
+    from src.viz.compare import ffmpeg_exe
+
+    if ffmpeg_exe() is None:
+        pytest.skip("no ffmpeg from imageio-ffmpeg")
+    ckpt, data = tiny_runs
+    base = ["--name", "mask", "--res_name", "res", "--dataset_name", "synth", "--text_prompt", "a person kicks",
+            "--motion_length", "40", "--checkpoints_dir", str(ckpt), "--dataset_dir", str(data), "--no_progress"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--bvh"]) == 0
+    item = json.loads((tmp_path / "a/prompts.json").read_text())["items"][0]
+    frames = _read_video(tmp_path / "a" / item["video"])
+    assert len(frames) == item["length"] == 40
+    top = frames[0][:30].astype(int)                      # the title band: dark text on white
+    assert (top.sum(-1) < 200).sum() > 50
+    joints = np.load(tmp_path / "a" / item["joints"])
+    m = bvh.read(tmp_path / "a" / item["bvh"])
+    P = m.positions()[:, [m.names.index(n) for n in bvh.T2M_JOINT_NAMES]]
+    assert P.shape == joints.shape and np.abs(P[:, 0] - joints[:, 0]).max() < 1e-4
+    assert main([*base, "--out", str(tmp_path / "b"), "--no_animate"]) == 0
+    assert not (tmp_path / "b" / "videos").exists()
+    assert "video" not in json.loads((tmp_path / "b/prompts.json").read_text())["items"][0]

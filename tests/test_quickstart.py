@@ -47,6 +47,10 @@ def test_plan_outputs_and_flags():
         assert outs and not any(f"/{orig}/" in o for o in outs for orig in ("rvq_tiny", "t2m_tiny", "tres_tiny"))
     fast = {s.name: s for s in _plan(FAST)}
     assert "--no_mm" in fast["eval:original"].argv and "--max_epoch" in fast["train:vq"].argv
+    # the smoke run makes one before/after video (issue 17); the full run its default prompts
+    rep = fast["report"].argv
+    assert "--no_video" not in rep and rep[rep.index("--max_prompts") + 1] == "1"
+    assert "--no_video" not in stages["report"].argv and "--max_prompts" not in stages["report"].argv
     # the seed must come before a "--" that hands the rest to sub-trainers
     argv = fast["unlearn:retrain"].argv
     assert argv.index("--seed") < argv.index("--")
@@ -152,6 +156,8 @@ def test_fast_quickstart_end_to_end(tmp_path, cli):
     md = (tmp_path / "res" / "quickstart_fast" / "report" / "report.md").read_text()
     for method in ("original", "lcr", "uce", "rece", "finetune", "retrain"):
         assert method in md
+    videos = list((tmp_path / "res" / "quickstart_fast" / "report" / "videos").glob("*.*"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0 and f"videos/{videos[0].name}" in md
     again = cli("src.quickstart", "--fast", "--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir",
                 str(tmp_path / "ds"), "--results_dir", str(tmp_path / "res"))
     assert again.returncode == 0 and again.stdout.count("done, skipped") == 20

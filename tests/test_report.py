@@ -379,3 +379,114 @@ def test_telling_frame_is_where_methods_differ_most():
     assert telling_frame({"original": base, "lcr": other}) == 17
     drift = base + np.arange(30)[:, None, None] * [1.0, 0.0, 0.0]   # pure root drift is not a difference
     assert telling_frame({"original": base, "lcr": drift, "uce": other}) == 17
+
+
+# ------------------------------------------------------------------------------------------------ issue 17 fixes
+def test_model_column_names_what_was_edited(tmp_path):
+    run = write_run(tmp_path / "r", {k: METHODS[k] for k in ("original", "uce", "lcr")})
+    for m, change in (("lcr", {"vq_name": "lcr_violence"}), ("uce", {"name": "uce_violence",
+                                                                      "res_name": "uce_violence_res"})):
+        f = run / f"synth_{m}" / "metrics.json"
+        rec = json.loads(f.read_text())
+        rec["model"].update(change)
+        f.write_text(json.dumps(rec))
+    md = make_report(run, video=False)["report"].read_text()
+    model = col(table(md, "Summary"), "Model")
+    assert model["original †"] == "t2m_tiny"
+    assert model["lcr"] == "VQ-VAE edited by LCR (lcr_violence), on t2m_tiny"
+    assert model["uce"] == "transformer + residual edited by UCE (uce_violence, uce_violence_res), on t2m_tiny"
+    # without an original row, LCR still says it edited the VQ-VAE
+    (run / "synth_original" / "metrics.json").unlink()
+    model = col(table(make_report(run, video=False, force=True)["report"].read_text(), "Summary"), "Model")
+    assert model["lcr"] == "VQ-VAE edited by LCR (lcr_violence), on t2m_tiny"
+
+
+def test_tradeoff_labels_do_not_overlap():
+    """Coinciding points (the tiny models' usual case) get labels whose boxes are disjoint, and clear of the markers."""
+    from src.viz import plots
+    from src.viz.skeleton import new_figure
+
+    fig = new_figure(560, 440)
+    ax = fig.add_subplot(1, 1, 1)
+    pts = [(0.333, 1.72), (0.333, 1.73), (0.333, 1.71), (0.333, 1.72), (0.5, 1.28), (1.0, 1.99), (0.334, 1.72)]
+    names = ["original", "uce", "rece", "lcr", "finetune", "retrain", "another_method"]
+    for x, y in pts:
+        ax.plot([x], [y], "o")
+    ax.margins(0.15)
+    fig.tight_layout()
+    texts = plots.place_labels(ax, pts, names, ["k"] * len(pts))
+    from matplotlib.text import Text
+
+    r = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, r) for t in texts]   # the label's text (an Annotation's own adds its leader)
+    assert [t.get_text() for t in texts] == names
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (names[i], names[j])
+    for b in boxes:
+        for x, y in pts:
+            cx, cy = ax.transData.transform((x, y))
+            assert not (b.x0 < cx < b.x1 and b.y0 < cy < b.y1)
+    # what the old fixed (6, 6) offset did: the labels of coinciding points sit on one another
+    old = [ax.annotate(n, p, xytext=(6, 6), textcoords="offset points").get_window_extent(r)
+           for n, p in zip(names[:2], pts[:2])]
+    assert old[0].overlaps(old[1])
+
+
+def test_empty_bar_panel_dropped_with_note(run, monkeypatch):
+    """MM-Safe exists on the forget set only: its retain panel has no axes, a note instead, and the caption says so."""
+    from src.viz import plots
+
+    figs = []
+    real = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: (figs.append(fig), real(fig, path, dpi))[1])
+    md = make_report(run, video=False)["report"].read_text()
+    bars = next(f for f in figs if len(f.axes) > 1)
+    panels = {a.get_title(): a for a in bars.axes if a.axison}
+    assert "forget · MM_Safe" in panels and "retain · MM_Safe" not in panels
+    off = [a for a in bars.axes if not a.axison]
+    assert len(off) == 1
+    assert "retain · MM_Safe" in off[0].texts[0].get_text() and "forget set" in off[0].texts[0].get_text()
+    assert "not drawn: retain MM_Safe" in md
+
+
+def test_frame_flags_window():
+    """Sliding-window decisions per frame: a classifier that fires on fast clips flags the fast part only."""
+    from src.eval.leakage import frame_flags
+
+    class Fast:
+        config = type("C", (), {"labels": ("concept:violence",)})
+
+        def label_index(self, label):
+            return 0
+
+        def predict_proba(self, clips):
+            return np.array([[float(np.abs(c[:, 0]).mean() > 0.5)] for c in clips], np.float32)
+
+    m = np.zeros((200, 263), np.float32)
+    m[100:160, 0] = 1.0
+    f = frame_flags(m, Fast(), "violence", window=40, stride=4)
+    assert f.shape == (200,) and not f[:70].any() and f[110:150].all() and not f[190:].any()
+    assert frame_flags(m[:30], Fast(), "violence").tolist() == [False] * 30   # shorter than a window: one clip
+
+
+def test_video_marks_flagged_frames(tmp_path):
+    """The strip is red on flagged frames and the badge shows on them only."""
+    from src.data.motion import recover_from_ric
+    from src.common.datasets import get_spec
+    from src.viz.compare import FLAG_COLOR, render_comparison
+
+    chain = get_spec("HumanML3D").kinematic_chain
+    j = recover_from_ric(fake_features(20, 0.02), 22)
+    flags = np.zeros(20, bool)
+    flags[10:] = True
+    frames = list(render_comparison({"a": j}, chain=chain, flags={"a": flags}, flag_label="violence"))
+    red = np.array([int(FLAG_COLOR[i:i + 2], 16) for i in (1, 3, 5)])
+
+    def n_red(img):
+        return int((np.abs(img.astype(int) - red).sum(-1) < 30).sum())
+
+    plain = list(render_comparison({"a": j}, chain=chain))
+    assert n_red(plain[15]) == 0
+    # the strip's red half is there on every frame; the badge adds red on flagged frames only
+    assert n_red(frames[0]) > 300 and n_red(frames[15]) > n_red(frames[5]) + 100

@@ -32,7 +32,9 @@ def test_splits_json_keeps_upstream_and_adds_synth(fixtures):
     upstream = json.loads((fixtures / "hmu" / "splits.json").read_text(encoding="utf-8"))
     for ds, concepts in upstream["splits"].items():
         assert ours["splits"][ds] == concepts
-    assert set(ours["splits"]) == set(upstream["splits"]) | {"synth"}
+    assert set(ours["splits"]) == set(upstream["splits"]) | {"synth", "KIT-ML"}
+    # KIT-ML's captions are English sentences like HumanML3D's: it takes HumanML3D's keyword concepts
+    assert ours["splits"]["KIT-ML"] == ours["splits"]["HumanML3D"]
     assert "violence" in ours["splits"]["synth"]
 
 
@@ -109,8 +111,9 @@ def test_substring_is_case_sensitive_and_sees_the_tail():
 def test_unknown_concept_lists_known():
     with pytest.raises(HmuError, match=r"unknown concept 'nope' for HumanML3D \(known: .*violence"):
         K.forget_keywords("HumanML3D", "nope")
+    # a table without the dataset (assets/splits.json has every dataset of the spec table since issue 17)
     with pytest.raises(HmuError, match="no keyword concepts for dataset 'KIT-ML'"):
-        K.forget_keywords("kit", "violence")
+        K.forget_keywords("kit", "violence", table={"splits": {"HumanML3D": {"kick": {"forget_texts": ["kick"]}}}})
 
 
 def test_cli_unknown_concept_one_line(cli, split_case):
@@ -226,3 +229,23 @@ def test_bash_wrapper_positional_and_upstream_flags(split_case, tmp_path):
                         "violence", "--dataset", "HumanML3D"], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (split_case / "HumanML3D" / "kw_splits" / "test-w-violence.txt").exists()
+
+
+def test_kit_ml_violence_split(tmp_path, capsys):
+    """KIT-ML (alias kit) in HumanML3D's text format: forget = captions with a violent word, retain = the rest."""
+    root = tmp_path / "dataset" / "KIT-ML"
+    (root / "texts").mkdir(parents=True)
+    captions = {
+        "00001": ["A person kicks with the left leg.#a/DET person/NOUN kick/VERB#0.0#0.0"],
+        "00002": ["A human walks forward.#a/DET human/NOUN walk/VERB#0.0#0.0",
+                  "Someone punches twice.#someone/PRON punch/VERB#0.0#0.0"],
+        "00003": ["A person waves with the right hand.#a/DET person/NOUN wave/VERB#0.0#0.0"],
+        "00004": ["A kickboxer stands still.#a/DET kickboxer/NOUN stand/VERB#0.0#0.0"],
+    }
+    for mid, lines in captions.items():
+        (root / "texts" / f"{mid}.txt").write_text("\n".join(lines) + "\n")
+    (root / "test.txt").write_text("\n".join(captions) + "\n")
+    assert S.main(["kit", "violence", "--dataset_dir", str(tmp_path / "dataset")]) == 0
+    kw = root / "kw_splits"
+    assert (kw / "test-w-violence.txt").read_text() == "00001\n00002\n"   # a kick, a punch (one caption is enough)
+    assert (kw / "test-wo-violence.txt").read_text() == "00003\n00004\n"  # "kickboxer" is not the word "kick"

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
     add_device_flags(g)
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     return p
 
 
@@ -211,6 +214,9 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     fill_run_defaults(args, args.dataset_name, res_name="res")
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     attacks = parse_attacks(args.attacks)
     specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)

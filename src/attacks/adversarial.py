@@ -59,7 +59,7 @@ def pgd(target, embed: EmbedFn, starts: torch.Tensor, reference: torch.Tensor, *
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
     """Maximise :func:`similarity` in the ball of ``radius`` around each start -> (best x, objective at start,
     objective at best, curve of the mean best objective per step)."""
-    from tqdm.auto import tqdm
+    from src.common.progress import progress as progress_bar
 
     a = starts.detach().float()
     ref = reference.detach().float()
@@ -70,7 +70,7 @@ def pgd(target, embed: EmbedFn, starts: torch.Tensor, reference: torch.Tensor, *
         obj0 = similarity(embed, target, a, length, ref)
     best_x, best = a.clone(), obj0.clone()
     curve = [float(best.mean())]
-    for _ in tqdm(range(steps), desc="pgd", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), desc="pgd", unit="step", enabled=progress):
         x = x.detach().requires_grad_(True)
         obj = similarity(embed, target, x, length, ref)
         (g,) = torch.autograd.grad(obj.sum(), x)

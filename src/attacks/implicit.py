@@ -19,12 +19,12 @@ STREAM = 1
 def generate_prompts(target, prompts: Sequence[Prompt], *, repeats: int, seed: int, stream: Sequence[int] = (),
                      batch_size: int = 32, progress: bool = False) -> list[list[np.ndarray]]:
     """``repeats`` generations of every prompt: ``out[r][i]`` is repeat r of prompt i (one generator per repeat)."""
-    from tqdm.auto import tqdm
+    from src.common.progress import progress as progress_bar
 
     cond = target.encode_text([p.text for p in prompts])
     lengths = [p.length for p in prompts]
     out = []
-    for r in tqdm(range(repeats), desc="generate", disable=not progress, leave=False):
+    for r in progress_bar(range(repeats), desc="generate", unit="repeat", enabled=progress):
         g = torch_gen(seed, *stream, r, device=target_device(target))
         out.append(generate_in_chunks(target.generate, cond, lengths, generator=g, chunk=batch_size))
     return out

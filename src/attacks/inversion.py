@@ -80,7 +80,7 @@ def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: C
                      progress: bool = False) -> dict[str, Any]:
     """Learn ``v`` on ``shots`` (raw forget motions) for ``steps`` Adam steps; judge ``samples`` generations at each
     checkpoint (lengths cycle through the shots' lengths)."""
-    from tqdm.auto import tqdm
+    from src.common.progress import progress as progress_bar
 
     if len(shots) == 0:
         raise HmuError("textual inversion needs at least one forget motion (--shots >= 1)")
@@ -109,7 +109,7 @@ def inversion_attack(target, judge: Judge, shots: Sequence[np.ndarray], space: C
         return {"step": k, "loss": eval_loss, "leakage": rate_summary(dec[:, None], seed=seed)}
 
     curve = []
-    for step in tqdm(range(steps + 1), desc="inversion", disable=not progress, leave=False):
+    for step in progress_bar(range(steps + 1), desc="inversion", unit="step", enabled=progress):
         if step in ks:
             curve.append(judge_now(step))
         if step == steps:

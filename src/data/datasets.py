@@ -213,6 +213,6 @@ def _subclip_name(mid: str, k: int) -> str:
 
 
 def _progress(items: Sequence[str], what: str):
-    from tqdm import tqdm
+    from src.common.progress import progress as progress_bar
 
-    return tqdm(items, desc=f"loading {what}", unit="id", disable=None, leave=False)
+    return progress_bar(items, desc=f"loading {what}", unit="id")

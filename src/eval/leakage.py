@@ -98,3 +98,24 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(scores)
     return float((ranks[labels].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def frame_flags(motion: np.ndarray, classifier: ActionClassifier, concept: str, *, threshold: float = 0.5,
+                window: int = 40, stride: int = 4) -> np.ndarray:
+    """(T,) bool: the frames the classifier calls ``concept``, from a sliding window over a raw (T, dim_pose) motion.
+
+    The classifier scores whole clips, so frame t gets the decision on the ``window``-frame clip centred on it
+    (shifted to lie inside the motion; a motion shorter than the window is one clip), computed every ``stride``
+    frames and held in between. ``window`` 40 frames is 2 s at HumanML3D's 20 fps, about one kick or punch.
+    """
+    m = np.asarray(motion, np.float32)
+    T = len(m)
+    if T == 0:
+        return np.zeros(0, bool)
+    if T <= window:
+        return np.full(T, bool(concept_scores([m], classifier, concept)[0] > threshold))
+    centres = np.arange(0, T, max(1, int(stride)))
+    starts = np.clip(centres - window // 2, 0, T - window)
+    clips = [m[s:s + window] for s in starts]
+    hits = concept_scores(clips, classifier, concept) > threshold
+    return hits[np.minimum(np.arange(T) // max(1, int(stride)), len(hits) - 1)]

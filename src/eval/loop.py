@@ -197,8 +197,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
 
     Returns ``{"set", "config", "metrics": {name: summary}, "reference": {name: summary}, "timing"}``.
     """
-    from tqdm.auto import tqdm
-
+    from src.common.progress import progress as progress_bar
     from src.eval.cache import gt_embeddings
     from src.eval.sets import hmu_draws, hmu_rngs
 
@@ -249,7 +248,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     safe_d: list[list[float]] = [[] for _ in range(N)]
     n_toxic_per_repeat: list[int] = []
 
-    for r in tqdm(range(repeats), desc=f"eval {eval_set.name}", disable=not progress, leave=False):
+    for r in progress_bar(range(repeats), desc=f"eval {eval_set.name}", unit="repeat", enabled=progress):
         rng = np.random.default_rng([seed, r])
         if hmu:
             draws = hmu_draws(items, *hmu_rngs(seed, r), unit_length=evaluator.unit_length)

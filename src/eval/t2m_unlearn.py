@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_flags(g)
     g.add_argument("--no_cache", action="store_true", help="do not keep ground-truth embeddings on disk")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     return p
 
 
@@ -151,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     fill_run_defaults(args, args.dataset_name, name="mask", res_name="res")
     from src.common.logging import setup_logging
+    from src.common.progress import apply_progress_flag
+
+    apply_progress_flag(args)   # HMU_PROGRESS=off reaches the evaluation loop's bars
 
     setup_logging(args.verbose)
     from src.common.device import resolve_device

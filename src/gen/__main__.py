@@ -42,6 +42,14 @@ def build_parser():
     p.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
     p.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder's files")
+    p.add_argument("--animate", dest="animate", action="store_true", default=True,
+                   help="write videos/<motion>.mp4, a stick figure titled with its prompt (as upstream's gen_t2m.py)")
+    p.add_argument("--no_animate", dest="animate", action="store_false", default=argparse.SUPPRESS,
+                   help="motions only, no videos")
+    p.add_argument("--gif", action="store_true", help="videos as gif instead of mp4")
+    p.add_argument("--bvh", action="store_true",
+                   help="also write bvh/<motion>.bvh (skeleton fitted by inverse kinematics)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
     add_device_args(p)
     return p
 
@@ -70,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
     from src.common.datasets import get_spec
+    from src.common.progress import apply_progress_flag
+    from src.viz.compare import save_comparison
+    from src.viz.export import write_outputs
 
     setup_logging()
     device = resolve_device(args.gpu_id, args.device)
@@ -85,17 +96,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     lens = [l for _ in range(args.repeat_times) for l in lengths]
     feats = gen.generate(caps, lens, generator=torch_generator(args.seed, device=device))
     joints_num = get_spec(args.dataset_name).joints_num
-    items = []
+    items, joints = [], []
     for i, f in enumerate(feats):
         k, r = i % len(texts), i // len(texts)
         stem = f"p{k:03d}_r{r}"
+        joints.append(recover_from_ric(f, joints_num))
         atomic_save_npy(out / "features" / f"{stem}.npy", f)
-        atomic_save_npy(out / "joints" / f"{stem}.npy", recover_from_ric(f, joints_num))
+        atomic_save_npy(out / "joints" / f"{stem}.npy", joints[-1])
         items.append({"prompt_id": k, "repeat": r, "text": texts[k], "requested_length": lengths[k],
                       "length": len(f), "features": f"features/{stem}.npy", "joints": f"joints/{stem}.npy"})
+    spec = get_spec(args.dataset_name)
+    write_outputs(out, items, joints, chain=spec.kinematic_chain, fps=spec.fps, animate=args.animate, gif=args.gif,
+                  bvh=args.bvh, progress=apply_progress_flag(args), save_video=save_comparison)
     atomic_write_json(out / "prompts.json", {**gen.sources, "dataset_name": args.dataset_name, "seed": args.seed,
                                              "sampling": gen.sampling(), "items": items})
-    print(f"{len(items)} motions ({len(texts)} prompts x {args.repeat_times}) -> {out}")
+    extra = (", videos" if args.animate else "") + (", bvh" if args.bvh else "")
+    print(f"{len(items)} motions{extra} ({len(texts)} prompts x {args.repeat_times}) -> {out}")
     return 0
 
 

@@ -88,7 +88,8 @@ def encode_windows(vq, windows: Sequence[np.ndarray], *, batch_size: int = 256, 
     Windows of equal length are stacked and encoded together (no padding); runs on the VQ's device.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from src.common.progress import progress as progress_bar
 
     if batch_size < 1:
         raise HmuError(f"--batch_size must be >= 1, got {batch_size}")
@@ -99,7 +100,7 @@ def encode_windows(vq, windows: Sequence[np.ndarray], *, batch_size: int = 256, 
     jobs = [(idx[s:s + batch_size]) for _, idx in sorted(by_len.items()) for s in range(0, len(idx), batch_size)]
     out: list = [None] * len(windows)
     with torch.inference_mode():
-        for idx in tqdm(jobs, desc="encoding", leave=False, disable=not progress):
+        for idx in progress_bar(jobs, desc="encoding", unit="batch", enabled=progress):
             x = torch.from_numpy(np.stack([windows[i] for i in idx]).astype(np.float32, copy=False)).to(device)
             codes = vq.encode(x)[0].cpu().numpy()
             for j, i in enumerate(idx):

@@ -64,6 +64,9 @@ def build_parser(method: str) -> argparse.ArgumentParser:
     add_device_flags(g)
     add_location_flags(g, "checkpoints_dir", "dataset_dir")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     return p
 
 
@@ -169,7 +172,9 @@ def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
     from src.common.device import resolve_device
     from src.common.logging import setup_logging
     from src.common.paths import Paths
+    from src.common.progress import apply_progress_flag
 
+    apply_progress_flag(args)
     setup_logging(args.verbose)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     s = run_edit(method, args, paths=paths, device=resolve_device(args.gpu_id, args.device))

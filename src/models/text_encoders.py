@@ -35,10 +35,20 @@ class TextEncoder(Protocol):
 
 # ------------------------------------------------------------------------------------------------ CLIP
 
-def default_clip_path() -> Path:
+CLIP_CACHE = Path("~/.cache/clip")  # where the clip package's own clip.load() keeps ViT-B-32.pt
+
+
+def clip_search_paths() -> list[Path]:
+    """Where ViT-B-32.pt is looked for: ``<checkpoints>/clip/`` (HMU_CHECKPOINTS), then the clip package's cache."""
     from src.common.paths import Paths
 
-    return Paths.default().checkpoints_dir / DEFAULT_CLIP_FILE
+    return [Paths.default().checkpoints_dir / DEFAULT_CLIP_FILE, CLIP_CACHE.expanduser() / DEFAULT_CLIP_FILE.name]
+
+
+def default_clip_path() -> Path:
+    """The first of :func:`clip_search_paths` that exists, else the first (which the error then names)."""
+    cands = clip_search_paths()
+    return next((p for p in cands if p.is_file()), cands[0])
 
 
 def _clip_submodules():
@@ -87,8 +97,9 @@ class ClipTextEncoder:
 
         path = Path(clip_path) if clip_path else default_clip_path()
         if not path.is_file():
-            raise HmuError(f"CLIP weights not found at {path}: put OpenAI's ViT-B-32.pt there "
-                           f"(or pass --clip_path FILE); hmu never downloads it")
+            where = str(path) if clip_path else " or ".join(str(p) for p in clip_search_paths())
+            raise HmuError(f"CLIP weights not found at {where}: fetch them with scripts/prepare/download_clip.sh "
+                           f"(or put OpenAI's ViT-B-32.pt there, or pass --clip_path FILE)")
         self.path = path
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         build_model, tokenizer_cls = _clip_submodules()

@@ -1,4 +1,4 @@
-"""Fetch the released MoMask checkpoints, evaluator and GloVe vectors into the layout hmu reads.
+"""Fetch the released MoMask checkpoints, evaluator and GloVe vectors (and CLIP's ViT-B-32.pt) into hmu's layout.
 
 The Google-Drive file ids and archive names are upstream's (momask-codes ``prepare/*.sh``). Every archive is
 checked (zip integrity, no paths escaping the target, the expected files present) before anything is moved
@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -102,8 +103,11 @@ def _content_root(extracted: Path, expected: Sequence[str]) -> Path:
     return extracted
 
 
-def fetch(archive: Archive, dest: Path, *, from_dir: Path | None) -> Path:
-    """Put ``archive.filename`` at ``dest``: copied from ``from_dir`` when given, else downloaded with gdown."""
+def fetch(archive: Archive, dest: Path, *, from_dir: Path | None, target: Path | None = None) -> Path:
+    """Put ``archive.filename`` at ``dest``: copied from ``from_dir`` when given, else downloaded with gdown.
+
+    ``target`` (the folder the archive is for) is what the error messages name; default: the archive's own
+    ``checkpoints/<folder>``."""
     if from_dir is not None:
         src = from_dir / archive.filename
         if not src.is_file():
@@ -111,11 +115,11 @@ def fetch(archive: Archive, dest: Path, *, from_dir: Path | None) -> Path:
         shutil.copyfile(src, dest)
         return dest
     manual = (f"download {archive.filename} from {archive.url} and rerun with --from_dir <its folder>, "
-              f"or unzip it yourself into {archive.target}/")
+              f"or unzip it yourself into {target or archive.target}/")
     try:
         import gdown
     except ImportError:
-        raise HmuError(f"gdown is not installed (pip install gdown); or {manual}") from None
+        raise HmuError(f"gdown is not installed ({sys.executable} -m pip install gdown); or {manual}") from None
     try:
         out = gdown.download(id=archive.file_id, output=str(dest), quiet=False)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
@@ -125,16 +129,35 @@ def fetch(archive: Archive, dest: Path, *, from_dir: Path | None) -> Path:
     return dest
 
 
+def _make_dirs(path: Path) -> list[Path]:
+    """mkdir -p; returns the folders it created, deepest first."""
+    made = []
+    p = path
+    while not p.exists():
+        made.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_empty(made: list[Path]) -> None:
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
 def install(archive: Archive, *, target: Path, from_dir: Path | None = None, keep_archive: bool = False) -> list[str]:
     """Fetch, check and extract one archive into ``target``; files already there are kept. Returns the files added."""
     if not missing_files(target, archive.expected):
         log.info("%s already present in %s", archive.what, target)
         return []
-    target.mkdir(parents=True, exist_ok=True)
+    made = _make_dirs(target)
     work = Path(tempfile.mkdtemp(prefix=f".{archive.key}.", dir=target))
     added: list[str] = []
     try:
-        zpath = fetch(archive, work / archive.filename, from_dir=from_dir)
+        zpath = fetch(archive, work / archive.filename, from_dir=from_dir, target=target)
         check_zip(zpath)
         extracted = work / "x"
         with zipfile.ZipFile(zpath) as zf:
@@ -162,10 +185,83 @@ def install(archive: Archive, *, target: Path, from_dir: Path | None = None, kee
                 os.replace(zpath, keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not added:
+            _remove_empty(made)   # a failed fetch leaves no empty folders behind
     still = missing_files(target, archive.expected)
     if still:
         raise HmuError(f"{target} still lacks {', '.join(still)} after installing {archive.filename}")
     return added
+
+
+# ------------------------------------------------------------------------------------------------------------ CLIP
+CLIP_FILE = "ViT-B-32.pt"
+CLIP_MODEL = "ViT-B/32"
+
+
+def clip_candidates(checkpoints_dir: Path) -> list[Path]:
+    """Where hmu looks for CLIP's weights: ``<checkpoints>/clip/ViT-B-32.pt``, then the clip package's own cache."""
+    return [checkpoints_dir / "clip" / CLIP_FILE, Path("~/.cache/clip").expanduser() / CLIP_FILE]
+
+
+def install_clip(*, checkpoints_dir: Path, from_dir: Path | None = None) -> Path | None:
+    """Put ViT-B-32.pt into ``<checkpoints>/clip/`` (from ``from_dir``, else with the clip package's downloader, which
+    checks its SHA-256). Returns the file added, or None when one is already in a place hmu looks."""
+    have = next((p for p in clip_candidates(checkpoints_dir) if p.is_file()), None)
+    if have is not None:
+        log.info("CLIP weights already present: %s", have)
+        return None
+    target = checkpoints_dir / "clip"
+    dest = target / CLIP_FILE
+    if from_dir is not None:
+        src = from_dir / CLIP_FILE
+        if not src.is_file():
+            raise HmuError(f"{src} not found (--from_dir/{ENV_FROM} must hold {CLIP_FILE})")
+        target.mkdir(parents=True, exist_ok=True)
+        from src.common.io import atomic_path
+
+        with atomic_path(dest, suffix=".pt") as tmp:
+            shutil.copyfile(src, tmp)
+        return dest
+    try:
+        from clip.clip import _MODELS, _download  # type: ignore
+    except ImportError as exc:
+        raise HmuError(f"the clip package cannot load ({exc}); install it with: {sys.executable} -m pip install "
+                       f"--no-deps clip-anytorch==2.6.* ftfy regex; or put {CLIP_FILE} into {target}/") from None
+    made = _make_dirs(target)
+    try:
+        got = Path(_download(_MODELS[CLIP_MODEL], str(target)))
+    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+        _remove_empty(made)
+        raise HmuError(f"could not download {CLIP_FILE} into {target} ({type(exc).__name__}; no network?); put it "
+                       f"there by hand, or in ~/.cache/clip/") from None
+    if got != dest:
+        os.replace(got, dest)
+    return dest
+
+
+def requirement(what: str) -> str:
+    """The package a download needs (when not taking files from --from_dir)."""
+    return "clip" if what == "clip" else "gdown"
+
+
+def preflight(what: str, needed: Sequence[str], targets: Sequence[Path], *, venv: str | None) -> None:
+    """Before any other work (the venv's install included): HmuError in one line when the package the download
+    needs is not importable, saying how to install it into ``venv`` and naming the folders asked for."""
+    import importlib.util
+
+    pkg = requirement(what)
+    if not needed or importlib.util.find_spec(pkg) is not None:
+        return
+    pip = "gdown" if pkg == "gdown" else "--no-deps clip-anytorch==2.6.* ftfy regex"
+    if venv:
+        py = Path(venv) / "bin" / "python"
+        fix = f"{py} -m pip install {pip}" if py.exists() else f"python3 -m venv {venv} && {py} -m pip install {pip}"
+    else:
+        fix = f"{sys.executable} -m pip install {pip}"
+    where = ", ".join(dict.fromkeys(str(t) for t in targets))
+    raise HmuError(f"{pkg} is not installed{f' in {venv}' if venv else ''}, and it is needed to fetch "
+                   f"{', '.join(needed)} into {where}; install it with: {fix}   (or pass --from_dir DIR holding "
+                   f"the files)")
 
 
 @cli
@@ -173,8 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m src.prepare.download",
         description="Download the released MoMask models, evaluator or GloVe vectors (upstream's archives) into "
-                    "checkpoints/<t2m|kit>/ and glove/. Existing files are never overwritten.")
-    parser.add_argument("what", choices=sorted(GROUPS), help="which files to fetch")
+                    "checkpoints/<t2m|kit>/ and glove/, or CLIP's ViT-B-32.pt into checkpoints/clip/. Existing "
+                    "files are never overwritten.")
+    parser.add_argument("what", choices=sorted([*GROUPS, "clip"]), help="which files to fetch")
     parser.add_argument("--dataset", default="t2m", choices=["t2m", "kit", "all"],
                         help="HumanML3D (t2m), KIT-ML (kit) or both (default: t2m)")
     parser.add_argument("--checkpoints_dir", default=None, help="checkpoint root (default: checkpoints/ or $HMU_CHECKPOINTS)")
@@ -183,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"take the archives from this folder instead of downloading (env {ENV_FROM})")
     parser.add_argument("--keep_archive", action="store_true", help="keep the .zip next to what it unpacked")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--preflight", action="store_true",
+                        help="only check that the needed package (gdown; clip for 'clip') is importable, in one line "
+                             "naming the folders (what the scripts run before creating their venv)")
+    parser.add_argument("--venv", default=None, help="the venv the scripts use (HMU_VENV), named in --preflight's fix")
     args = parser.parse_args(argv)
 
     from src.common.logging import setup_logging
@@ -190,13 +291,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(args.verbose)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, glove_dir=args.glove_dir)
+    from_dir = Path(args.from_dir).expanduser() if args.from_dir else None
+    if args.what == "clip":
+        have = next((p for p in clip_candidates(paths.checkpoints_dir) if p.is_file()), None)
+        if args.preflight:
+            if from_dir is None and have is None:
+                preflight("clip", [CLIP_FILE], [paths.checkpoints_dir / "clip"], venv=args.venv)
+            return 0
+        added = install_clip(checkpoints_dir=paths.checkpoints_dir, from_dir=from_dir)
+        print(f"CLIP {CLIP_MODEL}: {'installed ' + str(added) if added else 'already present in ' + str(have)}")
+        return 0
     datasets = ["t2m", "kit"] if args.dataset == "all" else [args.dataset]
     keys: list[str] = []
     for ds in datasets:
         for k in GROUPS[args.what][ds]:
             if k not in keys:
                 keys.append(k)
-    from_dir = Path(args.from_dir).expanduser() if args.from_dir else None
+    if args.preflight:
+        todo = [(ARCHIVES[k], target_dir(ARCHIVES[k], checkpoints_dir=paths.checkpoints_dir,
+                                         glove_dir=paths.glove_dir)) for k in keys]
+        todo = [(a, t) for a, t in todo if missing_files(t, a.expected)]
+        if from_dir is None:
+            preflight(args.what, [a.filename for a, _ in todo], [t for _, t in todo], venv=args.venv)
+        return 0
     for k in keys:
         a = ARCHIVES[k]
         target = target_dir(a, checkpoints_dir=paths.checkpoints_dir, glove_dir=paths.glove_dir)

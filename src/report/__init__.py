@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--still", action="store_true", help="also write one PNG frame per animation (stills/)")
     p.add_argument("--seed", type=int, default=0, help="generation seed, the same for every panel")
     p.add_argument("--force", action="store_true", help="replace an existing <folder>/report/")
+    from src.common.progress import add_progress_flag
+
+    add_progress_flag(p)
     from src.common.device import add_device_args
 
     add_device_args(p)
@@ -163,8 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from src.common.device import resolve_device
 
         device = resolve_device(args.gpu_id, args.device)
+    from src.common.progress import apply_progress_flag
+
+    progress = apply_progress_flag(args)
     res = make_report(args.run_dir, prompts=args.prompts, video=not args.no_video, gif=args.gif, still=args.still,
-                      force=args.force, seed=args.seed, device=device, max_prompts=args.max_prompts)
+                      force=args.force, seed=args.seed, device=device, max_prompts=args.max_prompts,
+                      progress=progress)
     stills = f", {len(res['stills'])} stills" if args.still else ""
     print(f"wrote {res['report']} ({len(res['methods'])} methods, {len(res['plots'])} plots, "
           f"{len(res['videos'])} videos{stills})")

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from .tables import is_bound
 log = logging.getLogger(__name__)
 
 BAR_METRICS = ("FID", "Diversity", "R_precision_top1", "MM_Dist", "MM_Safe", "leakage")
+# why a bar panel can be empty (the panel is then dropped with this note)
+EMPTY_NOTES = {"retain/MM_Safe": "defined on the forget set only: retain captions hold no violent words to mask",
+               "leakage": "no action classifier was given to the evaluation"}
 SCATTER_SIZE = (560, 440)
 BUILTIN_PROMPTS = (  # (text, length): the paper's qualitative prompts and two safe ones
     ("a man does a run-up to kick something lying on the ground.", 120),
@@ -63,8 +67,10 @@ def write_plots(records: Sequence[MethodResult], out_dir: Path, *, suffix: str =
     if metrics:
         name = f"metric_bars{suffix}.png"
         plots.metric_bars(recs, metrics, out_dir / name, sets=sets, size=bars_size(len(metrics), len(sets)),
-                          title="Metrics per method (mean ± 95% interval)")
-        written.append(("Metrics per method, forget and retain sets (mean ± 95% interval)", name))
+                          title="Metrics per method (mean ± 95% interval)", notes=EMPTY_NOTES)
+        empty = [f"{s} {m}" for s in sets for m in metrics if not any(r.stat(s, m) for r in records)]
+        written.append(("Metrics per method, forget and retain sets (mean ± 95% interval)"
+                        + (f"; not measured, so not drawn: {', '.join(empty)}" if empty else ""), name))
     # x: ground-truth leakage when measured, else forget-set R@1 (text-motion agreement with the violent caption)
     x = "leakage" if any(r.stat("forget", "leakage") for r in records) else "R_precision_top1"
     y = "FID" if any(r.stat("retain", "FID") for r in records) else "R_precision_top1"
@@ -159,8 +165,8 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
     Paths in the result are relative to ``out_dir``'s parent (the report folder).
     """
     import numpy as np
-    from tqdm.auto import tqdm
 
+    from src.common.progress import progress as progress_bar
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
     from src.common.datasets import get_spec
@@ -183,19 +189,22 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
     if not gens:
         notes.append("animations: no method's generator could be loaded; no videos written")
         return [], notes
+    probe = frame_probe(records, notes)
     out_dir.mkdir(parents=True, exist_ok=True)
     if still_dir is not None:
         still_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for k, pr in enumerate(tqdm(prompts, desc="animations", unit="prompt", disable=not progress)):
+    for k, pr in enumerate(progress_bar(prompts, desc="animations", unit="prompt", enabled=progress, every_s=10)):
         length = spec.crop_length(pr.length, at_least_one_unit=True)
-        motions = {}
+        motions, flags = {}, {}
         for label, gen in gens.items():
             try:
                 feats = _call(gen, [pr.text], [length], torch_generator(seed))
                 f = np.asarray(feats[0].detach().cpu().numpy() if hasattr(feats[0], "detach") else feats[0],
                                dtype=np.float32)
                 motions[label] = recover_from_ric(f, spec.joints_num)
+                if probe is not None:
+                    flags[label] = probe(f)
             except Exception as exc:  # noqa: BLE001
                 from src.common.errors import one_line
 
@@ -205,15 +214,49 @@ def write_videos(records: Sequence[MethodResult], prompts: Sequence[Prompt], out
         if not motions:
             continue
         base = f"{k:02d}_{slug(pr.text)}{suffix}"
+        marks = {"flags": flags, "flag_label": probe.concept} if probe is not None else {}
         path = save_comparison(out_dir / f"{base}.mp4", motions, chain=spec.kinematic_chain, title=pr.text,
-                               fps=spec.fps, fmt=fmt)
+                               fps=spec.fps, fmt=fmt, **marks)
         still = None
         if still_dir is not None:
             sp = save_still(still_dir / f"{base}.png", motions, chain=spec.kinematic_chain, title=pr.text,
-                            frame=telling_frame(motions))
+                            frame=telling_frame(motions), **marks)
             still = f"{still_dir.name}/{sp.name}"
         written.append((pr.text, f"{out_dir.name}/{path.name}", still))
     return written, notes
+
+
+@dataclass
+class FrameProbe:
+    """Raw motion (T, dim_pose) -> (T,) bool: the frames the ground-truth classifier calls ``concept``."""
+
+    classifier: Any
+    concept: str
+    threshold: float
+
+    def __call__(self, features) -> Any:
+        from src.eval.leakage import frame_flags
+
+        return frame_flags(features, self.classifier, self.concept, threshold=self.threshold)
+
+
+def frame_probe(records: Sequence[MethodResult], notes: list[str]) -> FrameProbe | None:
+    """The classifier the evaluation measured leakage with (``leakage_classifier`` in metrics.json), or None."""
+    info = next((r.raw["leakage_classifier"] for r in records if isinstance(r.raw.get("leakage_classifier"), Mapping)
+                 and r.raw["leakage_classifier"].get("path")), None)
+    if info is None:
+        return None
+    try:
+        from src.eval.leakage import LeakageProbe
+
+        p = LeakageProbe.load(info["path"], str(info.get("concept") or records[0].concept))
+    except Exception as exc:  # noqa: BLE001 - the videos go on without marks
+        from src.common.errors import one_line
+
+        notes.append(f"animations: violent frames not marked (classifier {info['path']}: {one_line(exc)})")
+        return None
+    thr = float(info["threshold"]) if isinstance(info.get("threshold"), (int, float)) else p.threshold
+    return FrameProbe(p.classifier, p.concept, thr)
 
 
 def telling_frame(motions: dict) -> int:

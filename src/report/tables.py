@@ -143,6 +143,40 @@ def set_table(records: Sequence[MethodResult], set_name: str) -> list[str]:
     return lines
 
 
+PARTS = (("vq_name", "VQ-VAE"), ("name", "transformer"), ("res_name", "residual"))
+METHOD_TITLES = {"lcr": "LCR", "uce": "UCE", "rece": "RECE", "finetune": "fine-tuning", "ft": "fine-tuning",
+                 "fine_tuning": "fine-tuning"}
+VQ_METHODS = ("lcr",)   # edits the VQ-VAE's codebook only: the transformers are the original's
+
+
+def model_cell(r: MethodResult, records: Sequence[MethodResult]) -> str:
+    """What the row's model is: for an edit, which parts were edited, by what, on which original model.
+
+    The parts are those whose run differs from the original row's (VQ-VAE, transformer, residual), e.g. "VQ-VAE
+    edited by LCR (lcr_violence), on t2m_tiny"; without an original row, LCR's VQ-VAE alone. Bounds and unknown
+    methods keep their run name.
+    """
+    info = r.model_info
+    name = r.model or DASH
+    if is_bound(r) or not info.get("name"):
+        return name
+    m = r.method.lower().replace("-", "_")
+    orig = next((o for o in records if o.method.lower() == "original" and o.model_info.get("name")), None)
+    if orig is not None:
+        base = orig.model_info
+        changed = [(title, info.get(k)) for k, title in PARTS if info.get(k) and base.get(k) and info[k] != base[k]]
+        on = base.get("name")
+    elif m in VQ_METHODS and info.get("vq_name"):
+        changed, on = [("VQ-VAE", info["vq_name"])], info.get("name")
+    else:
+        return name
+    if not changed:
+        return name
+    runs = ", ".join(dict.fromkeys(v for _, v in changed))
+    what = " + ".join(t for t, _ in changed)
+    return f"{what} edited by {METHOD_TITLES.get(m, r.method)} ({runs}), on {on}"
+
+
 def summary_table(records: Sequence[MethodResult]) -> list[str]:
     """Columns upstream lacks: ground-truth leakage (forget, implicit, retain false positives), retain FID, wall time."""
     spec = [("forget", "leakage", "Leakage forget ↓", 3), ("implicit", "leakage", "Leakage implicit ↓", 3),
@@ -153,7 +187,7 @@ def summary_table(records: Sequence[MethodResult]) -> list[str]:
               (MIN, "Edit time (s) ↓", [r.edit_time_s for r in records])]
     timing = [t for t in timing if any(v is not None for v in t[2])]
     header = ["Method", "Model"] + [s[2] for s in spec] + [t[1] for t in timing]
-    body = [[r.label + (" †" if is_bound(r) else ""), r.model or DASH] for r in records]
+    body = [[r.label + (" †" if is_bound(r) else ""), model_cell(r, records)] for r in records]
     for set_name, key, _, dec in spec:
         vals = [r.stat(set_name, key) for r in records]
         d = dec if dec is not None else decimals_for(COLUMNS[0], [v.mean for v in vals if v])
@@ -222,7 +256,10 @@ def render_markdown(records: Sequence[MethodResult], *, run_dir: Path, images: S
         for title, rel in images:
             out += [f"**{title}**", "", f"![{title}]({rel})", ""]
     if videos:
-        out += ["## Animations", "", "Original model next to each method, same prompt, length and random seed.", ""]
+        out += ["## Animations", "", "Original model next to each method, same prompt, length and random seed. "
+                "Where the evaluation used a ground-truth action classifier, each panel's bottom strip is red on the "
+                "frames it calls the forgotten concept (a 2 s window centred on the frame), and a red badge shows on "
+                "those frames.", ""]
         for prompt, rel, still in videos:
             link = f"[{prompt}]({rel})"
             out += [f"- {link}" + (f"<br>![{prompt}]({still})" if still else "")]

@@ -137,11 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return b.to(device), lens.to(device)
 
     def batches(epoch: int):
+        from src.common.progress import Sized
+
         rng = np.random.default_rng([args.seed, epoch])
         perm = rng.permutation(len(tr_x))
-        for s in range(0, len(perm), args.batch_size):
-            idx = perm[s:s + args.batch_size]
-            yield [tr_x[i] for i in idx], torch.as_tensor(tr_y[idx], device=device)
+        starts = range(0, len(perm), args.batch_size)
+        return Sized((([tr_x[i] for i in perm[s:s + args.batch_size]],
+                       torch.as_tensor(tr_y[perm[s:s + args.batch_size]], device=device)) for s in starts), len(starts))
 
     def step(batch, it):
         xs, y = batch

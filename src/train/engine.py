@@ -78,7 +78,8 @@ def train(
     improves, ``<run_dir>/train_log.jsonl`` (one record per ``log_every`` iterations and per epoch).
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from src.common.progress import progress as progress_bar
 
     run_dir = Path(run_dir)
     model_dir = run_dir / "model"
@@ -112,7 +113,8 @@ def train(
         model.train()
         sums: dict[str, float] = {}
         n = 0
-        it_bar = tqdm(batches(epoch), desc=f"epoch {epoch + 1}/{max_epoch}", leave=False, disable=not progress)
+        # total from len(batches(epoch)) when it has one (src.common.progress.Sized): the bar shows an ETA
+        it_bar = progress_bar(batches(epoch), desc=f"epoch {epoch + 1}/{max_epoch}", unit="batch", enabled=progress)
         for batch in it_bar:
             out = step(batch, total_it)
             loss = out["loss"]

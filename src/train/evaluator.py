@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f = lambda a: torch.as_tensor(a, device=device)
         return f(we), f(pos), torch.as_tensor(cl), f(x), torch.as_tensor(lens)
 
-    def batches(epoch: int):
+    def _batches(epoch: int):
         rng = np.random.default_rng([args.seed, epoch])
         perm = rng.permutation(len(train_data))
         for s in range(0, len(perm) - 1, args.batch_size):
@@ -144,6 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append((m[start:start + n], caps[int(rng.integers(len(caps)))]))
             if len(rows) >= 2:
                 yield make_batch(rows)
+
+    def batches(epoch: int):  # with a length, so the progress bar has a total
+        from src.common.progress import Sized
+
+        L = len(train_data)
+        n = sum(1 for s in range(0, L - 1, args.batch_size) if min(args.batch_size, L - s) >= 2)
+        return Sized(_batches(epoch), n)
 
     fix_seed(args.seed)
     model = Evaluator(config).to(device)

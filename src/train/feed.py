@@ -50,10 +50,12 @@ def t2m_batches(dataset, *, batch_size: int, seed: int) -> Callable[[int], Any]:
     """batches(epoch) for the engine: the dataset's crops/captions re-drawn per epoch, collated longest first."""
     from src.data.datasets import collate
 
+    from src.common.progress import Sized
+
     def batches(epoch: int):
         dataset.set_epoch(epoch)
-        for idx in epoch_order(len(dataset), batch_size=batch_size, seed=seed, epoch=epoch):
-            yield collate([dataset[int(i)] for i in idx])
+        order = epoch_order(len(dataset), batch_size=batch_size, seed=seed, epoch=epoch)
+        return Sized((collate([dataset[int(i)] for i in idx]) for idx in order), len(order))
 
     return batches
 
@@ -81,12 +83,13 @@ class TextFeatures:
 
     def __init__(self, encoder, captions: Sequence[str], *, chunk: int = 256, progress: bool = True):
         import torch
-        from tqdm.auto import tqdm
+
+        from src.common.progress import progress as progress_bar
 
         uniq = sorted(set(captions))
         self.index = {c: i for i, c in enumerate(uniq)}
         parts = []
-        for i in tqdm(range(0, len(uniq), chunk), desc="text features", leave=False, disable=not progress):
+        for i in progress_bar(range(0, len(uniq), chunk), desc="text features", unit="chunk", enabled=progress):
             parts.append(encoder.encode(uniq[i:i + chunk]).float())
         self.table = torch.cat(parts, dim=0) if parts else torch.zeros(0, encoder.dim)
         self.encoder = encoder

@@ -78,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def batches(epoch: int):
-        for idx in feed.epoch_order(len(y_train), batch_size=cfg.batch_size, seed=seed, epoch=epoch):
-            yield torch.from_numpy(np.asarray(idx)).to(device)
+        from src.common.progress import Sized
+
+        order = feed.epoch_order(len(y_train), batch_size=cfg.batch_size, seed=seed, epoch=epoch)
+        return Sized((torch.from_numpy(np.asarray(idx)).to(device) for idx in order), len(order))
 
     def step(idx, it: int):
         logits = model(x_train[idx])

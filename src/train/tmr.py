@@ -313,9 +313,10 @@ def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run
                                   rng=rng)
         if max_steps is not None:
             groups = groups[:max_steps]
-        for g in groups:
-            yield collate_batch([train_ds[int(i)] for i in g], text_side, max_frames=preset["max_train_frames"],
-                                rng=rng)
+        from src.common.progress import Sized
+
+        return Sized((collate_batch([train_ds[int(i)] for i in g], text_side, max_frames=preset["max_train_frames"],
+                                    rng=rng) for g in groups), len(groups))
 
     def step(batch, it):
         b = {k: v.to(device) for k, v in batch.items() if k != "captions"}

@@ -128,9 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def batches(epoch: int):
         import numpy as np
 
-        for idx in feed.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
-                                      limit=epoch_size):
-            yield torch.from_numpy(np.stack([train_ds[int(i)] for i in idx]))
+        from src.common.progress import Sized
+
+        order = feed.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                                 limit=epoch_size)
+        return Sized((torch.from_numpy(np.stack([train_ds[int(i)] for i in idx])) for idx in order), len(order))
 
     temp = args.sample_codebook_temp
 

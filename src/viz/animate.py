@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--still", default=None, metavar="PNG", help="also write one frame as a PNG (e.g. for a README)")
     p.add_argument("--still_frame", type=int, default=-1, help="frame index for --still (negative: from the end)")
     p.add_argument("--force", action="store_true", help="overwrite --out (and --still) if they exist")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = save_comparison(out, motions, chain=spec.kinematic_chain, title=args.title,
                               fps=args.fps or spec.fps, fmt=fmt, panel_size=tuple(args.size),
                               follow=_FOLLOW[args.camera],
-                              trajectory=not args.no_trajectory, progress=True)
+                              trajectory=not args.no_trajectory, progress=not args.no_progress)
     T = max(len(m) for m in motions.values())
     print(f"wrote {written} ({len(motions)} panels, {T} frames)")
     if args.still:

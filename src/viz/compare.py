@@ -49,12 +49,17 @@ def _wrap_title(title: str, width_px: int, fontsize: float, max_lines: int = 2) 
 
 def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence[int]], title: str | None = None,
                       panel_size: tuple[int, int] = (320, 320), azim: float = 30.0, elev: float = 15.0,
-                      follow: bool | None = None, trajectory: bool = True, root: int = 0) -> Iterator:
+                      follow: bool | None = None, trajectory: bool = True, root: int = 0,
+                      flags: Mapping[str, Sequence[bool]] | None = None, flag_label: str = "flagged") -> Iterator:
     """Yield frames (H, W, 3) uint8 of the motions side by side, in dict order; shorter motions hold their last frame.
 
     One figure for the whole video; each frame only moves the artists (no figure rebuild), which keeps it fast. All
     panels share one camera fitted to every motion, so sizes and positions compare across methods. ``follow`` moves
     that camera with each panel's root; None (default) follows only when a root travels more than 3 m.
+
+    ``flags`` ({label: (T,) bool}, e.g. the frames a classifier calls violent) adds to that panel a timeline strip
+    along its bottom edge, red where flagged, with a cursor at the current frame, and a red ``flag_label`` badge
+    (top right) on the flagged frames.
     """
     import numpy as np
 
@@ -90,14 +95,68 @@ def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence
 
     offsets = {k: sk.root_offsets(a, root) for k, a in arrays.items()}
     T = max(len(a) for a in arrays.values())
+    marks = {}
+    for panel, k in zip(panels, arrays):
+        if flags is not None and k in flags:
+            marks[k] = _FlagStrip(panel.ax, flags[k], n_frames=len(arrays[k]), width=pw, height=ph,
+                                  label=flag_label)
     for t in range(T):
         for panel, (k, a) in zip(panels, arrays.items()):
             ti = min(t, len(a) - 1)
             c = sk.with_target(cam, offsets[k][ti]) if follow else cam
             panel.update(a[ti], c, history=a[: ti + 1, root], ended=t >= len(a))
+            if k in marks:
+                marks[k].update(ti)
         frame = sk.figure_rgb(fig)
         assert frame.shape == (H, W, 3), frame.shape
         yield np.ascontiguousarray(frame)
+
+
+FLAG_COLOR = "#d62728"
+STRIP_COLOR = "#d9d9d9"
+
+
+class _FlagStrip:
+    """A panel's timeline strip (bottom edge, red where flagged), a cursor on it, and a badge on flagged frames."""
+
+    def __init__(self, ax, flags: Sequence[bool], *, n_frames: int, width: int, height: int, label: str):
+        import numpy as np
+        from matplotlib.patches import Rectangle
+
+        f = np.asarray(flags, dtype=bool).reshape(-1)
+        if len(f) != n_frames:
+            raise HmuError(f"flags: {len(f)} values for a motion of {n_frames} frames")
+        self.flags, self.n, self.w = f, n_frames, width
+        y0, h = height - 9, 6                                  # pixel rows (the axes' y grows downwards)
+        ax.add_patch(Rectangle((4, y0), width - 8, h, facecolor=STRIP_COLOR, edgecolor="none", zorder=20))
+        for a, b in _runs(f):
+            ax.add_patch(Rectangle((self._x(a), y0), self._x(b) - self._x(a), h, facecolor=FLAG_COLOR,
+                                   edgecolor="none", zorder=21))
+        (self.cursor,) = ax.plot([], [], color="#202020", lw=1.5, zorder=22)
+        self.y = (y0 - 2, y0 + h + 2)
+        self.badge = ax.text(0.97, 0.97, label, transform=ax.transAxes, ha="right", va="top", fontsize=10,
+                             color="white", zorder=23, visible=False,
+                             bbox={"boxstyle": "round,pad=0.25", "facecolor": FLAG_COLOR, "edgecolor": "none"})
+
+    def _x(self, t: float) -> float:
+        return 4 + (self.w - 8) * t / max(self.n, 1)
+
+    def update(self, t: int) -> None:
+        x = self._x(t + 0.5)
+        self.cursor.set_data([x, x], list(self.y))
+        self.badge.set_visible(bool(self.flags[t]))
+
+
+def _runs(f) -> list[tuple[int, int]]:
+    """[(start, end)) of the True runs of a bool array."""
+    out, start = [], None
+    for i, v in enumerate(list(f) + [False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            out.append((start, i))
+            start = None
+    return out
 
 
 def _vline(fig, x: float, top: float):
@@ -138,7 +197,8 @@ def save_still(path: str | os.PathLike, motions: Mapping[str, object], *, chain:
 def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, chain: Sequence[Sequence[int]],
                     title: str | None = None, fps: float = 20, fmt: str | None = None,
                     panel_size: tuple[int, int] = (320, 320), follow: bool | None = None, trajectory: bool = True,
-                    progress: bool = False) -> Path:
+                    progress: bool = False, flags: Mapping[str, Sequence[bool]] | None = None,
+                    flag_label: str = "flagged") -> Path:
     """Write a side-by-side video of ``motions`` ({label: (T, J, 3)}) and return the path actually written.
 
     ``fmt`` is 'mp4' or 'gif' (default: from the suffix of ``path``, mp4 otherwise). mp4 is encoded with the ffmpeg that
@@ -151,12 +211,12 @@ def save_comparison(path: str | os.PathLike, motions: Mapping[str, object], *, c
         raise HmuError(f"fps must be positive, got {fps}")
     out, fmt = resolve_output(path, fmt, warn=True)
     frames = render_comparison(motions, chain=chain, title=title, panel_size=panel_size, follow=follow,
-                               trajectory=trajectory)
+                               trajectory=trajectory, flags=flags, flag_label=flag_label)
     if progress:
-        from tqdm import tqdm
+        from src.common.progress import progress as progress_bar
 
         T = max(len(v) for v in motions.values())
-        frames = tqdm(frames, total=T, desc=f"render {out.name}", unit="frame", leave=False)
+        frames = progress_bar(frames, total=T, desc=f"render {out.name}", unit="frame", every_s=10)
     with atomic_path(out, suffix=f".{fmt}") as tmp:
         if fmt == "mp4":
             _write_mp4(tmp, frames, fps=fps)

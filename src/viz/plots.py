@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,12 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
 
 def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: str | os.PathLike, *,
                 sets: Sequence[str] = SETS, title: str | None = None, size: tuple[int, int] | None = None,
-                dpi: int = 100) -> Path:
+                dpi: int = 100, notes: Mapping[str, str] | None = None) -> Path:
     """One bar per method with its interval as an error bar; a row per set (forget, retain), a column per metric.
 
-    ``size`` is (width, height) in pixels (default: 260 px per metric column, 240 px per set row). Returns ``path``.
+    ``size`` is (width, height) in pixels (default: 260 px per metric column, 240 px per set row). A panel no record
+    has a value for is dropped (no axes) and replaced by a note: ``notes["<set>/<metric>"]`` or ``notes[metric]``
+    when given (why it is not measured, e.g. MM-Safe on the retain set), else "not measured". Returns ``path``.
     """
     methods = _methods(records)
     metrics = list(metrics)
@@ -107,6 +110,12 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
         for j, m in enumerate(metrics):
             ax = axes[i][j]
             vals = [stat(r, s, m) for r in records]
+            if all(v is None for v in vals):
+                ax.set_axis_off()
+                note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or "not measured"
+                ax.text(0.5, 0.5, f"{s} · {m}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
+                        ha="center", va="center", fontsize=9, color="#666666")
+                continue
             for xi, (meth, v) in enumerate(zip(methods, vals)):
                 if v is None:
                     ax.text(xi, 0.0, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
@@ -114,8 +123,6 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
                     continue
                 ax.bar(xi, v[0], yerr=v[1] if v[1] > 0 else None, color=colors[meth], capsize=3, width=0.7,
                        error_kw={"elinewidth": 1.0, "ecolor": "#222222"})
-            if all(v is None for v in vals):
-                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#888888")
             ax.set_title(f"{s} · {m}", fontsize=10)
             ax.set_xticks(x)
             ax.set_xlim(-0.6, len(methods) - 0.4)
@@ -156,7 +163,6 @@ def tradeoff_scatter(records: Sequence[Mapping[str, Any]], x_metric: str, y_metr
     for meth, (xm, xc), (ym, yc) in pts:
         ax.errorbar(xm, ym, xerr=xc or None, yerr=yc or None, fmt="o", ms=7, color=colors[meth], capsize=3,
                     elinewidth=1.0, label=meth)
-        ax.annotate(meth, (xm, ym), xytext=(6, 6), textcoords="offset points", fontsize=9, color=colors[meth])
     ax.set_xlabel(f"{x_set} · {x_metric}")
     ax.set_ylabel(f"{y_set} · {y_metric}")
     ax.grid(color="#e6e6e6", lw=0.6)
@@ -167,4 +173,65 @@ def tradeoff_scatter(records: Sequence[Mapping[str, Any]], x_metric: str, y_metr
     if title:
         ax.set_title(title, fontsize=11)
     fig.tight_layout()
+    place_labels(ax, [(xm, ym) for _, (xm, _), (ym, _) in pts], [m for m, _, _ in pts],
+                 [colors[m] for m, _, _ in pts])
     return _save(fig, path, dpi)
+
+
+def place_labels(ax, points: Sequence[tuple[float, float]], labels: Sequence[str], colors: Sequence[str], *,
+                 fontsize: float = 9, step: float = 9.0, rings: int = 12) -> list:
+    """Annotate each point with its label where the label overlaps no other label and no marker.
+
+    Greedy: points in order; for each, candidate offsets on rings of growing radius (``step`` points apart, 12
+    directions a ring), the first whose text box (display pixels, 2 px padding) is disjoint from every box placed so
+    far and from every marker, and inside the axes, wins (a thin leader line joins labels set far off). Points that
+    coincide thus fan their labels out instead of printing them on top of each other. Returns the text artists; call
+    after the layout is final (``tight_layout``), since boxes are measured in display space.
+    """
+    import matplotlib.transforms as mtransforms
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData.transform
+    ax_box = ax.get_window_extent(renderer)
+    markers = []
+    for x, y in points:
+        cx, cy = to_px((x, y))
+        markers.append(mtransforms.Bbox([[cx - 5, cy - 5], [cx + 5, cy + 5]]))
+    placed: list = []
+    texts = []
+    dirs = [(math.cos(a), math.sin(a)) for a in [math.radians(45 + 30 * k) for k in range(12)]]
+    dpi_scale = fig.dpi / 72.0
+    for (x, y), label, color in zip(points, labels, colors):
+        chosen = None
+        for ring in range(1, rings + 1):
+            r = step * ring
+            for dx, dy in dirs:
+                off = (r * dx, r * dy)
+                ha = "left" if dx > 0.3 else "right" if dx < -0.3 else "center"
+                va = "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center"
+                t = ax.annotate(label, (x, y), xytext=off, textcoords="offset points", fontsize=fontsize,
+                                color=color, ha=ha, va=va)
+                bb = t.get_window_extent(renderer).expanded(1.0, 1.0).padded(2 * dpi_scale)
+                inside = (bb.x0 >= ax_box.x0 - 2 and bb.x1 <= ax_box.x1 + 40 and bb.y0 >= ax_box.y0 - 2
+                          and bb.y1 <= ax_box.y1 + 2)
+                if inside and not any(bb.overlaps(o) for o in placed + markers):
+                    chosen = (t, bb, r)
+                    break
+                t.remove()
+            if chosen:
+                break
+        if chosen is None:  # nowhere free: keep the first candidate rather than drop the label
+            t = ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=fontsize, color=color)
+            chosen = (t, t.get_window_extent(renderer), step)
+            log.warning("tradeoff: no free place for the label %r", label)
+        t, bb, r = chosen
+        if r > 1.5 * step:
+            t.remove()
+            off = t.xyann
+            t = ax.annotate(label, (x, y), xytext=off, textcoords="offset points", fontsize=fontsize, color=color,
+                            ha=t.get_ha(), va=t.get_va(),
+                            arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6, "shrinkA": 1, "shrinkB": 4})
+        placed.append(bb)
+        texts.append(t)
+    return texts

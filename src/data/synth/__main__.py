@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--violent_rate", type=float, default=0.125,
                     help="fraction of motions that contain a violent action (default: 0.125)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing dataset folder")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--quiet", "--no_progress", dest="quiet", action="store_true", help="no progress bar")
     return ap
 
 

@@ -350,13 +350,13 @@ def generate_synth(out: str | os.PathLike, *, n: int = 3000, seed: int = 0, work
 
 
 def _run_jobs(jobs: list, workers: int, progress: bool) -> list:
-    from tqdm import tqdm
+    from src.common.progress import progress as progress_bar
 
-    bar = {"total": len(jobs), "desc": "synth", "unit": "motion", "disable": not progress}
+    bar = {"total": len(jobs), "desc": "synth", "unit": "motion", "enabled": progress}
     if workers == 1:
-        return [_write_motion(j) for j in tqdm(jobs, **bar)]
+        return [_write_motion(j) for j in progress_bar(jobs, **bar)]
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers) as pool:
-        return list(tqdm(pool.imap(_write_motion, jobs, chunksize=16), **bar))
+        return list(progress_bar(pool.imap(_write_motion, jobs, chunksize=16), **bar))
