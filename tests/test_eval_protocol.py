@@ -291,3 +291,26 @@ def test_hmu_loop_asks_for_and_compares_with_each_repeats_crop(tmp_path):
                                 - es.items[i].motion[draws[i].start:draws[i].start + draws[i].length, :EMB]
                                 .mean(axis=0)) for i in perm]
         assert res["reference"]["MM_Dist"]["values"][r] == pytest.approx(np.mean(d_ref), rel=1e-5)
+
+
+def test_a_last_batch_smaller_than_top_k_counts_every_sample_as_a_hit_beyond_its_size(tmp_path):
+    """hmu protocol, 34 items: the last batch holds 2 samples; R@3 counts both (a pool of 2), no crash."""
+    from src.eval import metrics as M
+
+    n = 34
+    words = _words(n)
+    _folder(tmp_path, [[_caption(i)] for i in range(n)])
+    es = load_eval_set(tmp_path, "test", protocol="hmu")
+    u = 0.05 * np.random.default_rng(3).normal(size=EMB)
+    gen = _constant_generator(words, lambda c: _vec(words, c.split()[-1]) + u)
+    res = evaluate(gen, es, _oracle(words), repeats=1, seed=0, mm=False, progress=False)
+    assert res["config"]["r_precision_items"] == n
+    assert res["metrics"]["R_precision_top3"]["values"] == [1.0]
+    wrong = _constant_generator(words, lambda c: _vec(words, "w0") + u * (1 + int(c.split()[-1][1:])))
+    res = evaluate(wrong, es, _oracle(words), repeats=1, seed=0, mm=False, progress=False)
+    perm = np.random.default_rng([0, 0]).permutation(n)
+    idx = [int(es.items[i].key.split("%")[1]) for i in perm]
+    text = np.array([_vec(words, f"w{k}") for k in idx])
+    mot = np.array([_vec(words, "w0") + u * (1 + k) for k in idx])
+    hits = M.r_precision(text[:32], mot[:32], 3).sum(axis=0)[2] + 2     # the 2-sample batch: both within top 3
+    assert res["metrics"]["R_precision_top3"]["values"][0] == pytest.approx(hits / n, abs=1e-12)

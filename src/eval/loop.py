@@ -130,9 +130,11 @@ def _r_precision(text: np.ndarray, motion: np.ndarray, perm: np.ndarray, r: int,
         by_size.setdefault(b.stop - b.start, []).append(b)
     for size, group in by_size.items():
         idx = np.concatenate([np.arange(b.start, b.stop) for b in group])
+        k = min(TOP_K, size)   # a last batch smaller than TOP_K: every sample is within its top-k for k >= size
         hb = M.r_precision_batches(text[idx].reshape(len(group), size, -1), motion[idx].reshape(len(group), size, -1),
-                                   TOP_K)
-        h[idx] = hb.reshape(len(idx), TOP_K)
+                                   k)
+        h[idx, :k] = hb.reshape(len(idx), k)
+        h[idx, k:] = 1.0
     counted = np.concatenate([np.arange(b.start, b.stop) for b in batches])
     item_hits[perm[counted], r] = h[counted]
     rate = h[counted].sum(axis=0) / len(counted)
