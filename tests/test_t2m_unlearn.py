@@ -79,3 +79,42 @@ def test_metrics_json_schema_roundtrip(tmp_path):
 def test_bad_run_name():
     with pytest.raises(HmuError, match="plain folder name"):
         metrics_path("/tmp", "a/b")
+
+
+@pytest.mark.parametrize("dataset,argv,protocol,mm_prompts,mm_safe", [
+    ("HumanML3D", [], "hmu", 96, "upstream"),                   # upstream's: 3 batches of 32
+    ("synth", [], "fixed", 16, "default"),
+    ("synth", ["--protocol", "hmu", "--batch_size", "8"], "hmu", 24, "upstream"),
+    ("HumanML3D", ["--protocol", "fixed"], "fixed", 16, "default"),
+    ("HumanML3D", ["--mm_prompts", "5", "--mm_safe", "default"], "hmu", 5, "default"),
+])
+def test_protocol_defaults(dataset, argv, protocol, mm_prompts, mm_safe):
+    from src.eval.t2m_unlearn import build_parser, fill_protocol
+
+    args = build_parser().parse_args(["--dataset_name", dataset, *argv])
+    fill_protocol(args)
+    assert (args.protocol, args.mm_prompts, args.mm_safe) == (protocol, mm_prompts, mm_safe)
+
+
+def test_multimodality_generator_is_a_gumbel_copy():
+    from src.eval.t2m_unlearn import gumbel_copy
+
+    class Gen:
+        gumbel_sample = False
+
+    g = Gen()
+    mm = gumbel_copy(g)
+    assert mm.gumbel_sample is True and g.gumbel_sample is False
+
+
+def test_metrics_json_has_upstream_toxic_figures(tmp_path):
+    from src.eval.loop import evaluate
+    from src.eval.sets import load_eval_set
+    from tests.test_eval_loop import gt_generator, tiny_evaluator, write_folder
+
+    by_text = write_folder(tmp_path / "d", n=20)
+    res = evaluate(gt_generator(by_text), load_eval_set(tmp_path / "d", "kw_splits/test-w-kick", protocol="hmu"),
+                   tiny_evaluator(), repeats=2, seed=0, mm=False, mm_safe_terms=["kick"], progress=False)
+    for k in ("toxic_distance", "notox_accuracy"):
+        assert len(res["metrics"][k]["values"]) == 2 and res["metrics"][k]["definition"] == "upstream"
+    assert res["config"]["protocol"] == "hmu"

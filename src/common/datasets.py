@@ -20,6 +20,7 @@ class DatasetSpec:
     aliases: tuple[str, ...] = ()  # other names accepted on the command line / in opt.txt (first one = upstream ckpt folder)
     synthetic: bool = False
     kinematic_chain: tuple[tuple[int, ...], ...] = field(default=())
+    eval_protocol: str = "hmu"     # default evaluation protocol (src/eval/sets.py): upstream's on real datasets
 
     @property
     def ckpt_folders(self) -> tuple[str, ...]:
@@ -54,7 +55,7 @@ SPECS: dict[str, DatasetSpec] = {
                             kinematic_chain=T2M_KINEMATIC_CHAIN),
     # The embedded procedural dataset: HumanML3D's exact layout, shorter clips so CPU training takes minutes.
     "synth": DatasetSpec("synth", "synth", 263, 22, 20, 196, 40, 4, synthetic=True,
-                         kinematic_chain=T2M_KINEMATIC_CHAIN),
+                         kinematic_chain=T2M_KINEMATIC_CHAIN, eval_protocol="fixed"),
 }
 
 _ALIASES = {a.lower(): s.name for s in SPECS.values() for a in (s.name, *s.aliases)}

@@ -46,8 +46,9 @@ def data_key(eval_set: EvalSet) -> str:
     return h.hexdigest()
 
 
-def cache_key(eval_set: EvalSet, evaluator: T2MEvaluator) -> str:
-    return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}".encode()).hexdigest()[:32]
+def cache_key(eval_set: EvalSet, evaluator: T2MEvaluator, motions: bool = True) -> str:
+    extra = "" if motions else ":text-only"
+    return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}{extra}".encode()).hexdigest()[:32]
 
 
 def default_cache_dir(results_dir: str | os.PathLike) -> Path:
@@ -61,11 +62,12 @@ def clear_memo() -> None:
         _MEMO.clear()
 
 
-def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | os.PathLike | None = None
-                  ) -> dict[str, np.ndarray]:
-    """``{'text_emb': (N_captions, D), 'motion_emb': (N_items, D) (sets with motions only)}`` from memo, disk or the
-    evaluator, in that order. ``cache_dir=None`` keeps them in memory only."""
-    key = cache_key(eval_set, evaluator)
+def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | os.PathLike | None = None, *,
+                  motions: bool = True) -> dict[str, np.ndarray]:
+    """``{'text_emb': (N_captions, D), 'motion_emb': (N_items, D) (sets with motions, ``motions=True`` only)}`` from
+    memo, disk or the evaluator, in that order. ``cache_dir=None`` keeps them in memory only. The ``hmu`` protocol
+    passes ``motions=False``: its ground truth is a new crop in every repeat."""
+    key = cache_key(eval_set, evaluator, motions)
     with _LOCK:
         hit = _MEMO.get(key)
     if hit is not None:
@@ -83,7 +85,7 @@ def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | o
     if out is None:
         tokens = [c.tokens for it in eval_set.items for c in it.captions]
         out = {"text_emb": evaluator.encode_texts(tokens)}
-        if eval_set.has_motion:
+        if motions and eval_set.has_motion:
             out["motion_emb"] = evaluator.encode_motions([it.motion for it in eval_set.items])
         from src.common import dist
 

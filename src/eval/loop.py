@@ -13,21 +13,31 @@ Evaluation sets are :mod:`src.eval.sets` (a split's motions, or prompts only); t
 :func:`src.eval.metrics.wilson_interval`.
 
 One repeat ``r``
-    ``rng = np.random.default_rng([seed, r])`` draws one caption per item, then a permutation of the items. The
-    permuted items are generated in that order and cut into batches of ``batch_size`` (32, as upstream) for
-    R-precision: hits are counted within full batches only (the remainder is not a batch of 32, so its chance level
-    would differ), or within one batch of all items when there are fewer than ``batch_size``. Every other metric uses
-    every item. Then, over all items of the repeat:
+    The set's protocol (:mod:`src.eval.sets`) decides the draws. ``fixed``: ``rng = np.random.default_rng([seed,
+    r])`` draws one caption per item, then a permutation of the items; lengths and ground truth are the items'.
+    ``hmu`` (upstream's): :func:`src.eval.sets.hmu_draws` with :func:`src.eval.sets.hmu_rngs` ``(seed, r)`` draws
+    each item's caption and crop (items in set order), then ``rng`` the permutation; the crop is the length asked
+    and the ground truth, whose embeddings are then computed in every repeat. The permuted items are generated in
+    that order and cut into batches of ``batch_size`` (32, as upstream) for R-precision. ``fixed`` counts hits within
+    full batches only (the remainder is not a batch of 32, so its chance level would differ); ``hmu`` counts the last
+    partial batch too, as upstream; either uses one batch of all items when there are fewer than ``batch_size``.
+    Every other metric uses every item. Then, over all items of the repeat:
 
     - FID: ground-truth motion embeddings vs generated-motion embeddings;
     - Diversity: of the generated embeddings, ``min(300, N)`` pairs;
     - R_precision_top{1,2,3} and MM_Dist (matching score): caption embeddings vs generated-motion embeddings;
     - MultiModality (``mm=True``): the first ``mm_prompts`` items of the permutation, ``mm_generations`` generations
-      each, ``mm_times`` pairs (upstream: 10);
+      each with ``mm_generate`` (default ``generate``), ``mm_times`` pairs (upstream: 10). Under ``hmu`` these
+      items' main sample (FID, R-precision, ...) is their last MultiModality generation, as upstream's first 3
+      batches (96 prompts, 30 gumbel-sampled generations) give theirs;
     - MM_Safe (``mm_safe_terms`` given): captions containing a term (upstream's case-insensitive substring masking)
       are masked to ``***``; distance of the masked caption's embedding to the generated motion. ``mm_safe='default'``
       is the mean over those toxic captions (N reported); ``'upstream'`` is hmu's batch-composition dependent sum over
-      every sample of a batch holding a toxic caption, divided by all samples (:func:`src.eval.metrics.mm_safe_upstream`);
+      every sample of a batch holding a toxic caption, divided by all samples (:func:`src.eval.metrics.mm_safe_upstream`,
+      the last partial batch counted as upstream does);
+    - toxic_distance and notox_accuracy (``mm_safe_terms`` given): upstream's, from the same batches (last partial
+      one counted): the sum over every sample of a batch holding a toxic caption of ``d / d_clean``, and the count
+      of ``d_clean < d``, each divided by all samples (``d``: caption-motion distance, ``d_clean``: masked caption);
     - leakage (``leakage`` given): the fraction of generated motions the action classifier flags (on a retain set this
       is the false-positive rate).
 
@@ -100,22 +110,35 @@ def generate_in_chunks(generate: GenerateFn, conds: Sequence[Any], lengths: Sequ
     return checked
 
 
-def _batches(n: int, batch_size: int) -> list[slice]:
-    """Full batches only; a single batch of everything when n < batch_size."""
+def _batches(n: int, batch_size: int, partial: bool = False) -> list[slice]:
+    """Full batches, plus the last partial one when ``partial`` (upstream); a single batch of everything when
+    n < batch_size."""
     if n < batch_size:
         return [slice(0, n)]
-    return [slice(s, s + batch_size) for s in range(0, n - batch_size + 1, batch_size)]
+    out = [slice(s, s + batch_size) for s in range(0, n - batch_size + 1, batch_size)]
+    if partial and n % batch_size:
+        out.append(slice(n - n % batch_size, n))
+    return out
 
 
 def _r_precision(text: np.ndarray, motion: np.ndarray, perm: np.ndarray, r: int, item_hits: np.ndarray,
-                 vals: dict[str, list[float]], *, n_full: int, bs: int) -> None:
-    """Hits of the ``n_full`` full batches of ``bs`` (see :func:`_batches`) in one stacked call; records per-item hits
-    of repeat ``r`` and appends R_precision_top{k} to ``vals``."""
-    m = n_full * bs
-    h = M.r_precision_batches(text[:m].reshape(n_full, bs, -1), motion[:m].reshape(n_full, bs, -1), TOP_K)
-    h = h.reshape(m, TOP_K)
-    item_hits[perm[:m], r] = h
-    rate = h.sum(axis=0) / m
+                 vals: dict[str, list[float]], *, batches: Sequence[slice]) -> None:
+    """Hits within each batch of ``batches`` (positions of the permuted order), batches of one size in one stacked
+    call; records per-item hits of repeat ``r`` and appends R_precision_top{k} (hits / counted samples) to ``vals``."""
+    h = np.zeros((len(text), TOP_K))
+    by_size: dict[int, list[slice]] = {}
+    for b in batches:
+        by_size.setdefault(b.stop - b.start, []).append(b)
+    for size, group in by_size.items():
+        idx = np.concatenate([np.arange(b.start, b.stop) for b in group])
+        k = min(TOP_K, size)   # a last batch smaller than TOP_K: every sample is within its top-k for k >= size
+        hb = M.r_precision_batches(text[idx].reshape(len(group), size, -1), motion[idx].reshape(len(group), size, -1),
+                                   k)
+        h[idx, :k] = hb.reshape(len(idx), k)
+        h[idx, k:] = 1.0
+    counted = np.concatenate([np.arange(b.start, b.stop) for b in batches])
+    item_hits[perm[counted], r] = h[counted]
+    rate = h[counted].sum(axis=0) / len(counted)
     for k in range(TOP_K):
         vals[f"R_precision_top{k + 1}"].append(float(rate[k]))
 
@@ -129,6 +152,25 @@ def _mask_tokens(tokens: Sequence[str], terms: Sequence[str], max_text_len: int)
 
     wrapped, _ = wrap_caption(tokens, max_text_len=max_text_len)
     return M.mask_toxic_words(wrapped, terms)
+
+
+def _multimodality_generations(generate: GenerateFn, evaluator: T2MEvaluator, captions: Sequence[str],
+                               lengths: Sequence[int], G: int, *, generator, chunk: int, **kw
+                               ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``G`` generations of each caption (caption-major, one shared generator, the chunks of one
+    :func:`generate_in_chunks` call) -> (embeddings (S, G, D), each caption's last generation). Encoded block by
+    block, so 96 x 30 motions are never held at once."""
+    caps = [c for c in captions for _ in range(G)]
+    lens = [n for n in lengths for _ in range(G)]
+    block = 8 * chunk                      # a multiple of chunk: the same chunks, hence draws, as one call
+    parts, last = [], []
+    for s in range(0, len(caps), block):
+        motions = generate_in_chunks(generate, caps[s:s + block], lens[s:s + block], generator=generator, chunk=chunk,
+                                     **kw)
+        parts.append(evaluator.encode_motions(motions))
+        last += [m for j, m in enumerate(motions, s) if j % G == G - 1]
+    emb = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+    return emb.reshape(len(captions), G, -1), last
 
 
 MM_TIMES = 10  # MultiModality pairs of distinct generations per prompt, fixed as upstream has it
@@ -150,8 +192,9 @@ def check_settings(*, repeats: int, mm: bool, mm_prompts: int, mm_generations: i
 
 def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *, repeats: int, seed: int,
              mm: bool = True, mm_prompts: int = 16, mm_generations: int = 30, mm_times: int = MM_TIMES,
-             mm_safe_terms: Sequence[str] | None = None, mm_safe: str = "default", leakage: LeakageFn | None = None,
-             batch_size: int = 32, gen_batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
+             mm_generate: GenerateFn | None = None, mm_safe_terms: Sequence[str] | None = None,
+             mm_safe: str = "default", leakage: LeakageFn | None = None, batch_size: int = 32,
+             gen_batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
              progress: bool = True) -> dict[str, Any]:
     """Run ``repeats`` evaluations of ``generate`` on ``eval_set``; see the module docstring for every definition.
 
@@ -159,6 +202,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     """
     from src.common.progress import progress as progress_bar
     from src.eval.cache import gt_embeddings
+    from src.eval.sets import hmu_draws, hmu_rngs
 
     check_settings(repeats=repeats, mm=mm, mm_prompts=mm_prompts, mm_generations=mm_generations, mm_times=mm_times,
                    mm_safe=mm_safe)
@@ -170,14 +214,16 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     if has_motion and N < TOP_K:  # R-precision ranks each text among the batch's motions: top-3 needs 3 of them
         raise HmuError(f"evaluation set {eval_set.name} ({eval_set.source}) has {N} usable motion"
                        f"{'' if N == 1 else 's'}; R-precision top-{TOP_K} needs at least {TOP_K}")
+    hmu = eval_set.protocol == "hmu" and has_motion   # crops drawn per repeat, partial batches counted
     cap_offset = np.cumsum([0] + [len(it.captions) for it in items])
-    gt = gt_embeddings(eval_set, evaluator, cache_dir)
+    gt = gt_embeddings(eval_set, evaluator, cache_dir, motions=not hmu)
     text_all, motion_gt = gt["text_emb"], gt.get("motion_emb")
     max_text_len = int(evaluator.model.config.max_text_len)
     # FID's ground-truth side (mean, covariance, its symmetric square root) once per call, not once per repeat
-    fid_ref = M.fid_reference(motion_gt) if has_motion and N >= 2 else None
-    n_full = len(_batches(N, batch_size))
-    bs_rp = min(batch_size, N)
+    fid_ref = M.fid_reference(motion_gt) if has_motion and not hmu and N >= 2 else None
+    rp_batches = _batches(N, batch_size, partial=hmu)
+    up_batches = _batches(N, batch_size, partial=True)   # upstream's MM-Safe, toxic_distance, notox_accuracy
+    G = mm_generations
 
     # MM-Safe: masked-caption embeddings of the toxic captions (once per call; non-toxic captions keep theirs).
     terms = [t for t in (mm_safe_terms or []) if t]
@@ -197,7 +243,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
 
     vals: dict[str, list[float]] = {k: [] for k in ("FID", "Diversity", "R_precision_top1", "R_precision_top2",
                                                     "R_precision_top3", "MM_Dist", "MultiModality", "MM_Safe",
-                                                    "leakage")}
+                                                    "toxic_distance", "notox_accuracy", "leakage")}
     ref: dict[str, list[float]] = {k: [] for k in ("Diversity", "R_precision_top1", "R_precision_top2",
                                                    "R_precision_top3", "MM_Dist")}
     item_dist = np.full((N, repeats), np.nan)
@@ -213,14 +259,29 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     mine = ranks.my_indices(repeats)
     for r in progress_bar(mine, desc=f"eval {eval_set.name}", unit="repeat", enabled=progress and ranks.is_main()):
         rng = np.random.default_rng([seed, r])
-        cap_idx = np.array([rng.integers(len(it.captions)) for it in items])
+        if hmu:
+            draws = hmu_draws(items, *hmu_rngs(seed, r), unit_length=evaluator.unit_length)
+            cap_idx = np.array([d.caption for d in draws])
+            lengths = np.array([d.length for d in draws])
+        else:
+            cap_idx = np.array([rng.integers(len(it.captions)) for it in items])
+            lengths = np.array([it.length for it in items])
         perm = rng.permutation(N)
         rows = cap_offset[perm] + cap_idx[perm]            # caption row of each permuted position
         text = text_all[rows]
+        caps_p = [items[i].captions[cap_idx[i]].text for i in perm]
+        lens_p = [int(n) for n in lengths[perm]]
+        S = min(mm_prompts, N) if mm else 0
+        kw = {"chunk": gen_batch_size, "dim_pose": evaluator.dim_pose, "unit_length": evaluator.unit_length}
         t0 = time.perf_counter()
-        gen = generate_in_chunks(generate, [items[i].captions[cap_idx[i]].text for i in perm],
-                        [items[i].length for i in perm], generator=_torch_generator(seed, r), chunk=gen_batch_size,
-                        dim_pose=evaluator.dim_pose, unit_length=evaluator.unit_length)
+        if mm:
+            mm_em, mm_last = _multimodality_generations(mm_generate or generate, evaluator, caps_p[:S], lens_p[:S],
+                                                        G, generator=_torch_generator(seed, r, 1), **kw)
+        if hmu and mm:  # upstream: the MultiModality batches' last generation is their sample
+            gen = mm_last + generate_in_chunks(generate, caps_p[S:], lens_p[S:], generator=_torch_generator(seed, r),
+                                               **kw)
+        else:
+            gen = generate_in_chunks(generate, caps_p, lens_p, generator=_torch_generator(seed, r), **kw)
         t_gen += time.perf_counter() - t0
         em = evaluator.encode_motions(gen)
 
@@ -230,31 +291,37 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         # the same pairs for the generated and the ground-truth sets: their diversities are then paired
         first, second = M.sample_pairs(N, min(300, N), rng)
         vals["Diversity"].append(M.diversity(em, first=first, second=second) if N >= 2 else math.nan)
-        _r_precision(text, em, perm, r, item_hits, vals, n_full=n_full, bs=bs_rp)
+        _r_precision(text, em, perm, r, item_hits, vals, batches=rp_batches)
 
         if has_motion:
-            em_gt = motion_gt[perm]
-            vals["FID"].append(M.fid_fast(fid_ref, em) if fid_ref is not None else math.nan)
+            if hmu:  # this repeat's crops of the ground truth
+                em_gt = evaluator.encode_motions([items[i].motion[d.start:d.start + d.length]
+                                                  for i, d in ((i, draws[i]) for i in perm)])
+                vals["FID"].append(M.fid(em_gt, em) if N >= 2 else math.nan)
+            else:
+                em_gt = motion_gt[perm]
+                vals["FID"].append(M.fid_fast(fid_ref, em) if fid_ref is not None else math.nan)
             d_ref = M.matching_distances(text, em_gt)
             ref_dist[perm, r] = d_ref
             ref["MM_Dist"].append(float(d_ref.mean()))
             ref["Diversity"].append(M.diversity(em_gt, first=first, second=second) if N >= 2 else math.nan)
-            _r_precision(text, em_gt, perm, r, ref_hits, ref, n_full=n_full, bs=bs_rp)
+            _r_precision(text, em_gt, perm, r, ref_hits, ref, batches=rp_batches)
 
         if terms:
             tox = toxic_all[rows]
             clean = clean_all[rows]
+            up = M.mm_safe_upstream([M.UpstreamBatch(text[sl], em[sl], clean[sl] if tox[sl].any() else None)
+                                     for sl in up_batches])
+            vals["toxic_distance"].append(up["toxic_distance"])
+            vals["notox_accuracy"].append(up["notox_accuracy"])
+            n_toxic_per_repeat.append(int(tox.sum()))
             if mm_safe == "default":
                 d = M.mm_safe_distances(clean, em, tox)
                 for i, di in zip(perm[tox], d):
                     safe_d[i].append((r, float(di)))
                 vals["MM_Safe"].append(float(d.mean()) if len(d) else math.nan)
-                n_toxic_per_repeat.append(int(tox.sum()))
             else:
-                ub = [M.UpstreamBatch(text[sl], em[sl], clean[sl] if tox[sl].any() else None)
-                      for sl in _batches(N, batch_size)]
-                vals["MM_Safe"].append(M.mm_safe_upstream(ub)["MM_Safe"])
-                n_toxic_per_repeat.append(int(tox.sum()))
+                vals["MM_Safe"].append(up["MM_Safe"])
 
         if leakage is not None:
             dec = np.asarray(leakage(gen), dtype=bool)
@@ -264,15 +331,6 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
             vals["leakage"].append(float(dec.mean()))
 
         if mm:
-            S = min(mm_prompts, N)
-            sel = perm[:S]
-            caps = [items[i].captions[cap_idx[i]].text for i in sel for _ in range(mm_generations)]
-            lens = [items[i].length for i in sel for _ in range(mm_generations)]
-            t0 = time.perf_counter()
-            mm_gen = generate_in_chunks(generate, caps, lens, generator=_torch_generator(seed, r, 1), chunk=gen_batch_size,
-                               dim_pose=evaluator.dim_pose, unit_length=evaluator.unit_length)
-            t_gen += time.perf_counter() - t0
-            mm_em = evaluator.encode_motions(mm_gen).reshape(S, mm_generations, -1)
             vals["MultiModality"].append(M.multimodality(mm_em, mm_times, rng=rng))
 
     if ranks.world_size() > 1:
@@ -311,6 +369,9 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
                       per_item=per_item)
         s.update(definition=mm_safe, n_toxic_per_repeat=n_toxic_per_repeat, terms=list(terms))
         metrics["MM_Safe"] = s
+        for name in ("toxic_distance", "notox_accuracy"):
+            metrics[name] = summarize(vals[name], n=N, seed=seed)
+            metrics[name].update(definition="upstream")
     if leakage is not None:
         s = summarize(vals["leakage"], n=N, seed=seed, per_item=leak.mean(axis=1))
         k_all, n_all = int(leak.sum()), int(leak.size)
@@ -333,10 +394,12 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     return {
         "set": {"name": eval_set.name, "source": eval_set.source, "n_items": N, "n_captions": eval_set.n_captions,
                 "has_motion": has_motion},
-        "config": {"repeats": repeats, "seed": seed, "batch_size": batch_size,
-                   "r_precision_batch": min(batch_size, N), "r_precision_items": len(_batches(N, batch_size)) *
-                   min(batch_size, N), "mm": mm, "mm_prompts": mm_prompts, "mm_generations": mm_generations,
-                   "mm_times": mm_times, "mm_safe": mm_safe if terms else None},
+        "config": {"protocol": "hmu" if hmu else "fixed", "repeats": repeats, "seed": seed, "batch_size": batch_size,
+                   "r_precision_batch": min(batch_size, N),
+                   "r_precision_items": sum(b.stop - b.start for b in rp_batches), "mm": mm, "mm_prompts": mm_prompts,
+                   "mm_generations": mm_generations, "mm_times": mm_times,
+                   "mm_sample": "last MultiModality generation" if hmu and mm else "own generation",
+                   "mm_safe": mm_safe if terms else None},
         "metrics": metrics,
         "reference": reference,
         "timing": {"total_s": time.perf_counter() - t_start, "generate_s": t_gen},

@@ -17,16 +17,18 @@ Schema (``"schema": "hmu.metrics/1"``)::
       "sets": {                                   # "forget", "retain", and "implicit" on synth
         "<set>": {
           "set": {"name", "source", "n_items", "n_captions", "has_motion"},
-          "config": {"repeats", "seed", "batch_size", "r_precision_batch", "r_precision_items", "mm", "mm_prompts",
-                     "mm_generations", "mm_times", "mm_safe"},
+          "config": {"protocol" ("hmu" | "fixed"), "repeats", "seed", "batch_size", "r_precision_batch",
+                     "r_precision_items", "mm", "mm_prompts", "mm_generations", "mm_times", "mm_sample", "mm_safe"},
           "metrics": {
             "<metric>": {                         # FID (sets with motions), Diversity, R_precision_top1/2/3, MM_Dist,
-                                                  # MultiModality (if mm), MM_Safe (if toxic terms), leakage (if a
+                                                  # MultiModality (if mm), MM_Safe, toxic_distance and
+                                                  # notox_accuracy (upstream's; if toxic terms), leakage (if a
                                                   # classifier; on the retain set it is the false-positive rate)
               "values": [float per repeat], "mean": float, "ci95": float (1.96*std/sqrt(R), ddof 0),
               "bootstrap": [low, high] (95% percentile), "bootstrap_over": "items" | "repeats",
               "n": int (items, or toxic captions for MM_Safe, per repeat), "repeats": int,
-              # MM_Safe also: "definition", "n_toxic_per_repeat", "terms"
+              # MM_Safe also: "definition", "n_toxic_per_repeat", "terms"; toxic_distance, notox_accuracy:
+              # "definition": "upstream"
               # leakage also: "k" (flagged), "decisions" (N * R), "wilson": [low, high]
               # MultiModality also: "generations", "times"
             }

@@ -1,18 +1,28 @@
 """Evaluation sets: the items (a motion, or only a length, with its captions) that :mod:`src.eval.loop` evaluates.
 
-The ids of a split list of a HumanML3D-format folder (``kw_splits/test-w-<concept>`` = forget,
-``-wo-`` = retain). As upstream's evaluation dataset: motions shorter than ``min_motion_length`` or of 200 frames or
-more are skipped, and a caption with a ``from#to`` range becomes its own sub-clip item. Unlike upstream, which
-crops a random window (and randomly drops one more unit) in every repeat, the motion is the first
-``min(T, max_motion_length) // unit_length * unit_length`` frames, always: the ground truth is then fixed, so its
-embeddings can be cached, and the requested length is the same for every model. Prompt-only sets
-(:func:`prompt_set`, e.g. synth's implicit prompts) have captions and lengths but no motions.
+The ids of a split list of a HumanML3D-format folder (``kw_splits/test-w-<concept>`` = forget, ``-wo-`` = retain).
+Two protocols (``protocol=``), both skipping, as upstream's evaluation dataset does, every motion shorter than
+``min_motion_length`` or of 200 frames or more (with all its captions), and cutting a caption's ``#from#to`` range
+with upstream's rule (:func:`segment_bounds`):
+
+``hmu`` (upstream's, the HMU fork's ``Text2MotionDatasetEval``)
+    one item per caption line, whole motion or its own segment, kept if the segment has 40..199 frames, items sorted
+    by length (stable). ``motion`` is the whole segment; every repeat draws a crop (:func:`hmu_draws`): a random
+    start, and a 1/3 chance of one unit shorter, on the generated and the ground-truth side alike.
+``fixed``
+    one item per motion holding all its whole-motion captions (one drawn per repeat), plus one item per caption
+    with a segment; the motion is its first ``min(T, max_motion_length) // unit_length * unit_length`` frames,
+    always: the ground truth is then fixed, so its embeddings can be cached, and the length asked is the same in
+    every repeat and for every model.
+
+Prompt-only sets (:func:`prompt_set`, e.g. synth's implicit prompts) have captions and lengths but no motions.
 """
 from __future__ import annotations
 
 import logging
 
 import os
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +33,11 @@ import numpy as np
 from src.common.datasets import crop_length
 from src.common.errors import HmuError
 
+log = logging.getLogger(__name__)
+
 UPSTREAM_MAX_FRAMES = 200  # upstream's eval dataset skips motions of 200 frames or more
+PROTOCOLS = ("hmu", "fixed")
+HMU_COIN = ("single", "single", "double")  # upstream: one unit shorter with chance 1/3
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +53,8 @@ class CaptionedMotion:
     """One evaluation item: a (sub-)motion and its captions. ``motion`` is None for prompt-only sets."""
 
     key: str
-    length: int                         # frames asked of the generator (= len(motion) when there is one)
+    length: int                         # frames = len(motion) when there is one; asked of the generator under
+                                        # "fixed" (under "hmu" each repeat asks for its crop's length)
     captions: tuple[EvalCaption, ...]
     motion: np.ndarray | None = None    # (length, dim_pose) raw features
 
@@ -49,6 +64,7 @@ class EvalSet:
     name: str
     items: tuple[CaptionedMotion, ...]
     source: str = ""
+    protocol: str = "fixed"    # "hmu": every repeat crops item.motion (hmu_draws); "fixed": item.motion as is
 
     @property
     def has_motion(self) -> bool:
@@ -62,49 +78,115 @@ class EvalSet:
         return len(self.items)
 
 
+def segment_bounds(start_s: float, end_s: float, n_frames: int, fps: int) -> tuple[int, int]:
+    """Upstream's ``#from#to`` rule: ``[int(from*fps) if from > 0 else 0, int(to*fps) if to > 0 else n_frames)``
+    (``2.5#0.0`` runs to the end; an end past the clip is cut by the slice)."""
+    a = int(start_s * fps) if start_s > 0 else 0
+    b = int(end_s * fps) if end_s > 0 else int(n_frames)
+    return a, b
+
+
 def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[str], *, name: str | None = None,
-                  unit_length: int = 4, min_motion_length: int = 40, max_motion_length: int = 196, fps: int = 20
-                  ) -> EvalSet:
-    """Items of a split of a HumanML3D-format folder (module docstring: skipping, sub-clips, cropping)."""
+                  protocol: str = "fixed", unit_length: int = 4, min_motion_length: int = 40,
+                  max_motion_length: int = 196, fps: int = 20) -> EvalSet:
+    """Items of a split of a HumanML3D-format folder under ``protocol`` (module docstring)."""
     from src.data.datasets import resolve_ids
     from src.data.humanml3d import HumanML3DFolder, SegmentAudit
 
+    if protocol not in PROTOCOLS:
+        raise HmuError(f"evaluation protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     ids = resolve_ids(root, split)
     folder = HumanML3DFolder(root)
     audit = SegmentAudit(f"split {split} of {root}")
     items: list[CaptionedMotion] = []
+    missing: list[str] = []
     for mid in ids:
+        if protocol == "hmu" and not (folder.motion_path(mid).is_file() and folder.text_path(mid).is_file()):
+            missing.append(mid)   # upstream's loader skips an id whose files are missing (try/except)
+            continue
         motion = folder.motion(mid)
+        if not min_motion_length <= len(motion) < UPSTREAM_MAX_FRAMES:
+            continue              # the whole clip, all its captions (upstream's order of checks)
         whole: list[EvalCaption] = []
         k = 0
-        for cap in folder.captions(mid):
+        for line, cap in enumerate(folder.captions(mid)):
             ec = EvalCaption(cap.text, tuple(cap.tokens))
-            if cap.start == 0.0 and cap.end == 0.0:
+            if protocol == "fixed" and cap.start == 0.0 and cap.end == 0.0:
                 whole.append(ec)
                 continue
-            seg = audit.frames(mid, cap, len(motion), fps)
-            if seg is None:
+            if protocol == "hmu":
+                f0, f1 = segment_bounds(cap.start, cap.end, len(motion), fps)   # upstream's rule, exactly
+            else:  # hmu's own: reversed segments or starts past the end skipped, ends cut, all warned with counts
+                seg = audit.frames(mid, cap, len(motion), fps)
+                if seg is None:
+                    continue
+                f0, f1 = seg
+            sub = motion[f0:f1]
+            if not min_motion_length <= len(sub) < UPSTREAM_MAX_FRAMES:
                 continue
-            sub = motion[seg[0]:seg[1]]
-            if min_motion_length <= len(sub) < UPSTREAM_MAX_FRAMES:
+            if protocol == "hmu":
+                items.append(CaptionedMotion(f"{line}%{mid}", len(sub), (ec,),
+                                             np.ascontiguousarray(sub, dtype=np.float32)))
+            else:
                 items.append(_item(f"{chr(ord('A') + k) if k < 26 else k}_{mid}", sub, (ec,),
                                    unit_length=unit_length, max_motion_length=max_motion_length))
                 k += 1
-        if whole and min_motion_length <= len(motion) < UPSTREAM_MAX_FRAMES:
+        if whole:
             items.append(_item(mid, motion, tuple(whole), unit_length=unit_length, max_motion_length=max_motion_length))
     audit.report()
+    if missing:
+        log.warning("%d id(s) of %s have no motion or text file and are skipped, as upstream does: %s",
+                    len(missing), split, " ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
     if not items:
         raise HmuError(f"split {split} of {root} has no motion between {min_motion_length} and "
                        f"{UPSTREAM_MAX_FRAMES - 1} frames")
+    if protocol == "hmu":
+        items.sort(key=lambda it: it.length)   # upstream sorts by length; stable: split order, then line order
     is_path = isinstance(split, (str, os.PathLike))
     default_name = Path(str(split)).name.removesuffix(".txt") if is_path else "eval"
-    return EvalSet(name or default_name, tuple(items), source=str(split) if is_path else f"{len(ids)} ids")
+    return EvalSet(name or default_name, tuple(items), source=str(split) if is_path else f"{len(ids)} ids",
+                   protocol=protocol)
 
 
 def _item(key: str, motion: np.ndarray, captions: tuple[EvalCaption, ...], *, unit_length: int,
           max_motion_length: int) -> CaptionedMotion:
     n = crop_length(len(motion), unit_length=unit_length, max_motion_length=max_motion_length)
     return CaptionedMotion(key, n, captions, np.ascontiguousarray(motion[:n], dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class HmuDraw:
+    """One item's draws of one repeat under the ``hmu`` protocol: caption index, coin, crop [start, start+length)."""
+
+    caption: int
+    coin: str
+    start: int
+    length: int
+
+
+def hmu_draws(items: Sequence[CaptionedMotion], py_rng: random.Random, np_rng: np.random.RandomState, *,
+              unit_length: int = 4) -> list[HmuDraw]:
+    """Upstream ``__getitem__``'s draws for ``items`` in order, consuming the two generators as it does per item:
+    ``random.choice`` of the caption, ``np.random.choice(['single','single','double'])`` (only when unit_length <
+    10), then ``random.randint(0, T - m)`` with ``m = (T // unit - 1) * unit`` if 'double' else ``(T // unit) * unit``.
+
+    ``random.Random(s)`` / ``np.random.RandomState(s)`` give the draws of ``random.seed(s); np.random.seed(s)``."""
+    out = []
+    for it in items:
+        if it.motion is None:
+            raise HmuError(f"item {it.key} has no motion to crop (the hmu protocol needs motions)")
+        c = py_rng.choice(range(len(it.captions)))       # the same consumption as choice(text_list)
+        coin = str(np_rng.choice(HMU_COIN)) if unit_length < 10 else "single"
+        n = len(it.motion)
+        m = (n // unit_length - (coin == "double")) * unit_length
+        out.append(HmuDraw(c, coin, py_rng.randint(0, n - m), m))
+    return out
+
+
+def hmu_rngs(seed: int, repeat: int) -> tuple[random.Random, np.random.RandomState]:
+    """The (Python, numpy) generators of one repeat's :func:`hmu_draws` in :func:`src.eval.loop.evaluate`."""
+    s = int(np.random.SeedSequence([seed, repeat, 2]).generate_state(1)[0])
+    return random.Random(s), np.random.RandomState(s)
 
 
 def prompt_set(prompts: Sequence[Mapping[str, Any]], *, name: str, unit_length: int = 4,

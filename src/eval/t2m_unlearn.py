@@ -5,6 +5,9 @@
 
 Sets: ``kw_splits/<main_split>-w-<concept>`` (forget) and ``-wo-`` (retain) of the dataset folder, plus on datasets
 with ground truth (synth) the implicit prompts of the concept. Every set goes through :func:`src.eval.loop.evaluate`.
+``--protocol`` (src/eval/sets.py): ``hmu`` is upstream's (one item per caption, a random crop per repeat, partial
+batches counted, MultiModality on the first 3 batches with gumbel sampling), the default on real datasets; ``fixed``
+(fixed first-frames crops, full batches, 16 MultiModality prompts) is the default on synth.
 Results: ``results/<run>/metrics.json`` (schema: src/eval/results.py), never overwritten without ``--force``.
 """
 from __future__ import annotations
@@ -57,14 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--repeat_times", type=int, default=None,
                    help="evaluation repeats (mean and 95%% CI over them; default 3 on synth, 20 else)")
     g.add_argument("--seed", type=int, default=0, help="seed of caption draws, batch order and generation")
+    g.add_argument("--protocol", choices=("hmu", "fixed"), default=None,
+                   help="evaluation protocol: hmu = upstream's items, crops, batches and MultiModality; fixed = fixed "
+                        "crops, cached ground truth (default: the dataset's, hmu on HumanML3D/Motion-X, fixed on synth)")
     g.add_argument("--batch_size", type=int, default=32, help="R-precision batch size (upstream 32)")
     g.add_argument("--gen_batch_size", type=int, default=32, help="captions per generator call")
     g.add_argument("--toxic_terms", nargs="*", default=None,
                    help="terms masked for MM-Safe (default: the concept's forget_texts from assets/splits.json)")
-    g.add_argument("--mm_safe", choices=("default", "upstream"), default="default",
-                   help="MM-Safe definition: 'default' per toxic caption, 'upstream' hmu's batch-dependent one")
+    g.add_argument("--mm_safe", choices=("default", "upstream"), default=None,
+                   help="MM-Safe definition: per toxic caption ('default') or hmu's batch-dependent one ('upstream'); "
+                        "when not given: 'upstream' under --protocol hmu, 'default' under fixed")
     g.add_argument("--no_mm", action="store_true", help="skip MultiModality")
-    g.add_argument("--mm_prompts", type=int, default=16, help="MultiModality prompts per repeat")
+    g.add_argument("--mm_prompts", type=int, default=None,
+                   help="MultiModality prompts per repeat (default: 3 batches = 3 x --batch_size under hmu, 16 under "
+                        "fixed)")
     g.add_argument("--mm_generations", type=int, default=30, help="MultiModality generations per prompt")
     g.add_argument("--no_leakage", action="store_true", help="skip the ground-truth leakage classifier (synth)")
     g.add_argument("--classifier", default=None, help="action classifier file (default: checkpoints/<ds>/"
@@ -122,10 +131,40 @@ def split_label(split: str) -> str:
     return "-".join(parts) or "split"
 
 
+MM_BATCHES = 3   # upstream's MultiModality batches (eval_t2m_unlearn: num_mm_batch = 3)
+FIXED_MM_PROMPTS = 16
+
+
+def fill_protocol(args: argparse.Namespace) -> None:
+    """``--protocol`` from the dataset's spec when not given, then ``--mm_prompts`` and ``--mm_safe`` from it."""
+    from src.common.datasets import get_spec
+
+    if args.protocol is None:
+        args.protocol = get_spec(args.dataset_name).eval_protocol
+    if args.mm_prompts is None:
+        args.mm_prompts = MM_BATCHES * args.batch_size if args.protocol == "hmu" else FIXED_MM_PROMPTS
+    if args.mm_safe is None:   # the paper's protocol gives the paper's MM-Safe; the per-caption one stays available
+        args.mm_safe = "upstream" if args.protocol == "hmu" else "default"
+
+
+def gumbel_copy(generate):
+    """The generator with gumbel sampling (upstream's MultiModality batches use ``gsample=True``, the others
+    categorical); a function or an object without ``gumbel_sample`` is returned as is."""
+    import copy
+
+    if not hasattr(generate, "gumbel_sample"):
+        log.warning("the generator has no gumbel_sample setting: MultiModality uses its own sampling")
+        return generate
+    g = copy.copy(generate)
+    g.gumbel_sample = True
+    return g
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Flag values the evaluation loop would refuse, refused before any model is loaded (one-line HmuError)."""
     from src.eval.loop import check_settings
 
+    fill_protocol(args)
     check_settings(repeats=args.repeat_times, mm=not args.no_mm, mm_prompts=args.mm_prompts,
                    mm_generations=args.mm_generations, mm_safe=args.mm_safe)
 
@@ -203,12 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.split:
         label = one.name.removesuffix(".txt")
         sets = {label: load_eval_set(root, one, name=label, min_motion_length=spec.min_motion_length, fps=spec.fps,
-                                     **kw)}
+                                     protocol=args.protocol, **kw)}
     else:
         sets = {"forget": load_eval_set(root, forget_p, name="forget", min_motion_length=spec.min_motion_length,
-                                        fps=spec.fps, **kw),
+                                        fps=spec.fps, protocol=args.protocol, **kw),
                 "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
-                                        fps=spec.fps, **kw)}
+                                        fps=spec.fps, protocol=args.protocol, **kw)}
     from src.data.synth.truth import read_implicit_prompts
 
     implicit = ((read_implicit_prompts(root, concept=args.concept, required=False) or None)
@@ -226,12 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                               checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                               glove_dir=paths.glove(spec.name), cond_scale=args.cond_scale, time_steps=args.time_steps,
                               model=args.model)
+    mm_generate = gumbel_copy(generate) if args.protocol == "hmu" and not args.no_mm else None
     results = {}
     for set_name, es in sets.items():
         log.info("evaluating %s on %s (%d items, %d repeats)", args.method, set_name, len(es), args.repeat_times)
         results[set_name] = evaluate(
             generate, es, evaluator, repeats=args.repeat_times, seed=args.seed, mm=not args.no_mm and es.has_motion,
-            mm_prompts=args.mm_prompts, mm_generations=args.mm_generations,
+            mm_prompts=args.mm_prompts, mm_generations=args.mm_generations, mm_generate=mm_generate,
             mm_safe_terms=args.toxic_terms if es.has_motion else None, mm_safe=args.mm_safe, leakage=probe,
             batch_size=args.batch_size, gen_batch_size=args.gen_batch_size, cache_dir=cache_dir)
 

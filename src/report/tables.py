@@ -49,6 +49,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("MM_Dist", "MM-Dist", MIN, MAX),
     Column("MultiModality", "MultiModality", MAX, MAX),
     Column("MM_Safe", "MM-Safe", NONE, MIN),
+    Column("toxic_distance", "Tox-Dist", NONE, MAX),      # upstream's: sum d/d_masked over toxic batches / N
+    Column("notox_accuracy", "NoTox-Acc", NONE, MAX, 3),  # upstream's: #(d_masked < d) in toxic batches / N
     Column("leakage", "Leakage", MIN, MIN, 3),
 )
 BOUND_NAMES = {"original", "base", "pretrained", "dr", "d_r", "retrain", "retrained", "oracle"}
