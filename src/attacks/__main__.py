@@ -23,7 +23,7 @@ from typing import Any
 
 from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+from src.common.validate import comma_choices, parse_checked
 from src.common.run_names import fill_run_defaults, help_default
 from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 
@@ -139,11 +139,8 @@ def parse_models(text: str, *, ckpt: str = "net_best_fid.tar", res_name: str | N
 
 
 def parse_attacks(text: str) -> list[str]:
-    names = [a.strip() for a in text.split(",") if a.strip()]
-    bad = [a for a in names if a not in ATTACKS]
-    if bad or not names:
-        raise HmuError(f"--attacks: unknown attack '{bad[0] if bad else text}' (choose from {', '.join(ATTACKS)})")
-    return list(dict.fromkeys(names))
+    return comma_choices(text, ATTACKS, lambda bad: f"--attacks: unknown attack '{bad[0] if bad else text}' "
+                                                    f"(choose from {', '.join(ATTACKS)})")
 
 
 def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: dict, clip_path: str | None = None):

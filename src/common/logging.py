@@ -97,6 +97,15 @@ class WandbOptions:
                           config=dict(config or {}), reinit="finish_previous")
 
 
+def start_cli(flags: Mapping[str, Any] | Any, verbose: bool = False) -> WandbOptions:
+    """A CLI's first step: logging on, then its wandb options, checked before any work (one line when
+    --wandb is given without the package) -> those options."""
+    setup_logging(verbose)
+    wandb = WandbOptions.from_flags(flags)
+    wandb.check()
+    return wandb
+
+
 def wandb_where(run) -> str:
     """One line: where a finished run went (its offline folder and the sync command, or its URL)."""
     folder = Path(getattr(run, "dir", "") or ".").parent

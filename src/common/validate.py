@@ -8,7 +8,7 @@ covered without a line of its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,3 +157,14 @@ def check_mean_std(mean: Any, std: Any, *, mean_path: Any, std_path: Any) -> Non
         i = int(low[np.argmin(std[low])])
         raise HmuError(f"{std_path} has {len(low)} entries below {STD_FLOOR:g} (smallest {float(std[i]):.3g} at "
                        f"index {i}): normalising by it gives inf/NaN")
+
+
+def comma_choices(text: str, choices: Iterable[str], error: Callable[[list[str]], str]) -> list[str]:
+    """A comma-separated flag value -> its names, each once, in order; a one-line HmuError (``error`` of the names not
+    in ``choices``, maybe none) when one is not a choice or there are none."""
+    names = list(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    allowed = set(choices)
+    bad = [a for a in names if a not in allowed]
+    if bad or not names:
+        raise HmuError(error(bad))
+    return names

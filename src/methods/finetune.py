@@ -33,7 +33,7 @@ from pathlib import Path
 
 from src.common.errors import HmuError, cli
 from src.common.run_names import fill_run_defaults, help_default
-from src.common.validate import parse_checked
+from src.common.validate import comma_choices, parse_checked
 
 PARTS = ("mask", "res")
 
@@ -98,11 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_parts(text: str) -> list[str]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in parts if p not in PARTS]
-    if not parts or bad:
-        raise HmuError(f"--train_parts {text!r}: choose from {', '.join(PARTS)} (comma-separated)")
-    return list(dict.fromkeys(parts))
+    return comma_choices(text, PARTS,
+                         lambda _: f"--train_parts {text!r}: choose from {', '.join(PARTS)} (comma-separated)")
 
 
 def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *, is_continue: bool,

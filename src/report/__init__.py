@@ -150,13 +150,9 @@ def _attacks_section(root: Path, report_dir: str) -> str:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
-    from src.common.logging import setup_logging
+    from src.common.logging import start_cli
 
-    setup_logging()
-    from src.common.logging import WandbOptions
-
-    wandb = WandbOptions.from_flags(vars(args))
-    wandb.check()  # --wandb without the package: one line before any work
+    wandb = start_cli(vars(args))
     logging.getLogger("src.viz").setLevel(logging.WARNING)  # their "wrote <tmp path>" lines name the staging folder
     if args.max_prompts is not None and args.max_prompts < 1:
         raise HmuError(f"--max_prompts must be >= 1, got {args.max_prompts}")

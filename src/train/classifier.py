@@ -87,13 +87,9 @@ def heldout_scores(probs: np.ndarray, y: np.ndarray, names: Sequence[str]) -> di
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
-    from src.common.logging import setup_logging
+    from src.common.logging import start_cli
 
-    setup_logging()
-    from src.common.logging import WandbOptions
-
-    wandb = WandbOptions.from_flags(vars(args))
-    wandb.check()  # --wandb without the package: one line before any work
+    wandb = start_cli(vars(args))
     import torch
 
     from src.common.device import resolve_device

@@ -77,13 +77,9 @@ def co_embed(model, we, pos, cap_lens, motions, m_lens):
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
-    from src.common.logging import setup_logging
+    from src.common.logging import start_cli
 
-    setup_logging()
-    from src.common.logging import WandbOptions
-
-    wandb = WandbOptions.from_flags(vars(args))
-    wandb.check()  # --wandb without the package: one line before any work
+    wandb = start_cli(vars(args))
     import torch
 
     from src.common.device import resolve_device

@@ -21,11 +21,10 @@ def _pick(cls, d: Mapping[str, Any], where: str):
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
-    """ACTOR-style encoder sizes; ``vae`` adds a logvar token beside the mu token."""
+class _ActorSizes:
+    """The sizes an ACTOR-style encoder and decoder share."""
 
     nfeats: int
-    vae: bool = True
     latent_dim: int = 256
     ff_size: int = 1024
     num_layers: int = 6
@@ -35,16 +34,15 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
-class DecoderConfig:
-    """ACTOR-style decoder sizes (one latent token as memory, one PE query per frame)."""
+class EncoderConfig(_ActorSizes):
+    """ACTOR-style encoder sizes; ``vae`` adds a logvar token beside the mu token."""
 
-    nfeats: int
-    latent_dim: int = 256
-    ff_size: int = 1024
-    num_layers: int = 6
-    num_heads: int = 4
-    dropout: float = 0.1
-    activation: str = "gelu"
+    vae: bool = True
+
+
+@dataclass(frozen=True)
+class DecoderConfig(_ActorSizes):
+    """ACTOR-style decoder sizes (one latent token as memory, one PE query per frame)."""
 
 
 def _default_lmd() -> dict[str, float]:
@@ -96,8 +94,9 @@ class TMRConfig:
     def to_dict(self) -> dict[str, Any]:
         """Upstream's ``cfg.model`` layout, with ``_target_`` keys, so upstream can instantiate it."""
         out: dict[str, Any] = {"_target_": _TMR_TARGET}
-        out["motion_encoder"] = {"_target_": _ENCODER_TARGET, **asdict(self.motion_encoder)}
-        out["text_encoder"] = {"_target_": _ENCODER_TARGET, **asdict(self.text_encoder)}
+        for name in ("motion_encoder", "text_encoder"):  # upstream's key order: vae right after nfeats
+            enc = getattr(self, name)
+            out[name] = {"_target_": _ENCODER_TARGET, "nfeats": enc.nfeats, "vae": enc.vae, **asdict(enc)}
         out["motion_decoder"] = {"_target_": _DECODER_TARGET, **asdict(self.motion_decoder)}
         for f in fields(self):
             if f.name not in out:
