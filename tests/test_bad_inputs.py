@@ -28,7 +28,7 @@ VQ = ["src.train.vq", "--name", "r", "--dataset_dir", "{ds}", "--checkpoints_dir
       "--no_progress"]
 SPLIT = ["src.data.split", "--dataset_dir", "{ds2}", "synth", "violence"]
 EVALTRAIN = ["src.train.evaluator", "--checkpoints_dir", "{out}", "--max_epoch", "1", "--no_progress"]
-TMR = ["src.train.tmr", "--checkpoints_dir", "{out}", "--max_epoch", "1", "--no_progress"]
+TMR = ["src.train.tmr", "--checkpoints_dir", "{out}", "--max_epoch", "1", "--no_progress", "--text_model", "word_vectors"]
 ANIM = ["src.viz.animate", "--out", "{out}/a.mp4"]
 
 
@@ -163,14 +163,17 @@ def _evaluator_run(ck: Path, *, finest: bytes | None = None, saved_dims: int = 8
     (run / "model").mkdir()
     dims = ("dim_text_hidden", "dim_coemb_hidden", "dim_motion_hidden", "dim_movement_enc_hidden",
             "dim_movement_latent")
-    lines = ["------------ Options -------------", "dataset_name: synth", "dim_pose: 263", "dim_word: 300",
+    from src.data.pretrained import glove_available
+
+    dim_word = 50 if glove_available() else 300  # synth's vocabulary: real glove.6B 50-d, else procedural 300-d
+    lines = ["------------ Options -------------", "dataset_name: synth", "dim_pose: 263", f"dim_word: {dim_word}",
              *(f"{d}: {opt_dims}" for d in dims), "-------------- End ----------------"]
     (run / "opt.txt").write_text("\n".join(lines) + "\n")
     np.save(run / "meta" / "mean.npy", np.zeros(263, np.float32))
     np.save(run / "meta" / "std.npy", np.ones(263, np.float32))
     target = run / "model" / "finest.tar"
     if finest is None:
-        cfg = EvaluatorConfig.for_dataset("synth", **{d: saved_dims for d in dims})
+        cfg = EvaluatorConfig.for_dataset("synth", dim_word=dim_word, **{d: saved_dims for d in dims})
         Evaluator(cfg).save(target)
     else:
         target.write_bytes(finest)
