@@ -94,7 +94,7 @@ def env(synth_root, tmp_path_factory):
 @pytest.mark.parametrize("crop_flags,want", [(["--n_crops", "4"], 4.0), (["--n_crops", "1"], 1.0)])
 def test_cli_passes_rows_per_motion_as_repeats(env, monkeypatch, crop_flags, want):
     """The LCR CLI collects several crops per motion and must tell the ratio rule how many rows each motion has."""
-    import src.methods.lcr as L
+    import src.methods.lcr.edit as L
     from helpers_methods import VQ
 
     calls = []

@@ -252,8 +252,10 @@ def train(
         sums: dict[str, float] = {}
         n = 0
         # total from len(batches(epoch)) when it has one (src.common.progress.Sized): the bar shows an ETA
-        it_bar = progress_bar(prefetch(batches(epoch), num_workers), desc=f"epoch {epoch + 1}/{max_epoch}", unit="batch",
-                              enabled=progress)
+        epoch_batches = batches(epoch)
+        total = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None  # src.common.progress.Sized
+        it_bar = progress_bar(prefetch(epoch_batches, num_workers), desc=f"epoch {epoch + 1}/{max_epoch}", unit="batch",
+                              enabled=progress, total=total)
         for batch in it_bar:
             with autocast(device, amp):
                 out = run_step(batch, total_it)
