@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Time and peak memory of the whole quickstart from scratch (fresh data, checkpoints and results in a temp folder;
-# the venv is reused), then the time of a second run, which must skip every stage.
+# the venv is reused, or with --install a new one is created in the temp folder and its install is timed too, as on a
+# fresh clone), then the time of a second run, which must skip every stage.
 # Peak memory is the largest sum of resident memory over the quickstart's whole process tree (stages run in parallel),
 # sampled every 0.2 s from /proc, and the largest single process as reported by the kernel.
-# Usage: bash bench/quickstart.sh [--keep DIR] [quickstart flags...]   (--keep: leave the run's files in DIR)
+# Usage: bash bench/quickstart.sh [--install] [--keep DIR] [quickstart flags...]   (--keep: leave the run's files in DIR)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/_venv.sh"
-keep=""
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+install=0; keep=""
+if [ "${1:-}" = "--install" ]; then install=1; shift; fi
 if [ "${1:-}" = "--keep" ]; then keep="$2"; shift 2; fi
 if [ -n "$keep" ]; then mkdir -p "$keep"; work="$(cd "$keep" && pwd)"
 else work="$(mktemp -d "${TMPDIR:-/tmp}/hmu_bench_qs.XXXXXX")"; trap 'rm -rf "$work"' EXIT; fi
-python - "$work" "$@" <<'PY'
+if [ "$install" = 1 ]; then py=python3; export HMU_VENV="$work/venv"
+else source "$root/scripts/_venv.sh"; py=python; fi
+cd "$root"
+"$py" - "$work" "$install" "$@" <<'PY'
 import os, resource, subprocess, sys, threading, time
-work, extra = sys.argv[1], sys.argv[2:]
-cmd = [sys.executable, "-m", "src.quickstart", "--checkpoints_dir", f"{work}/checkpoints", "--dataset_dir",
-       f"{work}/dataset", "--results_dir", f"{work}/results", *extra]
+work, install, extra = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+dirs = ["--checkpoints_dir", f"{work}/checkpoints", "--dataset_dir", f"{work}/dataset", "--results_dir",
+        f"{work}/results"]
+# with --install the venv is created by scripts/quickstart.sh itself, inside the timed run
+cmd = (["bash", "scripts/quickstart.sh"] if install else [sys.executable, "-m", "src.quickstart"]) + dirs + extra
 
 
 def tree_rss_kib(root: int) -> int:
@@ -53,7 +60,8 @@ single_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Lin
 t1 = time.time()
 rc2 = subprocess.call(cmd, stdout=subprocess.DEVNULL)
 again = time.time() - t1
-print(f"quickstart{' ' + ' '.join(extra) if extra else ''}: exit {rc}, wall {wall:.1f} s ({wall / 60:.2f} min), "
+what = "venv install + quickstart" if install else "quickstart"
+print(f"{what}{' ' + ' '.join(extra) if extra else ''}: exit {rc}, wall {wall:.1f} s ({wall / 60:.2f} min), "
       f"peak memory {peak[0] / 1024:.0f} MiB summed over all running stages (largest single process "
       f"{single_mb:.0f} MiB); second run (all stages skipped): {again:.1f} s (exit {rc2})")
 sys.exit(rc or rc2)
