@@ -24,19 +24,11 @@ import os
 import sys
 
 
-def _threads_from_argv(default: str = "1") -> str:
-    a = sys.argv
-    for i, x in enumerate(a):
-        if x == "--threads" and i + 1 < len(a):
-            return a[i + 1]
-        if x.startswith("--threads="):
-            return x.split("=", 1)[1]
-    return os.environ.get("OMP_NUM_THREADS", default) or default
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/ itself, also under python -m bench.x
+from _threads import pin_threads, threads_from_argv  # noqa: E402
 
 if __name__ == "__main__":  # BLAS reads these at import: fix them before numpy loads
-    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_v] = _threads_from_argv()
+    pin_threads()
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
@@ -108,7 +100,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternations of the two sides (default 2)")
     ap.add_argument("--concept", default="violence")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=int(_threads_from_argv()),
+    ap.add_argument("--threads", type=int, default=int(threads_from_argv()),
                     help="torch and BLAS threads for BOTH sides (default: $OMP_NUM_THREADS or 1)")
     ap.add_argument("--checkpoints_dir", default=None)
     ap.add_argument("--dataset_dir", default=None)

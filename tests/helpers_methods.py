@@ -17,6 +17,22 @@ def make_dataset(synth_root: Path, dest: Path, concept: str = "violence") -> Pat
     return dest
 
 
+def tiny_split_dataset(ds: Path, n: int = 24) -> Path:
+    """Generate ``n`` synth motions into ``ds/synth`` and split them on violence; the test keyword splits are then
+    rewritten as the even / odd test ids, so evaluation has both sets non-empty whatever the tiny dataset's keywords
+    say. Returns ``ds/synth``."""
+    from src.data.split import main as split_main
+    from src.data.synth import generate_synth
+
+    generate_synth(ds / "synth", n=n, seed=0, workers=1)
+    assert split_main(["--dataset_dir", str(ds), "synth", "violence"]) == 0
+    src = ds / "synth"
+    test_ids = (src / "test.txt").read_text().split()
+    (src / "kw_splits" / "test-w-violence.txt").write_text("\n".join(test_ids[::2]) + "\n")
+    (src / "kw_splits" / "test-wo-violence.txt").write_text("\n".join(test_ids[1::2]) + "\n")
+    return src
+
+
 def tiny_vq_config(name: str = VQ):
     from src.config import VQConfig
 

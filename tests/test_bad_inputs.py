@@ -194,18 +194,11 @@ def ws(tmp_path_factory) -> dict[str, str]:
     """Build the workspace once: valid and broken datasets, checkpoints, files; return the placeholder table."""
     import torch
 
-    from src.data.split import main as split_main
-    from src.data.synth import generate_synth
+    from helpers_methods import tiny_split_dataset
 
     base = tmp_path_factory.mktemp("bad_inputs")
     ds = base / "ds"
-    generate_synth(ds / "synth", n=24, seed=0, workers=1)
-    assert split_main(["--dataset_dir", str(ds), "synth", "violence"]) == 0
-    src = ds / "synth"
-    # Evaluation reads the test keyword splits; make both non-empty whatever the tiny dataset's keywords say.
-    test_ids = (src / "test.txt").read_text().split()
-    (src / "kw_splits" / "test-w-violence.txt").write_text("\n".join(test_ids[::2]) + "\n")
-    (src / "kw_splits" / "test-wo-violence.txt").write_text("\n".join(test_ids[1::2]) + "\n")
+    src = tiny_split_dataset(ds)
     train_id, test_id = _first_ids(src)
     w: dict[str, Path] = {"ds": ds, "nope": base / "does_not_exist", "ro": _unwritable(base)}
     w["ds2"] = _copy_ds(src, base / "ds2")

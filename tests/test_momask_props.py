@@ -185,8 +185,8 @@ def test_residual_transformer_handles_a_one_token_motion():
 
 @pytest.mark.parametrize("cls", [MaskTransformer, ResidualTransformer])
 def test_batched_cfg_equals_two_passes(cls):
-    """batch_cfg: one forward of the doubled batch gives the two-pass guidance logits (and the two passes stay
-    available with batch_cfg False)."""
+    """cfg_batch: one forward of the doubled batch gives the two-pass guidance logits (and the two passes stay
+    available with cfg_batch=False)."""
     torch.manual_seed(0)
     kw = {"num_quantizers": 3} if cls is ResidualTransformer else {}
     m = cls(cond_drop_prob=0.1, **kw, **SIZES).eval()
@@ -199,10 +199,8 @@ def test_batched_cfg_equals_two_passes(cls):
     calls = []
     hook = m.seqTransEncoder.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[1]))
     with torch.no_grad():
-        m.batch_cfg = True
-        one = m.forward_with_cond_scale(x, *args, text, pad, cond_scale=4)
-        m.batch_cfg = False
-        two = m.forward_with_cond_scale(x, *args, text, pad, cond_scale=4)
+        one = m.forward_with_cond_scale(x, *args, text, pad, cond_scale=4, cfg_batch=True)
+        two = m.forward_with_cond_scale(x, *args, text, pad, cond_scale=4, cfg_batch=False)
     hook.remove()
     assert calls == [6, 3, 3]  # one pass of 2B rows, then two of B
     torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)

@@ -15,7 +15,11 @@ inline number). NAME is a key of ``RENDERERS``; each renderer reads its own file
 - ``quickstart_r3_delta``: the largest |retain R@3 change| of the three edits (LCR, UCE, RECE) against the original;
 - ``attacks``: ``quickstart/attacks/attacks.json`` (``python -m src.attacks`` via ``python -m src.quickstart --attacks``);
 - ``lcr_sweep``: ``lcr_sweep/sweep.json`` (``python -m bench.lcr_sweep``);
-- ``tmr_split``: ``tmr_split/tmr_split.json`` (``python -m bench.tmr_split``).
+- ``tmr_split``: ``tmr_split/tmr_split.json`` (``python -m bench.tmr_split``);
+- ``benchmarks``, ``quickstart_time``, ``quickstart_memory``: ``bench/<name>.txt``, a bench script's output kept
+  by ``bash bench/record.sh <name> <command>`` (the quickstart's: ``bash bench/quickstart.sh --install``);
+- ``protocols``: the quickstart's ``<method>/metrics.json`` (protocol ``fixed``) beside
+  ``protocols/hmu/<method>/metrics.json`` (``python -m bench.protocols``).
 
 A missing file leaves its block alone under ``--write`` and fails ``--check`` only for blocks that exist in README.md.
 """
@@ -37,10 +41,10 @@ LABELS = {"original": "original", "lcr": "LCR", "uce": "UCE", "rece": "RECE", "f
 EDITS = ("lcr", "uce", "rece")
 
 
-def _records(root: Path) -> dict:
+def _records(root: Path, sub: str = "quickstart") -> dict:
     from src.report.load import load_run
 
-    folder = root / "quickstart"
+    folder = root / sub
     if not folder.is_dir():
         raise FileNotFoundError(folder)
     recs = {r.method: r for r in load_run(folder)}
@@ -76,6 +80,26 @@ def render_quickstart(root: Path) -> str:
     return "\n".join(lines)
 
 
+PROTOCOL_COLS = (("forget", "leakage", 2, "leakage forget ↓"), ("implicit", "leakage", 2, "leakage implicit ↓"),
+                 ("retain", "leakage", 3, "false pos. retain ↓"), ("forget", "FID", 1, "FID forget"),
+                 ("retain", "FID", 2, "FID retain ↓"), ("retain", "R_precision_top3", 3, "R@3 retain ↑"))
+
+
+def render_protocols(root: Path) -> str:
+    """The quickstart's models under both evaluation protocols, each cell ``fixed / hmu`` (the quickstart's own
+    metrics.json, and ``protocols/hmu/<method>/metrics.json`` from ``python -m bench.protocols``), then a row of
+    item counts per set."""
+    fixed, hmu = _records(root), _records(root, "protocols/hmu")
+    lines = ["| model | " + " | ".join(f"{title} (fixed / hmu)" for *_, title in PROTOCOL_COLS) + " |",
+             "|---" + "|---:" * len(PROTOCOL_COLS) + "|"]
+    for m, label in LABELS.items():
+        cells = [f"{_pm(fixed[m].stat(s, k), d)} / {_pm(hmu[m].stat(s, k), d)}" for s, k, d, _ in PROTOCOL_COLS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    items = [f"{fixed['original'].n.get(s, '–')} / {hmu['original'].n.get(s, '–')}" for s, *_ in PROTOCOL_COLS]
+    lines.append("| *items per repeat* | " + " | ".join(items) + " |")
+    return "\n".join(lines)
+
+
 def render_r3_delta(root: Path) -> str:
     """max over LCR, UCE, RECE of |R@3 retain - the original's|, 3 decimals."""
     recs = _records(root)
@@ -83,7 +107,8 @@ def render_r3_delta(root: Path) -> str:
     return f"{max(abs(recs[m].stat('retain', 'R_precision_top3').mean - base) for m in EDITS):.3f}"
 
 
-ATTACK_COLS = (("implicit", "implicit", "leakage"), ("adversarial", "adversarial embedding", "leakage"),
+ATTACK_COLS = (("implicit", "implicit, grammar paraphrases", "leakage"),
+               ("implicit_free_text", "implicit, plain English", "leakage"), ("adversarial", "adversarial embedding", "leakage"),
                ("inversion", "textual inversion, {steps} steps", "leakage"),
                ("compositional", "compositional, forgotten segment", "forgotten_leakage"))
 
@@ -138,9 +163,81 @@ def _json_table(obj: dict) -> str:
     return "\n".join(lines)
 
 
+# README's benchmarks table: (result file bench/<name>.txt, the command recorded, what it measures, which of its output
+# lines are quoted, the target). The files are written by ``bash bench/record.sh <name> <command>``.
+BENCHES = (
+    ("quickstart", "bash bench/quickstart.sh --install",
+     "a first install into a new venv, then the whole quickstart from scratch, then a second run",
+     r"^(venv install \+ )?quickstart.*: exit", "< 10 min and < 4 GB; second run: seconds"),
+    ("lcr_select", "python -m bench.lcr --part select",
+     "LCR count + select + replace + save at the released sizes (6×512×512 RVQ), HumanML3D-sized code table",
+     r"^(codes |count\+select|total CPU)", "< 0.5 s and ≥ 10×"),
+    ("lcr_collect", "python -m bench.lcr --part collect",
+     "LCR code collection on synth motions at the released VQ sizes, extrapolated to HumanML3D train_val",
+     r"^(upstream-style|default \(|upstream \()", "≥ 20× (≥ 3× at upstream's 20 crops)"),
+    ("lcr_vs_finetune", "python -m bench.lcr_vs_finetune", "LCR vs fine-tuning on the quickstart's models",
+     r"^(LCR|fine-tuning)", "≤ 1/100"),
+    ("eval", "python bench/eval.py --repeats 10",
+     "10 evaluation repeats on synth's forget and retain test sets, torch and BLAS at 1 thread",
+     r"^(total|ratio|evaluation alone)", "≥ 5×"),
+    ("gen_eval_small", "python bench/gen_eval.py --sizes small --rounds 4",
+     "MoMask generation (latent 128, 2 layers, random weights) + evaluation, 32 forget items",
+     r"^(generation|evaluation|together) ", "generation ≥ 1.5×"),
+)
+
+
+def _bench_lines(path: Path, pattern: str) -> tuple[str, list[str]]:
+    """A bench/record.sh file -> ("date, commit" from its header, the output lines matching ``pattern``)."""
+    text = path.read_text(encoding="utf-8")
+    head = re.search(r"^# date: (\S+?)T.*?; commit: (\S+)", text, re.M)
+    when = f"{head.group(1)}, {head.group(2)}" if head else "undated"
+    rx = re.compile(pattern)
+    body = [ln.strip() for ln in text.splitlines() if not ln.startswith("#")]
+    return when, [ln for ln in body if rx.search(ln)]
+
+
+def render_benchmarks(root: Path) -> str:
+    """The bench scripts' own result lines, quoted from ``bench/<name>.txt`` (bash bench/record.sh)."""
+    lines = ["| command | what | output (quoted from the recorded run) | target |", "|---|---|---|---|"]
+    for name, command, what, pattern, target in BENCHES:
+        path = root / "bench" / f"{name}.txt"
+        if path.is_file():
+            when, quoted = _bench_lines(path, pattern)
+            cell = "<br>".join(f"`{q.replace('|', '¦')}`" for q in quoted) or "(no result line: see the file)"
+            cell += f"<br>({when}; `docs/results/bench/{name}.txt`)"
+        else:
+            cell = f"not recorded (`bash bench/record.sh {name} {command}`)"
+        lines.append(f"| `{command}` | {what} | {cell} | {target} |")
+    return "\n".join(lines)
+
+
+def _quickstart_bench(root: Path) -> re.Match:
+    path = root / "bench" / "quickstart.txt"
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    m = re.search(r"wall (?P<wall>[\d.]+) s .*?peak memory (?P<peak>\d+) MiB .*?second run .*?: (?P<again>[\d.]+) s",
+                  path.read_text(encoding="utf-8"))
+    if m is None:
+        raise HmuError(f"{path}: no summary line of bench/quickstart.sh")
+    return m
+
+
+def render_quickstart_time(root: Path) -> str:
+    """bench/quickstart.txt's wall time as "M min S s"."""
+    wall = round(float(_quickstart_bench(root).group("wall")))
+    return f"{wall // 60} min {wall % 60} s"
+
+
+def render_quickstart_memory(root: Path) -> str:
+    """bench/quickstart.txt's peak memory (all running stages summed) in GiB, one decimal."""
+    return f"{int(_quickstart_bench(root).group('peak')) / 1024:.1f} GiB"
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "quickstart": render_quickstart, "quickstart_r3_delta": render_r3_delta, "attacks": render_attacks,
-    "lcr_sweep": render_lcr_sweep, "tmr_split": render_tmr_split,
+    "lcr_sweep": render_lcr_sweep, "tmr_split": render_tmr_split, "protocols": render_protocols,
+    "benchmarks": render_benchmarks, "quickstart_time": render_quickstart_time,
+    "quickstart_memory": render_quickstart_memory,
 }
 
 

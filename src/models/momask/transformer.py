@@ -25,8 +25,11 @@ from .tools import (
 )
 from .vq import _init_weights
 
-# classifier-free guidance's two passes as one doubled-batch forward (see MaskTransformer.forward_with_cond_scale);
-# the default of ``generate``'s ``cfg_batch``
+# Classifier-free guidance's conditional and unconditional passes as ONE forward of a doubled batch (as BAMM and
+# upstream's BAMM do) instead of two: one pass of 2B rows is faster than two of B. A doubled batch may round
+# differently in the last bits, so sampled ids could differ from the two-pass MoMask in a near-tie;
+# tests/test_generate_parity.py holds this path to upstream (ids equal, logits 1e-5). The one switch is the
+# ``cfg_batch`` argument of forward_with_cond_scale/generate (and of src.gen.generate's generators); this is its default.
 CFG_BATCH = True
 
 
@@ -80,12 +83,6 @@ def _encoder(*, latent_dim: int, num_heads: int, ff_size: int, dropout: float, n
 class _CondMixin:
     cond_drop_prob: float
     training: bool
-
-    # Classifier-free guidance's conditional and unconditional passes as ONE forward of a doubled batch (as BAMM and
-    # upstream's BAMM do) instead of two: one pass of 2B rows is faster than two of B. A doubled batch may round
-    # differently in the last bits, so sampled ids could differ from the two-pass MoMask in a near-tie;
-    # tests/test_generate_parity.py holds this path to upstream (ids equal, logits 1e-5). False: two passes.
-    batch_cfg: bool = True
 
     def mask_cond(self, cond: torch.Tensor, force_mask: bool = False,
                   generator: torch.Generator | None = None) -> torch.Tensor:
@@ -143,7 +140,7 @@ class MaskTransformer(_CondMixin, nn.Module):
         """
         if force_mask:
             return self.trans_forward(motion_ids, cond_vector, padding_mask, force_mask=True)
-        if cond_scale != 1 and cfg_batch and self.batch_cfg and not self.training:
+        if cond_scale != 1 and cfg_batch and not self.training:
             both = self.trans_forward(torch.cat([motion_ids, motion_ids]),
                                       torch.cat([cond_vector, torch.zeros_like(cond_vector)]),
                                       torch.cat([padding_mask, padding_mask]))
@@ -319,7 +316,7 @@ class ResidualTransformer(_CondMixin, nn.Module):
         if force_mask:
             return self.output_project(self.trans_forward(motion_codes, qids, cond_vector, padding_mask, True),
                                        qids - 1)
-        if cond_scale != 1 and cfg_batch and self.batch_cfg and not self.training:
+        if cond_scale != 1 and cfg_batch and not self.training:
             q2 = torch.cat([qids, qids])
             both = self.output_project(self.trans_forward(torch.cat([motion_codes, motion_codes]), q2,
                                                           torch.cat([cond_vector, torch.zeros_like(cond_vector)]),

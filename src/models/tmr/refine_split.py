@@ -224,6 +224,7 @@ class TMRRefiner:
     last_dropped: list[str] = field(default_factory=list)
     _motion_cache: dict[str, Any] = field(default_factory=dict)
     last_scores: dict[str, float] = field(default_factory=dict)
+    ref_captions: list[str] = field(default_factory=list)  # caption text of each reference (prompt lines as given)
 
     def motion_latents(self, ids: Sequence[str]):
         """Mean motion latents (N, D) for ids, each encoded once per process (splits overlap: all, train_val)."""
@@ -359,7 +360,7 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
     matcher = line_matcher(keywords, match)
     from src.data.humanml3d import parse_caption_line
 
-    owner, tokens, is_forget = [], [], []
+    owner, tokens, is_forget, captions = [], [], [], []
     split_file = root / f"{train_split}.txt"
     if not split_file.is_file():
         raise HmuError(f"split list not found: {split_file} (the reference captions come from it)")
@@ -370,11 +371,13 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
             cap = parse_caption_line(line, where=f"{root / 'texts' / mid}.txt:{k + 1}")
             owner.append(mid)
             tokens.append(cap.text if wants_text else list(cap.tokens))
+            captions.append(cap.text)
             is_forget.append(matcher(line))
     if prompts_file is not None:
         extra = read_prompts(prompts_file, vec)
         owner += [""] * len(extra)
         tokens += extra
+        captions += [e if isinstance(e, str) else " ".join(e) for e in extra]
         is_forget += [True] * len(extra)
     if not any(is_forget):
         raise HmuError(f"no train caption of {root} mentions a keyword ({', '.join(keywords)}) and no --tmr_prompts "
@@ -387,4 +390,4 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
                       std=np.asarray(std, np.float32), max_motion_length=max_motion_length, method=method,
                       max_rank=max_rank, min_occurence=min_occurence, ref_owner=owner,
                       ref_is_forget=np.asarray(is_forget, dtype=bool), ref_latents=latents, generate=generate,
-                      repeat_times=repeat_times)
+                      repeat_times=repeat_times, ref_captions=captions)

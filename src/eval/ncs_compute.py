@@ -1,0 +1,153 @@
+"""``python -m src.eval.ncs_compute``: the NCS figures (src/eval/ncs.py) of a batch generation, as upstream's script.
+
+    python -m src.methods.gen_t2m_batch --dataset_name synth --name t2m_tiny --res_name tres_tiny \\
+        --split kw_splits/test-w-violence.txt --repeat_times 3 --run_name forget_gen --skip_viz
+    python -m src.eval.ncs_compute --file generation/forget_gen/records.json --tmr_name tmr
+
+Two inputs are accepted:
+
+- upstream's records, where every record already carries its ``retrieval`` list (``[{"description": ...}, ...]``
+  in rank order): the ranks are read from it, exactly as upstream's ``ncs_compute.py`` does;
+- ``gen_t2m_batch``'s records (``feats_path`` per record): each generated motion is encoded by the TMR run
+  ``--tmr_name`` and retrieves from a text gallery, every caption line of the ``--gallery_split`` motions
+  (default ``test``; upstream keeps its gallery outside the repository, so this choice is ours), the first
+  ``--top`` texts kept (upstream's retrieval lists, written into ``ncs.json`` with each rank).
+
+A text "holds the concept" when it contains one of ``--forget_kw`` as a case-sensitive substring (upstream's test;
+default: the concept's keywords from assets/splits.json). Writes ``ncs.json`` beside the records file (``--out``),
+logs the figures under upstream's ``unlearn/`` keys (JSONL, and wandb with ``--wandb``) and prints them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from src.common.errors import HmuError, cli
+from src.config.flags import HelpFormatter, add_device_flags, add_location_flags, add_wandb_flags
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.eval.ncs_compute", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
+    p.add_argument("--file", required=True, help="records.json of python -m src.methods.gen_t2m_batch (or upstream's "
+                                                 "results file with retrieval lists)")
+    p.add_argument("--forget_kw", nargs="+", default=None,
+                   help="concept keywords, matched as case-sensitive substrings (default: --concept's keywords)")
+    p.add_argument("--concept", default="violence", help="concept whose keywords are used without --forget_kw")
+    p.add_argument("--dataset_name", default=None, help="dataset (default: the records file's dataset_name)")
+    p.add_argument("--tmr_name", default="tmr", help="TMR run checkpoints/<dataset>/<tmr_name>")
+    p.add_argument("--gallery_split", default="test", help="split whose caption lines form the retrieval gallery")
+    p.add_argument("--top", type=int, default=10, help="retrieved texts kept per motion (a rank beyond is top + 1)")
+    p.add_argument("--run_name", default=None, help="name of the wandb run / JSONL log (default: the records' folder)")
+    p.add_argument("--out", default=None, help="output JSON (default: ncs.json beside --file)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
+    add_device_flags(p)
+    add_wandb_flags(p)
+    return p
+
+
+def _read_records(path: Path) -> tuple[dict, list[dict]]:
+    if not path.is_file():
+        raise HmuError(f"--file not found: {path}")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HmuError(f"{path} is not a JSON file ({exc})") from None
+    recs = obj.get("records") if isinstance(obj, dict) else None
+    if not isinstance(recs, list) or not recs or not all(isinstance(r, dict) and "name" in r for r in recs):
+        raise HmuError(f"{path}: expected {{\"records\": [{{\"name\": ..., ...}}, ...]}} with at least one record")
+    return obj, recs
+
+
+def tmr_retrieval(records: Sequence[dict], base: Path, *, run_dir: Path, root: Path, glove_dir: Path,
+                  keywords: Sequence[str], gallery_split: str, top: int, max_motion_length: int, device) -> tuple[list[list[str]], int]:
+    """Each record's generated motion (``feats_path``, relative to ``base``) encoded by TMR -> the captions of its
+    ``top`` nearest gallery texts in rank order (upstream's retrieval lists), and the gallery size."""
+    from src.data.humanml3d import read_motion
+    from src.models.tmr.encode import encode_motions
+    from src.models.tmr.model import get_sim_matrix
+    from src.models.tmr.refine_split import build_refiner
+
+    # (the refiner refuses a gallery where no line holds a keyword: every rank would then be top + 1)
+    ref = build_refiner(run_dir=run_dir, root=root, glove_dir=glove_dir, keywords=keywords, match="substring",
+                        max_rank=top, max_motion_length=max_motion_length, train_split=gallery_split)
+    ref.model.to(device)
+    dim = int(ref.mean.shape[0])
+    motions = []
+    for r in records:
+        if "feats_path" not in r:
+            raise HmuError("a record has neither a retrieval list nor a feats_path")
+        f = read_motion(base / r["feats_path"], dim_pose=dim)[:max_motion_length]
+        motions.append(((f - ref.mean) / ref.std).astype(np.float32))
+    lat = encode_motions(ref.model, motions)
+    sims = get_sim_matrix(lat, ref.ref_latents.to(lat.device)).cpu().double().numpy()
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
+    return [[ref.ref_captions[j] for j in row] for row in order], len(ref.ref_captions)
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    from src.common.datasets import get_spec
+    from src.common.device import resolve_device
+    from src.common.io import atomic_write_json, refuse_overwrite
+    from src.common.logging import MetricLogger, start_cli
+    from src.common.paths import Paths
+    from src.data.keywords import forget_keywords
+    from src.eval.ncs import ncs_summary, retrieval_ranks
+    from src.train.tmr import tmr_run_dir
+
+    args = build_parser().parse_args(argv)
+    wandb = start_cli(vars(args), args.verbose)
+    if args.top < 1:
+        raise HmuError(f"--top must be >= 1, got {args.top}")
+    path = Path(args.file)
+    out = Path(args.out) if args.out else path.with_name("ncs.json")
+    refuse_overwrite(out, args.force, what="NCS results")
+    meta, records = _read_records(path)
+    dataset = args.dataset_name or meta.get("dataset_name") or "synth"
+    spec = get_spec(dataset)
+    keywords = list(args.forget_kw or forget_keywords(spec.name, args.concept))
+    if all(isinstance(r.get("retrieval"), list) for r in records):
+        retrieved = [[s.get("description", "") for s in r["retrieval"]] for r in records]
+        source = "retrieval lists in the records"
+    else:
+        paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
+                              glove_dir=args.glove_dir)
+        run_dir = tmr_run_dir(paths, spec.name, args.tmr_name, existing=True)
+        retrieved, gallery = tmr_retrieval(records, path.parent, run_dir=run_dir, root=paths.data_root(spec.name),
+                                           glove_dir=paths.glove(spec.name), keywords=keywords,
+                                           gallery_split=args.gallery_split,
+                                           top=args.top, max_motion_length=spec.max_motion_length,
+                                           device=resolve_device(args.gpu_id, args.device))
+        source = f"TMR {run_dir}, gallery: caption lines of {args.gallery_split} ({gallery} texts), top {args.top}"
+    ranks = retrieval_ranks(retrieved, keywords)
+    summary = ncs_summary(ranks, [r["name"] for r in records], [r.get("repeat", 0) for r in records])
+    atomic_write_json(out, {"file": str(path), "keywords": keywords, "source": source, "summary": summary,
+                            "ranks": [{"name": r["name"], "repeat": r.get("repeat", 0), "rank": int(k),
+                                       "retrieval": [{"description": c} for c in caps]}
+                                      for r, k, caps in zip(records, ranks, retrieved)]})
+    logger = MetricLogger(out.with_suffix(".jsonl"), wandb=wandb, name=args.run_name or path.parent.name,
+                          config=vars(args), job_type="ncs")
+    logger.log(**{f"unlearn/{k}": v for k, v in summary.items()})
+    where = logger.finish()
+    print(f"NCS of {len(records)} generations ({int(summary['forget_size'])} motions, {int(summary['repeats'])} "
+          f"repeats); {source}")
+    for k in ("ncs@1", "ncs@2", "ncs@3", "ncs@5", "ncs@10", "mean_rank", "median_rank"):
+        ci = summary[f"conf/{k}"]
+        print(f"  {k:<12} {summary[k]:.3f}" + ("" if np.isnan(ci) else f" ± {ci:.3f}") + f"   min over repeats: "
+              f"{summary[f'min_{k}']:.3f}")
+    print(f"written {out}" + (f"; {where}" if where else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
