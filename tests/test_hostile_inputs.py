@@ -414,9 +414,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def _default_sigint() -> None:
     """A suite started in the background by a non-interactive shell (``cmd &``, as CI scripts do) inherits SIGINT
     ignored, and Python then installs no KeyboardInterrupt handler in the child: Ctrl-C is meant not to reach such
@@ -426,6 +423,9 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_quickstart_signal_stops_every_stage(tmp_path, sig):
     """SIGTERM (timeout, SLURM, systemd) or SIGINT to the quickstart reaches each running stage's process group: the
     quickstart exits 128 + signal with one line, and no stage process (nor anything a stage started) survives."""
