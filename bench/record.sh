@@ -12,7 +12,7 @@ tmp="$(mktemp "$out.partial.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 {
     echo "# command: $*"
-    echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+    echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- src bench scripts 2>/dev/null || echo +uncommitted-changes)"
     echo "# machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load before: $(cut -d' ' -f1 /proc/loadavg)"
 } > "$tmp"
 "$@" 2>&1 | tee -a "$tmp"

@@ -94,7 +94,7 @@ class _SecondsVQ:
         return codes, None
 
 
-def test_upstream_collection_matches_an_independent_count(tmp_path):
+def test_upstream_collection_matches_an_independent_count(tmp_path, monkeypatch):
     """Segments by #from#to at 20 fps, < 40 or >= 200 frames dropped, crops zero-padded to 196 with padding counted.
 
     Feature 0 of frame t is 1 + t // 20 (its second, from 1), so a row's codes say which frames it came from; code 0
@@ -112,6 +112,7 @@ def test_upstream_collection_matches_an_independent_count(tmp_path):
         "whole": (150, [(0, 0), (0, 0)]),         # 2 items, each the whole motion
         "seg": (190, [(0, 0), (2.0, 5.0), (0, 1.5), (8.0, 0)]),  # whole, 40..100, 0..30 (dropped), 160..190 (dropped)
         "late": (199, [(3.0, 0)]),                # 60..199 (139 frames); 199 < 200 kept
+        "twin": (120, [(0, 3.0), (3.0, 6.0)]),    # 0..60 and 60..120: equal lengths, other frames
     }
     for mid, (n, caps) in motions.items():
         x = np.zeros((n, 5), np.float32)
@@ -121,10 +122,23 @@ def test_upstream_collection_matches_an_independent_count(tmp_path):
             "".join(f"a person walks#a/DET person/NOUN walk/VERB#{a}#{b}\n" for a, b in caps))
     folder = HumanML3DFolder(root)
     settings = CropSettings.upstream(seed=3, n_crops=20)
+    import src.methods.collect as C
+
+    encoded = []
+    real_encode = C.encode_windows
+    monkeypatch.setattr(C, "encode_windows", lambda vq, w, **k: encoded.append(len(w)) or real_encode(vq, w, **k))
     table, _ = collect_codes(_SecondsVQ(), folder, list(motions), mean=np.zeros(5), std=np.ones(5),
                              settings=settings, cache_dir=None)
+    # identical windows are encoded once: the distinct (motion, first frame, length) of the kept items' crops
+    distinct = {(mid, lo + st, n) for mid, key, lo, hi in (("whole", "whole%0", 0, 150), ("whole", "whole%1", 0, 150),
+                                                          ("seg", "seg%0", 0, 190), ("seg", "seg%1", 40, 100),
+                                                          ("late", "late%0", 60, 199), ("twin", "twin%0", 0, 60),
+                                                          ("twin", "twin%1", 60, 120))
+                for st, n in C.crop_windows(hi - lo, motion_key=key, settings=settings)}
+    assert encoded == [len(distinct)] and len(distinct) < 20 * 7
 
-    expected_items = {"whole": [(0, 150), (0, 150)], "seg": [(0, 190), (40, 100)], "late": [(60, 199)]}
+    expected_items = {"whole": [(0, 150), (0, 150)], "seg": [(0, 190), (40, 100)], "late": [(60, 199)],
+                      "twin": [(0, 60), (60, 120)]}
     rows_of = {mid: np.flatnonzero(np.asarray(table.ids)[table.motion] == mid) for mid in motions}
     assert {m: len(r) for m, r in rows_of.items() if len(r)} == {m: 20 * len(v) for m, v in expected_items.items()}
     assert (table.n_valid == 49).all() and table.codes.shape[1] == 49  # 196 frames / 4, padding included
@@ -142,6 +156,8 @@ def test_upstream_collection_matches_an_independent_count(tmp_path):
             assert any(ok), (mid, n, sorted(set(row.tolist())))
     # the 40..100 segment of 'seg' (seconds 3..5) is used: some rows never reach second 6
     assert any(codes[r].max() <= 5 for r in rows_of["seg"])
+    # 'twin': a crop of the second segment (seconds 4..6) never takes the codes of the first's crop at the same offset
+    assert sum(int(codes[r].max() >= 4) for r in rows_of["twin"]) == 20
     # both crop lengths occur (the 1/3 'double' draw), e.g. for 'late' (139 frames -> 136 or 132)
     lens = {int((codes[r] > 0).sum()) * 4 for r in rows_of["late"]}
     assert lens == {136, 132}

@@ -23,6 +23,11 @@ Two collections (``CropSettings``):
     Randomness is ours (numpy, per item key ``<id>%<line>``), not Python's ``random`` in upstream's loader order, so
     the crops follow upstream's distribution, not its exact draws.
 
+Either way, identical windows (the same frames of the same motion: whole-motion caption lines of one motion, or
+random crops that drew the same start, which is most of them, since a crop is at most a few frames shorter than its
+item) are encoded once and their codes given to every row they stand for, so the counts are those of encoding every
+row.
+
 Cache: ``<cache_dir>/<key>.npz`` where the key hashes the VQ encoder+quantizer weights, the ids with their motion files'
 size and mtime, the normalisation and the crop settings. A second run with the same inputs loads it (no encoding);
 the ids are stored per row, so any forget/retain partition of the same ids (another concept) reuses the same file.
@@ -264,7 +269,10 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
                 return table, True
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
-    windows, motion, repeat = [], [], []
+    # Identical windows (same motion, same first frame, same length: captions whose segments overlap, or random crops
+    # that drew the same start) are encoded once; every row still gets its codes, so the counts are unchanged.
+    windows, motion, repeat, row_window = [], [], [], []
+    seen: dict[tuple[int, int, int], int] = {}
     skipped = 0
     for m, mid in enumerate(ids):
         x = folder.motion(mid)
@@ -273,23 +281,27 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
             continue
         xn = (x - mean) / std
         if settings.segments:
-            items = [(f"{mid}%{line}", xn[a:b]) for line, a, b in
+            items = [(f"{mid}%{line}", a, xn[a:b]) for line, a, b in
                      caption_segments(len(x), folder.captions(mid), fps=settings.fps)]
-            items = [(key, seg) for key, seg in items if settings.keep(len(seg))]
+            items = [(key, a, seg) for key, a, seg in items if settings.keep(len(seg))]
             rep = 1
         else:
-            items = [(mid, xn)]
+            items = [(mid, 0, xn)]
             rep = max(len(folder.captions(mid)), 1) if settings.per_caption else 1
-        n_before = len(windows)
-        for key, seg in items:
+        n_before = len(row_window)
+        for key, offset, seg in items:
             for start, n in crop_windows(len(seg), motion_key=key, settings=settings):
-                w = seg[start:start + n]
-                if settings.pad and n < settings.max_motion_length:
-                    w = np.concatenate([w, np.zeros((settings.max_motion_length - n, w.shape[1]), w.dtype)])
-                windows.append(w)
+                at = (m, offset + start, n)  # the window's frames in the whole motion
+                if at not in seen:
+                    w = seg[start:start + n]
+                    if settings.pad and n < settings.max_motion_length:
+                        w = np.concatenate([w, np.zeros((settings.max_motion_length - n, w.shape[1]), w.dtype)])
+                    seen[at] = len(windows)
+                    windows.append(w)
+                row_window.append(seen[at])
                 motion.append(m)
                 repeat.append(rep)
-        if len(windows) == n_before:
+        if len(row_window) == n_before:
             skipped += 1
     if not windows:
         raise HmuError(f"none of the {len(ids)} motions is long enough to encode "
@@ -297,7 +309,9 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
     if skipped:
         log.info("skipped %d motions (shorter than %d frames%s, or without a long enough caption segment)", skipped,
                  settings.min_motion_length, f" or of at least {settings.max_frames}" if settings.max_frames else "")
-    codes = encode_windows(vq, windows, batch_size=batch_size, progress=progress)
+    log.info("encoding %d distinct windows for %d code rows", len(windows), len(row_window))
+    unique = encode_windows(vq, windows, batch_size=batch_size, progress=progress)
+    codes = [unique[j] for j in row_window]
     width = max(c.shape[0] for c in codes)
     n_layers = codes[0].shape[1]
     nb = max(int(c.max()) for c in codes) + 1
