@@ -159,6 +159,7 @@ def ws(tmp_path_factory) -> dict[str, str]:
     markers.mkdir()
     ds = base / "ds"
     src = tiny_split_dataset(ds)
+    test_ids = (src / "test.txt").read_text().split()
     w: dict[str, Path] = {"ds": ds, "markers": markers}
 
     ck = _evaluator_run(base / "ck")
