@@ -41,9 +41,12 @@ def tiny_vq_config(name: str = VQ):
 
 
 def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformers: bool = True, vq_name: str = VQ,
-              mask_name: str = MASK, res_name: str = RES, existing_vq: bool = False) -> Path:
+              mask_name: str = MASK, res_name: str = RES, existing_vq: bool = False, text_encoder: str = "embedded",
+              clip_dim: int = 512) -> Path:
     """Write tiny random VQ (+ mask and residual transformer) runs under ``ckpt_dir/synth``; returns ckpt_dir.
-    ``existing_vq``: the VQ run ``vq_name`` is there already (e.g. trained); only the transformers are written."""
+    ``existing_vq``: the VQ run ``vq_name`` is there already (e.g. trained); only the transformers are written.
+    ``text_encoder``/``clip_dim``: the transformers' text side (the procedural mean by default; ``minilm``/384 is the
+    quickstart's)."""
     import numpy as np
     import torch
 
@@ -73,7 +76,7 @@ def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformer
         save_checkpoint(d / "model" / "net_best_fid.tar", kind="vq", model=vq, epoch=1)
     if with_transformers:
         kw = {"dataset_name": "synth", "vq_name": vq_name, "latent_dim": 32, "n_layers": 1, "n_heads": 2, "ff_size": 64,
-              "text_encoder": "embedded", "clip_dim": 512}
+              "text_encoder": text_encoder, "clip_dim": clip_dim}
         for cls, build, name, kind in ((MaskTransConfig, build_mask_transformer, mask_name, "mask"),
                                        (ResTransConfig, build_res_transformer, res_name, "res")):
             cfg = cls(name=name, **kw)

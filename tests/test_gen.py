@@ -171,3 +171,31 @@ def test_cli_animates_by_default_and_writes_bvh(tiny_runs, tmp_path):
     assert main([*base, "--out", str(tmp_path / "b"), "--no_animate"]) == 0
     assert not (tmp_path / "b" / "videos").exists()
     assert "video" not in json.loads((tmp_path / "b/prompts.json").read_text())["items"][0]
+
+
+def test_a_found_length_estimator_of_other_text_features_is_skipped_a_named_one_refused(tmp_path, synth_root, caplog):
+    """The estimator reads the transformer's text features: one trained on another encoder's (384-d MiniLM against a
+    512-d transformer) is not used when merely found (evaluation does not need it), and is an error when named."""
+    import logging
+
+    from helpers_methods import MASK, RES, make_dataset, make_runs
+
+    from src.common.errors import HmuError
+    from src.gen.generate import load_generator
+    from src.models.checkpoint import save_checkpoint
+    from src.models.momask import build_len_estimator
+
+    ds = make_dataset(synth_root, tmp_path / "ds")
+    ck = make_runs(tmp_path / "ck", ds)  # transformers read 512-d text features
+    save_checkpoint(ck / "synth" / "length_estimator" / "model" / "finest.tar", kind="len",
+                    model=build_len_estimator(input_size=384), epoch=1)
+    kw = {"dataset_name": "synth", "name": MASK, "res_name": RES, "checkpoints_dir": ck, "dataset_dir": ds}
+    with caplog.at_level(logging.WARNING, logger="src.gen.generate"):
+        gen = load_generator(**kw)
+    assert gen.len_estimator is None
+    assert "length estimator 'length_estimator' not used" in caplog.text and "384" in caplog.text
+    with pytest.raises(HmuError, match="does not fit LengthEstimator"):
+        load_generator(**kw, len_name="length_estimator")
+    save_checkpoint(ck / "synth" / "length_estimator" / "model" / "finest.tar", kind="len",
+                    model=build_len_estimator(input_size=512), epoch=1)
+    assert load_generator(**kw).len_estimator is not None  # a fitting one is found and used

@@ -299,11 +299,22 @@ def _hash(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "requirements-text.txt")  # as scripts/_venv.sh
+
+
 def _venv_ready() -> bool:
-    """The bash wrappers source scripts/_venv.sh: the running interpreter's venv must carry its stamp."""
+    """The bash wrappers source scripts/_venv.sh: the running interpreter's venv must carry its stamp (the hash of
+    the requirement files, computed as _venv.sh does)."""
     stamp = Path(sys.prefix) / ".hmu-req"
-    want = hashlib.sha256((REPO / "requirements.txt").read_bytes() + (REPO / "requirements-dev.txt").read_bytes())
+    want = hashlib.sha256(b"".join((REPO / f).read_bytes() for f in REQUIREMENT_FILES))
     return stamp.is_file() and stamp.read_text().strip() == want.hexdigest()[:16]
+
+
+def test_venv_stamp_is_computed_like_venv_sh():
+    """_venv.sh hashes exactly these files; if it changes, _venv_ready() must follow (else the test below skips)."""
+    text = (REPO / "scripts" / "_venv.sh").read_text()
+    hashed = text[text.index('_req_hash="$(cat'):text.index("| sha256sum")]
+    assert re.findall(r"requirements[\w-]*\.txt", hashed) == list(REQUIREMENT_FILES)
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +338,9 @@ def build_project(proj: Path) -> Path:
     loc = ["--dataset_name", "synth", "--checkpoints_dir", str(ck), "--dataset_dir", str(data), "--no_progress"]
     # one short epoch: LCR needs codes that forget and retain motions use differently (a random VQ has none)
     assert vq.main(["--name", VQ, *loc, "--max_epoch", "1", "--epoch_size", "512"]) == 0
-    make_runs(ck, data, vq_name=VQ, mask_name=TRANS, res_name=RES, existing_vq=True)
+    # the quickstart's text side (MiniLM, 384-d), which the length estimator below is trained on too
+    make_runs(ck, data, vq_name=VQ, mask_name=TRANS, res_name=RES, existing_vq=True, text_encoder="minilm",
+              clip_dim=384)
     for name in (TRANS, RES):  # the trainers write both files; upstream's base.tar links the masked one to latest.tar
         shutil.copy(ck / "synth" / name / "model" / "net_best_fid.tar", ck / "synth" / name / "model" / "latest.tar")
     assert evaluator.main([*loc, "--max_epoch", "1", "--dim_text_hidden", "16", "--dim_coemb_hidden", "16",
@@ -369,7 +382,10 @@ def _argv(tokens: list[str]) -> list[str]:
 @pytest.mark.slow
 def test_readme_commands_run_as_written(project):
     if not _venv_ready():
-        pytest.skip("the bash wrappers need the venv made by scripts/_venv.sh (run through bash scripts/test.sh)")
+        why = "the bash wrappers need the venv made by scripts/_venv.sh (run through bash scripts/test.sh)"
+        if os.environ.get("HMU_TEST_SH"):
+            pytest.fail(f"run by scripts/test.sh, yet the venv stamp does not match: {why}")
+        pytest.skip(why)
     cmds = readme_commands(upstream_readme())
     seen: dict[str, int] = {}
     rows, failures = [], []
