@@ -15,7 +15,7 @@ def test_readme_tables_equal_what_src_report_renders_from_docs_results():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     names = [m.group("name") for m in R.MARK.finditer(text)]
     assert {"quickstart", "quickstart_r3_delta", "attacks", "lcr_sweep", "tmr_split", "protocols", "benchmarks",
-            "quickstart_time", "quickstart_memory"} <= set(names)
+            "quickstart_time", "quickstart_memory", "quickstart_again", "quickstart_install"} <= set(names)
     rendered, missing = R.render(text, REPO / "docs" / "results", strict=False)
     assert not missing, f"result files missing under docs/results for: {missing}"
     assert rendered == text, "README.md is stale: python -m src.report.readme docs/results --write README.md"
@@ -81,6 +81,7 @@ def test_protocols_table_puts_each_fixed_figure_beside_its_hmu_figure(tmp_path):
     assert lcr[1] == "0.00 ± 0.00 / 0.12 ± 0.05"  # forget leakage: fixed, then the changed hmu value
     assert lcr[6] == "0.532 ± 0.008 / 0.400 ± 0.010 |"  # retain R@3
     assert table[2].split(" | ")[5] == "6.77 ± 0.70 / 6.77 ± 0.70"  # original's retain FID, the same in both copies
+    assert R.render_set_size("retain")(tmp_path) == "401" and R.render_set_size("forget")(tmp_path) == "49"
     assert table[-1] == "| *items per repeat* | 49 / 147 | 50 / 50 | 401 / 1203 | 49 / 147 | 401 / 1203 | 401 / 1203 |"
     with pytest.raises(FileNotFoundError):
         R.render_protocols(tmp_path / "protocols")  # no quickstart there
@@ -107,6 +108,8 @@ def test_benchmarks_quote_the_recorded_result_lines(tmp_path):
     assert "`venv install + quickstart: exit 0, wall 578.2 s" in rows["| `bash bench/quickstart.sh --install`"]
     assert R.render_quickstart_time(tmp_path) == "9 min 38 s"  # 578.2 s
     assert R.render_quickstart_memory(tmp_path) == "2.0 GiB"   # 2020 MiB / 1024
+    assert R.render_quickstart_again(tmp_path) == "0.1 s"
+    assert R.render_quickstart_install(tmp_path) == "61 s"     # 578.2 - 517
     (bench / "quickstart.txt").write_text("no summary\n")
     with pytest.raises(R.HmuError):
         R.render_quickstart_time(tmp_path)

@@ -16,7 +16,7 @@ inline number). NAME is a key of ``RENDERERS``; each renderer reads its own file
 - ``attacks``: ``quickstart/attacks/attacks.json`` (``python -m src.attacks`` via ``python -m src.quickstart --attacks``);
 - ``lcr_sweep``: ``lcr_sweep/sweep.json`` (``python -m bench.lcr_sweep``);
 - ``tmr_split``: ``tmr_split/tmr_split.json`` (``python -m bench.tmr_split``);
-- ``benchmarks``, ``quickstart_time``, ``quickstart_memory``: ``bench/<name>.txt``, a bench script's output kept
+- ``benchmarks``, ``quickstart_time``, ``quickstart_memory``, ``quickstart_again``, ``quickstart_install``: ``bench/<name>.txt``, a bench script's output kept
   by ``bash bench/record.sh <name> <command>`` (the quickstart's: ``bash bench/quickstart.sh --install``);
 - ``protocols``: the quickstart's ``<method>/metrics.json`` (protocol ``fixed``) beside
   ``protocols/hmu/<method>/metrics.json`` (``python -m bench.protocols``).
@@ -231,16 +231,45 @@ def render_quickstart_time(root: Path) -> str:
     return f"{wall // 60} min {wall % 60} s"
 
 
+def render_quickstart_again(root: Path) -> str:
+    """bench/quickstart.txt's second run (every stage skipped), seconds."""
+    return f"{float(_quickstart_bench(root).group('again')):.1f} s"
+
+
+def render_quickstart_install(root: Path) -> str:
+    """The install's share of bench/quickstart.txt: its wall time minus the quickstart's own (the "[hmu] quickstart
+    finished in N s" line), in whole seconds."""
+    path = root / "bench" / "quickstart.txt"
+    own = re.search(r"quickstart finished in (\d+) s", path.read_text(encoding="utf-8"))
+    if own is None:
+        raise HmuError(f"{path}: no 'quickstart finished in' line")
+    return f"{round(float(_quickstart_bench(root).group('wall')) - int(own.group(1)))} s"
+
+
 def render_quickstart_memory(root: Path) -> str:
     """bench/quickstart.txt's peak memory (all running stages summed) in GiB, one decimal."""
     return f"{int(_quickstart_bench(root).group('peak')) / 1024:.1f} GiB"
+
+
+def render_set_size(set_name: str) -> Callable[[Path], str]:
+    """The original model's item count on ``set_name`` in the quickstart's metrics.json."""
+    def render(root: Path) -> str:
+        n = _records(root)["original"].n.get(set_name)
+        if n is None:
+            raise HmuError(f"{root}/quickstart/original/metrics.json: no item count for the {set_name} set")
+        return str(n)
+
+    render.__doc__ = f"item count of the quickstart's {set_name} set"
+    return render
 
 
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "quickstart": render_quickstart, "quickstart_r3_delta": render_r3_delta, "attacks": render_attacks,
     "lcr_sweep": render_lcr_sweep, "tmr_split": render_tmr_split, "protocols": render_protocols,
     "benchmarks": render_benchmarks, "quickstart_time": render_quickstart_time,
-    "quickstart_memory": render_quickstart_memory,
+    "quickstart_memory": render_quickstart_memory, "quickstart_again": render_quickstart_again,
+    "quickstart_install": render_quickstart_install, "quickstart_n_forget": render_set_size("forget"),
+    "quickstart_n_retain": render_set_size("retain"),
 }
 
 
