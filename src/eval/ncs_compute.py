@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,8 +28,6 @@ import numpy as np
 
 from src.common.errors import HmuError, cli
 from src.config.flags import HelpFormatter, add_device_flags, add_location_flags, add_wandb_flags
-
-log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,11 +66,11 @@ def _read_records(path: Path) -> tuple[dict, list[dict]]:
 
 
 def tmr_retrieval(records: Sequence[dict], base: Path, *, run_dir: Path, root: Path, glove_dir: Path,
-                  keywords: Sequence[str], gallery_split: str, top: int, max_motion_length: int, device) -> tuple[list[list[str]], int]:
+                  keywords: Sequence[str], gallery_split: str, top: int, max_motion_length: int,
+                  device) -> tuple[list[list[str]], int]:
     """Each record's generated motion (``feats_path``, relative to ``base``) encoded by TMR -> the captions of its
     ``top`` nearest gallery texts in rank order (upstream's retrieval lists), and the gallery size."""
     from src.data.humanml3d import read_motion
-    from src.models.tmr.encode import encode_motions
     from src.models.tmr.model import get_sim_matrix
     from src.models.tmr.refine_split import build_refiner
 
@@ -81,14 +78,9 @@ def tmr_retrieval(records: Sequence[dict], base: Path, *, run_dir: Path, root: P
     ref = build_refiner(run_dir=run_dir, root=root, glove_dir=glove_dir, keywords=keywords, match="substring",
                         max_rank=top, max_motion_length=max_motion_length, train_split=gallery_split)
     ref.model.to(device)
-    dim = int(ref.mean.shape[0])
-    motions = []
-    for r in records:
-        if "feats_path" not in r:
-            raise HmuError("a record has neither a retrieval list nor a feats_path")
-        f = read_motion(base / r["feats_path"], dim_pose=dim)[:max_motion_length]
-        motions.append(((f - ref.mean) / ref.std).astype(np.float32))
-    lat = encode_motions(ref.model, motions)
+    if any("feats_path" not in r for r in records):
+        raise HmuError("a record has neither a retrieval list nor a feats_path")
+    lat = ref.feature_latents([read_motion(base / r["feats_path"], dim_pose=int(ref.mean.shape[0])) for r in records])
     sims = get_sim_matrix(lat, ref.ref_latents.to(lat.device)).cpu().double().numpy()
     order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
     return [[ref.ref_captions[j] for j in row] for row in order], len(ref.ref_captions)

@@ -285,12 +285,13 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
     want_len = len_name or "length_estimator"
     # BAMM predicts its own lengths (END token): an estimator is used only when named
     auto_len = family == "momask" and any(c.is_dir() for c in run_dir_candidates(paths, dataset_name, want_len))
-    if len_name:
-        len_est, _, _ = load_len_estimator(paths, dataset_name, want_len, input_size=mask_cfg.clip_dim)
-    elif auto_len:
+    if len_name or auto_len:
         try:
             len_est, _, _ = load_len_estimator(paths, dataset_name, want_len, input_size=mask_cfg.clip_dim)
-        except HmuError as exc:  # found, not asked for: e.g. trained on another text encoder's features
+        except HmuError as exc:
+            if len_name:
+                raise
+            # found, not asked for: e.g. trained on another text encoder's features
             log.warning("length estimator '%s' not used (%s); prompts without a length need --len_name", want_len,
                         exc)
     if text_encoder is None:

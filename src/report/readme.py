@@ -16,8 +16,10 @@ inline number). NAME is a key of ``RENDERERS``; each renderer reads its own file
 - ``attacks``: ``quickstart/attacks/attacks.json`` (``python -m src.attacks`` via ``python -m src.quickstart --attacks``);
 - ``lcr_sweep``: ``lcr_sweep/sweep.json`` (``python -m bench.lcr_sweep``);
 - ``tmr_split``: ``tmr_split/tmr_split.json`` (``python -m bench.tmr_split``);
-- ``benchmarks``, ``quickstart_time``, ``quickstart_memory``, ``quickstart_again``, ``quickstart_install``: ``bench/<name>.txt``, a bench script's output kept
-  by ``bash bench/record.sh <name> <command>`` (the quickstart's: ``bash bench/quickstart.sh --install``);
+- ``benchmarks``, ``quickstart_time``, ``quickstart_memory``, ``quickstart_again``, ``quickstart_install``:
+  ``bench/<name>.txt``, a bench script's output kept by ``bash bench/record.sh <name> <command>`` (the quickstart's:
+  ``bash bench/quickstart.sh --install``);
+- ``quickstart_n_forget``, ``quickstart_n_retain``: the item counts in ``quickstart/original/metrics.json``;
 - ``protocols``: the quickstart's ``<method>/metrics.json`` (protocol ``fixed``) beside
   ``protocols/hmu/<method>/metrics.json`` (``python -m bench.protocols``).
 
@@ -108,7 +110,8 @@ def render_r3_delta(root: Path) -> str:
 
 
 ATTACK_COLS = (("implicit", "implicit, grammar paraphrases", "leakage"),
-               ("implicit_free_text", "implicit, plain English", "leakage"), ("adversarial", "adversarial embedding", "leakage"),
+               ("implicit_free_text", "implicit, plain English", "leakage"),
+               ("adversarial", "adversarial embedding", "leakage"),
                ("inversion", "textual inversion, {steps} steps", "leakage"),
                ("compositional", "compositional, forgotten segment", "forgotten_leakage"))
 
@@ -214,41 +217,49 @@ def render_benchmarks(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _quickstart_bench(root: Path) -> re.Match:
+_QUICKSTART_SUMMARY = re.compile(
+    r"wall (?P<wall>[\d.]+) s .*?peak memory (?P<peak>\d+) MiB .*?second run .*?: (?P<again>[\d.]+) s")
+
+
+def _quickstart_bench(root: Path, *, own_time: bool = False) -> dict[str, float]:
+    """bench/quickstart.txt -> {wall, peak (MiB), again} from bench/quickstart.sh's summary line, and with
+    ``own_time`` the quickstart's own seconds (its "[hmu] quickstart finished in N s" line) as ``own``."""
     path = root / "bench" / "quickstart.txt"
     if not path.is_file():
         raise FileNotFoundError(path)
-    m = re.search(r"wall (?P<wall>[\d.]+) s .*?peak memory (?P<peak>\d+) MiB .*?second run .*?: (?P<again>[\d.]+) s",
-                  path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    m = _QUICKSTART_SUMMARY.search(text)
     if m is None:
         raise HmuError(f"{path}: no summary line of bench/quickstart.sh")
-    return m
+    out = {k: float(v) for k, v in m.groupdict().items()}
+    if own_time:
+        own = re.search(r"quickstart finished in (\d+) s", text)
+        if own is None:
+            raise HmuError(f"{path}: no 'quickstart finished in' line")
+        out["own"] = float(own.group(1))
+    return out
 
 
 def render_quickstart_time(root: Path) -> str:
     """bench/quickstart.txt's wall time as "M min S s"."""
-    wall = round(float(_quickstart_bench(root).group("wall")))
+    wall = round(_quickstart_bench(root)["wall"])
     return f"{wall // 60} min {wall % 60} s"
 
 
 def render_quickstart_again(root: Path) -> str:
     """bench/quickstart.txt's second run (every stage skipped), seconds."""
-    return f"{float(_quickstart_bench(root).group('again')):.1f} s"
+    return f"{_quickstart_bench(root)['again']:.1f} s"
 
 
 def render_quickstart_install(root: Path) -> str:
-    """The install's share of bench/quickstart.txt: its wall time minus the quickstart's own (the "[hmu] quickstart
-    finished in N s" line), in whole seconds."""
-    path = root / "bench" / "quickstart.txt"
-    own = re.search(r"quickstart finished in (\d+) s", path.read_text(encoding="utf-8"))
-    if own is None:
-        raise HmuError(f"{path}: no 'quickstart finished in' line")
-    return f"{round(float(_quickstart_bench(root).group('wall')) - int(own.group(1)))} s"
+    """The install's share of bench/quickstart.txt: its wall time minus the quickstart's own, in whole seconds."""
+    b = _quickstart_bench(root, own_time=True)
+    return f"{round(b['wall'] - b['own'])} s"
 
 
 def render_quickstart_memory(root: Path) -> str:
     """bench/quickstart.txt's peak memory (all running stages summed) in GiB, one decimal."""
-    return f"{int(_quickstart_bench(root).group('peak')) / 1024:.1f} GiB"
+    return f"{_quickstart_bench(root)['peak'] / 1024:.1f} GiB"
 
 
 def render_set_size(set_name: str) -> Callable[[Path], str]:

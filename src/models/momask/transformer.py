@@ -29,7 +29,8 @@ from .vq import _init_weights
 # upstream's BAMM do) instead of two: one pass of 2B rows is faster than two of B. A doubled batch may round
 # differently in the last bits, so sampled ids could differ from the two-pass MoMask in a near-tie;
 # tests/test_generate_parity.py holds this path to upstream (ids equal, logits 1e-5). The one switch is the
-# ``cfg_batch`` argument of forward_with_cond_scale/generate (and of src.gen.generate's generators); this is its default.
+# ``cfg_batch`` argument of forward_with_cond_scale/generate (and of src.gen.generate's generators); this is its
+# default.
 CFG_BATCH = True
 
 

@@ -226,20 +226,24 @@ class TMRRefiner:
     last_scores: dict[str, float] = field(default_factory=dict)
     ref_captions: list[str] = field(default_factory=list)  # caption text of each reference (prompt lines as given)
 
+    def feature_latents(self, feats: Sequence[np.ndarray]):
+        """Raw motion features (T_i, D) -> mean latents (N, latent): cut to ``max_motion_length``, normalised by the
+        run's statistics, encoded by TMR."""
+        from src.models.tmr.encode import encode_motions
+
+        return encode_motions(self.model, [((np.asarray(f)[:self.max_motion_length] - self.mean) / self.std)
+                                           .astype(np.float32) for f in feats])
+
     def motion_latents(self, ids: Sequence[str]):
         """Mean motion latents (N, D) for ids, each encoded once per process (splits overlap: all, train_val)."""
         import torch
 
         from src.data.humanml3d import read_motion
-        from src.models.tmr.encode import encode_motions
 
         todo = [i for i in dict.fromkeys(ids) if i not in self._motion_cache]
         if todo:
-            motions = []
-            for i in todo:
-                m = read_motion(self.root / "new_joint_vecs" / f"{i}.npy", dim_pose=int(self.mean.shape[0]))
-                motions.append(((m[:self.max_motion_length] - self.mean) / self.std).astype(np.float32))
-            lat = encode_motions(self.model, motions)
+            lat = self.feature_latents([read_motion(self.root / "new_joint_vecs" / f"{i}.npy",
+                                                    dim_pose=int(self.mean.shape[0])) for i in todo])
             self._motion_cache.update(zip(todo, lat))
         return torch.stack([self._motion_cache[i] for i in ids])
 
@@ -262,7 +266,6 @@ class TMRRefiner:
         import torch
 
         from src.data.humanml3d import read_captions, read_motion
-        from src.models.tmr.encode import encode_motions
         from src.models.tmr.model import get_sim_matrix
 
         if self.generate is None:
@@ -277,8 +280,7 @@ class TMRRefiner:
                 owner.append(i)
         if not captions:
             return {}
-        feats = self.generate(captions, lengths)
-        lat = encode_motions(self.model, [((f - self.mean) / self.std).astype(np.float32) for f in feats])
+        lat = self.feature_latents(self.generate(captions, lengths))
         sims = get_sim_matrix(torch.stack(list(lat)) if isinstance(lat, (list, tuple)) else lat,
                               self.ref_latents).cpu().double().numpy()
         ref_owner = np.asarray(self.ref_owner, dtype=object)
