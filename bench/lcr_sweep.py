@@ -49,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
-    from src.common.io import atomic_write_json
+    from src.common.io import atomic_write_json, torch_load
     from src.eval.t2m_unlearn import main as evaluate
     from src.methods.lcr.__main__ import main as lcr
 
@@ -69,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "--force", "--no_progress", *flags])
             if rc:
                 return rc
-            ck = torch.load(Path(args.checkpoints_dir) / "synth" / vq / "model" / "net_best_fid.tar",
-                            map_location="cpu", weights_only=False)
+            ck = torch_load(Path(args.checkpoints_dir) / "synth" / vq / "model" / "net_best_fid.tar")
             n_codes = str(len(ck["removed_codes"][0]))
         rc = evaluate([*loc, "--concept", "violence", "--method", tag, "--name", "t2m_tiny", "--res_name", "tres_tiny",
                        "--vq_name", vq, "--ckpt", "net_best_fid.tar", "--repeat_times", str(args.repeats),
