@@ -265,6 +265,8 @@ def _log_records(run: Path) -> list[dict]:
 def test_training_killed_mid_epoch_resumes_to_the_same_result(tmp_path, synth_root):
     import torch
 
+    from src.common.io import torch_load
+
     ds = synth_root.parent
     ck = tmp_path / "ck"
     common = ["src.train.vq", "--dataset_dir", str(ds), "--checkpoints_dir", str(ck), *VQ_TINY]
@@ -294,13 +296,13 @@ def test_training_killed_mid_epoch_resumes_to_the_same_result(tmp_path, synth_ro
             proc.kill()
     assert killed_at is not None, f"training ended before it could be killed:\n{proc.stderr.read()[-2000:]}"
     assert proc.returncode == -signal.SIGKILL
-    assert torch.load(run / "model" / "latest.tar", map_location="cpu", weights_only=False)["ep"] < 3
+    assert torch_load(run / "model" / "latest.tar")["ep"] < 3
 
     resumed = run_cli(*common, "--name", "killed", "--is_continue", timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    a = torch.load(ck / "synth" / "straight" / "model" / "latest.tar", map_location="cpu", weights_only=False)
-    b = torch.load(run / "model" / "latest.tar", map_location="cpu", weights_only=False)
+    a = torch_load(ck / "synth" / "straight" / "model" / "latest.tar")
+    b = torch_load(run / "model" / "latest.tar")
     assert a["ep"] == b["ep"] == 3 and a["total_it"] == b["total_it"]
     assert a["vq_model"].keys() == b["vq_model"].keys()
     for k in a["vq_model"]:

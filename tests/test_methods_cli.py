@@ -21,9 +21,9 @@ def env(synth_root, tmp_path_factory):
 
 
 def _load(path):
-    import torch
+    from src.common.io import torch_load
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch_load(path)
 
 
 def _sources(env):

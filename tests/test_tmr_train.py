@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from src.common.io import torch_load
+
 from src.data.word_vectorizer import WordVectorizer
 from src.models.tmr.text import WordVectorText, tokens_from_text
 from src.train import tmr as T
@@ -99,7 +101,7 @@ def test_tiny_training_run_dir_reloads_strictly(tiny_synth, capsys):
         for k, v in getattr(model, name).state_dict().items():
             torch.testing.assert_close(v, saved[k], rtol=0, atol=0)
     # The engine's resume state holds the same weights as the exported files.
-    latest = torch.load(run / "model" / "latest.tar", weights_only=False)
+    latest = torch_load(run / "model" / "latest.tar")
     torch.testing.assert_close(latest["tmr"]["text_encoder.projection.weight"],
                                model.text_encoder.projection.weight, rtol=0, atol=0)
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
