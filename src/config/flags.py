@@ -43,9 +43,18 @@ _MISSING = dataclasses.MISSING
 
 
 def opt(default: Any = _MISSING, *, help: str,  # noqa: A002
-        factory: Callable[[], Any] | None = None, **add_argument: Any):
-    """A config field with its command-line help (``help``) and extra ``add_argument`` keywords (``choices`` ...)."""
+        factory: Callable[[], Any] | None = None, aliases: tuple[str, ...] = (), range: Any = None,  # noqa: A002
+        flag: str | None = None, **add_argument: Any):
+    """A config field with its command-line help (``help``), other spellings (``aliases``, e.g. upstream's),
+    its valid ``range`` (a ``src.common.validate.Range``), the flag's name when it is not ``--<field>`` (``flag``),
+    and extra ``add_argument`` keywords (``choices``, ``metavar`` ...)."""
     meta = {"help": help, **add_argument}
+    if aliases:
+        meta["aliases"] = tuple(aliases)
+    if range is not None:
+        meta["range"] = range
+    if flag is not None:
+        meta["flag"] = flag
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -111,6 +120,8 @@ def flag_kwargs(cls, name: str, *, layered: bool,
     else:
         raise TypeError(f"{cls.__name__}.{name}: no flag for type {tp!r}")
     help_text = meta.pop("help")
+    for ours in ("aliases", "range", "flag"):  # read by add_config_flags / src.config.command, not add_argument
+        meta.pop(ours, None)
     if layered:
         kw["default"] = None
         shown = default_text(name, default) if default_text else None
@@ -130,7 +141,8 @@ def add_config_flags(parser, cls, names: Iterable[str], *, layered: bool = False
     for name in names:
         kw = flag_kwargs(cls, name, layered=layered, default_text=default_text)
         kw.update((overrides or {}).get(name, {}))
-        parser.add_argument(f"--{name}", **kw)
+        meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
+        parser.add_argument(meta.get("flag", f"--{name}"), *meta.get("aliases", ()), dest=kw.pop("dest", name), **kw)
 
 
 # ------------------------------------------------------------------------------------------- device and locations

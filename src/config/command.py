@@ -1,0 +1,261 @@
+"""Every command from one typed config: the parser is built from the config's fields and gives back the config.
+
+A command declares one dataclass; each field is a flag (:func:`src.config.flags.opt` carries its help, choices,
+aliases and range), and a field whose type is itself a dataclass adds that dataclass's flags as an argument group
+(the shared groups below: device, locations, run, wandb)::
+
+    @dataclasses.dataclass(kw_only=True)
+    class LcrConfig:
+        dataset_name: str = opt("synth", help="dataset name or alias")
+        concept: str = opt("violence", help="concept", aliases=("--split_name",))
+        code_prune: int = opt(16, help="codes per layer", range=NON_NEGATIVE)
+        device: DeviceOptions = group(DeviceOptions)
+        where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir"))
+        run: RunOptions = group(RunOptions)
+
+    cfg = parse_config(LcrConfig, argv, prog="python -m src.methods.lcr", doc=__doc__)
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+
+Validation is declared once, on the field: ``range=Range(...)`` (else the name's entry in
+``src.common.validate.FLAG_RANGES``), every float finite, ``choices`` by argparse. A config may define ``check()``
+for rules that span fields; it runs after parsing and raises HmuError. The argparse Namespace never leaves
+:func:`parse_config`.
+
+Only the standard library (and src.common/src.config) is imported at module level, so ``--help`` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from src.common.errors import HmuError
+from src.common.validate import FLAG_RANGES, Range, check_value
+
+from .flags import HelpFormatter, RawDescriptionHelpFormatter, flag_kwargs, opt
+from .flags import field_default as flags_field_default
+
+# field metadata keys that are ours, not add_argument's
+_OURS = ("aliases", "range", "group_title", "only", "flag")
+
+
+def group(cls, *, title: str | None = None, only: Sequence[str] | None = None, **defaults: Any):
+    """A config field holding a shared option group (a dataclass): its flags join the parser under ``title``.
+
+    ``only``: the subset of the group's fields that become flags (the others keep their defaults).
+    ``defaults``: this command's defaults for some of the group's fields (e.g. ``seed=3``).
+    """
+    def make():
+        return cls(**defaults)
+    return dataclasses.field(default_factory=make,
+                             metadata={"group_title": title, "only": tuple(only) if only else None,
+                                       "defaults": defaults})
+
+
+def _is_group(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _flag_kw(cls, f: dataclasses.Field, defaults: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The option strings and ``add_argument`` keywords of one plain field."""
+    meta = dict(f.metadata)
+    aliases = tuple(meta.get("aliases", ()))
+    # flag_kwargs reads the metadata through the class; strip our keys from what it passes on
+    kw = flag_kwargs(cls, f.name, layered=False)
+    for k in _OURS:
+        kw.pop(k, None)
+    if f.name in defaults:
+        kw["default"] = defaults[f.name]
+    kw["dest"] = kw.get("dest", f.name)
+    names = [meta.get("flag", f"--{f.name}"), *aliases]
+    return names, kw
+
+
+def _add_fields(parser: argparse.ArgumentParser, target, cls, *, only: Sequence[str] | None,
+                defaults: Mapping[str, Any], prefix: str) -> None:
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if _is_group(hints[f.name]):
+            sub = hints[f.name]
+            title = f.metadata.get("group_title") or (sub.__doc__ or sub.__name__).strip().split("\n")[0]
+            g = parser.add_argument_group(title)
+            _add_fields(parser, g, sub, only=f.metadata.get("only"), defaults=f.metadata.get("defaults") or {},
+                        prefix=f"{prefix}{f.name}.")
+            continue
+        if only is not None and f.name not in only:
+            continue
+        if "help" not in f.metadata:
+            continue  # a field set by the command itself, not a flag
+        names, kw = _flag_kw(cls, f, defaults)
+        target.add_argument(*names, **kw)
+
+
+def config_parser(cls, *, prog: str, doc: str | None = None, raw_description: bool = False,
+                  epilog: str | None = None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` whose flags are the fields of config class ``cls`` (groups as argument groups)."""
+    desc = (doc or cls.__doc__ or "").strip()
+    if not raw_description:
+        desc = desc.split("\n")[0]
+    p = argparse.ArgumentParser(prog=prog, description=desc, epilog=epilog,
+                                formatter_class=RawDescriptionHelpFormatter if raw_description else HelpFormatter)
+    _add_fields(p, p, cls, only=None, defaults={}, prefix="")
+    return p
+
+
+def _build(cls, ns: argparse.Namespace, *, only: Sequence[str] | None, defaults: Mapping[str, Any]):
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if _is_group(hints[f.name]):
+            values[f.name] = _build(hints[f.name], ns, only=f.metadata.get("only"),
+                                    defaults=f.metadata.get("defaults") or {})
+        elif (only is None or f.name in only) and hasattr(ns, f.name) and "help" in f.metadata:
+            values[f.name] = getattr(ns, f.name)
+        elif f.name in defaults:
+            values[f.name] = defaults[f.name]
+    return cls(**values)
+
+
+def check_config(cfg) -> None:
+    """Every number of ``cfg`` (groups included): finite, and inside its field's ``range`` (else FLAG_RANGES by name).
+    Then ``cfg.check()`` where the config defines one. One-line HmuError naming the flag."""
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_group(hints[f.name]):
+            check_config(value)
+            continue
+        if value is None:
+            continue
+        rng: Range | None = f.metadata.get("range", FLAG_RANGES.get(f.name))
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            check_value(f.name, v, rng, what=f.metadata.get("flag", f"--{f.name}"))
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        check()
+
+
+def parse_config(cls, argv: Sequence[str] | None = None, *, prog: str, doc: str | None = None,
+                 raw_description: bool = False, parser: argparse.ArgumentParser | None = None):
+    """``argv`` -> a checked instance of config class ``cls`` (exits 2 with argparse's message on a bad flag)."""
+    p = parser or config_parser(cls, prog=prog, doc=doc, raw_description=raw_description)
+    ns = p.parse_args(argv)
+    cfg = _build(cls, ns, only=None, defaults={})
+    check_config(cfg)
+    return cfg
+
+
+def to_argv(cfg, *, only: Sequence[str] | None = None) -> list[str]:
+    """A config back to the flags that rebuild it, defaults left out (for pipelines that launch a command in another
+    process): ``parse_config(type(cfg), to_argv(cfg)) == cfg``."""
+    out: list[str] = []
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_group(hints[f.name]):
+            out += to_argv(value, only=f.metadata.get("only"))
+            continue
+        if "help" not in f.metadata or not f.init or (only is not None and f.name not in only):
+            continue
+        if value == flags_field_default(f):
+            continue
+        flag = f.metadata.get("flag", f"--{f.name}")
+        if isinstance(value, bool):
+            out.append(flag if value else f"--no-{flag[2:]}")
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- shared groups
+
+
+@dataclasses.dataclass(kw_only=True)
+class DeviceOptions:
+    """device"""
+
+    gpu_id: int = opt(-1, help="GPU index, -1 for CPU", range=Range(lo=-1))
+    device: str | None = opt(None, help="torch device string (cpu, cuda:1, mps); overrides --gpu_id")
+
+    def resolve(self):
+        from src.common.device import resolve_device
+
+        return resolve_device(self.gpu_id, self.device)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Locations:
+    """locations"""
+
+    checkpoints_dir: str | None = opt(None, help="checkpoints root (env HMU_CHECKPOINTS, else ./checkpoints)")
+    dataset_dir: str | None = opt(None, help="datasets root (env HMU_DATASET, else ./dataset)")
+    glove_dir: str | None = opt(None, help="word vectors for the embedded text encoder (env HMU_GLOVE, else "
+                                           "dataset/<ds>/glove)")
+    results_dir: str | None = opt(None, help="results root (env HMU_RESULTS, else ./results)")
+
+    def paths(self):
+        from src.common.paths import Paths
+
+        return Paths.default(checkpoints_dir=self.checkpoints_dir, dataset_dir=self.dataset_dir,
+                             glove_dir=self.glove_dir, results_dir=self.results_dir)
+
+
+@dataclasses.dataclass(kw_only=True)
+class RunOptions:
+    """run"""
+
+    force: bool = opt(False, help="replace an existing output")
+    no_progress: bool = opt(False, help="no progress bars")
+    verbose: bool = opt(False, help="debug logging", flag="--verbose", aliases=("-v",))
+
+
+@dataclasses.dataclass(kw_only=True)
+class WandbFlags:
+    """logging"""
+
+    wandb: bool = opt(False, help="also log to Weights & Biases (offline unless WANDB_MODE is set or credentials "
+                                  "exist)")
+    wandb_project: str = opt("hmu", help="wandb project")
+    wandb_group: str | None = opt(None, help="wandb group of this run (e.g. the quickstart's)")
+
+    def options(self):
+        from src.common.logging import WandbOptions
+
+        return WandbOptions(enabled=self.wandb, project=self.wandb_project or "hmu", group=self.wandb_group or None)
+
+
+def command_context(dataset_name: str | None, device: DeviceOptions | None = None, where: Locations | None = None,
+                    run: RunOptions | None = None, wandb: WandbFlags | None = None):
+    """The one bootstrap of a command: logging on, wandb checked before any work, then a
+    :class:`src.common.context.Context` (paths, the resolved dataset spec, device, overwrite and progress policy)."""
+    from src.common.context import Context
+    from src.common.datasets import get_spec
+    from src.common.logging import setup_logging
+
+    run = run or RunOptions()
+    setup_logging(run.verbose)
+    wb = wandb.options() if wandb is not None else None
+    if wb is not None:
+        wb.check()
+    return Context(paths=(where or Locations()).paths(),
+                   spec=get_spec(dataset_name) if dataset_name else None,
+                   device=(device or DeviceOptions()).resolve(),
+                   force=run.force, progress=not run.no_progress, wandb=wb)
+
+
+__all__ = ["DeviceOptions", "Locations", "RunOptions", "WandbFlags", "check_config", "command_context",
+           "config_parser", "group", "opt", "parse_config", "to_argv"]

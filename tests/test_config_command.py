@@ -1,0 +1,97 @@
+"""src.config.command: a command's flags come from its typed config, and parsing gives the config back."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from src.common.errors import HmuError
+from src.common.validate import Range
+from src.config.command import (DeviceOptions, Locations, RunOptions, command_context, config_parser, group,
+                                parse_config, to_argv)
+from src.config.flags import opt
+
+
+@dataclasses.dataclass(kw_only=True)
+class Demo:
+    """A demo command."""
+
+    dataset_name: str = opt("synth", help="dataset")
+    concept: str = opt("violence", help="concept", aliases=("--split_name",))
+    code_prune: int = opt(16, help="codes per layer", range=Range(lo=0, hi=64))
+    alpha: float = opt(1.0, help="noise scale")
+    layers: list[int] | None = opt(None, help="layers")
+    mode: str = opt("ratio", help="selection", choices=("ratio", "upstream"))
+    orth: bool = opt(False, help="orth")
+    seed: int = opt(0, help="seed")  # name in FLAG_RANGES? no: unbounded
+    batch_size: int = opt(8, help="batch")  # FLAG_RANGES: positive
+    device: DeviceOptions = group(DeviceOptions)
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir"))
+    run: RunOptions = group(RunOptions)
+
+    def check(self) -> None:
+        if self.orth and self.alpha > 1:
+            raise HmuError("--orth takes --alpha <= 1")
+
+
+def parse(*argv):
+    return parse_config(Demo, list(argv), prog="demo")
+
+
+def test_defaults_are_the_fields_defaults():
+    assert parse() == Demo()
+
+
+def test_flags_aliases_groups_and_lists():
+    cfg = parse("--split_name", "kick", "--code_prune", "8", "--layers", "0", "2", "--orth", "--alpha", "0.5",
+                "--gpu_id", "-1", "--checkpoints_dir", "/x", "--force", "-v")
+    assert cfg.concept == "kick" and cfg.code_prune == 8 and cfg.layers == [0, 2] and cfg.orth and cfg.alpha == 0.5
+    assert cfg.where.checkpoints_dir == "/x" and cfg.run.force and cfg.run.verbose
+    assert cfg.device == DeviceOptions(gpu_id=-1)
+
+
+def test_only_limits_a_groups_flags():
+    with pytest.raises(SystemExit):
+        parse("--results_dir", "/r")
+    text = config_parser(Demo, prog="demo").format_help()
+    assert "--dataset_dir" in text and "--results_dir" not in text and "--glove_dir" not in text
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (("--code_prune", "65"), "--code_prune must be >= 0 and <= 64, got 65"),
+    (("--code_prune", "-1"), "--code_prune must be >= 0 and <= 64, got -1"),
+    (("--alpha", "nan"), "--alpha must be a finite number"),
+    (("--alpha", "inf"), "--alpha must be a finite number"),
+    (("--batch_size", "0"), "--batch_size must be >= 1"),
+    (("--gpu_id", "-2"), "--gpu_id must be >= -1"),
+    (("--orth", "--alpha", "2"), "--orth takes --alpha <= 1"),
+])
+def test_ranges_and_cross_field_rules_are_one_line_errors(argv, needle):
+    with pytest.raises(HmuError, match=re.escape(needle)):
+        parse(*argv)
+
+
+def test_choices_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit):
+        parse("--mode", "nope")
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_to_argv_round_trips():
+    cfg = parse("--split_name", "kick", "--layers", "1", "--orth", "--alpha", "0.25", "--dataset_dir", "/d",
+                "--no_progress")
+    argv = to_argv(cfg)
+    assert "--split_name" not in argv and "--concept" in argv  # the canonical spelling
+    assert parse(*argv) == cfg
+    assert to_argv(Demo()) == []
+
+
+def test_command_context_resolves_once(tmp_path):
+    cfg = parse("--dataset_name", "t2m", "--checkpoints_dir", str(tmp_path / "ck"), "--dataset_dir",
+                str(tmp_path / "ds"), "--force")
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+    assert ctx.spec.folder == "HumanML3D" and ctx.force and ctx.progress
+    assert ctx.data_root == tmp_path / "ds" / "HumanML3D"
+    assert ctx.run_dir("x") == ctx.paths.run_dir("t2m", "x") == tmp_path / "ck" / "HumanML3D" / "x"
+    assert str(ctx.device) == "cpu"
