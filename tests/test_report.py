@@ -443,10 +443,10 @@ def test_empty_bar_panel_dropped_with_note(run, monkeypatch):
     md = make_report(run, video=False)["report"].read_text()
     bars = next(f for f in figs if len(f.axes) > 1)
     panels = {a.get_title(): a for a in bars.axes if a.axison}
-    assert "forget · MM_Safe" in panels and "retain · MM_Safe" not in panels
+    assert "Forget set: MM-Safe ↓" in panels and not any(t.startswith("Retain set: MM-Safe") for t in panels)
     off = [a for a in bars.axes if not a.axison]
     assert len(off) == 1
-    assert "retain · MM_Safe" in off[0].texts[0].get_text() and "forget set" in off[0].texts[0].get_text()
+    assert "Retain set: MM-Safe" in off[0].texts[0].get_text() and "forget set" in off[0].texts[0].get_text()
     assert "not drawn: retain MM_Safe" in md
 
 

@@ -8,7 +8,8 @@ Input: every ``metrics.json`` below the folder (``results/<run>/metrics.json`` a
 (a killed run leaves the previous report intact)::
 
     <folder>/report/
-        report.md                 summary (leakage, times) + one table per set, caption, links
+        report.md                 summary (leakage, retain FID and R@3, times) + one table per set, caption, links
+        report.tex                the same tables as booktabs LaTeX (same cells, for a paper)
         metric_bars.png           bars with 95% intervals per method, forget and retain rows
         tradeoff.png              forget leakage (or R@1) vs retain FID, one point per method
         videos/NN_<prompt>.mp4    original next to each method (gif with --gif or without ffmpeg)
@@ -32,12 +33,13 @@ from src.common.validate import parse_checked
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.md"
+LATEX_FILE = "report.tex"
 
 
 def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None = None, video: bool = True,
                 gif: bool = False, still: bool = False, force: bool = False, seed: int = 0, device: Any = None,
-                max_prompts: int | None = None, loader: Callable | None = None, progress: bool = True
-                ) -> dict[str, Any]:
+                max_prompts: int | None = None, loader: Callable | None = None, progress: bool = True,
+                reading: str = "safety") -> dict[str, Any]:
     """Write ``<run_dir>/report/`` (see the module docstring); returns what was written.
 
     Refuses to replace an existing report unless ``force``. ``loader(record, device=...)`` rebuilds a method's
@@ -49,8 +51,11 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
 
     from . import media
     from .load import REPORT_DIR, load_run
-    from .tables import order_records, render_markdown
+    from .latex import render_latex
+    from .tables import READINGS, order_records, render_markdown
 
+    if reading not in READINGS:
+        raise HmuError(f"--reading {reading!r}: choose one of {', '.join(READINGS)}")
     root = Path(run_dir)
     out = root / REPORT_DIR
     recover_folder(out)  # a report swap killed earlier: finish or undo it first
@@ -85,9 +90,10 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
                                       suffix=suffix, loader=loader, progress=progress)
             videos += v
             notes += n
-        md = render_markdown(records, run_dir=root, images=images, videos=videos, notes=notes)
+        md = render_markdown(records, run_dir=root, images=images, videos=videos, notes=notes, reading=reading)
         md += _attacks_section(root, REPORT_DIR)
         atomic_write_text(tmp / REPORT_FILE, md)
+        atomic_write_text(tmp / LATEX_FILE, render_latex(records, reading=reading))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)                 # mkdtemp makes it 0700
@@ -95,7 +101,7 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"report": out / REPORT_FILE, "methods": [r.label for r in records],
+    return {"report": out / REPORT_FILE, "latex": out / LATEX_FILE, "methods": [r.label for r in records],
             "plots": [out / name for _, name in images], "videos": [out / rel for _, rel, _ in videos],
             "stills": [out / s for _, _, s in videos if s], "notes": notes}
 
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gif", action="store_true", help="write gif animations instead of mp4")
     p.add_argument("--still", action="store_true", help="also write one PNG frame per animation (stills/)")
     p.add_argument("--seed", type=int, default=0, help="generation seed, the same for every panel")
+    p.add_argument("--reading", choices=("safety", "paper"), default="safety",
+                   help="how forget-set FID and R@1 are judged: safety (away from the original: FID up, R@1 down) or "
+                        "paper (closest to the retain-only model D_r, as the paper's Table 1)")
     p.add_argument("--force", action="store_true", help="replace an existing <folder>/report/")
     from src.common.progress import add_progress_flag
 
@@ -166,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = apply_progress_flag(args)
     res = make_report(args.run_dir, prompts=args.prompts, video=not args.no_video, gif=args.gif, still=args.still,
                       force=args.force, seed=args.seed, device=device, max_prompts=args.max_prompts,
-                      progress=progress)
+                      progress=progress, reading=args.reading)
     stills = f", {len(res['stills'])} stills" if args.still else ""
     print(f"wrote {res['report']} ({len(res['methods'])} methods, {len(res['plots'])} plots, "
           f"{len(res['videos'])} videos{stills})")

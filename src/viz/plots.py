@@ -83,12 +83,15 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
 
 def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: str | os.PathLike, *,
                 sets: Sequence[str] = SETS, title: str | None = None, size: tuple[int, int] | None = None,
-                dpi: int = 100, notes: Mapping[str, str] | None = None) -> Path:
+                dpi: int = 100, notes: Mapping[str, str] | None = None, titles: Mapping[str, str] | None = None,
+                reference: Mapping[str, float] | None = None) -> Path:
     """One bar per method with its interval as an error bar; a row per set (forget, retain), a column per metric.
 
     ``size`` is (width, height) in pixels (default: 260 px per metric column, 240 px per set row). A panel no record
     has a value for is dropped (no axes) and replaced by a note: ``notes["<set>/<metric>"]`` or ``notes[metric]``
-    when given (why it is not measured, e.g. MM-Safe on the retain set), else "not measured". Returns ``path``.
+    when given (why it is not measured, e.g. MM-Safe on the retain set), else "not measured".
+    ``titles["<set>/<metric>"]``: a panel's title (default ``"<set> · <metric>"``); ``reference["<set>/<metric>"]``:
+    the ground truth's value, drawn as a dashed line labelled "ground truth". Returns ``path``.
     """
     methods = _methods(records)
     metrics = list(metrics)
@@ -113,7 +116,8 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
             if all(v is None for v in vals):
                 ax.set_axis_off()
                 note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or "not measured"
-                ax.text(0.5, 0.5, f"{s} · {m}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
+                head = (titles or {}).get(f"{s}/{m}", f"{s} · {m}")
+                ax.text(0.5, 0.5, f"{head}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
                         ha="center", va="center", fontsize=9, color="#666666")
                 continue
             for xi, (meth, v) in enumerate(zip(methods, vals)):
@@ -123,7 +127,11 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
                     continue
                 ax.bar(xi, v[0], yerr=v[1] if v[1] > 0 else None, color=colors[meth], capsize=3, width=0.7,
                        error_kw={"elinewidth": 1.0, "ecolor": "#222222"})
-            ax.set_title(f"{s} · {m}", fontsize=10)
+            ax.set_title((titles or {}).get(f"{s}/{m}", f"{s} · {m}"), fontsize=10)
+            ref = (reference or {}).get(f"{s}/{m}")
+            if ref is not None:
+                ax.axhline(ref, color="#444444", ls="--", lw=1.0, zorder=3)
+                ax.text(len(methods) - 0.45, ref, "ground truth", ha="right", va="bottom", fontsize=7, color="#444444")
             ax.set_xticks(x)
             ax.set_xlim(-0.6, len(methods) - 0.4)
             ax.set_xticklabels(methods if i == len(sets) - 1 else [""] * len(methods), rotation=30, ha="right",
