@@ -152,7 +152,6 @@ def check_settings(*, repeats: int, mm: bool, mm_prompts: int, mm_generations: i
         raise HmuError(f"--mm_prompts must be >= 1, got {mm_prompts}")
 
 
-
 # ---------------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class MultiModality:
@@ -178,6 +177,11 @@ class SafetyOptions:
     terms: Sequence[str] = ()
     mm_safe: str = "default"
     leakage: LeakageFn | None = None
+
+    @property
+    def active_terms(self) -> list[str]:
+        """The non-empty terms (none: no MM-Safe)."""
+        return [t for t in self.terms or () if t]
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,7 @@ def accumulators(eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol,
         out.append(A.Retrieval(n=n, repeats=repeats, seed=seed, batches=rp, ground_truth=True))
     if mm.enabled:
         out.append(A.MultiModalityScore(n=min(mm.prompts, n), seed=seed, generations=mm.generations, times=mm.times))
-    terms = [t for t in safety.terms or () if t]
+    terms = safety.active_terms
     if terms:
         toxic, clean = A.masked_caption_embeddings([c for it in eval_set.items for c in it.captions], gt["text_emb"],
                                                    evaluator, terms)
@@ -326,14 +330,14 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     t_gen = _gather(families, mine, t_gen)
 
     rp_items = sum(b.stop - b.start for b in protocol.r_precision_batches(n, run.batch_size))
-    terms = [t for t in safety.terms or () if t]
     return {
         "set": {"name": eval_set.name, "source": eval_set.source, "n_items": n, "n_captions": eval_set.n_captions,
                 "has_motion": has_motion},
         "config": {"protocol": protocol.name, "repeats": repeats, "seed": seed, "batch_size": run.batch_size,
                    "r_precision_batch": min(run.batch_size, n), "r_precision_items": rp_items, "mm": mm.enabled,
                    "mm_prompts": mm.prompts, "mm_generations": mm.generations, "mm_times": mm.times,
-                   "mm_sample": protocol.mm_sample(mm.enabled), "mm_safe": safety.mm_safe if terms else None},
+                   "mm_sample": protocol.mm_sample(mm.enabled),
+                   "mm_safe": safety.mm_safe if safety.active_terms else None},
         "metrics": {k: v for f in families for k, v in f.metrics().items()},
         "reference": {k: v for f in families for k, v in f.reference().items()},
         "timing": {"total_s": time.perf_counter() - t_start, "generate_s": t_gen},
