@@ -131,20 +131,18 @@ def split_label(split: str) -> str:
     return "-".join(parts) or "split"
 
 
-MM_BATCHES = 3   # upstream's MultiModality batches (eval_t2m_unlearn: num_mm_batch = 3)
-FIXED_MM_PROMPTS = 16
-
-
 def fill_protocol(args: argparse.Namespace) -> None:
     """``--protocol`` from the dataset's spec when not given, then ``--mm_prompts`` and ``--mm_safe`` from it."""
     from src.common.datasets import get_spec
+    from src.eval.protocol import Protocol
 
     if args.protocol is None:
         args.protocol = get_spec(args.dataset_name).eval_protocol
+    protocol = Protocol.named(args.protocol)
     if args.mm_prompts is None:
-        args.mm_prompts = MM_BATCHES * args.batch_size if args.protocol == "hmu" else FIXED_MM_PROMPTS
+        args.mm_prompts = protocol.default_mm_prompts(args.batch_size)
     if args.mm_safe is None:   # the paper's protocol gives the paper's MM-Safe; the per-caption one stays available
-        args.mm_safe = "upstream" if args.protocol == "hmu" else "default"
+        args.mm_safe = protocol.mm_safe
 
 
 def gumbel_copy(generate):
@@ -188,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.paths import Paths
     from src.common.datasets import get_spec
     from src.eval.leakage import LeakageProbe, classifier_path
-    from src.eval.loop import evaluate
+    from src.eval.loop import LoopOptions, MultiModality, SafetyOptions, evaluate
+    from src.eval.protocol import Protocol
     from src.eval.sets import load_eval_set, prompt_set
     from src.eval.t2m_evaluator import T2MEvaluator
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
@@ -202,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = metrics_path(paths.results_dir, run)
     refuse_overwrite(out, args.force, what="results file")
     check_args(args)
+    protocol = Protocol.named(args.protocol)   # the protocol as one value, built once from the flag
     if args.wandb:  # fail now, not after the whole evaluation
         from src.eval.results import require_wandb
 
@@ -242,12 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.split:
         label = one.name.removesuffix(".txt")
         sets = {label: load_eval_set(root, one, name=label, min_motion_length=spec.min_motion_length, fps=spec.fps,
-                                     protocol=args.protocol, **kw)}
+                                     protocol=protocol, **kw)}
     else:
         sets = {"forget": load_eval_set(root, forget_p, name="forget", min_motion_length=spec.min_motion_length,
-                                        fps=spec.fps, protocol=args.protocol, **kw),
+                                        fps=spec.fps, protocol=protocol, **kw),
                 "retain": load_eval_set(root, retain_p, name="retain", min_motion_length=spec.min_motion_length,
-                                        fps=spec.fps, protocol=args.protocol, **kw)}
+                                        fps=spec.fps, protocol=protocol, **kw)}
     from src.data.synth.truth import read_implicit_prompts
 
     implicit = ((read_implicit_prompts(root, concept=args.concept, required=False) or None)
@@ -265,15 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                               checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                               glove_dir=paths.glove(spec.name), cond_scale=args.cond_scale, time_steps=args.time_steps,
                               model=args.model)
-    mm_generate = gumbel_copy(generate) if args.protocol == "hmu" and not args.no_mm else None
+    mm_generate = gumbel_copy(generate) if protocol.mm_gumbel and not args.no_mm else None
     results = {}
     for set_name, es in sets.items():
         log.info("evaluating %s on %s (%d items, %d repeats)", args.method, set_name, len(es), args.repeat_times)
         results[set_name] = evaluate(
-            generate, es, evaluator, repeats=args.repeat_times, seed=args.seed, mm=not args.no_mm and es.has_motion,
-            mm_prompts=args.mm_prompts, mm_generations=args.mm_generations, mm_generate=mm_generate,
-            mm_safe_terms=args.toxic_terms if es.has_motion else None, mm_safe=args.mm_safe, leakage=probe,
-            batch_size=args.batch_size, gen_batch_size=args.gen_batch_size, cache_dir=cache_dir)
+            generate, es, evaluator, repeats=args.repeat_times, seed=args.seed,
+            mm=MultiModality(prompts=args.mm_prompts, generations=args.mm_generations, generate=mm_generate,
+                             enabled=not args.no_mm and es.has_motion),
+            safety=SafetyOptions(terms=(args.toxic_terms or ()) if es.has_motion else (), mm_safe=args.mm_safe,
+                                 leakage=probe),
+            run=LoopOptions(batch_size=args.batch_size, gen_batch_size=args.gen_batch_size, cache_dir=cache_dir))
 
     from src.models.evaluator import evaluator_checkpoint_path
 
