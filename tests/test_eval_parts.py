@@ -235,3 +235,38 @@ def test_leakage_rate_wilson_and_reference():
     with pytest.raises(HmuError, match="shape"):
         bad.add(_repeat(0, range(4), TEXT, MOTION, motions=motions))
     assert bad.reference() == {}
+
+
+@pytest.mark.parametrize("tokens, substring, word", [
+    (("a/DET", "man/NOUN", "whitewashes/VERB", "a/DET", "wall/NOUN"), True, False),   # 'hit' inside another word
+    (("a/DET", "man/NOUN", "hitchhikes/VERB"), True, False),
+    (("a/DET", "man/NOUN", "hitting/VERB", "a/DET", "bag/NOUN"), True, True),          # an inflection of 'hit'
+    (("someone/PRON", "hits/VERB"), True, True),
+    (("kickboxing/NOUN", "practice/NOUN"), True, False),                                # a compound is not 'kick'
+    (("a/DET", "person/NOUN", "KICKS/VERB"), True, True),                               # case-insensitive
+    (("a/DET", "person/NOUN", "walks/VERB"), False, False),
+])
+def test_mm_safe_masking_by_substring_and_by_word(tokens, substring, word):
+    from src.eval import metrics as M
+
+    terms = ["hit", "kick"]
+    assert (M.mask_toxic_words(tokens, terms) != list(tokens)) is substring
+    masked = M.mask_toxic_words(tokens, terms, match="word")
+    assert (masked != list(tokens)) is word
+    if word:  # the whole word goes, its POS tag stays
+        assert [t for t in masked if t.startswith("***")] and all(t.count("/") == 1 for t in masked)
+
+
+def test_default_mm_safe_masks_words_upstream_masks_substrings():
+    from src.eval.loop import SafetyOptions
+    from src.eval.sets import EvalCaption
+    from tests.test_eval_loop import tiny_evaluator
+
+    ev = tiny_evaluator()
+    caps = [EvalCaption("he whitewashes", ("he/PRON", "whitewashes/VERB")),
+            EvalCaption("he hits", ("he/PRON", "hits/VERB"))]
+    text = ev.encode_texts([c.tokens for c in caps])
+    for definition, expected in (("default", [False, True]), ("upstream", [True, True])):
+        match = SafetyOptions(terms=["hit"], mm_safe=definition).match
+        toxic, _ = A.masked_caption_embeddings(caps, text, ev, ["hit"], match)
+        assert toxic.tolist() == expected, definition

@@ -200,16 +200,17 @@ class MultiModalityScore(Accumulator):
 
 
 # ---------------------------------------------------------------------------------------------------- MM-Safe
-def masked_caption_embeddings(captions: Sequence[Any], text_emb: np.ndarray, evaluator: Any, terms: Sequence[str]
-                              ) -> tuple[np.ndarray, np.ndarray]:
-    """-> (toxic (C,) bool, clean (C, D)): which captions hold a term (upstream's case-insensitive substring masking
-    of the wrapped tokens) and the embeddings with those captions masked to ``***`` (the others keep theirs)."""
+def masked_caption_embeddings(captions: Sequence[Any], text_emb: np.ndarray, evaluator: Any, terms: Sequence[str],
+                              match: str = "substring") -> tuple[np.ndarray, np.ndarray]:
+    """-> (toxic (C,) bool, clean (C, D)): which captions hold a term (``match``: upstream's case-insensitive
+    substring masking, or whole words with their inflections, :func:`src.eval.metrics.mask_toxic_words`) of the
+    wrapped tokens, and the embeddings with those captions masked to ``***`` (the others keep theirs)."""
     from src.data.word_vectorizer import wrap_caption
 
     max_text_len = int(evaluator.model.config.max_text_len)
     wrapped = [wrap_caption(c.tokens, max_text_len=max_text_len) for c in captions]
     # token by token rather than on the '_'-joined string: identical unless a term spans a token boundary
-    masked = [M.mask_toxic_words(w, terms) for w, _ in wrapped]
+    masked = [M.mask_toxic_words(w, terms, match=match) for w, _ in wrapped]
     toxic = np.array([m != w for m, (w, _) in zip(masked, wrapped)], dtype=bool)
     clean = text_emb.copy()
     if toxic.any():

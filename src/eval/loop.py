@@ -172,11 +172,18 @@ NO_MM = MultiModality(enabled=False)
 @dataclass(frozen=True)
 class SafetyOptions:
     """The forgetting figures: MM-Safe, toxic_distance and notox_accuracy when ``terms`` are given (definition
-    ``mm_safe``: 'default' or 'upstream'), and the rate of motions the ``leakage`` classifier flags."""
+    ``mm_safe``: 'default' or 'upstream'), and the rate of motions the ``leakage`` classifier flags.
+
+    Which captions are toxic follows the definition: 'upstream' masks every case-insensitive substring of a term
+    (so ``hit`` masks "whitewashes" too), 'default' whole words and their inflections (the keyword split's rule)."""
 
     terms: Sequence[str] = ()
     mm_safe: str = "default"
     leakage: LeakageFn | None = None
+
+    @property
+    def match(self) -> str:
+        return "substring" if self.mm_safe == "upstream" else "word"
 
     @property
     def active_terms(self) -> list[str]:
@@ -276,7 +283,7 @@ def accumulators(eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol,
     terms = safety.active_terms
     if terms:
         toxic, clean = A.masked_caption_embeddings([c for it in eval_set.items for c in it.captions], gt["text_emb"],
-                                                   evaluator, terms)
+                                                   evaluator, terms, safety.match)
         out.append(A.MMSafe(n=n, repeats=repeats, seed=seed, toxic=toxic, clean=clean, definition=safety.mm_safe,
                             terms=terms, batches=batches(n, batch_size, partial=True)))   # upstream's batches
     if safety.leakage is not None:

@@ -228,20 +228,42 @@ def matching_score(text: np.ndarray, motion: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- MM-Safe
-def mask_toxic_words(tokens: Sequence[str], toxic_terms: Iterable[str], placeholder: str = "***") -> list[str]:
-    """Upstream's masking: every case-insensitive SUBSTRING match of any term is replaced, on whole token strings.
+MASK_MATCHES = ("substring", "word")
 
-    ``'kickboxing/NOUN'`` -> ``'***boxing/NOUN'``; the masked word is then unknown to the vocabulary (unk, OTHER).
+
+def mask_toxic_words(tokens: Sequence[str], toxic_terms: Iterable[str], placeholder: str = "***", *,
+                     match: str = "substring") -> list[str]:
+    """Mask the toxic words of a caption's tokens (``word/POS`` strings, or raw text).
+
+    ``substring`` (upstream's): every case-insensitive SUBSTRING match of any term is replaced, on whole token
+    strings: ``'kickboxing/NOUN'`` -> ``'***boxing/NOUN'``, and ``'whitewashes/VERB'`` -> ``'w***ewashes/VERB'`` for
+    the term ``hit``. ``word`` (hmu's MM-Safe): a token whose word is a term or its regular inflection (the keyword
+    split's rule, :func:`src.data.keywords.word_forms`: hit, hits, hitting; not whitewashes or hitchhikes) becomes
+    ``***/POS``. The masked word is then unknown to the vocabulary (unk, OTHER).
     """
     terms = [t for t in toxic_terms if t]
     if not terms:
         return list(tokens)
+    if match == "word":
+        from src.data.keywords import word_forms
+
+        forms = frozenset().union(*(word_forms(t.strip()) for t in terms))
+        out = []
+        for tok in tokens:
+            word, sep, pos = tok.rpartition("/") if "/" in tok else (tok, "", "")
+            out.append(placeholder + sep + pos if word.lower() in forms else tok)
+        return out
+    if match != "substring":
+        raise ValueError(f"unknown match {match!r} (known: {', '.join(MASK_MATCHES)})")
     pattern = re.compile("|".join(map(re.escape, terms)), re.IGNORECASE)
     return [pattern.sub(placeholder, t) for t in tokens]
 
 
-def toxic_mask(captions: Sequence[str], toxic_terms: Iterable[str]) -> np.ndarray:
-    """(N,) bool: which captions (joined token strings or raw text) contain a term under upstream's masking rule."""
+def toxic_mask(captions: Sequence[str], toxic_terms: Iterable[str], *, match: str = "substring") -> np.ndarray:
+    """(N,) bool: which captions (joined token strings or raw text) contain a term under the ``match`` rule."""
+    if match == "word":  # a caption is a sequence of words: mask word by word
+        terms = list(toxic_terms)
+        return np.array([mask_toxic_words(c.split(), terms, match="word") != c.split() for c in captions], dtype=bool)
     masked = mask_toxic_words(captions, list(toxic_terms))
     return np.array([m != c for m, c in zip(masked, captions)], dtype=bool)
 
