@@ -216,7 +216,7 @@ def to_text(m: BVHMotion, *, scale: float = 1.0) -> str:
         emit(r, 0)
     eul = _euler_zyx(m.rotations)                           # (T, J, 3) as Z, Y, X
     T = len(m.root_pos)
-    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {m.frame_time:.6f}"]
+    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {m.frame_time:.8f}"]
     root = m.root_pos * scale
     for t in range(T):
         vals = list(root[t])
