@@ -1,11 +1,13 @@
 """A small BVH reader and forward kinematics, written from the BVH specification (Biovision, 1990s; the format as
 Blender, MotionBuilder and the CMU/Bandai-Namco/Mixamo exports write it).
 
-Why our own reader: the popular parsers on PyPI (``bvh``, ``bvhio``, ``pymo``'s parser) assume three rotation
-channels per joint and position channels on the root only, and refuse or misread files such as the Bandai-Namco
-Research Motion dataset's, where *every* joint has six channels. The format is small: this reader follows it as
-written, joint by joint, and names the file (and the frame or token) in a one-line :class:`HmuError` for anything it
-cannot read.
+Why our own reader: the BVH loaders that motion-generation code carries assume one channel layout for the whole
+file (Holden's ``BVH.py`` and its copies in deep-motion-editing and GenMM: one rotation order taken from the header,
+the same channel count on every joint, so mixed 3/6-channel files fail) or drop position channels below the root
+(AnimatedDrawings); the Bandai-Namco Research Motion files have position channels on *every* joint. ``bvhio`` on the
+package index reads them (its issue tracker shows Bandai-Namco files), but it would be a new dependency for some 150
+lines of parsing. The format is small: this reader follows it as written, joint by joint (each joint's own channel
+order), and names the file (and the frame or token) in a one-line :class:`HmuError` for anything it cannot read.
 
 What it reads:
 
