@@ -378,9 +378,20 @@ def test_bad_file_is_one_line_naming_it_and_writes_nothing(tmp_path, capsys, cas
 
 def test_missing_joints_are_named_with_a_given_skeleton(tmp_path, capsys):
     p = _bandai_like(tmp_path)
+    p.write_text(p.read_text().replace("JOINT Toes_L", "JOINT Toe_L"))
+    rc, err = run(["--in", p, "--out", tmp_path / "ds", "--skeleton", "bandai"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and str(p) in err, err
+    assert "skeleton 'bandai' needs joint Toes_L, which the file lacks" in err, err
     rc, err = run(["--in", p, "--out", tmp_path / "ds", "--skeleton", "cmu"], capsys)
-    assert rc == 2 and str(p) in err and "skeleton 'cmu' needs joints Hips" not in err
-    assert "needs joints" in err and "LeftUpLeg" in err, err
+    assert rc == 2 and "skeleton 'cmu' needs joints LeftUpLeg" in err, err
+
+
+def test_an_hour_long_clip_is_refused_before_resampling(tmp_path, capsys):
+    p = two_joint_file(tmp_path, ("Zrotation", "Xrotation", "Yrotation"), [0, 0, 0])
+    text = p.read_text().replace("Frames:\t1", "Frames:\t2").replace("Frame Time:\t0.0333333", "Frame Time: 1e9")
+    p.write_text(text + "1 2 3 0 0 0 0 0 0\n")
+    rc, err = run(["--in", p, "--out", tmp_path / "ds", "--skeleton", "hmu"], capsys)
+    assert rc == 2 and str(p) in err and "Frame Time" in err, err
 
 
 def test_wrong_unit_is_caught(tmp_path, capsys):

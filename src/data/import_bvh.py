@@ -44,7 +44,8 @@ from src.config.flags import opt
 log = logging.getLogger(__name__)
 
 FPS = 20.0           # HumanML3D's frame rate
-LEG_RANGE_M = (0.4, 1.4)   # plausible hip -> knee -> ankle length of a person, metres (HumanML3D's target: 0.83)
+LEG_RANGE_M = (0.25, 1.5)  # plausible hip -> knee -> ankle length of a person, metres (HumanML3D's target: 0.83)
+MAX_SECONDS = 3600.0       # a longer clip is a wrong Frame Time, not a motion (and would fill the memory at 20 fps)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -207,6 +208,10 @@ def import_file(path: str | os.PathLike, *, skeleton: str = "auto", unit_scale: 
     else:
         raise HmuError(f"unknown skeleton '{skeleton}' for {p} (known: {', '.join(SKELETON_CHOICES)})")
     unit = float(unit_scale) if unit_scale else smap.unit_m
+    seconds = (b.n_frames - 1) * b.frame_time
+    if seconds > MAX_SECONDS:
+        raise HmuError(f"{p}: {b.n_frames} frames of {b.frame_time:g} s last {seconds:g} s, more than "
+                       f"{MAX_SECONDS:g} s: is its Frame Time right?")
     joints = map_joints(b.positions(), b.names, smap, str(p)) * unit
     joints = resample(joints, b.frame_time, fps)
     joints[..., 1] -= joints[..., 1].min()
@@ -312,8 +317,7 @@ def make_tagger(name: str):
 
     if name == "lexicon" or (name == "auto" and not pos.spacy_available()):
         return lexicon_tag, "lexicon"
-    nlp = pos._load_spacy(pos.SPACY_MODEL)
-    return (lambda t: pos.tag(t, nlp=nlp)), "spacy"
+    return pos.tag, "spacy"   # its pipeline is loaded once and cached
 
 
 # ---------------------------------------------------------------------------------------------------------------------
