@@ -551,6 +551,9 @@ def test_end_to_end_import_split_load(imported):
 
     folder = HumanML3DFolder(data / "HumanML3D", "HumanML3D")
     mean, std = folder.mean_std()
+    train = folder.ids("train")
+    assert len(train) == 4 and len(folder.ids("val")) == len(folder.ids("test")) == 2
+    np.testing.assert_allclose(mean, np.concatenate([folder.motion(i) for i in train]).mean(0), rtol=1e-4, atol=1e-5)
     t2m = Text2MotionDataset(folder, "all", mean=mean, std=std, max_motion_length=196, unit_length=4)
     assert STEMS[1] in t2m.names and STEMS[0] not in t2m.names   # the 11.9 s kick is over HumanML3D's 10 s limit
     caption, tokens, motion, length = t2m[0]
