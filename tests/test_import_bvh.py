@@ -541,6 +541,8 @@ def test_end_to_end_import_split_load(imported):
 
     _, data = imported
     info = json.loads((data / "HumanML3D" / "import.json").read_text())
+    assert json.loads((data / "HumanML3D" / "dataset.json").read_text()) == {"schema": "hmu.dataset/1",
+                                                                            "like": "HumanML3D"}
     assert {s: c["skeleton"] for s, c in info["clips"].items()} == {
         **{s: "bandai" for s in STEMS}, **{f"gen_{a}_{k}": "hmu" for a in ("kick", "walk") for k in range(3)}}
     assert split_main(["--dataset_name", "HumanML3D", "--dataset_dir", str(data), "--concept", "kick"]) == 0

@@ -13,7 +13,9 @@ write
 - ``texts/<stem>.txt``: HumanML3D caption lines ``caption#word/POS ...#0.0#0.0`` from ``--labels`` (JSON or
   tab-separated, see :func:`read_labels`) or ``--caption_template``;
 - ``train/val/test/train_val/all.txt`` (seeded shuffle, ``--split_ratio``), ``Mean.npy``/``Std.npy`` (train split,
-  HumanML3D's group-averaged std), ``import.json`` (what was read, with which skeleton, unit and frame rate).
+  HumanML3D's group-averaged std), ``import.json`` (what was read, with which skeleton, unit and frame rate) and
+  ``dataset.json`` (laid out like HumanML3D: every command then takes ``--dataset_name <name>`` with
+  ``--dataset_dir`` the folder's parent).
 
 The folder is built beside ``--out`` and moved into place at the end (an existing one only with ``--force``), so an
 interrupted or failed import leaves no half-written dataset. A bad file (unknown skeleton, missing joints,
@@ -28,6 +30,8 @@ import argparse
 import dataclasses
 import json
 import logging
+
+from src.common.datasets import DATASET_FILE
 import math
 import os
 import re
@@ -489,6 +493,9 @@ def import_bvh(cfg: ImportBVHConfig) -> dict[str, Any]:
             "skipped": skipped, "splits": {k: len(v) for k, v in splits.items()},
         }
         (stage / "import.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        # the folder's own dataset spec: every command then takes --dataset_name <folder name> (src.common.datasets)
+        (stage / DATASET_FILE).write_text(json.dumps({"schema": "hmu.dataset/1", "like": "HumanML3D"}, indent=2)
+                                          + "\n", encoding="utf-8")
         swap_in_folder(stage, out)
     except BaseException:
         import shutil
