@@ -102,6 +102,16 @@ def test_skating_contact_height_threshold(height, in_contact):
     assert r["skate_speed"] == pytest.approx(0.5 if in_contact else 0.0, abs=1e-12)
 
 
+def test_contact_needs_both_frames_of_a_step():
+    """GMD's contact holds over a step only when the foot is low in both of its frames: a sliding foot alternating
+    between 3 cm and 7 cm is never in contact, so nothing skates and the contact speed is the planted foot's 0."""
+    T = 40
+    j = _sliding(T, 1.0, 0.0)
+    j[:, 10, 1] = np.where(np.arange(T) % 2 == 0, 0.03, 0.07)
+    r = quality_metrics([j])
+    assert r["skate_ratio"] == 0.0 and r["skate_speed"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_skating_uses_horizontal_speed_only():
     """A foot moving only vertically (within the contact band) does not skate."""
     T = 40
