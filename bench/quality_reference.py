@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets: dict[str, dict] = {}
 
     def add(name: str, joints: list, masks=None, note: str = "") -> None:
+        if not joints:
+            print(f"{name}: no motions, skipped", flush=True)
+            return
         t = time.perf_counter()
         r = quality_metrics(joints, masks)
         r["seconds"] = round(time.perf_counter() - t, 3)

@@ -291,3 +291,28 @@ def test_real_mocap_reference_properties():
     r = quality_metrics([walk, kick])
     assert r["bone_drift_rel"] < 0.005
     json.dumps(r)  # plain numbers
+
+
+@pytest.mark.slow
+def test_bench_quality_reference_writes_its_json(tmp_path):
+    """bench/quality_reference.py end to end on 20 synth motions and a two-clip stand-in for the real mocap."""
+    from bench.quality_reference import main
+
+    real = tmp_path / "real"
+    real.mkdir()
+    walk = _sliding(30, 1.0, 0.0)
+    kick = _still(25, height=0.0)
+    np.savez(real / "joints.npz", walk_a=walk.astype(np.float32), kick_a=kick.astype(np.float32))
+    (real / "labels.json").write_text(json.dumps({"walk_a": {"content": "walk", "violent": False},
+                                                  "kick_a": {"content": "kick", "violent": True}}))
+    out = tmp_path / "out"
+    argv = ["--synth_n", "20", "--real_dir", str(real), "--out", str(out)]
+    assert main(argv) == 0
+    assert main(argv) == 2                           # exists without --force
+    r = json.loads((out / "reference.json").read_text())
+    assert r["thresholds"]["contact_height_m"] == 0.05 and r["thresholds"]["skate_speed_m_per_s"] == 0.5
+    assert r["sets"]["synth"]["n_motions"] == 20
+    assert r["sets"]["real/violent"]["n_motions"] == 1 and r["sets"]["real/locomotion"]["n_motions"] == 1
+    # the stand-in walk is the hand-built sliding foot: GMD ratio 1 on it (see test_skating_speed_and_ratio...)
+    assert r["sets"]["real/locomotion"]["skate_ratio"] == pytest.approx(1.0)
+    assert "masked_jerk_mean" in r["sets"]["synth/action_transitions"]

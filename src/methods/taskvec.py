@@ -71,15 +71,16 @@ def decouple_tokens(ids, lengths, *, generator=None, segments: int = 4):
     import torch
 
     out = ids.clone()
+    where = generator.device if generator is not None else ids.device   # draws on the generator's device
     for b in range(ids.shape[0]):
         n = int(lengths[b])
         if n < 2:
             continue
-        shuffle = bool(torch.rand((), generator=generator) < 0.5) and n >= segments
+        shuffle = bool(torch.rand((), generator=generator, device=where) < 0.5) and n >= segments
         if shuffle:
             bounds = torch.linspace(0, n, segments + 1).round().long().tolist()
             pieces = [ids[b, bounds[i]:bounds[i + 1]] for i in range(segments)]
-            order = torch.randperm(segments, generator=generator).tolist()
+            order = torch.randperm(segments, generator=generator, device=where).tolist()
             out[b, :n] = torch.cat([pieces[i] for i in order])
         else:
             out[b, :n] = ids[b, :n].flip(0)

@@ -89,7 +89,8 @@ class LoRAConfig:
 def _init_a(rank: int, fan_in: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """A (rank, fan_in), uniform in +-1/sqrt(fan_in) (= kaiming_uniform with a = sqrt(5), LoRA's init)."""
     bound = 1.0 / math.sqrt(fan_in)
-    u = torch.rand((rank, fan_in), generator=generator, dtype=torch.float64)
+    where = generator.device if generator is not None else like.device   # a CUDA generator draws on CUDA
+    u = torch.rand((rank, fan_in), generator=generator, dtype=torch.float64, device=where)
     return ((2 * u - 1) * bound).to(dtype=like.dtype, device=like.device)
 
 
