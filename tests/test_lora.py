@@ -62,7 +62,7 @@ def _randomize_b(model, seed=2, std=0.3):
     """Trained-looking adapters: B is zero at init, so give every B random values."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p_name, p in [(n, p) for n, p in model.named_parameters() if "lora_B" in n]:
+        for _, p in [(n, p) for n, p in model.named_parameters() if "lora_B" in n]:
             p.copy_(torch.randn(p.shape, generator=g) * std)
 
 

@@ -1,4 +1,4 @@
-"""Task-vector negation (SafeMo's MMU, *Static*) for token transformers: learn the concept in a LoRA, apply it at -alpha.
+"""Task-vector negation (SafeMo's MMU, *Static*) on token transformers: learn the concept in a LoRA, apply it at -alpha.
 
     python -m src.methods.taskvec --dataset_name synth --concept violence --trans_name mtrans --name mtrans_tv \\
         [--steps 200 --lr 5e-4 --rank 16 --lora_alpha 16 --alpha 1.0 --preservation_weight 0.1]
