@@ -102,9 +102,12 @@ def get_spec(name: str) -> DatasetSpec:
     default datasets root (``HMU_DATASET``, else ./dataset); HmuError listing the known ones otherwise."""
     key = _ALIASES.get(str(name).lower())
     if key is None:
-        from .paths import Paths
+        import os
+        from pathlib import Path
 
-        spec = folder_spec(Paths.default().dataset_dir, name) if str(name) and "/" not in str(name) else None
+        # the default datasets root of src.common.paths.Paths (imported there from here, so not imported back)
+        root = Path(os.environ.get("HMU_DATASET") or Path(__file__).resolve().parents[2] / "dataset").expanduser()
+        spec = folder_spec(root, name) if str(name) and "/" not in str(name) else None
         if spec is not None:
             return spec
         raise HmuError(f"unknown dataset '{name}' (known: {', '.join(SPECS)}, or a folder of the datasets root "
