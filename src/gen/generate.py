@@ -145,6 +145,11 @@ class MotionGenerator:
     def generate(self, captions: Sequence[str], lengths: Sequence[int | None] | None = None, *, generator):
         """Captions, lengths in frames (None: estimated) -> raw un-normalised features, one (T_i, dim_pose) float32
         array each, ``T_i = (length // unit_length) * unit_length`` (at least one unit), as upstream crops."""
+        return self.generate_coded(captions, lengths, generator=generator)[0]
+
+    def generate_coded(self, captions: Sequence[str], lengths: Sequence[int | None] | None = None, *, generator):
+        """:meth:`generate` and the code ids each motion was decoded from: -> (features, ids), ids one (T_i', Q)
+        int64 array per motion (``T_i = T_i' * unit_length``)."""
         import numpy as np
         import torch
 
@@ -155,6 +160,7 @@ class MotionGenerator:
         for m, _ in was:
             m.eval()
         out: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
         try:
             for i in range(0, len(captions), self.batch_size):
                 caps = captions[i:i + self.batch_size]
@@ -165,10 +171,11 @@ class MotionGenerator:
                 feats = feats * self.std + self.mean
                 for k, n in enumerate(m_lens.tolist()):
                     out.append(np.ascontiguousarray(feats[k, :n * self.unit_length], dtype=np.float32))
+                    codes.append(ids[k, :n].cpu().numpy().astype(np.int64))
         finally:
             for m, training in was:
                 m.train(training)
-        return out
+        return out, codes
 
 
 class BAMMGenerator(MotionGenerator):
