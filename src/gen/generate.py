@@ -315,4 +315,9 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
               max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
     gen.sources = {"name": name, "ckpt": ckpt, "res_name": res_name or None, "vq_name": vq_name,
                    "len_name": want_len if len_est is not None else None, "family": family}
+    from src.gen.gated import GATE_FILE, load_gated
+
+    if (mask_dir / "model" / GATE_FILE).is_file():   # a gated task-vector run: adapter + gate, per-prompt alpha
+        gen = load_gated(gen, mask_dir)
+        gen.sources["gate"] = gen.gate.kind
     return gen
