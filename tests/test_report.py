@@ -518,3 +518,21 @@ def test_quality_columns_judged_toward_ground_truth(tmp_path):
     assert col(retain, "Bone")["lcr"] == "0.0031 ± 0.0001"
     assert col(retain, "Foot")["*Ground truth*"] == "0.050"
     assert col(retain, "Jerk")["*Ground truth*"] == "40.00"
+
+
+def test_new_methods_rows_follow_lcr_and_name_their_edit(tmp_path):
+    """ESD and the task vectors (src.methods.esd / taskvec) come after LCR in the tables, titled in the model cell."""
+    methods = {k: METHODS[k] for k in ("original", "lcr")}
+    methods.update({"taskvec_gated": METHODS["uce"], "esd": METHODS["rece"], "taskvec_static": METHODS["finetune"]})
+    run = write_run(tmp_path / "r", methods)
+    for m in ("taskvec_gated", "esd", "taskvec_static"):
+        f = run / f"synth_{m}" / "metrics.json"
+        rec = json.loads(f.read_text())
+        rec["model"]["name"] = f"t2m_{m}"
+        f.write_text(json.dumps(rec))
+    md = make_report(run, video=False)["report"].read_text()
+    assert [r[0].rstrip(" †") for r in table(md, "Forget set")[1:-1]] == ["original", "lcr", "esd", "taskvec_static",
+                                                                        "taskvec_gated"]
+    model = col(table(md, "Summary"), "Model")
+    assert model["esd"] == "transformer edited by ESD (t2m_esd), on t2m_tiny"
+    assert model["taskvec_gated"] == "transformer edited by task vector (Gated) (t2m_taskvec_gated), on t2m_tiny"

@@ -205,7 +205,8 @@ def set_table(records: Sequence[MethodResult], set_name: str, reading: str = "sa
 
 PARTS = (("vq_name", "VQ-VAE"), ("name", "transformer"), ("res_name", "residual"))
 METHOD_TITLES = {"lcr": "LCR", "uce": "UCE", "rece": "RECE", "finetune": "fine-tuning", "ft": "fine-tuning",
-                 "fine_tuning": "fine-tuning"}
+                 "fine_tuning": "fine-tuning", "taskvec_static": "task vector (Static)",
+                 "taskvec_gated": "task vector (Gated)", "esd": "ESD"}
 VQ_METHODS = ("lcr",)   # edits the VQ-VAE's codebook only: the transformers are the original's
 
 
@@ -293,11 +294,12 @@ def caption(reading: str = "safety") -> str:
 
 
 METHOD_ORDER = ("original", "base", "pretrained", "dr", "d_r", "retrain", "retrained", "oracle", "finetune", "ft",
-                "fine_tuning", "uce", "rece", "lcr")
+                "fine_tuning", "uce", "rece", "lcr", "esd", "taskvec_static", "taskvec_gated")
 
 
 def order_records(records: Sequence[MethodResult]) -> list[MethodResult]:
-    """The paper's row order: original, D_r, fine-tuning, UCE, RECE, LCR; anything else after, by label."""
+    """The paper's row order: original, D_r, fine-tuning, UCE, RECE, LCR, then ESD and the task vectors (Static,
+    Gated); anything else after, by label."""
     def key(r: MethodResult):
         m = r.method.lower().replace("-", "_")
         return (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), r.label)
