@@ -146,3 +146,20 @@ def test_cli_gated_run_loads_through_load_generator(tmp_path, synth_root):
     with pytest.raises(Exception):
         load_generator(dataset_name="synth", name="tvg", res_name=RES, checkpoints_dir=ck, dataset_dir=data)
     del bad
+
+
+def test_gated_copy_settings_and_direct_mask_use():
+    """copy.copy + a changed setting (as t2m_unlearn's MultiModality generator does) leaves the original alone; the
+    masked transformer used directly runs at the strong negation, never at the adapter's own +1."""
+    from src.models.lora import adapters
+
+    gen, mask = _adapted_generator()
+    gated = GatedGenerator(_with_mask(gen, mask), KW, strong=2.0, weak=0.0)
+    other = copy.copy(gated)
+    other.gumbel_sample = True
+    assert other.gumbel_sample is True and gated.gumbel_sample is False and other.mask is gated.mask
+    gated.batch_size = 1
+    assert gated.inner.batch_size == 1
+    assert {a.scale for _, a in adapters(gated.mask)} == {-2.0}
+    _run(gated, CLEAN + FLAGGED)
+    assert {a.scale for _, a in adapters(gated.mask)} == {-2.0}   # restored after the per-group scales

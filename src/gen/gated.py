@@ -16,6 +16,8 @@ Dispatch: within one ``generate`` call the flagged prompts are generated first (
 ``-strong``), then the others (``-weak``; 0 = the original model exactly), each group as one call of the wrapped
 generator with the same ``torch.Generator``; the motions go back in the callers' order. So a batch whose prompts
 are all flagged is exactly the Static model's output at ``strong``, and one with none flagged the weak model's.
+Outside ``generate`` the adapter stays at ``-strong``: code that runs the masked transformer itself (the attacks'
+white-box losses) sees the Static model, which is what a gate-bypassing attacker faces at worst.
 """
 from __future__ import annotations
 
@@ -156,16 +158,43 @@ class GatedGenerator:
     ``-strong`` when ``gate`` flags the caption, else at ``-weak`` (module docstring). Everything else (VQ,
     residual transformer, sampling, attributes) is the wrapped generator's."""
 
+    OWN = ("inner", "gate", "strong", "weak", "decisions")
+
     def __init__(self, inner, gate: Gate, *, strong: float, weak: float) -> None:
-        from src.models.lora import adapters
+        from src.models.lora import adapters, set_scale
 
         if not adapters(inner.mask):
             raise HmuError("GatedGenerator: the masked transformer has no LoRA adapter")
-        self.inner, self.gate, self.strong, self.weak = inner, gate, float(strong), float(weak)
-        self.decisions: list[dict] = []
+        for k, v in (("inner", inner), ("gate", gate), ("strong", float(strong)), ("weak", float(weak)),
+                     ("decisions", [])):
+            object.__setattr__(self, k, v)
+        # what a caller that uses the masked transformer directly (not through generate) gets: the strong negation,
+        # never the adapter's own +1 (the concept amplified); generate sets the scale per prompt group
+        set_scale(inner.mask, -self.strong)
 
     def __getattr__(self, name: str):
-        return getattr(self.__dict__["inner"], name)
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        """Sampling settings (``batch_size``, ``gumbel_sample``, ...) go to the wrapped generator."""
+        if name in self.OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+    def __copy__(self):
+        """A copy whose sampling settings can change without touching this one (the models stay shared)."""
+        import copy
+
+        new = object.__new__(type(self))
+        for k in self.OWN:
+            object.__setattr__(new, k, getattr(self, k))
+        object.__setattr__(new, "inner", copy.copy(self.inner))
+        object.__setattr__(new, "decisions", self.decisions)
+        return new
 
     def sampling(self) -> dict[str, Any]:
         return {**self.inner.sampling(), "gate": self.gate.kind, "strong_alpha": self.strong,
