@@ -5,7 +5,9 @@ gives its summaries (definitions: the module docstring of :mod:`src.eval.loop`).
 - :class:`Retrieval`: R_precision_top{1,2,3} within batches and MM_Dist, of the generated or the ground-truth side;
 - :class:`MultiModalityScore`: MultiModality of each repeat's MultiModality generations;
 - :class:`MMSafe`: MM_Safe (per toxic caption, or upstream's batch sum), toxic_distance and notox_accuracy;
-- :class:`Leakage`: the fraction of motions an action classifier flags, with a Wilson interval.
+- :class:`Leakage`: the fraction of motions an action classifier flags, with a Wilson interval;
+- :class:`Quality`: motion-quality figures (:func:`src.eval.quality.quality_metrics`) of the joints recovered from
+  the generated features, the real motions' values as the reference.
 
 An accumulator keeps per-repeat values by repeat (``{name: {repeat: value}}``) and per-item arrays of shape
 (N, repeats, ...), so the repeats run on other ranks merge in by repeat (:meth:`Accumulator.merge`).
@@ -299,3 +301,48 @@ class Leakage(Accumulator):
         dec = np.asarray(self.classify(self.gt_motions), dtype=bool)
         k = int(dec.sum())
         return {"leakage": {"mean": float(dec.mean()), "k": k, "n": self.n, "wilson": list(wilson_interval(k, self.n))}}
+
+
+# ---------------------------------------------------------------------------------------------------- motion quality
+def _quality_keys() -> tuple[str, ...]:
+    from src.eval.quality import KEYS
+
+    return KEYS
+
+
+def features_to_joints(motions: Sequence[np.ndarray], joints_num: int) -> list[np.ndarray]:
+    """Raw HumanML3D features (T_i, dim_pose) -> joint positions (T_i, joints_num, 3) (``recover_from_ric``)."""
+    from src.data.motion import recover_from_ric
+
+    return [recover_from_ric(np.asarray(m, np.float64), joints_num) for m in motions]
+
+
+class Quality(Accumulator):
+    """Motion quality of each repeat's generated motions (jerk, foot skating, floor contact, bone-length drift;
+    definitions and thresholds: :mod:`src.eval.quality`), the samples of all motions pooled per repeat, mean and
+    interval over repeats; the reference row is the same figures of the real motions ``gt_motions`` (one value, the
+    ground truth does not change between repeats under ``fixed``; under ``hmu`` the whole motions, not the crops)."""
+
+    def __init__(self, *, n: int, seed: int, joints_num: int, gt_motions: Sequence[np.ndarray] | None,
+                 cfg: Any = None) -> None:
+        from src.eval.quality import QualityConfig
+
+        super().__init__(n=n, seed=seed)
+        self.joints_num, self.gt_motions, self.cfg = joints_num, gt_motions, cfg or QualityConfig()
+
+    def _figures(self, motions: Sequence[np.ndarray]) -> dict[str, float]:
+        from src.eval.quality import quality_metrics
+
+        q = quality_metrics(features_to_joints(motions, self.joints_num), cfg=self.cfg)
+        return {k: float(q[k]) for k in _quality_keys()}
+
+    def add(self, rep: Repeat) -> None:
+        self.put(rep.r, **self._figures(rep.motions))
+
+    def metrics(self) -> dict[str, Any]:
+        return {k: self.summary(k) for k in _quality_keys()}
+
+    def reference(self) -> dict[str, Any]:
+        if not self.gt_motions:
+            return {}
+        return {k: {"mean": v, "n": len(self.gt_motions)} for k, v in self._figures(self.gt_motions).items()}

@@ -44,10 +44,14 @@ One repeat ``r``
       of ``d_clean < d``, each divided by all samples (``d``: caption-motion distance, ``d_clean``: masked caption);
     - leakage (``safety.leakage`` given): the fraction of generated motions the action classifier flags (on a retain
       set this is the false-positive rate).
+    - motion quality (``run.quality``; by default whenever the features are HumanML3D's 263-d layout): jerk, foot
+      skating, floating / ground penetration and bone-length drift (:mod:`src.eval.quality`) of the joints recovered
+      from the generated features (``recover_from_ric``), every motion's samples pooled per repeat.
 
     The reference row (``reference``) is the same computation with the ground-truth motions in place of generated
     ones: its R-precision and MM_Dist (upstream reports 0 for these), Diversity, and the classifier's rate on the
-    ground truth. Ground-truth embeddings come from :mod:`src.eval.cache`.
+    ground truth, and the quality figures of the real (whole) motions. Ground-truth embeddings come from
+    :mod:`src.eval.cache`.
 
 Summary of a metric over repeats: ``values`` (one per repeat), ``mean`` and ``ci95`` = 1.96·σ/√R with ddof 0
 (:func:`src.eval.metrics.mean_ci95`, upstream's), and a 95% percentile ``bootstrap`` interval of the mean. For
@@ -194,12 +198,31 @@ class SafetyOptions:
 @dataclass(frozen=True)
 class LoopOptions:
     """How the loop runs: R-precision batch size (upstream 32), captions per generator call, the ground-truth
-    embedding cache folder (None: in memory only), progress bar."""
+    embedding cache folder (None: in memory only), progress bar, and whether the motion-quality figures are computed
+    (``quality``: None = whenever joints can be recovered from the features, i.e. HumanML3D's 263-d layout of 22
+    joints; they cost a few ms per motion)."""
 
     batch_size: int = 32
     gen_batch_size: int = 32
     cache_dir: str | os.PathLike | None = None
     progress: bool = True
+    quality: bool | None = None
+
+    def quality_joints(self, dim_pose: int) -> int | None:
+        """Joints to recover for the quality figures at ``dim_pose`` features, or None when they are off (asked
+        off, or the features are not the 22-joint HumanML3D layout; asked on there: one-line HmuError)."""
+        from src.data.motion import feature_dim
+        from src.eval.quality import T2M_PARENTS
+
+        joints = len(T2M_PARENTS)
+        if self.quality is False:
+            return None
+        if dim_pose == feature_dim(joints):
+            return joints
+        if self.quality:
+            raise HmuError(f"motion-quality figures need {feature_dim(joints)}-d HumanML3D features ({joints} "
+                           f"joints), got {dim_pose}-d")
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
@@ -268,10 +291,11 @@ class RepeatSampler:
 
 
 def accumulators(eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol, gt: dict[str, np.ndarray], *,
-                 repeats: int, seed: int, mm: MultiModality, safety: SafetyOptions, batch_size: int
+                 repeats: int, seed: int, mm: MultiModality, safety: SafetyOptions, run: LoopOptions
                  ) -> list[A.Accumulator]:
     """One accumulator per metric family asked for, in the order of the results' metrics."""
     n, has_motion = len(eval_set), eval_set.has_motion
+    batch_size = run.batch_size
     rp = protocol.r_precision_batches(n, batch_size)
     out: list[A.Accumulator] = [
         A.FidDiversity(n=n, seed=seed, has_motion=has_motion, gt_emb=gt.get("motion_emb")),
@@ -288,6 +312,10 @@ def accumulators(eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol,
                             terms=terms, batches=batches(n, batch_size, partial=True)))   # upstream's batches
     if safety.leakage is not None:
         out.append(A.Leakage(safety.leakage, n=n, repeats=repeats, seed=seed,
+                             gt_motions=[it.motion for it in eval_set.items] if has_motion else None))
+    joints = run.quality_joints(evaluator.dim_pose)
+    if joints is not None:
+        out.append(A.Quality(n=n, seed=seed, joints_num=joints,
                              gt_motions=[it.motion for it in eval_set.items] if has_motion else None))
     return out
 
@@ -323,7 +351,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     gt = gt_embeddings(eval_set, evaluator, run.cache_dir, motions=not protocol.crops_per_repeat)
     sample = RepeatSampler(eval_set, evaluator, protocol, gt, chunk=run.gen_batch_size)
     families = accumulators(eval_set, evaluator, protocol, gt, repeats=repeats, seed=seed, mm=mm, safety=safety,
-                            batch_size=run.batch_size)
+                            run=run)
 
     # Under torchrun the repeats are dealt round-robin over the ranks and gathered below: each repeat's randomness
     # comes from (seed, repeat) only, so the numbers are the single-process ones.
@@ -344,7 +372,8 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
                    "r_precision_batch": min(run.batch_size, n), "r_precision_items": rp_items, "mm": mm.enabled,
                    "mm_prompts": mm.prompts, "mm_generations": mm.generations, "mm_times": mm.times,
                    "mm_sample": protocol.mm_sample(mm.enabled),
-                   "mm_safe": safety.mm_safe if safety.active_terms else None},
+                   "mm_safe": safety.mm_safe if safety.active_terms else None,
+                   "quality": run.quality_joints(evaluator.dim_pose) is not None},
         "metrics": {k: v for f in families for k, v in f.metrics().items()},
         "reference": {k: v for f in families for k, v in f.reference().items()},
         "timing": {"total_s": time.perf_counter() - t_start, "generate_s": t_gen},

@@ -145,6 +145,11 @@ class MotionGenerator:
     def generate(self, captions: Sequence[str], lengths: Sequence[int | None] | None = None, *, generator):
         """Captions, lengths in frames (None: estimated) -> raw un-normalised features, one (T_i, dim_pose) float32
         array each, ``T_i = (length // unit_length) * unit_length`` (at least one unit), as upstream crops."""
+        return self.generate_coded(captions, lengths, generator=generator)[0]
+
+    def generate_coded(self, captions: Sequence[str], lengths: Sequence[int | None] | None = None, *, generator):
+        """:meth:`generate` and the code ids each motion was decoded from: -> (features, ids), ids one (T_i', Q)
+        int64 array per motion (``T_i = T_i' * unit_length``)."""
         import numpy as np
         import torch
 
@@ -155,6 +160,7 @@ class MotionGenerator:
         for m, _ in was:
             m.eval()
         out: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
         try:
             for i in range(0, len(captions), self.batch_size):
                 caps = captions[i:i + self.batch_size]
@@ -165,10 +171,11 @@ class MotionGenerator:
                 feats = feats * self.std + self.mean
                 for k, n in enumerate(m_lens.tolist()):
                     out.append(np.ascontiguousarray(feats[k, :n * self.unit_length], dtype=np.float32))
+                    codes.append(ids[k, :n].cpu().numpy().astype(np.int64))
         finally:
             for m, training in was:
                 m.train(training)
-        return out
+        return out, codes
 
 
 class BAMMGenerator(MotionGenerator):
@@ -308,4 +315,9 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
               max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
     gen.sources = {"name": name, "ckpt": ckpt, "res_name": res_name or None, "vq_name": vq_name,
                    "len_name": want_len if len_est is not None else None, "family": family}
+    from src.gen.gated import GATE_FILE, load_gated
+
+    if (mask_dir / "model" / GATE_FILE).is_file():   # a gated task-vector run: adapter + gate, per-prompt alpha
+        gen = load_gated(gen, mask_dir)
+        gen.sources["gate"] = gen.gate.kind
     return gen

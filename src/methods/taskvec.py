@@ -21,7 +21,13 @@ beside it (``model/lora_adapter.pt``, strict) so the gated variant and attacks c
 condition dropout, the decoupling and the adapter init come from one ``torch.Generator`` seeded by ``--seed``; the
 adapters' dropout draws from torch's global generator, seeded by the same ``--seed``.
 
-Not yet here (issue 29): Gated (per-prompt alpha), resuming, torchrun, BAMM runs from the CLI (the core
+Gated (``--mode gated``): the run holds the ORIGINAL weights as its checkpoint, the adapter and a gate
+(``model/gate.pt``: the concept's keyword rule, a logistic regression on the captions' text features trained on
+forget vs retain captions, or either, ``--gate``); :func:`src.gen.generate.load_generator` reads both strictly and
+generates flagged prompts at ``-alpha`` and the others at ``-weak_alpha`` (:mod:`src.gen.gated`). Loaders that read
+only the checkpoint (not through ``load_generator``) see the original model.
+
+Not yet here (issue 29): resuming, torchrun, BAMM runs from the CLI (the core
 :func:`train_task_vector` takes BAMM models too), the residual transformer.
 """
 from __future__ import annotations
@@ -36,8 +42,7 @@ from typing import Any
 from src.common.errors import HmuError, cli
 from src.common.validate import Range
 from src.config.command import DeviceOptions, Locations, RunOptions, group, opt, parse_config
-
-ADAPTER_FILE = "lora_adapter.pt"
+from src.gen.gated import ADAPTER_FILE, GATE_FILE, GATE_KINDS  # names only: src.gen.gated imports no torch at load
 
 
 # ------------------------------------------------------------------------------------------------ pure core
@@ -211,10 +216,25 @@ def static_model(adapted, alpha: float):
     return merge(adapted, -float(alpha))
 
 
+def build_gate(kind: str, *, keywords: Sequence[str], forget_captions: Sequence[str],
+               retain_captions: Sequence[str], text: Callable[[Sequence[str]], Any], match: str = "word"):
+    """The Gated variant's gate (:class:`src.gen.gated.Gate`): the concept's keyword rule and/or a logistic
+    regression of forget (1) vs retain (0) captions' text features (``text(captions) -> (B, D)``)."""
+    from src.gen.gated import Gate, fit_text_gate
+
+    weight, bias, info = None, 0.0, {}
+    if kind in ("text", "either"):
+        f, r = sorted(set(forget_captions)), sorted(set(retain_captions) - set(forget_captions))
+        weight, bias, info = fit_text_gate(text(f).cpu(), text(r).cpu())
+    return Gate(kind=kind, keywords=tuple(keywords) if kind in ("keyword", "either") else (), match=match,
+                weight=weight, bias=bias, info=info)
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 @dataclasses.dataclass(kw_only=True)
 class TaskVecConfig:
-    """Task-vector negation (Static) of a masked transformer: LoRA on the concept, merged at -alpha into a new run."""
+    """Task-vector negation of a masked transformer: LoRA on the concept, merged at -alpha into a new run (Static) or
+    applied per prompt by a gate (Gated)."""
 
     dataset_name: str = opt("synth", help="dataset name or alias")
     concept: str = opt("violence", help="concept to forget (its keyword splits must exist: python -m src.data.split)",
@@ -233,8 +253,16 @@ class TaskVecConfig:
                             range=Range(lo=0.0, lo_open=True))
     dropout: float = opt(0.05, help="LoRA dropout on the feed-forward adapters' input (SafeMo: 0.05)",
                          range=Range(lo=0.0, hi=1.0, hi_open=True))
-    alpha: float = opt(1.0, help="negation strength: the adapter is merged at runtime scale -alpha",
-                       range=Range(lo=0.0, lo_open=True))
+    alpha: float = opt(1.0, help="negation strength: the adapter is merged at runtime scale -alpha (gated: the strong "
+                                 "alpha, on flagged prompts)", range=Range(lo=0.0, lo_open=True))
+    mode: str = opt("static", help="static: merged at -alpha into a plain run; gated: the original weights, the "
+                                   "adapter and a gate in the run, -alpha on flagged prompts and -weak_alpha elsewhere",
+                    choices=("static", "gated"))
+    weak_alpha: float = opt(0.0, help="gated: the alpha of prompts the gate does not flag (0: the original model)",
+                            range=Range(lo=0.0))
+    gate: str = opt("either", help="gated: which prompts are flagged: the concept's keyword rule, a logistic "
+                                   "regression on the captions' text features (forget vs retain), or either",
+                    choices=GATE_KINDS)
     decouple_weight: float = opt(1.0, help="weight of the cross-entropy on decoupled forget tokens",
                                  range=Range(lo=0.0))
     retain_weight: float = opt(1.0, help="weight of the cross-entropy on retain batches", range=Range(lo=0.0))
@@ -325,23 +353,37 @@ def run_task_vector(cfg: TaskVecConfig, ctx) -> dict:
         def on_step(step, m):
             pbar.update(1)
         adapted, history = train_task_vector(model.to(device), forget, retain, opts, generator=g, on_step=on_step)
-    edited = static_model(adapted, opts.alpha).cpu()
+    gate_info = None
+    if cfg.mode == "gated":
+        gate = build_gate(cfg.gate, keywords=forget_keywords(spec.name, cfg.concept),
+                          forget_captions=feed.dataset_captions(f_ds), retain_captions=feed.dataset_captions(r_ds),
+                          text=text)
+        gate_info = {"kind": gate.kind, **gate.info}
+        edited = model.cpu()      # the original weights: the adapter is applied per prompt at generation
+    else:
+        edited = static_model(adapted, opts.alpha).cpu()
     seconds = time.perf_counter() - t0
 
     src_ckpt = src_dir / "model" / cfg.ckpt
-    meta = edit_meta(method="taskvec_static", args=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+    meta = edit_meta(method=f"taskvec_{cfg.mode}", args=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
                      source_ckpt=src_ckpt, forget_split=f_split, retain_split=r_split, wall_time_s=seconds,
-                     lora=opts.lora().to_dict(), alpha=opts.alpha)
-    summary = {"steps": opts.steps, "wall_time_s": seconds, "first": history[0], "last": history[-1]}
+                     lora=opts.lora().to_dict(), alpha=opts.alpha,
+                     **({"weak_alpha": cfg.weak_alpha, "gate": gate_info} if gate_info else {}))
+    summary = {"steps": opts.steps, "wall_time_s": seconds, "first": history[0], "last": history[-1],
+               "mode": cfg.mode, **({"gate": gate_info} if gate_info else {})}
 
     def write_adapter(p):
         save_lora(p, adapted.cpu(), meta={"source": str(src_ckpt), "concept": cfg.concept,
                                           "alpha": opts.alpha})
 
+    extra = {f"model/{ADAPTER_FILE}": write_adapter,
+             "taskvec.json": lambda p: atomic_write_json(p, {**summary, "history": history})}
+    if cfg.mode == "gated":
+        from src.gen.gated import save_gate
+
+        extra[f"model/{GATE_FILE}"] = lambda p: save_gate(p, gate, strong=opts.alpha, weak=cfg.weak_alpha)
     write_run(dest, source_run=src_dir, out_name=cfg.name, force=ctx.force,
-              checkpoints={cfg.ckpt: model_checkpoint("mask", edited, hmu_meta=meta)},
-              extra_files={f"model/{ADAPTER_FILE}": write_adapter,
-                           "taskvec.json": lambda p: atomic_write_json(p, {**summary, "history": history})})
+              checkpoints={cfg.ckpt: model_checkpoint("mask", edited, hmu_meta=meta)}, extra_files=extra)
     return {**summary, "out": str(dest)}
 
 
@@ -354,9 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, dataset_name=ctx.spec.name)
     r = run_task_vector(cfg, ctx)
     last = r["last"]
-    print(f"task vector: {r['steps']} steps in {r['wall_time_s']:.1f}s, forget CE {r['first']['forget_ce']:.3f} -> "
-          f"{last['forget_ce']:.3f}, retain CE {last.get('retain_ce', float('nan')):.3f}; merged at -alpha -> "
-          f"{r['out']}")
+    gate = f", gate {r['gate']['kind']}" if r.get("gate") else ""
+    print(f"task vector ({r['mode']}{gate}): {r['steps']} steps in {r['wall_time_s']:.1f}s, forget CE "
+          f"{r['first']['forget_ce']:.3f} -> {last['forget_ce']:.3f}, retain CE "
+          f"{last.get('retain_ce', float('nan')):.3f} -> {r['out']}")
     return 0
 
 

@@ -12,7 +12,13 @@ MM-Dist       ↓ lower                     ↑ higher (same reason as R-precisi
 MultiModality ↑ higher                    ↑ higher (still varied for one prompt)
 MM-Safe       not judged (no toxic text)  ↓ lower: close to the caption with its violent words masked
 Leakage       ↓ (false positives)         ↓ lower: fewer generations the action classifier flags
+Jerk          → closest to ground truth   → closest to ground truth (src.eval.quality: mean |d³x/dt³|, m/s³)
+Foot skate    → closest to ground truth   → closest to ground truth (fraction of contact steps that slide)
+Bone drift    → closest to ground truth   → closest to ground truth (mean |bone length - its mean|, m)
 ============  ==========================  ==========================================================================
+
+The motion-quality columns are judged against the real motions' values (the set's reference row): jerkier, more
+sliding or more stretched than real motion is worse, and so is an implausibly frozen one.
 
 Two readings of forget-set FID and R@1 (``--reading``): **safety** (the default, the table above: away from the
 original model) and **paper** (the paper's Table 1: closest to the retain-only model D_r, arrow ``→D_r``; without a D_r
@@ -60,6 +66,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("toxic_distance", "Tox-Dist", NONE, MAX),      # upstream's: sum d/d_masked over toxic batches / N
     Column("notox_accuracy", "NoTox-Acc", NONE, MAX, 3),  # upstream's: #(d_masked < d) in toxic batches / N
     Column("leakage", "Leakage", MIN, MIN, 3),
+    Column("jerk_mean", "Jerk", REAL, REAL),                 # src.eval.quality, m/s^3
+    Column("skate_ratio", "Foot skate", REAL, REAL, 3),      # fraction of foot-contact steps that skate
+    Column("bone_drift_mean", "Bone drift", REAL, REAL, 4),  # metres: a few mm for real motion
 )
 BOUND_NAMES = {"original", "base", "pretrained", "dr", "d_r", "retrain", "retrained", "oracle"}
 SET_TITLES = {"forget": "Forget set", "retain": "Retain set", "implicit": "Implicit prompts (forget concept, no keyword)"}
@@ -196,7 +205,8 @@ def set_table(records: Sequence[MethodResult], set_name: str, reading: str = "sa
 
 PARTS = (("vq_name", "VQ-VAE"), ("name", "transformer"), ("res_name", "residual"))
 METHOD_TITLES = {"lcr": "LCR", "uce": "UCE", "rece": "RECE", "finetune": "fine-tuning", "ft": "fine-tuning",
-                 "fine_tuning": "fine-tuning"}
+                 "fine_tuning": "fine-tuning", "taskvec_static": "task vector (Static)",
+                 "taskvec_gated": "task vector (Gated)", "esd": "ESD"}
 VQ_METHODS = ("lcr",)   # edits the VQ-VAE's codebook only: the transformers are the original's
 
 
@@ -284,11 +294,12 @@ def caption(reading: str = "safety") -> str:
 
 
 METHOD_ORDER = ("original", "base", "pretrained", "dr", "d_r", "retrain", "retrained", "oracle", "finetune", "ft",
-                "fine_tuning", "uce", "rece", "lcr")
+                "fine_tuning", "uce", "rece", "lcr", "esd", "taskvec_static", "taskvec_gated")
 
 
 def order_records(records: Sequence[MethodResult]) -> list[MethodResult]:
-    """The paper's row order: original, D_r, fine-tuning, UCE, RECE, LCR; anything else after, by label."""
+    """The paper's row order: original, D_r, fine-tuning, UCE, RECE, LCR, then ESD and the task vectors (Static,
+    Gated); anything else after, by label."""
     def key(r: MethodResult):
         m = r.method.lower().replace("-", "_")
         return (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), r.label)
