@@ -178,6 +178,7 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 _PLAIN_PICKLE_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
                                    ("builtins", "dict"), ("builtins", "tuple"), ("collections", "OrderedDict")})
+_PY2_MODULES = {"__builtin__": "builtins"}
 
 
 def safe_pickle_load(path: str | os.PathLike, what: str = "file") -> Any:
@@ -188,7 +189,9 @@ def safe_pickle_load(path: str | os.PathLike, what: str = "file") -> Any:
 
     class _PlainUnpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str):
-            if (module, name) in _PLAIN_PICKLE_GLOBALS:
+            # exact (module, name) pairs only, never a whole module: builtins also holds eval, exec and getattr.
+            # Protocol 0-2 pickles name the module as Python 2 did (__builtin__); the base class maps it back.
+            if (_PY2_MODULES.get(module, module), name) in _PLAIN_PICKLE_GLOBALS:
                 return super().find_class(module, name)
             raise pickle.UnpicklingError(f"{module}.{name}")
 
