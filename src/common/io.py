@@ -52,9 +52,30 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp_path, dest)
+    except (OSError, RuntimeError) as exc:
+        if is_disk_full(exc, dest.parent):  # the machine's problem, said as such (issue 26), not "a bug in hmu"
+            raise HmuError(f"no space left on device while writing {dest} (free some space, or write elsewhere); "
+                           f"the previous file, if any, is unchanged") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """True when ``exc`` is a write that failed for want of space: ENOSPC/EDQUOT, or torch's zip writer failing
+    ("file write failed") while ``folder``'s file system has (almost) no free space left."""
+    import errno
+    import shutil
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, RuntimeError) and "write failed" in str(exc) and folder is not None:
+        try:
+            return shutil.disk_usage(folder).free < (64 << 20)
+        except OSError:
+            return False
+    return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -10,7 +10,7 @@ from src.common.errors import HmuError, cli
 from src.common.validate import parse_checked
 from src.config.flags import HelpFormatter
 from src.data.prompts import read_prompt_lines
-from src.gen.generate import SAMPLING_DEFAULTS, load_generator
+from src.gen.generate import SAMPLING_DEFAULTS, check_generation_count, load_generator
 
 def build_parser():
     import argparse
@@ -72,8 +72,7 @@ def read_prompts(args) -> tuple[list[str], list[int | None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
     texts, lengths = read_prompts(args)
-    if args.repeat_times < 1:
-        raise HmuError("--repeat_times must be >= 1")
+    check_generation_count(len(texts), args.repeat_times)
 
     from src.common.device import resolve_device
     from src.common.io import atomic_save_npy, atomic_write_json, begin_staged_folder, commit_staged_folder
