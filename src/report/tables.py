@@ -261,12 +261,23 @@ def render_markdown(records: Sequence[MethodResult], *, run_dir: Path, images: S
                 "frames it calls the forgotten concept (a 2 s window centred on the frame), and a red badge shows on "
                 "those frames.", ""]
         for prompt, rel, still in videos:
-            link = f"[{prompt}]({rel})"
-            out += [f"- {link}" + (f"<br>![{prompt}]({still})" if still else "")]
+            text = md_escape(prompt)  # a prompt is plain text, never markdown or HTML
+            link = f"[{text}]({rel})"
+            out += [f"- {link}" + (f"<br>![{text}]({still})" if still else "")]
         out += [""]
     if notes:
-        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+        out += ["## Notes", ""] + [f"- {md_escape(n)}" for n in notes] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>$~&")
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal markdown: every character markdown or HTML could read as markup is backslash-escaped, and
+    line breaks become spaces (a prompt cannot open a heading, a link, a table cell or a script tag)."""
+    flat = " ".join(str(text).split())
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in flat)
 
 
 def _rel(p: Path, root: Path) -> str:

@@ -71,9 +71,19 @@ def _figure(size: tuple[int, int], dpi: int):
     return new_figure(int(size[0]), int(size[1]), dpi=dpi)
 
 
+def plain_text(fig) -> None:
+    """Every text of ``fig`` as plain text: run names, concepts and notes are the user's, and a ``$`` in them must
+    not start matplotlib's math parser (which raises on ``$\\frac{$`` when the figure is drawn)."""
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        t.set_parse_math(False)
+
+
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     from src.common.io import atomic_path
 
+    plain_text(fig)
     out = Path(path)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, facecolor=fig.get_facecolor())
@@ -135,6 +145,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
                 ax.spines[side].set_visible(False)
     if title:
         fig.suptitle(title, fontsize=12)
+    plain_text(fig)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
@@ -172,6 +183,7 @@ def tradeoff_scatter(records: Sequence[Mapping[str, Any]], x_metric: str, y_metr
         ax.spines[side].set_visible(False)
     if title:
         ax.set_title(title, fontsize=11)
+    plain_text(fig)
     fig.tight_layout()
     place_labels(ax, [(xm, ym) for _, (xm, _), (ym, _) in pts], [m for m, _, _ in pts],
                  [colors[m] for m, _, _ in pts])
@@ -211,7 +223,7 @@ def place_labels(ax, points: Sequence[tuple[float, float]], labels: Sequence[str
                 ha = "left" if dx > 0.3 else "right" if dx < -0.3 else "center"
                 va = "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center"
                 t = ax.annotate(label, (x, y), xytext=off, textcoords="offset points", fontsize=fontsize,
-                                color=color, ha=ha, va=va)
+                                color=color, ha=ha, va=va, parse_math=False)
                 bb = t.get_window_extent(renderer).expanded(1.0, 1.0).padded(2 * dpi_scale)
                 inside = (bb.x0 >= ax_box.x0 - 2 and bb.x1 <= ax_box.x1 + 40 and bb.y0 >= ax_box.y0 - 2
                           and bb.y1 <= ax_box.y1 + 2)
