@@ -72,6 +72,7 @@ FLAG_RANGES: dict[str, Range] = {
     "n_heads": LAYERS_, "n_layers": LAYERS_, "latent_dim": WIDTH, "ff_size": WIDTH,
     "nb_code": Range(lo=1, hi=1 << 20), "code_dim": WIDTH, "num_quantizers": LAYERS_, "width": WIDTH,
     "depth": LAYERS_,
+    "noise": NON_NEGATIVE,  # a noise scale: -1 would silently act as +1 (the noise is symmetric)
 }
 
 # opt.txt key -> range (keys of upstream's option files that size a model or a dataset)

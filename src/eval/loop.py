@@ -202,7 +202,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     """
     from src.common.progress import progress as progress_bar
     from src.eval.cache import gt_embeddings
-    from src.eval.sets import hmu_draws, hmu_rngs
+    from src.eval.sets import hmu_draws, hmu_rngs, warn_small_set
 
     check_settings(repeats=repeats, mm=mm, mm_prompts=mm_prompts, mm_generations=mm_generations, mm_times=mm_times,
                    mm_safe=mm_safe)
@@ -222,6 +222,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     # FID's ground-truth side (mean, covariance, its symmetric square root) once per call, not once per repeat
     fid_ref = M.fid_reference(motion_gt) if has_motion and not hmu and N >= 2 else None
     rp_batches = _batches(N, batch_size, partial=hmu)
+    warn_small_set(eval_set, batch_size)  # N < batch_size: R-precision on one smaller batch, said once
     up_batches = _batches(N, batch_size, partial=True)   # upstream's MM-Safe, toxic_distance, notox_accuracy
     G = mm_generations
 

@@ -57,6 +57,7 @@ BOUND_NAMES = {"original", "base", "pretrained", "dr", "d_r", "retrain", "retrai
 SET_TITLES = {"forget": "Forget set", "retain": "Retain set", "implicit": "Implicit prompts (forget concept, no keyword)"}
 FORGET_LIKE = ("forget", "implicit")
 DASH = "–"
+NAN_CELL = "NaN"  # computed, but not a number (a diverged model, an empty pool): not the same as not measured
 
 
 def is_bound(r: MethodResult) -> bool:
@@ -118,7 +119,8 @@ def _row(cells: Sequence[str]) -> str:
 
 def set_table(records: Sequence[MethodResult], set_name: str) -> list[str]:
     """Markdown lines of one set's table: a row per method, then the ground-truth row."""
-    cols = [c for c in COLUMNS if any(r.stat(set_name, c.key) for r in records)]
+    cols = [c for c in COLUMNS if any(r.stat(set_name, c.key) or c.key in r.not_finite.get(set_name, ())
+                                      for r in records)]
     ref = next((r.reference[set_name] for r in records if r.reference.get(set_name)), {})
     eligible = [not is_bound(r) for r in records]
     forgetish = set_name.startswith(FORGET_LIKE)
@@ -133,7 +135,7 @@ def set_table(records: Sequence[MethodResult], set_name: str) -> list[str]:
         header.append(f"{title} {ARROWS[how]}".strip())
         best = best_rows(vals, how, eligible=eligible, d=d, real=ref.get(c.key))
         for i, v in enumerate(vals):
-            cell = fmt_stat(v, d)
+            cell = NAN_CELL if v is None and c.key in records[i].not_finite.get(set_name, ()) else fmt_stat(v, d)
             body[i].append(f"**{cell}**" if i in best else cell)
         ref_cells.append(fmt_stat(ref.get(c.key), d) if c.key != "FID" else "0 (by definition)" if ref else DASH)
     lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
@@ -193,7 +195,7 @@ def summary_table(records: Sequence[MethodResult]) -> list[str]:
         d = dec if dec is not None else decimals_for(COLUMNS[0], [v.mean for v in vals if v])
         best = best_rows(vals, MIN, eligible=eligible, d=d)
         for i, v in enumerate(vals):
-            cell = fmt_stat(v, d)
+            cell = NAN_CELL if v is None and c.key in records[i].not_finite.get(set_name, ()) else fmt_stat(v, d)
             body[i].append(f"**{cell}**" if i in best else cell)
     for how, _, secs in timing:
         times = [Stat(v) if v is not None else None for v in secs]

@@ -44,6 +44,14 @@ def stat(record: Mapping[str, Any], set_name: str, metric: str) -> tuple[float, 
     return mean, (abs(ci) if math.isfinite(ci) else 0.0)
 
 
+def is_not_finite(record: Mapping[str, Any], set_name: str, metric: str) -> bool:
+    """True when ``record[set_name][metric]`` was computed but its mean is NaN or inf (not "not measured")."""
+    block = record.get(set_name)
+    v = block.get(metric) if isinstance(block, Mapping) else None
+    mean = v.get("mean") if isinstance(v, Mapping) else v
+    return isinstance(mean, float) and not math.isfinite(mean)
+
+
 def _methods(records: Sequence[Mapping[str, Any]]) -> list[str]:
     if not records:
         raise HmuError("no result records to plot")
@@ -108,7 +116,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
     if not sets:
         raise HmuError(f"metric_bars: no record has any of the sets {', '.join(SETS)}")
     for m in metrics:
-        if not any(stat(r, s, m) is not None for r in records for s in sets):
+        if not any(stat(r, s, m) is not None or is_not_finite(r, s, m) for r in records for s in sets):
             known = sorted({k for r in records for s in sets if isinstance(r.get(s), Mapping) for k in r[s]})
             raise HmuError(f"metric '{m}' is in no result record (known: {', '.join(known) or 'none'})")
     size = size or (max(360, 260 * len(metrics)), 60 + 240 * len(sets))
@@ -122,13 +130,16 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
             vals = [stat(r, s, m) for r in records]
             if all(v is None for v in vals):
                 ax.set_axis_off()
-                note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or "not measured"
+                nan = any(is_not_finite(r, s, m) for r in records)
+                note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or \
+                    ("NaN: computed, not a number" if nan else "not measured")
                 ax.text(0.5, 0.5, f"{s} · {m}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
                         ha="center", va="center", fontsize=9, color="#666666")
                 continue
             for xi, (meth, v) in enumerate(zip(methods, vals)):
                 if v is None:
-                    ax.text(xi, 0.0, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    ax.text(xi, 0.0, "NaN" if is_not_finite(records[xi], s, m) else "n/a",
+                            transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                             fontsize=7, color="#888888")
                     continue
                 ax.bar(xi, v[0], yerr=v[1] if v[1] > 0 else None, color=colors[meth], capsize=3, width=0.7,
