@@ -195,7 +195,7 @@ def summary_table(records: Sequence[MethodResult]) -> list[str]:
         d = dec if dec is not None else decimals_for(COLUMNS[0], [v.mean for v in vals if v])
         best = best_rows(vals, MIN, eligible=eligible, d=d)
         for i, v in enumerate(vals):
-            cell = NAN_CELL if v is None and c.key in records[i].not_finite.get(set_name, ()) else fmt_stat(v, d)
+            cell = NAN_CELL if v is None and key in records[i].not_finite.get(set_name, ()) else fmt_stat(v, d)
             body[i].append(f"**{cell}**" if i in best else cell)
     for how, _, secs in timing:
         times = [Stat(v) if v is not None else None for v in secs]
