@@ -167,3 +167,35 @@ def test_wandb_online_with_a_key_is_fine(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert check_wandb_usage() == "online"
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path):
+    """A 256 KiB tmpfs (needs root and a mount-capable container; skipped otherwise): a real full disk."""
+    import subprocess
+
+    d = tmp_path / "small"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True, check=False)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield d
+    subprocess.run(["umount", str(d)], check=False)
+
+
+@pytest.mark.parametrize("writer", ["torch", "numpy", "json"])
+def test_a_real_full_disk_is_said_as_such(full_tmpfs, writer):
+    import torch
+
+    from src.common.io import atomic_save_npy, atomic_torch_save, atomic_write_json
+
+    target = full_tmpfs / {"torch": "net.tar", "numpy": "a.npy", "json": "m.json"}[writer]
+    with pytest.raises(HmuError) as e:
+        if writer == "torch":
+            atomic_torch_save({"w": torch.ones(256, 1024)}, target)
+        elif writer == "numpy":
+            atomic_save_npy(target, np.ones((256, 1024), np.float32))
+        else:
+            atomic_write_json(target, {"x": "y" * (1 << 20)})
+    assert str(e.value).startswith(f"no space left on device while writing {target}")
+    assert list(full_tmpfs.iterdir()) == []          # no partial file left

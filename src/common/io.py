@@ -62,17 +62,21 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path.unlink()
 
 
+LOW_SPACE = 64 << 20  # bytes: below this, a failed write on that file system is taken as a full disk
+
+
 def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:
-    """True when ``exc`` is a write that failed for want of space: ENOSPC/EDQUOT, or torch's zip writer failing
-    ("file write failed") while ``folder``'s file system has (almost) no free space left."""
+    """True when ``exc`` is a write that failed for want of space: ENOSPC/EDQUOT; or, while ``folder``'s file system
+    has (almost) no free space left, a short write (numpy: ``OSError: 262144 requested and 65504 written``, no errno)
+    or torch's zip writer failing (``RuntimeError: ... unexpected pos 768 vs 662``), as a full tmpfs gives them."""
     import errno
     import shutil
 
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    if isinstance(exc, RuntimeError) and "write failed" in str(exc) and folder is not None:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if (isinstance(exc, RuntimeError) or (isinstance(exc, OSError) and exc.errno is None)) and folder is not None:
         try:
-            return shutil.disk_usage(folder).free < (64 << 20)
+            return shutil.disk_usage(folder).free < LOW_SPACE
         except OSError:
             return False
     return False
