@@ -427,3 +427,24 @@ def test_lcr_cache_that_cannot_be_written_is_a_warning_not_a_failure(vq, synth_r
     table, hit = _collect(vq, folder, ids, tmp_path / "cache")
     assert hit is False and np.array_equal(table.codes, expect.codes)
     assert any("could not write the LCR code cache" in r.getMessage() for r in caplog.records)
+
+
+def test_text_features_cli_refuses_a_good_cache_and_rebuilds_a_damaged_one(bert, synth_root, tmp_path, monkeypatch,
+                                                                           capsys, caplog):
+    """src.prepare.text_features: a good cache is kept without --force; a truncated one is rebuilt (one warning naming
+    it), and the rebuilt file gives every caption its own model feature."""
+    import src.data.pretrained as pretrained
+    from src.models.text_encoders import MiniLMTextEncoder, read_feature_cache, text_cache_file
+    from src.prepare.text_features import main
+
+    monkeypatch.setattr(pretrained, "minilm_dir", lambda *a, **k: bert)
+    _small_folder(synth_root, tmp_path / "ds" / "synth")
+    argv = ["--dataset_name", "synth", "--dataset_dir", str(tmp_path / "ds"), "--gpu_id", "-1"]
+    assert main(argv) == 0
+    out = text_cache_file(tmp_path / "ds" / "synth")
+    assert main(argv) == 2 and "--force" in capsys.readouterr().err
+    corrupt(out, "truncated", "features")
+    assert main(argv) == 0 and _warned_about(caplog, out)
+    enc = MiniLMTextEncoder(bert)
+    caps, feats = read_feature_cache(out, model=enc.model_id(), dim=enc.dim)
+    np.testing.assert_allclose(feats, enc.encode(caps).numpy(), atol=1e-5)
