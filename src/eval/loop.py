@@ -339,6 +339,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
     """
     from src.common.progress import progress as progress_bar
     from src.eval.cache import gt_embeddings
+    from src.eval.sets import warn_small_set
 
     check_settings(repeats=repeats, mm=mm.enabled, mm_prompts=mm.prompts, mm_generations=mm.generations,
                    mm_times=mm.times, mm_safe=safety.mm_safe)
@@ -348,6 +349,7 @@ def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *
         raise HmuError(f"evaluation set {eval_set.name} ({eval_set.source}) has {n} usable motion"
                        f"{'' if n == 1 else 's'}; R-precision top-{TOP_K} needs at least {TOP_K}")
     protocol = Protocol.of(eval_set)
+    warn_small_set(eval_set, run.batch_size)  # n < batch_size: R-precision on one smaller batch, said once
     gt = gt_embeddings(eval_set, evaluator, run.cache_dir, motions=not protocol.crops_per_repeat)
     sample = RepeatSampler(eval_set, evaluator, protocol, gt, chunk=run.gen_batch_size)
     families = accumulators(eval_set, evaluator, protocol, gt, repeats=repeats, seed=seed, mm=mm, safety=safety,

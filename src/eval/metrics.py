@@ -184,9 +184,26 @@ def r_precision(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndar
     return top_k_matrix(euclidean_distance_matrix(text, motion), top_k)
 
 
+def check_validation_size(n: int, where: str, top_k: int = 3) -> None:
+    """R-precision needs a pool of at least 2 motions: one HmuError for fewer, one warning below ``top_k`` (every
+    sample then counts as a hit within the top k >= n, so R@k is 1 by construction)."""
+    from src.common.errors import HmuError
+
+    if n < 2:
+        raise HmuError(f"{where} has {n} usable motion{'s' if n != 1 else ''}; validation needs at least 2 "
+                       f"(R-precision ranks each caption among the motions): add motions to the split")
+    if n < top_k:
+        log.warning("%s has only %d usable motions: R-precision top-%d is 1 by construction "
+                                            "(the pool is smaller than k)", where, n, top_k)
+
+
 def r_precision_counts(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndarray:
-    """Number of hits per k, (top_k,) int (upstream's ``sum_all=True``); divide by N for the rate."""
-    return r_precision(text, motion, top_k).sum(axis=0)
+    """Number of hits per k, (top_k,) int (upstream's ``sum_all=True``); divide by N for the rate. A pool of N <
+    top_k samples has every sample within the top k >= N (so the shape is always (top_k,))."""
+    counts = r_precision(text, motion, top_k).sum(axis=0)
+    if len(counts) < top_k:
+        counts = np.concatenate([counts, np.full(top_k - len(counts), len(text), dtype=counts.dtype)])
+    return counts
 
 
 def batched_r_precision(text: np.ndarray, motion: np.ndarray, *, batch_size: int = 32, top_k: int = 3) -> np.ndarray:

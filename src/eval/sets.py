@@ -182,6 +182,19 @@ def hmu_draws(items: Sequence[CaptionedMotion], py_rng: random.Random, np_rng: n
     return out
 
 
+def warn_small_set(eval_set: EvalSet, batch_size: int) -> bool:
+    """Say (one warning) when ``eval_set`` has fewer items than an R-precision batch: R-precision then ranks each
+    caption among all N < batch_size motions, whose chance level (k/N) is not the paper's (k/batch_size), so the
+    number does not compare with full-batch figures. Returns whether it warned."""
+    n = len(eval_set)
+    if not eval_set.has_motion or n >= batch_size:
+        return False
+    log.warning("evaluation set %s (%s) has %d items, fewer than a batch of %d: R-precision is computed on one "
+                "batch of %d (chance top-1 = 1/%d, not 1/%d) and does not compare with full-batch figures",
+                eval_set.name, eval_set.source or "?", n, batch_size, n, n, batch_size)
+    return True
+
+
 def hmu_rngs(seed: int, repeat: int) -> tuple[random.Random, np.random.RandomState]:
     """The (Python, numpy) generators of one repeat's :func:`hmu_draws` in :func:`src.eval.loop.evaluate`."""
     s = int(np.random.SeedSequence([seed, repeat, 2]).generate_state(1)[0])

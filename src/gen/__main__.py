@@ -10,7 +10,7 @@ from src.common.errors import HmuError, cli
 from src.common.validate import parse_checked
 from src.config.flags import HelpFormatter
 from src.data.prompts import read_prompt_lines
-from src.gen.generate import SAMPLING_DEFAULTS, load_generator
+from src.gen.generate import SAMPLING_DEFAULTS, check_generation_count, load_generator
 
 def build_parser():
     import argparse
@@ -72,11 +72,10 @@ def read_prompts(args) -> tuple[list[str], list[int | None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_checked(build_parser(), argv)
     texts, lengths = read_prompts(args)
-    if args.repeat_times < 1:
-        raise HmuError("--repeat_times must be >= 1")
+    check_generation_count(len(texts), args.repeat_times)
 
     from src.common.device import resolve_device
-    from src.common.io import atomic_save_npy, atomic_write_json, refuse_overwrite
+    from src.common.io import atomic_save_npy, atomic_write_json, begin_staged_folder, commit_staged_folder
     from src.common.logging import setup_logging
     from src.common.paths import Paths
     from src.common.seed import torch_generator
@@ -94,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.gpu_id, args.device)
     paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
     out = Path(args.out) if args.out else paths.results_dir / "gen" / args.name / args.ext
-    refuse_overwrite(out / "prompts.json", args.force, what="generation index")
+    final_out = out  # everything is built in a hidden sibling and swapped in whole at the end (issue 26)
+    out = begin_staged_folder(final_out, force=args.force, index="prompts.json", what="generation folder")
     sampling = {k: getattr(args, k) for k in SAMPLING_DEFAULTS}
     gen = load_generator(dataset_name=args.dataset_name, name=args.name, res_name=args.res_name,
                          vq_name=args.vq_name, checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
@@ -118,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   bvh=args.bvh, progress=apply_progress_flag(args), save_video=save_comparison)
     atomic_write_json(out / "prompts.json", {**gen.sources, "dataset_name": args.dataset_name, "seed": args.seed,
                                              "sampling": gen.sampling(), "items": items})
+    commit_staged_folder(out, final_out, index="prompts.json", what="generation folder")
+    out = final_out
     extra = (", videos" if args.animate else "") + (", bvh" if args.bvh else "")
     print(f"{len(items)} motions{extra} ({len(texts)} prompts x {args.repeat_times}) -> {out}")
     return 0

@@ -42,6 +42,20 @@ def run_family(opt_path: str | os.PathLike) -> str:
     return family
 
 
+MAX_MOTIONS = 100_000  # motions one src.gen run writes (prompts x repeat_times)
+
+
+def check_generation_count(n_prompts: int, repeat_times: int) -> None:
+    """One-line HmuError unless 1 <= prompts x ``repeat_times`` <= :data:`MAX_MOTIONS` (checked before any work:
+    ``--repeat_times 1e9`` would otherwise build a billion captions and appear to hang)."""
+    if repeat_times < 1:
+        raise HmuError(f"--repeat_times must be >= 1, got {repeat_times}")
+    total = n_prompts * repeat_times
+    if total > MAX_MOTIONS:
+        raise HmuError(f"{n_prompts} prompt{'s' if n_prompts != 1 else ''} x --repeat_times {repeat_times} = {total} "
+                       f"motions, more than one run writes ({MAX_MOTIONS}); split the prompts over several runs")
+
+
 def warn_length_changes(lengths: Sequence[int], *, unit: int, max_frames: int) -> None:
     """Say (one warning line each) when requested frame lengths cannot be generated as asked: above the model's
     maximum they are cut to it, below one token they become one token (``unit`` frames)."""
@@ -107,7 +121,8 @@ class MotionGenerator:
             if l is not None:
                 if int(l) < 1:
                     raise HmuError(f"motion length must be >= 1 frame, got {l}")
-                out[i] = int(l) // self.unit_length
+                # cut before the tensor: a length of 1e23 frames would overflow int64 (warned about below)
+                out[i] = min(int(l), self.max_tokens * self.unit_length) // self.unit_length
         warn_length_changes([l for l in lengths if l is not None], unit=self.unit_length,
                             max_frames=self.max_tokens * self.unit_length)
         if missing:

@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.logging import setup_logging
     from src.common.paths import Paths
     from src.common.datasets import get_spec
-    from src.models.text_encoders import MiniLMTextEncoder, text_cache_file, write_feature_cache
+    from src.models.text_encoders import (MiniLMTextEncoder, read_feature_cache, text_cache_file,
+                                          write_feature_cache)
 
     setup_logging()
     if args.batch_size < 1:
@@ -74,11 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (root / "texts").is_dir():
         raise HmuError(f"no texts/ folder in {root} (generate or download the dataset first)")
     out = text_cache_file(root)
-    refuse_overwrite(out, args.force, "text-feature cache")
     texts = dataset_texts(root)
     if not texts:
         raise HmuError(f"no caption in {root / 'texts'}")
     enc = MiniLMTextEncoder(device=resolve_device(args.gpu_id, args.device))
+    if out.is_file() and not args.force and read_feature_cache(out, model=enc.model_id(), dim=enc.dim) is not None:
+        refuse_overwrite(out, args.force, "text-feature cache")  # a good cache; a damaged or stale one is rebuilt
     t0 = time.perf_counter()
     feats = []
     for i in tqdm(range(0, len(texts), args.batch_size), desc="MiniLM features", unit="batch"):

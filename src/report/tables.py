@@ -74,6 +74,7 @@ BOUND_NAMES = {"original", "base", "pretrained", "dr", "d_r", "retrain", "retrai
 SET_TITLES = {"forget": "Forget set", "retain": "Retain set", "implicit": "Implicit prompts (forget concept, no keyword)"}
 FORGET_LIKE = ("forget", "implicit")
 DASH = "–"
+NAN_CELL = "NaN"  # computed, but not a number (a diverged model, an empty pool): not the same as not measured
 
 
 def is_bound(r: MethodResult) -> bool:
@@ -168,7 +169,8 @@ def table_markdown(t: Table) -> list[str]:
 
 def set_table(records: Sequence[MethodResult], set_name: str, reading: str = "safety") -> Table:
     """One set's table: a row per method, then the ground-truth row."""
-    cols = [c for c in COLUMNS if any(r.stat(set_name, c.key) for r in records)]
+    cols = [c for c in COLUMNS if any(r.stat(set_name, c.key) or c.key in r.not_finite.get(set_name, ())
+                                      for r in records)]
     ref = next((r.reference[set_name] for r in records if r.reference.get(set_name)), {})
     dr = dr_record(records)
     eligible = [not is_bound(r) for r in records]
@@ -188,7 +190,8 @@ def set_table(records: Sequence[MethodResult], set_name: str, reading: str = "sa
         best = best_rows(vals, how, eligible=eligible, d=d, real=target)
         t.bold |= {(i, len(t.header) - 1) for i in best}
         for i, v in enumerate(vals):
-            t.rows[i].append(fmt_stat(v, d))
+            t.rows[i].append(NAN_CELL if v is None and c.key in records[i].not_finite.get(set_name, ())
+                             else fmt_stat(v, d))
         ref_cells.append(fmt_stat(ref.get(c.key), d) if c.key != "FID" else "0 (by definition)" if ref else DASH)
         if forgetish and c.key in PAPER_TOWARD_DR:  # the same column judged the other way
             how2 = direction(c, set_name, other)
@@ -257,7 +260,8 @@ def summary_table(records: Sequence[MethodResult]) -> Table:
         j = len(t.rows[0])
         t.bold |= {(i, j) for i in best_rows(vals, how, eligible=eligible, d=d)}
         for i, v in enumerate(vals):
-            t.rows[i].append(fmt_stat(v, d))
+            t.rows[i].append(NAN_CELL if v is None and key in records[i].not_finite.get(set_name, ())
+                             else fmt_stat(v, d))
     for how, _, secs in timing:
         times = [Stat(v) if v is not None else None for v in secs]
         j = len(t.rows[0])
@@ -274,8 +278,8 @@ CAPTION = (
     "prompts) success means *not* reproducing the concept: FID ↑ (far from the real violent motions), R-precision ↓ "
     "and MM-Dist ↑ (the motion no longer matches the violent text), MM-Safe ↓ (close to the caption with its violent "
     "words masked), leakage ↓ (fraction of generations the ground-truth action classifier flags; on the retain set "
-    "this is the false-positive rate). {reading} Cells are mean ± 95% interval over repeats (1.96·σ/√R), or [lo, hi] when only a "
-    "bootstrap/Wilson range is recorded. The best competing value per column is **bold** (ties at the shown precision "
+    "this is the false-positive rate). {reading} Cells are mean ± 95% interval over repeats (1.96·σ/√R), or "
+    "[lo, hi] when only a bootstrap/Wilson range is recorded. The best competing value per column is **bold** (ties at the shown precision "
     "all bold); rows marked † (original model, D_r) are bounds and are not ranked. *Ground truth* evaluates the real "
     "motions with the same evaluator (its FID is 0 by definition). N is the number of evaluated items per repeat. "
     "Eval time is the evaluation's wall time over all sets (not judged: it measures the generator, not the edit); edit "
@@ -352,12 +356,23 @@ def render_markdown(records: Sequence[MethodResult], *, run_dir: Path, images: S
                 "frames it calls the forgotten concept (a 2 s window centred on the frame), and a red badge shows on "
                 "those frames.", ""]
         for prompt, rel, still in videos:
-            link = f"[{prompt}]({rel})"
-            out += [f"- {link}" + (f"<br>![{prompt}]({still})" if still else "")]
+            text = md_escape(prompt)  # a prompt is plain text, never markdown or HTML
+            link = f"[{text}]({rel})"
+            out += [f"- {link}" + (f"<br>![{text}]({still})" if still else "")]
         out += [""]
     if notes:
-        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+        out += ["## Notes", ""] + [f"- {md_escape(n)}" for n in notes] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>$~&")
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal markdown: every character markdown or HTML could read as markup is backslash-escaped, and
+    line breaks become spaces (a prompt cannot open a heading, a link, a table cell or a script tag)."""
+    flat = " ".join(str(text).split())
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in flat)
 
 
 def _rel(p: Path, root: Path) -> str:
