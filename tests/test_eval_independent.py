@@ -16,7 +16,7 @@ import pytest
 from test_eval_protocol import _caption, _constant_generator, _folder, _oracle, _vec, _words
 
 from src.eval import cache as eval_cache
-from src.eval.loop import evaluate
+from src.eval.loop import NO_MM, LoopOptions, SafetyOptions, evaluate
 from src.eval.sets import load_eval_set
 
 
@@ -43,8 +43,8 @@ def test_upstream_safety_figures_under_fixed_protocol_count_the_last_partial_bat
 
     es = load_eval_set(tmp_path, "test", protocol="fixed")
     gen = _constant_generator(words, code)
-    res = evaluate(gen, es, _oracle(words), repeats=2, seed=0, mm=False, mm_safe_terms=["kick"], mm_safe="upstream",
-                   progress=False)
+    res = evaluate(gen, es, _oracle(words), repeats=2, seed=0, mm=NO_MM,
+                   safety=SafetyOptions(terms=["kick"], mm_safe="upstream"), run=LoopOptions(progress=False))
     # by construction (oracle): caption embedding = w_i (+ kick), masked caption = w_i, motion = code(caption)
     text = np.array([_vec(words, f"w{i}") + (kick if t else 0) for i, t in enumerate(toxic)])
     clean = np.array([_vec(words, f"w{i}") for i in range(n)])
@@ -89,7 +89,8 @@ def test_hmu_protocol_draws_new_crops_in_every_repeat_as_upstream_does(tmp_path)
             asked.append({})
             return generate(captions, lengths, generator=generator)
 
-    res = evaluate(PerRepeat(), es, _oracle(words), repeats=repeats, seed=seed, mm=False, progress=False)
+    res = evaluate(PerRepeat(), es, _oracle(words), repeats=repeats, seed=seed, mm=NO_MM,
+                   run=LoopOptions(progress=False))
     assert len(asked) == repeats
     lengths = [len(it.motion) for it in es.items]
     expect = [_upstream_crops(lengths, seed, r) for r in range(repeats)]

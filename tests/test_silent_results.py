@@ -71,7 +71,7 @@ def test_a_set_smaller_than_the_batch_is_said(tmp_path, caplog):
     from test_eval_protocol import _caption, _folder, _oracle, _words
 
     from src.eval import cache as eval_cache
-    from src.eval.loop import evaluate
+    from src.eval.loop import NO_MM, LoopOptions, evaluate
     from src.eval.sets import load_eval_set
 
     eval_cache.clear_memo()
@@ -83,7 +83,7 @@ def test_a_set_smaller_than_the_batch_is_said(tmp_path, caplog):
         return [np.zeros((int(k), 12), np.float32) for k in lengths]
 
     with caplog.at_level(logging.WARNING):
-        res = evaluate(gen, es, _oracle(words), repeats=1, seed=0, mm=False, progress=False)
+        res = evaluate(gen, es, _oracle(words), repeats=1, seed=0, mm=NO_MM, run=LoopOptions(progress=False))
     msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("has 9 items, fewer than a batch of 32" in m for m in msgs), msgs
     assert res["config"]["r_precision_batch"] == 9
@@ -114,16 +114,16 @@ def _record(tmp_path: Path, fid) -> Path:
 
 def test_report_table_shows_nan_as_nan(tmp_path):
     from src.report.load import read_metrics_file
-    from src.report.tables import set_table
+    from src.report.tables import set_table, table_markdown
 
     (rec,) = read_metrics_file(_record(tmp_path, math.nan))
-    lines = set_table([rec], "forget")
+    lines = table_markdown(set_table([rec], "forget"))
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     row = [c.strip() for c in lines[2].strip("|").split("|")]
     fid = next(i for i, h in enumerate(header) if h.startswith("FID"))
     assert row[fid] == "NaN"
     (rec,) = read_metrics_file(_record(tmp_path, None))      # absent: the column is not shown
-    assert not any(h.startswith("FID") for h in set_table([rec], "forget")[0].split("|"))
+    assert not any(h.startswith("FID") for h in set_table([rec], "forget").header)
 
 
 def test_plot_says_nan_not_not_measured(tmp_path, monkeypatch):
