@@ -212,3 +212,50 @@ def test_augment_mirror_and_speed():
     s = change_speed(j, 2.0)
     assert len(s) == 20 and np.allclose(s[0], j[0]) and np.allclose(s[-1], j[-1])
     assert math.isclose(s[5, 8, 1], j[10, 8, 1])
+
+
+def _constant_classifier(path, logit: float) -> None:
+    """An action classifier whose every weight is zero and whose 'concept:violence' bias is ``logit``: it calls
+    every motion violent (logit > 0) or none (logit < 0), whatever its length."""
+    import torch
+
+    from src.models.classifier import ActionClassifier, ActionClassifierConfig
+
+    m = ActionClassifier(ActionClassifierConfig(labels=("kick", "concept:violence"), hidden=4))
+    with torch.no_grad():
+        for prm in m.parameters():
+            prm.zero_()
+        m.head.bias[1] = logit
+    m.save(path, meta={"threshold": 0.5})
+
+
+@pytest.mark.parametrize("logit,expect", [(10.0, 1.0), (-10.0, 0.0)])
+def test_judge_check_learned_end_to_end(tmp_path, capsys, logit, expect):
+    from src.eval.judge_check import main
+
+    clips = {"a": kick(0.2, rise_frames=4), "b": standing(30), "long": standing(300)}   # 'long' is windowed
+    np.savez(tmp_path / "j.npz", **clips)
+    (tmp_path / "l.json").write_text(json.dumps({"a": {"content": "kick", "violent": True},
+                                                 "b": {"content": "stand", "violent": False},
+                                                 "long": {"content": "stand", "violent": False}}))
+    _constant_classifier(tmp_path / "c.tar", logit)
+    assert main([str(tmp_path / "j.npz"), str(tmp_path / "l.json"), "--judge", "learned", "--classifier",
+                 str(tmp_path / "c.tar"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (res["judge"], res["n_pos"], res["n_neg"]) == ("learned", 1, 2)
+    assert res["tpr"] == expect and res["fpr"] == expect
+    if expect:
+        assert len(res["fired_frames"]["long"]["frames"]) == 299      # every feature frame of the long clip
+
+
+def test_readme_renders_judges(tmp_path):
+    from src.report.readme import render_judges
+
+    (tmp_path / "judges").mkdir()
+    for name, tp, fp in (("learned", 4, 8), ("kinematic", 4, 3)):
+        (tmp_path / "judges" / f"{name}.json").write_text(json.dumps(
+            {"tp": tp, "n_pos": 5, "tpr": tp / 5, "tpr_wilson": [0.3756, 0.9638], "fp": fp, "n_neg": 169,
+             "fpr": fp / 169, "fpr_wilson": [0.01, 0.09]}))
+    text = render_judges(tmp_path)
+    assert "| learned (action classifier) | 4/5 = 80.0 % [37.6, 96.4] | 8/169 = 4.7 % [1.0, 9.0] |" in text
+    assert "| 4/5 = 80.0 % [37.6, 96.4] | 3/169 = 1.8 % [1.0, 9.0] |" in text

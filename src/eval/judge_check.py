@@ -7,10 +7,11 @@
 ``labels.json``); every labelled clip must be in the npz. A clip is positive when its ``violent`` is true.
 
 Judges: ``learned`` is the action classifier that scores leakage (src/eval/leakage.py; default
-``<checkpoints>/synth/action_classifier/model/classifier.tar``), applied to each whole clip's 263-d features
-(``joints_to_features``) at the threshold stored with it; ``kinematic`` is the rule-based judge of
-src/eval/kinematic.py. ``--json`` prints one JSON object as the last line of stdout (``judge``, ``tpr``, ``fpr``,
-``n_pos``, ``n_neg``, their Wilson intervals, per content counts and the flagged clips).
+``<checkpoints>/synth/action_classifier/model/classifier.tar``), applied to each clip's 263-d features
+(``joints_to_features``) at the threshold stored with it, whole or, past ``--window`` frames, by windows;
+``kinematic`` is the rule-based judge of src/eval/kinematic.py. ``--json`` prints one JSON object as the last line
+of stdout (``judge``, ``tpr``, ``fpr``, ``n_pos``, ``n_neg``, their Wilson intervals, per content counts, the
+flagged clips and the frames where each fired).
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class JudgeCheckConfig:
                                             "action_classifier/model/classifier.tar)")
     concept: str = opt("violence", help="the concept that counts as positive (the labels' 'violent')")
     fps: float = opt(20.0, help="frame rate of the joints (the kinematic judge's speeds depend on it)")
+    window: int = opt(196, help="learned judge: a clip longer than this many feature frames is scored by windows of "
+                                "this length (HumanML3D's and synth's longest motion) and fires when one does")
     json: bool = opt(False, help="print one JSON object (the figures) as the last line of stdout")
     out: str | None = opt(None, help="also write the JSON object to this file (refused if it exists, unless --force)")
     force: bool = opt(False, help="replace --out")
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("joints", help="npz of (T, 22, 3) joint arrays keyed by clip name")
     p.add_argument("labels", help="JSON {clip: {content, violent, ...}}")
-    add_config_flags(p, JudgeCheckConfig, ("judge", "classifier", "concept", "fps", "json", "out", "force"))
+    add_config_flags(p, JudgeCheckConfig, ("judge", "classifier", "concept", "fps", "window", "json", "out",
+                                          "force"))
     add_location_flags(p, "checkpoints_dir")
     return p
 
@@ -133,20 +137,27 @@ def table(res: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def learned_decisions(joints: Mapping[str, Any], classifier: str | Path, concept: str) -> tuple[dict[str, bool], dict]:
-    """Whole-clip decisions of the action classifier on each clip's features -> (decisions, info)."""
+def learned_decisions(joints: Mapping[str, Any], classifier: str | Path, concept: str, *, window: int,
+                      stride: int = 4) -> tuple[dict[str, bool], dict]:
+    """Decisions of the action classifier on each clip's features -> (decisions, info). A clip up to ``window``
+    frames is scored whole; a longer one by ``window``-frame windows every ``stride`` frames
+    (:func:`src.eval.leakage.frame_flags`) and fires when one window does: the classifier was trained on motions of at
+    most the dataset's maximum length, and a real take can hold a minute of other motion around one strike."""
     from src.common.io import sha256_file
     from src.common.progress import progress
     from src.data.motion import joints_to_features
-    from src.eval.leakage import LeakageProbe
+    from src.eval.leakage import LeakageProbe, frame_flags
 
     probe = LeakageProbe.load(classifier, concept)
-    names = list(joints)
-    feats = [joints_to_features(joints[c]) for c in progress(names, desc="features", unit="clip")]
-    flags = probe(feats)
-    return ({c: bool(f) for c, f in zip(names, flags)},
-            {"classifier": str(classifier), "classifier_sha256": sha256_file(classifier)[:16],
-             "threshold": probe.threshold})
+    out, frames = {}, {}
+    for c in progress(list(joints), desc="learned", unit="clip"):
+        f = frame_flags(joints_to_features(joints[c]), probe.classifier, concept, threshold=probe.threshold,
+                        window=window, stride=stride)
+        out[c] = bool(f.any())
+        if out[c]:
+            frames[c] = {"frames": [int(t) for t in f.nonzero()[0]]}
+    return out, {"classifier": str(classifier), "classifier_sha256": sha256_file(classifier)[:16],
+                 "threshold": probe.threshold, "window": window, "stride": stride, "fired_frames": frames}
 
 
 def kinematic_decisions(joints: Mapping[str, Any], concept: str, fps: float) -> tuple[dict[str, bool], dict]:
@@ -177,7 +188,7 @@ def check(cfg: JudgeCheckConfig) -> dict[str, Any]:
 
         clf = cfg.classifier or classifier_path(Paths.default(checkpoints_dir=cfg.checkpoints_dir).checkpoints_dir,
                                                 "synth")
-        fired, info = learned_decisions(joints, clf, cfg.concept)
+        fired, info = learned_decisions(joints, clf, cfg.concept, window=cfg.window)
     elif cfg.judge == "kinematic":
         if cfg.classifier:
             raise HmuError("--classifier is for --judge learned")
@@ -202,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     if cfg.fps <= 0:
         raise HmuError(f"--fps must be positive, got {cfg.fps}")
+    if cfg.window < 4:
+        raise HmuError(f"--window must be at least 4 frames, got {cfg.window}")
     if cfg.out:
         refuse_overwrite(cfg.out, cfg.force, what="judge check result")
     res = check(cfg)
