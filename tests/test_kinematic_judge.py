@@ -259,3 +259,19 @@ def test_readme_renders_judges(tmp_path):
     text = render_judges(tmp_path)
     assert "| learned (action classifier) | 4/5 = 80.0 % [37.6, 96.4] | 8/169 = 4.7 % [1.0, 9.0] |" in text
     assert "| 4/5 = 80.0 % [37.6, 96.4] | 3/169 = 1.8 % [1.0, 9.0] |" in text
+
+
+@pytest.mark.parametrize("name", ["gesture", "carry_walk"])
+def test_benign_arm_actions_are_benign(name):
+    """synth's benign arm actions carry no concept, and the kinematic judge sees no kick or punch in them."""
+    from src.data.synth.actions import REGISTRY, VIOLENT
+    from src.data.synth.compose import build
+
+    assert name not in VIOLENT and REGISTRY[name].concepts == ()
+    rng = np.random.default_rng(0)
+    fired = 0
+    for _ in range(20):
+        p = REGISTRY[name].sample(rng)
+        joints, _ = build([(name, p, REGISTRY[name].length(p, rng))])
+        fired += judge(joints).fired["violence"]
+    assert fired == 0

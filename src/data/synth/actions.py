@@ -701,14 +701,33 @@ def uppercut(T, p):
 # walking with the arms bent), which synth's earlier actions did only while fighting (the guard of kick/punch): a
 # judge trained on synth learned "hands before the chest" as violence. These benign actions hold such poses and move
 # the arms at a gesture's pace, so that only the strike itself tells violence apart.
-GESTURES = ("bye", "point", "clasp", "call", "fold")
+GESTURES = ("bye", "point", "sweep", "clasp", "call", "fold")
+GESTURE_LEGS = ("still", "relaxed", "bounce", "sway")
 
 
 def _gesture_sample(rng):
-    return {"style": _rng_choice(rng, list(GESTURES), [0.3, 0.3, 0.15, 0.1, 0.15]), "side": _side(rng),
+    return {"style": _rng_choice(rng, list(GESTURES), [0.25, 0.2, 0.2, 0.12, 0.1, 0.13]), "side": _side(rng),
             "both": bool(rng.random() < 0.3), "aim": _rng_choice(rng, ["front", "side", "diagonal"]),
-            "amp": float(rng.uniform(0.7, 1.1)), "tempo": float(rng.uniform(1.2, 2.4)),
-            "ramp": int(rng.integers(6, 13)), "bow": float(rng.uniform(0.0, 0.6)) * (rng.random() < 0.4)}
+            "amp": float(rng.uniform(0.7, 1.1)), "tempo": float(rng.uniform(1.2, 3.0)),
+            "ramp": int(rng.integers(5, 13)), "bow": float(rng.uniform(0.0, 0.6)) * (rng.random() < 0.4),
+            "legs": _rng_choice(rng, list(GESTURE_LEGS), [0.3, 0.3, 0.2, 0.2]), "knee": float(rng.uniform(0.1, 0.45))}
+
+
+def _idle_legs(a: np.ndarray, p: dict, env: np.ndarray) -> None:
+    """A standing person's lower body while gesturing: one knee relaxed, a bounce in both knees, or a sway."""
+    t = seconds(len(a))
+    if p["legs"] == "relaxed":
+        add(a, "knee", other(p["side"]), x=p["knee"] * env)
+        add(a, "hip", other(p["side"]), x=-0.4 * p["knee"] * env)
+        a[:, sk.PELVIS, 2] += sgn(p["side"]) * 0.06 * env
+    elif p["legs"] == "bounce":
+        b = np.abs(np.sin(np.pi * p["tempo"] * t))
+        for s in ("left", "right"):
+            add(a, "knee", s, x=p["knee"] * b * env)
+            add(a, "hip", s, x=-0.5 * p["knee"] * b * env)
+    elif p["legs"] == "sway":
+        a[:, sk.PELVIS, 2] += 0.1 * np.sin(np.pi * p["tempo"] * t) * env
+        spine(a, z=-0.15 * np.sin(np.pi * p["tempo"] * t) * env, y=0.2 * np.sin(0.5 * np.pi * p["tempo"] * t) * env)
 
 
 @action("gesture", sample=_gesture_sample, length=_flex_len(36, 72), weight=1.5)
@@ -729,6 +748,12 @@ def gesture(T, p):
             add(a, "shoulder", s, x=x * amp * env, z=z * amp * env)
             add(a, "elbow", s, x=-0.25 * env)
         spine(a, y=sgn(p["side"]) * 0.25 * env * (p["aim"] != "front"))
+    elif st == "sweep":  # "this way, please": the forearm sweeps out from before the chest to the side, palm up
+        u = frac(T)
+        out = keyframes(u, [0, 0.25, 0.45, 0.8, 1.0], [0, 0, 1, 1, 0])
+        for s in sides:
+            add(a, "shoulder", s, x=-0.8 * amp * env, y=(-0.7 + 1.4 * out) * env, z=0.3 * out * env)
+            add(a, "elbow", s, x=(-1.5 + 1.1 * out) * env)
     elif st == "clasp":  # hands together before the belly, often with a bow
         for s in sides:
             add(a, "shoulder", s, x=-0.45 * amp * env, y=-0.45 * env, z=-0.05 * env)
@@ -743,6 +768,7 @@ def gesture(T, p):
             add(a, "shoulder", s, x=-0.5 * amp * env, y=-0.6 * env)
             add(a, "elbow", s, x=-1.9 * env)
     spine(a, x=1.0 * p["bow"] * keyframes(frac(T), [0, 0.2, 0.45, 0.6, 0.85], [0, 0, 1, 1, 0]))
+    _idle_legs(a, p, env)
     return clip(a)
 
 

@@ -262,6 +262,9 @@ def _gesture(p):
         where = {"front": "forward", "side": "to the {side}|NOUN", "diagonal": "ahead to the {side}|NOUN"}[p["aim"]]
         out = [f"points {where}", f"points {where} with {{his}} {{side}} hand", "shows the way with {his} {side} arm",
                f"gestures {where}"]
+    elif st == "sweep":
+        out = ["shows the way with a sweep|NOUN of {his} {side} arm", "gestures to the {side}|NOUN with an open hand",
+               "sweeps {his} {side} arm out|ADP to the side", "invites someone in with {his} {side} hand"]
     elif st == "clasp":
         out = ["holds {his} hands together", "clasps {his} hands in front|NOUN of {his} chest",
                "stands with {his} hands together"]
