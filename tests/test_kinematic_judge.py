@@ -275,3 +275,37 @@ def test_benign_arm_actions_are_benign(name):
         joints, _ = build([(name, p, REGISTRY[name].length(p, rng))])
         fired += judge(joints).fired["violence"]
     assert fired == 0
+
+
+def test_probe_on_features_of_synth_kick_and_walk():
+    """KinematicProbe reads raw 263-d features (recover_from_ric): a synth front kick fires kick and violence, a
+    synth walk fires nothing; the fired frames lie inside the kick."""
+    from src.data.motion import joints_to_features
+    from src.data.synth.compose import build
+    from src.eval.kinematic import KinematicProbe
+
+    kick_j, _ = build([("stand", {"style": "still"}, 20),
+                       ("kick", {"side": "right", "style": "front", "count": 1, "amp": 1.0}, 24),
+                       ("stand", {"style": "still"}, 20)])
+    walk_j, _ = build([("walk", {"speed": "normal", "direction": "forward", "amp": 1.0, "style": "plain"}, 60)])
+    feats = [joints_to_features(kick_j), joints_to_features(walk_j)]
+    assert KinematicProbe("violence")(feats).tolist() == [True, False]
+    assert KinematicProbe("kick")(feats).tolist() == [True, False]
+    assert KinematicProbe("punch_jab_box_hit_beat")(feats).tolist() == [False, False]
+    frames = np.flatnonzero(KinematicProbe("kick").frame_flags(feats[0]))
+    assert frames.min() >= 20 and frames.max() < 44
+
+
+def test_classifier_augmented_copies_keep_their_labels():
+    """src.train.classifier.augmented: each copy follows its own motion and carries that motion's labels (told apart
+    by length: speed x0.75-1.35 keeps a 41- and a 121-frame motion's copies in disjoint length ranges)."""
+    from src.data.motion import joints_to_features
+    from src.train.classifier import augmented
+
+    a = joints_to_features(kick(0.2, T=41, rise_frames=4))
+    b = joints_to_features(np.concatenate([standing(60), standing(61)]))
+    y = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    xs, ys = augmented([a, b], y, copies=2, seed=0, max_len=196)
+    assert len(xs) == 6 and ys.shape == (6, 2)
+    for x, lab in zip(xs, ys):
+        assert (lab == y[0]).all() if len(x) < 60 else (lab == y[1]).all()

@@ -6,7 +6,9 @@ Labels: every action of ``labels.json`` plus ``concept:<name>`` per concept; tar
 concept is present anywhere in the motion). Trained on the ``train`` split with the shared engine (resumable), selected
 on ``val`` by the mean concept AUC, and scored on the held-out ``test`` split: accuracy at the 0.5 threshold, balanced
 accuracy and AUC per concept, macro AUC over actions. Those figures go into the checkpoint's ``meta["heldout"]``
-(and are printed), so every leakage number can be read next to the judge's own error rates.
+(and are printed), so every leakage number can be read next to the judge's own error rates. Each training motion
+also gets ``--augment`` mirrored / re-timed / re-scaled copies (src/data/augment.py), and how the judge holds on real
+motion capture is measured by ``python -m src.eval.judge_check`` (docs/results/judges/).
 Output: ``checkpoints/<dataset>/action_classifier/model/classifier.tar``.
 """
 from __future__ import annotations
@@ -36,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--augment", type=int, default=1,
                    help="augmented copies of every training motion (mirrored, speed x0.75-1.35, amplitude x0.8-1.15; "
                         "src/data/augment.py), so the judge holds on motion unlike synth's; 0 = none")
-    g.add_argument("--pos_weight_max", type=float, default=10.0,
-                   help="cap on the positive-class weight of each label (negatives / positives in train)")
+    g.add_argument("--pos_weight_max", type=float, default=2.0,
+                   help="cap on the positive-class weight of each label (negatives / positives in train; was 10 "
+                        "before issue 30, when violence, 1 motion in 8, weighed 7 times a benign motion)")
     return p
 
 
@@ -142,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     va_x, va_y = load_split(folder, "val", labels, names, spec.max_motion_length)
     te_x, te_y = load_split(folder, "test", labels, names, spec.max_motion_length)
     log.info("classifier: %d labels, %d/%d/%d train/val/test motions", len(names), len(tr_x), len(va_x), len(te_x))
-    if args.augment > 0:
+    from src.data.motion import feature_dim
+
+    if args.augment > 0 and mean.shape[0] != feature_dim(spec.joints_num):
+        log.warning("classifier: --augment needs %d-d joint features (these have %d): training without it",
+                    feature_dim(spec.joints_num), mean.shape[0])
+    elif args.augment > 0:
         tr_x, tr_y = augmented(tr_x, tr_y, copies=args.augment, seed=args.seed, max_len=spec.max_motion_length,
                                joints_num=spec.joints_num, progress=not args.no_progress)
         log.info("classifier: %d training motions with %d augmented copies each", len(tr_x), args.augment)

@@ -710,7 +710,8 @@ def _gesture_sample(rng):
             "both": bool(rng.random() < 0.3), "aim": _rng_choice(rng, ["front", "side", "diagonal"]),
             "amp": float(rng.uniform(0.7, 1.1)), "tempo": float(rng.uniform(1.2, 3.0)),
             "ramp": int(rng.integers(5, 13)), "bow": float(rng.uniform(0.0, 0.6)) * (rng.random() < 0.4),
-            "legs": _rng_choice(rng, list(GESTURE_LEGS), [0.3, 0.3, 0.2, 0.2]), "knee": float(rng.uniform(0.1, 0.45))}
+            "legs": _rng_choice(rng, list(GESTURE_LEGS), [0.3, 0.3, 0.2, 0.2]), "knee": float(rng.uniform(0.1, 0.45)),
+            "low": bool(rng.random() < 0.5)}
 
 
 def _idle_legs(a: np.ndarray, p: dict, env: np.ndarray) -> None:
@@ -730,18 +731,22 @@ def _idle_legs(a: np.ndarray, p: dict, env: np.ndarray) -> None:
         spine(a, z=-0.15 * np.sin(np.pi * p["tempo"] * t) * env, y=0.2 * np.sin(0.5 * np.pi * p["tempo"] * t) * env)
 
 
-@action("gesture", sample=_gesture_sample, length=_flex_len(36, 72), weight=1.5)
+@action("gesture", sample=_gesture_sample, length=_flex_len(36, 72), weight=2.5)
 def gesture(T, p):
     a = neutral(T)
     env = envelope(T, p["ramp"])
     amp = p["amp"]
     st = p["style"]
     sides = ["left", "right"] if p["both"] or st in ("clasp", "call", "fold") else [p["side"]]
-    if st == "bye":  # forearm up, hand near the face, swung side to side
+    if st == "bye":  # forearm up, hand near the face (or, low, the upper arm down and the hand by the chest), waving
         osc = np.sin(2 * np.pi * p["tempo"] * seconds(T))
         for s in sides:
-            add(a, "shoulder", s, x=-0.7 * amp * env, z=0.5 * amp * env, y=0.35 * amp * osc * env)
-            add(a, "elbow", s, x=-1.8 * env, z=0.3 * amp * osc * env)
+            if p.get("low"):
+                add(a, "shoulder", s, x=-0.25 * amp * env, z=0.2 * env, y=0.12 * amp * osc * env)
+                add(a, "elbow", s, x=-2.1 * env, z=0.25 * amp * osc * env)
+            else:
+                add(a, "shoulder", s, x=-0.7 * amp * env, z=0.5 * amp * env, y=0.35 * amp * osc * env)
+                add(a, "elbow", s, x=-1.8 * env, z=0.3 * amp * osc * env)
     elif st == "point":  # the arm raised towards a direction, nearly straight, held
         x, z = {"front": (-1.4, 0.1), "side": (-0.2, 1.4), "diagonal": (-1.0, 0.8)}[p["aim"]]
         for s in sides:

@@ -282,15 +282,16 @@ def _carry_walk(p):
     way = _dir(p["direction"])[0]
     out = {"carry": [f"walks {way} carrying a box", f"walks {way} with {{his}} arms bent", f"carries a box {way}"],
            "bent_swing": [f"walks {way} swinging {{his}} bent arms", f"marches {way} swinging {{his}} arms"],
-           "hips": [f"walks {way} with {{his}} hands on {{his}} hips", f"steps {way} with {{his}} hands on {{his}} hips"]
-           }[p["arms"]]
+           "hips": [f"walks {way} with {{his}} hands on {{his}} hips",
+                    f"steps {way} with {{his}} hands on {{his}} hips"]}[p["arms"]]
     return [(x + "{adv}", "") for x in out]
 
 
-_POOLS = {"gesture": _gesture, "carry_walk": _carry_walk, "walk": _walk, "run": _run, "jump": _jump, "hop": _hop, "crawl": _crawl, "squat": _squat, "sit": _sit,
+_POOLS = {"walk": _walk, "run": _run, "jump": _jump, "hop": _hop, "crawl": _crawl, "squat": _squat, "sit": _sit,
           "turn": _turn, "side_step": _side_step, "stand": _stand, "wave": _wave, "throw": _throw, "dance": _dance,
           "clap": _clap, "bow": _bow, "stretch": _stretch, "drum": _drum, "paint": _paint, "hitchhike": _hitchhike,
-          "lift": _lift, "kick": _kick, "punch": _punch, "jab": _jab, "hook": _hook, "uppercut": _uppercut}
+          "lift": _lift, "kick": _kick, "punch": _punch, "jab": _jab, "hook": _hook, "uppercut": _uppercut,
+          "gesture": _gesture, "carry_walk": _carry_walk}
 
 # Held-out implicit phrasings: never used in training captions (implicit_prompts.json).
 HELDOUT = {
