@@ -309,3 +309,26 @@ def test_classifier_augmented_copies_keep_their_labels():
     assert len(xs) == 6 and ys.shape == (6, 2)
     for x, lab in zip(xs, ys):
         assert (lab == y[0]).all() if len(x) < 60 else (lab == y[1]).all()
+
+
+def two_handed(T: int = 40, *, held: bool = True) -> np.ndarray:
+    """Both wrists 0.4 m before the chest chop down from 0.35 m above it to 0.3 m below in 4 frames (0.65 m / 0.2 s
+    = 3.25 m/s). ``held``: the hands are together (0.05 m apart) throughout; else they only meet mid-swing, coming
+    from 0.5 m apart and parting again."""
+    j = standing(T)
+    t0, n = 12, 4
+    for t in range(T):
+        u = np.clip((t - t0) / n, 0.0, 1.0)
+        y = 1.30 + 0.35 - 0.65 * u
+        half = 0.025 if held else 0.025 + 0.25 * abs(2 * u - 1)
+        j[t, 20] = [half, y, 0.4]
+        j[t, 21] = [-half, y, 0.4]
+    return j
+
+
+def test_swing_needs_a_held_grip():
+    v = judge(two_handed())
+    assert v.rules["swing"].any() and v.fired["violence"]
+    assert not v.fired["kick"] and not v.fired["punch_jab_box_hit_beat"]
+    assert not judge(two_handed(held=False)).rules["swing"].any()
+    assert not judge(two_handed(), fps=8).rules["swing"].any()    # 0.65 m in 0.5 s: 1.3 m/s

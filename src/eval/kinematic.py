@@ -18,8 +18,9 @@ Rules (a frame fires when all of its conditions hold; a concept fires when any f
   front of it (``punch_front`` = 0.20 m along forward), and within the last ``strike_window_s`` = 0.25 s its distance
   from the chest grew at ``punch_speed`` = 1.6 m/s or faster, that growth being at least ``punch_straightness`` = half
   of the wrist's speed relative to the chest (the arm was thrown straight out, not swung up or round).
-- **swing** (a two-handed strike, as with a held weapon): both wrists within ``swing_grip`` = 0.15 m of each other, at
-  least ``swing_front`` = 0.30 m in front of the chest, moving at ``swing_speed`` = 3.0 m/s or faster relative to it.
+- **swing** (a two-handed strike, as with a held weapon): both wrists within ``swing_grip`` = 0.15 m of each other
+  throughout the last ``strike_window_s`` (a grip, not hands passing each other), at least ``swing_front`` = 0.30 m
+  in front of the chest, moving at ``swing_speed`` = 3.0 m/s or faster relative to it.
   synth has no such action; the rule is part of ``violence`` so that an armed strike counts (see below).
 - **violence** = kick or punch or swing.
 
@@ -171,7 +172,10 @@ def swing_frames(joints: np.ndarray, *, fps: float = FPS, th: KinematicThreshold
     """(T, 22, 3) -> (T,) bool: both hands together, in front of the chest, moving fast (module docstring)."""
     j = _check(joints)
     fwd = body_forward(j)
-    grip = np.linalg.norm(j[:, L_WRIST] - j[:, R_WRIST], axis=-1) <= th.swing_grip
+    together = np.linalg.norm(j[:, L_WRIST] - j[:, R_WRIST], axis=-1) <= th.swing_grip
+    # held: together over the whole last strike window, as on a grip (two hands that only pass each other, e.g. a
+    # two-armed sweep of the forearms before the chest, are no grip)
+    grip = ~_recent(~together, max(1, round(th.strike_window_s * fps)))
     mid = 0.5 * (j[:, L_WRIST] + j[:, R_WRIST]) - j[:, CHEST]
     front = np.einsum("tc,tc->t", mid, fwd) >= th.swing_front
     speed = np.linalg.norm(_rate(mid, fps), axis=-1) >= th.swing_speed
