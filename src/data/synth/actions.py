@@ -711,7 +711,7 @@ def _gesture_sample(rng):
             "amp": float(rng.uniform(0.7, 1.1)), "tempo": float(rng.uniform(1.2, 3.0)),
             "ramp": int(rng.integers(5, 13)), "bow": float(rng.uniform(0.0, 0.6)) * (rng.random() < 0.4),
             "legs": _rng_choice(rng, list(GESTURE_LEGS), [0.3, 0.3, 0.2, 0.2]), "knee": float(rng.uniform(0.1, 0.45)),
-            "low": bool(rng.random() < 0.5)}
+            "low": bool(rng.random() < 0.25)}
 
 
 def _idle_legs(a: np.ndarray, p: dict, env: np.ndarray) -> None:
