@@ -38,7 +38,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.common.errors import HmuError
+from src.common.errors import HmuError, cli
+from src.common.validate import Range
+from src.config.command import DeviceOptions, Locations, RunOptions, group
+from src.config.flags import opt
 
 ATTACK_NAMES = {"rl": "relearn_rl", "ft": "relearn_ft"}
 DEFAULT_STEPS = (0, 10, 25, 50, 100, 200)
@@ -604,7 +607,292 @@ def curve_plot(curves: dict[str, list[dict]], path, *, set_name: str = "forget",
     return out
 
 
+
+# ================================================================================================ one model, resumable
+def attack_model(gen, *, attack: str, judge, sets: dict[str, Sequence], steps: Sequence[int], seed: int,
+                 repeats: int, rl: RLConfig | None = None, ft: FTConfig | None = None, reward_fn: Callable | None = None,
+                 rl_prompts: Sequence = (), ft_motions: Sequence[np.ndarray] = (),
+                 ft_captions: Sequence[Sequence[str]] = (), state_path=None, final_sets: dict | None = None,
+                 progress: bool = False) -> tuple[dict[str, Any], Any]:
+    """Run one re-learning attack on one generator and measure its leakage curve; the function ``python -m
+    src.attacks`` can call per model (``--attacks relearn_rl/relearn_ft``).
+
+    ``sets``: {name: prompts} judged after every step of ``steps``; ``final_sets`` only after the last one (e.g.
+    retain prompts). ``state_path``: a file that makes the run resumable (written at every step of ``steps``; an
+    existing one is resumed). Returns (result entry for attacks.json, attacked generator with plain weights).
+    """
+    import time
+    from pathlib import Path
+
+    from src.attacks.scoring import torch_gen
+    from src.common.io import atomic_torch_save, torch_load
+
+    if attack not in ATTACK_NAMES:
+        raise HmuError(f"unknown re-learning attack {attack!r} (choose from {', '.join(ATTACK_NAMES)})")
+    steps = parse_steps(list(steps))
+    budget = steps[-1]
+    resume, curve = None, []
+    if state_path is not None and Path(state_path).is_file():
+        saved = torch_load(state_path, what="re-learning state")
+        resume, curve = saved["state"], list(saved["curve"])
+    t_start = time.perf_counter() - (curve[-1]["time_s"] if curve else 0.0)
+    generator = torch_gen(seed, 27, 0 if attack == "rl" else 1, device=getattr(gen, "device", None))
+
+    def on_checkpoint(step, model, state):
+        attacked = with_mask(gen, model) if attack == "rl" else model
+        point = {"step": int(step), "time_s": time.perf_counter() - t_start,
+                 "leakage": leakage_point(attacked, judge, sets, repeats=repeats, seed=seed)}
+        if attack == "rl":
+            point["reward_mean"] = state["loop"]["rewards"][-1] if state["loop"]["rewards"] else None
+        curve.append(point)
+        if state_path is not None:
+            atomic_torch_save({"state": state, "curve": curve}, state_path)
+
+    if attack == "rl":
+        cfg = dataclasses.replace(rl or RLConfig(), budget=budget)
+        model, st = relearn_rl(gen, reward_fn, rl_prompts, cfg, generator=generator, checkpoints=steps,
+                               on_checkpoint=on_checkpoint, resume=resume, progress=progress)
+        attacked = with_mask(gen, merged_policy(model))
+        extra = {"rewards": st.rewards, "config": {**dataclasses.asdict(cfg), "n_train_prompts": len(rl_prompts)}}
+    else:
+        cfg = dataclasses.replace(ft or FTConfig(), budget=budget)
+        attacked, st = relearn_ft(gen, ft_motions, ft_captions, cfg, generator=generator, checkpoints=steps,
+                                  on_checkpoint=on_checkpoint, resume=resume, progress=progress)
+        extra = {"config": {**dataclasses.asdict(cfg), "shots": len(ft_motions)}}
+    final = curve[-1]["leakage"] if curve else {}
+    if final_sets:
+        final.update(leakage_point(attacked, judge, final_sets, repeats=repeats, seed=seed))
+    first_set = next(iter(sets))
+    result = {"attack": ATTACK_NAMES[attack], "set": first_set, "leakage": final.get(first_set),
+              "final": final, "curve": curve, "steps": steps, "timing_s": time.perf_counter() - t_start,
+              **extra}
+    result["config"].update(seed=seed, repeats=repeats)
+    return result, attacked
+
+
+# ================================================================================================ CLI
+_POS, _NONNEG = Range(lo=0, lo_open=True), Range(lo=0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class RelearnCommand:
+    """python -m src.attacks.relearn"""
+
+    dataset_name: str = opt("synth", help="dataset name (the leakage judge needs synth's ground truth)")
+    concept: str = opt("violence", help="the forgotten concept", aliases=("--split_name",))
+    models: str = opt(help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none], as python "
+                           "-m src.attacks (e.g. original=t2m_synth,uce=t2m_synth_uce)")
+    ckpt: str = opt("net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
+    res_name: str | None = opt(None, help="default residual-transformer run ('none': base layer only)")
+    res_ckpt: str = opt("net_best_fid.tar", help="default residual-transformer checkpoint file")
+    attack: str = opt("rl", help="rl: RL post-training from prompts (TMR reward); ft: fine-tuning on forget "
+                                 "motions", choices=tuple(ATTACK_NAMES))
+    steps: str = opt(",".join(map(str, DEFAULT_STEPS)),
+                     help="optimizer-step counts where leakage is measured; the largest is the budget")
+    prompts: str | None = opt(None, help="RL training prompts (.txt one a line, optional '#frames'; .json list); "
+                                         "default: the concept's keyword forget prompts (training part)")
+    held_out: float = opt(0.2, help="fraction of the forget prompts held out for measuring (the seed's 80/20)",
+                          range=Range(lo=0, hi=1, lo_open=True, hi_open=True))
+    repeats: int = opt(3, help="generations per prompt at each measured step", range=_POS)
+    seed: int = opt(0, help="seed of every draw (prompt split, shots, sampling, training)", range=_NONNEG)
+    tmr_name: str = opt("tmr", help="RL reward: TMR run checkpoints/<dataset>/<tmr_name>")
+    shots: int = opt(4, help="ft: forget training motions the attacker has (k = 1, 4, 16)", range=_POS)
+    train_vq: bool = opt(False, help="ft: also train the VQ decoder and codebook (LCR edits those)")
+    lr: float | None = opt(None, help="learning rate (default: rl 3e-4 as DDPO, ft 1e-4 as the finetune "
+                                      "baseline)", range=_POS)
+    prompts_per_batch: int = opt(4, help="rl: distinct prompts per buffer", range=_POS)
+    per_prompt: int = opt(4, help="rl: samples per prompt (the seed's 4)", range=_POS)
+    epochs: int = opt(4, help="rl: policy epochs per buffer (the seed's 4)", range=_POS)
+    minibatch: int = opt(8, help="rl: samples per optimizer step", range=_POS)
+    time_steps: int = opt(10, help="rl: mask-predict iterations of a rollout (the seed's 10 sampling steps)")
+    clip: float = opt(1e-4, help="rl: PPO clip range (DDPO's 1e-4)", range=_POS)
+    kl_coef: float = opt(0.0, help="rl: reward minus kl_coef x KL to the starting model (0 = off, the seed)",
+                         range=_NONNEG)
+    classifier: str | None = opt(None, help="action classifier file (default: checkpoints/<ds>/"
+                                            "action_classifier/model/classifier.tar)")
+    no_save: bool = opt(False, help="do not save the attacked weights as new runs "
+                                    "(<NAME>_relearn_<attack>_s<seed>)")
+    run_name: str | None = opt(None, help="results/<run_name>/relearn_<attack>.json (default "
+                                          "<dataset>_attacks_<concept>_s<seed>, python -m src.attacks's)")
+    device: DeviceOptions = group(DeviceOptions)
+    where: Locations = group(Locations)
+    run: RunOptions = group(RunOptions)
+
+    def check(self) -> None:
+        parse_steps(self.steps)
+
+
+
+def _read_training_prompts(path, spec, glove_dir) -> list:
+    from pathlib import Path
+
+    from src.data.prompts import read_prompts
+
+    if not Path(path).is_file():
+        raise HmuError(f"--prompts file not found: {path}")
+    ps = [p for p in read_prompts(path) if p.text.strip()]
+    ps = [dataclasses.replace(p, length=spec.crop_length(p.length or spec.max_motion_length, at_least_one_unit=True))
+          for p in ps]
+    if not ps:
+        raise HmuError(f"--prompts {path} holds no usable prompt")
+    return ps
+
+
+def _save_attacked(ctx, ms, attacked, attack: str, seed: int, cfg_dict: dict) -> dict[str, str]:
+    """The attacked weights as NEW runs (masked transformer; the VQ too when it was trained)."""
+    from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
+    from src.models.checkpoint import find_run_dir
+
+    out = {}
+    src = find_run_dir(ctx.paths, ctx.dataset.name, ms.name)
+    name = f"{ms.name}_relearn_{attack}_s{seed}"
+    dest = output_dir(ctx.paths, ctx.dataset.name, name, force=True, sources=(src,))
+    meta = edit_meta(method=f"relearn_{attack}", args=cfg_dict, source_ckpt=src / "model" / ms.ckpt)
+    write_run(dest, source_run=src, out_name=name, force=True,
+              checkpoints={ms.ckpt: model_checkpoint("mask", attacked.mask, hmu_meta=meta)})
+    out["mask"] = name
+    return out
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    import json
+    import logging
+    import time
+    from pathlib import Path
+
+    from src.config.command import command_context, parse_config
+
+    cfg = parse_config(RelearnCommand, argv, prog="python -m src.attacks.relearn", doc=__doc__.split("\n")[0])
+    steps = parse_steps(cfg.steps)
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+    spec = ctx.dataset
+    if not spec.synthetic:
+        raise HmuError(f"re-learning leakage is judged by ground truth, which only synth has (got {spec.name})")
+    from src.attacks.__main__ import _prompts_from, forget_train_ids, load_target, parse_models
+    from src.attacks.record import build_attack_record
+    from src.common.io import atomic_write_text
+    from src.data.synth.truth import read_eval_prompts, read_implicit_prompts, read_labels
+    from src.eval.leakage import LeakageProbe, classifier_path
+    from src.eval.results import metrics_path, write_metrics
+
+    log = logging.getLogger("src.attacks.relearn")
+    from src.common.run_names import default_run_name
+
+    res_name = cfg.res_name if cfg.res_name is not None else default_run_name(spec.name, "res")
+    specs = parse_models(cfg.models, ckpt=cfg.ckpt, res_name=res_name, res_ckpt=cfg.res_ckpt)
+    run = cfg.run_name or f"{spec.name}_attacks_{cfg.concept}_s{cfg.seed}"
+    out = metrics_path(ctx.paths.results_dir, run).with_name(f"relearn_{cfg.attack}.json")
+    state_dir = out.parent / f"relearn_{cfg.attack}_state"
+    if out.exists() and not ctx.force:
+        raise HmuError(f"results file {out} already exists (pass --force to overwrite)")
+    if ctx.force and state_dir.exists():
+        import shutil
+
+        shutil.rmtree(state_dir)
+    root = ctx.data_root
+    labels = read_labels(root)
+    if cfg.concept not in labels.get("concepts", {}):
+        raise HmuError(f"--concept '{cfg.concept}' is not in {root / 'labels.json'}")
+    forget = _prompts_from(read_eval_prompts(root).get("forget", []), f"{root / 'prompts.json'} forget", spec,
+                           cfg.concept)
+    retain = _prompts_from(read_eval_prompts(root).get("retain", []), f"{root / 'prompts.json'} retain", spec)
+    implicit = _prompts_from([o for o in read_implicit_prompts(root) if not o.get("free_text")],
+                             str(root / "implicit_prompts.json"), spec, cfg.concept)
+    train_p, held_p = split_prompts(forget, held_out=cfg.held_out, seed=cfg.seed)
+    if cfg.prompts:
+        train_p = _read_training_prompts(cfg.prompts, spec, ctx.paths.glove(spec.name))
+    if cfg.attack == "rl" and not train_p:
+        raise HmuError(f"no usable training prompt of '{cfg.concept}' (prompts.json forget; or pass --prompts)")
+    sets = {"forget_heldout": held_p or forget, "implicit": implicit}
+    reward = None
+    ft_motions, ft_caps = [], []
+    if cfg.attack == "rl":
+        from src.train.tmr import tmr_run_dir
+
+        reward = TMRReward.load(tmr_run_dir(ctx.paths, spec.name, cfg.tmr_name, existing=True), paths=ctx.paths,
+                                dataset_name=spec.name, max_motion_length=spec.max_motion_length, device=ctx.device)
+    else:
+        from src.data.humanml3d import HumanML3DFolder
+
+        ids = forget_train_ids(root, labels, cfg.concept)
+        if not ids:
+            raise HmuError(f"no training motion of {root} holds '{cfg.concept}' (labels.json + train.txt)")
+        pick = np.random.default_rng([cfg.seed, 27]).permutation(len(ids))[:cfg.shots]
+        folder = HumanML3DFolder(root)
+        for i in sorted(pick.tolist()):
+            ft_motions.append(folder.motion(ids[i])[:spec.max_motion_length])
+            ft_caps.append([c.text for c in folder.captions(ids[i])] or [cfg.concept])
+    rl = RLConfig(budget=steps[-1], prompts_per_batch=cfg.prompts_per_batch, per_prompt=cfg.per_prompt,
+                  epochs=cfg.epochs, minibatch=cfg.minibatch, time_steps=cfg.time_steps, clip=cfg.clip,
+                  kl_coef=cfg.kl_coef, **({"lr": cfg.lr} if cfg.lr else {}))
+    ft = FTConfig(budget=steps[-1], train_vq=cfg.train_vq, **({"lr": cfg.lr} if cfg.lr else {}))
+    (rl if cfg.attack == "rl" else ft).check()
+    clf = Path(cfg.classifier) if cfg.classifier else classifier_path(ctx.paths.checkpoints_dir, spec.name)
+    judge = LeakageProbe.load(clf, cfg.concept)
+    judge.classifier.to(ctx.device)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    results, infos = {}, {}
+    t0 = time.perf_counter()
+    cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    for ms in specs:
+        target, info = load_target(ctx.paths, spec.name, ms, device=ctx.device, sampling={})
+        log.info("model %s: relearn_%s, %d steps", ms.label, cfg.attack, steps[-1])
+        res, attacked = attack_model(
+            target.gen, attack=cfg.attack, judge=judge, sets=sets, steps=steps, seed=cfg.seed, repeats=cfg.repeats,
+            rl=rl, ft=ft, reward_fn=reward, rl_prompts=train_p, ft_motions=ft_motions, ft_captions=ft_caps,
+            state_path=state_dir / f"{ms.label}.tar", final_sets={"retain": retain} if retain else None,
+            progress=ctx.progress)
+        if not cfg.no_save:
+            res["saved_runs"] = _save_attacked(ctx, ms, attacked, cfg.attack, cfg.seed, cfg_dict)
+        results[ms.label] = {ATTACK_NAMES[cfg.attack]: res}
+        infos[ms.label] = info
+    record = build_attack_record(run=run, seed=cfg.seed, config=cfg_dict, models=infos, results=results,
+                                 classifier={"path": str(clf), "concept": cfg.concept, "threshold": judge.threshold})
+    record["timing_s"] = time.perf_counter() - t0
+    record["prompt_sets"] = {"train": [p.text for p in train_p], **{k: [p.text for p in v] for k, v in sets.items()}}
+    write_metrics(out, record, force=True)
+    curves = {lab: r[ATTACK_NAMES[cfg.attack]]["curve"] for lab, r in results.items()}
+    for set_name in sets:
+        curve_plot(curves, out.with_name(f"relearn_{cfg.attack}_{set_name}.png"), set_name=set_name,
+                   title=f"{ATTACK_NAMES[cfg.attack]}: leakage on {set_name} prompts")
+    atomic_write_text(out.with_suffix(".md"), curve_table(record))
+    print(curve_table(record))
+    print(f"re-learning results written to {out}")
+    return 0
+
+
+def curve_table(record: dict[str, Any]) -> str:
+    """Markdown table: one row per (model, step), leakage with Wilson 95 % per prompt set."""
+    rows, sets = [], []
+    for label, res in record["results"].items():
+        for att, r in res.items():
+            for p in r.get("curve", []):
+                for s in p["leakage"]:
+                    if s not in sets:
+                        sets.append(s)
+    lines = ["| model | attack | steps | " + " | ".join(sets) + " | time (s) |",
+             "|---|---|---:|" + "---|" * len(sets) + "---:|"]
+    for label, res in record["results"].items():
+        for att, r in res.items():
+            for p in r.get("curve", []):
+                cells = []
+                for s in sets:
+                    x = p["leakage"].get(s)
+                    if not x or x.get("mean") is None:
+                        cells.append("-")
+                        continue
+                    w = x.get("wilson") or [float("nan")] * 2
+                    cells.append(f"{x['mean']:.3f} [{w[0]:.3f}, {w[1]:.3f}]")
+                lines.append(f"| {label} | {att} | {p['step']} | " + " | ".join(cells) + f" | {p['time_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
 __all__ = ["ATTACK_NAMES", "Batch", "DEFAULT_STEPS", "FTConfig", "LoopState", "RLConfig", "Rollout", "TMRReward",
-           "collect", "curve_plot", "decode_motions", "draw_prompt_ids", "leakage_point", "merged_policy",
+           "attack_model", "collect", "curve_plot", "curve_table", "main", "decode_motions", "draw_prompt_ids", "leakage_point", "merged_policy",
            "normalise_rewards", "parse_steps", "policy_logprobs", "ppo_loss", "relearn_ft", "relearn_rl", "rollout",
            "split_prompts", "with_mask"]
