@@ -356,3 +356,26 @@ def test_rollout_dict_roundtrip():
     ro = _rollout(_mask())
     back = Rollout.from_dict(ro.to_dict())
     assert all(torch.equal(getattr(ro, k), getattr(back, k)) for k in ro.to_dict())
+
+
+# ------------------------------------------------------------------------------------------------ CLI errors
+def _run_main(argv, capsys):
+    from src.attacks.relearn import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err
+
+
+def test_cli_one_line_errors(synth_root, tmp_path, capsys):
+    base = ["--models", "original=t2m_tiny", "--dataset_dir", str(synth_root.parent), "--checkpoints_dir",
+            str(tmp_path / "ck"), "--results_dir", str(tmp_path / "res")]
+    rc, err = _run_main(base + ["--steps", "0"], capsys)
+    assert rc != 0 and len(err) == 1 and "budget of 0" in err[0]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n\n")
+    rc, err = _run_main(base + ["--prompts", str(empty)], capsys)
+    assert rc != 0 and len(err) == 1 and "no prompt" in err[0]
+    rc, err = _run_main(base + ["--tmr_name", "missing_tmr"], capsys)
+    assert rc != 0 and len(err) == 1 and "TMR run" in err[0] and "not found" in err[0]
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").rglob("*.tar"))
