@@ -49,7 +49,8 @@ DEFAULT_STEPS = (0, 10, 25, 50, 100, 200)
 
 # ================================================================================================ pure RL math
 def normalise_rewards(rewards: torch.Tensor, prompt_ids: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
-    """DDPO's per-prompt normalisation: (N,) rewards, (N,) prompt ids -> (N,) advantages ``(r - mean_p) / (std_p + eps)``.
+    """DDPO's per-prompt normalisation: (N,) rewards, (N,) prompt ids -> (N,) advantages
+    ``(r - mean_p) / (std_p + eps)``.
 
     Mean and (population) std are over the samples of the same prompt; a prompt with a single sample uses the whole
     batch's statistics (DDPO's fallback when a prompt has too few samples). A constant reward gives zeros.
@@ -70,7 +71,8 @@ def ppo_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, 
     """PPO's clipped surrogate summed over iterations, averaged over samples.
 
     logp_new (B, I) under the current policy (with gradients), logp_old (B, I) under the behaviour policy (treated
-    as a constant), adv (B,) -> scalar ``mean_b sum_i max(-A_b r_bi, -A_b clip(r_bi, 1-c, 1+c))``, ``r = exp(new - old)``.
+    as a constant), adv (B,) -> scalar ``mean_b sum_i max(-A_b r_bi, -A_b clip(r_bi, 1-c, 1+c))``,
+    ``r = exp(new - old)``.
     """
     ratio = torch.exp(logp_new - logp_old.detach())
     a = adv.detach().to(ratio.dtype).unsqueeze(-1)
@@ -329,7 +331,7 @@ def collect(policy, gen, reward_fn: Callable, prompts: Sequence, prompt_ids: Seq
 
 def draw_prompt_ids(n_prompts: int, cfg: RLConfig, generator: torch.Generator) -> list[int]:
     """``prompts_per_batch`` distinct prompts (fewer if there are fewer), each repeated ``per_prompt`` times."""
-    perm = torch.randperm(n_prompts, generator=generator)[:cfg.prompts_per_batch].tolist()
+    perm = torch.randperm(n_prompts, generator=generator, device=generator.device)[:cfg.prompts_per_batch].tolist()
     return [p for p in perm for _ in range(cfg.per_prompt)]
 
 
@@ -403,7 +405,7 @@ def relearn_rl(gen, reward_fn: Callable, prompts: Sequence, cfg: RLConfig, *, ge
                         "adv": b.adv.cpu()}
             st.rewards.append(float(b.rewards.mean()))
             st.epoch, st.pos = 0, 0
-            st.perm = torch.randperm(len(b.prompt_ids), generator=generator).tolist()
+            st.perm = torch.randperm(len(b.prompt_ids), generator=generator, device=generator.device).tolist()
         ro = Rollout.from_dict(st.batch["rollout"], device=dev)
         adv = torch.as_tensor(st.batch["adv"]).to(dev)
         idx = torch.tensor(st.perm[st.pos:st.pos + cfg.minibatch], device=dev)
@@ -419,7 +421,7 @@ def relearn_rl(gen, reward_fn: Callable, prompts: Sequence, cfg: RLConfig, *, ge
         if st.pos >= len(st.perm):
             st.epoch += 1
             st.pos = 0
-            st.perm = torch.randperm(len(st.perm), generator=generator).tolist()
+            st.perm = torch.randperm(len(st.perm), generator=generator, device=generator.device).tolist()
             if st.epoch >= cfg.epochs:
                 st.batch = None
         bar.update(1)
@@ -507,7 +509,7 @@ def relearn_ft(gen, motions: Sequence[np.ndarray], captions: Sequence[Sequence[s
     if st.step:
         bar.update(st.step)
     while st.step < cfg.budget:
-        pick = [int(torch.randint(len(c), (1,), generator=generator)) for c in captions]
+        pick = [int(torch.randint(len(c), (1,), generator=generator, device=generator.device)) for c in captions]
         texts = [c[j] for c, j in zip(captions, pick)]
         with torch.no_grad():
             cond = gen.text_encoder.encode(texts).float().to(dev)
@@ -610,7 +612,8 @@ def curve_plot(curves: dict[str, list[dict]], path, *, set_name: str = "forget",
 
 # ================================================================================================ one model, resumable
 def attack_model(gen, *, attack: str, judge, sets: dict[str, Sequence], steps: Sequence[int], seed: int,
-                 repeats: int, rl: RLConfig | None = None, ft: FTConfig | None = None, reward_fn: Callable | None = None,
+                 repeats: int, rl: RLConfig | None = None, ft: FTConfig | None = None,
+                 reward_fn: Callable | None = None,
                  rl_prompts: Sequence = (), ft_motions: Sequence[np.ndarray] = (),
                  ft_captions: Sequence[Sequence[str]] = (), state_path=None, final_sets: dict | None = None,
                  progress: bool = False) -> tuple[dict[str, Any], Any]:
@@ -659,7 +662,7 @@ def attack_model(gen, *, attack: str, judge, sets: dict[str, Sequence], steps: S
         attacked, st = relearn_ft(gen, ft_motions, ft_captions, cfg, generator=generator, checkpoints=steps,
                                   on_checkpoint=on_checkpoint, resume=resume, progress=progress)
         extra = {"config": {**dataclasses.asdict(cfg), "shots": len(ft_motions)}}
-    final = curve[-1]["leakage"] if curve else {}
+    final = dict(curve[-1]["leakage"]) if curve else {}
     if final_sets:
         final.update(leakage_point(attacked, judge, final_sets, repeats=repeats, seed=seed))
     first_set = next(iter(sets))
@@ -738,19 +741,25 @@ def _read_training_prompts(path, spec, glove_dir) -> list:
     return ps
 
 
-def _save_attacked(ctx, ms, attacked, attack: str, seed: int, cfg_dict: dict) -> dict[str, str]:
-    """The attacked weights as NEW runs (masked transformer; the VQ too when it was trained)."""
+def _save_attacked(ctx, ms, gen, attacked, attack: str, seed: int, cfg_dict: dict) -> dict[str, str]:
+    """The attacked weights as NEW runs ``<source>_relearn_<attack>_s<seed>``: the masked transformer, and the VQ
+    when the attack trained it (then the new transformer run's opt.txt still names the source VQ: pair them with
+    ``+vq=<new VQ run>`` in a model spec)."""
     from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
     from src.models.checkpoint import find_run_dir
 
     out = {}
-    src = find_run_dir(ctx.paths, ctx.dataset.name, ms.name)
-    name = f"{ms.name}_relearn_{attack}_s{seed}"
-    dest = output_dir(ctx.paths, ctx.dataset.name, name, force=True, sources=(src,))
-    meta = edit_meta(method=f"relearn_{attack}", args=cfg_dict, source_ckpt=src / "model" / ms.ckpt)
-    write_run(dest, source_run=src, out_name=name, force=True,
-              checkpoints={ms.ckpt: model_checkpoint("mask", attacked.mask, hmu_meta=meta)})
-    out["mask"] = name
+    parts = [("mask", ms.name, ms.ckpt, attacked.mask)]
+    if attacked.vq is not gen.vq:
+        parts.append(("vq", gen.sources.get("vq_name") or ms.vq_name, "net_best_fid.tar", attacked.vq))
+    for kind, source, ckpt, model in parts:
+        src = find_run_dir(ctx.paths, ctx.dataset.name, source)
+        name = f"{source}_relearn_{attack}_s{seed}"
+        dest = output_dir(ctx.paths, ctx.dataset.name, name, force=True, sources=(src,))
+        meta = edit_meta(method=f"relearn_{attack}", args=cfg_dict, source_ckpt=src / "model" / ckpt)
+        write_run(dest, source_run=src, out_name=name, force=True,
+                  checkpoints={ckpt: model_checkpoint(kind, model, hmu_meta=meta)})
+        out[kind] = name
     return out
 
 
@@ -844,10 +853,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             state_path=state_dir / f"{ms.label}.tar", final_sets={"retain": retain} if retain else None,
             progress=ctx.progress)
         if not cfg.no_save:
-            res["saved_runs"] = _save_attacked(ctx, ms, attacked, cfg.attack, cfg.seed, cfg_dict)
+            res["saved_runs"] = _save_attacked(ctx, ms, target.gen, attacked, cfg.attack, cfg.seed, cfg_dict)
         results[ms.label] = {ATTACK_NAMES[cfg.attack]: res}
         infos[ms.label] = info
     record = build_attack_record(run=run, seed=cfg.seed, config=cfg_dict, models=infos, results=results,
+                                 evaluator=None,
                                  classifier={"path": str(clf), "concept": cfg.concept, "threshold": judge.threshold})
     record["timing_s"] = time.perf_counter() - t0
     record["prompt_sets"] = {"train": [p.text for p in train_p], **{k: [p.text for p in v] for k, v in sets.items()}}
@@ -893,6 +903,7 @@ if __name__ == "__main__":
 
 
 __all__ = ["ATTACK_NAMES", "Batch", "DEFAULT_STEPS", "FTConfig", "LoopState", "RLConfig", "Rollout", "TMRReward",
-           "attack_model", "collect", "curve_plot", "curve_table", "main", "decode_motions", "draw_prompt_ids", "leakage_point", "merged_policy",
+           "attack_model", "collect", "curve_plot", "curve_table", "decode_motions", "draw_prompt_ids",
+           "leakage_point", "main", "merged_policy",
            "normalise_rewards", "parse_steps", "policy_logprobs", "ppo_loss", "relearn_ft", "relearn_rl", "rollout",
            "split_prompts", "with_mask"]
