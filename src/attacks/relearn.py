@@ -846,6 +846,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     for ms in specs:
         target, info = load_target(ctx.paths, spec.name, ms, device=ctx.device, sampling={})
+        from src.gen.generate import BAMMGenerator
+
+        if isinstance(target.gen, BAMMGenerator):
+            raise HmuError(f"--models {ms.label}={ms.name}: a BAMM run; the re-learning attacks support MoMask's "
+                           "masked transformer only (BAMM's cascaded decoding is not an MDP here yet)")
         log.info("model %s: relearn_%s, %d steps", ms.label, cfg.attack, steps[-1])
         res, attacked = attack_model(
             target.gen, attack=cfg.attack, judge=judge, sets=sets, steps=steps, seed=cfg.seed, repeats=cfg.repeats,
@@ -898,12 +903,12 @@ def curve_table(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 __all__ = ["ATTACK_NAMES", "Batch", "DEFAULT_STEPS", "FTConfig", "LoopState", "RLConfig", "Rollout", "TMRReward",
            "attack_model", "collect", "curve_plot", "curve_table", "decode_motions", "draw_prompt_ids",
            "leakage_point", "main", "merged_policy",
            "normalise_rewards", "parse_steps", "policy_logprobs", "ppo_loss", "relearn_ft", "relearn_rl", "rollout",
            "split_prompts", "with_mask"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
