@@ -641,10 +641,16 @@ def attack_model(gen, *, attack: str, judge, sets: dict[str, Sequence], steps: S
     t_start = time.perf_counter() - (curve[-1]["time_s"] if curve else 0.0)
     generator = torch_gen(seed, 27, 0 if attack == "rl" else 1, device=getattr(gen, "device", None))
 
+    eval_s = [curve[-1].get("eval_s_total", 0.0) if curve else 0.0]   # judging time, kept apart from training time
+
     def on_checkpoint(step, model, state):
         attacked = with_mask(gen, model) if attack == "rl" else model
-        point = {"step": int(step), "time_s": time.perf_counter() - t_start,
-                 "leakage": leakage_point(attacked, judge, sets, repeats=repeats, seed=seed)}
+        t_eval = time.perf_counter()
+        leak = leakage_point(attacked, judge, sets, repeats=repeats, seed=seed)
+        eval_s[0] += time.perf_counter() - t_eval
+        now = time.perf_counter() - t_start
+        point = {"step": int(step), "time_s": now, "train_s": now - eval_s[0], "eval_s_total": eval_s[0],
+                 "leakage": leak}
         if attack == "rl":
             point["reward_mean"] = state["loop"]["rewards"][-1] if state["loop"]["rewards"] else None
         curve.append(point)
@@ -886,7 +892,7 @@ def curve_table(record: dict[str, Any]) -> str:
                 for s in p["leakage"]:
                     if s not in sets:
                         sets.append(s)
-    lines = ["| model | attack | steps | " + " | ".join(sets) + " | time (s) |",
+    lines = ["| model | attack | steps | " + " | ".join(sets) + " | training time (s) |",
              "|---|---|---:|" + "---|" * len(sets) + "---:|"]
     for label, res in record["results"].items():
         for att, r in res.items():
@@ -899,7 +905,8 @@ def curve_table(record: dict[str, Any]) -> str:
                         continue
                     w = x.get("wilson") or [float("nan")] * 2
                     cells.append(f"{x['mean']:.3f} [{w[0]:.3f}, {w[1]:.3f}]")
-                lines.append(f"| {label} | {att} | {p['step']} | " + " | ".join(cells) + f" | {p['time_s']:.0f} |")
+                secs = p.get("train_s", p["time_s"])
+                lines.append(f"| {label} | {att} | {p['step']} | " + " | ".join(cells) + f" | {secs:.0f} |")
     return "\n".join(lines) + "\n"
 
 
