@@ -379,3 +379,19 @@ def test_cli_one_line_errors(synth_root, tmp_path, capsys):
     rc, err = _run_main(base + ["--tmr_name", "missing_tmr"], capsys)
     assert rc != 0 and len(err) == 1 and "TMR run" in err[0] and "not found" in err[0]
     assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").rglob("*.tar"))
+
+
+def test_curve_plot_writes_a_png_and_table(tmp_path):
+    import struct
+
+    from src.attacks.relearn import curve_plot, curve_table
+
+    s = {"mean": 0.5, "wilson": [0.3, 0.7], "k": 5, "decisions": 10}
+    pts = [{"step": k, "time_s": 1.0 * k, "train_s": 0.5 * k, "leakage": {"forget": s, "implicit": s}}
+           for k in (0, 10)]
+    out = curve_plot({"original": pts, "uce": pts}, tmp_path / "c.png", set_name="forget")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (840, 480)   # IHDR width, height
+    table = curve_table({"results": {"uce": {"relearn_rl": {"curve": pts}}}})
+    assert "| uce | relearn_rl | 10 | 0.500 [0.300, 0.700] | 0.500 [0.300, 0.700] | 5 |" in table

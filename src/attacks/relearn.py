@@ -578,7 +578,7 @@ def curve_plot(curves: dict[str, list[dict]], path, *, set_name: str = "forget",
     ``{"step", "leakage": {set: summary}}``. Writes a PNG atomically; returns its path."""
     from src.viz.plots import PALETTE, _figure, _save
 
-    fig = _figure((7, 4), 120)
+    fig = _figure((840, 480), 120)
     ax = fig.add_subplot(111)
     for i, (label, pts) in enumerate(curves.items()):
         xs, ys, lo, hi = [], [], [], []
@@ -602,11 +602,8 @@ def curve_plot(curves: dict[str, list[dict]], path, *, set_name: str = "forget",
     if title:
         ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
-    out = _save(fig, path, 120)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return out
+    fig.tight_layout()
+    return _save(fig, path, 120)
 
 
 
