@@ -15,7 +15,19 @@ Two attacks on MoMask's masked transformer (the base token layer, where the conc
 - **Fine-tuning re-learning** (:func:`relearn_ft`): k forget motions and n optimizer steps of the masked
   transformer's own training loss (optionally also the VQ decoder and codebook, which LCR edits).
 
-For both, :func:`leakage_point` measures leakage with the ground-truth judge after given step counts.
+For both, :func:`leakage_point` measures leakage with the ground-truth judge after given step counts, and
+:func:`attack_model` runs one attack on one generator (resumable, with its leakage curve): the function that
+``python -m src.attacks --attacks relearn_rl/relearn_ft`` can call per model. On its own::
+
+    python -m src.attacks.relearn --dataset_name synth --concept violence --attack rl \
+        --models original=t2m_synth,uce=t2m_synth_uce+res=t2m_synth_uce_res,lcr=t2m_synth+vq=rvq_synth_lcr
+    python -m src.attacks.relearn ... --attack ft --shots 4 [--train_vq]
+
+writes ``results/<run>/relearn_<attack>.json`` (an attacks.json record: per model the curve
+``[{step, leakage: {forget_heldout, implicit}, train_s, ...}]``, the final leakage incl. retain), a Markdown table, one
+plot per prompt set (leakage vs steps, one line per model), and the attacked weights as new runs
+``<run>_relearn_<attack>_s<seed>`` (unless ``--no_save``). State files in ``relearn_<attack>_state/`` make a killed
+run resume where its last measured step left it.
 
 Hyper-parameters (RLConfig defaults) from the seed where they transfer: 10 sampling iterations (its DPM-Solver++
 steps), several prompts each replicated 4 times per buffer, 4 policy epochs per buffer, LoRA rank 4 without dropout,
