@@ -46,6 +46,63 @@ def epoch_order(n: int, *, batch_size: int, seed: int, epoch: int, drop_last: bo
     return [dist.shard(order[i:i + batch_size]) for i in range(0, stop, batch_size)]
 
 
+def action_frame_weights(segments: Sequence[Sequence[tuple[str, int, int]]], lengths: Sequence[int], *,
+                         power: float) -> list:
+    """Per motion, a (T_i,) weight per frame: ``share(action) ** -power`` of the action labelled there, where
+    ``share`` is the action's fraction of all labelled frames. ``power`` 0 weighs every frame 1; 1 gives every action
+    the same total weight; 0.5 is between. Unlabelled frames get the median action's weight."""
+    import numpy as np
+
+    frames: dict[str, int] = {}
+    for segs in segments:
+        for a, s, e in segs:
+            frames[a] = frames.get(a, 0) + max(0, e - s)
+    total = sum(frames.values())
+    w_of = {a: (n / total) ** -power for a, n in frames.items() if n > 0}
+    fill = float(np.median(list(w_of.values()))) if w_of else 1.0
+    out = []
+    for segs, t in zip(segments, lengths):
+        w = np.full(int(t), fill, dtype=np.float64)
+        for a, s, e in segs:
+            if a in w_of:
+                w[max(0, s):max(0, min(int(t), e))] = w_of[a]
+        out.append(w)
+    return out
+
+
+def window_weights(frame_weights: Sequence, window: int) -> "Any":
+    """(sum_i (T_i - window + 1),) mean frame weight of every ``window``-frame slice, in MotionWindowDataset's order
+    (motion by motion, start 0, 1, ...); motions shorter than ``window`` are skipped, as there."""
+    import numpy as np
+
+    parts = []
+    for w in frame_weights:
+        if len(w) < window:
+            continue
+        cs = np.concatenate([[0.0], np.cumsum(w)])
+        parts.append((cs[window:] - cs[:-window]) / window)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def weighted_order(weights, *, batch_size: int, seed: int, epoch: int, limit: int) -> list:
+    """``limit`` items drawn with replacement in proportion to ``weights``, from ``(seed, epoch)`` only, as index
+    batches of ``batch_size`` (the last partial batch dropped). Single-process only."""
+    import numpy as np
+
+    from src.common import dist
+
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise HmuError("sampling weights must be finite, non-negative and not all zero")
+    if dist.world_size() > 1:
+        raise HmuError("weighted window sampling runs in one process only (drop --balance_actions under torchrun)")
+    order = np.random.default_rng((int(seed), int(epoch), 1)).choice(len(w), size=int(limit), p=w / w.sum())
+    stop = len(order) - len(order) % batch_size
+    if stop <= 0:
+        raise HmuError(f"--batch_size {batch_size} is larger than the {len(order)} items drawn per epoch")
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
 def t2m_dataset(folder, split: str, *, mean, std, cfg, seed: int):
     """Text2MotionDataset over ``split`` with the config's lengths."""
     from src.data.datasets import Text2MotionDataset
