@@ -168,3 +168,25 @@ def test_action_reconstruction_of_a_perfect_vq_equals_the_ground_truth():
     name = next(iter(s))
     assert log[f"{name}_mpjpe_mm"] == pytest.approx(1000 * s[name]["mpjpe_m"])
     assert log[f"{name}_ankle_gt_m"] == s[name]["ankle_true_m"] and f"{name}_reach_m" in log
+
+
+def test_action_azimuth_puts_the_movement_across_the_view():
+    from src.viz.skeleton import action_azimuth
+
+    still = standing(20)
+    still[:, [7, 8, 20, 21]] = [[0.1, 0.1, 0.0], [-0.1, 0.1, 0.0], [0.2, 0.8, 0.0], [-0.2, 0.8, 0.0]]
+    assert action_azimuth([still]) == 30.0                      # nothing moves: the default three-quarter view
+    kick = still.copy()
+    kick[:, 8, 2] = np.linspace(0.0, 0.7, 20)                   # the right ankle swings forward (+z)
+    assert action_azimuth([kick]) == -70.0                      # seen from the right (-x), nearly in profile
+    left = still.copy()
+    left[:, 7, 2] = np.linspace(0.0, 0.7, 20)
+    assert action_azimuth([left]) == 70.0
+    side = still.copy()
+    side[:, 20, 0] = np.linspace(0.2, 0.8, 20)                  # the left wrist reaches out sideways (+x)
+    assert action_azimuth([side]) == 30.0                       # seen from the front-left
+    diag = still.copy()
+    diag[:, 21, 0] = np.linspace(-0.2, -0.7, 20)                # right wrist out at 45 degrees between -x and +z
+    diag[:, 21, 2] = np.linspace(0.0, 0.5, 20)
+    assert action_azimuth([diag]) == pytest.approx(-45.0)
+    assert action_azimuth([np.zeros((5, 21, 3))]) == 30.0       # not the 22-joint layout

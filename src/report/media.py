@@ -92,7 +92,8 @@ def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
 
 def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: int = 2, n_retain: int = 2,
                     n_comp: int = 1) -> list[Prompt]:
-    """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json, else the built-in ones."""
+    """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json (of distinct actions where it
+    names them), else the built-in ones."""
     from src.common.datasets import get_spec
 
     if dataset_dir is not None:
@@ -107,12 +108,26 @@ def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: in
                 raise HmuError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
             out = []
             for kind, n in (("forget", n_forget), ("compositional", n_comp), ("retain", n_retain)):
-                for p in (data.get(kind) or [])[:n]:
-                    if isinstance(p, Mapping) and isinstance(p.get("text"), str):
-                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind=kind))
+                for p in distinct_actions([p for p in (data.get(kind) or [])
+                                           if isinstance(p, Mapping) and isinstance(p.get("text"), str)], n):
+                    out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind=kind))
             if out:
                 return out
     return [Prompt(t, n, kind="builtin") for t, n in BUILTIN_PROMPTS]
+
+
+def distinct_actions(items: Sequence[Mapping], n: int) -> list[Mapping]:
+    """The first ``n`` prompts, each of an action not shown yet (prompts.json's ``action``: synth's forget set lists
+    two kicks first, and a kick and a punch show more than two kicks); then repeats, in order, if too few differ."""
+    first, rest, seen = [], [], set()
+    for p in items:
+        a = p.get("action")
+        if a is None or a not in seen:
+            first.append(p)
+            seen.add(a)
+        else:
+            rest.append(p)
+    return (first + rest)[:n]
 
 
 def slug(text: str, n: int = 40) -> str:

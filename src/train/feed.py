@@ -114,15 +114,39 @@ def t2m_dataset(folder, split: str, *, mean, std, cfg, seed: int):
                               seed=seed)
 
 
-def t2m_batches(dataset, *, batch_size: int, seed: int) -> Callable[[int], Any]:
-    """batches(epoch) for the engine: the dataset's crops/captions re-drawn per epoch, collated longest first."""
+def entry_weights(folder, dataset, *, power: float):
+    """(len(dataset),) sampling weight of each Text2MotionDataset entry: the mean of
+    :func:`action_frame_weights` over its motion's frames (labels.json of ``folder``); None when ``power`` is 0."""
+    import numpy as np
+
+    from src.data.action_figures import action_segments
+    from src.data.synth.truth import read_labels
+
+    if not power:
+        return None
+    labels = read_labels(folder.root, required=False)
+    if not labels:
+        raise HmuError(f"--balance_actions needs action labels ({folder.root / 'labels.json'})")
+    mids = [n if n in labels["motions"] else n.split("_", 1)[-1] for n in dataset.names]  # A_<id>: a sub-clip
+    segs = [action_segments(labels["motions"].get(m, {})) for m in mids]
+    lengths = [len(m) for m, _ in dataset.entries]
+    return np.array([w.mean() for w in action_frame_weights(segs, lengths, power=power)])
+
+
+def t2m_batches(dataset, *, batch_size: int, seed: int, weights=None) -> Callable[[int], Any]:
+    """batches(epoch) for the engine: the dataset's crops/captions re-drawn per epoch, collated longest first.
+    ``weights``: draw ``len(dataset)`` entries per epoch with replacement in proportion to them (rare actions more
+    often) instead of a shuffle."""
     from src.data.datasets import collate
 
     from src.common.progress import Sized
 
     def batches(epoch: int):
         dataset.set_epoch(epoch)
-        order = epoch_order(len(dataset), batch_size=batch_size, seed=seed, epoch=epoch)
+        if weights is not None:
+            order = weighted_order(weights, batch_size=batch_size, seed=seed, epoch=epoch, limit=len(dataset))
+        else:
+            order = epoch_order(len(dataset), batch_size=batch_size, seed=seed, epoch=epoch)
         return Sized((collate([dataset[int(i)] for i in idx]) for idx in order), len(order))
 
     return batches
