@@ -190,3 +190,42 @@ def test_action_azimuth_puts_the_movement_across_the_view():
     diag[:, 21, 2] = np.linspace(0.0, 0.5, 20)
     assert action_azimuth([diag]) == pytest.approx(-45.0)
     assert action_azimuth([np.zeros((5, 21, 3))]) == 30.0       # not the 22-joint layout
+
+
+def test_balance_actions_flag_reaches_the_run_config():
+    import importlib
+
+    from src.config import MaskTransConfig, VQConfig
+    from src.train.options import resolve_config
+
+    def args(module, *argv):
+        return vars(importlib.import_module(module).build_parser().parse_args(["--name", "x", *argv]))
+
+    cfg = resolve_config(VQConfig, args("src.train.vq", "--dataset_name", "synth", "--balance_actions", "1.5"), "vq")
+    assert cfg.extra["balance_actions"] == "1.5" and "balance_actions: 1.5" in cfg.to_text()
+    cfg = resolve_config(MaskTransConfig, args("src.train.mask", "--balance_actions", "0.5"), "mask")
+    assert cfg.extra["balance_actions"] == "0.5"
+    cfg = resolve_config(VQConfig, args("src.train.vq", "--dataset_name", "t2m"), "vq")
+    assert float(cfg.extra.get("balance_actions", 0)) == 0.0      # released sizes: upstream's uniform windows
+
+
+def test_entry_weights_follow_each_entrys_motion(tmp_path):
+    import json
+
+    from src.train.feed import entry_weights
+
+    (tmp_path / "labels.json").write_text(json.dumps({"concepts": {}, "motions": {
+        "000001": {"segments": [{"action": "walk", "start": 0, "end": 30}]},
+        "000002": {"segments": [{"action": "walk", "start": 0, "end": 5}, {"action": "kick", "start": 5, "end": 15}]},
+    }}))
+
+    class Folder:
+        root = tmp_path
+
+    class DS:
+        names = ["000002", "000001", "A_000002"]                   # a sub-clip name carries its motion id
+        entries = [(np.zeros((15, 4)), []), (np.zeros((30, 4)), []), (np.zeros((15, 4)), [])]
+
+    assert entry_weights(Folder(), DS(), power=0.0) is None
+    w = entry_weights(Folder(), DS(), power=1.0)   # shares over the entries: walk 40/60, kick 20/60 -> 1.5, 3
+    assert w == pytest.approx([(5 * 1.5 + 10 * 3) / 15, 1.5, (5 * 1.5 + 10 * 3) / 15])

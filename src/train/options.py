@@ -93,6 +93,11 @@ def add_transformer_args(p: argparse.ArgumentParser, cls, kind: str, *, residual
     names = TRANSFORMER_FLAGS + (("share_weight",) if residual else ())
     add_config_flags(g, cls, names, layered=True, default_text=preset_default_text(cls, kind),
                      overrides={"vq_name": {"help": "VQ run whose codes are modelled (required)"}})
+    text = preset_default_text(cls, kind)
+    g.add_argument("--balance_actions", type=float, default=None,
+                   help="draw each epoch's motions with replacement in proportion to their frames' mean "
+                        "share(action) ** -POWER (labels.json; 0 = a plain shuffle; default: "
+                        f"{text('balance_actions', 0)})")
     add_text_args(p, cls, kind)
 
 
