@@ -86,7 +86,8 @@ def window_weights(frame_weights: Sequence, window: int) -> "Any":
 
 def weighted_order(weights, *, batch_size: int, seed: int, epoch: int, limit: int) -> list:
     """``limit`` items drawn with replacement in proportion to ``weights``, from ``(seed, epoch)`` only, as index
-    batches of ``batch_size`` (the last partial batch dropped). Single-process only."""
+    batches of ``batch_size`` (the last partial batch dropped); under torchrun each rank gets its share of every
+    global batch, as :func:`epoch_order`."""
     import numpy as np
 
     from src.common import dist
@@ -94,13 +95,13 @@ def weighted_order(weights, *, batch_size: int, seed: int, epoch: int, limit: in
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
         raise HmuError("sampling weights must be finite, non-negative and not all zero")
-    if dist.world_size() > 1:
-        raise HmuError("weighted window sampling runs in one process only (drop --balance_actions under torchrun)")
     order = np.random.default_rng((int(seed), int(epoch), 1)).choice(len(w), size=int(limit), p=w / w.sum())
     stop = len(order) - len(order) % batch_size
     if stop <= 0:
         raise HmuError(f"--batch_size {batch_size} is larger than the {len(order)} items drawn per epoch")
-    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+    if dist.world_size() > 1:  # every rank draws the same global order and takes its share, as epoch_order
+        dist.check_divisible(batch_size)
+    return [dist.shard(order[i:i + batch_size]) for i in range(0, stop, batch_size)]
 
 
 def t2m_dataset(folder, split: str, *, mean, std, cfg, seed: int):
@@ -116,7 +117,8 @@ def t2m_dataset(folder, split: str, *, mean, std, cfg, seed: int):
 
 def entry_weights(folder, dataset, *, power: float):
     """(len(dataset),) sampling weight of each Text2MotionDataset entry: the mean of
-    :func:`action_frame_weights` over its motion's frames (labels.json of ``folder``); None when ``power`` is 0."""
+    :func:`action_frame_weights` over its motion's frames (labels.json of ``folder``); None (a plain shuffle) when
+    ``power`` is 0 or the dataset has no labels (a warning)."""
     import numpy as np
 
     from src.data.action_figures import action_segments
@@ -126,7 +128,11 @@ def entry_weights(folder, dataset, *, power: float):
         return None
     labels = read_labels(folder.root, required=False)
     if not labels:
-        raise HmuError(f"--balance_actions needs action labels ({folder.root / 'labels.json'})")
+        import logging
+
+        logging.getLogger(__name__).warning("balance_actions %s: no action labels (%s), motions drawn uniformly",
+                                            power, folder.root / "labels.json")
+        return None
     mids = [n if n in labels["motions"] else n.split("_", 1)[-1] for n in dataset.names]  # A_<id>: a sub-clip
     segs = [action_segments(labels["motions"].get(m, {})) for m in mids]
     lengths = [len(m) for m, _ in dataset.entries]

@@ -188,10 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     balance = float(options.extra(cfg, "balance_actions", "0"))
     weights = None
-    if balance > 0:
+    if balance > 0 and not labels:
+        import logging
+
+        logging.getLogger(__name__).warning("balance_actions %s: no action labels (%s), windows drawn uniformly",
+                                            balance, folder.root / "labels.json")
+    elif balance > 0:
         # rare actions (synth's kicks are ~1.5 % of the frames) are drawn more often, so the codebook learns them
-        if not labels:
-            raise HmuError(f"--balance_actions needs action labels ({folder.root / 'labels.json'})")
         if not epoch_size:
             raise HmuError("--balance_actions needs --epoch_size > 0 (windows are drawn with replacement)")
         segs = _segments(labels, train_ds.ids)
