@@ -77,18 +77,31 @@ def reconstruction_mpjpe(model, motions: Sequence, *, mean, std, joints_num: int
 
     ``mpjpe_mm`` compares global joints (root trajectory included), ``mpjpe_local_mm`` root-relative ones.
     """
+    return reconstruction_figures(model, motions, None, mean=mean, std=std, joints_num=joints_num)[0]
+
+
+def reconstruction_figures(model, motions: Sequence, segments: Sequence | None, *, mean, std, joints_num: int
+                           ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(:func:`reconstruction_mpjpe`'s dict, :func:`action_reconstruction`'s summary or {} without ``segments``)
+    from one pass of ``decode(encode(x))``."""
     import numpy as np
+
+    from src.data.action_figures import reconstruction_rows, summarise
 
     err_g = err_l = 0.0
     count = 0
-    for _, j_true, j_rec in reconstruct(model, motions, mean=mean, std=std, joints_num=joints_num):
+    pairs = []
+    for i, j_true, j_rec in reconstruct(model, motions, mean=mean, std=std, joints_num=joints_num):
         err_g += float(np.linalg.norm(j_rec - j_true, axis=-1).mean())
         loc_t, loc_r = j_true - j_true[:, :1, :], j_rec - j_rec[:, :1, :]
         err_l += float(np.linalg.norm(loc_r - loc_t, axis=-1).mean())
         count += 1
+        if segments is not None:
+            pairs.append((j_true, j_rec, segments[i]))
+    per_action = summarise(reconstruction_rows(pairs)) if segments is not None else {}
     if count == 0:
-        return {"mpjpe_mm": float("nan"), "mpjpe_local_mm": float("nan"), "n": 0}
-    return {"mpjpe_mm": 1000.0 * err_g / count, "mpjpe_local_mm": 1000.0 * err_l / count, "n": count}
+        return {"mpjpe_mm": float("nan"), "mpjpe_local_mm": float("nan"), "n": 0}, per_action
+    return {"mpjpe_mm": 1000.0 * err_g / count, "mpjpe_local_mm": 1000.0 * err_l / count, "n": count}, per_action
 
 
 def action_reconstruction(model, motions: Sequence, segments: Sequence, *, mean, std, joints_num: int
@@ -96,11 +109,7 @@ def action_reconstruction(model, motions: Sequence, segments: Sequence, *, mean,
     """Per action label: median MPJPE (m) and highest ankle / wrist reach of the ground truth and of its
     reconstruction over the action's frames (``src.data.action_figures``). ``segments[i]``: ``[(action, start,
     end)]`` of ``motions[i]`` (labels.json), so a rare action is not hidden in the mean."""
-    from src.data.action_figures import reconstruction_rows, summarise
-
-    pairs = ((jt, jr, segments[i]) for i, jt, jr in reconstruct(model, motions, mean=mean, std=std,
-                                                                 joints_num=joints_num))
-    return summarise(reconstruction_rows(pairs))
+    return reconstruction_figures(model, motions, segments, mean=mean, std=std, joints_num=joints_num)[1]
 
 
 def _motions(folder, split: str, min_len: int) -> tuple[list, list]:
@@ -229,11 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "perplexity": perplexity, "lr": scheduler.get_last_lr()[0]}
 
     def validate():
-        out = reconstruction_mpjpe(model, val_motions, mean=mean, std=std, joints_num=spec.joints_num)
-        if val_segments is not None:  # per action, so that a rare one cannot hide in the mean
-            out.update(action_log(action_reconstruction(model, val_motions, val_segments, mean=mean, std=std,
-                                                        joints_num=spec.joints_num)))
-        return out
+        # per action too, so that a rare one cannot hide in the mean
+        out, per_action = reconstruction_figures(model, val_motions, val_segments, mean=mean, std=std,
+                                                 joints_num=spec.joints_num)
+        return {**out, **action_log(per_action)}
 
     from src.common.logging import WandbOptions
     from src.eval.train_fid import load_evaluator_if_available, vq_fid_hook
@@ -274,11 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_action = None
     if (folder.root / "test.txt").is_file():
         test_ids, test_motions = _motions(folder, "test", spec.min_motion_length)
-        test = reconstruction_mpjpe(model, test_motions, mean=mean, std=std, joints_num=spec.joints_num)
         test_segments = _segments(labels, test_ids)
+        test, per_action = reconstruction_figures(model, test_motions, test_segments, mean=mean, std=std,
+                                                  joints_num=spec.joints_num)
         if test_segments is not None:
-            per_action = action_reconstruction(model, test_motions, test_segments, mean=mean, std=std,
-                                               joints_num=spec.joints_num)
             atomic_write_json(run / "action_figures.json", {"split": "test", "checkpoint": "net_best_fid.tar",
                                                             "actions": per_action})
         logger.log(step=result["total_it"], event="test", checkpoint="net_best_fid.tar",
