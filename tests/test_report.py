@@ -387,6 +387,12 @@ def test_telling_frame_is_where_methods_differ_most():
     assert telling_frame({"original": base, "lcr": other}) == 17
     drift = base + np.arange(30)[:, None, None] * [1.0, 0.0, 0.0]   # pure root drift is not a difference
     assert telling_frame({"original": base, "lcr": drift, "uce": other}) == 17
+    # the original kicks at frame 5 (the methods do not); a method swings a leg back at frame 20, a little further
+    kick = base.copy()
+    kick[5, 10] += [0.0, 0.7, 0.0]
+    back = base.copy()
+    back[20, 10] += [0.0, 0.0, -0.8]
+    assert telling_frame({"original": kick, "lcr": back}) == 5
 
 
 # ------------------------------------------------------------------------------------------------ issue 17 fixes

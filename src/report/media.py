@@ -275,10 +275,12 @@ def frame_probe(records: Sequence[MethodResult], notes: list[str]) -> FrameProbe
 
 
 def telling_frame(motions: dict) -> int:
-    """The frame where the other panels differ most from the first one (the original): the "before/after" moment.
+    """The "before/after" moment: the frame where the first panel (the original) is farthest from its own mean pose
+    (its action at its peak: a kick's raised leg) plus how far the other panels are from it there.
 
-    Poses are compared root-relative (mean joint distance), so a method that only drifts elsewhere does not win.
-    With a single panel, the frame where its pose is farthest from its own mean pose.
+    Poses are compared root-relative (mean joint distance), so a method that only drifts elsewhere does not win. The
+    original's own peak counts so that its action is what the still shows (issue 30: the largest difference alone
+    picked frames where the original was back on its feet and a method moved instead).
     """
     import numpy as np
 
@@ -288,6 +290,6 @@ def telling_frame(motions: dict) -> int:
         return 0
     rel = [a[:T] - a[:T, :1] for a in arrs]
     ref = rel[0]
-    others = rel[1:] or [np.broadcast_to(ref.mean(axis=0, keepdims=True), ref.shape)]
-    diff = np.mean([np.linalg.norm(o - ref, axis=-1).mean(axis=-1) for o in others], axis=0)
-    return int(np.argmax(diff))
+    own = np.linalg.norm(ref - ref.mean(axis=0, keepdims=True), axis=-1).mean(axis=-1)
+    diff = np.mean([np.linalg.norm(o - ref, axis=-1).mean(axis=-1) for o in rel[1:]], axis=0) if len(rel) > 1 else 0
+    return int(np.argmax(own + diff))
