@@ -389,10 +389,11 @@ def test_telling_frame_is_where_methods_differ_most():
     assert telling_frame({"original": base, "lcr": drift, "uce": other}) == 17
     # the original kicks at frame 5 (the methods do not); a method swings a leg back at frame 20, a little further
     kick = base.copy()
-    kick[5, 10] += [0.0, 0.7, 0.0]
+    kick[5, 7] += [0.0, 0.3, 0.3]               # the left ankle up and forward at frame 5
     back = base.copy()
-    back[20, 10] += [0.0, 0.0, -0.8]
+    back[20, 7] += [0.0, 0.0, -0.8]             # a method swings its ankle far back at frame 20: a larger difference
     assert telling_frame({"original": kick, "lcr": back}) == 5
+    assert telling_frame({"original": kick}) == 5
 
 
 # ------------------------------------------------------------------------------------------------ issue 17 fixes

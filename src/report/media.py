@@ -275,14 +275,18 @@ def frame_probe(records: Sequence[MethodResult], notes: list[str]) -> FrameProbe
 
 
 def telling_frame(motions: dict) -> int:
-    """The "before/after" moment: the frame where the first panel (the original) is farthest from its own mean pose
-    (its action at its peak: a kick's raised leg) plus how far the other panels are from it there.
+    """The "before/after" moment: the frame where the first panel (the original) reaches farthest, its highest ankle
+    or widest wrist reach above its own median (``src.data.action_figures``: a kick's raised foot, a punch's extended
+    arm), plus how far the other panels are from it there.
 
     Poses are compared root-relative (mean joint distance), so a method that only drifts elsewhere does not win. The
-    original's own peak counts so that its action is what the still shows (issue 30: the largest difference alone
-    picked frames where the original was back on its feet and a method moved instead).
+    original's own reach counts so that its action is what the still shows (issue 30: the largest difference alone
+    picked frames where the original had its heel up behind it and a method moved instead). Layouts other than the
+    22-joint one use the difference only.
     """
     import numpy as np
+
+    from src.data.action_figures import ankle_height, wrist_reach
 
     arrs = [np.asarray(m, dtype=np.float64) for m in motions.values()]
     T = min(len(a) for a in arrs)
@@ -290,6 +294,10 @@ def telling_frame(motions: dict) -> int:
         return 0
     rel = [a[:T] - a[:T, :1] for a in arrs]
     ref = rel[0]
-    own = np.linalg.norm(ref - ref.mean(axis=0, keepdims=True), axis=-1).mean(axis=-1)
+    if arrs[0].shape[1] == 22:
+        ankle, reach = ankle_height(arrs[0][:T]), wrist_reach(arrs[0][:T])
+        own = np.maximum(ankle - np.median(ankle), reach - np.median(reach))
+    else:
+        own = np.linalg.norm(ref - ref.mean(axis=0, keepdims=True), axis=-1).mean(axis=-1)
     diff = np.mean([np.linalg.norm(o - ref, axis=-1).mean(axis=-1) for o in rel[1:]], axis=0) if len(rel) > 1 else 0
     return int(np.argmax(own + diff))
