@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     table = {act: {k: figures(v) for k, v in r.items()} for act, r in rows.items()}
     print(f"{a.name} + {a.res_name} ({paths.checkpoints_dir}), {a.repeats} generations per prompt, seed {a.seed}, "
           f"sampling {gen.sampling()}")
-    print(f"{'action':<11}{'n gen':>6}{'ankle gen':>18}{'ankle GT':>18}{'reach gen':>18}{'reach GT':>18}  (median [p10, p90], m)")
+    print(f"{'action':<11}{'n gen':>6}{'ankle gen':>18}{'ankle GT':>18}{'reach gen':>18}{'reach GT':>18}"
+          "  (median [p10, p90], m)")
 
     def cell(f):
         return f"{f['median']:.2f} [{f['p10']:.2f},{f['p90']:.2f}]" if f["n"] else "-"
