@@ -314,6 +314,14 @@ def test_default_prompts_from_synth(tmp_path):
         "compositional": [{"text": "walk then punch", "length": 100}]}))
     got = media.default_prompts(tmp_path / "dataset", "synth")
     assert [p.text for p in got] == ["kick 0", "kick 1", "walk then punch", "walk 0", "walk 1"]
+    (d / "prompts.json").write_text(json.dumps({
+        "forget": [{"text": t, "action": a, "length": 40} for t, a in
+                   (("kick 0", "kick"), ("kick 1", "kick"), ("punch 0", "punch"), ("jab 0", "jab"))],
+        "retain": [{"text": "walk 0", "action": "walk"}]}))
+    got = media.default_prompts(tmp_path / "dataset", "synth", n_forget=2)
+    assert [p.text for p in got] == ["kick 0", "punch 0", "walk 0"]   # a kick and a punch, not two kicks
+    assert [p.text for p in media.default_prompts(tmp_path / "dataset", "synth", n_forget=5)][:4] == [
+        "kick 0", "punch 0", "jab 0", "kick 1"]
     assert [p.text for p in media.default_prompts(tmp_path / "none", "synth")] == [t for t, _ in
                                                                                    media.BUILTIN_PROMPTS]
 
@@ -379,6 +387,13 @@ def test_telling_frame_is_where_methods_differ_most():
     assert telling_frame({"original": base, "lcr": other}) == 17
     drift = base + np.arange(30)[:, None, None] * [1.0, 0.0, 0.0]   # pure root drift is not a difference
     assert telling_frame({"original": base, "lcr": drift, "uce": other}) == 17
+    # the original kicks at frame 5 (the methods do not); a method swings a leg back at frame 20, a little further
+    kick = base.copy()
+    kick[5, 7] += [0.0, 0.3, 0.3]               # the left ankle up and forward at frame 5
+    back = base.copy()
+    back[20, 7] += [0.0, 0.0, -0.8]             # a method swings its ankle far back at frame 20: a larger difference
+    assert telling_frame({"original": kick, "lcr": back}) == 5
+    assert telling_frame({"original": kick}) == 5
 
 
 # ------------------------------------------------------------------------------------------------ issue 17 fixes

@@ -123,7 +123,8 @@ def read_prompts_file(path: str | os.PathLike) -> list[Prompt]:
 
 def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: int = 2, n_retain: int = 2,
                     n_comp: int = 1) -> list[Prompt]:
-    """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json, else the built-in ones."""
+    """A few forget, compositional and retain prompts from dataset/<ds>/prompts.json (of distinct actions where it
+    names them), else the built-in ones."""
     from src.common.datasets import get_spec
 
     if dataset_dir is not None:
@@ -138,12 +139,26 @@ def default_prompts(dataset_dir: Path | None, dataset_name: str, *, n_forget: in
                 raise HmuError(f"{f} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
             out = []
             for kind, n in (("forget", n_forget), ("compositional", n_comp), ("retain", n_retain)):
-                for p in (data.get(kind) or [])[:n]:
-                    if isinstance(p, Mapping) and isinstance(p.get("text"), str):
-                        out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind=kind))
+                for p in distinct_actions([p for p in (data.get(kind) or [])
+                                           if isinstance(p, Mapping) and isinstance(p.get("text"), str)], n):
+                    out.append(Prompt(p["text"], int(p.get("length") or DEFAULT_LENGTH), kind=kind))
             if out:
                 return out
     return [Prompt(t, n, kind="builtin") for t, n in BUILTIN_PROMPTS]
+
+
+def distinct_actions(items: Sequence[Mapping], n: int) -> list[Mapping]:
+    """The first ``n`` prompts, each of an action not shown yet (prompts.json's ``action``: synth's forget set lists
+    two kicks first, and a kick and a punch show more than two kicks); then repeats, in order, if too few differ."""
+    first, rest, seen = [], [], set()
+    for p in items:
+        a = p.get("action")
+        if a is None or a not in seen:
+            first.append(p)
+            seen.add(a)
+        else:
+            rest.append(p)
+    return (first + rest)[:n]
 
 
 def slug(text: str, n: int = 40) -> str:
@@ -291,12 +306,18 @@ def frame_probe(records: Sequence[MethodResult], notes: list[str]) -> FrameProbe
 
 
 def telling_frame(motions: dict) -> int:
-    """The frame where the other panels differ most from the first one (the original): the "before/after" moment.
+    """The "before/after" moment: the frame where the first panel (the original) reaches farthest, its highest ankle
+    or widest wrist reach above its own median (``src.data.action_figures``: a kick's raised foot, a punch's extended
+    arm), plus how far the other panels are from it there.
 
-    Poses are compared root-relative (mean joint distance), so a method that only drifts elsewhere does not win.
-    With a single panel, the frame where its pose is farthest from its own mean pose.
+    Poses are compared root-relative (mean joint distance), so a method that only drifts elsewhere does not win. The
+    original's own reach counts so that its action is what the still shows (issue 30: the largest difference alone
+    picked frames where the original had its heel up behind it and a method moved instead). Layouts other than the
+    22-joint one use the difference only.
     """
     import numpy as np
+
+    from src.data.action_figures import ankle_height, wrist_reach
 
     arrs = [np.asarray(m, dtype=np.float64) for m in motions.values()]
     T = min(len(a) for a in arrs)
@@ -304,6 +325,10 @@ def telling_frame(motions: dict) -> int:
         return 0
     rel = [a[:T] - a[:T, :1] for a in arrs]
     ref = rel[0]
-    others = rel[1:] or [np.broadcast_to(ref.mean(axis=0, keepdims=True), ref.shape)]
-    diff = np.mean([np.linalg.norm(o - ref, axis=-1).mean(axis=-1) for o in others], axis=0)
-    return int(np.argmax(diff))
+    if arrs[0].shape[1] == 22:
+        ankle, reach = ankle_height(arrs[0][:T]), wrist_reach(arrs[0][:T])
+        own = np.maximum(ankle - np.median(ankle), reach - np.median(reach))
+    else:
+        own = np.linalg.norm(ref - ref.mean(axis=0, keepdims=True), axis=-1).mean(axis=-1)
+    diff = np.mean([np.linalg.norm(o - ref, axis=-1).mean(axis=-1) for o in rel[1:]], axis=0) if len(rel) > 1 else 0
+    return int(np.argmax(own + diff))

@@ -13,7 +13,7 @@ from typing import Any
 
 from src.common.errors import HmuError
 
-EXTRA_KEYS = ("preset", "split", "val_split", "epoch_size")
+EXTRA_KEYS = ("preset", "split", "val_split", "epoch_size", "balance_actions")
 RUN_FLAGS = ("seed",)
 OPTIM_FLAGS = ("batch_size", "max_epoch", "lr", "milestones", "gamma", "warm_up_iter", "log_every")
 CHECKPOINT_FLAGS = ("eval_every_e",)
@@ -93,6 +93,11 @@ def add_transformer_args(p: argparse.ArgumentParser, cls, kind: str, *, residual
     names = TRANSFORMER_FLAGS + (("share_weight",) if residual else ())
     add_config_flags(g, cls, names, layered=True, default_text=preset_default_text(cls, kind),
                      overrides={"vq_name": {"help": "VQ run whose codes are modelled (required)"}})
+    text = preset_default_text(cls, kind)
+    g.add_argument("--balance_actions", type=float, default=None,
+                   help="draw each epoch's motions with replacement in proportion to their frames' mean "
+                        "share(action) ** -POWER (labels.json; 0 = a plain shuffle; default: "
+                        f"{text('balance_actions', 0)})")
     add_text_args(p, cls, kind)
 
 
@@ -127,8 +132,9 @@ def resolve_config(cls, flags: Mapping[str, Any], kind: str, *, aliases: dict[st
     if "code_dim" in given and "output_emb_width" not in given and "output_emb_width" in fields:
         values["output_emb_width"] = given["code_dim"]  # upstream requires them equal
     extra = {"preset": preset, "split": values.pop("split", "train"), "val_split": values.pop("val_split", "val")}
-    if "epoch_size" in values:
-        extra["epoch_size"] = str(values.pop("epoch_size"))
+    for key in ("epoch_size", "balance_actions"):
+        if key in values:
+            extra[key] = str(values.pop(key))
     kwargs = {k: v for k, v in values.items() if k in fields}
     kwargs["name"], kwargs["dataset_name"] = flags["name"], flags["dataset_name"]
     if flags.get("checkpoints_dir"):

@@ -34,6 +34,7 @@ class TransformerRun:
     train_ds: Any
     val_ds: Any
     text: Any
+    weights: Any = None     # per training entry, for --balance_actions (None: uniform shuffling)
 
 
 def prepare_transformer_run(cfg, run, *, opt_extra: dict[str, str] | None = None) -> TransformerRun:
@@ -65,21 +66,23 @@ def prepare_transformer_run(cfg, run, *, opt_extra: dict[str, str] | None = None
     val_ds = feed.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=cfg, seed=cfg.seed)
     encoder = feed.build_encoder(paths, cfg, device, glove_dir=run.glove_dir, clip_path=run.clip_path)
     text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=run.progress)
+    weights = feed.entry_weights(folder, train_ds, power=float(options.extra(cfg, "balance_actions", "0")))
     return TransformerRun(cfg=cfg, run_dir=run_dir, resume=resume, vq=vq, vq_cfg=vq_cfg, train_ds=train_ds,
-                          val_ds=val_ds, text=text)
+                          val_ds=val_ds, text=text, weights=weights)
 
 
 def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: str, device, resume: bool,
                       meta: dict, val_ds=None, score_key: str | None = None, max_epoch: int | None = None,
                       seed: int | None = None, log_every: int | None = None, progress: bool = True,
                       logger=None, checkpointing=None, amp: str | None = None,
-                      num_workers: int = 0) -> dict:
+                      num_workers: int = 0, weights=None) -> dict:
     """Train ``model`` on the VQ codes of ``train_ds`` with the shared engine -> the engine's summary.
 
     AdamW (weight decay 1e-5, as upstream) with the config's schedule; the text condition is ``text(captions)``.
     With ``val_ds`` every epoch is scored on one fixed draw of crops, masks and condition dropout (so epochs compare)
     and the best ``score_key`` ("acc" or "loss") is kept in ``spec.best_file``. ``logger`` and ``checkpointing`` go to
-    the engine (a wandb-mirrored log; FID selection and periodic copies).
+    the engine (a wandb-mirrored log; FID selection and periodic copies). ``weights`` (one per training entry):
+    each epoch draws ``len(train_ds)`` entries with replacement in proportion to them, instead of a shuffle.
     """
     import torch
 
@@ -116,7 +119,7 @@ def train_transformer(model, *, cfg, vq, text, train_ds, run_dir, spec, layers: 
             return {"loss": sum(losses) / len(losses), "acc": sum(accs) / len(accs)}
 
     return train(model=model, optimizer=optimizer, scheduler=scheduler, spec=spec, run_dir=run_dir,
-                 batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=seed), step=step,
+                 batches=feed.t2m_batches(train_ds, batch_size=cfg.batch_size, seed=seed, weights=weights), step=step,
                  validate=validate, score_key=score_key, max_epoch=cfg.max_epoch if max_epoch is None else max_epoch,
                  seed=seed, meta=meta, resume=resume, log_every=cfg.log_every if log_every is None else log_every,
                  progress=progress, logger=logger, checkpointing=checkpointing, amp=amp,
@@ -143,7 +146,7 @@ def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key
             model, cfg=t.cfg, vq=t.vq, text=t.text, train_ds=t.train_ds, val_ds=t.val_ds, run_dir=t.run_dir,
             spec=spec, layers=layers, device=run.device, resume=t.resume, meta=run_folder.run_meta(t.cfg),
             score_key=score_key, progress=run.progress, logger=logger, amp=run.amp,
-            num_workers=run.num_workers,
+            num_workers=run.num_workers, weights=t.weights,
             checkpointing=Checkpointing(fid_eval=hook, eval_every_e=t.cfg.eval_every_e, save_every_e=run.save_every_e))
         result["best_by"] = "fid" if hook is not None else None
         result["logger"] = logger

@@ -26,6 +26,10 @@ def build_parser():
     add_config_flags(g, VQConfig, ["window_size"], layered=True, default_text=text)
     g.add_argument("--epoch_size", type=int, default=None,
                    help=f"windows drawn per epoch (0 = all windows; default: {text('epoch_size', 0)})")
+    g.add_argument("--balance_actions", type=float, default=None,
+                   help="draw training windows in proportion to share(action) ** -POWER of their frames' labelled "
+                        "actions (labels.json; 0 = uniform, 1 = every action equally; needs --epoch_size > 0; "
+                        f"default: {text('balance_actions', 0)})")
     add_config_flags(g, VQConfig, ["weight_decay", "commit", "loss_vel", "recons_loss", "num_quantizers", "nb_code",
                                    "code_dim", "mu", "down_t", "stride_t", "width", "depth", "dilation_growth_rate",
                                    "vq_act", "quantize_dropout_prob", "shared_codebook"],
@@ -35,12 +39,10 @@ def build_parser():
     return p
 
 
-def reconstruction_mpjpe(model, motions: Sequence, *, mean, std, joints_num: int) -> dict[str, float]:
-    """Mean per-joint position error (mm) of ``decode(encode(x))`` over raw motions (T_i, D).
-
-    Motions are cropped to a multiple of the VQ's downsampling and run in groups of equal length (no padding).
-    ``mpjpe_mm`` compares global joints (root trajectory included), ``mpjpe_local_mm`` root-relative ones.
-    """
+def reconstruct(model, motions: Sequence, *, mean, std, joints_num: int):
+    """Yield ``(index, true joints, reconstructed joints)`` (T', 22, 3) for raw motions (T_i, D) through
+    ``decode(encode(x))``, each cropped to a multiple of the VQ's downsampling and run in groups of equal length (no
+    padding); motions shorter than one unit are skipped."""
     import numpy as np
     import torch
 
@@ -48,41 +50,102 @@ def reconstruction_mpjpe(model, motions: Sequence, *, mean, std, joints_num: int
 
     device = next(model.parameters()).device
     unit = model.downsample
-    groups: dict[int, list[np.ndarray]] = {}
-    for m in motions:
+    groups: dict[int, list[int]] = {}
+    for i, m in enumerate(motions):
         t = (len(m) // unit) * unit
         if t:
-            groups.setdefault(t, []).append(np.asarray(m[:t], dtype=np.float32))
-    err_g = err_l = 0.0
-    count = 0
+            groups.setdefault(t, []).append(i)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for t, ms in sorted(groups.items()):
-            raw = np.stack(ms)
-            x = torch.from_numpy((raw - mean) / std).to(device)
-            ids, _ = model.encode(x)
-            rec = model.forward_decoder(ids).cpu().numpy() * std + mean
-            j_true = recover_from_ric(raw, joints_num)
-            j_rec = recover_from_ric(rec.astype(np.float32), joints_num)
-            err_g += float(np.linalg.norm(j_rec - j_true, axis=-1).mean(axis=(1, 2)).sum())
-            loc_t, loc_r = j_true - j_true[..., :1, :], j_rec - j_rec[..., :1, :]
-            err_l += float(np.linalg.norm(loc_r - loc_t, axis=-1).mean(axis=(1, 2)).sum())
-            count += len(ms)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for t, idx in sorted(groups.items()):
+                raw = np.stack([np.asarray(motions[i][:t], dtype=np.float32) for i in idx])
+                x = torch.from_numpy((raw - mean) / std).to(device)
+                ids, _ = model.encode(x)
+                rec = model.forward_decoder(ids).cpu().numpy() * std + mean
+                j_true = recover_from_ric(raw, joints_num)
+                j_rec = recover_from_ric(rec.astype(np.float32), joints_num)
+                for k, i in enumerate(idx):
+                    yield i, j_true[k], j_rec[k]
+    finally:
+        model.train(was_training)
+
+
+def reconstruction_mpjpe(model, motions: Sequence, *, mean, std, joints_num: int) -> dict[str, float]:
+    """Mean per-joint position error (mm) of ``decode(encode(x))`` over raw motions (T_i, D).
+
+    ``mpjpe_mm`` compares global joints (root trajectory included), ``mpjpe_local_mm`` root-relative ones.
+    """
+    return reconstruction_figures(model, motions, None, mean=mean, std=std, joints_num=joints_num)[0]
+
+
+def reconstruction_figures(model, motions: Sequence, segments: Sequence | None, *, mean, std, joints_num: int
+                           ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(:func:`reconstruction_mpjpe`'s dict, :func:`action_reconstruction`'s summary or {} without ``segments``)
+    from one pass of ``decode(encode(x))``."""
+    import numpy as np
+
+    from src.data.action_figures import reconstruction_rows, summarise
+
+    err_g = err_l = 0.0
+    count = 0
+    pairs = []
+    for i, j_true, j_rec in reconstruct(model, motions, mean=mean, std=std, joints_num=joints_num):
+        err_g += float(np.linalg.norm(j_rec - j_true, axis=-1).mean())
+        loc_t, loc_r = j_true - j_true[:, :1, :], j_rec - j_rec[:, :1, :]
+        err_l += float(np.linalg.norm(loc_r - loc_t, axis=-1).mean())
+        count += 1
+        if segments is not None:
+            pairs.append((j_true, j_rec, segments[i]))
+    per_action = summarise(reconstruction_rows(pairs)) if segments is not None else {}
     if count == 0:
-        return {"mpjpe_mm": float("nan"), "mpjpe_local_mm": float("nan"), "n": 0}
-    return {"mpjpe_mm": 1000.0 * err_g / count, "mpjpe_local_mm": 1000.0 * err_l / count, "n": count}
+        return {"mpjpe_mm": float("nan"), "mpjpe_local_mm": float("nan"), "n": 0}, per_action
+    return {"mpjpe_mm": 1000.0 * err_g / count, "mpjpe_local_mm": 1000.0 * err_l / count, "n": count}, per_action
 
 
-def _motions(folder, split: str, min_len: int) -> list:
+def action_reconstruction(model, motions: Sequence, segments: Sequence, *, mean, std, joints_num: int
+                          ) -> dict[str, dict[str, float]]:
+    """Per action label: median MPJPE (m) and highest ankle / wrist reach of the ground truth and of its
+    reconstruction over the action's frames (``src.data.action_figures``). ``segments[i]``: ``[(action, start,
+    end)]`` of ``motions[i]`` (labels.json), so a rare action is not hidden in the mean."""
+    return reconstruction_figures(model, motions, segments, mean=mean, std=std, joints_num=joints_num)[1]
+
+
+def _motions(folder, split: str, min_len: int) -> tuple[list, list]:
+    """(motion ids, raw motions) of a split, those of at least ``min_len`` frames."""
     from src.data.datasets import resolve_ids
 
-    out = []
+    ids, out = [], []
     for mid in resolve_ids(folder.root, split):
         m = folder.motion(mid)
         if len(m) >= min_len:
+            ids.append(mid)
             out.append(m)
+    return ids, out
+
+
+def _segments(labels, ids: Sequence[str]) -> list | None:
+    """Each motion's ``[(action, start, end)]`` from labels.json, None without labels (datasets other than synth)."""
+    from src.data.action_figures import action_segments
+
+    if not labels:
+        return None
+    return [action_segments(labels["motions"].get(mid, {})) for mid in ids]
+
+
+LOGGED = {"mpjpe_m": ("mpjpe_mm", 1000.0), "ankle_rec_m": ("ankle_m", 1.0), "ankle_true_m": ("ankle_gt_m", 1.0),
+          "reach_rec_m": ("reach_m", 1.0), "reach_true_m": ("reach_gt_m", 1.0)}
+
+
+def action_log(summary) -> dict[str, float]:
+    """``{"<action>_mpjpe_mm", "<action>_ankle_m", "<action>_ankle_gt_m", "<action>_reach_m", "<action>_reach_gt_m"}``
+    (medians) of :func:`action_reconstruction`'s summary, for the training log."""
+    out = {}
+    for name, figs in summary.items():
+        for k, (short, scale) in LOGGED.items():
+            if k in figs:
+                out[f"{name}_{short}"] = float(figs[k]) * scale
     return out
 
 
@@ -93,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     import torch.nn.functional as F
 
-    from src.common.io import atomic_save_npy
+    from src.common.io import atomic_save_npy, atomic_write_json
     from src.common.seed import fix_seed
     from src.config import VQConfig
     from src.data.datasets import MotionWindowDataset
@@ -120,7 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     split, val_split = options.extra(cfg, "split", "train"), options.extra(cfg, "val_split", "val")
     train_ds = MotionWindowDataset(folder, split, window=cfg.window_size, mean=mean, std=std)
-    val_motions = _motions(folder, val_split, spec.min_motion_length)
+    from src.data.synth.truth import read_labels
+
+    labels = read_labels(folder.root, required=False)
+    val_ids, val_motions = _motions(folder, val_split, spec.min_motion_length)
+    val_segments = _segments(labels, val_ids)
     epoch_size = int(options.extra(cfg, "epoch_size", "0")) or None
 
     model = build_vq(cfg).to(device)
@@ -128,13 +195,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec_loss = F.smooth_l1_loss if cfg.recons_loss == "l1_smooth" else F.l1_loss
     pos = slice(4, 4 + (spec.joints_num - 1) * 3)
 
+    balance = float(options.extra(cfg, "balance_actions", "0"))
+    weights = None
+    if balance > 0 and not labels:
+        import logging
+
+        logging.getLogger(__name__).warning("balance_actions %s: no action labels (%s), windows drawn uniformly",
+                                            balance, folder.root / "labels.json")
+    elif balance > 0:
+        # rare actions (synth's kicks are ~1.5 % of the frames) are drawn more often, so the codebook learns them
+        if not epoch_size:
+            raise HmuError("--balance_actions needs --epoch_size > 0 (windows are drawn with replacement)")
+        segs = _segments(labels, train_ds.ids)
+        weights = feed.window_weights(feed.action_frame_weights(segs, [len(m) for m in train_ds.motions],
+                                                                power=balance), cfg.window_size)
+
     def batches(epoch: int):
         import numpy as np
 
         from src.common.progress import Sized
 
-        order = feed.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
-                                 limit=epoch_size)
+        if weights is not None:
+            order = feed.weighted_order(weights, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                                        limit=epoch_size)
+        else:
+            order = feed.epoch_order(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                                     limit=epoch_size)
         return Sized((torch.from_numpy(np.stack([train_ds[int(i)] for i in idx])) for idx in order), len(order))
 
     temp = args.sample_codebook_temp
@@ -152,7 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "perplexity": perplexity, "lr": scheduler.get_last_lr()[0]}
 
     def validate():
-        return reconstruction_mpjpe(model, val_motions, mean=mean, std=std, joints_num=spec.joints_num)
+        # per action too, so that a rare one cannot hide in the mean
+        out, per_action = reconstruction_figures(model, val_motions, val_segments, mean=mean, std=std,
+                                                 joints_num=spec.joints_num)
+        return {**out, **action_log(per_action)}
 
     from src.common.logging import WandbOptions
     from src.eval.train_fid import load_evaluator_if_available, vq_fid_hook
@@ -190,15 +279,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     test = {}
     if not dist.is_main():
         return 0
+    per_action = None
     if (folder.root / "test.txt").is_file():
-        test = reconstruction_mpjpe(model, _motions(folder, "test", spec.min_motion_length), mean=mean, std=std,
-                                    joints_num=spec.joints_num)
+        test_ids, test_motions = _motions(folder, "test", spec.min_motion_length)
+        test_segments = _segments(labels, test_ids)
+        test, per_action = reconstruction_figures(model, test_motions, test_segments, mean=mean, std=std,
+                                                  joints_num=spec.joints_num)
+        if test_segments is not None:
+            atomic_write_json(run / "action_figures.json", {"split": "test", "checkpoint": "net_best_fid.tar",
+                                                            "actions": per_action})
         logger.log(step=result["total_it"], event="test", checkpoint="net_best_fid.tar",
-                   **{f"test_{k}": v for k, v in test.items()})
+                   **{f"test_{k}": v for k, v in {**test, **action_log(per_action or {})}.items()})
     where = logger.finish()
     if where:
         print(where)
     print(run_folder.summary_line("vq", run, result, best_val_mpjpe_mm=result["best"], best_by=best_by))
+    if per_action:
+        from src.data.action_figures import format_table
+
+        print("test reconstruction per action (medians; ankle = highest ankle above the floor, reach = farthest wrist "
+              "from the chest, m):")
+        print(format_table(per_action))
     if test:
         print(f"test reconstruction MPJPE: {test['mpjpe_mm']:.1f} mm global, {test['mpjpe_local_mm']:.1f} mm "
               f"root-relative ({test['n']} motions, {run / 'model' / 'net_best_fid.tar'})")

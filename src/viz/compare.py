@@ -48,14 +48,16 @@ def _wrap_title(title: str, width_px: int, fontsize: float, max_lines: int = 2) 
 
 
 def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence[int]], title: str | None = None,
-                      panel_size: tuple[int, int] = (320, 320), azim: float = 30.0, elev: float = 15.0,
+                      panel_size: tuple[int, int] = (320, 320), azim: float | None = None, elev: float = 15.0,
                       follow: bool | None = None, trajectory: bool = True, root: int = 0,
                       flags: Mapping[str, Sequence[bool]] | None = None, flag_label: str = "flagged") -> Iterator:
     """Yield frames (H, W, 3) uint8 of the motions side by side, in dict order; shorter motions hold their last frame.
 
     One figure for the whole video; each frame only moves the artists (no figure rebuild), which keeps it fast. All
     panels share one camera fitted to every motion, so sizes and positions compare across methods. ``follow`` moves
-    that camera with each panel's root; None (default) follows only when a root travels more than 3 m.
+    that camera with each panel's root; None (default) follows only when a root travels more than 3 m. ``azim``
+    None (default): :func:`src.viz.skeleton.action_azimuth` of the first panel, so a kick or punch is seen from the
+    side it moves across.
 
     ``flags`` ({label: (T,) bool}, e.g. the frames a classifier calls violent) adds to that panel a timeline strip
     along its bottom edge, red where flagged, with a cursor at the current frame, and a red ``flag_label`` badge
@@ -77,6 +79,8 @@ def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence
 
     if follow is None:
         follow = sk.should_follow(list(arrays.values()), root=root)
+    if azim is None:
+        azim = sk.action_azimuth(list(arrays.values())[:1], root=root)
     cam = sk.fit_camera(list(arrays.values()), width=pw, height=ph, azim=azim, elev=elev, follow=follow, root=root)
     floor = sk.floor_height(list(arrays.values()))
     half = sk.floor_half_extent(list(arrays.values()), follow=follow, root=root)

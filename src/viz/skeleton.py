@@ -119,6 +119,40 @@ def should_follow(motions: Sequence[np.ndarray], *, root: int = 0, max_travel: f
     return False
 
 
+EXTREMITIES = (7, 8, 20, 21)   # ankles and wrists of the 22-joint layout
+
+
+def action_azimuth(motions: Sequence[np.ndarray], *, joints: Sequence[int] = EXTREMITIES, root: int = 0,
+                   lo: float = 30.0, hi: float = 70.0) -> float:
+    """A camera azimuth (degrees) that shows the motions' main limb movement from the side: the horizontal direction
+    along which the ankles and wrists move most relative to the root (first principal axis of their root-relative
+    positions) is put across the view, turned by at most ``hi`` and at least ``lo`` degrees from the front (+z), so
+    a forward kick or punch is seen in profile-ish three-quarter view and the body is never seen from behind. The
+    sign follows the limb's side (a right-side movement is viewed from the right). ``lo`` for fewer than 22 joints or
+    no movement."""
+    rels = []
+    for m in motions:
+        a = np.asarray(m, dtype=np.float64)
+        if a.ndim != 3 or a.shape[1] <= max(joints) or len(a) == 0:
+            continue
+        rel = (a[:, list(joints)] - a[:, root:root + 1])[..., [0, 2]]     # (T, k, 2) horizontal (x, z)
+        rels.append(rel[np.isfinite(rel).all(axis=(1, 2))])
+    rel = np.concatenate(rels) if rels else np.zeros((0, len(joints), 2))
+    if len(rel) < 2:
+        return float(lo)
+    c = rel - rel.mean(axis=0)
+    p = c.reshape(-1, 2)
+    w, v = np.linalg.eigh(p.T @ p / len(p))
+    if w[-1] < 1e-6:
+        return float(lo)
+    dx, dz = v[:, -1]                      # main horizontal direction of limb movement (x, z)
+    across = math.degrees(math.atan2(abs(dz), abs(dx)))   # 90: along z (forward), 0: along x (sideways)
+    busiest = int(np.argmax((c ** 2).sum(axis=(0, 2))))
+    # the camera on the side of the limb that moves most (+x is the body's left, where azimuth +90 looks from)
+    side = 1.0 if float(rel[:, busiest, 0].mean()) >= 0.0 else -1.0
+    return float(side * min(hi, max(lo, across)))
+
+
 def fit_camera(motions: Sequence[np.ndarray], *, width: int = 320, height: int = 320, azim: float = 30.0,
                elev: float = 15.0, follow: bool = False, margin: float = 0.08, min_extent: float = 1.0,
                root: int = 0) -> Camera:
