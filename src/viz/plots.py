@@ -137,9 +137,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
                 note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or \
                     ("NaN: computed, not a number" if nan else "not measured")
                 head = (titles or {}).get(f"{s}/{m}", f"{s} · {m}")
-                ax.text(0.5, 0.5, f"{head}
-" + "
-".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
+                ax.text(0.5, 0.5, f"{head}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
                         ha="center", va="center", fontsize=9, color="#666666")
                 continue
             for xi, (meth, v) in enumerate(zip(methods, vals)):
