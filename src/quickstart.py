@@ -34,8 +34,8 @@ VQ, TRANS, RES, LEN = "rvq_tiny", "t2m_tiny", "tres_tiny", "length_estimator"
 
 # Seconds each stage of the full run took on 2 CPU cores (stages.json of a reference run). Only the order in which
 # ready stages start depends on them: the one with the longest chain of work still behind it goes first.
-COST = {"data": 13, "split": 1, "train:vq": 120, "train:mask": 145, "train:residual": 99, "train:evaluator": 97,
-        "train:classifier": 18, "train:length": 25, "unlearn:retrain": 209, "unlearn:lcr": 4, "unlearn:uce": 2,
+COST = {"data": 13, "split": 1, "train:vq": 180, "train:mask": 145, "train:residual": 99, "train:evaluator": 97,
+        "train:classifier": 40, "train:length": 25, "unlearn:retrain": 209, "unlearn:lcr": 4, "unlearn:uce": 2,
         "unlearn:rece": 2, "unlearn:finetune": 47, "eval:attacks": 180, "report": 18, "text": 150}
 EVAL_COST = 33
 
