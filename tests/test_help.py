@@ -51,6 +51,13 @@ def parser_of(module: str) -> argparse.ArgumentParser | None:
     mod = importlib.import_module(module)
     if hasattr(mod, "build_parser"):
         return mod.build_parser()
+    if hasattr(mod, "CONFIG"):  # a command built from its typed config (src.config.command)
+        from src.config.command import config_parser
+
+        return config_parser(mod.CONFIG, prog=mod.PROG)
+    main = getattr(mod, "main", None)
+    if main is not None and getattr(main, "__module__", module) not in (module, None):  # an alias: its target's
+        return parser_of(main.__module__)
     if module in ("src.methods.uce", "src.methods.rece"):  # one shared CLI (src/methods/text_edit.py)
         from src.methods.text_edit import build_parser
 
