@@ -179,6 +179,7 @@ def to_argv(cfg, *, only: Sequence[str] | None = None, defaults: Mapping[str, An
     process): ``parse_config(type(cfg), to_argv(cfg)) == cfg``."""
     out: list[str] = []
     positionals: list[str] = []
+    trailing: list[str] = []
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
@@ -191,7 +192,9 @@ def to_argv(cfg, *, only: Sequence[str] | None = None, defaults: Mapping[str, An
             continue
         flag = f.metadata.get("flag", f"--{f.name}")
         if not flag.startswith("-"):
-            if value is not None:
+            if isinstance(value, (list, tuple)):
+                trailing += [str(v) for v in value]  # a list positional (e.g. argparse.REMAINDER) goes last
+            elif value is not None:
                 positionals.append(str(value))
             continue
         if isinstance(value, bool):
@@ -202,7 +205,20 @@ def to_argv(cfg, *, only: Sequence[str] | None = None, defaults: Mapping[str, An
             out += [flag, *map(str, value)]
         else:
             out += [flag, str(value)]
-    return positionals + out
+    return positionals + out + trailing
+
+
+def flat_config(cfg) -> dict[str, Any]:
+    """Every field of ``cfg`` by its own name, groups flattened (what ``vars(args)`` gave: the flags a run records)."""
+    out: dict[str, Any] = {}
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_group(hints[f.name]):
+            out.update(flat_config(value))
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- shared groups
@@ -230,6 +246,8 @@ class Locations:
     glove_dir: str | None = opt(None, help="word vectors for the embedded text encoder (env HMU_GLOVE, else "
                                            "dataset/<ds>/glove)")
     results_dir: str | None = opt(None, help="results root (env HMU_RESULTS, else ./results)")
+    clip_path: str | None = opt(None, help="CLIP ViT-B-32.pt for text_encoder clip (default "
+                                           "checkpoints/clip/ViT-B-32.pt)")
 
     def paths(self):
         from src.common.paths import Paths
@@ -283,4 +301,4 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
 
 
 __all__ = ["DeviceOptions", "Locations", "RunOptions", "WandbFlags", "check_config", "command_context",
-           "config_parser", "group", "opt", "parse_config", "parse_known_config", "to_argv"]
+           "config_parser", "flat_config", "group", "opt", "parse_config", "parse_known_config", "to_argv"]
