@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from src.common.errors import HmuError
 from helpers_methods import MASK, RES, VQ, make_dataset, make_runs, tree_hashes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,6 +266,25 @@ def test_pipeline_code_prune_sweep_and_combined():
                                                   "--code_prune", "4"])
     with pytest.raises(HmuError, match="sweep"):
         plan(args, rest)
+
+
+def test_pipeline_checks_every_method_flag_before_any_step(capsys):
+    """A method flag is parsed into the method's config while planning: a typo or a bad value stops the pipeline
+    before the first step (it once surfaced only when that step started, after earlier steps had run)."""
+    from src.methods.pipeline import parse_pipeline, plan
+
+    for bad in (["--select", "nonsense"], ["--code_prunee", "3"], ["--alpha", "nan"]):
+        cfg, rest = parse_pipeline(["lcr", "violence", "synth", *bad])
+        with pytest.raises((SystemExit, HmuError)):
+            plan(cfg, rest)
+    cfg, rest = parse_pipeline(["finetune", "violence", "synth", "--max_epoch", "0"])
+    with pytest.raises(HmuError, match="--max_epoch"):
+        plan(cfg, rest)
+    # what the method step gets is its config written back: the method's own flags survive, defaults are left out
+    cfg, rest = parse_pipeline(["lcr", "violence", "synth", "--select", "upstream", "--alpha", "0.5"])
+    argv = plan(cfg, rest)[0][1]
+    assert argv[argv.index("--select") + 1] == "upstream" and argv[argv.index("--alpha") + 1] == "0.5"
+    assert "--batch_size" not in argv
 
 
 def test_lcr_scripts_pass_through(tmp_path):

@@ -2,8 +2,9 @@
 
     python -m src.methods.pipeline lcr violence synth --vq_name rvq --trans_name mtrans --res_name rtrans [flags]
 
-Flags this module knows (sources, output name, evaluation) are used here; every other flag goes to the method's CLI
-unchanged (e.g. ``--code_prune 8 --select upstream`` for LCR, ``--max_epoch 3`` for fine-tuning). Evaluation is
+Flags this module knows (sources, output name, evaluation) are used here; every other flag joins the method's typed
+config (e.g. ``--code_prune 8 --select upstream`` for LCR, ``--max_epoch 3`` for fine-tuning), which is checked before
+any step runs and handed to the method's command. Evaluation is
 ``python -m src.eval.t2m_unlearn`` on the forget and retain TEST keyword splits, once per edited model.
 
 LCR only: ``--code_prune_sweep 32 8 16 64`` runs the edit and its evaluation once per value (upstream's ``lcr.sh``
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from src.common.errors import HmuError, cli
 from src.common.run_names import help_default, with_run_defaults
@@ -75,20 +77,9 @@ def method_config(module: str, argv: Sequence[str]):
     return parse_config(cls, list(argv), prog=f"python -m {module}")
 
 
-def flag_value(argv: Sequence[str], flag: str, default: str) -> str:
-    """The last value given to ``flag`` in ``argv`` (``--flag v`` or ``--flag=v``), else ``default``."""
-    value = default
-    for i, a in enumerate(argv):
-        if a == flag and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif a.startswith(flag + "="):
-            value = a.split("=", 1)[1]
-    return value
-
-
 def plan(cfg: PipelineConfig, method_args: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """The commands in order: [(module, argv), ...] (pure; tested). A method step's argv is its command's config
-    (built from the pipeline's flags and ``method_args``, checked) written back as flags."""
+    """The commands in order: [(module, argv), ...] (pure; tested). A method step is its command's config, built
+    from the pipeline's flags and ``method_args`` and checked before any step runs, written back as flags."""
     from src.common.datasets import get_spec
     from src.config.command import to_argv
 
@@ -98,9 +89,6 @@ def plan(cfg: PipelineConfig, method_args: Sequence[str]) -> list[tuple[str, lis
         raise HmuError(f"--model {cfg.model}: {cfg.method} trains MoMask transformers only (use lcr or rece_uce)")
     family = "" if cfg.model == "momask" else f"{cfg.model}_"  # BAMM runs never take MoMask's default names
     out = cfg.out_name or f"{family}{cfg.method}_{cfg.concept}"
-    if cfg.method == "lcr" and not cfg.out_name:
-        # upstream's lcr.sh names the edit lcr<k>_<dataset>_<concept>, and its README evaluates it by that name
-        out = f"{family}lcr{flag_value(method_args, '--code_prune', '16')}_{ds}_{cfg.concept}"
     common = ["--dataset_name", ds, "--concept", cfg.concept, "--seed", str(cfg.seed), "--gpu_id",
               str(cfg.device.gpu_id)]
     for flag, value in (("--checkpoints_dir", cfg.where.checkpoints_dir), ("--dataset_dir", cfg.where.dataset_dir)):
@@ -109,41 +97,47 @@ def plan(cfg: PipelineConfig, method_args: Sequence[str]) -> list[tuple[str, lis
     force = ["--force"] if cfg.force else []
     rest = list(method_args)
     wandb = cfg.wandb.options().argv()
-    methods: list[tuple[str, list[str]]] = []
+    methods: list[tuple[str, Any]] = []  # (module, its checked config)
     evals: list[tuple[str, str, str, str]] = []  # (label, mask run, res run, vq run)
-    if cfg.code_prune_sweep and (cfg.method != "lcr" or "--code_prune" in rest or "--combined" in rest):
+    if cfg.code_prune_sweep and cfg.method != "lcr":
         raise HmuError("--code_prune_sweep: lcr only, without --code_prune and --combined")
-    if cfg.method == "lcr" and cfg.code_prune_sweep:
-        for k in cfg.code_prune_sweep:
-            name = f"{cfg.out_name}{k}" if cfg.out_name else f"{family}lcr{k}_{ds}_{cfg.concept}"
-            methods.append(("src.methods.lcr", [*common, "--vq_name", cfg.vq_name, "--name", name, "--code_prune",
-                                                str(k), *force, *rest]))
-            evals.append((f"lcr{k}", cfg.trans_name, cfg.res_name, name))
-    elif cfg.method == "lcr":
-        label = "lcr_combined" if "--combined" in rest else "lcr"
-        if "--combined" in rest:
-            out = cfg.out_name or f"{family}{label}_{cfg.concept}"
-        methods.append(("src.methods.lcr", [*common, "--vq_name", cfg.vq_name, "--name", out, *force, *rest]))
-        evals.append((label, cfg.trans_name, cfg.res_name, out))
+    if cfg.method == "lcr":
+        # one LCR config from the pipeline's flags and the method's; the runs differ by name (and k in a sweep)
+        lcr = method_config("src.methods.lcr", [*common, "--vq_name", cfg.vq_name, "--name", "-", *force, *rest])
+        if cfg.code_prune_sweep and (lcr.combined or "--code_prune" in rest):
+            raise HmuError("--code_prune_sweep: lcr only, without --code_prune and --combined")
+        if lcr.combined:
+            runs = [("lcr_combined", cfg.out_name or f"{family}lcr_combined_{cfg.concept}", lcr.code_prune)]
+        elif cfg.code_prune_sweep:
+            runs = [(f"lcr{k}", f"{cfg.out_name}{k}" if cfg.out_name else f"{family}lcr{k}_{ds}_{cfg.concept}", k)
+                    for k in cfg.code_prune_sweep]
+        else:
+            # upstream's lcr.sh names the edit lcr<k>_<dataset>_<concept>, and its README evaluates it by that name
+            runs = [("lcr", cfg.out_name or f"{family}lcr{lcr.code_prune}_{ds}_{cfg.concept}", lcr.code_prune)]
+        for label, name, k in runs:
+            methods.append(("src.methods.lcr", dataclasses.replace(lcr, name=name, code_prune=k)))
+            evals.append((label, cfg.trans_name, cfg.res_name, name))
     elif cfg.method == "rece_uce":
         for m in ("uce", "rece"):
             name = f"{out}_{m}" if cfg.out_name else f"{family}{m}_{cfg.concept}"
-            methods.append((f"src.methods.{m}", [*common, "--model", cfg.model, "--trans_name", cfg.trans_name,
-                                                  "--res_name", cfg.res_name, "--name", name, *force, *rest]))
+            methods.append((f"src.methods.{m}", method_config(f"src.methods.{m}", [
+                *common, "--model", cfg.model, "--trans_name", cfg.trans_name, "--res_name", cfg.res_name, "--name",
+                name, *force, *rest])))
             evals.append((m, name, f"{name}_res", cfg.vq_name))
     elif cfg.method == "finetune":
         from src.methods.finetune import with_preset
 
-        argv = [*common, "--trans_name", cfg.trans_name, "--res_name", cfg.res_name, "--name", out, *force, *wandb,
-                *rest]
-        methods.append(("src.methods.finetune", argv))
-        trains_res = "res" in with_preset(method_config("src.methods.finetune", argv)).train_parts.split(",")
+        ft = method_config("src.methods.finetune", [*common, "--trans_name", cfg.trans_name, "--res_name",
+                                                    cfg.res_name, "--name", out, *force, *wandb, *rest])
+        methods.append(("src.methods.finetune", ft))
+        trains_res = "res" in with_preset(ft).train_parts.split(",")
         evals.append(("finetune", out, f"{out}_res" if trains_res else cfg.res_name, cfg.vq_name))
     elif cfg.method == "retrain":
-        methods.append(("src.methods.retrain", [*common, "--name", out, "--like_vq", cfg.vq_name, "--like_trans",
-                                                cfg.trans_name, "--like_res", cfg.res_name, *force, *wandb, *rest]))
+        methods.append(("src.methods.retrain", method_config("src.methods.retrain", [
+            *common, "--name", out, "--like_vq", cfg.vq_name, "--like_trans", cfg.trans_name, "--like_res",
+            cfg.res_name, *force, *wandb, *rest])))
         evals.append(("retrain", out, f"{out}_res", f"{out}_vq"))
-    steps = [(module, to_argv(method_config(module, argv))) for module, argv in methods]
+    steps = [(module, to_argv(config)) for module, config in methods]
     if not cfg.no_eval:
         repeats = cfg.repeat_times or (3 if get_spec(ds).synthetic else 20)
         for label, mask, res, vq in evals:
