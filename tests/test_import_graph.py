@@ -212,11 +212,12 @@ def test_checker_sees_a_planted_circle_and_upward_import():
 
 def test_alias_checker_refuses_logic(tmp_path):
     ok = tmp_path / "ok.py"
-    ok.write_text('"""doc"""\nfrom src.cli.split import main\n\nif __name__ == "__main__":\n    raise SystemExit(main())\n')
+    guard = 'if __name__ == "__main__":\n'
+    ok.write_text(f'"""doc"""\nfrom src.cli.split import main\n\n{guard}    raise SystemExit(main())\n')
     assert alias_problems(ok, "src.cli.split") == []
     assert alias_problems(ok, "src.cli.other") != []
     bad = tmp_path / "bad.py"
     bad.write_text(ok.read_text() + "\nLIMIT = 3\n")
     assert alias_problems(bad, "src.cli.split") != []
-    bad.write_text('from src.cli.split import main\n\nif __name__ == "__main__":\n    print(1)\n    raise SystemExit(main())\n')
+    bad.write_text(f'from src.cli.split import main\n\n{guard}    print(1)\n    raise SystemExit(main())\n')
     assert alias_problems(bad, "src.cli.split") != []

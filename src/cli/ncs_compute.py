@@ -1,4 +1,5 @@
-"""``python -m src.eval.ncs_compute`` (this module; the name is an alias): the NCS figures (src/eval/ncs.py) of a batch generation, as upstream's script.
+"""``python -m src.eval.ncs_compute`` (this module; the name is an alias): the NCS figures (src/eval/ncs.py) of a
+batch generation, as upstream's script.
 
     python -m src.methods.gen_t2m_batch --dataset_name synth --name t2m_tiny --res_name tres_tiny \\
         --split kw_splits/test-w-violence.txt --repeat_times 3 --run_name forget_gen --skip_viz

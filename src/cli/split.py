@@ -1,5 +1,5 @@
-"""``python -m src.data.split`` (this module; the name is an alias): keyword forget/retain splits (``dataset/<ds>/kw_splits/{split}-w[o]-{concept}.txt``),
-optionally refined with TMR retrieval (``--tmr``).
+"""``python -m src.data.split`` (this module; the name is an alias): keyword forget/retain splits
+(``dataset/<ds>/kw_splits/{split}-w[o]-{concept}.txt``), optionally refined with TMR retrieval (``--tmr``).
 
 The keyword rule is :mod:`src.data.keywords` (pure); the TMR refinement is :mod:`src.models.tmr.refine_split`.
 Unlike upstream, existing split files are not silently reused: the CLI refuses to overwrite them without ``--force``.

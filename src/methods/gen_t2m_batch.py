@@ -158,7 +158,8 @@ def generate_batch(cfg: GenBatchConfig, ctx) -> int:
     device = ctx.device
     gen = load_generator(dataset_name=spec.name, name=cfg.name, res_name=cfg.res_name, vq_name=cfg.vq_name,
                          checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir, ckpt=cfg.ckpt,
-                         device=device, clip_path=cfg.where.clip_path, glove_dir=cfg.where.glove_dir, model=cfg.model_name,
+                         device=device, clip_path=cfg.where.clip_path, glove_dir=cfg.where.glove_dir,
+                         model=cfg.model_name,
                          batch_size=cfg.batch_size, **dataclasses.asdict(cfg.sampling))
     rng = np.random.default_rng(cfg.seed)
     items = split_items(root, cfg.split, spec=spec, unit_length=gen.unit_length)

@@ -32,8 +32,8 @@ class RetrainConfig:
     main_split: str = opt("train", help="split whose retain part trains (the originals' train split)")
     val_main_split: str = opt("val", help="split whose retain part validates")
     parts: str = opt("vq,mask,res", help="which models to train (comma-separated: vq, mask, res)")
-    vq_name: str | None = opt(None, help="VQ run the transformers use when vq is not in --parts, e.g. the original's to "
-                                         "share it (default: <name>_vq)")
+    vq_name: str | None = opt(None, help="VQ run the transformers use when vq is not in --parts, e.g. the original's "
+                                         "to share it (default: <name>_vq)")
     like_vq: str | None = opt(None, help="original VQ run whose preset is reused")
     like_trans: str | None = opt(None, help="original masked-transformer run whose preset is reused")
     like_res: str | None = opt(None, help="original residual-transformer run whose preset is reused")
