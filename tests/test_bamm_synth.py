@@ -120,18 +120,18 @@ def test_uce_on_bamm_changes_only_cond_emb(runs):
 
 
 def test_pipeline_names_bamm_runs_apart():
-    from src.methods.pipeline import build_parser, plan
+    from src.methods.pipeline import parse_pipeline, plan
 
-    args, rest = build_parser().parse_known_args(["rece_uce", "violence", "synth", "--model", "bamm", "--trans_name",
+    args, rest = parse_pipeline(["rece_uce", "violence", "synth", "--model", "bamm", "--trans_name",
                                                   "bamm_tiny", "--res_name", "tres_tiny", "--vq_name", "rvq_tiny"])
     steps = plan(args, rest)
     names = [a[a.index("--name") + 1] for _, a in steps]
     assert names == ["bamm_uce_violence", "bamm_rece_violence", "bamm_uce_violence", "bamm_rece_violence"]
     evals = [a for m, a in steps if m == "src.eval.t2m_unlearn"]
     assert all(a[a.index("--model") + 1] == "bamm" for a in evals)
-    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--model", "bamm"])
+    args, rest = parse_pipeline(["lcr", "violence", "synth", "--model", "bamm"])
     assert next(a[a.index("--name") + 1] for _, a in plan(args, rest)) == "bamm_lcr16_synth_violence"
-    args, rest = build_parser().parse_known_args(["finetune", "violence", "synth", "--model", "bamm"])
+    args, rest = parse_pipeline(["finetune", "violence", "synth", "--model", "bamm"])
     with pytest.raises(HmuError, match="--model bamm"):
         plan(args, rest)
 

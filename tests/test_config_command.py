@@ -134,3 +134,56 @@ def test_a_bad_dataset_file_is_one_line(tmp_path, content, needle):
     (tmp_path / "x" / "dataset.json").write_text(content)
     with pytest.raises(HmuError, match=re.escape(needle)):
         folder_spec(tmp_path, "x")
+
+
+# ----------------------------------------------------------------------------------------------- helper a's additions
+@dataclasses.dataclass(kw_only=True)
+class Wrapper:
+    """A command with positionals, a REMAINDER tail and a group whose default differs from the class's."""
+
+    method: str = opt(None, flag="method", choices=("lcr", "uce"), help="method")
+    dataset: str = opt("HumanML3D", flag="dataset", nargs="?", help="dataset")
+    no_eval: bool = opt(False, help="skip the evaluation")
+    sweep: list[int] | None = opt(None, help="values")
+    device: DeviceOptions = group(DeviceOptions, gpu_id=None)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Tail:
+    """A command whose flags after -- go on to another (argparse.REMAINDER)."""
+
+    name: str = opt("x", help="name")
+    tail: list[str] | None = opt(None, flag="tail", nargs=__import__("argparse").REMAINDER, help="after --")
+
+
+def test_positionals_known_args_and_round_trip():
+    from src.config.command import flat_config, parse_known_config
+
+    cfg, rest = parse_known_config(Wrapper, ["uce", "synth", "--code_prune", "8", "--gpu_id", "-1"], prog="w")
+    assert (cfg.method, cfg.dataset, cfg.device.gpu_id) == ("uce", "synth", -1) and rest == ["--code_prune", "8"]
+    # -1 is not this group's default (None): it must survive the trip back to flags
+    assert to_argv(cfg) == ["uce", "synth", "--gpu_id", "-1"]
+    assert parse_known_config(Wrapper, to_argv(cfg), prog="w")[0] == cfg
+    full = parse_config(Wrapper, ["lcr", "--sweep", "8", "16", "--no_eval"], prog="w")
+    assert full.sweep == [8, 16] and full.no_eval and parse_config(Wrapper, to_argv(full), prog="w") == full
+    # a group's fields flattened under their own names, as vars(args) gave them
+    assert flat_config(full) == {"method": "lcr", "dataset": "HumanML3D", "no_eval": True, "sweep": [8, 16],
+                                 "gpu_id": None, "device": None}
+    tail = parse_config(Tail, ["--name", "y", "--", "--max_epoch", "2"], prog="t")
+    assert tail.tail == ["--", "--max_epoch", "2"]
+    assert to_argv(tail) == ["--name", "y", "--", "--max_epoch", "2"]  # the tail last
+    assert parse_config(Tail, to_argv(tail), prog="t") == tail
+
+
+def test_negative_switch_has_no_double_negative():
+    text = config_parser(Wrapper, prog="w").format_help()
+    assert "--no_eval" in text and "--no-no_eval" not in text
+    with pytest.raises(SystemExit):
+        parse_config(Wrapper, [], prog="w")  # the required positional
+
+
+def test_known_config_does_not_take_a_prefix_of_a_passed_on_flag():
+    from src.config.command import parse_known_config
+
+    cfg, rest = parse_known_config(Wrapper, ["lcr", "--no_ev", "1"], prog="w")  # not ours: passed on whole
+    assert not cfg.no_eval and rest == ["--no_ev", "1"]

@@ -93,11 +93,15 @@ def test_which_epoch_is_upstreams_spelling_of_ckpt():
 
     from src.eval.t2m_unlearn import build_parser as eval_parser
     from src.gen.__main__ import build_parser as gen_parser
-    from src.methods.finetune import build_parser as ft_parser
+    from src.config.command import parse_config
+    from src.methods.finetune import FinetuneConfig
 
     assert eval_parser().parse_args(["--which_epoch", "E0010"]).ckpt == "E0010.tar"
     assert eval_parser().parse_args([]).ckpt == "net_best_fid.tar"
     assert gen_parser().parse_args(["--name", "m", "--which_epoch", "latest"]).ckpt == "latest.tar"
-    assert ft_parser().parse_args(["--name", "x", "--which_epoch", "net_best_acc.tar"]).ckpt == "net_best_acc.tar"
+    ft = parse_config(FinetuneConfig, ["--name", "x", "--which_epoch", "net_best_acc"], prog="ft").resolved()
+    assert ft.ckpt == "net_best_acc.tar"
+    with pytest.raises(SystemExit):
+        parse_config(FinetuneConfig, ["--name", "x", "--which_epoch", "../elsewhere/x"], prog="ft")
     with pytest.raises(SystemExit):
         eval_parser().parse_args(["--which_epoch", "../elsewhere/x"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import re
 import subprocess
 import sys
@@ -51,10 +52,20 @@ def parser_of(module: str) -> argparse.ArgumentParser | None:
     mod = importlib.import_module(module)
     if hasattr(mod, "build_parser"):
         return mod.build_parser()
-    if module in ("src.methods.uce", "src.methods.rece"):  # one shared CLI (src/methods/text_edit.py)
-        from src.methods.text_edit import build_parser
+    if hasattr(mod, "CONFIG"):  # a command built from its typed config (src.config.command)
+        from src.config.command import config_parser
 
-        return build_parser(module.rsplit(".", 1)[1])
+        return config_parser(mod.CONFIG, prog=mod.PROG)
+    main = getattr(mod, "main", None)
+    if main is not None and getattr(main, "__module__", module) not in (module, None):  # an alias: its target's
+        return parser_of(main.__module__)
+    if module in ("src.methods.uce", "src.methods.rece"):  # one shared CLI (src/methods/text_edit.py)
+        from src.config.command import config_parser
+        from src.methods.text_edit import CONFIGS
+
+        return config_parser(CONFIGS[module.rsplit(".", 1)[1]], prog=module)
+    if hasattr(mod, "__path__") and importlib.util.find_spec(f"{module}.__main__"):  # a package's command
+        return parser_of(f"{module}.__main__")
     if module == "src.eval.attack":  # an alias of python -m src.attacks
         return importlib.import_module("src.attacks.__main__").build_parser()
     return None

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from src.common.errors import HmuError
 from helpers_methods import MASK, RES, VQ, make_dataset, make_runs, tree_hashes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,11 +162,12 @@ def test_finetune_writes_new_run_and_resumes(env):
 
 
 def test_pipeline_plan_and_retrain_argv():
-    from src.methods.pipeline import build_parser, plan
-    from src.methods.retrain import build_parser as rp
+    from src.methods.pipeline import parse_pipeline, plan
+    from src.config.command import parse_config
+    from src.methods.retrain import RetrainConfig
     from src.methods.retrain import trainer_argv
 
-    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
+    args, rest = parse_pipeline(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
                                                   "--res_name", "r", "--code_prune", "8"])
     steps = plan(args, rest)
     assert [s[0] for s in steps] == ["src.methods.lcr", "src.eval.t2m_unlearn"]
@@ -172,9 +175,9 @@ def test_pipeline_plan_and_retrain_argv():
     ev = steps[1][1]
     # upstream's lcr.sh name, lcr<code_prune>_<dataset>_<concept> (the README evaluates it by that name)
     assert ev[ev.index("--vq_name") + 1] == "lcr8_synth_violence" and ev[ev.index("--name") + 1] == "m"
-    args, rest = build_parser().parse_known_args(["rece_uce", "violence", "synth", "--no_eval"])
+    args, rest = parse_pipeline(["rece_uce", "violence", "synth", "--no_eval"])
     assert [s[0] for s in plan(args, rest)] == ["src.methods.uce", "src.methods.rece"]
-    a = rp().parse_args(["--name", "dr", "--", "--max_epoch", "2"])
+    a = parse_config(RetrainConfig, ["--name", "dr", "--", "--max_epoch", "2"], prog="retrain")
     argv = trainer_argv("mask", a, split="kw_splits/train-wo-violence", val_split="kw_splits/val-wo-violence",
                         preset="tiny", vq_name="dr_vq")
     assert argv[argv.index("--split") + 1] == "kw_splits/train-wo-violence"
@@ -183,27 +186,28 @@ def test_pipeline_plan_and_retrain_argv():
 
 def test_finetune_presets_fill_only_unset_flags():
     """budget = the quickstart's short run; upstream = both parts, 500 epochs, batch 64, the resumed lr 2e-5."""
-    from src.methods.finetune import apply_preset, build_parser
+    from src.config.command import parse_config
+    from src.methods.finetune import FinetuneConfig, with_preset
 
-    a = build_parser().parse_args(["--name", "x"])
-    apply_preset(a)
+    def cfg(*argv):
+        return with_preset(parse_config(FinetuneConfig, ["--name", "x", *argv], prog="finetune"))
+
+    a = cfg()
     assert (a.train_parts, a.max_epoch, a.lr, a.warm_up_iter, a.batch_size) == ("mask", 5, 1e-4, 0, None)
-    a = build_parser().parse_args(["--name", "x", "--preset", "upstream"])
-    apply_preset(a)
+    a = cfg("--preset", "upstream")
     # batch_ft_t2m.sh: --is_continue --max_epoch 1000 from the released epoch 500, batch 64, both transformers;
     # lr 2e-4 x gamma 0.1 (resumed past the 50,000-iteration milestone), warm-up (2,000 iterations) long over
     assert (a.train_parts, a.max_epoch, a.lr, a.warm_up_iter, a.batch_size) == ("mask,res", 500, 2e-5, 0, 64)
-    a = build_parser().parse_args(["--name", "x", "--preset", "upstream", "--max_epoch", "3", "--train_parts", "mask"])
-    apply_preset(a)
+    a = cfg("--preset", "upstream", "--max_epoch", "3", "--train_parts", "mask")
     assert (a.train_parts, a.max_epoch, a.lr) == ("mask", 3, 2e-5)
 
 
 def test_pipeline_evaluates_the_residual_the_preset_trains():
-    from src.methods.pipeline import build_parser, plan
+    from src.methods.pipeline import parse_pipeline, plan
 
     for extra, res in (([], "r"), (["--preset", "upstream"], "ft_res"), (["--train_parts", "mask,res"], "ft_res"),
                        (["--preset", "upstream", "--train_parts", "mask"], "r")):
-        args, rest = build_parser().parse_known_args(["finetune", "violence", "synth", "--vq_name", "v",
+        args, rest = parse_pipeline(["finetune", "violence", "synth", "--vq_name", "v",
                                                       "--trans_name", "m", "--res_name", "r", "--out_name", "ft",
                                                       *extra])
         ev = plan(args, rest)[1][1]
@@ -243,9 +247,9 @@ def test_lcr_combined_is_the_union_of_per_sub_concept_selections(env, tmp_path):
 
 def test_pipeline_code_prune_sweep_and_combined():
     from src.common.errors import HmuError
-    from src.methods.pipeline import build_parser, plan
+    from src.methods.pipeline import parse_pipeline, plan
 
-    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
+    args, rest = parse_pipeline(["lcr", "violence", "synth", "--vq_name", "v", "--trans_name", "m",
                                                   "--res_name", "r", "--code_prune_sweep", "32", "8",
                                                   "--select", "upstream"])
     steps = plan(args, rest)
@@ -255,13 +259,32 @@ def test_pipeline_code_prune_sweep_and_combined():
         assert "upstream" in a
     for (_, e), k in zip(steps[2:], ("32", "8")):
         assert e[e.index("--vq_name") + 1] == f"lcr{k}_synth_violence" and e[e.index("--method") + 1] == f"lcr{k}"
-    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--combined"])
+    args, rest = parse_pipeline(["lcr", "violence", "synth", "--combined"])
     steps = plan(args, rest)
     assert "--combined" in steps[0][1] and steps[0][1][steps[0][1].index("--name") + 1] == "lcr_combined_violence"
-    args, rest = build_parser().parse_known_args(["lcr", "violence", "synth", "--code_prune_sweep", "8",
+    args, rest = parse_pipeline(["lcr", "violence", "synth", "--code_prune_sweep", "8",
                                                   "--code_prune", "4"])
     with pytest.raises(HmuError, match="sweep"):
         plan(args, rest)
+
+
+def test_pipeline_checks_every_method_flag_before_any_step(capsys):
+    """A method flag is parsed into the method's config while planning: a typo or a bad value stops the pipeline
+    before the first step (it once surfaced only when that step started, after earlier steps had run)."""
+    from src.methods.pipeline import parse_pipeline, plan
+
+    for bad in (["--select", "nonsense"], ["--code_prunee", "3"], ["--alpha", "nan"]):
+        cfg, rest = parse_pipeline(["lcr", "violence", "synth", *bad])
+        with pytest.raises((SystemExit, HmuError)):
+            plan(cfg, rest)
+    cfg, rest = parse_pipeline(["finetune", "violence", "synth", "--max_epoch", "0"])
+    with pytest.raises(HmuError, match="--max_epoch"):
+        plan(cfg, rest)
+    # what the method step gets is its config written back: the method's own flags survive, defaults are left out
+    cfg, rest = parse_pipeline(["lcr", "violence", "synth", "--select", "upstream", "--alpha", "0.5"])
+    argv = plan(cfg, rest)[0][1]
+    assert argv[argv.index("--select") + 1] == "upstream" and argv[argv.index("--alpha") + 1] == "0.5"
+    assert "--batch_size" not in argv
 
 
 def test_lcr_scripts_pass_through(tmp_path):

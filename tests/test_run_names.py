@@ -73,14 +73,18 @@ class _Stop(BaseException):
 
 
 def _spy(monkeypatch, module):
+    """Stop the CLI where it resolves its run names: a typed config's ``with_run_defaults`` (a new config), or the
+    older ``fill_run_defaults`` (a Namespace filled in place); ``seen["args"]`` is the resolved result."""
     seen = {}
 
     def spy(args, dataset_name, **flags):
-        RN.fill_run_defaults(args, dataset_name, **flags)
+        args = resolve(args, dataset_name, **flags) or args
         seen.update(args=args, dataset=dataset_name, flags=flags)
         raise _Stop
 
-    monkeypatch.setattr(module, "fill_run_defaults", spy)
+    typed = hasattr(module, "with_run_defaults")
+    resolve = RN.with_run_defaults if typed else RN.fill_run_defaults
+    monkeypatch.setattr(module, "with_run_defaults" if typed else "fill_run_defaults", spy)
     return seen
 
 
@@ -120,10 +124,10 @@ def test_cli_defaults_come_from_the_table(monkeypatch, module_name, argv, flags,
 
 @pytest.mark.parametrize("dataset", ["synth", "HumanML3D"])
 def test_pipeline_plan_uses_the_table(dataset):
-    from src.methods.pipeline import build_parser, plan
+    from src.methods.pipeline import parse_pipeline, plan
 
     for method in ("lcr", "rece_uce", "finetune", "retrain"):
-        args, rest = build_parser().parse_known_args([method, "violence", dataset])
+        args, rest = parse_pipeline([method, "violence", dataset])
         argvs = [a for _, a in plan(args, rest)]
         names = RN.RUN_NAMES[RN.table_key(dataset)]
         flat = [x for a in argvs for x in a]

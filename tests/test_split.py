@@ -10,7 +10,7 @@ import pytest
 
 from src.common.errors import HmuError
 from src.data import keywords as K
-from src.data import split as S
+from src.cli import split as S
 from src.data.humanml3d import read_split
 
 CONCEPTS = ("kick", "violence", "punch_jab_box_hit_beat", "duck_squat", "jump_leap_hop")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.data import keywords as K
-from src.data import split as S
+from src.cli import split as S
 from src.models.tmr import refine_split as R
 from src.data.humanml3d import read_split
 

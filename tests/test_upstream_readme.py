@@ -502,7 +502,7 @@ def test_eval_wrapper_ckpt_resolution(tmp_path):
     """Upstream's ``--ckpt X.tar`` names an edit; hmu wrote it as run X: a VQ run replaces the VQ only, a transformer
     run replaces the masked transformer (and the residual when X_res exists); anything else stays a file name."""
     from src.common.paths import Paths
-    from src.eval.t2m_unlearn_sh import is_upstream_call, resolve_ckpt
+    from src.cli.t2m_unlearn_sh import is_upstream_call, resolve_ckpt
 
     assert is_upstream_call(["--dataset", "HumanML3D"]) and is_upstream_call(["--dataset=synth"])
     assert not is_upstream_call(["--dataset", "synth", "--dataset_name", "synth"]) and not is_upstream_call([])
@@ -529,7 +529,7 @@ def test_eval_wrapper_ckpt_resolution(tmp_path):
 def test_tmr_run_found_in_upstreams_folder(tmp_path, monkeypatch):
     import src.common.paths as P
     from src.common.paths import Paths
-    from src.train.tmr import tmr_run_dir
+    from src.common.paths import tmr_run_dir
 
     monkeypatch.setattr(P, "REPO_ROOT", tmp_path / "repo")
     paths = Paths.default(checkpoints_dir=tmp_path / "ck")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from src.eval.results import ATTACKS_FILE  # noqa: F401 (the file name lives below attacks/ and report/)
+
 ATTACKS = ("implicit", "adversarial", "inversion", "compositional")
 SCHEMA = "hmu.attacks/1"
-ATTACKS_FILE = "attacks.json"
 ATTACKS_SCHEMA = """
 { "schema": "hmu.attacks/1", "run", "created", "command", "seed", "config": {every resolved flag},
   "models": {label: {"name", "ckpt", "vq_name", "res_name", "res_ckpt", "text_encoder", "sampling"}},

@@ -32,9 +32,3 @@ def resolve_device(gpu_id: int | None = None, device: str | None = None):
         raise HmuError("--device mps asked for but MPS is not available")
     return dev
 
-
-def add_device_args(parser) -> None:
-    """``--gpu_id``/``--device``: the one declaration is ``src.config.flags.add_device_flags``."""
-    from src.config.flags import add_device_flags
-
-    add_device_flags(parser)

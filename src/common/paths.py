@@ -58,3 +58,16 @@ class Paths:
             if (cand / "our_vab_data.npy").exists():
                 return cand
         return self.glove_dir
+
+
+def tmr_run_dir(paths: Paths, dataset_name: str, name: str, *, existing: bool = False) -> Path:
+    """A TMR run folder ``checkpoints/<dataset>/<name>``; with ``existing``, the first of the dataset's checkpoint
+    folders (ours, then upstream's alias such as ``t2m``, then upstream's TMR folder ``src/TMR/models/``) that holds
+    the run (its ``config.json``), else ours. Here, below data/ and eval/, so the split and NCS commands can read it."""
+    from src.common.datasets import get_spec
+
+    cands = [Path(paths.checkpoints_dir) / f / name for f in get_spec(dataset_name).ckpt_folders]
+    if existing:
+        cands.append(REPO_ROOT / "src" / "TMR" / "models" / name)  # where upstream's README puts TMR checkpoints
+        return next((c for c in cands if (c / "config.json").is_file()), cands[0])
+    return cands[0]

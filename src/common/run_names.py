@@ -8,8 +8,8 @@
 - Any other dataset (Motion-X, a custom one): HumanML3D's names, so a user who copied the released runs there finds
   them.
 
-CLIs declare these flags with ``default=None`` and call :func:`fill_run_defaults` after parsing; library code calls
-:func:`default_run_name`.
+A command's config declares these fields with default None and resolves them with :func:`with_run_defaults` (a new
+config); library code calls :func:`default_run_name`.
 """
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ def default_run_name(dataset_name: str | None, kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r} (one of {', '.join(KINDS)})")
     return RUN_NAMES[table_key(dataset_name)][kind]
+
+
+def with_run_defaults(cfg: Any, dataset_name: str | None, **fields: str) -> Any:
+    """A copy of config dataclass ``cfg`` whose run-name fields that are None take the dataset's default of their
+    kind, e.g. ``with_run_defaults(cfg, cfg.dataset_name, trans_name="mask", res_name="res")``."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, **{name: default_run_name(dataset_name, kind) for name, kind in fields.items()
+                                       if getattr(cfg, name) is None})
 
 
 def fill_run_defaults(args: Any, dataset_name: str | None, **flags: str) -> Any:

@@ -1,4 +1,5 @@
-"""Range checks of numbers in one place: CLI flags after parsing (:func:`check_args`) and opt.txt keys after reading
+"""Range checks of numbers in one place: CLI flags after parsing (:func:`check_args`; a typed config's fields by
+``src.config.command.check_config``) and opt.txt keys after reading
 (:func:`check_options`). A value out of range is a one-line HmuError naming the flag or key, before any work.
 
 Every float flag must be finite (a NaN scale or an infinite weight only ever produces a NaN model); the names below
@@ -103,12 +104,14 @@ def check_value(name: str, value: Any, rng: Range | None, *, what: str) -> None:
         raise HmuError(f"{what} must be {rng.text()}, got {value}")
 
 
-def check_args(args: Any, ranges: Mapping[str, Range] | None = None, *, skip: Iterable[str] = ()) -> None:
-    """Every number of a parsed argparse Namespace: finite floats, and the ranges of :data:`FLAG_RANGES` (plus
-    ``ranges``, which win). Lists of numbers are checked item by item. One-line HmuError naming the flag."""
+def check_args(values: Mapping[str, Any], ranges: Mapping[str, Range] | None = None, *,
+               skip: Iterable[str] = ()) -> None:
+    """Every number of parsed flag ``values`` (flag name -> value): finite floats, and the ranges of
+    :data:`FLAG_RANGES` (plus ``ranges``, which win). Lists of numbers are checked item by item. One-line HmuError
+    naming the flag. (A typed config is checked by ``src.config.command.check_config`` instead.)"""
     table = {**FLAG_RANGES, **(ranges or {})}
     skipped = set(skip)
-    for name, value in vars(args).items():
+    for name, value in values.items():
         if name in skipped or value is None:
             continue
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -144,7 +147,7 @@ def check_finite_state(state: Mapping[str, Any], what: str) -> None:
 def parse_checked(parser: Any, argv: Any = None, **kwargs: Any) -> Any:
     """``parser.parse_args(argv)`` followed by :func:`check_args`: the one call every CLI makes."""
     args = parser.parse_args(argv)
-    check_args(args, **kwargs)
+    check_args(vars(args), **kwargs)
     return args
 
 

@@ -72,9 +72,14 @@ def _flag_kw(cls, f: dataclasses.Field, defaults: Mapping[str, Any]) -> tuple[li
         kw.pop(k, None)
     if f.name in defaults:
         kw["default"] = defaults[f.name]
+    flag = meta.get("flag", f"--{f.name}")
+    if not flag.startswith("-"):  # a positional (``flag=<field name>``): its dest is its name
+        if flag != f.name:
+            raise TypeError(f"{cls.__name__}.{f.name}: a positional's flag must be the field's name")
+        kw.pop("dest", None)
+        return [flag], kw
     kw["dest"] = kw.get("dest", f.name)
-    names = [meta.get("flag", f"--{f.name}"), *aliases]
-    return names, kw
+    return [flag, *aliases], kw
 
 
 def _add_fields(parser: argparse.ArgumentParser, target, cls, *, only: Sequence[str] | None,
@@ -146,30 +151,52 @@ def check_config(cfg) -> None:
 
 
 def parse_config(cls, argv: Sequence[str] | None = None, *, prog: str, doc: str | None = None,
-                 raw_description: bool = False, parser: argparse.ArgumentParser | None = None):
-    """``argv`` -> a checked instance of config class ``cls`` (exits 2 with argparse's message on a bad flag)."""
+                 raw_description: bool = False, parser: argparse.ArgumentParser | None = None,
+                 intermixed: bool = False):
+    """``argv`` -> a checked instance of config class ``cls`` (exits 2 with argparse's message on a bad flag).
+    ``intermixed``: positionals may come after flags (``split --dataset_dir D synth violence``)."""
     p = parser or config_parser(cls, prog=prog, doc=doc, raw_description=raw_description)
-    ns = p.parse_args(argv)
+    ns = p.parse_intermixed_args(argv) if intermixed else p.parse_args(argv)
     cfg = _build(cls, ns, only=None, defaults={})
     check_config(cfg)
     return cfg
 
 
-def to_argv(cfg, *, only: Sequence[str] | None = None) -> list[str]:
+def parse_known_config(cls, argv: Sequence[str] | None = None, *, prog: str, doc: str | None = None,
+                       raw_description: bool = False, epilog: str | None = None):
+    """``argv`` -> (a checked instance of ``cls``, the flags it does not know), for a wrapper that passes the rest on to
+    another command. Abbreviations are off, so a passed-on flag is never mistaken for a prefix of one of ours."""
+    p = config_parser(cls, prog=prog, doc=doc, raw_description=raw_description, epilog=epilog)
+    p.allow_abbrev = False
+    ns, rest = p.parse_known_args(argv)
+    cfg = _build(cls, ns, only=None, defaults={})
+    check_config(cfg)
+    return cfg, rest
+
+
+def to_argv(cfg, *, only: Sequence[str] | None = None, defaults: Mapping[str, Any] | None = None) -> list[str]:
     """A config back to the flags that rebuild it, defaults left out (for pipelines that launch a command in another
     process): ``parse_config(type(cfg), to_argv(cfg)) == cfg``."""
     out: list[str] = []
+    positionals: list[str] = []
+    trailing: list[str] = []
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if _is_group(hints[f.name]):
-            out += to_argv(value, only=f.metadata.get("only"))
+            out += to_argv(value, only=f.metadata.get("only"), defaults=f.metadata.get("defaults"))
             continue
         if "help" not in f.metadata or not f.init or (only is not None and f.name not in only):
             continue
-        if value == flags_field_default(f):
+        if value == (defaults[f.name] if defaults and f.name in defaults else flags_field_default(f)):
             continue
         flag = f.metadata.get("flag", f"--{f.name}")
+        if not flag.startswith("-"):
+            if isinstance(value, (list, tuple)):
+                trailing += [str(v) for v in value]  # a list positional (e.g. argparse.REMAINDER) goes last
+            elif value is not None:
+                positionals.append(str(value))
+            continue
         if isinstance(value, bool):
             out.append(flag if value else f"--no-{flag[2:]}")
         elif value is None:
@@ -178,6 +205,19 @@ def to_argv(cfg, *, only: Sequence[str] | None = None) -> list[str]:
             out += [flag, *map(str, value)]
         else:
             out += [flag, str(value)]
+    return positionals + out + trailing
+
+
+def flat_config(cfg) -> dict[str, Any]:
+    """Every field of ``cfg`` by its own name, groups flattened (what ``vars(args)`` gave: the flags a run records)."""
+    out: dict[str, Any] = {}
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_group(hints[f.name]):
+            out.update(flat_config(value))
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 
@@ -206,6 +246,8 @@ class Locations:
     glove_dir: str | None = opt(None, help="word vectors for the embedded text encoder (env HMU_GLOVE, else "
                                            "dataset/<ds>/glove)")
     results_dir: str | None = opt(None, help="results root (env HMU_RESULTS, else ./results)")
+    clip_path: str | None = opt(None, help="CLIP ViT-B-32.pt for text_encoder clip (default "
+                                           "checkpoints/clip/ViT-B-32.pt)")
 
     def paths(self):
         from src.common.paths import Paths
@@ -239,9 +281,10 @@ class WandbFlags:
 
 
 def command_context(dataset_name: str | None, device: DeviceOptions | None = None, where: Locations | None = None,
-                    run: RunOptions | None = None, wandb: WandbFlags | None = None):
+                    run: RunOptions | None = None, wandb: WandbFlags | None = None, *, needs_device: bool = True):
     """The one bootstrap of a command: logging on, wandb checked before any work, then a
-    :class:`src.common.context.Context` (paths, the resolved dataset spec, device, overwrite and progress policy)."""
+    :class:`src.common.context.Context` (paths, the resolved dataset spec, device, overwrite and progress policy).
+    ``needs_device=False``: a command that runs no model (the device stays None and torch is not imported)."""
     from src.common.context import Context
     from src.common.datasets import folder_spec, get_spec
     from src.common.logging import setup_logging
@@ -261,9 +304,9 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
             if spec is None:
                 raise
     return Context(paths=paths, spec=spec,
-                   device=(device or DeviceOptions()).resolve(),
+                   device=(device or DeviceOptions()).resolve() if needs_device else None,
                    force=run.force, progress=not run.no_progress, wandb=wb)
 
 
 __all__ = ["DeviceOptions", "Locations", "RunOptions", "WandbFlags", "check_config", "command_context",
-           "config_parser", "group", "opt", "parse_config", "to_argv"]
+           "config_parser", "flat_config", "group", "opt", "parse_config", "parse_known_config", "to_argv"]

@@ -111,7 +111,9 @@ def flag_kwargs(cls, name: str, *, layered: bool,
     default = field_default(f)
     kw: dict[str, Any] = {}
     if tp is bool:
-        kw["action"] = argparse.BooleanOptionalAction
+        # a negative name (--no_progress) is a plain switch: --no-no_progress would read as a typo
+        negative = name.startswith("no_") and default is False
+        kw["action"] = "store_true" if negative else argparse.BooleanOptionalAction
     elif typing.get_origin(tp) in (list, tuple):
         (item,) = typing.get_args(tp)[:1] or (str,)
         kw.update(nargs="+", type=item)

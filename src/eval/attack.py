@@ -1,7 +1,5 @@
-"""Alias of the attack CLI: ``python -m src.eval.attack ...`` runs ``python -m src.attacks ...``."""
-from __future__ import annotations
+"""Alias: ``python -m src.eval.attack ...`` runs ``python -m src.attacks ...`` (through :mod:`src.cli.attack`)."""
+from src.cli.attack import main
 
 if __name__ == "__main__":
-    from src.attacks.__main__ import main
-
     raise SystemExit(main())

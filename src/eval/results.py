@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "hmu.metrics/1"
 METRICS_FILE = "metrics.json"
+ATTACKS_FILE = "attacks.json"  # written by python -m src.attacks, read by src.report: here, below both
 
 
 def versions() -> dict[str, str | None]:

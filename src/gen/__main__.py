@@ -15,7 +15,7 @@ from src.gen.generate import SAMPLING_DEFAULTS, check_generation_count, load_gen
 def build_parser():
     import argparse
 
-    from src.common.device import add_device_args
+    from src.config.flags import add_device_flags
 
     p = argparse.ArgumentParser(description="Generate motions from text with a trained MoMask or BAMM (family read from opt.txt).",
                                 formatter_class=HelpFormatter)
@@ -54,7 +54,7 @@ def build_parser():
     p.add_argument("--bvh", action="store_true",
                    help="also write bvh/<motion>.bvh (skeleton fitted by inverse kinematics)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    add_device_args(p)
+    add_device_flags(p)
     return p
 
 

@@ -27,74 +27,82 @@ printed and stored in the checkpoint's ``hmu_meta.wall_time_s``.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
-from src.common.run_names import fill_run_defaults, help_default
-from src.common.validate import comma_choices, parse_checked
+from src.common.run_names import help_default, with_run_defaults
+from src.common.validate import POSITIVE, comma_choices
+from src.config.command import DeviceOptions, Locations, RunOptions, WandbFlags, flat_config, group, opt
+from src.config.flags import SpeedOptions, which_epoch_file
 
+PROG = "python -m src.methods.finetune"
 PARTS = ("mask", "res")
 
-# Each preset's values for the flags left unset (see the module docstring for where upstream's come from).
+# Each preset's values for the fields left unset (see the module docstring for where upstream's come from).
 PRESETS = {
     "budget": {"train_parts": "mask", "max_epoch": 5, "lr": 1e-4, "warm_up_iter": 0, "batch_size": None},
     "upstream": {"train_parts": "mask,res", "max_epoch": 500, "lr": 2e-5, "warm_up_iter": 0, "batch_size": 64},
 }
 
 
-def apply_preset(args) -> None:
-    """Fill every flag the user left unset (None) from ``PRESETS[args.preset]``."""
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+@dataclasses.dataclass(kw_only=True)
+class FinetuneConfig:
+    """Fine-tuning baseline: continue training the original transformers on the RETAIN set only."""
+
+    # models
+    dataset_name: str = opt("synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
+    concept: str = opt("violence", aliases=("--split_name",), help="concept to forget")
+    name: str = opt(None, required=True, aliases=("--out_name",),
+                    help="NEW run for the fine-tuned masked transformer")
+    res_out_name: str | None = opt(None, help="NEW run for the fine-tuned residual transformer (<name>_res)")
+    trans_name: str | None = opt(None, help="source masked-transformer run (read only; " + help_default("mask") + ")")
+    res_name: str | None = opt(None, help="source residual-transformer run (read only; " + help_default("res") + ")")
+    ckpt: str = opt("net_best_fid.tar", help="source checkpoint file in each run's model/")
+    which_epoch: str | None = opt(None, type=which_epoch_file,
+                                  help="upstream's spelling of --ckpt: a file of <run>/model/ without .tar (latest, "
+                                       "net_best_fid, net_best_acc, E0010 from --save_every_e)")
+    train_parts: str | None = opt(None, help="comma-separated parts to train: mask, res (preset: budget mask, "
+                                             "upstream mask,res)")
+    preset: str = opt("budget", choices=tuple(PRESETS),
+                      help="budget: the quickstart's short run; upstream: the paper's baseline (see the module doc)")
+    # data
+    main_split: str = opt("train_val", help="split the keyword splits were made from")
+    split: str | None = opt(None, help="training ids (default kw_splits/<main_split>-wo-<concept>)")
+    # optimisation
+    max_epoch: int | None = opt(None, range=POSITIVE, help="epochs of fine-tuning (preset: budget 5, upstream 500)")
+    batch_size: int | None = opt(None, help="batch size (preset: budget the source run's, upstream 64)")
+    lr: float | None = opt(None, help="learning rate, AdamW (preset: budget 1e-4, upstream 2e-5)")
+    warm_up_iter: int | None = opt(None, help="linear lr warm-up iterations (presets: 0)")
+    log_every: int = opt(50, range=POSITIVE, help="log every N iterations")
+    # run
+    is_continue: bool = opt(False, help="resume from <name>/model/latest.tar")
+    seed: int = opt(0, help="seed of data order, masking and condition dropout")
+    save_every_e: int = opt(0, help="also keep model/E%%04d.tar every N epochs (upstream's name); 0 = never")
+    device: DeviceOptions = group(DeviceOptions)
+    speed: SpeedOptions = group(SpeedOptions, title="speed")
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir", "clip_path", "glove_dir"))
+    run: RunOptions = group(RunOptions)
+    wandb: WandbFlags = group(WandbFlags)
+
+    def resolved(self) -> FinetuneConfig:
+        """The preset's values for the fields left unset, the source runs from the run-name table, ``--which_epoch``
+        as ``--ckpt``, the dataset by its canonical name."""
+        from src.common.datasets import get_spec
+
+        cfg = with_preset(self)
+        cfg = with_run_defaults(cfg, cfg.dataset_name, trans_name="mask", res_name="res")
+        return dataclasses.replace(cfg, dataset_name=get_spec(cfg.dataset_name).name,
+                                   ckpt=cfg.which_epoch or cfg.ckpt, which_epoch=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_device_flags, add_location_flags, add_speed_flags
-    from src.methods.flags import method_parser
+CONFIG = FinetuneConfig
 
-    p, g = method_parser("python -m src.methods.finetune", __doc__, concept_help="concept to forget",
-                         name_help="NEW run for the fine-tuned masked transformer")
-    g.add_argument("--res_out_name", default=None, help="NEW run for the fine-tuned residual transformer (<name>_res)")
-    g.add_argument("--trans_name", default=None,
-                   help="source masked-transformer run (read only; " + help_default("mask") + ")")
-    g.add_argument("--res_name", default=None,
-                   help="source residual-transformer run (read only; " + help_default("res") + ")")
-    g.add_argument("--ckpt", default="net_best_fid.tar", help="source checkpoint file in each run's model/")
-    from src.config.flags import add_which_epoch_flag
 
-    add_which_epoch_flag(g)
-    g.add_argument("--train_parts", default=None, help="comma-separated parts to train: mask, res (preset: budget mask, "
-                   "upstream mask,res)")
-    g.add_argument("--preset", choices=tuple(PRESETS), default="budget",
-                   help="budget: the quickstart's short run; upstream: the paper's baseline (see the module doc)")
-    g = p.add_argument_group("data")
-    g.add_argument("--main_split", default="train_val", help="split the keyword splits were made from")
-    g.add_argument("--split", default=None, help="training ids (default kw_splits/<main_split>-wo-<concept>)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--max_epoch", type=int, default=None, help="epochs of fine-tuning (preset: budget 5, upstream 500)")
-    g.add_argument("--batch_size", type=int, default=None,
-                   help="batch size (preset: budget the source run's, upstream 64)")
-    g.add_argument("--lr", type=float, default=None, help="learning rate, AdamW (preset: budget 1e-4, upstream 2e-5)")
-    g.add_argument("--warm_up_iter", type=int, default=None, help="linear lr warm-up iterations (presets: 0)")
-    g.add_argument("--log_every", type=int, default=50, help="log every N iterations")
-    g = p.add_argument_group("run")
-    g.add_argument("--is_continue", action="store_true", help="resume from <name>/model/latest.tar")
-    g.add_argument("--force", action="store_true", help="start over, deleting existing output runs")
-    g.add_argument("--seed", type=int, default=0, help="seed of data order, masking and condition dropout")
-    add_device_flags(g)
-    add_speed_flags(g)
-    add_location_flags(g, "checkpoints_dir", "dataset_dir", "clip_path", "glove_dir")
-    g.add_argument("--no_progress", action="store_true", help="no progress bars")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    from src.config.flags import add_wandb_flags
-
-    g.add_argument("--save_every_e", type=int, default=0,
-                   help="also keep model/E%%04d.tar every N epochs (upstream's name); 0 = never")
-    add_wandb_flags(g)
-    return p
+def with_preset(cfg: FinetuneConfig) -> FinetuneConfig:
+    """``cfg`` with every field left unset (None) taken from ``PRESETS[cfg.preset]``."""
+    return dataclasses.replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
 
 
 def parse_parts(text: str) -> list[str]:
@@ -124,7 +132,7 @@ def prepare_output(paths, dataset_name: str, out_name: str, source_dir: Path, *,
     return dest, False
 
 
-def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, split: str) -> dict:
+def finetune_part(part: str, ft: FinetuneConfig, ctx, *, dest: Path, resume: bool, split: str) -> dict:
     """Fine-tune one part ('mask' or 'res') into ``dest`` with the shared engine; returns the engine's summary."""
     from src.common.seed import fix_seed
     from src.methods.run_output import edit_meta
@@ -133,45 +141,46 @@ def finetune_part(part: str, args, *, paths, device, dest: Path, resume: bool, s
     from src.train.engine import TrainSpec
     from src.train.transformer import train_transformer
 
-    fix_seed(args.seed)
+    paths, device = ctx.paths, ctx.device
+    fix_seed(ft.seed)
     loader = load_mask_transformer if part == "mask" else load_res_transformer
-    name = args.trans_name if part == "mask" else args.res_name
-    model, cfg, src_dir = loader(paths, args.dataset_name, name, ckpt=args.ckpt)
-    vq, _, vq_dir = load_vq(paths, args.dataset_name, cfg.vq_name)
+    name = ft.trans_name if part == "mask" else ft.res_name
+    model, cfg, src_dir = loader(paths, ft.dataset_name, name, ckpt=ft.ckpt)
+    vq, _, vq_dir = load_vq(paths, ft.dataset_name, cfg.vq_name)
     vq = vq.to(device).eval()
     for p in vq.parameters():
         p.requires_grad_(False)
     mean, std = load_mean_std(vq_dir)
-    cfg = cfg.replace(lr=args.lr, warm_up_iter=args.warm_up_iter, milestones=[10**9], max_epoch=args.max_epoch,
-                      batch_size=args.batch_size or cfg.batch_size, seed=args.seed)
-    folder = feed.open_folder(paths, args.dataset_name)
-    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=args.seed)
+    cfg = cfg.replace(lr=ft.lr, warm_up_iter=ft.warm_up_iter, milestones=[10**9], max_epoch=ft.max_epoch,
+                      batch_size=ft.batch_size or cfg.batch_size, seed=ft.seed)
+    folder = feed.open_folder(paths, ft.dataset_name)
+    train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=cfg, seed=ft.seed)
     if len(train_ds) < cfg.batch_size:
         raise HmuError(f"--split {split}: {len(train_ds)} training items, fewer than --batch_size {cfg.batch_size}")
-    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.glove_dir, clip_path=args.clip_path)
-    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds), progress=not args.no_progress)
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=ft.where.glove_dir, clip_path=ft.where.clip_path)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds), progress=ctx.progress)
 
-    src_ckpt = find_run_dir(paths, args.dataset_name, name) / "model" / args.ckpt
+    src_ckpt = find_run_dir(paths, ft.dataset_name, name) / "model" / ft.ckpt
     previous = _previous_wall_time(dest) if resume else 0.0
-    meta = edit_meta(method="finetune", args=vars(args), source_ckpt=src_ckpt, part=part, split=split,
+    meta = edit_meta(method="finetune", args=flat_config(ft), source_ckpt=src_ckpt, part=part, split=split,
                      config=cfg.to_dict() if hasattr(cfg, "to_dict") else None)
     key = "t2m_transformer" if part == "mask" else "res_transformer"
     tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
     meta["wall_time_s_before"] = previous
-    from src.common.logging import MetricLogger, WandbOptions
+    from src.common.logging import MetricLogger
     from src.train.engine import Checkpointing
 
-    logger = MetricLogger(dest / "train_log.jsonl", wandb=WandbOptions.from_flags(vars(args)), name=dest.name,
+    logger = MetricLogger(dest / "train_log.jsonl", wandb=ctx.wandb, name=dest.name,
                           config={"method": "finetune", "part": part, "split": split, "source": str(src_ckpt),
-                                  **{k: v for k, v in vars(args).items() if not k.startswith("wandb")}},
+                                  **{k: v for k, v in flat_config(ft).items() if not k.startswith("wandb")}},
                           dir=dest, job_type="unlearn")
     try:
         result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,
                                    layers="first" if part == "mask" else "all", device=device, resume=resume,
-                                   meta=meta, max_epoch=args.max_epoch, seed=args.seed, log_every=args.log_every,
-                                   progress=not args.no_progress, logger=logger, amp=args.amp,
-                                   num_workers=args.num_workers,
-                                   checkpointing=Checkpointing(save_every_e=args.save_every_e))
+                                   meta=meta, max_epoch=ft.max_epoch, seed=ft.seed, log_every=ft.log_every,
+                                   progress=ctx.progress, logger=logger, amp=ft.speed.amp,
+                                   num_workers=ft.speed.num_workers,
+                                   checkpointing=Checkpointing(save_every_e=ft.save_every_e))
         # no validation set here: the last epoch is net_best_fid.tar
         logger.summary(event_detail="net_best_fid.tar", best_by="last_epoch", wall_time_s=result["wall_time_s"])
     finally:
@@ -210,46 +219,37 @@ def _record_wall_time(dest: Path, seconds: float) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    apply_preset(args)
-    fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")
-    from src.common.device import resolve_device
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
-    from src.data.datasets import resolve_ids
-    from src.common.datasets import get_spec
-    from src.data.keywords import forget_keywords, split_paths
+    from src.config.command import command_context, parse_config
+
+    cfg = parse_config(FinetuneConfig, argv, prog=PROG, doc=__doc__).resolved()
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run, cfg.wandb)
+    return run_finetune(cfg, ctx)
+
+
+def run_finetune(cfg: FinetuneConfig, ctx) -> int:
+    """Every part of ``cfg`` (resolved) fine-tuned into its NEW run; every output checked before any training."""
     from src.common import dist
+    from src.data.datasets import resolve_ids
+    from src.data.keywords import forget_keywords, split_paths
+    from src.methods.run_output import output_dir
     from src.models.checkpoint import find_run_dir
     from src.train.options import init_distributed
 
-    setup_logging(args.verbose)
-    from src.common.logging import WandbOptions
-
-    WandbOptions.from_flags(vars(args)).check()  # --wandb without the package: one line before any work
-    parts = parse_parts(args.train_parts)
-    if args.max_epoch < 1:
-        raise HmuError(f"--max_epoch must be >= 1, got {args.max_epoch}")
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    device = init_distributed(resolve_device(args.gpu_id, args.device))
-    spec = get_spec(args.dataset_name)
-    args.dataset_name = spec.name
-    forget_keywords(spec.name, args.concept)
-    root = paths.data_root(spec.name)
-    split = args.split or str(split_paths(root, args.main_split, args.concept)[1].relative_to(root).with_suffix(""))
+    parts = parse_parts(cfg.train_parts)
+    paths, spec = ctx.paths, ctx.dataset
+    ctx = dataclasses.replace(ctx, device=init_distributed(ctx.device))
+    forget_keywords(spec.name, cfg.concept)
+    root = ctx.data_root
+    split = cfg.split or str(split_paths(root, cfg.main_split, cfg.concept)[1].relative_to(root).with_suffix(""))
     resolve_ids(root, split)  # missing or empty retain split: one line, before any folder is made
-    outs = {"mask": args.name, "res": args.res_out_name or f"{args.name}_res"}
-    srcs = {"mask": args.trans_name, "res": args.res_name}
-    plan = []
-    for part in parts:  # every output checked before any training starts
-        src_dir = find_run_dir(paths, spec.name, srcs[part])
-        plan.append((part, src_dir))
-    from src.methods.run_output import output_dir
+    outs = {"mask": cfg.name, "res": cfg.res_out_name or f"{cfg.name}_res"}
+    srcs = {"mask": cfg.trans_name, "res": cfg.res_name}
+    plan = [(part, find_run_dir(paths, spec.name, srcs[part])) for part in parts]
 
     def check_outputs():  # on rank 0 only: the other ranks must not see the folders rank 0 starts creating
         for part, src_dir in plan:
             d = output_dir(paths, spec.name, outs[part], force=True, sources=(src_dir,))
-            if d.exists() and not (args.force or args.is_continue):
+            if d.exists() and not (ctx.force or cfg.is_continue):
                 raise HmuError(f"run folder {d} already exists (pass --is_continue to resume or --force to start "
                                "over)")
 
@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = 0.0
     for part, src_dir in plan:
         dest, resume = dist.on_main(lambda: prepare_output(paths, spec.name, outs[part], src_dir,
-                                                           is_continue=args.is_continue, force=args.force))
-        r = finetune_part(part, args, paths=paths, device=device, dest=dest, resume=resume, split=split)
+                                                           is_continue=cfg.is_continue, force=ctx.force))
+        r = finetune_part(part, cfg, ctx, dest=dest, resume=resume, split=split)
         total += r["wall_time_total_s"]
         print(f"fine-tuned {part} transformer {srcs[part]} on {split}: {r['epochs_run']} epochs, {r['total_it']} "
               f"iterations, {r['wall_time_total_s']:.1f}s -> {dest}/model/net_best_fid.tar")

@@ -15,17 +15,20 @@ minimum are skipped, as upstream's loader does. The same seed gives the same fil
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.config.flags import HelpFormatter
 from src.common.errors import HmuError, cli
+from src.common.validate import POSITIVE
+from src.config.command import DeviceOptions, Locations, RunOptions, group, opt
+from src.gen.generate import SAMPLING_DEFAULTS
 
 log = logging.getLogger(__name__)
 
+PROG = "python -m src.methods.gen_t2m_batch"
 ENV_GENERATION = "HMU_GENERATION"
 UPSTREAM_MAX_FRAMES = 200  # upstream's evaluation loader skips motions of 200 frames or more
 
@@ -47,48 +50,53 @@ def check_run_name(run_name: str) -> str:
     return run_name
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from src.gen.generate import SAMPLING_DEFAULTS
+@dataclasses.dataclass(kw_only=True)
+class SamplingOptions:
+    """sampling"""
 
-    p = argparse.ArgumentParser(prog="python -m src.methods.gen_t2m_batch", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    g = p.add_argument_group("models (upstream flag names)")
-    g.add_argument("--dataset_name", default="synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
-    g.add_argument("--name", default="t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
-                   help="masked-transformer (or BAMM) run")
-    g.add_argument("--res_name", default="tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2",
-                   help="residual-transformer run ('' = base layer only)")
-    g.add_argument("--vq_name", default=None, help="VQ run (default: the one the transformer was trained on)")
-    g.add_argument("--ckpt", default="net_best_fid.tar",
-                   help="transformer checkpoint file in each run's model/ (base.tar: upstream's released file)")
-    g.add_argument("--model_name", choices=("momask", "bamm"), default=None,
-                   help="model family of --name (default: read from its opt.txt)")
-    g = p.add_argument_group("generation")
-    g.add_argument("--split", default="test", help="split to generate: a name (test) or an id file (kw_splits/...)")
-    g.add_argument("--run_name", default="t2m_gen", help="output folder generation/<run_name>/")
-    g.add_argument("--repeat_times", type=int, default=1, help="generations per motion")
-    g.add_argument("--batch_size", type=int, default=32, help="captions per generator call")
-    g.add_argument("--seed", type=int, default=10107, help="seed of the caption draws and of sampling")
-    g.add_argument("--skip_viz", action="store_true", help="no videos")
-    g.add_argument("--ik_viz", action="store_true",
-                   help="also write animations/<r>/<id>.bvh, the skeleton fitted by inverse kinematics")
-    for k, v in SAMPLING_DEFAULTS.items():
-        if isinstance(v, bool):
-            g.add_argument(f"--{k}", action="store_true", help="Gumbel-max instead of multinomial sampling")
-        else:
-            g.add_argument(f"--{k}", type=type(v), default=v, help=k.replace("_", " "))
-    g = p.add_argument_group("locations and device")
-    g.add_argument("--generation_dir", default=None,
-                   help=f"output root (env {ENV_GENERATION}; default <repo>/generation)")
-    g.add_argument("--checkpoints_dir", default=None, help="checkpoints root (env HMU_CHECKPOINTS)")
-    g.add_argument("--dataset_dir", default=None, help="datasets root (env HMU_DATASET)")
-    g.add_argument("--glove_dir", default=None, help="word vectors for the embedded text encoder")
-    g.add_argument("--clip_path", default=None, help="CLIP ViT-B-32.pt for clip-conditioned models")
-    g.add_argument("--force", action="store_true", help="overwrite an existing generation/<run_name>/records.json")
-    g.add_argument("--gpu_id", type=int, default=-1, help="GPU index, -1 for CPU")
-    g.add_argument("--device", default=None, help="torch device string; overrides --gpu_id")
-    g.add_argument("--no_progress", action="store_true", help="no progress bar")
-    return p
+    time_steps: int = opt(SAMPLING_DEFAULTS["time_steps"], help="time steps")
+    cond_scale: float = opt(SAMPLING_DEFAULTS["cond_scale"], help="cond scale")
+    res_cond_scale: float = opt(SAMPLING_DEFAULTS["res_cond_scale"], help="res cond scale")
+    temperature: float = opt(SAMPLING_DEFAULTS["temperature"], help="temperature")
+    topkr: float = opt(SAMPLING_DEFAULTS["topkr"], help="topkr")
+    gumbel_sample: bool = opt(SAMPLING_DEFAULTS["gumbel_sample"], action="store_true",
+                              help="Gumbel-max instead of multinomial sampling")
+
+
+@dataclasses.dataclass(kw_only=True)
+class GenBatchConfig:
+    """Generate a motion for every motion of a dataset split, --repeat_times times, into generation/<run_name>/."""
+
+    # models (upstream flag names)
+    dataset_name: str = opt("synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
+    name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", help="masked-transformer (or BAMM) run")
+    res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2", help="residual-transformer run ('' = base layer "
+                                                                         "only)")
+    vq_name: str | None = opt(None, help="VQ run (default: the one the transformer was trained on)")
+    ckpt: str = opt("net_best_fid.tar", help="transformer checkpoint file in each run's model/ (base.tar: upstream's "
+                                             "released file)")
+    model_name: str | None = opt(None, choices=("momask", "bamm"),
+                                 help="model family of --name (default: read from its opt.txt)")
+    # generation
+    split: str = opt("test", help="split to generate: a name (test) or an id file (kw_splits/...)")
+    run_name: str = opt("t2m_gen", help="output folder generation/<run_name>/")
+    repeat_times: int = opt(1, range=POSITIVE, help="generations per motion")
+    batch_size: int = opt(32, range=POSITIVE, help="captions per generator call")
+    seed: int = opt(10107, help="seed of the caption draws and of sampling")
+    skip_viz: bool = opt(False, action="store_true", help="no videos")
+    ik_viz: bool = opt(False, action="store_true",
+                       help="also write animations/<r>/<id>.bvh, the skeleton fitted by inverse kinematics")
+    sampling: SamplingOptions = group(SamplingOptions)
+    generation_dir: str | None = opt(None, help=f"output root (env {ENV_GENERATION}; default <repo>/generation)")
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir", "glove_dir", "clip_path"))
+    device: DeviceOptions = group(DeviceOptions)
+    run: RunOptions = group(RunOptions, only=("force", "no_progress"))
+
+    def check(self) -> None:
+        check_run_name(self.run_name)
+
+
+CONFIG = GenBatchConfig
 
 
 def split_items(root: Path, split: str, *, spec, unit_length: int) -> list[tuple[str, int, list[str]]]:
@@ -123,48 +131,45 @@ def write_video(path: Path, joints, *, caption: str, spec) -> Path:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.repeat_times < 1:
-        raise HmuError("--repeat_times must be >= 1")
-    if args.batch_size < 1:
-        raise HmuError("--batch_size must be >= 1")
-    check_run_name(args.run_name)
+    from src.config.command import command_context, parse_config
 
+    cfg = parse_config(GenBatchConfig, argv, prog=PROG, doc=__doc__)
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+    return generate_batch(cfg, ctx)
+
+
+def generate_batch(cfg: GenBatchConfig, ctx) -> int:
+    """Every motion of ``cfg.split``, ``cfg.repeat_times`` times: features, joints, videos and records.json."""
     import numpy as np
     from tqdm import tqdm
 
-    from src.common.device import resolve_device
     from src.common.io import atomic_save_npy, atomic_write_json, refuse_overwrite
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
-    from src.common.datasets import get_spec
-    from src.gen.generate import SAMPLING_DEFAULTS, load_generator
+    from src.gen.generate import load_generator
 
-    setup_logging()
-    spec = get_spec(args.dataset_name)
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    out = generation_root(args.generation_dir) / args.run_name
+    spec, paths = ctx.dataset, ctx.paths
+    out = generation_root(cfg.generation_dir) / cfg.run_name
     records_path = out / "records.json"
-    refuse_overwrite(records_path, args.force, what="generation records")
+    refuse_overwrite(records_path, ctx.force, what="generation records")
     root = paths.data_root(spec.name)
     if not root.is_dir():
         raise HmuError(f"dataset folder not found: {root}")
-    device = resolve_device(args.gpu_id, args.device)
-    gen = load_generator(dataset_name=spec.name, name=args.name, res_name=args.res_name, vq_name=args.vq_name,
-                         checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir, ckpt=args.ckpt,
-                         device=device, clip_path=args.clip_path, glove_dir=args.glove_dir, model=args.model_name,
-                         batch_size=args.batch_size, **{k: getattr(args, k) for k in SAMPLING_DEFAULTS})
-    rng = np.random.default_rng(args.seed)
-    items = split_items(root, args.split, spec=spec, unit_length=gen.unit_length)
-    g = torch_generator(args.seed, device=device)
+    device = ctx.device
+    gen = load_generator(dataset_name=spec.name, name=cfg.name, res_name=cfg.res_name, vq_name=cfg.vq_name,
+                         checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir, ckpt=cfg.ckpt,
+                         device=device, clip_path=cfg.where.clip_path, glove_dir=cfg.where.glove_dir,
+                         model=cfg.model_name,
+                         batch_size=cfg.batch_size, **dataclasses.asdict(cfg.sampling))
+    rng = np.random.default_rng(cfg.seed)
+    items = split_items(root, cfg.split, spec=spec, unit_length=gen.unit_length)
+    g = torch_generator(cfg.seed, device=device)
     records = []
-    total = args.repeat_times * len(items)
-    bar = tqdm(total=total, desc=f"generate {args.split}", unit="motion", disable=args.no_progress)
-    for r in range(args.repeat_times):
-        for b, start in enumerate(range(0, len(items), args.batch_size)):
-            batch = items[start:start + args.batch_size]
+    total = cfg.repeat_times * len(items)
+    bar = tqdm(total=total, desc=f"generate {cfg.split}", unit="motion", disable=not ctx.progress)
+    for r in range(cfg.repeat_times):
+        for b, start in enumerate(range(0, len(items), cfg.batch_size)):
+            batch = items[start:start + cfg.batch_size]
             caps = [texts[int(rng.integers(len(texts)))] for _, _, texts in batch]
             feats = gen.generate(caps, [n for _, n, _ in batch], generator=g)
             for k, ((mid, _, _), cap, f) in enumerate(zip(batch, caps, feats)):
@@ -173,11 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 atomic_save_npy(out / rel["feats_path"], f)
                 atomic_save_npy(out / rel["joint_path"], joints)
                 video = None
-                if not args.skip_viz:
+                if not cfg.skip_viz:
                     video = str(write_video(out / "animations" / str(r) / f"{mid}.mp4", joints, caption=cap,
                                             spec=spec).relative_to(out))
                 bvh = None
-                if args.ik_viz:
+                if cfg.ik_viz:
                     from src.viz.export import motion_bvh
 
                     bvh = str(motion_bvh(out / "animations" / str(r) / f"{mid}.bvh", joints,
@@ -186,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "batch": b, "sample": k, "repeat": r, **({"bvh_path": bvh} if bvh else {})})
                 bar.update(1)
     bar.close()
-    atomic_write_json(records_path, {"dataset_name": spec.name, "ckpt": args.ckpt, "split": args.split,
-                                     "seed": args.seed, "models": gen.sources, "sampling": gen.sampling(),
+    atomic_write_json(records_path, {"dataset_name": spec.name, "ckpt": cfg.ckpt, "split": cfg.split,
+                                     "seed": cfg.seed, "models": gen.sources, "sampling": gen.sampling(),
                                      "paths": "relative to this file", "records": records})
-    print(f"{len(records)} motions ({len(items)} x {args.repeat_times} repeats) -> {out}")
+    print(f"{len(records)} motions ({len(items)} x {cfg.repeat_times} repeats) -> {out}")
     print(f"Saved records to {records_path}")
     return 0
 

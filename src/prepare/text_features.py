@@ -17,14 +17,14 @@ from src.common.errors import HmuError, cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.common.device import add_device_args
+    from src.config.flags import add_device_flags
 
     p = argparse.ArgumentParser(prog="python -m src.prepare.text_features", description=__doc__.split("\n")[0])
     p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
     p.add_argument("--dataset_dir", default=None, help="datasets root (default: HMU_DATASET or ./dataset)")
     p.add_argument("--batch_size", type=int, default=128, help="captions per forward pass (default: 128)")
     p.add_argument("--force", action="store_true", help="recompute an existing cache")
-    add_device_args(p)
+    add_device_flags(p)
     return p
 
 

@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     from src.common.progress import add_progress_flag
 
     add_progress_flag(p)
-    from src.common.device import add_device_args
+    from src.config.flags import add_device_flags
 
-    add_device_args(p)
+    add_device_flags(p)
     from src.config.flags import add_wandb_flags
 
     add_wandb_flags(p)
@@ -141,7 +141,7 @@ def _attacks_section(root: Path, report_dir: str) -> str:
     """The methods x attacks tables of every attacks.json under ``root`` (written by ``python -m src.attacks``)."""
     import json
 
-    from src.attacks.record import ATTACKS_FILE
+    from src.eval.results import ATTACKS_FILE
     from src.report.attacks import attacks_markdown
 
     parts = []

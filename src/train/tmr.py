@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
+from src.common.paths import tmr_run_dir
 from src.models.tmr.encode import encode_motions, encode_texts
 from src.models.tmr.text_side import load_text_side, text_side_from_config  # noqa: F401 (re-exported)
 from src.common.validate import parse_checked
@@ -183,20 +184,6 @@ def save_run_weights(model, run_dir: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
-
-
-def tmr_run_dir(paths, dataset_name: str, name: str, *, existing: bool = False) -> Path:
-    """``checkpoints/<dataset>/<name>``; with ``existing``, the first of the dataset's checkpoint folders (ours, then
-    upstream's alias such as ``t2m``, then upstream's TMR folder ``src/TMR/models/``) that holds the run, else ours."""
-    from src.common.datasets import get_spec
-    from src.common.paths import REPO_ROOT
-
-    # Paths.run_dir asks the spec for `ckpt_folder`; the spec table names it `ckpt_folders` (reported to the lead).
-    cands = [Path(paths.checkpoints_dir) / f / name for f in get_spec(dataset_name).ckpt_folders]
-    if existing:
-        cands.append(REPO_ROOT / "src" / "TMR" / "models" / name)  # where upstream's README puts TMR checkpoints
-        return next((c for c in cands if (c / "config.json").is_file()), cands[0])
-    return cands[0]
 
 
 def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
