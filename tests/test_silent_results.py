@@ -96,10 +96,10 @@ def test_classifier_noise_must_not_be_negative(value, ok):
     from src.common.validate import check_args
 
     if ok:
-        check_args(argparse.Namespace(noise=value))
+        check_args({"noise": value})
     else:
         with pytest.raises(HmuError, match="--noise"):
-            check_args(argparse.Namespace(noise=value))
+            check_args({"noise": value})
 
 
 # ------------------------------------------------------------------------------ NaN is not "not measured"
