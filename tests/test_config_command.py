@@ -95,3 +95,19 @@ def test_command_context_resolves_once(tmp_path):
     assert ctx.data_root == tmp_path / "ds" / "HumanML3D"
     assert ctx.run_dir("x") == ctx.paths.run_dir("t2m", "x") == tmp_path / "ck" / "HumanML3D" / "x"
     assert str(ctx.device) == "cpu"
+
+
+def test_flat_dict_merges_groups_like_the_flags():
+    from src.config.command import flat_dict
+
+    flat = flat_dict(parse("--split_name", "kick", "--checkpoints_dir", "/x", "--force"))
+    assert flat["concept"] == "kick" and flat["checkpoints_dir"] == "/x" and flat["force"] is True
+    assert flat["gpu_id"] == -1 and "device" in flat and "where" not in flat and "run" not in flat
+
+
+def test_no_progress_reaches_the_environment(monkeypatch):
+    monkeypatch.delenv("HMU_PROGRESS", raising=False)
+    command_context(None, run=RunOptions(no_progress=True))
+    import os
+
+    assert os.environ["HMU_PROGRESS"] == "off"

@@ -181,6 +181,20 @@ def to_argv(cfg, *, only: Sequence[str] | None = None) -> list[str]:
     return out
 
 
+def flat_dict(cfg) -> dict[str, Any]:
+    """A config as one flat ``{field: value}`` dict, groups merged in (what ``vars(args)`` gave: the record of a
+    run's settings in its results file)."""
+    out: dict[str, Any] = {}
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_group(hints[f.name]):
+            out.update(flat_dict(value))
+        elif "dest" not in f.metadata:  # a second spelling of another field (e.g. --which_epoch) is not a setting
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- shared groups
 
 
@@ -246,8 +260,11 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
     from src.common.datasets import get_spec
     from src.common.logging import setup_logging
 
+    from src.common.progress import apply_progress
+
     run = run or RunOptions()
     setup_logging(run.verbose)
+    apply_progress(not run.no_progress)  # HMU_PROGRESS=off reaches every loop and subprocess below
     wb = wandb.options() if wandb is not None else None
     if wb is not None:
         wb.check()
@@ -258,4 +275,4 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
 
 
 __all__ = ["DeviceOptions", "Locations", "RunOptions", "WandbFlags", "check_config", "command_context",
-           "config_parser", "group", "opt", "parse_config", "to_argv"]
+           "config_parser", "flat_dict", "group", "opt", "parse_config", "to_argv"]
