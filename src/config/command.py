@@ -232,9 +232,11 @@ class Locations:
 class RunOptions:
     """run"""
 
-    force: bool = opt(False, help="replace an existing output")
-    no_progress: bool = opt(False, help="no progress bars")
-    verbose: bool = opt(False, help="debug logging", flag="--verbose", aliases=("-v",))
+    # plain switches: --no-force / --no-no_progress would only restate the defaults
+    force: bool = opt(False, help="replace an existing output", action="store_true")
+    no_progress: bool = opt(False, help="no progress bars or progress lines (sets HMU_PROGRESS=off for what it runs)",
+                            action="store_true")
+    verbose: bool = opt(False, help="debug logging", flag="--verbose", aliases=("-v",), action="store_true")
 
 
 @dataclasses.dataclass(kw_only=True)
