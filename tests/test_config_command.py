@@ -111,3 +111,19 @@ def test_no_progress_reaches_the_environment(monkeypatch):
     import os
 
     assert os.environ["HMU_PROGRESS"] == "off"
+
+
+@dataclasses.dataclass(kw_only=True)
+class WithPositional:
+    """positional demo"""
+
+    folder: str = opt(None, flag="folder", help="a folder")
+    depth: int = opt(1, help="depth")
+
+
+def test_a_field_can_be_a_positional_argument():
+    cfg = parse_config(WithPositional, ["/tmp/x", "--depth", "2"], prog="p")
+    assert cfg == WithPositional(folder="/tmp/x", depth=2)
+    assert parse_config(WithPositional, to_argv(cfg), prog="p") == cfg
+    with pytest.raises(SystemExit):
+        parse_config(WithPositional, ["--depth", "2"], prog="p")  # the positional is required

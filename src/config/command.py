@@ -72,8 +72,14 @@ def _flag_kw(cls, f: dataclasses.Field, defaults: Mapping[str, Any]) -> tuple[li
         kw.pop(k, None)
     if f.name in defaults:
         kw["default"] = defaults[f.name]
+    flag = meta.get("flag", f"--{f.name}")
+    if not flag.startswith("-"):  # a positional argument (flag=<the field's name>): argparse names it itself
+        if flag != f.name:
+            raise TypeError(f"{cls.__name__}.{f.name}: a positional argument is named after its field")
+        kw.pop("dest", None)
+        return [flag], kw
     kw["dest"] = kw.get("dest", f.name)
-    names = [meta.get("flag", f"--{f.name}"), *aliases]
+    names = [flag, *aliases]
     return names, kw
 
 
@@ -170,7 +176,9 @@ def to_argv(cfg, *, only: Sequence[str] | None = None) -> list[str]:
         if value == flags_field_default(f):
             continue
         flag = f.metadata.get("flag", f"--{f.name}")
-        if isinstance(value, bool):
+        if not flag.startswith("-"):  # positional
+            out += list(map(str, value)) if isinstance(value, (list, tuple)) else [str(value)]
+        elif isinstance(value, bool):
             out.append(flag if value else f"--no-{flag[2:]}")
         elif value is None:
             continue
