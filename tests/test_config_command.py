@@ -127,3 +127,37 @@ def test_a_field_can_be_a_positional_argument():
     assert parse_config(WithPositional, to_argv(cfg), prog="p") == cfg
     with pytest.raises(SystemExit):
         parse_config(WithPositional, ["--depth", "2"], prog="p")  # the positional is required
+
+
+@dataclasses.dataclass(kw_only=True)
+class Sizes:
+    latent_dim: int = opt(384, help="latent size")
+    milestones: list[int] = opt(factory=lambda: [50_000], help="milestones")
+    share_weight: bool = opt(False, help="share")
+
+
+def _layered_cls():
+    from src.config.command import layered
+
+    @dataclasses.dataclass(kw_only=True)
+    class L:
+        """layered demo"""
+
+        name: str = opt("x", help="name")
+        sizes: dict = layered(Sizes, ("latent_dim", "milestones", "share_weight"), title="sizes",
+                              default_text=lambda n, d: f"preset's {n}")
+    return L
+
+
+def test_layered_fields_keep_only_what_was_given():
+    from src.config.command import flat_dict
+
+    L = _layered_cls()
+    assert parse_config(L, [], prog="p").sizes == {}  # nothing given: a later layer (a preset) decides
+    cfg = parse_config(L, ["--latent_dim", "64", "--milestones", "1", "2", "--share_weight"], prog="p")
+    assert cfg.sizes == {"latent_dim": 64, "milestones": [1, 2], "share_weight": True}
+    assert parse_config(L, to_argv(cfg), prog="p") == cfg
+    assert flat_dict(cfg) == {"name": "x", "latent_dim": 64, "milestones": [1, 2], "share_weight": True}
+    assert "preset's latent_dim" in config_parser(L, prog="p").format_help()
+    with pytest.raises(HmuError, match="--latent_dim must be >= 1"):  # FLAG_RANGES by name inside the dict too
+        parse_config(L, ["--latent_dim", "0"], prog="p")

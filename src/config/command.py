@@ -54,6 +54,19 @@ def group(cls, *, title: str | None = None, only: Sequence[str] | None = None, *
                                        "defaults": defaults})
 
 
+def layered(cls, names: Sequence[str], *, title: str | None = None, default_text=None,
+            overrides: Mapping[str, Mapping[str, Any]] | None = None):
+    """A config field (a dict) holding the values given on the command line for fields ``names`` of config class
+    ``cls`` (flags built by ``add_config_flags(..., layered=True)``: default None = not given, so that a later layer
+    such as a preset can fill the rest). ``default_text(name, default)`` words each flag's default in ``--help``."""
+    return dataclasses.field(default_factory=dict, metadata={
+        "layered": (cls, tuple(names), default_text, dict(overrides or {})), "group_title": title})
+
+
+def _is_layered(f: dataclasses.Field) -> bool:
+    return "layered" in f.metadata
+
+
 def _is_group(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
@@ -89,6 +102,14 @@ def _add_fields(parser: argparse.ArgumentParser, target, cls, *, only: Sequence[
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
+        if _is_layered(f):
+            from .flags import add_config_flags
+
+            src_cls, names, text, overrides = f.metadata["layered"]
+            title = f.metadata.get("group_title")
+            add_config_flags(parser.add_argument_group(title) if title else target, src_cls, names, layered=True,
+                             default_text=text, overrides=overrides)
+            continue
         if _is_group(hints[f.name]):
             sub = hints[f.name]
             title = f.metadata.get("group_title") or (sub.__doc__ or sub.__name__).strip().split("\n")[0]
@@ -122,7 +143,9 @@ def _build(cls, ns: argparse.Namespace, *, only: Sequence[str] | None, defaults:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        if _is_group(hints[f.name]):
+        if _is_layered(f):
+            values[f.name] = {n: getattr(ns, n) for n in f.metadata["layered"][1] if getattr(ns, n, None) is not None}
+        elif _is_group(hints[f.name]):
             values[f.name] = _build(hints[f.name], ns, only=f.metadata.get("only"),
                                     defaults=f.metadata.get("defaults") or {})
         elif (only is None or f.name in only) and hasattr(ns, f.name) and "help" in f.metadata:
@@ -138,6 +161,13 @@ def check_config(cfg) -> None:
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        if _is_layered(f):
+            src_meta = {g.name: g.metadata for g in dataclasses.fields(f.metadata["layered"][0])}
+            for name, v in value.items():
+                rng = src_meta.get(name, {}).get("range", FLAG_RANGES.get(name))
+                for x in v if isinstance(v, (list, tuple)) else [v]:
+                    check_value(name, x, rng, what=src_meta.get(name, {}).get("flag", f"--{name}"))
+            continue
         if _is_group(hints[f.name]):
             check_config(value)
             continue
@@ -168,6 +198,13 @@ def to_argv(cfg, *, only: Sequence[str] | None = None) -> list[str]:
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        if _is_layered(f):
+            for name, v in value.items():
+                if isinstance(v, bool):
+                    out.append(f"--{name}" if v else f"--no-{name}")
+                else:
+                    out += [f"--{name}", *map(str, v)] if isinstance(v, (list, tuple)) else [f"--{name}", str(v)]
+            continue
         if _is_group(hints[f.name]):
             out += to_argv(value, only=f.metadata.get("only"))
             continue
@@ -196,7 +233,9 @@ def flat_dict(cfg) -> dict[str, Any]:
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if _is_group(hints[f.name]):
+        if _is_layered(f):
+            out.update(value)  # only what was given: the rest comes from a later layer
+        elif _is_group(hints[f.name]):
             out.update(flat_dict(value))
         elif "dest" not in f.metadata:  # a second spelling of another field (e.g. --which_epoch) is not a setting
             out[f.name] = list(value) if isinstance(value, tuple) else value
@@ -251,8 +290,8 @@ class RunOptions:
 class WandbFlags:
     """logging"""
 
-    wandb: bool = opt(False, help="also log to Weights & Biases (offline unless WANDB_MODE is set or credentials "
-                                  "exist)")
+    wandb: bool = opt(False, action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE is "
+                                                       "set or credentials exist)")
     wandb_project: str = opt("hmu", help="wandb project")
     wandb_group: str | None = opt(None, help="wandb group of this run (e.g. the quickstart's)")
 
@@ -285,4 +324,4 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
 
 
 __all__ = ["DeviceOptions", "Locations", "RunOptions", "WandbFlags", "check_config", "command_context",
-           "config_parser", "flat_dict", "group", "opt", "parse_config", "to_argv"]
+           "config_parser", "flat_dict", "group", "layered", "opt", "parse_config", "to_argv"]
