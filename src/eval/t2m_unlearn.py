@@ -140,15 +140,6 @@ def parse(argv: Sequence[str] | None = None) -> EvalConfig:
     return parse_config(EvalConfig, argv, prog=PROG, doc=__doc__)
 
 
-def load_generator(**kwargs):
-    """The generator factory of src/gen/generate.py, imported here and only here (the one integration point)."""
-    try:
-        from src.gen.generate import load_generator as _load
-    except ImportError as exc:
-        raise HmuError(f"generation is not available: src/gen/generate.py with load_generator() is missing ({exc})") from None
-    return _load(**kwargs)
-
-
 def _split_files(root: Path, main_split: str, concept: str) -> tuple[Path, Path]:
     from src.data.keywords import split_paths
 
@@ -197,6 +188,7 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
     from src.eval.sets import load_eval_set, prompt_set
     from src.eval.t2m_evaluator import T2MEvaluator
+    from src.gen.generate import load_generator
 
     spec, paths = ctx.dataset, ctx.paths
     run = cfg.results_name()

@@ -61,10 +61,11 @@ def build_config(*, motion_nfeats: int, text_nfeats: int, latent_dim: int, ff_si
                  num_heads: int, dropout: float, lr: float, fact: float | None = None, recons_weight: float = 1.0):
     """A TMRConfig with upstream's loss weights and contrastive settings, the given sizes, VAE noise factor and
     reconstruction weight (1.0 is upstream's; 0 trains the encoders only)."""
+    from src.config.sizes import TransformerSizes
     from src.models.tmr.config import DecoderConfig, EncoderConfig, TMRConfig
 
-    sizes = {"latent_dim": latent_dim, "ff_size": ff_size, "num_layers": num_layers, "num_heads": num_heads,
-             "dropout": dropout}
+    sizes = TransformerSizes(latent_dim=latent_dim, ff_size=ff_size, num_layers=num_layers, num_heads=num_heads,
+                             dropout=dropout).size_kwargs()
     base = TMRConfig()
     return TMRConfig(motion_encoder=EncoderConfig(nfeats=motion_nfeats, **sizes),
                      text_encoder=EncoderConfig(nfeats=text_nfeats, **sizes),
