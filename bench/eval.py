@@ -43,7 +43,7 @@ from src.common.paths import Paths
 from src.data.word_vectorizer import clear_cache, load_word_vectorizer
 from src.eval import cache as eval_cache
 from src.eval import metrics as M
-from src.eval.loop import evaluate
+from src.eval.loop import NO_MM, LoopOptions, evaluate
 from src.eval.sets import load_eval_set
 from src.eval.t2m_evaluator import T2MEvaluator
 from src.models.evaluator import Evaluator, EvaluatorConfig
@@ -189,7 +189,8 @@ def main() -> int:
         t0 = time.perf_counter()
         if name not in t_cold:  # cold: vocabulary load and ground-truth encoding included
             ev.words = load_word_vectorizer(glove)
-        evaluate(gen, sets[name], ev, repeats=args.repeats, seed=args.seed, mm=False, cache_dir=tmp, progress=False)
+        evaluate(gen, sets[name], ev, repeats=args.repeats, seed=args.seed, mm=NO_MM,
+                 run=LoopOptions(cache_dir=tmp, progress=False))
         return time.perf_counter() - t0
 
     t_up, t_cold, t_warm = {}, {}, {}

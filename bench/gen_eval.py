@@ -110,7 +110,7 @@ def main() -> int:
     from src.common.paths import Paths
     from src.data.word_vectorizer import clear_cache, load_word_vectorizer
     from src.eval import cache as eval_cache
-    from src.eval.loop import evaluate
+    from src.eval.loop import NO_MM, LoopOptions, evaluate
     from src.eval.sets import load_eval_set
 
     be = _bench_eval()
@@ -150,7 +150,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             ev.words = load_word_vectorizer(glove)
-            evaluate(fn, es, ev, repeats=args.repeats, seed=args.seed, mm=False, cache_dir=tmp, progress=False)
+            evaluate(fn, es, ev, repeats=args.repeats, seed=args.seed, mm=NO_MM,
+                     run=LoopOptions(cache_dir=tmp, progress=False))
             tot["ours"]["all"] += time.perf_counter() - t0
         tot["ours"]["gen"] += fn.seconds
 

@@ -1,4 +1,10 @@
-"""BVH export: inverse kinematics on the 22-joint chain; FK of the written file gives the joints back."""
+"""BVH export: inverse kinematics on the 22-joint chain; FK of the written file gives the joints back.
+
+The file is read back with :func:`spec_fk`, a reader written here from the BVH specification (hierarchy, OFFSET,
+CHANNELS in the header's order, intrinsic Euler angles in that order, position channels replacing the offset), with
+HumanML3D's joint names spelled out here too: a mistake the module's writer and reader share (left and right hips
+swapped, XYZ angles under a Z-Y-X header) fails these tests.
+"""
 from __future__ import annotations
 
 import os
@@ -13,12 +19,77 @@ from src.viz.skeleton import t_pose
 
 CHAIN = get_spec("HumanML3D").kinematic_chain
 FIXTURES = Path(os.environ.get("HMU_FIXTURES", "/work/shared/fixtures/upstream"))
+# SMPL's first 22 joints in HumanML3D's order, as hmu's export names them (independent of src.viz.bvh's tuple)
+HML_NAMES = ["Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle", "R_Ankle", "Spine3",
+             "L_Foot", "R_Foot", "Neck", "L_Collar", "R_Collar", "Head", "L_Shoulder", "R_Shoulder", "L_Elbow",
+             "R_Elbow", "L_Wrist", "R_Wrist"]
+
+
+def _axis_rotation(axis: str, deg: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) right-handed rotations about one axis, written out."""
+    a = np.deg2rad(deg)
+    c, s, o, z = np.cos(a), np.sin(a), np.ones_like(a), np.zeros_like(a)
+    rows = {"X": [[o, z, z], [z, c, -s], [z, s, c]],
+            "Y": [[c, z, s], [z, o, z], [-s, z, c]],
+            "Z": [[c, -s, z], [s, c, z], [z, z, o]]}[axis]
+    return np.stack([np.stack(r, -1) for r in rows], -2)
+
+
+def spec_fk(path: Path) -> dict[str, np.ndarray]:
+    """Joint name -> world positions (T, 3) of a BVH file, by the specification (see the module docstring)."""
+    toks = path.read_text().split()
+    assert toks[0] == "HIERARCHY"
+    joints, stack, i, pending = [], [], 1, None   # joints: [name, parent, offset, channels]
+    while toks[i] != "MOTION":
+        t = toks[i]
+        if t in ("ROOT", "JOINT"):
+            joints.append([toks[i + 1], stack[-1] if stack else None, None, []])
+            pending, i = len(joints) - 1, i + 2
+        elif t == "End":
+            pending, i = "end", i + 2
+        elif t == "{":
+            stack.append(pending)
+            i += 1
+        elif t == "}":
+            stack.pop()
+            i += 1
+        elif t == "OFFSET":
+            if stack[-1] != "end":
+                joints[stack[-1]][2] = np.array([float(v) for v in toks[i + 1:i + 4]])
+            i += 4
+        elif t == "CHANNELS":
+            n = int(toks[i + 1])
+            joints[stack[-1]][3] = toks[i + 2:i + 2 + n]
+            i += 2 + n
+        else:
+            raise AssertionError(f"unexpected token {t}")
+    assert toks[i + 1] == "Frames:" and toks[i + 3:i + 5] == ["Frame", "Time:"]
+    n_frames = int(toks[i + 2])
+    values = np.array([float(v) for v in toks[i + 6:]]).reshape(n_frames, -1)
+    col, world = 0, {}
+    for name, parent, offset, channels in joints:
+        local_t = np.tile(offset, (n_frames, 1))
+        local_r = np.tile(np.eye(3), (n_frames, 1, 1))
+        for ch in channels:
+            v = values[:, col]
+            col += 1
+            if ch.endswith("position"):
+                local_t[:, "XYZ".index(ch[0])] = v
+            else:
+                local_r = local_r @ _axis_rotation(ch[0], v)
+        if parent is None:
+            world[name] = (local_r, local_t)
+        else:
+            pr, pt = world[joints[parent][0]]
+            world[name] = (pr @ local_r, pt + np.einsum("tij,tj->ti", pr, local_t))
+    assert col == values.shape[1]
+    return {name: t for name, (_, t) in world.items()}
 
 
 def fk_of_file(path: Path) -> np.ndarray:
-    """Positions (T, 22, 3) by FK of a BVH, in HumanML3D joint order."""
-    m = bvh.read(path)
-    return m.positions()[:, [m.names.index(n) for n in bvh.T2M_JOINT_NAMES]]
+    """Positions (T, 22, 3) by the specification's FK of a BVH, in HumanML3D joint order (names spelled here)."""
+    pos = spec_fk(path)
+    return np.stack([pos[n] for n in HML_NAMES], axis=1)
 
 
 def rigid_motion(T: int = 30, seed: int = 0, rest: np.ndarray | None = None) -> np.ndarray:
@@ -30,7 +101,7 @@ def rigid_motion(T: int = 30, seed: int = 0, rest: np.ndarray | None = None) -> 
     parents = bvh.parents_from_chain(CHAIN, 22)
     offs = np.array([rest[j] - rest[p] if p >= 0 else np.zeros(3) for j, p in enumerate(parents)])
     rot = Rotation.from_rotvec(rng.normal(0, 0.6, (T * 22, 3))).as_matrix().reshape(T, 22, 3, 3)
-    m = bvh.BVHMotion(list(bvh.T2M_JOINT_NAMES), parents, offs, rng.normal(0, 1, (T, 3)), rot, 0.05)
+    m = bvh.BVHMotion(list(HML_NAMES), parents, offs, rng.normal(0, 1, (T, 3)), rot, 0.05)
     return m.positions()
 
 
@@ -90,3 +161,28 @@ def test_bad_input_is_one_line():
 
     with pytest.raises(HmuError, match="expected joint positions"):
         bvh.fit(np.zeros((5, 22)), CHAIN)
+
+
+def test_header_declares_the_order_the_angles_are_written_in(tmp_path):
+    """A rotation about one axis at a time: the header's channel order must be the angles' order on the line."""
+    X = rigid_motion(seed=5)
+    text = bvh.write(tmp_path / "o.bvh", X, CHAIN).read_text()
+    assert "CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation" in text
+    assert np.abs(fk_of_file(tmp_path / "o.bvh") - X).max() < 1e-4
+
+
+def test_left_is_left_in_the_written_file(tmp_path):
+    """In a T-pose facing +z (HumanML3D), the character's left is +x: the file's L_ joints must be there."""
+    X = np.repeat(t_pose()[None], 3, axis=0)
+    P = spec_fk(bvh.write(tmp_path / "t.bvh", X, CHAIN))
+    for side in ("Hip", "Knee", "Ankle", "Foot", "Collar", "Shoulder", "Elbow", "Wrist"):
+        assert (P[f"L_{side}"][:, 0] > P[f"R_{side}"][:, 0]).all(), side
+
+
+def test_module_reader_agrees_with_the_spec_reader(tmp_path):
+    """src.viz.bvh.read (used by src.gen's tests and users) gives what the specification's FK gives."""
+    path = bvh.write(tmp_path / "m.bvh", rigid_motion(seed=2), CHAIN)
+    m = bvh.read(path)
+    P = m.positions()
+    ref = spec_fk(path)
+    assert np.abs(np.stack([ref[n] for n in m.names], 1) - P).max() < 1e-9

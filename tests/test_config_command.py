@@ -161,3 +161,42 @@ def test_layered_fields_keep_only_what_was_given():
     assert "preset's latent_dim" in config_parser(L, prog="p").format_help()
     with pytest.raises(HmuError, match="--latent_dim must be >= 1"):  # FLAG_RANGES by name inside the dict too
         parse_config(L, ["--latent_dim", "0"], prog="p")
+
+
+def test_an_imported_folder_is_a_dataset_by_its_name(tmp_path):
+    import json
+
+    from src.common import datasets as D
+
+    folder = tmp_path / "ds" / "mocap_x"
+    folder.mkdir(parents=True)
+    with pytest.raises(HmuError, match="unknown dataset 'mocap_x'"):
+        command_context("mocap_x", where=Locations(dataset_dir=str(tmp_path / "ds")))
+    (folder / "dataset.json").write_text(json.dumps({"schema": "hmu.dataset/1", "like": "t2m",
+                                                     "min_motion_length": 24}))
+    try:
+        ctx = command_context("mocap_x", where=Locations(dataset_dir=str(tmp_path / "ds"),
+                                                         checkpoints_dir=str(tmp_path / "ck")))
+        assert ctx.spec.name == ctx.spec.folder == "mocap_x" and ctx.data_root == folder
+        assert (ctx.spec.dim_pose, ctx.spec.joints_num, ctx.spec.fps) == (263, 22, 20)   # HumanML3D's
+        assert ctx.spec.min_motion_length == 24 and ctx.run_dir("vq") == tmp_path / "ck" / "mocap_x" / "vq"
+        assert D.get_spec("MOCAP_X") is ctx.spec   # registered: later lookups by name find it
+    finally:
+        D.SPECS.pop("mocap_x", None)
+        D._ALIASES.pop("mocap_x", None)
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not readable JSON"),
+    ('{"schema": "hmu.dataset/1"}', "expected"),
+    ('{"schema": "other", "like": "HumanML3D"}', "expected"),
+    ('{"schema": "hmu.dataset/1", "like": "nope"}', "unknown dataset 'nope'"),
+    ('{"schema": "hmu.dataset/1", "like": "HumanML3D", "min_motion_length": 1e9}', "min_motion_length must be"),
+])
+def test_a_bad_dataset_file_is_one_line(tmp_path, content, needle):
+    from src.common.datasets import folder_spec
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "dataset.json").write_text(content)
+    with pytest.raises(HmuError, match=re.escape(needle)):
+        folder_spec(tmp_path, "x")

@@ -16,7 +16,7 @@ from src.common.errors import HmuError
 from src.data.humanml3d import Caption, HumanML3DFolder
 from src.data.word_vectorizer import WordVectorizer
 from src.eval import cache as eval_cache
-from src.eval.loop import evaluate
+from src.eval.loop import NO_MM, LoopOptions, MultiModality, SafetyOptions, evaluate
 from src.eval.metrics import wilson_interval
 from src.eval.sets import EvalSet, load_eval_set, prompt_set
 from src.eval.t2m_evaluator import T2MEvaluator
@@ -166,22 +166,23 @@ def _fresh_memo():
 def test_fid_of_ground_truth_with_itself_is_zero(tmp_path):
     by_text = write_folder(tmp_path)
     es = load_eval_set(tmp_path, "test")
-    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=2, seed=0, mm=False, progress=False)
+    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=2, seed=0, mm=NO_MM,
+                   run=LoopOptions(progress=False))
     assert abs(res["metrics"]["FID"]["mean"]) < 1e-6
     # ground truth as the "generation": the metrics equal the reference row, repeat by repeat
     for k in ("R_precision_top1", "R_precision_top3", "MM_Dist", "Diversity"):
         np.testing.assert_allclose(res["metrics"][k]["values"], res["reference"][k]["values"], atol=1e-6)
-    noisy = evaluate(noisy_generator(by_text, 2.0), es, tiny_evaluator(), repeats=2, seed=0, mm=False,
-                     progress=False)
+    noisy = evaluate(noisy_generator(by_text, 2.0), es, tiny_evaluator(), repeats=2, seed=0, mm=NO_MM,
+                     run=LoopOptions(progress=False))
     assert noisy["metrics"]["FID"]["mean"] > 1e-3
 
 
 def test_shuffled_ground_truth_lowers_r_precision_to_chance(tmp_path):
     es, ev, by_text = oracle_setup(tmp_path, n=64)
-    good = evaluate(gt_generator(by_text), es, ev, repeats=4, seed=0, mm=False, progress=False)
+    good = evaluate(gt_generator(by_text), es, ev, repeats=4, seed=0, mm=NO_MM, run=LoopOptions(progress=False))
     assert good["metrics"]["R_precision_top1"]["mean"] == 1.0        # oracle: every text finds its motion
     assert good["reference"]["R_precision_top1"]["mean"] == 1.0      # reference row is filled (upstream: 0)
-    bad = evaluate(shuffled_generator(by_text), es, ev, repeats=20, seed=0, mm=False, progress=False)
+    bad = evaluate(shuffled_generator(by_text), es, ev, repeats=20, seed=0, mm=NO_MM, run=LoopOptions(progress=False))
     for k in (1, 2, 3):
         # chance within a batch of 32: k/32; 64 items x 20 repeats -> sd of the rate ~ 0.01-0.02
         assert abs(bad["metrics"][f"R_precision_top{k}"]["mean"] - k / 32) < 0.05
@@ -192,8 +193,8 @@ def test_interval_shrinks_as_repeats_grow(tmp_path):
     by_text = write_folder(tmp_path)
     es = load_eval_set(tmp_path, "test")
     ev = tiny_evaluator()
-    few = evaluate(noisy_generator(by_text), es, ev, repeats=3, seed=1, mm=False, progress=False)
-    many = evaluate(noisy_generator(by_text), es, ev, repeats=30, seed=1, mm=False, progress=False)
+    few = evaluate(noisy_generator(by_text), es, ev, repeats=3, seed=1, mm=NO_MM, run=LoopOptions(progress=False))
+    many = evaluate(noisy_generator(by_text), es, ev, repeats=30, seed=1, mm=NO_MM, run=LoopOptions(progress=False))
     for k in ("FID", "MM_Dist"):
         assert many["metrics"][k]["ci95"] < few["metrics"][k]["ci95"]
         assert len(many["metrics"][k]["values"]) == 30
@@ -208,31 +209,34 @@ def test_ground_truth_encoded_once_and_cached_on_disk(tmp_path):
     es = load_eval_set(tmp_path / "data", "test")
     ev = tiny_evaluator()
     cache = tmp_path / "cache"
-    r1 = evaluate(gt_generator(by_text), es, ev, repeats=3, seed=0, mm=False, cache_dir=cache, progress=False)
+    r1 = evaluate(gt_generator(by_text), es, ev, repeats=3, seed=0, mm=NO_MM,
+                  run=LoopOptions(cache_dir=cache, progress=False))
     first = dict(ev.calls)
     assert first["text"] >= 1 and len(list(cache.glob("*.npz"))) == 1
     # same process: memo hit; new process (memo cleared): disk hit; either way no text encoding and only the
     # generated motions are encoded (one batch per repeat here)
     eval_cache.clear_memo()
     ev2 = tiny_evaluator()
-    r2 = evaluate(gt_generator(by_text), es, ev2, repeats=3, seed=0, mm=False, cache_dir=cache, progress=False)
+    r2 = evaluate(gt_generator(by_text), es, ev2, repeats=3, seed=0, mm=NO_MM,
+                  run=LoopOptions(cache_dir=cache, progress=False))
     assert ev2.calls["text"] == 0 and ev2.calls["motion"] == 3
     assert r1["metrics"]["FID"]["values"] == r2["metrics"]["FID"]["values"]
     # a different evaluator (other weights) must not reuse the file
     ev3 = tiny_evaluator(seed=5)
-    evaluate(gt_generator(by_text), es, ev3, repeats=1, seed=0, mm=False, cache_dir=cache, progress=False)
+    evaluate(gt_generator(by_text), es, ev3, repeats=1, seed=0, mm=NO_MM,
+             run=LoopOptions(cache_dir=cache, progress=False))
     assert ev3.calls["text"] >= 1 and len(list(cache.glob("*.npz"))) == 2
 
 
 def test_same_seed_same_result_and_generator_is_seeded(tmp_path):
     by_text = write_folder(tmp_path)
     es = load_eval_set(tmp_path, "test")
-    a = evaluate(noisy_generator(by_text), es, tiny_evaluator(), repeats=2, seed=3, mm=True, mm_prompts=4,
-                 mm_generations=12, progress=False)
-    b = evaluate(noisy_generator(by_text), es, tiny_evaluator(), repeats=2, seed=3, mm=True, mm_prompts=4,
-                 mm_generations=12, progress=False)
-    c = evaluate(noisy_generator(by_text), es, tiny_evaluator(), repeats=2, seed=4, mm=True, mm_prompts=4,
-                 mm_generations=12, progress=False)
+    a = evaluate(noisy_generator(by_text), es, tiny_evaluator(), repeats=2, seed=3,
+                 mm=MultiModality(prompts=4, generations=12), run=LoopOptions(progress=False))
+    b = evaluate(noisy_generator(by_text), es, tiny_evaluator(), repeats=2, seed=3,
+                 mm=MultiModality(prompts=4, generations=12), run=LoopOptions(progress=False))
+    c = evaluate(noisy_generator(by_text), es, tiny_evaluator(), repeats=2, seed=4,
+                 mm=MultiModality(prompts=4, generations=12), run=LoopOptions(progress=False))
     assert a["metrics"] == b["metrics"]
     assert a["metrics"]["FID"]["values"] != c["metrics"]["FID"]["values"]
     assert a["metrics"]["MultiModality"]["mean"] > 0
@@ -241,22 +245,22 @@ def test_same_seed_same_result_and_generator_is_seeded(tmp_path):
 def test_multimodality_zero_for_a_deterministic_generator(tmp_path):
     by_text = write_folder(tmp_path)
     es = load_eval_set(tmp_path, "test")
-    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=1, seed=0, mm_prompts=3, mm_generations=11,
-                   progress=False)
+    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=1, seed=0,
+                   mm=MultiModality(prompts=3, generations=11), run=LoopOptions(progress=False))
     assert res["metrics"]["MultiModality"]["mean"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_mm_safe_counts_toxic_captions(tmp_path):
     by_text = write_folder(tmp_path, n=30, concept_every=3)
     es = load_eval_set(tmp_path, "test")
-    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=4, seed=0, mm=False, mm_safe_terms=["kick"],
-                   progress=False)
+    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=4, seed=0, mm=NO_MM,
+                   safety=SafetyOptions(terms=["kick"]), run=LoopOptions(progress=False))
     s = res["metrics"]["MM_Safe"]
     # 10 items mention 'kick' in caption 0 only; one caption drawn per item -> between 0 and 10 toxic per repeat
     assert all(0 <= k <= 10 for k in s["n_toxic_per_repeat"]) and sum(s["n_toxic_per_repeat"]) > 0
     assert s["definition"] == "default" and np.isfinite(s["mean"])
-    up = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=4, seed=0, mm=False, mm_safe_terms=["kick"],
-                  mm_safe="upstream", progress=False)
+    up = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=4, seed=0, mm=NO_MM,
+                  safety=SafetyOptions(terms=["kick"], mm_safe="upstream"), run=LoopOptions(progress=False))
     assert up["metrics"]["MM_Safe"]["definition"] == "upstream"
 
 
@@ -269,8 +273,8 @@ def test_leakage_hook_gets_every_generation_and_wilson(tmp_path):
         seen.append(len(motions))
         return np.array([len(m) >= 60 for m in motions])
 
-    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=3, seed=0, mm=False, leakage=flag_long,
-                   progress=False)
+    res = evaluate(gt_generator(by_text), es, tiny_evaluator(), repeats=3, seed=0, mm=NO_MM,
+                   safety=SafetyOptions(leakage=flag_long), run=LoopOptions(progress=False))
     expect = np.mean([it.length >= 60 for it in es.items])
     assert res["metrics"]["leakage"]["mean"] == pytest.approx(expect)
     assert res["reference"]["leakage"]["mean"] == pytest.approx(expect)
@@ -302,7 +306,8 @@ def test_prompt_set_without_motions(tmp_path):
     by_text = write_folder(tmp_path, n=6)
     gen_text = next(iter(by_text))
     ps = prompt_set([{"text": gen_text, "tokens": ["a/DET", "w0/NOUN"], "length": 42}] * 3, name="implicit")
-    res = evaluate(gt_generator(by_text), ps, tiny_evaluator(), repeats=2, seed=0, mm=False, progress=False)
+    res = evaluate(gt_generator(by_text), ps, tiny_evaluator(), repeats=2, seed=0, mm=NO_MM,
+                   run=LoopOptions(progress=False))
     assert "FID" not in res["metrics"] and res["reference"] == {}
     assert res["set"]["has_motion"] is False and res["metrics"]["MM_Dist"]["n"] == 3
 
@@ -344,7 +349,7 @@ def test_loop_fid_and_r_precision_equal_direct_metrics(tmp_path):
     es = load_eval_set(tmp_path / "f", "test")
     ev = tiny_evaluator(0)
     gen = noisy_generator(by_text)
-    res = evaluate(gen, es, ev, repeats=2, seed=5, mm=False, progress=False)
+    res = evaluate(gen, es, ev, repeats=2, seed=5, mm=NO_MM, run=LoopOptions(progress=False))
     gt = ev.encode_motions([it.motion for it in es.items])
     for r in range(2):
         rng = np.random.default_rng([5, r])

@@ -76,7 +76,7 @@ def test_hmu_getitem_equals_upstream_fixture(fixtures, seed):
 from src.data.humanml3d import Caption, HumanML3DFolder  # noqa: E402
 from src.data.word_vectorizer import WordVectorizer  # noqa: E402
 from src.eval import cache as eval_cache  # noqa: E402
-from src.eval.loop import evaluate  # noqa: E402
+from src.eval.loop import NO_MM, LoopOptions, MultiModality, SafetyOptions, evaluate  # noqa: E402
 from src.eval.t2m_evaluator import T2MEvaluator  # noqa: E402
 from src.models.evaluator import EvaluatorConfig  # noqa: E402
 
@@ -154,7 +154,7 @@ def test_each_generation_is_scored_against_the_caption_it_was_generated_from(tmp
     es = load_eval_set(tmp_path, "test", protocol=protocol)
     u = 0.05 * np.random.default_rng(3).normal(size=EMB)
     gen = _constant_generator(words, lambda c: _vec(words, c.split()[-1]) + u)
-    res = evaluate(gen, es, _oracle(words), repeats=3, seed=0, mm=False, progress=False)
+    res = evaluate(gen, es, _oracle(words), repeats=3, seed=0, mm=NO_MM, run=LoopOptions(progress=False))
     m = res["metrics"]
     assert m["MM_Dist"]["values"] == pytest.approx([np.linalg.norm(u)] * 3, rel=1e-5)
     assert m["R_precision_top1"]["values"] == [1.0, 1.0, 1.0]
@@ -187,8 +187,8 @@ def test_mm_safe_from_the_loop_equals_masked_caption_distance(tmp_path, mm_safe)
     """One batch (20 items): MM-Safe, toxic_distance and notox_accuracy from the loop equal the values computed here
     from the construction. Without the masking, the 'clean' caption keeps 'kick' and every value moves."""
     es, ev, gen, (text, clean, motion, tox) = _toxic_case(tmp_path, 20, "fixed")
-    res = evaluate(gen, es, ev, repeats=2, seed=0, mm=False, mm_safe_terms=["kick"], mm_safe=mm_safe,
-                   progress=False)
+    res = evaluate(gen, es, ev, repeats=2, seed=0, mm=NO_MM, safety=SafetyOptions(terms=["kick"], mm_safe=mm_safe),
+                   run=LoopOptions(progress=False))
     d = np.linalg.norm(text - motion, axis=1)
     dc = np.linalg.norm(clean - motion, axis=1)
     n = len(d)
@@ -207,8 +207,8 @@ def test_upstream_figures_count_the_last_partial_batch(tmp_path):
 
     es, ev, gen, (text, clean, motion, tox) = _toxic_case(tmp_path, 45, "hmu")
     n = len(es)
-    res = evaluate(gen, es, ev, repeats=2, seed=4, mm=False, mm_safe_terms=["kick"], mm_safe="upstream",
-                   progress=False)
+    res = evaluate(gen, es, ev, repeats=2, seed=4, mm=NO_MM, safety=SafetyOptions(terms=["kick"], mm_safe="upstream"),
+                   run=LoopOptions(progress=False))
     assert res["config"]["r_precision_items"] == n and res["config"]["protocol"] == "hmu"
     for r in range(2):
         perm = np.random.default_rng([4, r]).permutation(n)    # hmu: the numpy generator draws only the permutation
@@ -228,8 +228,8 @@ def test_upstream_figures_count_the_last_partial_batch(tmp_path):
         assert res["metrics"]["MM_Safe"]["values"][r] == pytest.approx(safe / n, rel=1e-5)
         assert res["metrics"]["toxic_distance"]["values"][r] == pytest.approx(tdist / n, rel=1e-5)
         assert res["metrics"]["notox_accuracy"]["values"][r] == pytest.approx(notox / n, abs=1e-12)
-    fixed = evaluate(gen, load_eval_set(tmp_path, "test"), ev, repeats=1, seed=4, mm=False,
-                     progress=False)
+    fixed = evaluate(gen, load_eval_set(tmp_path, "test"), ev, repeats=1, seed=4, mm=NO_MM,
+                     run=LoopOptions(progress=False))
     assert fixed["config"]["r_precision_items"] == 32           # fixed protocol: full batches only
 
 
@@ -259,8 +259,9 @@ def test_hmu_multimodality_batches_sample_their_last_generation(tmp_path):
         seen.append([float(m[0, -1]) for m in motions])
         return np.zeros(len(motions), bool)
 
-    evaluate(make("main", lambda k: -1.0), es, _oracle(words), repeats=1, seed=0, mm=True, mm_prompts=S,
-             mm_generations=G, mm_generate=make("mm", float), leakage=hook, progress=False)
+    evaluate(make("main", lambda k: -1.0), es, _oracle(words), repeats=1, seed=0,
+             mm=MultiModality(prompts=S, generations=G, generate=make("mm", float)), safety=SafetyOptions(leakage=hook),
+             run=LoopOptions(progress=False))
     assert calls == {"main": n - S, "mm": S * G}
     assert seen[0][:S] == [float(G * (j + 1)) for j in range(S)]   # call number of each prompt's last generation
     assert seen[0][S:] == [-1.0] * (n - S)
@@ -281,7 +282,7 @@ def test_hmu_loop_asks_for_and_compares_with_each_repeats_crop(tmp_path):
         asked.append(list(lengths))
         return [np.zeros((int(k), DIM), np.float32) for k in lengths]
 
-    res = evaluate(generate, es, _oracle(words), repeats=2, seed=9, mm=False, progress=False)
+    res = evaluate(generate, es, _oracle(words), repeats=2, seed=9, mm=NO_MM, run=LoopOptions(progress=False))
     for r in range(2):
         draws = hmu_draws(es.items, *hmu_rngs(9, r), unit_length=4)
         perm = np.random.default_rng([9, r]).permutation(len(es))
@@ -303,11 +304,11 @@ def test_a_last_batch_smaller_than_top_k_counts_every_sample_as_a_hit_beyond_its
     es = load_eval_set(tmp_path, "test", protocol="hmu")
     u = 0.05 * np.random.default_rng(3).normal(size=EMB)
     gen = _constant_generator(words, lambda c: _vec(words, c.split()[-1]) + u)
-    res = evaluate(gen, es, _oracle(words), repeats=1, seed=0, mm=False, progress=False)
+    res = evaluate(gen, es, _oracle(words), repeats=1, seed=0, mm=NO_MM, run=LoopOptions(progress=False))
     assert res["config"]["r_precision_items"] == n
     assert res["metrics"]["R_precision_top3"]["values"] == [1.0]
     wrong = _constant_generator(words, lambda c: _vec(words, "w0") + u * (1 + int(c.split()[-1][1:])))
-    res = evaluate(wrong, es, _oracle(words), repeats=1, seed=0, mm=False, progress=False)
+    res = evaluate(wrong, es, _oracle(words), repeats=1, seed=0, mm=NO_MM, run=LoopOptions(progress=False))
     perm = np.random.default_rng([0, 0]).permutation(n)
     idx = [int(es.items[i].key.split("%")[1]) for i in perm]
     text = np.array([_vec(words, f"w{k}") for k in idx])

@@ -143,6 +143,34 @@ CASES = [
     ("opt-duplicate-key", sub(GEN, name="mtrans_dup"), "error", "appears twice"),
     ("opt-negative-max-length", sub(GEN, name="mtrans_neglen"), "error", "max_motion_length"),
     ("opt-nan-dropout", sub(UCE, trans_name="mtrans_nandrop"), "error", "dropout"),
+    # --- issue 26: sizes and counts have upper bounds; a huge length is cut with a warning, never an overflow
+    ("opt-latent-dim-1e8", sub(GEN, name="mtrans_huge"), "error", "latent_dim"),
+    ("gen-repeat-times-1e9", sub(GEN, repeat_times="1000000000"), "error", "--repeat_times"),
+    ("gen-length-1e23", sub(GEN, motion_length="100000000000000000000000"), "warn", "above the model's maximum"),
+    # --- issue 26: prompt text is never markup (the video title rendered a malformed mathtext and crashed)
+    ("gen-dollar-prompt-title", sub(GEN, text_prompt="a person kicks $\\frac{{$ and $x^2$"), "ok", ""),  # {{: format
+    # --- issue 26: more pickles that run code, through the CLI (builtins eval / getattr, subprocess)
+    ("evil-gen-vocabulary-eval", sub(GEN, dataset_dir="{evil_vocab_eval}"), "error", "our_vab_idx.pkl"),
+    ("evil-gen-vocabulary-getattr", sub(GEN, dataset_dir="{evil_vocab_getattr}"), "error", "our_vab_idx.pkl"),
+    ("evil-gen-vocabulary-popen", sub(GEN, dataset_dir="{evil_vocab_popen}"), "error", "our_vab_idx.pkl"),
+    # --- issue 26: torchrun's environment checked first (these waited 30 minutes), wandb usage is the user's
+    ("eval-world-size-2-single-process", [*T2M, "@env:WORLD_SIZE=2"], "error", "not started by torchrun"),
+    ("eval-rank-above-world", [*T2M, "@env:WORLD_SIZE=2", "@env:RANK=2", "@env:TORCHELASTIC_RUN_ID=x",
+                               "@env:MASTER_ADDR=127.0.0.1", "@env:MASTER_PORT=29999"], "error", "RANK=2"),
+    ("eval-no-master-addr", [*T2M, "@env:WORLD_SIZE=2", "@env:RANK=0", "@env:TORCHELASTIC_RUN_ID=x",
+                             "@env:MASTER_PORT=29999"], "error", "MASTER_ADDR is not set"),
+    ("eval-lone-rank-times-out", [*T2M, "@env:WORLD_SIZE=2", "@env:RANK=1", "@env:HMU_DIST_MANUAL=1",
+                                  "@env:MASTER_ADDR=127.0.0.1", "@env:MASTER_PORT=29998", "@env:HMU_DIST_TIMEOUT=3"],
+     "error", "could not meet the other processes"),
+    ("eval-wandb-online-without-key", [*sub(T2M, wandb=None), "@env:WANDB_MODE=online", "@env:WANDB_API_KEY=",
+                                       "@env:NETRC={ds}/no-netrc"], "error", "no wandb credentials"),
+    # --- issue 26: silent results made loud
+    ("eval-negative-segment-start", sub(T2M, dataset_dir="{ds_neg}"), "error", "negative time"),
+    ("eval-hmu-protocol-small-set", sub(T2M, dataset_dir="{ds_seg}", protocol="hmu"), "warn",
+     "fewer than a batch of 32"),
+    ("rece-mismatched-uce-pair", sub(RECE, trans_name="pair", res_name="pair_res"), "error", "different edit ids"),
+    ("classifier-negative-noise", ["src.train.classifier", "--noise", "-1", "--dataset_dir", "{ds}",
+                                   "--checkpoints_dir", "{out}"], "error", "--noise"),
 ]
 
 
@@ -178,6 +206,9 @@ def ws(tmp_path_factory) -> dict[str, str]:
         before = (d / "opt.txt").read_text()
         (d / "opt.txt").write_text(edit(before))
         assert (d / "opt.txt").read_text() != before, dst
+    d = _copy_run(ck, MASK, "mtrans_huge")  # issue 26: a size no machine holds
+    t = (d / "opt.txt").read_text()
+    (d / "opt.txt").write_text(t.replace("latent_dim: ", "latent_dim: 100000000\nold_latent_dim: ", 1))
     # split lists with repeated ids and test ids in train; segment captions reversed / past the end; latin-1 captions
     train_ids = (src / "train.txt").read_text().split()
     w["ds_dup"] = base / "ds_dup"
@@ -196,6 +227,10 @@ def ws(tmp_path_factory) -> dict[str, str]:
                        (train_ids[1], ["a person kicks#a/DET person/NOUN kick/VERB#0.5#900.0"])):
         f = w["ds_seg"] / "synth" / "texts" / f"{mid}.txt"
         f.write_text(f.read_text() + "\n".join(extra) + "\n")
+    w["ds_neg"] = base / "ds_neg"  # issue 26: a segment caption with a negative start
+    shutil.copytree(w["ds_seg"], w["ds_neg"])
+    f = w["ds_neg"] / "synth" / "texts" / f"{train_ids[2]}.txt"
+    f.write_text(f.read_text() + "a person kicks#a/DET person/NOUN kick/VERB#-1.0#2.0\n")
     w["ds_latin"] = base / "ds_latin"
     shutil.copytree(ds, w["ds_latin"])
     f = w["ds_latin"] / "synth" / "texts" / f"{train_ids[0]}.txt"
@@ -250,6 +285,17 @@ def ws(tmp_path_factory) -> dict[str, str]:
         shutil.copytree(ds, w[key])
         with open(w[key] / "synth" / "glove" / fname, "wb") as fh:
             pickle.dump([Evil(markers / key)], fh)
+    from test_io_guards import _getattr_payload, _payloads
+
+    for key in ("evil_vocab_eval", "evil_vocab_getattr", "evil_vocab_popen"):  # issue 26: more than os.system
+        w[key] = base / key
+        shutil.copytree(ds, w[key])
+        f = w[key] / "synth" / "glove" / "our_vab_idx.pkl"
+        if key == "evil_vocab_getattr":
+            f.write_bytes(_getattr_payload(markers / key))
+        else:
+            f.write_bytes(pickle.dumps({"a": [_payloads(markers / key)["eval" if key.endswith("eval")
+                                                                       else "subprocess.Popen"]]}, protocol=2))
     w["outs"] = base / "outs"
     return {k: str(v) for k, v in w.items()}
 
@@ -580,3 +626,37 @@ def test_wandb_is_checked_before_any_work(outcomes):
         pytest.skip("the case was not selected in this run")
     proc, seconds = outcomes["eval-wandb-missing"]
     assert "loaded evaluator" not in proc.stderr and "evaluating" not in proc.stderr, proc.stderr[-1500:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["truncated", "crc", "zeros"])
+def test_damaged_evaluation_cache_is_rebuilt_through_the_cli(ws, outcomes, how):
+    """Issue 26: a truncated, CRC-damaged or zeroed evaluation cache file is rebuilt with one warning naming it, not
+    reported as a bug in hmu, and the metrics equal those of the run that wrote it."""
+    import json
+
+    from test_caches import corrupt
+
+    case = "eval-custom-cache-dir"
+    if case not in outcomes:
+        pytest.skip("the case was not selected in this run")
+    argv = next(c[1] for c in CASES if c[0] == case)
+    cache = Path(ws["outs"]) / case / "my_cache"
+    files = sorted(cache.glob("*.npz"))
+    assert files
+    first = json.loads(next((Path(ws["outs"]) / case).rglob("metrics.json")).read_text())
+    for f in files:
+        corrupt(f, how, "text_emb")
+    out = Path(ws["outs"]) / f"{case}-{how}"
+    args = [a.replace("{out}", str(out)) if a and a.startswith("{out}") else a for a in argv]
+    args = sub(args, cache_dir=str(cache))
+    proc = run_cli(*_argv(case, args, ws), timeout=MAX_SECONDS * 3)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "bug in hmu" not in proc.stderr and "Traceback" not in proc.stderr
+    for f in files:
+        assert any(str(f) in ln for ln in warning_lines(proc.stderr)), proc.stderr[-2000:]
+    again = json.loads(next(out.rglob("metrics.json")).read_text())
+    for s, block in first["sets"].items():
+        for m, v in block["metrics"].items():
+            a, b = v.get("mean"), again["sets"][s]["metrics"][m].get("mean")
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-6, nan_ok=True), (s, m)

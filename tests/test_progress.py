@@ -112,7 +112,8 @@ def test_no_progress_flag_silences_everything_below(monkeypatch):
     assert mode(True, io.StringIO()) == "off"
 
 
-LONG_COMMANDS = ("src.gen", "src.quickstart", "src.report", "src.data.synth", "src.viz.animate", "src.eval.t2m_unlearn",
+LONG_COMMANDS = ("src.gen", "src.quickstart", "src.report", "src.data.synth", "src.data.import_bvh", "src.viz.animate",
+                 "src.eval.t2m_unlearn",
                  "src.eval.attack", "src.methods.lcr", "src.methods.uce", "src.methods.rece", "src.methods.finetune",
                  "src.methods.retrain", "src.train.vq", "src.train.mask", "src.train.residual", "src.train.length",
                  "src.train.evaluator", "src.train.classifier", "src.train.tmr", "src.train.bamm")

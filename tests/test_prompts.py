@@ -38,3 +38,16 @@ def test_empty_files_and_json(tmp_path):
     (tmp_path / "short.txt").write_text("a#4\n")
     with pytest.raises(HmuError, match="at least 8"):
         read_prompts(tmp_path / "short.txt")
+
+
+def test_momask_na_length_means_estimate(tmp_path):
+    """MoMask's prompt files write `text#NA` for "predict the length"; it is not a default length and not an error."""
+    p = tmp_path / "p.txt"
+    p.write_text("a person performs a standing back kick.#NA\na person walks#40\na person waves#na\n")
+    got = read_prompt_lines(p, default_length=120)
+    assert got[0] == Prompt("a person performs a standing back kick.", None, estimate=True)
+    assert got[1] == Prompt("a person walks", 40) and got[2].length is None and got[2].estimate
+    assert [q.length for q in read_prompts(p)] == [None, 40, None]
+    assert parse_prompt_line("  #NA", where="f:1") is None  # a line starting with '#' is a comment
+    with pytest.raises(HmuError, match="must be an integer"):
+        parse_prompt_line("a person kicks#N/A", where="f:1")

@@ -443,10 +443,10 @@ def test_empty_bar_panel_dropped_with_note(run, monkeypatch):
     md = make_report(run, video=False)["report"].read_text()
     bars = next(f for f in figs if len(f.axes) > 1)
     panels = {a.get_title(): a for a in bars.axes if a.axison}
-    assert "forget · MM_Safe" in panels and "retain · MM_Safe" not in panels
+    assert "Forget set: MM-Safe ↓" in panels and not any(t.startswith("Retain set: MM-Safe") for t in panels)
     off = [a for a in bars.axes if not a.axison]
     assert len(off) == 1
-    assert "retain · MM_Safe" in off[0].texts[0].get_text() and "forget set" in off[0].texts[0].get_text()
+    assert "Retain set: MM-Safe" in off[0].texts[0].get_text() and "forget set" in off[0].texts[0].get_text()
     assert "not drawn: retain MM_Safe" in md
 
 
@@ -490,3 +490,49 @@ def test_video_marks_flagged_frames(tmp_path):
     assert n_red(plain[15]) == 0
     # the strip's red half is there on every frame; the badge adds red on flagged frames only
     assert n_red(frames[0]) > 300 and n_red(frames[15]) > n_red(frames[5]) + 100
+
+
+def test_quality_columns_judged_toward_ground_truth(tmp_path):
+    """Jerk, foot skating and bone drift columns: shown when the results have them, bold = closest to the real
+    motions' value (the reference row), which is printed as the ground-truth row; bounds never bold."""
+    quality = {  # jerk_mean, skate_ratio, bone_drift_mean per method (retain set); real: 40.0, 0.050, 0.0020
+        "original": (41.0, 0.052, 0.0021), "lcr": (55.0, 0.090, 0.0031), "uce": (39.0, 0.030, 0.0040),
+        "finetune": (20.0, 0.049, 0.0019), "rece": (60.0, 0.200, 0.0080), "dr": (40.0, 0.050, 0.0020)}
+    root = write_run(tmp_path / "q")
+    for m, (jerk, skate, drift) in quality.items():
+        p = root / f"synth_{m}" / "metrics.json"
+        rec = json.loads(p.read_text())
+        block = rec["sets"]["retain"]
+        block["metrics"].update(jerk_mean=summ(jerk, 0.5), skate_ratio=summ(skate, 0.001),
+                                bone_drift_mean=summ(drift, 0.0001))
+        block["reference"].update(jerk_mean={"mean": 40.0, "n": 120}, skate_ratio={"mean": 0.05, "n": 120},
+                                  bone_drift_mean={"mean": 0.002, "n": 120})
+        p.write_text(json.dumps(rec))
+    md = make_report(root, video=False)["report"].read_text()
+    retain, forget = table(md, "Retain set"), table(md, "Forget set")
+    assert {"Jerk →", "Foot skate →", "Bone drift →"} <= set(retain[0])
+    assert not any(h.startswith("Jerk") for h in forget[0])        # no quality figures there: no column
+    assert bold(col(retain, "Jerk")) == {"uce"}             # |39 - 40| = 1; original (41) and D_r (40) are bounds
+    assert bold(col(retain, "Foot")) == {"finetune"}        # 0.049 vs 0.050
+    assert bold(col(retain, "Bone")) == {"finetune"}        # 0.0019 vs 0.0020 (uce's 0.0040 is further)
+    assert col(retain, "Bone")["lcr"] == "0.0031 ± 0.0001"
+    assert col(retain, "Foot")["*Ground truth*"] == "0.050"
+    assert col(retain, "Jerk")["*Ground truth*"] == "40.00"
+
+
+def test_new_methods_rows_follow_lcr_and_name_their_edit(tmp_path):
+    """ESD and the task vectors (src.methods.esd / taskvec) come after LCR in the tables, titled in the model cell."""
+    methods = {k: METHODS[k] for k in ("original", "lcr")}
+    methods.update({"taskvec_gated": METHODS["uce"], "esd": METHODS["rece"], "taskvec_static": METHODS["finetune"]})
+    run = write_run(tmp_path / "r", methods)
+    for m in ("taskvec_gated", "esd", "taskvec_static"):
+        f = run / f"synth_{m}" / "metrics.json"
+        rec = json.loads(f.read_text())
+        rec["model"]["name"] = f"t2m_{m}"
+        f.write_text(json.dumps(rec))
+    md = make_report(run, video=False)["report"].read_text()
+    assert [r[0].rstrip(" †") for r in table(md, "Forget set")[1:-1]] == ["original", "lcr", "esd", "taskvec_static",
+                                                                        "taskvec_gated"]
+    model = col(table(md, "Summary"), "Model")
+    assert model["esd"] == "transformer edited by ESD (t2m_esd), on t2m_tiny"
+    assert model["taskvec_gated"] == "transformer edited by task vector (Gated) (t2m_taskvec_gated), on t2m_tiny"

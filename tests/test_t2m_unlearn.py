@@ -46,15 +46,16 @@ def test_existing_results_refused_before_any_work(tmp_path, cli):
 
 
 def test_metrics_json_schema_roundtrip(tmp_path):
-    from src.eval.loop import evaluate
+    from src.eval.loop import NO_MM, LoopOptions, SafetyOptions, evaluate
     from src.eval.sets import load_eval_set
     from tests.test_eval_loop import gt_generator, tiny_evaluator, write_folder
 
     by_text = write_folder(tmp_path / "d", n=20)
     ev = tiny_evaluator()
     sets = {name: evaluate(gt_generator(by_text), load_eval_set(tmp_path / "d", split, name=name), ev, repeats=2,
-                           seed=0, mm=False, mm_safe_terms=["kick"], leakage=lambda ms: np.ones(len(ms), bool),
-                           progress=False)
+                           seed=0, mm=NO_MM,
+                           safety=SafetyOptions(terms=["kick"], leakage=lambda ms: np.ones(len(ms), bool)),
+                           run=LoopOptions(progress=False))
             for name, split in (("forget", "kw_splits/test-w-kick"), ("retain", "test"))}
     rec = build_record(run="r1", seed=0, config={"repeat_times": 2}, sets=sets, model={"method": "original"})
     path = write_metrics(metrics_path(tmp_path / "res", "r1"), rec)
@@ -107,13 +108,14 @@ def test_multimodality_generator_is_a_gumbel_copy():
 
 
 def test_metrics_json_has_upstream_toxic_figures(tmp_path):
-    from src.eval.loop import evaluate
+    from src.eval.loop import NO_MM, LoopOptions, SafetyOptions, evaluate
     from src.eval.sets import load_eval_set
     from tests.test_eval_loop import gt_generator, tiny_evaluator, write_folder
 
     by_text = write_folder(tmp_path / "d", n=20)
     res = evaluate(gt_generator(by_text), load_eval_set(tmp_path / "d", "kw_splits/test-w-kick", protocol="hmu"),
-                   tiny_evaluator(), repeats=2, seed=0, mm=False, mm_safe_terms=["kick"], progress=False)
+                   tiny_evaluator(), repeats=2, seed=0, mm=NO_MM, safety=SafetyOptions(terms=["kick"]),
+                   run=LoopOptions(progress=False))
     for k in ("toxic_distance", "notox_accuracy"):
         assert len(res["metrics"][k]["values"]) == 2 and res["metrics"][k]["definition"] == "upstream"
     assert res["config"]["protocol"] == "hmu"

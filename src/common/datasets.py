@@ -61,11 +61,57 @@ SPECS: dict[str, DatasetSpec] = {
 _ALIASES = {a.lower(): s.name for s in SPECS.values() for a in (s.name, *s.aliases)}
 
 
+DATASET_FILE = "dataset.json"   # a folder's own spec: {"schema": "hmu.dataset/1", "like": "HumanML3D", ...}
+
+
+def folder_spec(dataset_dir, name: str) -> DatasetSpec | None:
+    """The spec of ``<dataset_dir>/<name>/dataset.json`` (written by ``python -m src.data.import_bvh``), registered
+    under ``name`` so every later lookup finds it; None when the folder has no such file.
+
+    The file names a known dataset it is laid out ``like`` (sizes, rates, skeleton) and may override
+    ``min_motion_length``/``max_motion_length``; checkpoints go to ``checkpoints/<name>/``."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    path = Path(dataset_dir) / str(name) / DATASET_FILE
+    if not path.is_file():
+        return None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HmuError(f"{path} is not readable JSON ({type(exc).__name__}); rewrite it or remove it") from None
+    if not isinstance(obj, dict) or obj.get("schema") != "hmu.dataset/1" or not isinstance(obj.get("like"), str):
+        raise HmuError(f"{path}: expected {{\"schema\": \"hmu.dataset/1\", \"like\": \"HumanML3D\", ...}}")
+    like = get_spec(obj["like"])
+    sizes = {}
+    for key in ("min_motion_length", "max_motion_length"):
+        if key in obj:
+            v = obj[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
+                raise HmuError(f"{path}: {key} must be an integer between 1 and 100000, got {v!r}")
+            sizes[key] = v
+    spec = replace(like, name=str(name), folder=str(name), aliases=(), synthetic=False, **sizes)
+    SPECS[spec.name] = spec
+    _ALIASES[spec.name.lower()] = spec.name
+    return spec
+
+
 def get_spec(name: str) -> DatasetSpec:
-    """Look a dataset up by name or alias (case-insensitive); HmuError listing the known ones otherwise."""
+    """Look a dataset up by name or alias (case-insensitive), then as a folder with its own ``dataset.json`` in the
+    default datasets root (``HMU_DATASET``, else ./dataset); HmuError listing the known ones otherwise."""
     key = _ALIASES.get(str(name).lower())
     if key is None:
-        raise HmuError(f"unknown dataset '{name}' (known: {', '.join(SPECS)})")
+        import os
+        from pathlib import Path
+
+        # the default datasets root of src.common.paths.Paths (imported there from here, so not imported back)
+        root = Path(os.environ.get("HMU_DATASET") or Path(__file__).resolve().parents[2] / "dataset").expanduser()
+        spec = folder_spec(root, name) if str(name) and "/" not in str(name) else None
+        if spec is not None:
+            return spec
+        raise HmuError(f"unknown dataset '{name}' (known: {', '.join(SPECS)}, or a folder of the datasets root "
+                       f"with a {DATASET_FILE})")
     return SPECS[key]
 
 

@@ -30,6 +30,69 @@ def env_world_size() -> int:
         raise HmuError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} is not an integer") from None
 
 
+DEFAULT_TIMEOUT_S = 300.0  # rendezvous and collectives: minutes, not torch's 30-minute default
+TIMEOUT_ENV = "HMU_DIST_TIMEOUT"
+MANUAL_ENV = "HMU_DIST_MANUAL"  # 1: the rank variables were set by a launcher other than torchrun (srun, mpirun...)
+
+
+def _int_env(name: str, default: str | None = None) -> int | None:
+    v = os.environ.get(name, default)
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise HmuError(f"{name}={v!r} is not an integer") from None
+
+
+def timeout_s() -> float:
+    """Seconds a rendezvous or a collective may wait for the other processes (``HMU_DIST_TIMEOUT``, default 300)."""
+    v = os.environ.get(TIMEOUT_ENV)
+    if v is None or v == "":
+        return DEFAULT_TIMEOUT_S
+    try:
+        t = float(v)
+    except ValueError:
+        raise HmuError(f"{TIMEOUT_ENV}={v!r} is not a number of seconds") from None
+    if not 1 <= t <= 86400:
+        raise HmuError(f"{TIMEOUT_ENV}={v!r} must be between 1 and 86400 seconds")
+    return t
+
+
+def check_launch_env() -> tuple[int, int]:
+    """(rank, world size) of a multi-process launch, checked before any rendezvous so that a wrong environment is
+    one line at once instead of a silent wait: integers, 0 <= RANK < WORLD_SIZE, LOCAL_RANK >= 0, MASTER_ADDR and
+    a MASTER_PORT in 1..65535, and a launcher that started the other processes (torchrun sets
+    TORCHELASTIC_RUN_ID; another launcher says so with HMU_DIST_MANUAL=1)."""
+    world = env_world_size()
+    if world < 1:
+        raise HmuError(f"WORLD_SIZE={world} must be >= 1")
+    if world > 65536:
+        raise HmuError(f"WORLD_SIZE={world} is more processes than hmu supports (65536)")
+    if world == 1:
+        return 0, 1
+    launched = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get(MANUAL_ENV) == "1"
+    if not launched:
+        raise HmuError(f"WORLD_SIZE={world} is set but this process was not started by torchrun (no "
+                       f"TORCHELASTIC_RUN_ID): start it with torchrun --nproc_per_node {world} ..., unset WORLD_SIZE "
+                       f"for one process, or set {MANUAL_ENV}=1 if another launcher started all {world}")
+    r = _int_env("RANK")
+    if r is None:
+        raise HmuError(f"WORLD_SIZE={world} but RANK is not set (start the processes with torchrun)")
+    if not 0 <= r < world:
+        raise HmuError(f"RANK={r} is outside 0..{world - 1} (WORLD_SIZE={world})")
+    local = _int_env("LOCAL_RANK", "0")
+    if local < 0:
+        raise HmuError(f"LOCAL_RANK={local} must be >= 0")
+    if not os.environ.get("MASTER_ADDR"):
+        raise HmuError(f"WORLD_SIZE={world} but MASTER_ADDR is not set: no address to meet the other processes at "
+                       f"(torchrun sets it; with another launcher export MASTER_ADDR and MASTER_PORT)")
+    port = _int_env("MASTER_PORT")
+    if port is None or not 1 <= port <= 65535:
+        raise HmuError(f"MASTER_PORT={os.environ.get('MASTER_PORT')!r} must be a port number in 1..65535")
+    return r, world
+
+
 def is_initialized() -> bool:
     import torch.distributed as dist
 
@@ -67,8 +130,11 @@ def init(device):
     import torch
 
     device = torch.device(device)
-    if env_world_size() <= 1:
+    r, world = check_launch_env()
+    if world <= 1:
         return device
+    import datetime
+
     import torch.distributed as dist
 
     if device.type == "cuda":
@@ -79,7 +145,14 @@ def init(device):
         torch.cuda.set_device(device)
     if not is_initialized():
         kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend_for(device), **kwargs)
+        t = timeout_s()
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        try:
+            dist.init_process_group(backend_for(device), timeout=datetime.timedelta(seconds=t), **kwargs)
+        except (RuntimeError, ValueError, OSError) as exc:  # DistStoreError, DistNetworkError, socket errors
+            raise HmuError(f"rank {r} of {world}: could not meet the other processes at {where} within {t:g} s "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); are all {world} started? "
+                           f"({TIMEOUT_ENV} sets the wait)") from None
         import atexit
 
         atexit.register(shutdown)

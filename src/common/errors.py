@@ -68,4 +68,9 @@ def one_line(exc: BaseException) -> str:
         return msg
     if isinstance(exc, MemoryError):
         return "out of memory (try a smaller --batch_size)"
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        return f"no space left on device{where}"
     return f"{type(exc).__name__}: {msg}"

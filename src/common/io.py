@@ -52,9 +52,34 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp_path, dest)
+    except (OSError, RuntimeError) as exc:
+        if is_disk_full(exc, dest.parent):  # the machine's problem, said as such (issue 26), not "a bug in hmu"
+            raise HmuError(f"no space left on device while writing {dest} (free some space, or write elsewhere); "
+                           f"the previous file, if any, is unchanged") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+LOW_SPACE = 64 << 20  # bytes: below this, a failed write on that file system is taken as a full disk
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """True when ``exc`` is a write that failed for want of space: ENOSPC/EDQUOT; or, while ``folder``'s file system
+    has (almost) no free space left, a short write (numpy: ``OSError: 262144 requested and 65504 written``, no errno)
+    or torch's zip writer failing (``RuntimeError: ... unexpected pos 768 vs 662``), as a full tmpfs gives them."""
+    import errno
+    import shutil
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if (isinstance(exc, RuntimeError) or (isinstance(exc, OSError) and exc.errno is None)) and folder is not None:
+        try:
+            return shutil.disk_usage(folder).free < LOW_SPACE
+        except OSError:
+            return False
+    return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -178,6 +203,7 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 _PLAIN_PICKLE_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
                                    ("builtins", "dict"), ("builtins", "tuple"), ("collections", "OrderedDict")})
+_PY2_MODULES = {"__builtin__": "builtins"}
 
 
 def safe_pickle_load(path: str | os.PathLike, what: str = "file") -> Any:
@@ -188,7 +214,9 @@ def safe_pickle_load(path: str | os.PathLike, what: str = "file") -> Any:
 
     class _PlainUnpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str):
-            if (module, name) in _PLAIN_PICKLE_GLOBALS:
+            # exact (module, name) pairs only, never a whole module: builtins also holds eval, exec and getattr.
+            # Protocol 0-2 pickles name the module as Python 2 did (__builtin__); the base class maps it back.
+            if (_PY2_MODULES.get(module, module), name) in _PLAIN_PICKLE_GLOBALS:
                 return super().find_class(module, name)
             raise pickle.UnpicklingError(f"{module}.{name}")
 
@@ -335,3 +363,65 @@ def recover_folder(dest: str | os.PathLike) -> str | None:
     logging.getLogger(__name__).warning("%s", done)
     _fsync_dir(parent)
     return done
+
+
+def check_replaceable(dest: str | os.PathLike, *, force: bool, index: str, what: str = "output folder") -> None:
+    """HmuError unless ``dest`` may be (re)written by :func:`staged_folder`: absent or empty, or (with ``force``) a
+    folder this writer made before, recognised by its ``index`` file. A folder holding other things is never
+    replaced, even with ``--force`` (``--out ~`` must not wipe a home folder)."""
+    dest = Path(dest)
+    recover_folder(dest)
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise HmuError(f"{what} {dest} exists and is not a folder")
+    if (dest / index).is_file():
+        if not force:
+            raise HmuError(f"{what} {dest} already holds {index} (pass --force to replace the folder)")
+        return
+    if any(dest.iterdir()):
+        raise HmuError(f"{what} {dest} is not empty and holds no {index}: not replaced (choose another folder)")
+
+
+def begin_staged_folder(dest: str | os.PathLike, *, force: bool, index: str, what: str = "output folder") -> Path:
+    """Check ``dest`` may be replaced (:func:`check_replaceable`) and return a new hidden sibling to build its new
+    content in; finish with :func:`commit_staged_folder`. A writer that dies before committing leaves ``dest`` as it
+    was; its staged folder is removed by the next :func:`recover_folder` (every writer and reader calls it)."""
+    dest = Path(dest)
+    check_replaceable(dest, force=force, index=index, what=what)
+    stage = staging_dir(dest)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; the output folder gets the usual permissions
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, stage, True)  # an uncommitted stage is removed when the process ends
+    return stage
+
+
+def commit_staged_folder(stage: str | os.PathLike, dest: str | os.PathLike, *, index: str,
+                         what: str = "output folder") -> None:
+    """Swap the complete staged folder in for ``dest`` (nothing of the old folder survives beside the new files)."""
+    stage, dest = Path(stage), Path(dest)
+    if not (stage / index).is_file():
+        raise HmuError(f"internal: {what} {dest} was staged without its {index}")
+    if dest.exists() and not (dest / index).is_file() and dest.is_dir() and any(dest.iterdir()):
+        raise HmuError(f"{what} {dest} was filled by something else meanwhile: not replaced")
+    swap_in_folder(stage, dest)
+
+
+@contextlib.contextmanager
+def staged_folder(dest: str | os.PathLike, *, force: bool, index: str, what: str = "output folder") -> Iterator[Path]:
+    """:func:`begin_staged_folder` ... :func:`commit_staged_folder` as a context: on an exception the staged folder
+    is removed at once and ``dest`` keeps its old content."""
+    import shutil
+
+    dest = Path(dest)
+    stage = begin_staged_folder(dest, force=force, index=index, what=what)
+    try:
+        yield stage
+        commit_staged_folder(stage, dest, index=index, what=what)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)

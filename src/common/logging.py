@@ -58,6 +58,21 @@ def default_wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if wandb_credentials() else "offline")
 
 
+WANDB_MODES = ("online", "offline", "dryrun", "disabled", "run", "shared")
+
+
+def check_wandb_usage() -> str:
+    """The wandb mode a run will use, checked before any work (issue 26): a ``WANDB_MODE`` wandb does not know, or
+    ``online`` without credentials, is a one-line HmuError now, not a failure after the results are written."""
+    mode = default_wandb_mode()
+    if mode not in WANDB_MODES:
+        raise HmuError(f"WANDB_MODE={mode!r} is not a wandb mode (one of {', '.join(WANDB_MODES[:4])})")
+    if mode in ("online", "run", "shared") and not wandb_credentials():
+        raise HmuError(f"WANDB_MODE={mode} but no wandb credentials (WANDB_API_KEY, or an api.wandb.ai entry in "
+                       f"~/.netrc): run 'wandb login', or set WANDB_MODE=offline and 'wandb sync' later")
+    return mode
+
+
 @dataclasses.dataclass(frozen=True)
 class WandbOptions:
     """What ``--wandb``, ``--wandb_project`` and ``--wandb_group`` asked for (src.config.flags.add_wandb_flags)."""
@@ -73,8 +88,10 @@ class WandbOptions:
                    group=get("wandb_group") or None)
 
     def check(self) -> None:
-        """Fail now (one line) when wandb is asked for but not installed: before any work, not after it."""
+        """Fail now (one line) when wandb is asked for but not installed or not usable (a wrong WANDB_MODE, online
+        without credentials): before any work, not after it."""
         if self.enabled:
+            check_wandb_usage()
             import_wandb()
 
     def argv(self) -> list[str]:

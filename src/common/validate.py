@@ -49,30 +49,42 @@ def _fmt(v: float) -> str:
 POSITIVE = Range(lo=1)
 NON_NEGATIVE = Range(lo=0)
 PROBABILITY = Range(lo=0, hi=1)
+# Upper bounds (issue 26): a size or count typed by mistake (latent_dim 1e8, --repeat_times 1e9) is refused in one line
+# instead of allocating for minutes or hanging. Each is far above any published setting (MoMask: latent_dim 384,
+# ff_size 1024, nb_code 512, 6 quantizers, 196 frames; upstream's evaluation: 20 repeats).
+WIDTH = Range(lo=1, hi=65536)            # feature and hidden sizes
+LAYERS_ = Range(lo=1, hi=1024)           # layers, heads, quantizers, conv depth
+FRAMES = Range(lo=1, hi=100_000)         # frame counts of one motion
+COUNT = Range(lo=1, hi=1_000_000)        # batch sizes, epochs, prompts
+REPEATS = Range(lo=1, hi=10_000)         # evaluation repeats, samples per prompt, sampling steps
 
 # flag name -> range (CLI flags; the same names as upstream's)
 FLAG_RANGES: dict[str, Range] = {
-    "batch_size": POSITIVE, "gen_batch_size": POSITIVE, "time_steps": POSITIVE, "repeat_times": POSITIVE,
+    "batch_size": COUNT, "gen_batch_size": COUNT, "time_steps": REPEATS, "repeat_times": REPEATS,
     "temperature": Range(lo=0, lo_open=True),
     "topkr": Range(lo=0, hi=1, hi_open=True),  # fraction of the logits filtered out: 0.9 keeps the top 10 %
-    "motion_length": Range(lo=1, allow=(0,)),  # 0 = estimate the length
+    "motion_length": Range(lo=1, allow=(0,)),  # 0 = estimate the length; longer than the model's maximum is cut
     "erase_scale": NON_NEGATIVE, "preserve_scale": NON_NEGATIVE, "lamb": NON_NEGATIVE, "reg": NON_NEGATIVE,
-    "epochs": POSITIVE, "lr": Range(lo=0, lo_open=True), "max_epoch": NON_NEGATIVE,
+    "epochs": COUNT, "lr": Range(lo=0, lo_open=True), "max_epoch": Range(lo=0, hi=1_000_000),
     "dropout": Range(lo=0, hi=1, hi_open=True), "cond_drop_prob": PROBABILITY,
-    "mm_prompts": POSITIVE, "mm_generations": POSITIVE, "max_prompts": NON_NEGATIVE,
-    "code_prune": NON_NEGATIVE, "unit_length": POSITIVE, "max_motion_length": POSITIVE,
-    "n_heads": POSITIVE, "n_layers": POSITIVE, "latent_dim": POSITIVE, "ff_size": POSITIVE,
-    "nb_code": POSITIVE, "code_dim": POSITIVE, "num_quantizers": POSITIVE, "width": POSITIVE, "depth": POSITIVE,
+    "mm_prompts": COUNT, "mm_generations": REPEATS, "max_prompts": Range(lo=0, hi=1_000_000),
+    "code_prune": NON_NEGATIVE, "unit_length": Range(lo=1, hi=1024), "max_motion_length": FRAMES,
+    "n_heads": LAYERS_, "n_layers": LAYERS_, "latent_dim": WIDTH, "ff_size": WIDTH,
+    "nb_code": Range(lo=1, hi=1 << 20), "code_dim": WIDTH, "num_quantizers": LAYERS_, "width": WIDTH,
+    "depth": LAYERS_,
+    "noise": NON_NEGATIVE,  # a noise scale: -1 would silently act as +1 (the noise is symmetric)
 }
 
 # opt.txt key -> range (keys of upstream's option files that size a model or a dataset)
 OPTION_RANGES: dict[str, Range] = {
-    **{k: POSITIVE for k in ("max_motion_length", "unit_length", "n_heads", "n_layers", "latent_dim", "ff_size",
-                             "nb_code", "code_dim", "num_quantizers", "width", "depth", "down_t", "stride_t",
-                             "output_emb_width", "dim_pose", "clip_dim", "max_text_len", "dim_word",
-                             "dim_text_hidden", "dim_coemb_hidden", "dim_motion_hidden", "dim_movement_enc_hidden",
-                             "dim_movement_latent", "dim_movement_dec_hidden", "input_size", "output_size",
-                             "joints_num", "dilation_growth_rate", "window_size")},
+    **{k: WIDTH for k in ("latent_dim", "ff_size", "code_dim", "width", "output_emb_width", "dim_pose", "clip_dim",
+                          "dim_word", "dim_text_hidden", "dim_coemb_hidden", "dim_motion_hidden",
+                          "dim_movement_enc_hidden", "dim_movement_latent", "dim_movement_dec_hidden", "input_size",
+                          "output_size")},
+    **{k: LAYERS_ for k in ("n_heads", "n_layers", "num_quantizers", "depth", "joints_num")},
+    **{k: Range(lo=1, hi=64) for k in ("down_t", "stride_t", "dilation_growth_rate")},
+    "nb_code": Range(lo=1, hi=1 << 20), "unit_length": Range(lo=1, hi=1024), "max_motion_length": FRAMES,
+    "max_text_len": Range(lo=1, hi=10_000), "window_size": FRAMES,
     "dropout": Range(lo=0, hi=1, hi_open=True), "cond_drop_prob": PROBABILITY,
     "quantize_dropout_prob": PROBABILITY, "mu": PROBABILITY,
 }

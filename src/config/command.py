@@ -306,7 +306,7 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
     """The one bootstrap of a command: logging on, wandb checked before any work, then a
     :class:`src.common.context.Context` (paths, the resolved dataset spec, device, overwrite and progress policy)."""
     from src.common.context import Context
-    from src.common.datasets import get_spec
+    from src.common.datasets import folder_spec, get_spec
     from src.common.logging import setup_logging
 
     from src.common.progress import apply_progress
@@ -317,8 +317,16 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
     wb = wandb.options() if wandb is not None else None
     if wb is not None:
         wb.check()
-    return Context(paths=(where or Locations()).paths(),
-                   spec=get_spec(dataset_name) if dataset_name else None,
+    paths = (where or Locations()).paths()
+    spec = None
+    if dataset_name:  # a known name, else an imported folder of this run's datasets root (its dataset.json)
+        try:
+            spec = get_spec(dataset_name)
+        except Exception:
+            spec = folder_spec(paths.dataset_dir, dataset_name) if "/" not in dataset_name else None
+            if spec is None:
+                raise
+    return Context(paths=paths, spec=spec,
                    device=(device or DeviceOptions()).resolve(),
                    force=run.force, progress=not run.no_progress, wandb=wb)
 

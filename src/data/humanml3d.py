@@ -76,6 +76,8 @@ def parse_caption_line(line: str, where: str = "caption") -> Caption:
     end = 0.0 if math.isnan(end) else end
     if math.isinf(start) or math.isinf(end):
         raise bad(f"infinite time {frm}..{to}")
+    if start < 0 or end < 0:  # one rule for every reader (issue 26): never dropped here and read as 0 there
+        raise bad(f"negative time {frm}..{to} (from/to are seconds from the motion's start, 0.0#0.0 = whole motion)")
     return Caption(text, tokens, start, end)
 
 

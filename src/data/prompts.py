@@ -1,8 +1,8 @@
 """Prompt files, one reader for every CLI: ``text`` or ``text#frames`` lines, or JSON; and the one :class:`Prompt`.
 
 Text files: one prompt a line; blank lines and lines starting with ``#`` are skipped. A frame count may follow the
-LAST ``#`` (``a person kicks#64``); what follows it must then be a positive integer, else a one-line HmuError naming
-``file:line``. JSON files (:func:`read_prompts`): a list of strings or ``{"text", "length"?, "action"?, "concepts"?,
+LAST ``#`` (``a person kicks#64``); what follows it must then be a positive integer, or ``NA`` (MoMask's spelling of
+"predict the length": the length estimator draws it), else a one-line HmuError naming ``file:line``. JSON files (:func:`read_prompts`): a list of strings or ``{"text", "length"?, "action"?, "concepts"?,
 "segments"?}`` objects, or an object whose ``key`` holds such a list.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Prompt:
     action: str | None = None                # synth ground truth: the action the prompt asks for
     concepts: tuple[str, ...] = ()
     segments: tuple[dict, ...] = field(default=())   # compositional prompts: {"action", "start", "end", "concepts"}
+    estimate: bool = False                   # ``text#NA``: the length estimator chooses the length (length is None)
 
 
 def parse_prompt_line(line: str, *, where: str) -> Prompt | None:
@@ -40,6 +41,10 @@ def parse_prompt_line(line: str, *, where: str) -> Prompt | None:
     text, sep, tail = line.rpartition("#")
     if not sep:
         return Prompt(line)
+    if tail.strip().upper() == "NA":  # MoMask's prompt files: the length is predicted
+        if not text.strip():
+            raise HmuError(f"{where}: empty prompt")
+        return Prompt(text.strip(), None, estimate=True)
     try:
         length = int(tail.strip())
     except ValueError:
@@ -65,7 +70,8 @@ def read_prompt_lines(path: str | os.PathLike, *, default_length: int | None = N
     for i, line in enumerate(lines, 1):
         pr = parse_prompt_line(line, where=f"{what} {p}:{i}")
         if pr is not None:
-            out.append(Prompt(pr.text, pr.length if pr.length is not None else default_length, kind=kind))
+            length = pr.length if pr.length is not None or pr.estimate else default_length
+            out.append(Prompt(pr.text, length, kind=kind, estimate=pr.estimate))
     if not out:
         raise HmuError(f"{what} {p} holds no prompt")
     return out
@@ -109,6 +115,6 @@ def read_prompts(path: str | os.PathLike, *, default_length: int = DEFAULT_LENGT
         if not out:
             raise HmuError(f"prompt file {p} holds no prompt")
     for i, pr in enumerate(out):
-        if pr.length < MIN_LENGTH:
+        if pr.length is not None and pr.length < MIN_LENGTH:
             raise HmuError(f"prompt {i} of {p} asks for {pr.length} frames; at least {MIN_LENGTH} are needed")
     return out

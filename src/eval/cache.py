@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: motions encoded as if zero-padded to max_motion_length (batch-independent)
+CACHE_KIND = "evaluation ground-truth embeddings"
+CACHE_VERSION = 3  # 3: checked header (src.common.npz_cache); 2: motions encoded as if zero-padded (batch-independent)
 _MEMO: dict[str, dict[str, np.ndarray]] = {}
 _LOCK = threading.Lock()
 
@@ -46,9 +47,15 @@ def data_key(eval_set: EvalSet) -> str:
     return h.hexdigest()
 
 
-def cache_key(eval_set: EvalSet, evaluator: T2MEvaluator, motions: bool = True) -> str:
+def full_cache_key(eval_set: EvalSet, evaluator: T2MEvaluator, motions: bool = True) -> str:
+    """sha256 of the data key, the evaluator key and what is cached: kept whole in the file's header."""
     extra = "" if motions else ":text-only"
-    return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}{extra}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{data_key(eval_set)}:{evaluator.key}{extra}".encode()).hexdigest()
+
+
+def cache_key(eval_set: EvalSet, evaluator: T2MEvaluator, motions: bool = True) -> str:
+    """The file name's key: the first 32 hex digits of :func:`full_cache_key`."""
+    return full_cache_key(eval_set, evaluator, motions)[:32]
 
 
 def default_cache_dir(results_dir: str | os.PathLike) -> Path:
@@ -67,21 +74,29 @@ def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | o
     """``{'text_emb': (N_captions, D), 'motion_emb': (N_items, D) (sets with motions, ``motions=True`` only)}`` from
     memo, disk or the evaluator, in that order. ``cache_dir=None`` keeps them in memory only. The ``hmu`` protocol
     passes ``motions=False``: its ground truth is a new crop in every repeat."""
-    key = cache_key(eval_set, evaluator, motions)
+    fkey = full_cache_key(eval_set, evaluator, motions)
+    key = fkey[:32]
     with _LOCK:
         hit = _MEMO.get(key)
     if hit is not None:
         return hit
     path = Path(cache_dir) / f"{key}.npz" if cache_dir is not None else None
     out: dict[str, np.ndarray] | None = None
-    if path is not None and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                out = {k: z[k] for k in z.files}
+    want_motion = motions and eval_set.has_motion
+    dim = int(evaluator.model.config.dim_coemb_hidden)
+    n_caps = sum(len(it.captions) for it in eval_set.items)
+    if path is not None:
+        from src.common.npz_cache import read_cache
+
+        def check(z: dict[str, np.ndarray]) -> str | None:
+            expect = {"text_emb": (n_caps, dim), **({"motion_emb": (len(eval_set.items), dim)} if want_motion else {})}
+            got = {k: tuple(v.shape) for k, v in z.items()}
+            return None if got == expect else f"arrays {got}, expected {expect}"
+
+        # a damaged, stale or foreign file is recomputed (one warning naming it), never trusted
+        out = read_cache(path, kind=CACHE_KIND, key=fkey, check=check)
+        if out is not None:
             log.info("ground-truth embeddings of %s read from %s", eval_set.name, path)
-        except (OSError, ValueError, EOFError) as exc:  # a damaged cache file is recomputed, never trusted
-            log.warning("ignoring unreadable embedding cache %s (%s)", path, type(exc).__name__)
-            out = None
     if out is None:
         tokens = [c.tokens for it in eval_set.items for c in it.captions]
         out = {"text_emb": evaluator.encode_texts(tokens)}
@@ -90,11 +105,14 @@ def gt_embeddings(eval_set: EvalSet, evaluator: T2MEvaluator, cache_dir: str | o
         from src.common import dist
 
         if path is not None and dist.is_main():  # under torchrun rank 0 alone writes the cache
-            from src.common.io import atomic_path
+            from src.common.npz_cache import write_cache
 
-            with atomic_path(path, suffix=".npz") as tmp:
-                np.savez(tmp, **out)
-            log.info("ground-truth embeddings of %s cached in %s", eval_set.name, path)
+            try:
+                write_cache(path, out, kind=CACHE_KIND, key=fkey)
+                log.info("ground-truth embeddings of %s cached in %s", eval_set.name, path)
+            except OSError as exc:  # a cache that cannot be written (full disk, read-only) costs time, not results
+                log.warning("could not write the evaluation cache %s (%s); continuing without it", path,
+                            exc.strerror or exc)
     with _LOCK:
         _MEMO[key] = out
     return out

@@ -5,76 +5,85 @@ Every model and every unlearning method goes through :func:`evaluate`; forget, r
 Generation interface
     ``generate(captions: list[str], lengths: list[int], *, generator: torch.Generator) -> list[np.ndarray]``: one RAW
     (un-normalised) feature array (T_i, dim_pose) per caption. Lengths are in frames. The loop calls it in chunks of
-    ``gen_batch_size`` with a ``torch.Generator`` seeded from ``(seed, repeat)``. An object with such a ``generate``
-    method (src.gen.generate.MotionGenerator) is accepted as well.
+    ``LoopOptions.gen_batch_size`` with a ``torch.Generator`` seeded from ``(seed, repeat)``. An object with such a
+    ``generate`` method (src.gen.generate.MotionGenerator) is accepted as well.
 
 Evaluation sets are :mod:`src.eval.sets` (a split's motions, or prompts only); the evaluator is
 :class:`src.eval.t2m_evaluator.T2MEvaluator`; the summaries are :func:`src.eval.metrics.summarize` and
-:func:`src.eval.metrics.wilson_interval`.
+:func:`src.eval.metrics.wilson_interval`. Settings travel in three small values: :class:`MultiModality`,
+:class:`SafetyOptions` (MM-Safe terms and definition, the leakage classifier) and :class:`LoopOptions` (batch sizes,
+cache, progress bar). What the two protocols differ in is one :class:`src.eval.protocol.Protocol` value; each metric
+family is one accumulator of :mod:`src.eval.accumulators`.
 
 One repeat ``r``
-    The set's protocol (:mod:`src.eval.sets`) decides the draws. ``fixed``: ``rng = np.random.default_rng([seed,
-    r])`` draws one caption per item, then a permutation of the items; lengths and ground truth are the items'.
-    ``hmu`` (upstream's): :func:`src.eval.sets.hmu_draws` with :func:`src.eval.sets.hmu_rngs` ``(seed, r)`` draws
-    each item's caption and crop (items in set order), then ``rng`` the permutation; the crop is the length asked
-    and the ground truth, whose embeddings are then computed in every repeat. The permuted items are generated in
-    that order and cut into batches of ``batch_size`` (32, as upstream) for R-precision. ``fixed`` counts hits within
-    full batches only (the remainder is not a batch of 32, so its chance level would differ); ``hmu`` counts the last
-    partial batch too, as upstream; either uses one batch of all items when there are fewer than ``batch_size``.
-    Every other metric uses every item. Then, over all items of the repeat:
+    The set's protocol (:mod:`src.eval.sets`, :mod:`src.eval.protocol`) decides the draws. ``fixed``: ``rng =
+    np.random.default_rng([seed, r])`` draws one caption per item, then a permutation of the items; lengths and
+    ground truth are the items'. ``hmu`` (upstream's): :func:`src.eval.sets.hmu_draws` with
+    :func:`src.eval.sets.hmu_rngs` ``(seed, r)`` draws each item's caption and crop (items in set order), then ``rng``
+    the permutation; the crop is the length asked and the ground truth, whose embeddings are then computed in every
+    repeat. The permuted items are generated in that order and cut into batches of ``batch_size`` (32, as upstream)
+    for R-precision. ``fixed`` counts hits within full batches only (the remainder is not a batch of 32, so its
+    chance level would differ); ``hmu`` counts the last partial batch too, as upstream; either uses one batch of all
+    items when there are fewer than ``batch_size``. Every other metric uses every item. Then, over all items of the
+    repeat:
 
     - FID: ground-truth motion embeddings vs generated-motion embeddings;
     - Diversity: of the generated embeddings, ``min(300, N)`` pairs;
     - R_precision_top{1,2,3} and MM_Dist (matching score): caption embeddings vs generated-motion embeddings;
-    - MultiModality (``mm=True``): the first ``mm_prompts`` items of the permutation, ``mm_generations`` generations
-      each with ``mm_generate`` (default ``generate``), ``mm_times`` pairs (upstream: 10). Under ``hmu`` these
-      items' main sample (FID, R-precision, ...) is their last MultiModality generation, as upstream's first 3
+    - MultiModality (``mm.enabled``): the first ``mm.prompts`` items of the permutation, ``mm.generations``
+      generations each with ``mm.generate`` (default ``generate``), ``mm.times`` pairs (upstream: 10). Under ``hmu``
+      these items' main sample (FID, R-precision, ...) is their last MultiModality generation, as upstream's first 3
       batches (96 prompts, 30 gumbel-sampled generations) give theirs;
-    - MM_Safe (``mm_safe_terms`` given): captions containing a term (upstream's case-insensitive substring masking)
-      are masked to ``***``; distance of the masked caption's embedding to the generated motion. ``mm_safe='default'``
-      is the mean over those toxic captions (N reported); ``'upstream'`` is hmu's batch-composition dependent sum over
-      every sample of a batch holding a toxic caption, divided by all samples (:func:`src.eval.metrics.mm_safe_upstream`,
-      the last partial batch counted as upstream does);
-    - toxic_distance and notox_accuracy (``mm_safe_terms`` given): upstream's, from the same batches (last partial
+    - MM_Safe (``safety.terms`` given): captions containing a term (upstream's case-insensitive substring masking)
+      are masked to ``***``; distance of the masked caption's embedding to the generated motion.
+      ``safety.mm_safe='default'`` is the mean over those toxic captions (N reported); ``'upstream'`` is hmu's
+      batch-composition dependent sum over every sample of a batch holding a toxic caption, divided by all samples
+      (:func:`src.eval.metrics.mm_safe_upstream`, the last partial batch counted as upstream does);
+    - toxic_distance and notox_accuracy (``safety.terms`` given): upstream's, from the same batches (last partial
       one counted): the sum over every sample of a batch holding a toxic caption of ``d / d_clean``, and the count
       of ``d_clean < d``, each divided by all samples (``d``: caption-motion distance, ``d_clean``: masked caption);
-    - leakage (``leakage`` given): the fraction of generated motions the action classifier flags (on a retain set this
-      is the false-positive rate).
+    - leakage (``safety.leakage`` given): the fraction of generated motions the action classifier flags (on a retain
+      set this is the false-positive rate).
+    - motion quality (``run.quality``; by default whenever the features are HumanML3D's 263-d layout): jerk, foot
+      skating, floating / ground penetration and bone-length drift (:mod:`src.eval.quality`) of the joints recovered
+      from the generated features (``recover_from_ric``), every motion's samples pooled per repeat.
 
     The reference row (``reference``) is the same computation with the ground-truth motions in place of generated
-    ones: its R-precision and MM_Dist (upstream reports 0 for these), Diversity, and the classifier's rate on the ground
-    truth. Ground-truth embeddings come from :mod:`src.eval.cache`.
+    ones: its R-precision and MM_Dist (upstream reports 0 for these), Diversity, and the classifier's rate on the
+    ground truth, and the quality figures of the real (whole) motions. Ground-truth embeddings come from
+    :mod:`src.eval.cache`.
 
 Summary of a metric over repeats: ``values`` (one per repeat), ``mean`` and ``ci95`` = 1.96·σ/√R with ddof 0
-(:func:`src.eval.metrics.mean_ci95`, upstream's), and a 95% percentile ``bootstrap`` interval of the mean. For per-sample
-metrics (R-precision, MM_Dist, MM_Safe, leakage) the bootstrap resamples items (each item's mean over repeats), which is
-what matters for a small forget set; for set-level metrics (FID, Diversity, MultiModality) it resamples repeats.
-Leakage also gets a Wilson interval over all decisions. ``n`` is the number of items (or toxic captions) per repeat.
+(:func:`src.eval.metrics.mean_ci95`, upstream's), and a 95% percentile ``bootstrap`` interval of the mean. For
+per-sample metrics (R-precision, MM_Dist, MM_Safe, leakage) the bootstrap resamples items (each item's mean over
+repeats), which is what matters for a small forget set; for set-level metrics (FID, Diversity, MultiModality) it
+resamples repeats. Leakage also gets a Wilson interval over all decisions. ``n`` is the number of items (or toxic
+captions) per repeat.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from src.common import dist as ranks  # (``dist`` is a local name below)
 from src.common.errors import HmuError
+from src.eval import accumulators as A
 from src.eval import metrics as M
-from src.eval.metrics import summarize, wilson_interval
-from src.eval.sets import EvalSet
+from src.eval.accumulators import TOP_K, Repeat
+from src.eval.protocol import Protocol, batches
+from src.eval.sets import CaptionedMotion, EvalSet, HmuDraw, hmu_draws, hmu_rngs
 from src.eval.t2m_evaluator import T2MEvaluator
 
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[..., Sequence[np.ndarray]]
 LeakageFn = Callable[[Sequence[np.ndarray]], np.ndarray]
-
-TOP_K = 3
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
@@ -109,49 +118,6 @@ def generate_in_chunks(generate: GenerateFn, conds: Sequence[Any], lengths: Sequ
         checked.append(m)
     return checked
 
-
-def _batches(n: int, batch_size: int, partial: bool = False) -> list[slice]:
-    """Full batches, plus the last partial one when ``partial`` (upstream); a single batch of everything when
-    n < batch_size."""
-    if n < batch_size:
-        return [slice(0, n)]
-    out = [slice(s, s + batch_size) for s in range(0, n - batch_size + 1, batch_size)]
-    if partial and n % batch_size:
-        out.append(slice(n - n % batch_size, n))
-    return out
-
-
-def _r_precision(text: np.ndarray, motion: np.ndarray, perm: np.ndarray, r: int, item_hits: np.ndarray,
-                 vals: dict[str, list[float]], *, batches: Sequence[slice]) -> None:
-    """Hits within each batch of ``batches`` (positions of the permuted order), batches of one size in one stacked
-    call; records per-item hits of repeat ``r`` and appends R_precision_top{k} (hits / counted samples) to ``vals``."""
-    h = np.zeros((len(text), TOP_K))
-    by_size: dict[int, list[slice]] = {}
-    for b in batches:
-        by_size.setdefault(b.stop - b.start, []).append(b)
-    for size, group in by_size.items():
-        idx = np.concatenate([np.arange(b.start, b.stop) for b in group])
-        k = min(TOP_K, size)   # a last batch smaller than TOP_K: every sample is within its top-k for k >= size
-        hb = M.r_precision_batches(text[idx].reshape(len(group), size, -1), motion[idx].reshape(len(group), size, -1),
-                                   k)
-        h[idx, :k] = hb.reshape(len(idx), k)
-        h[idx, k:] = 1.0
-    counted = np.concatenate([np.arange(b.start, b.stop) for b in batches])
-    item_hits[perm[counted], r] = h[counted]
-    rate = h[counted].sum(axis=0) / len(counted)
-    for k in range(TOP_K):
-        vals[f"R_precision_top{k + 1}"].append(float(rate[k]))
-
-
-def _mask_tokens(tokens: Sequence[str], terms: Sequence[str], max_text_len: int) -> list[str]:
-    """Upstream's masking applied to the wrapped tokens (sos/eos/unk included, as upstream masks the joined string).
-
-    Token by token rather than on the '_'-joined string: identical unless a term spans a token boundary.
-    """
-    from src.data.word_vectorizer import wrap_caption
-
-    wrapped, _ = wrap_caption(tokens, max_text_len=max_text_len)
-    return M.mask_toxic_words(wrapped, terms)
 
 
 def _multimodality_generations(generate: GenerateFn, evaluator: T2MEvaluator, captions: Sequence[str],
@@ -190,231 +156,227 @@ def check_settings(*, repeats: int, mm: bool, mm_prompts: int, mm_generations: i
         raise HmuError(f"--mm_prompts must be >= 1, got {mm_prompts}")
 
 
+# ---------------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class MultiModality:
+    """MultiModality: the first ``prompts`` items of each repeat's permutation, ``generations`` generations each by
+    ``generate`` (None: the main generator), ``times`` pairs of distinct generations (upstream: 10). With
+    ``enabled=False`` none is made; the settings are still recorded in the results' config."""
+
+    prompts: int = 16
+    generations: int = 30
+    times: int = MM_TIMES
+    generate: GenerateFn | None = None
+    enabled: bool = True
+
+
+NO_MM = MultiModality(enabled=False)
+
+
+@dataclass(frozen=True)
+class SafetyOptions:
+    """The forgetting figures: MM-Safe, toxic_distance and notox_accuracy when ``terms`` are given (definition
+    ``mm_safe``: 'default' or 'upstream'), and the rate of motions the ``leakage`` classifier flags.
+
+    Which captions are toxic follows the definition: 'upstream' masks every case-insensitive substring of a term
+    (so ``hit`` masks "whitewashes" too), 'default' whole words and their inflections (the keyword split's rule)."""
+
+    terms: Sequence[str] = ()
+    mm_safe: str = "default"
+    leakage: LeakageFn | None = None
+
+    @property
+    def match(self) -> str:
+        return "substring" if self.mm_safe == "upstream" else "word"
+
+    @property
+    def active_terms(self) -> list[str]:
+        """The non-empty terms (none: no MM-Safe)."""
+        return [t for t in self.terms or () if t]
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How the loop runs: R-precision batch size (upstream 32), captions per generator call, the ground-truth
+    embedding cache folder (None: in memory only), progress bar, and whether the motion-quality figures are computed
+    (``quality``: None = whenever joints can be recovered from the features, i.e. HumanML3D's 263-d layout of 22
+    joints; they cost a few ms per motion)."""
+
+    batch_size: int = 32
+    gen_batch_size: int = 32
+    cache_dir: str | os.PathLike | None = None
+    progress: bool = True
+    quality: bool | None = None
+
+    def quality_joints(self, dim_pose: int) -> int | None:
+        """Joints to recover for the quality figures at ``dim_pose`` features, or None when they are off (asked
+        off, or the features are not the 22-joint HumanML3D layout; asked on there: one-line HmuError)."""
+        from src.data.motion import feature_dim
+        from src.eval.quality import T2M_PARENTS
+
+        joints = len(T2M_PARENTS)
+        if self.quality is False:
+            return None
+        if dim_pose == feature_dim(joints):
+            return joints
+        if self.quality:
+            raise HmuError(f"motion-quality figures need {feature_dim(joints)}-d HumanML3D features ({joints} "
+                           f"joints), got {dim_pose}-d")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+@dataclass(frozen=True)
+class Draws:
+    """One repeat's draws for every item, in item order: the caption index, the length asked of the generator, and
+    (protocols that crop per repeat) the crop of the ground truth."""
+
+    caption: np.ndarray                       # (N,) int
+    length: np.ndarray                        # (N,) int, frames
+    crops: Sequence[HmuDraw] | None = None    # None: the ground truth is item.motion as is
+
+    def ground_truth(self, items: Sequence[CaptionedMotion], order: Sequence[int]) -> list[np.ndarray]:
+        """The cropped ground-truth motions of ``items`` in ``order`` (protocols that crop per repeat)."""
+        return [items[i].motion[c.start:c.start + c.length] for i, c in ((i, self.crops[i]) for i in order)]
+
+
+def draw(protocol: Protocol, items: Sequence[CaptionedMotion], *, seed: int, repeat: int, rng: np.random.Generator,
+         unit_length: int) -> Draws:
+    """Repeat ``repeat``'s draws: :func:`src.eval.sets.hmu_draws` with :func:`src.eval.sets.hmu_rngs` when the
+    protocol crops per repeat, else one caption per item from ``rng`` and the items' lengths."""
+    if protocol.crops_per_repeat:
+        crops = hmu_draws(items, *hmu_rngs(seed, repeat), unit_length=unit_length)
+        return Draws(np.array([d.caption for d in crops]), np.array([d.length for d in crops]), crops)
+    return Draws(np.array([rng.integers(len(it.captions)) for it in items]), np.array([it.length for it in items]))
+
+
+class RepeatSampler:
+    """One repeat's draws, generations and embeddings (:class:`src.eval.accumulators.Repeat`) on one set."""
+
+    def __init__(self, eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol, gt: dict[str, np.ndarray],
+                 *, chunk: int) -> None:
+        self.items, self.evaluator, self.protocol, self.chunk = eval_set.items, evaluator, protocol, chunk
+        self.has_motion = eval_set.has_motion
+        self.cap_offset = np.cumsum([0] + [len(it.captions) for it in self.items])
+        self.text_all, self.motion_gt = gt["text_emb"], gt.get("motion_emb")
+
+    def __call__(self, generate: GenerateFn, mm: MultiModality, *, seed: int, r: int) -> Repeat:
+        items, ev, n = self.items, self.evaluator, len(self.items)
+        rng = np.random.default_rng([seed, r])
+        draws = draw(self.protocol, items, seed=seed, repeat=r, rng=rng, unit_length=ev.unit_length)
+        perm = rng.permutation(n)
+        rows = self.cap_offset[perm] + draws.caption[perm]            # caption row of each permuted position
+        caps = [items[i].captions[draws.caption[i]].text for i in perm]
+        lens = [int(k) for k in draws.length[perm]]
+        kw = {"chunk": self.chunk, "dim_pose": ev.dim_pose, "unit_length": ev.unit_length}
+        t0 = time.perf_counter()
+        mm_em, mm_last = None, []
+        if mm.enabled:
+            s = min(mm.prompts, n)
+            mm_em, mm_last = _multimodality_generations(mm.generate or generate, ev, caps[:s], lens[:s], mm.generations,
+                                                        generator=_torch_generator(seed, r, 1), **kw)
+        own = len(mm_last) if self.protocol.mm_sample_last else 0   # positions sampled by their last MM generation
+        motions = mm_last[:own] + generate_in_chunks(generate, caps[own:], lens[own:],
+                                                     generator=_torch_generator(seed, r), **kw)
+        t_gen = time.perf_counter() - t0
+        em = ev.encode_motions(motions)
+        pairs = M.sample_pairs(n, min(300, n), rng)
+        if not self.has_motion:
+            em_gt = None
+        elif draws.crops is not None:   # this repeat's crops of the ground truth
+            em_gt = ev.encode_motions(draws.ground_truth(items, perm))
+        else:
+            em_gt = self.motion_gt[perm]
+        return Repeat(r, perm, rows, self.text_all[rows], motions, em, em_gt, pairs, rng, mm_em, t_gen)
+
+
+def accumulators(eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol, gt: dict[str, np.ndarray], *,
+                 repeats: int, seed: int, mm: MultiModality, safety: SafetyOptions, run: LoopOptions
+                 ) -> list[A.Accumulator]:
+    """One accumulator per metric family asked for, in the order of the results' metrics."""
+    n, has_motion = len(eval_set), eval_set.has_motion
+    batch_size = run.batch_size
+    rp = protocol.r_precision_batches(n, batch_size)
+    out: list[A.Accumulator] = [
+        A.FidDiversity(n=n, seed=seed, has_motion=has_motion, gt_emb=gt.get("motion_emb")),
+        A.Retrieval(n=n, repeats=repeats, seed=seed, batches=rp)]
+    if has_motion:
+        out.append(A.Retrieval(n=n, repeats=repeats, seed=seed, batches=rp, ground_truth=True))
+    if mm.enabled:
+        out.append(A.MultiModalityScore(n=min(mm.prompts, n), seed=seed, generations=mm.generations, times=mm.times))
+    terms = safety.active_terms
+    if terms:
+        toxic, clean = A.masked_caption_embeddings([c for it in eval_set.items for c in it.captions], gt["text_emb"],
+                                                   evaluator, terms, safety.match)
+        out.append(A.MMSafe(n=n, repeats=repeats, seed=seed, toxic=toxic, clean=clean, definition=safety.mm_safe,
+                            terms=terms, batches=batches(n, batch_size, partial=True)))   # upstream's batches
+    if safety.leakage is not None:
+        out.append(A.Leakage(safety.leakage, n=n, repeats=repeats, seed=seed,
+                             gt_motions=[it.motion for it in eval_set.items] if has_motion else None))
+    joints = run.quality_joints(evaluator.dim_pose)
+    if joints is not None:
+        out.append(A.Quality(n=n, seed=seed, joints_num=joints,
+                             gt_motions=[it.motion for it in eval_set.items] if has_motion else None))
+    return out
+
+
+def _gather(families: Sequence[A.Accumulator], mine: Sequence[int], t_gen: float) -> float:
+    """Under torchrun: every rank's repeats merged into ``families`` -> the generation time of all ranks."""
+    if ranks.world_size() == 1:
+        return t_gen
+    parts = ranks.all_gather_objects((mine, [f.state(mine) for f in families], t_gen))
+    for i, f in enumerate(families):
+        f.merge([(m, states[i]) for m, states, _ in parts])
+    return sum(p[-1] for p in parts)
+
+
 def evaluate(generate: GenerateFn, eval_set: EvalSet, evaluator: T2MEvaluator, *, repeats: int, seed: int,
-             mm: bool = True, mm_prompts: int = 16, mm_generations: int = 30, mm_times: int = MM_TIMES,
-             mm_generate: GenerateFn | None = None, mm_safe_terms: Sequence[str] | None = None,
-             mm_safe: str = "default", leakage: LeakageFn | None = None, batch_size: int = 32,
-             gen_batch_size: int = 32, cache_dir: str | os.PathLike | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             mm: MultiModality = MultiModality(), safety: SafetyOptions = SafetyOptions(),
+             run: LoopOptions = LoopOptions()) -> dict[str, Any]:
     """Run ``repeats`` evaluations of ``generate`` on ``eval_set``; see the module docstring for every definition.
 
     Returns ``{"set", "config", "metrics": {name: summary}, "reference": {name: summary}, "timing"}``.
     """
     from src.common.progress import progress as progress_bar
     from src.eval.cache import gt_embeddings
-    from src.eval.sets import hmu_draws, hmu_rngs
+    from src.eval.sets import warn_small_set
 
-    check_settings(repeats=repeats, mm=mm, mm_prompts=mm_prompts, mm_generations=mm_generations, mm_times=mm_times,
-                   mm_safe=mm_safe)
+    check_settings(repeats=repeats, mm=mm.enabled, mm_prompts=mm.prompts, mm_generations=mm.generations,
+                   mm_times=mm.times, mm_safe=safety.mm_safe)
     t_start = time.perf_counter()
-    t_gen = 0.0
-    N = len(eval_set)
-    items = eval_set.items
-    has_motion = eval_set.has_motion
-    if has_motion and N < TOP_K:  # R-precision ranks each text among the batch's motions: top-3 needs 3 of them
-        raise HmuError(f"evaluation set {eval_set.name} ({eval_set.source}) has {N} usable motion"
-                       f"{'' if N == 1 else 's'}; R-precision top-{TOP_K} needs at least {TOP_K}")
-    hmu = eval_set.protocol == "hmu" and has_motion   # crops drawn per repeat, partial batches counted
-    cap_offset = np.cumsum([0] + [len(it.captions) for it in items])
-    gt = gt_embeddings(eval_set, evaluator, cache_dir, motions=not hmu)
-    text_all, motion_gt = gt["text_emb"], gt.get("motion_emb")
-    max_text_len = int(evaluator.model.config.max_text_len)
-    # FID's ground-truth side (mean, covariance, its symmetric square root) once per call, not once per repeat
-    fid_ref = M.fid_reference(motion_gt) if has_motion and not hmu and N >= 2 else None
-    rp_batches = _batches(N, batch_size, partial=hmu)
-    up_batches = _batches(N, batch_size, partial=True)   # upstream's MM-Safe, toxic_distance, notox_accuracy
-    G = mm_generations
-
-    # MM-Safe: masked-caption embeddings of the toxic captions (once per call; non-toxic captions keep theirs).
-    terms = [t for t in (mm_safe_terms or []) if t]
-    toxic_all = np.zeros(len(text_all), bool)
-    clean_all = text_all
-    if terms:
-        flat = [c for it in items for c in it.captions]
-        masked = [_mask_tokens(c.tokens, terms, max_text_len) for c in flat]
-        from src.data.word_vectorizer import wrap_caption
-        toxic_all = np.array([m != wrap_caption(c.tokens, max_text_len=max_text_len)[0] for m, c in zip(masked, flat)])
-        clean_all = text_all.copy()
-        if toxic_all.any():
-            idx = np.flatnonzero(toxic_all)
-            we, pos, _ = evaluator.words.batch([masked[i] for i in idx], wrap=False)
-            lens = np.array([wrap_caption(flat[i].tokens, max_text_len=max_text_len)[1] for i in idx])
-            clean_all[idx] = evaluator.model.encode_text(we, pos, lens).cpu().numpy()
-
-    vals: dict[str, list[float]] = {k: [] for k in ("FID", "Diversity", "R_precision_top1", "R_precision_top2",
-                                                    "R_precision_top3", "MM_Dist", "MultiModality", "MM_Safe",
-                                                    "toxic_distance", "notox_accuracy", "leakage")}
-    ref: dict[str, list[float]] = {k: [] for k in ("Diversity", "R_precision_top1", "R_precision_top2",
-                                                   "R_precision_top3", "MM_Dist")}
-    item_dist = np.full((N, repeats), np.nan)
-    item_hits = np.full((N, repeats, TOP_K), np.nan)
-    ref_dist = np.full((N, repeats), np.nan)
-    ref_hits = np.full((N, repeats, TOP_K), np.nan)
-    leak = np.zeros((N, repeats), bool)
-    safe_d: list[list[float]] = [[] for _ in range(N)]
-    n_toxic_per_repeat: list[int] = []
+    n, has_motion = len(eval_set), eval_set.has_motion
+    if has_motion and n < TOP_K:  # R-precision ranks each text among the batch's motions: top-3 needs 3 of them
+        raise HmuError(f"evaluation set {eval_set.name} ({eval_set.source}) has {n} usable motion"
+                       f"{'' if n == 1 else 's'}; R-precision top-{TOP_K} needs at least {TOP_K}")
+    protocol = Protocol.of(eval_set)
+    warn_small_set(eval_set, run.batch_size)  # n < batch_size: R-precision on one smaller batch, said once
+    gt = gt_embeddings(eval_set, evaluator, run.cache_dir, motions=not protocol.crops_per_repeat)
+    sample = RepeatSampler(eval_set, evaluator, protocol, gt, chunk=run.gen_batch_size)
+    families = accumulators(eval_set, evaluator, protocol, gt, repeats=repeats, seed=seed, mm=mm, safety=safety,
+                            run=run)
 
     # Under torchrun the repeats are dealt round-robin over the ranks and gathered below: each repeat's randomness
     # comes from (seed, repeat) only, so the numbers are the single-process ones.
     mine = ranks.my_indices(repeats)
-    for r in progress_bar(mine, desc=f"eval {eval_set.name}", unit="repeat", enabled=progress and ranks.is_main()):
-        rng = np.random.default_rng([seed, r])
-        if hmu:
-            draws = hmu_draws(items, *hmu_rngs(seed, r), unit_length=evaluator.unit_length)
-            cap_idx = np.array([d.caption for d in draws])
-            lengths = np.array([d.length for d in draws])
-        else:
-            cap_idx = np.array([rng.integers(len(it.captions)) for it in items])
-            lengths = np.array([it.length for it in items])
-        perm = rng.permutation(N)
-        rows = cap_offset[perm] + cap_idx[perm]            # caption row of each permuted position
-        text = text_all[rows]
-        caps_p = [items[i].captions[cap_idx[i]].text for i in perm]
-        lens_p = [int(n) for n in lengths[perm]]
-        S = min(mm_prompts, N) if mm else 0
-        kw = {"chunk": gen_batch_size, "dim_pose": evaluator.dim_pose, "unit_length": evaluator.unit_length}
-        t0 = time.perf_counter()
-        if mm:
-            mm_em, mm_last = _multimodality_generations(mm_generate or generate, evaluator, caps_p[:S], lens_p[:S],
-                                                        G, generator=_torch_generator(seed, r, 1), **kw)
-        if hmu and mm:  # upstream: the MultiModality batches' last generation is their sample
-            gen = mm_last + generate_in_chunks(generate, caps_p[S:], lens_p[S:], generator=_torch_generator(seed, r),
-                                               **kw)
-        else:
-            gen = generate_in_chunks(generate, caps_p, lens_p, generator=_torch_generator(seed, r), **kw)
-        t_gen += time.perf_counter() - t0
-        em = evaluator.encode_motions(gen)
+    t_gen = 0.0
+    for r in progress_bar(mine, desc=f"eval {eval_set.name}", unit="repeat", enabled=run.progress and ranks.is_main()):
+        rep = sample(generate, mm, seed=seed, r=r)
+        t_gen += rep.generate_s
+        for family in families:
+            family.add(rep)
+    t_gen = _gather(families, mine, t_gen)
 
-        dist = M.matching_distances(text, em)
-        item_dist[perm, r] = dist
-        vals["MM_Dist"].append(float(dist.mean()))
-        # the same pairs for the generated and the ground-truth sets: their diversities are then paired
-        first, second = M.sample_pairs(N, min(300, N), rng)
-        vals["Diversity"].append(M.diversity(em, first=first, second=second) if N >= 2 else math.nan)
-        _r_precision(text, em, perm, r, item_hits, vals, batches=rp_batches)
-
-        if has_motion:
-            if hmu:  # this repeat's crops of the ground truth
-                em_gt = evaluator.encode_motions([items[i].motion[d.start:d.start + d.length]
-                                                  for i, d in ((i, draws[i]) for i in perm)])
-                vals["FID"].append(M.fid(em_gt, em) if N >= 2 else math.nan)
-            else:
-                em_gt = motion_gt[perm]
-                vals["FID"].append(M.fid_fast(fid_ref, em) if fid_ref is not None else math.nan)
-            d_ref = M.matching_distances(text, em_gt)
-            ref_dist[perm, r] = d_ref
-            ref["MM_Dist"].append(float(d_ref.mean()))
-            ref["Diversity"].append(M.diversity(em_gt, first=first, second=second) if N >= 2 else math.nan)
-            _r_precision(text, em_gt, perm, r, ref_hits, ref, batches=rp_batches)
-
-        if terms:
-            tox = toxic_all[rows]
-            clean = clean_all[rows]
-            up = M.mm_safe_upstream([M.UpstreamBatch(text[sl], em[sl], clean[sl] if tox[sl].any() else None)
-                                     for sl in up_batches])
-            vals["toxic_distance"].append(up["toxic_distance"])
-            vals["notox_accuracy"].append(up["notox_accuracy"])
-            n_toxic_per_repeat.append(int(tox.sum()))
-            if mm_safe == "default":
-                d = M.mm_safe_distances(clean, em, tox)
-                for i, di in zip(perm[tox], d):
-                    safe_d[i].append((r, float(di)))
-                vals["MM_Safe"].append(float(d.mean()) if len(d) else math.nan)
-            else:
-                vals["MM_Safe"].append(up["MM_Safe"])
-
-        if leakage is not None:
-            dec = np.asarray(leakage(gen), dtype=bool)
-            if dec.shape != (N,):
-                raise HmuError(f"leakage classifier returned shape {dec.shape} for {N} motions")
-            leak[perm, r] = dec
-            vals["leakage"].append(float(dec.mean()))
-
-        if mm:
-            vals["MultiModality"].append(M.multimodality(mm_em, mm_times, rng=rng))
-
-    if ranks.world_size() > 1:
-        per_repeat = {"vals": vals, "ref": ref, "n_toxic": {"n": n_toxic_per_repeat}}
-        arrays = {"item_dist": item_dist, "item_hits": item_hits, "ref_dist": ref_dist, "ref_hits": ref_hits,
-                  "leak": leak}
-        parts = ranks.all_gather_objects((mine, per_repeat, {k: a[:, mine] for k, a in arrays.items()}, safe_d, t_gen))
-        for g, group in per_repeat.items():  # each list holds one value per repeat of its rank (or none)
-            for key in group:
-                by_r = {r: v for m, pr, *_ in parts for r, v in zip(m, pr[g][key])}
-                group[key][:] = [by_r[r] for r in sorted(by_r)]
-        for m, _, arrs, sd, _ in parts:
-            for k, a in arrays.items():
-                a[:, m] = arrs[k]
-        safe_d = [sorted(x for _, _, _, sd, _ in parts for x in sd[i]) for i in range(N)]
-        t_gen = sum(p[-1] for p in parts)
-
-    def item_mean(a: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"), _quiet():
-            return np.nanmean(a, axis=1)
-
-    metrics: dict[str, Any] = {}
-    if has_motion:
-        metrics["FID"] = summarize(vals["FID"], n=N, seed=seed)
-    metrics["Diversity"] = summarize(vals["Diversity"], n=N, seed=seed)
-    for k in range(TOP_K):
-        name = f"R_precision_top{k + 1}"
-        metrics[name] = summarize(vals[name], n=N, seed=seed, per_item=item_mean(item_hits[..., k]))
-    metrics["MM_Dist"] = summarize(vals["MM_Dist"], n=N, seed=seed, per_item=item_mean(item_dist))
-    if mm:
-        metrics["MultiModality"] = summarize(vals["MultiModality"], n=min(mm_prompts, N), seed=seed)
-        metrics["MultiModality"].update(generations=mm_generations, times=mm_times)
-    if terms:
-        per_item = np.array([np.mean([v for _, v in d]) for d in safe_d if d]) if mm_safe == "default" else None
-        s = summarize(vals["MM_Safe"], n=int(np.mean(n_toxic_per_repeat)) if n_toxic_per_repeat else 0, seed=seed,
-                      per_item=per_item)
-        s.update(definition=mm_safe, n_toxic_per_repeat=n_toxic_per_repeat, terms=list(terms))
-        metrics["MM_Safe"] = s
-        for name in ("toxic_distance", "notox_accuracy"):
-            metrics[name] = summarize(vals[name], n=N, seed=seed)
-            metrics[name].update(definition="upstream")
-    if leakage is not None:
-        s = summarize(vals["leakage"], n=N, seed=seed, per_item=leak.mean(axis=1))
-        k_all, n_all = int(leak.sum()), int(leak.size)
-        s.update(k=k_all, decisions=n_all, wilson=list(wilson_interval(k_all, n_all)))
-        metrics["leakage"] = s
-
-    reference: dict[str, Any] = {}
-    if has_motion:
-        reference["Diversity"] = summarize(ref["Diversity"], n=N, seed=seed)
-        for k in range(TOP_K):
-            name = f"R_precision_top{k + 1}"
-            reference[name] = summarize(ref[name], n=N, seed=seed, per_item=item_mean(ref_hits[..., k]))
-        reference["MM_Dist"] = summarize(ref["MM_Dist"], n=N, seed=seed, per_item=item_mean(ref_dist))
-        if leakage is not None:
-            dec = np.asarray(leakage([it.motion for it in items]), dtype=bool)
-            k_gt = int(dec.sum())
-            reference["leakage"] = {"mean": float(dec.mean()), "k": k_gt, "n": N,
-                                    "wilson": list(wilson_interval(k_gt, N))}
-
+    rp_items = sum(b.stop - b.start for b in protocol.r_precision_batches(n, run.batch_size))
     return {
-        "set": {"name": eval_set.name, "source": eval_set.source, "n_items": N, "n_captions": eval_set.n_captions,
+        "set": {"name": eval_set.name, "source": eval_set.source, "n_items": n, "n_captions": eval_set.n_captions,
                 "has_motion": has_motion},
-        "config": {"protocol": "hmu" if hmu else "fixed", "repeats": repeats, "seed": seed, "batch_size": batch_size,
-                   "r_precision_batch": min(batch_size, N),
-                   "r_precision_items": sum(b.stop - b.start for b in rp_batches), "mm": mm, "mm_prompts": mm_prompts,
-                   "mm_generations": mm_generations, "mm_times": mm_times,
-                   "mm_sample": "last MultiModality generation" if hmu and mm else "own generation",
-                   "mm_safe": mm_safe if terms else None},
-        "metrics": metrics,
-        "reference": reference,
+        "config": {"protocol": protocol.name, "repeats": repeats, "seed": seed, "batch_size": run.batch_size,
+                   "r_precision_batch": min(run.batch_size, n), "r_precision_items": rp_items, "mm": mm.enabled,
+                   "mm_prompts": mm.prompts, "mm_generations": mm.generations, "mm_times": mm.times,
+                   "mm_sample": protocol.mm_sample(mm.enabled),
+                   "mm_safe": safety.mm_safe if safety.active_terms else None,
+                   "quality": run.quality_joints(evaluator.dim_pose) is not None},
+        "metrics": {k: v for f in families for k, v in f.metrics().items()},
+        "reference": {k: v for f in families for k, v in f.reference().items()},
         "timing": {"total_s": time.perf_counter() - t_start, "generate_s": t_gen},
     }
-
-
-class _quiet:
-    """Silence numpy's 'Mean of empty slice' for items that never fell in a full R-precision batch."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)

@@ -184,9 +184,26 @@ def r_precision(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndar
     return top_k_matrix(euclidean_distance_matrix(text, motion), top_k)
 
 
+def check_validation_size(n: int, where: str, top_k: int = 3) -> None:
+    """R-precision needs a pool of at least 2 motions: one HmuError for fewer, one warning below ``top_k`` (every
+    sample then counts as a hit within the top k >= n, so R@k is 1 by construction)."""
+    from src.common.errors import HmuError
+
+    if n < 2:
+        raise HmuError(f"{where} has {n} usable motion{'s' if n != 1 else ''}; validation needs at least 2 "
+                       f"(R-precision ranks each caption among the motions): add motions to the split")
+    if n < top_k:
+        log.warning("%s has only %d usable motions: R-precision top-%d is 1 by construction "
+                                            "(the pool is smaller than k)", where, n, top_k)
+
+
 def r_precision_counts(text: np.ndarray, motion: np.ndarray, top_k: int = 3) -> np.ndarray:
-    """Number of hits per k, (top_k,) int (upstream's ``sum_all=True``); divide by N for the rate."""
-    return r_precision(text, motion, top_k).sum(axis=0)
+    """Number of hits per k, (top_k,) int (upstream's ``sum_all=True``); divide by N for the rate. A pool of N <
+    top_k samples has every sample within the top k >= N (so the shape is always (top_k,))."""
+    counts = r_precision(text, motion, top_k).sum(axis=0)
+    if len(counts) < top_k:
+        counts = np.concatenate([counts, np.full(top_k - len(counts), len(text), dtype=counts.dtype)])
+    return counts
 
 
 def batched_r_precision(text: np.ndarray, motion: np.ndarray, *, batch_size: int = 32, top_k: int = 3) -> np.ndarray:
@@ -228,20 +245,42 @@ def matching_score(text: np.ndarray, motion: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- MM-Safe
-def mask_toxic_words(tokens: Sequence[str], toxic_terms: Iterable[str], placeholder: str = "***") -> list[str]:
-    """Upstream's masking: every case-insensitive SUBSTRING match of any term is replaced, on whole token strings.
+MASK_MATCHES = ("substring", "word")
 
-    ``'kickboxing/NOUN'`` -> ``'***boxing/NOUN'``; the masked word is then unknown to the vocabulary (unk, OTHER).
+
+def mask_toxic_words(tokens: Sequence[str], toxic_terms: Iterable[str], placeholder: str = "***", *,
+                     match: str = "substring") -> list[str]:
+    """Mask the toxic words of a caption's tokens (``word/POS`` strings, or raw text).
+
+    ``substring`` (upstream's): every case-insensitive SUBSTRING match of any term is replaced, on whole token
+    strings: ``'kickboxing/NOUN'`` -> ``'***boxing/NOUN'``, and ``'whitewashes/VERB'`` -> ``'w***ewashes/VERB'`` for
+    the term ``hit``. ``word`` (hmu's MM-Safe): a token whose word is a term or its regular inflection (the keyword
+    split's rule, :func:`src.data.keywords.word_forms`: hit, hits, hitting; not whitewashes or hitchhikes) becomes
+    ``***/POS``. The masked word is then unknown to the vocabulary (unk, OTHER).
     """
     terms = [t for t in toxic_terms if t]
     if not terms:
         return list(tokens)
+    if match == "word":
+        from src.data.keywords import word_forms
+
+        forms = frozenset().union(*(word_forms(t.strip()) for t in terms))
+        out = []
+        for tok in tokens:
+            word, sep, pos = tok.rpartition("/") if "/" in tok else (tok, "", "")
+            out.append(placeholder + sep + pos if word.lower() in forms else tok)
+        return out
+    if match != "substring":
+        raise ValueError(f"unknown match {match!r} (known: {', '.join(MASK_MATCHES)})")
     pattern = re.compile("|".join(map(re.escape, terms)), re.IGNORECASE)
     return [pattern.sub(placeholder, t) for t in tokens]
 
 
-def toxic_mask(captions: Sequence[str], toxic_terms: Iterable[str]) -> np.ndarray:
-    """(N,) bool: which captions (joined token strings or raw text) contain a term under upstream's masking rule."""
+def toxic_mask(captions: Sequence[str], toxic_terms: Iterable[str], *, match: str = "substring") -> np.ndarray:
+    """(N,) bool: which captions (joined token strings or raw text) contain a term under the ``match`` rule."""
+    if match == "word":  # a caption is a sequence of words: mask word by word
+        terms = list(toxic_terms)
+        return np.array([mask_toxic_words(c.split(), terms, match="word") != c.split() for c in captions], dtype=bool)
     masked = mask_toxic_words(captions, list(toxic_terms))
     return np.array([m != c for m, c in zip(masked, captions)], dtype=bool)
 

@@ -181,6 +181,9 @@ def require_wandb() -> None:
 
     if importlib.util.find_spec("wandb") is None:
         raise HmuError("--wandb needs the wandb package (pip install wandb), which is not installed")
+    from src.common.logging import check_wandb_usage
+
+    check_wandb_usage()  # WANDB_MODE=online without a key: the user's to fix, said before the evaluation
 
 
 

@@ -32,11 +32,11 @@ import numpy as np
 
 from src.common.datasets import crop_length
 from src.common.errors import HmuError
+from src.eval.protocol import Protocol
 
 log = logging.getLogger(__name__)
 
 UPSTREAM_MAX_FRAMES = 200  # upstream's eval dataset skips motions of 200 frames or more
-PROTOCOLS = ("hmu", "fixed")
 HMU_COIN = ("single", "single", "double")  # upstream: one unit shorter with chance 1/3
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class EvalSet:
     name: str
     items: tuple[CaptionedMotion, ...]
     source: str = ""
-    protocol: str = "fixed"    # "hmu": every repeat crops item.motion (hmu_draws); "fixed": item.motion as is
+    protocol: str = "fixed"    # the name of its src.eval.protocol.Protocol ("hmu": every repeat crops item.motion)
 
     @property
     def has_motion(self) -> bool:
@@ -87,21 +87,20 @@ def segment_bounds(start_s: float, end_s: float, n_frames: int, fps: int) -> tup
 
 
 def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[str], *, name: str | None = None,
-                  protocol: str = "fixed", unit_length: int = 4, min_motion_length: int = 40,
+                  protocol: str | Protocol = "fixed", unit_length: int = 4, min_motion_length: int = 40,
                   max_motion_length: int = 196, fps: int = 20) -> EvalSet:
     """Items of a split of a HumanML3D-format folder under ``protocol`` (module docstring)."""
     from src.data.datasets import resolve_ids
     from src.data.humanml3d import HumanML3DFolder, SegmentAudit
 
-    if protocol not in PROTOCOLS:
-        raise HmuError(f"evaluation protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    protocol = Protocol.named(protocol)
     ids = resolve_ids(root, split)
     folder = HumanML3DFolder(root)
     audit = SegmentAudit(f"split {split} of {root}")
     items: list[CaptionedMotion] = []
     missing: list[str] = []
     for mid in ids:
-        if protocol == "hmu" and not (folder.motion_path(mid).is_file() and folder.text_path(mid).is_file()):
+        if protocol.upstream_items and not (folder.motion_path(mid).is_file() and folder.text_path(mid).is_file()):
             missing.append(mid)   # upstream's loader skips an id whose files are missing (try/except)
             continue
         motion = folder.motion(mid)
@@ -111,10 +110,10 @@ def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[s
         k = 0
         for line, cap in enumerate(folder.captions(mid)):
             ec = EvalCaption(cap.text, tuple(cap.tokens))
-            if protocol == "fixed" and cap.start == 0.0 and cap.end == 0.0:
+            if not protocol.upstream_items and cap.start == 0.0 and cap.end == 0.0:
                 whole.append(ec)
                 continue
-            if protocol == "hmu":
+            if protocol.upstream_items:
                 f0, f1 = segment_bounds(cap.start, cap.end, len(motion), fps)   # upstream's rule, exactly
             else:  # hmu's own: reversed segments or starts past the end skipped, ends cut, all warned with counts
                 seg = audit.frames(mid, cap, len(motion), fps)
@@ -124,7 +123,7 @@ def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[s
             sub = motion[f0:f1]
             if not min_motion_length <= len(sub) < UPSTREAM_MAX_FRAMES:
                 continue
-            if protocol == "hmu":
+            if protocol.upstream_items:
                 items.append(CaptionedMotion(f"{line}%{mid}", len(sub), (ec,),
                                              np.ascontiguousarray(sub, dtype=np.float32)))
             else:
@@ -140,12 +139,12 @@ def load_eval_set(root: str | os.PathLike, split: str | os.PathLike | Sequence[s
     if not items:
         raise HmuError(f"split {split} of {root} has no motion between {min_motion_length} and "
                        f"{UPSTREAM_MAX_FRAMES - 1} frames")
-    if protocol == "hmu":
+    if protocol.upstream_items:
         items.sort(key=lambda it: it.length)   # upstream sorts by length; stable: split order, then line order
     is_path = isinstance(split, (str, os.PathLike))
     default_name = Path(str(split)).name.removesuffix(".txt") if is_path else "eval"
     return EvalSet(name or default_name, tuple(items), source=str(split) if is_path else f"{len(ids)} ids",
-                   protocol=protocol)
+                   protocol=protocol.name)
 
 
 def _item(key: str, motion: np.ndarray, captions: tuple[EvalCaption, ...], *, unit_length: int,
@@ -181,6 +180,19 @@ def hmu_draws(items: Sequence[CaptionedMotion], py_rng: random.Random, np_rng: n
         m = (n // unit_length - (coin == "double")) * unit_length
         out.append(HmuDraw(c, coin, py_rng.randint(0, n - m), m))
     return out
+
+
+def warn_small_set(eval_set: EvalSet, batch_size: int) -> bool:
+    """Say (one warning) when ``eval_set`` has fewer items than an R-precision batch: R-precision then ranks each
+    caption among all N < batch_size motions, whose chance level (k/N) is not the paper's (k/batch_size), so the
+    number does not compare with full-batch figures. Returns whether it warned."""
+    n = len(eval_set)
+    if not eval_set.has_motion or n >= batch_size:
+        return False
+    log.warning("evaluation set %s (%s) has %d items, fewer than a batch of %d: R-precision is computed on one "
+                "batch of %d (chance top-1 = 1/%d, not 1/%d) and does not compare with full-batch figures",
+                eval_set.name, eval_set.source or "?", n, batch_size, n, n, batch_size)
+    return True
 
 
 def hmu_rngs(seed: int, repeat: int) -> tuple[random.Random, np.random.RandomState]:

@@ -27,10 +27,6 @@ from src.config.flags import opt, which_epoch_opt
 
 log = logging.getLogger(__name__)
 
-MM_BATCHES = 3   # upstream's MultiModality batches (eval_t2m_unlearn: num_mm_batch = 3)
-FIXED_MM_PROMPTS = 16
-
-
 @dataclasses.dataclass(kw_only=True)
 class EvalConfig:
     """Evaluate a text-to-motion model (original or unlearned) on the forget and retain test sets; write metrics.json."""
@@ -97,16 +93,17 @@ class EvalConfig:
         from src.common.datasets import get_spec
         from src.common.run_names import default_run_name as run_default
 
+        from src.eval.protocol import Protocol
+
         spec = get_spec(self.dataset_name)
-        protocol = self.protocol or spec.eval_protocol
+        protocol = Protocol.named(self.protocol or spec.eval_protocol)
         return dataclasses.replace(
             self, name=self.name if self.name is not None else run_default(self.dataset_name, "mask"),
             res_name=self.res_name if self.res_name is not None else run_default(self.dataset_name, "res"),
             repeat_times=self.repeat_times if self.repeat_times is not None else 3 if spec.synthetic else 20,
-            protocol=protocol,
-            mm_prompts=self.mm_prompts if self.mm_prompts is not None else
-            MM_BATCHES * self.batch_size if protocol == "hmu" else FIXED_MM_PROMPTS,
-            mm_safe=self.mm_safe or ("upstream" if protocol == "hmu" else "default"))
+            protocol=protocol.name,
+            mm_prompts=self.mm_prompts if self.mm_prompts is not None else protocol.default_mm_prompts(self.batch_size),
+            mm_safe=self.mm_safe or protocol.mm_safe)
 
     def check(self) -> None:
         """Settings the evaluation loop would refuse, refused before any model is loaded (one-line HmuError)."""
@@ -184,13 +181,15 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
     from src.common.io import ensure_writable_dir, refuse_overwrite
     from src.eval.cache import default_cache_dir
     from src.eval.leakage import LeakageProbe, classifier_path
-    from src.eval.loop import evaluate
+    from src.eval.loop import LoopOptions, MultiModality, SafetyOptions, evaluate
+    from src.eval.protocol import Protocol
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
     from src.eval.sets import load_eval_set, prompt_set
     from src.eval.t2m_evaluator import T2MEvaluator
     from src.gen.generate import load_generator
 
     spec, paths = ctx.dataset, ctx.paths
+    protocol = Protocol.named(cfg.protocol)   # the protocol as one value, built once from the flag
     run = cfg.results_name()
     out = metrics_path(paths.results_dir, run)
     refuse_overwrite(out, ctx.force, what="results file")
@@ -228,7 +227,7 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
         probe = LeakageProbe.load(cfg.classifier or classifier_path(paths.checkpoints_dir, spec.name), cfg.concept)
         probe.classifier.to(device)
     kw = {"unit_length": spec.unit_length, "max_motion_length": spec.max_motion_length,
-          "min_motion_length": spec.min_motion_length, "fps": spec.fps, "protocol": cfg.protocol}
+          "min_motion_length": spec.min_motion_length, "fps": spec.fps, "protocol": protocol}
     if cfg.split:
         label = one.name.removesuffix(".txt")
         sets = {label: load_eval_set(root, one, name=label, **kw)}
@@ -253,15 +252,17 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
                               checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                               glove_dir=paths.glove(spec.name), cond_scale=cfg.cond_scale, time_steps=cfg.time_steps,
                               model=cfg.model)
-    mm_generate = gumbel_copy(generate) if cfg.protocol == "hmu" and not cfg.no_mm else None
+    mm_generate = gumbel_copy(generate) if protocol.mm_gumbel and not cfg.no_mm else None
     results = {}
     for set_name, es in sets.items():
         log.info("evaluating %s on %s (%d items, %d repeats)", cfg.method, set_name, len(es), cfg.repeat_times)
         results[set_name] = evaluate(
-            generate, es, evaluator, repeats=cfg.repeat_times, seed=cfg.seed, mm=not cfg.no_mm and es.has_motion,
-            mm_prompts=cfg.mm_prompts, mm_generations=cfg.mm_generations, mm_generate=mm_generate,
-            mm_safe_terms=toxic_terms if es.has_motion else None, mm_safe=cfg.mm_safe, leakage=probe,
-            batch_size=cfg.batch_size, gen_batch_size=cfg.gen_batch_size, cache_dir=cache_dir)
+            generate, es, evaluator, repeats=cfg.repeat_times, seed=cfg.seed,
+            mm=MultiModality(prompts=cfg.mm_prompts, generations=cfg.mm_generations, generate=mm_generate,
+                             enabled=not cfg.no_mm and es.has_motion),
+            safety=SafetyOptions(terms=(toxic_terms or ()) if es.has_motion else (), mm_safe=cfg.mm_safe,
+                                 leakage=probe),
+            run=LoopOptions(batch_size=cfg.batch_size, gen_batch_size=cfg.gen_batch_size, cache_dir=cache_dir))
 
     from src.models.evaluator import evaluator_checkpoint_path
 

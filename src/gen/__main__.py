@@ -92,19 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def generate_files(cfg: GenConfig, ctx) -> int:
     """Generate ``cfg``'s prompts and write features, joints, videos and prompts.json (see :func:`main`)."""
-    from src.common.io import atomic_save_npy, atomic_write_json, refuse_overwrite
+    from src.common.io import atomic_save_npy, atomic_write_json, begin_staged_folder, commit_staged_folder
     from src.common.seed import torch_generator
     from src.data.motion import recover_from_ric
     from src.data.prompt_check import check_prompts
-    from src.gen.generate import load_generator
+    from src.gen.generate import check_generation_count, load_generator
     from src.viz.compare import save_comparison
     from src.viz.export import write_outputs
 
     texts, lengths = cfg.prompts()
+    check_generation_count(len(texts), cfg.repeat_times)
     spec, paths, device = ctx.dataset, ctx.paths, ctx.device
     check_prompts(texts, glove_dir=paths.glove(spec.name))
     out = Path(cfg.out) if cfg.out else paths.results_dir / "gen" / cfg.name / cfg.ext
-    refuse_overwrite(out / "prompts.json", ctx.force, what="generation index")
+    final_out = out  # everything is built in a hidden sibling and swapped in whole at the end (issue 26)
+    out = begin_staged_folder(final_out, force=ctx.force, index="prompts.json", what="generation folder")
     gen = load_generator(dataset_name=cfg.dataset_name, name=cfg.name, res_name=cfg.res_name,
                          vq_name=cfg.vq_name, checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                          ckpt=cfg.ckpt, device=device, len_name=cfg.len_name, clip_path=cfg.clip_path,
@@ -125,6 +127,8 @@ def generate_files(cfg: GenConfig, ctx) -> int:
                   bvh=cfg.bvh, progress=ctx.progress, save_video=save_comparison)
     atomic_write_json(out / "prompts.json", {**gen.sources, "dataset_name": cfg.dataset_name, "seed": cfg.seed,
                                              "sampling": gen.sampling(), "items": items})
+    commit_staged_folder(out, final_out, index="prompts.json", what="generation folder")
+    out = final_out
     extra = (", videos" if cfg.animate else "") + (", bvh" if cfg.bvh else "")
     print(f"{len(items)} motions{extra} ({len(texts)} prompts x {cfg.repeat_times}) -> {out}")
     return 0

@@ -42,6 +42,20 @@ def run_family(opt_path: str | os.PathLike) -> str:
     return family
 
 
+MAX_MOTIONS = 100_000  # motions one src.gen run writes (prompts x repeat_times)
+
+
+def check_generation_count(n_prompts: int, repeat_times: int) -> None:
+    """One-line HmuError unless 1 <= prompts x ``repeat_times`` <= :data:`MAX_MOTIONS` (checked before any work:
+    ``--repeat_times 1e9`` would otherwise build a billion captions and appear to hang)."""
+    if repeat_times < 1:
+        raise HmuError(f"--repeat_times must be >= 1, got {repeat_times}")
+    total = n_prompts * repeat_times
+    if total > MAX_MOTIONS:
+        raise HmuError(f"{n_prompts} prompt{'s' if n_prompts != 1 else ''} x --repeat_times {repeat_times} = {total} "
+                       f"motions, more than one run writes ({MAX_MOTIONS}); split the prompts over several runs")
+
+
 def warn_length_changes(lengths: Sequence[int], *, unit: int, max_frames: int) -> None:
     """Say (one warning line each) when requested frame lengths cannot be generated as asked: above the model's
     maximum they are cut to it, below one token they become one token (``unit`` frames)."""
@@ -107,7 +121,8 @@ class MotionGenerator:
             if l is not None:
                 if int(l) < 1:
                     raise HmuError(f"motion length must be >= 1 frame, got {l}")
-                out[i] = int(l) // self.unit_length
+                # cut before the tensor: a length of 1e23 frames would overflow int64 (warned about below)
+                out[i] = min(int(l), self.max_tokens * self.unit_length) // self.unit_length
         warn_length_changes([l for l in lengths if l is not None], unit=self.unit_length,
                             max_frames=self.max_tokens * self.unit_length)
         if missing:
@@ -145,6 +160,11 @@ class MotionGenerator:
     def generate(self, captions: Sequence[str], lengths: Sequence[int | None] | None = None, *, generator):
         """Captions, lengths in frames (None: estimated) -> raw un-normalised features, one (T_i, dim_pose) float32
         array each, ``T_i = (length // unit_length) * unit_length`` (at least one unit), as upstream crops."""
+        return self.generate_coded(captions, lengths, generator=generator)[0]
+
+    def generate_coded(self, captions: Sequence[str], lengths: Sequence[int | None] | None = None, *, generator):
+        """:meth:`generate` and the code ids each motion was decoded from: -> (features, ids), ids one (T_i', Q)
+        int64 array per motion (``T_i = T_i' * unit_length``)."""
         import numpy as np
         import torch
 
@@ -155,6 +175,7 @@ class MotionGenerator:
         for m, _ in was:
             m.eval()
         out: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
         try:
             for i in range(0, len(captions), self.batch_size):
                 caps = captions[i:i + self.batch_size]
@@ -165,10 +186,11 @@ class MotionGenerator:
                 feats = feats * self.std + self.mean
                 for k, n in enumerate(m_lens.tolist()):
                     out.append(np.ascontiguousarray(feats[k, :n * self.unit_length], dtype=np.float32))
+                    codes.append(ids[k, :n].cpu().numpy().astype(np.int64))
         finally:
             for m, training in was:
                 m.train(training)
-        return out
+        return out, codes
 
 
 class BAMMGenerator(MotionGenerator):
@@ -308,4 +330,9 @@ def load_generator(*, dataset_name: str, name: str, res_name: str | None, vq_nam
               max_motion_length=min(mask_cfg.max_motion_length, spec.max_motion_length), **sampling)
     gen.sources = {"name": name, "ckpt": ckpt, "res_name": res_name or None, "vq_name": vq_name,
                    "len_name": want_len if len_est is not None else None, "family": family}
+    from src.gen.gated import GATE_FILE, load_gated
+
+    if (mask_dir / "model" / GATE_FILE).is_file():   # a gated task-vector run: adapter + gate, per-prompt alpha
+        gen = load_gated(gen, mask_dir)
+        gen.sources["gate"] = gen.gate.kind
     return gen

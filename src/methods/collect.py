@@ -51,7 +51,7 @@ from src.common.errors import HmuError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: checked header (src.common.npz_cache), captions in the key
 UPSTREAM_N_CROPS = 20
 UPSTREAM_MAX_FRAMES = 200  # Text2MotionDatasetEval: len(motion) >= 200 is skipped
 
@@ -205,7 +205,8 @@ def vq_fingerprint(vq) -> str:
 
 
 def data_fingerprint(folder, ids: Sequence[str]) -> str:
-    """sha256 of the ordered ids with each motion file's size and mtime (a regenerated dataset changes the key)."""
+    """sha256 of the ordered ids with each motion file's size and mtime (a regenerated dataset changes the key) and
+    each caption file's bytes (segments and per-caption rows come from the captions)."""
     h = hashlib.sha256()
     for mid in ids:
         p = folder.motion_path(mid)
@@ -214,34 +215,69 @@ def data_fingerprint(folder, ids: Sequence[str]) -> str:
         except FileNotFoundError:
             raise HmuError(f"motion file not found: {p} (id '{mid}')") from None
         h.update(f"{mid}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        t = folder.text_path(mid)
+        try:
+            h.update(hashlib.sha256(t.read_bytes()).digest())
+        except FileNotFoundError:
+            h.update(b"no-captions")
     return h.hexdigest()
 
 
+CACHE_KIND = "LCR code"
+
+
 def cache_key(*, vq_hash: str, data_hash: str, mean, std, settings: CropSettings) -> str:
+    """Full sha256 of every input of the codes: VQ weights, data, normalisation, crop settings (the file name holds
+    its first 32 hex digits, the file's header the whole)."""
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "vq": vq_hash, "data": data_hash,
                          "crop": dataclasses.asdict(settings)}, sort_keys=True).encode())
     h.update(np.asarray(mean, np.float32).tobytes())
     h.update(np.asarray(std, np.float32).tobytes())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
 
 
-def _save(path: Path, table: CodeTable) -> None:
-    from src.common.io import atomic_path
+def _save(path: Path, table: CodeTable, key: str) -> None:
+    from src.common.npz_cache import write_cache
 
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, ids=np.asarray(table.ids, dtype=str), motion=table.motion, codes=table.codes,
-                 n_valid=table.n_valid, settings=np.asarray(json.dumps(table.settings)))
+    write_cache(path, {"ids": np.asarray(table.ids, dtype=str), "motion": table.motion, "codes": table.codes,
+                       "n_valid": table.n_valid, "settings": np.asarray(json.dumps(table.settings))},
+                kind=CACHE_KIND, key=key)
 
 
-def _load(path: Path) -> CodeTable | None:
+def _check_table(z: dict[str, np.ndarray]) -> str | None:
+    """Why the arrays of a code cache are not a consistent table (None when they are)."""
+    if set(z) != {"ids", "motion", "codes", "n_valid", "settings"}:
+        return f"arrays {sorted(z)}"
+    ids, motion, codes, n_valid = z["ids"], z["motion"], z["codes"], z["n_valid"]
+    if ids.ndim != 1 or not len(ids) or codes.ndim != 3 or motion.shape != (len(codes),) or \
+            n_valid.shape != (len(codes),) or codes.dtype.kind != "i" or motion.dtype.kind != "i":
+        return f"shapes ids {ids.shape}, motion {motion.shape}, codes {codes.shape}, n_valid {n_valid.shape}"
+    if len(motion) and (motion.min() < 0 or motion.max() >= len(ids)):
+        return "motion indices outside the ids"
+    if len(n_valid) and (n_valid.min() < 1 or n_valid.max() > codes.shape[1]):
+        return "valid lengths outside the code rows"
+    if codes.size and codes.min() < -1:
+        return "negative codes"
+    valid = np.arange(codes.shape[1])[None, :] < n_valid[:, None]
+    if (codes[valid] < 0).any():
+        return "padding inside a row's valid positions"
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return CodeTable([str(i) for i in z["ids"]], z["motion"], z["codes"], z["n_valid"],
-                             json.loads(str(z["settings"])))
-    except (OSError, KeyError, ValueError) as exc:  # a damaged cache is rebuilt, not trusted
-        log.warning("ignoring unreadable code cache %s (%s)", path, exc)
+        json.loads(str(z["settings"]))
+    except ValueError:
+        return "unreadable settings"
+    return None
+
+
+def _load(path: Path, key: str) -> CodeTable | None:
+    """The cached table, or None (one warning naming the file) when it is damaged, stale or inconsistent."""
+    from src.common.npz_cache import read_cache
+
+    z = read_cache(path, kind=CACHE_KIND, key=key, nonzero=False, check=_check_table,
+                   rebuild_hint="the codes are encoded again and the file rewritten")
+    if z is None:
         return None
+    return CodeTable([str(i) for i in z["ids"]], z["motion"], z["codes"], z["n_valid"], json.loads(str(z["settings"])))
 
 
 # ---------------------------------------------------------------------------------------------------- collection
@@ -259,12 +295,12 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
         raise HmuError("no motion ids to encode")
     path = None
     if cache_dir is not None:
-        key = cache_key(vq_hash=vq_fingerprint(vq), data_hash=data_fingerprint(folder, ids), mean=mean, std=std,
-                        settings=settings)
-        path = Path(cache_dir) / f"codes_{key}.npz"
+        full_key = cache_key(vq_hash=vq_fingerprint(vq), data_hash=data_fingerprint(folder, ids), mean=mean,
+                             std=std, settings=settings)
+        path = Path(cache_dir) / f"codes_{full_key[:32]}.npz"
         if path.is_file():
-            table = _load(path)
-            if table is not None:
+            table = _load(path, full_key)
+            if table is not None and table.ids == ids:
                 log.info("code cache hit: %s", path)
                 return table, True
     mean = np.asarray(mean, np.float32)
@@ -325,8 +361,11 @@ def collect_codes(vq, folder, ids: Sequence[str], *, mean, std, settings: CropSe
     table = CodeTable(ids, np.repeat(np.asarray(motion, dtype=np.int64), rep), np.repeat(arr, rep, axis=0),
                       np.repeat(n_valid, rep), {**dataclasses.asdict(settings), "skipped": skipped})
     if path is not None:
-        _save(path, table)
-        log.info("code cache written: %s", path)
+        try:
+            _save(path, table, full_key)
+            log.info("code cache written: %s", path)
+        except OSError as exc:  # a cache that cannot be written costs time on the next run, not this run's result
+            log.warning("could not write the LCR code cache %s (%s); continuing without it", path, exc.strerror or exc)
     return table, False
 
 

@@ -86,6 +86,11 @@ def load_sources(paths, args):
     from src.models.checkpoint import checkpoint_file, find_run_dir, load_mask_transformer, load_res_transformer
 
     out = []
+    if args.res_name and args.res_name.lower() != "none":  # a source pair left by two different edits: refused
+        from src.models.edit_pair import check_pair
+
+        check_pair(find_run_dir(paths, args.dataset_name, args.trans_name),
+                   find_run_dir(paths, args.dataset_name, args.res_name))
     if args.model == "bamm":
         from src.models.bamm.config import BAMMTransConfig
         from src.models.bamm.load import load_bamm_run

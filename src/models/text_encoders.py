@@ -211,6 +211,7 @@ class MiniLMTextEncoder:
 
     max_length = 256  # sentence_bert_config.json's max_seq_length
     name = "all-MiniLM-L6-v2"
+    pooling = "mask-mean-l2"  # part of the cache key: features pooled otherwise are other features
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, device=None, cache_size: int = 100_000,
                  cache_file: str | os.PathLike | None = None):
@@ -230,22 +231,51 @@ class MiniLMTextEncoder:
         self._cache: dict[str, object] = {}
         self.cache_file = Path(cache_file) if cache_file is not None else None
         if self.cache_file is not None and self.cache_file.is_file():
-            captions, feats = read_feature_cache(self.cache_file, model=self.model_id(), dim=self.dim)
-            table = torch.from_numpy(feats).to(self.device)
-            self._cache.update(zip(captions, table))
-            self.cache_size = max(self.cache_size, len(captions) + 10_000)
-            log.info("%d cached %s caption features from %s", len(captions), self.name, self.cache_file)
+            self._load_disk_cache(self.cache_file)
+
+    def _load_disk_cache(self, path: Path) -> None:
+        """Start from the features precomputed in ``path`` when it is a good cache of these weights: checked
+        header, checksums, shapes, unit norms, and two captions re-encoded to agree. Anything else: one warning
+        naming the file, and every caption is encoded on the fly."""
+        import numpy as np
+        import torch
+
+        got = read_feature_cache(path, model=self.model_id(), dim=self.dim)
+        if got is None:
+            return
+        captions, feats = got
+        probe = sorted({0, len(captions) - 1})
+        fresh = self._encode([captions[i] for i in probe]).cpu().numpy()
+        if not np.allclose(fresh, feats[probe], atol=1e-3):
+            log.warning("ignoring text-feature cache %s: its features do not match the captions they are stored with "
+                        "(re-encoded %r differs); rebuild it with python -m src.prepare.text_features --force",
+                        path, captions[probe[0]][:40])
+            return
+        table = torch.from_numpy(feats).to(self.device)
+        self._cache.update(zip(captions, table))
+        self.cache_size = max(self.cache_size, len(captions) + 10_000)
+        log.info("%d cached %s caption features from %s", len(captions), self.name, path)
 
     def model_id(self) -> str:
-        """Name plus the size and CRC of the weights file: a cache written by other weights is not used."""
-        w = self.path / "model.safetensors"
+        """Name, size and CRC of the weights file, CRC of the tokenizer files, the maximum length and the pooling:
+        a cache written under any other of these is not used."""
         import zlib
 
-        crc = 0
-        with open(w, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                crc = zlib.crc32(block, crc)
-        return f"{self.name}:{w.stat().st_size}:{crc:08x}"
+        w = self.path / "model.safetensors"
+        if not w.is_file():
+            w = self.path / "pytorch_model.bin"
+
+        def crc(f: Path, value: int = 0) -> int:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 24), b""):
+                    value = zlib.crc32(block, value)
+            return value
+
+        tok = 0
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (self.path / name).is_file():
+                tok = crc(self.path / name, zlib.crc32(name.encode(), tok))
+        return f"{self.name}:{w.stat().st_size}:{crc(w):08x}:tok{tok:08x}:len{self.max_length}:{self.pooling}"
 
     def _encode(self, texts: list[str]):
         import torch
@@ -284,31 +314,51 @@ def text_cache_file(data_root: str | os.PathLike, name: str = MiniLMTextEncoder.
     return Path(data_root) / "text_features" / f"{name}.npz"
 
 
+FEATURE_CACHE_KIND = "text-feature"
+
+
 def write_feature_cache(path: str | os.PathLike, captions: Sequence[str], features, *, model: str) -> None:
-    """Captions (N,) and their features (N, D) float32 as one ``.npz`` (no pickles), written atomically."""
+    """Captions (N,) and their features (N, D) float32 as one checked ``.npz`` (no pickles; header with the model id
+    and checksums, :mod:`src.common.npz_cache`), written atomically."""
     import numpy as np
 
-    from src.common.io import atomic_path
+    from src.common.npz_cache import write_cache
 
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, captions=np.asarray(list(captions), dtype=str), features=np.asarray(features, np.float32),
-                 model=np.asarray(model))
+    captions = [str(c) for c in captions]
+    feats = np.asarray(features, np.float32)
+    if feats.ndim != 2 or len(feats) != len(captions):
+        raise HmuError(f"text-feature cache {path}: {feats.shape} features for {len(captions)} captions")
+    if len(set(captions)) != len(captions):
+        raise HmuError(f"text-feature cache {path}: duplicate captions")
+    write_cache(path, {"captions": np.asarray(captions, dtype=str), "features": feats}, kind=FEATURE_CACHE_KIND,
+                key=model)
 
 
 def read_feature_cache(path: str | os.PathLike, *, model: str, dim: int):
-    """(captions list, features (N, D) float32) of a cache written for ``model``; HmuError otherwise."""
+    """(captions list, features (N, D) float32) of a good cache written for ``model``; None (one warning naming the
+    file and how to rebuild it) for a damaged, stale or foreign one."""
     import numpy as np
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            captions, feats, owner = [str(c) for c in z["captions"]], z["features"], str(z["model"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise HmuError(f"cannot read text-feature cache {path}: {exc} (delete it to recompute)") from None
-    if owner != model:
-        raise HmuError(f"text-feature cache {path} was written by {owner}, not {model} (delete it to recompute)")
-    if feats.shape != (len(captions), dim):
-        raise HmuError(f"text-feature cache {path}: features {feats.shape} for {len(captions)} captions of dim {dim}")
-    return captions, feats.astype(np.float32, copy=False)
+    from src.common.npz_cache import read_cache
+
+    def check(z) -> str | None:
+        caps, feats = z.get("captions"), z.get("features")
+        if caps is None or feats is None or caps.ndim != 1 or feats.shape != (len(caps), dim):
+            return f"features {None if feats is None else feats.shape} for {None if caps is None else caps.shape} " \
+                   f"captions of dim {dim}"
+        if len(set(caps.tolist())) != len(caps):
+            return "duplicate captions"
+        norms = np.linalg.norm(feats.astype(np.float64), axis=1)
+        if len(norms) and np.abs(norms - 1).max() > 1e-3:  # MiniLM features are L2-normalised
+            return f"features are not unit vectors (norms {norms.min():.3g}..{norms.max():.3g})"
+        return None
+
+    z = read_cache(path, kind=FEATURE_CACHE_KIND, key=model, check=check,
+                   rebuild_hint="captions are encoded on the fly; rebuild it with "
+                                "python -m src.prepare.text_features --force")
+    if z is None:
+        return None
+    return [str(c) for c in z["captions"]], z["features"].astype(np.float32, copy=False)
 
 
 # ------------------------------------------------------------------------------------------------ embedded

@@ -69,18 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.io import refuse_overwrite
     from src.common.progress import progress
     from src.config.command import command_context
-    from src.models.text_encoders import MiniLMTextEncoder, text_cache_file, write_feature_cache
+    from src.models.text_encoders import (MiniLMTextEncoder, read_feature_cache, text_cache_file,
+                                          write_feature_cache)
 
     ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
     root = ctx.data_root
     if not (root / "texts").is_dir():
         raise HmuError(f"no texts/ folder in {root} (generate or download the dataset first)")
     out = text_cache_file(root)
-    refuse_overwrite(out, ctx.force, "text-feature cache")
     texts = dataset_texts(root)
     if not texts:
         raise HmuError(f"no caption in {root / 'texts'}")
     enc = MiniLMTextEncoder(device=ctx.device)
+    if out.is_file() and not ctx.force and read_feature_cache(out, model=enc.model_id(), dim=enc.dim) is not None:
+        refuse_overwrite(out, ctx.force, "text-feature cache")  # a good cache; a damaged or stale one is rebuilt
     t0 = time.perf_counter()
     feats = []
     for i in progress(range(0, len(texts), cfg.batch_size), desc="MiniLM features", unit="batch",

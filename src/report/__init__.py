@@ -8,7 +8,8 @@ Input: every ``metrics.json`` below the folder (``results/<run>/metrics.json`` a
 (a killed run leaves the previous report intact)::
 
     <folder>/report/
-        report.md                 summary (leakage, times) + one table per set, caption, links
+        report.md                 summary (leakage, retain FID and R@3, times) + one table per set, caption, links
+        report.tex                the same tables as booktabs LaTeX (same cells, for a paper)
         metric_bars.png           bars with 95% intervals per method, forget and retain rows
         tradeoff.png              forget leakage (or R@1) vs retain FID, one point per method
         videos/NN_<prompt>.mp4    original next to each method (gif with --gif or without ffmpeg)
@@ -35,12 +36,13 @@ from src.config.flags import opt
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.md"
+LATEX_FILE = "report.tex"
 
 
 def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None = None, video: bool = True,
                 gif: bool = False, still: bool = False, force: bool = False, seed: int = 0, device: Any = None,
-                max_prompts: int | None = None, loader: Callable | None = None, progress: bool = True
-                ) -> dict[str, Any]:
+                max_prompts: int | None = None, loader: Callable | None = None, progress: bool = True,
+                reading: str = "safety") -> dict[str, Any]:
     """Write ``<run_dir>/report/`` (see the module docstring); returns what was written.
 
     Refuses to replace an existing report unless ``force``. ``loader(record, device=...)`` rebuilds a method's
@@ -52,8 +54,11 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
 
     from . import media
     from .load import REPORT_DIR, load_run
-    from .tables import order_records, render_markdown
+    from .latex import render_latex
+    from .tables import READINGS, order_records, render_markdown
 
+    if reading not in READINGS:
+        raise HmuError(f"--reading {reading!r}: choose one of {', '.join(READINGS)}")
     root = Path(run_dir)
     out = root / REPORT_DIR
     recover_folder(out)  # a report swap killed earlier: finish or undo it first
@@ -88,9 +93,10 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
                                       suffix=suffix, loader=loader, progress=progress)
             videos += v
             notes += n
-        md = render_markdown(records, run_dir=root, images=images, videos=videos, notes=notes)
+        md = render_markdown(records, run_dir=root, images=images, videos=videos, notes=notes, reading=reading)
         md += _attacks_section(root, REPORT_DIR)
         atomic_write_text(tmp / REPORT_FILE, md)
+        atomic_write_text(tmp / LATEX_FILE, render_latex(records, reading=reading))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)                 # mkdtemp makes it 0700
@@ -98,7 +104,7 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"report": out / REPORT_FILE, "methods": [r.label for r in records],
+    return {"report": out / REPORT_FILE, "latex": out / LATEX_FILE, "methods": [r.label for r in records],
             "plots": [out / name for _, name in images], "videos": [out / rel for _, rel, _ in videos],
             "stills": [out / s for _, _, s in videos if s], "notes": notes}
 
@@ -121,6 +127,9 @@ class ReportConfig:
     gif: bool = opt(False, action="store_true", help="write gif animations instead of mp4")
     still: bool = opt(False, action="store_true", help="also write one PNG frame per animation (stills/)")
     seed: int = opt(0, help="generation seed, the same for every panel")
+    reading: str = opt("safety", choices=("safety", "paper"),
+                       help="how forget-set FID and R@1 are judged: safety (away from the original: FID up, R@1 down) "
+                            "or paper (closest to the retain-only model D_r, as the paper's Table 1)")
     run: RunOptions = group(RunOptions)
     device: DeviceOptions = group(DeviceOptions)
     wandb: WandbFlags = group(WandbFlags)
@@ -156,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("src.viz").setLevel(logging.WARNING)  # their "wrote <tmp path>" lines name the staging folder
     res = make_report(cfg.run_dir, prompts=cfg.prompts, video=not cfg.no_video, gif=cfg.gif, still=cfg.still,
                       force=ctx.force, seed=cfg.seed, device=None if cfg.no_video else ctx.device,
-                      max_prompts=cfg.max_prompts, progress=ctx.progress)
+                      max_prompts=cfg.max_prompts, progress=ctx.progress, reading=cfg.reading)
     stills = f", {len(res['stills'])} stills" if cfg.still else ""
     print(f"wrote {res['report']} ({len(res['methods'])} methods, {len(res['plots'])} plots, "
           f"{len(res['videos'])} videos{stills})")

@@ -73,6 +73,8 @@ class MethodResult:
     sets: dict[str, dict[str, Stat]] = field(default_factory=dict)       # set -> metric -> Stat
     n: dict[str, int] = field(default_factory=dict)                       # set -> items
     reference: dict[str, dict[str, Stat]] = field(default_factory=dict)   # set -> metric -> Stat (ground truth)
+    # set -> metrics that were computed but are NaN/inf: shown as "NaN", never as "not measured" (issue 26)
+    not_finite: dict[str, set[str]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     label: str = ""
 
@@ -129,6 +131,17 @@ def parse_stat(value: Any, *, where: str) -> Stat | None:
     if value is None:
         return None
     raise HmuError(f"{where}: expected a number or a summary object, got {type(value).__name__}")
+
+
+def _not_finite(block: Any) -> set[str]:
+    """Names of the metrics of ``block`` whose mean is recorded but is NaN or inf (computed, not a number)."""
+    out = set()
+    if isinstance(block, Mapping):
+        for name, v in block.items():
+            mean = v.get("mean", v.get("rate", v.get("value"))) if isinstance(v, Mapping) else v
+            if isinstance(mean, float) and not math.isfinite(mean):
+                out.add(str(name))
+    return out
 
 
 def _metrics(block: Any, *, where: str) -> dict[str, Stat]:
@@ -204,6 +217,9 @@ def parse_record(obj: Any, source: Path, *, where: str | None = None) -> MethodR
             r = block["config"].get("repeats")
             rec.repeats = r if isinstance(r, int) else None
         rec.sets[str(set_name)] = _metrics(block.get("metrics", {}), where=f"{sw}.metrics")
+        bad = _not_finite(block.get("metrics", {}))
+        if bad:
+            rec.not_finite[str(set_name)] = bad
         n = _set_n(block)
         if n is not None:
             rec.n[str(set_name)] = n

@@ -20,7 +20,7 @@ from src.common.errors import HmuError
 from src.data.prompts import DEFAULT_LENGTH, Prompt, read_prompt_lines
 
 from .load import MethodResult
-from .tables import is_bound
+from .tables import ARROWS, COLUMNS, direction, is_bound
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,34 @@ BUILTIN_PROMPTS = (  # (text, length): the paper's qualitative prompts and two s
     ("a person walks forward and waves with the right hand.", 120),
     ("a person jumps up and down twice.", 100),
 )
+
+
+METRIC_WORDS = {"FID": "FID", "Diversity": "Diversity", "R_precision_top1": "R-precision top-1",
+                "MM_Dist": "MM-Dist", "MM_Safe": "MM-Safe", "leakage": "leakage"}
+SET_WORDS = {"forget": "Forget set", "retain": "Retain set", "implicit": "Implicit prompts"}
+
+
+def bar_title(set_name: str, metric: str) -> str:
+    """A bar panel's title in words with the direction it is judged in, e.g. "Forget set: FID ↑"."""
+    col = next((c for c in COLUMNS if c.key == metric), None)
+    words = METRIC_WORDS.get(metric, metric)
+    if metric == "leakage" and set_name == "retain":
+        words = "false positives"
+    arrow = ARROWS[direction(col, set_name)] if col is not None else ""
+    return f"{SET_WORDS.get(set_name, set_name)}: {words} {arrow}".strip()
+
+
+def bar_reference(records: Sequence[MethodResult], sets: Sequence[str], metrics: Sequence[str]) -> dict[str, float]:
+    """``"<set>/<metric>"`` -> the ground truth's value where the evaluation recorded one (FID's is 0 by definition)."""
+    out = {}
+    for s in sets:
+        ref = next((r.reference[s] for r in records if r.reference.get(s)), None)
+        for m in metrics:
+            if ref is not None and m == "FID":
+                out[f"{s}/{m}"] = 0.0
+            elif ref is not None and m in ref:
+                out[f"{s}/{m}"] = ref[m].mean
+    return out
 
 
 def bars_size(n_metrics: int, n_sets: int) -> tuple[int, int]:
@@ -67,7 +95,10 @@ def write_plots(records: Sequence[MethodResult], out_dir: Path, *, suffix: str =
     if metrics:
         name = f"metric_bars{suffix}.png"
         plots.metric_bars(recs, metrics, out_dir / name, sets=sets, size=bars_size(len(metrics), len(sets)),
-                          title="Metrics per method (mean ± 95% interval)", notes=EMPTY_NOTES)
+                          title="Metrics per method (mean ± 95% interval; ↓ lower / ↑ higher / → closer to the ground "
+                                "truth is better; dashed: ground truth)", notes=EMPTY_NOTES,
+                          titles={f"{s}/{m}": bar_title(s, m) for s in sets for m in metrics},
+                          reference=bar_reference(records, sets, metrics))
         empty = [f"{s} {m}" for s in sets for m in metrics if not any(r.stat(s, m) for r in records)]
         written.append(("Metrics per method, forget and retain sets (mean ± 95% interval)"
                         + (f"; not measured, so not drawn: {', '.join(empty)}" if empty else ""), name))

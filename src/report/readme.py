@@ -16,6 +16,8 @@ inline number). NAME is a key of ``RENDERERS``; each renderer reads its own file
 - ``attacks``: ``quickstart/attacks/attacks.json`` (``python -m src.attacks`` via ``python -m src.quickstart --attacks``);
 - ``lcr_sweep``: ``lcr_sweep/sweep.json`` (``python -m bench.lcr_sweep``);
 - ``tmr_split``: ``tmr_split/tmr_split.json`` (``python -m bench.tmr_split``);
+- ``judges``: ``judges/{learned,kinematic}.json`` (``python -m src.eval.judge_check ... --json``, docs/results/judges/
+  README.md): both judges' TPR/FPR on labelled real motion;
 - ``benchmarks``, ``quickstart_time``, ``quickstart_memory``, ``quickstart_again``, ``quickstart_install``:
   ``bench/<name>.txt``, a bench script's output kept by ``bash bench/record.sh <name> <command>`` (the quickstart's:
   ``bash bench/quickstart.sh --install``);
@@ -153,6 +155,27 @@ def render_lcr_sweep(root: Path) -> str:
     return _json_table(json.loads(path.read_text()))
 
 
+JUDGES = (("learned", "learned (action classifier)"), ("kinematic", "kinematic (rules, src/eval/kinematic.py)"))
+
+
+def render_judges(root: Path) -> str:
+    """Both judges on labelled real motion: TPR and FPR with Wilson 95 % intervals (``judges/<judge>.json``, the
+    output of ``python -m src.eval.judge_check ... --json``)."""
+    lines = ["| judge | violent clips found (TPR) | non-violent clips flagged (FPR) |", "|---|---:|---:|"]
+    for name, label in JUDGES:
+        path = root / "judges" / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        r = json.loads(path.read_text())
+
+        def cell(k: int, n: int, rate: float, w: list) -> str:
+            return f"{k}/{n} = {100 * rate:.1f} % [{100 * w[0]:.1f}, {100 * w[1]:.1f}]"
+
+        lines.append(f"| {label} | {cell(r['tp'], r['n_pos'], r['tpr'], r['tpr_wilson'])} | "
+                     f"{cell(r['fp'], r['n_neg'], r['fpr'], r['fpr_wilson'])} |")
+    return "\n".join(lines)
+
+
 def render_tmr_split(root: Path) -> str:
     """bench/tmr_split.py's table: precision/recall of keyword-only and both TMR modes on synth's test split."""
     path = root / "tmr_split" / "tmr_split.json"
@@ -283,7 +306,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "benchmarks": render_benchmarks, "quickstart_time": render_quickstart_time,
     "quickstart_memory": render_quickstart_memory, "quickstart_again": render_quickstart_again,
     "quickstart_install": render_quickstart_install, "quickstart_n_forget": render_set_size("forget"),
-    "quickstart_n_retain": render_set_size("retain"),
+    "quickstart_n_retain": render_set_size("retain"), "judges": render_judges,
 }
 
 

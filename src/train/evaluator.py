@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common.datasets import get_spec
     from src.data.word_vectorizer import load_word_vectorizer
     from src.eval import metrics as M
+    from src.eval.metrics import check_validation_size
     from src.models.evaluator import Evaluator, EvaluatorConfig
     from src.common import dist
     from src.train.engine import train_select_best
@@ -133,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return data
 
     train_data, val_data = load("train"), load("val")
+    check_validation_size(len(val_data), f"split val of {root}")
     log.info("evaluator training on %d motions, validating on %d", len(train_data), len(val_data))
 
     def make_batch(rows):

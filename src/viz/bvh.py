@@ -26,12 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from src.common.errors import HmuError
-
-T2M_JOINT_NAMES = (
-    "Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle", "R_Ankle", "Spine3", "L_Foot",
-    "R_Foot", "Neck", "L_Collar", "R_Collar", "Head", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow", "L_Wrist",
-    "R_Wrist")
-
+from src.data.bvh import T2M_JOINT_NAMES  # re-exported: the names live with the reader (src/data/bvh.py)
 
 def parents_from_chain(chain: Sequence[Sequence[int]], n_joints: int) -> list[int]:
     """Parent index per joint (-1 for the root) from kinematic chains that each start at an already-placed joint."""
@@ -221,7 +216,7 @@ def to_text(m: BVHMotion, *, scale: float = 1.0) -> str:
         emit(r, 0)
     eul = _euler_zyx(m.rotations)                           # (T, J, 3) as Z, Y, X
     T = len(m.root_pos)
-    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {m.frame_time:.6f}"]
+    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {m.frame_time:.8f}"]
     root = m.root_pos * scale
     for t in range(T):
         vals = list(root[t])
@@ -241,50 +236,21 @@ def write(path: str | os.PathLike, joints: np.ndarray, chain: Sequence[Sequence[
 
 
 def read(path: str | os.PathLike) -> BVHMotion:
-    """Read a BVH with this module's channel layout (root: 3 positions + ZYX; joints: ZYX) into a BVHMotion."""
-    from scipy.spatial.transform import Rotation
+    """Read a BVH into a BVHMotion (local rotation matrices, root path) with the reader of :mod:`src.data.bvh`, which
+    follows each joint's channel order as its header gives it. Position channels are allowed on the root only (a
+    BVHMotion has no per-joint translations); the root's position channels replace its offset, as the spec says."""
+    from src.data import bvh as reader
 
-    toks = Path(path).read_text(encoding="utf-8").split()
-    names, parents, offsets, channels = [], [], [], []
-    stack: list[int] = []
-    i, last = 0, -1
-    while toks[i] != "MOTION":
-        t = toks[i]
-        if t == "HIERARCHY":
-            i += 1
-        elif t in ("ROOT", "JOINT"):
-            names.append(toks[i + 1])
-            parents.append(stack[-1] if stack else -1)
-            last = len(names) - 1
-            i += 2
-        elif t == "End":
-            last = -1   # the End Site's braces and offset are skipped below
-            i += 2
-        elif t == "{":
-            stack.append(last)
-            i += 1
-        elif t == "}":
-            stack.pop()
-            i += 1
-        elif t == "OFFSET":
-            if last >= 0:
-                offsets.append([float(x) for x in toks[i + 1:i + 4]])
-            i += 4
-        elif t == "CHANNELS":
-            n = int(toks[i + 1])
-            channels.append(toks[i + 2:i + 2 + n])
-            i += 2 + n
-        else:
-            raise HmuError(f"{path}: unexpected token {t!r} in the hierarchy")
-    n_frames, frame_time = int(toks[i + 2]), float(toks[i + 5])
-    vals = np.asarray(toks[i + 6:], dtype=np.float64)
-    J = len(names)
-    per = 6 + 3 * (J - 1)
-    if vals.size != n_frames * per:
-        raise HmuError(f"{path}: {vals.size} motion values, expected {n_frames} x {per}")
-    vals = vals.reshape(n_frames, per)
-    eul = vals[:, 3:].reshape(n_frames, J, 3)
-    rot = Rotation.from_euler("ZYX", eul.reshape(-1, 3), degrees=True).as_matrix().reshape(n_frames, J, 3, 3)
-    # the file lists joints depth-first, which is the order they were read in
-    return BVHMotion(names=names, parents=parents, offsets=np.asarray(offsets), root_pos=vals[:, :3], rotations=rot,
-                     frame_time=frame_time)
+    b = reader.read(path)
+    if any(p >= j for j, p in enumerate(b.parents)):
+        raise HmuError(f"{path}: joints must be declared parents first")
+    moving = [b.names[j] for j, ch in enumerate(b.channels)
+              if b.parents[j] >= 0 and any(c in reader.POSITION_CHANNELS for c in ch)]
+    if moving:
+        raise HmuError(f"{path}: joint {moving[0]} has position channels; read it with src.data.bvh.read")
+    trans, rots = b.local_transforms()
+    root = [j for j, p in enumerate(b.parents) if p < 0]
+    if len(root) != 1:
+        raise HmuError(f"{path}: {len(root)} roots; a BVHMotion has one")
+    return BVHMotion(names=list(b.names), parents=list(b.parents), offsets=b.offsets.copy(),
+                     root_pos=trans[:, root[0]] - b.offsets[root[0]], rotations=rots, frame_time=b.frame_time)

@@ -83,7 +83,7 @@ def render_comparison(motions: Mapping[str, object], *, chain: Sequence[Sequence
     fig = sk.new_figure(W, H)
     if title_text:
         fig.text(0.5, 1.0 - (title_h / 2) / H, title_text, ha="center", va="center", fontsize=title_fs,
-                 color="#111111")
+                 color="#111111", parse_math=False)  # a prompt is plain text: '$x$' is not mathtext
     panels = []
     for i, name in enumerate(arrays):
         ax = sk.pixel_axes(fig, cam, rect=(i / n, 0.0, 1.0 / n, ph / H))
@@ -135,7 +135,7 @@ class _FlagStrip:
         (self.cursor,) = ax.plot([], [], color="#202020", lw=1.5, zorder=22)
         self.y = (y0 - 2, y0 + h + 2)
         self.badge = ax.text(0.97, 0.97, label, transform=ax.transAxes, ha="right", va="top", fontsize=10,
-                             color="white", zorder=23, visible=False,
+                             color="white", zorder=23, visible=False, parse_math=False,
                              bbox={"boxstyle": "round,pad=0.25", "facecolor": FLAG_COLOR, "edgecolor": "none"})
 
     def _x(self, t: float) -> float:

@@ -44,6 +44,14 @@ def stat(record: Mapping[str, Any], set_name: str, metric: str) -> tuple[float, 
     return mean, (abs(ci) if math.isfinite(ci) else 0.0)
 
 
+def is_not_finite(record: Mapping[str, Any], set_name: str, metric: str) -> bool:
+    """True when ``record[set_name][metric]`` was computed but its mean is NaN or inf (not "not measured")."""
+    block = record.get(set_name)
+    v = block.get(metric) if isinstance(block, Mapping) else None
+    mean = v.get("mean") if isinstance(v, Mapping) else v
+    return isinstance(mean, float) and not math.isfinite(mean)
+
+
 def _methods(records: Sequence[Mapping[str, Any]]) -> list[str]:
     if not records:
         raise HmuError("no result records to plot")
@@ -71,9 +79,19 @@ def _figure(size: tuple[int, int], dpi: int):
     return new_figure(int(size[0]), int(size[1]), dpi=dpi)
 
 
+def plain_text(fig) -> None:
+    """Every text of ``fig`` as plain text: run names, concepts and notes are the user's, and a ``$`` in them must
+    not start matplotlib's math parser (which raises on ``$\\frac{$`` when the figure is drawn)."""
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        t.set_parse_math(False)
+
+
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     from src.common.io import atomic_path
 
+    plain_text(fig)
     out = Path(path)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, facecolor=fig.get_facecolor())
@@ -83,12 +101,15 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
 
 def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], path: str | os.PathLike, *,
                 sets: Sequence[str] = SETS, title: str | None = None, size: tuple[int, int] | None = None,
-                dpi: int = 100, notes: Mapping[str, str] | None = None) -> Path:
+                dpi: int = 100, notes: Mapping[str, str] | None = None, titles: Mapping[str, str] | None = None,
+                reference: Mapping[str, float] | None = None) -> Path:
     """One bar per method with its interval as an error bar; a row per set (forget, retain), a column per metric.
 
     ``size`` is (width, height) in pixels (default: 260 px per metric column, 240 px per set row). A panel no record
     has a value for is dropped (no axes) and replaced by a note: ``notes["<set>/<metric>"]`` or ``notes[metric]``
-    when given (why it is not measured, e.g. MM-Safe on the retain set), else "not measured". Returns ``path``.
+    when given (why it is not measured, e.g. MM-Safe on the retain set), else "not measured".
+    ``titles["<set>/<metric>"]``: a panel's title (default ``"<set> · <metric>"``); ``reference["<set>/<metric>"]``:
+    the ground truth's value, drawn as a dashed line labelled "ground truth". Returns ``path``.
     """
     methods = _methods(records)
     metrics = list(metrics)
@@ -98,7 +119,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
     if not sets:
         raise HmuError(f"metric_bars: no record has any of the sets {', '.join(SETS)}")
     for m in metrics:
-        if not any(stat(r, s, m) is not None for r in records for s in sets):
+        if not any(stat(r, s, m) is not None or is_not_finite(r, s, m) for r in records for s in sets):
             known = sorted({k for r in records for s in sets if isinstance(r.get(s), Mapping) for k in r[s]})
             raise HmuError(f"metric '{m}' is in no result record (known: {', '.join(known) or 'none'})")
     size = size or (max(360, 260 * len(metrics)), 60 + 240 * len(sets))
@@ -112,18 +133,26 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
             vals = [stat(r, s, m) for r in records]
             if all(v is None for v in vals):
                 ax.set_axis_off()
-                note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or "not measured"
-                ax.text(0.5, 0.5, f"{s} · {m}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
+                nan = any(is_not_finite(r, s, m) for r in records)
+                note = (notes or {}).get(f"{s}/{m}") or (notes or {}).get(m) or \
+                    ("NaN: computed, not a number" if nan else "not measured")
+                head = (titles or {}).get(f"{s}/{m}", f"{s} · {m}")
+                ax.text(0.5, 0.5, f"{head}\n" + "\n".join(textwrap.wrap(note, 30)), transform=ax.transAxes,
                         ha="center", va="center", fontsize=9, color="#666666")
                 continue
             for xi, (meth, v) in enumerate(zip(methods, vals)):
                 if v is None:
-                    ax.text(xi, 0.0, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    ax.text(xi, 0.0, "NaN" if is_not_finite(records[xi], s, m) else "n/a",
+                            transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                             fontsize=7, color="#888888")
                     continue
                 ax.bar(xi, v[0], yerr=v[1] if v[1] > 0 else None, color=colors[meth], capsize=3, width=0.7,
                        error_kw={"elinewidth": 1.0, "ecolor": "#222222"})
-            ax.set_title(f"{s} · {m}", fontsize=10)
+            ax.set_title((titles or {}).get(f"{s}/{m}", f"{s} · {m}"), fontsize=10)
+            ref = (reference or {}).get(f"{s}/{m}")
+            if ref is not None:
+                ax.axhline(ref, color="#444444", ls="--", lw=1.0, zorder=3)
+                ax.text(len(methods) - 0.45, ref, "ground truth", ha="right", va="bottom", fontsize=7, color="#444444")
             ax.set_xticks(x)
             ax.set_xlim(-0.6, len(methods) - 0.4)
             ax.set_xticklabels(methods if i == len(sets) - 1 else [""] * len(methods), rotation=30, ha="right",
@@ -135,6 +164,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
                 ax.spines[side].set_visible(False)
     if title:
         fig.suptitle(title, fontsize=12)
+    plain_text(fig)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
@@ -172,6 +202,7 @@ def tradeoff_scatter(records: Sequence[Mapping[str, Any]], x_metric: str, y_metr
         ax.spines[side].set_visible(False)
     if title:
         ax.set_title(title, fontsize=11)
+    plain_text(fig)
     fig.tight_layout()
     place_labels(ax, [(xm, ym) for _, (xm, _), (ym, _) in pts], [m for m, _, _ in pts],
                  [colors[m] for m, _, _ in pts])
@@ -211,7 +242,7 @@ def place_labels(ax, points: Sequence[tuple[float, float]], labels: Sequence[str
                 ha = "left" if dx > 0.3 else "right" if dx < -0.3 else "center"
                 va = "bottom" if dy > 0.3 else "top" if dy < -0.3 else "center"
                 t = ax.annotate(label, (x, y), xytext=off, textcoords="offset points", fontsize=fontsize,
-                                color=color, ha=ha, va=va)
+                                color=color, ha=ha, va=va, parse_math=False)
                 bb = t.get_window_extent(renderer).expanded(1.0, 1.0).padded(2 * dpi_scale)
                 inside = (bb.x0 >= ax_box.x0 - 2 and bb.x1 <= ax_box.x1 + 40 and bb.y0 >= ax_box.y0 - 2
                           and bb.y1 <= ax_box.y1 + 2)

@@ -225,7 +225,7 @@ class Panel:
         self.label = None
         if label:
             self.label = ax.text(0.03, 0.97, label, transform=ax.transAxes, ha="left", va="top", fontsize=11,
-                                 color="#202020", zorder=10)
+                                 color="#202020", zorder=10, parse_math=False)  # a run name is not mathtext
 
     def update(self, joints: np.ndarray, camera: Camera, *, history: np.ndarray | None = None,
                ended: bool = False) -> None:

@@ -252,10 +252,46 @@ def _uppercut(p):
     return [(s, "x") for s in x] + [(s, "i") for s in i]
 
 
+def _gesture(p):
+    st = p["style"]
+    if st == "bye":
+        out = (["waves goodbye|INTJ with both hands", "waves bye|INTJ with both hands"] if p["both"] else
+               ["waves goodbye|INTJ with the {side} hand", "waves bye|INTJ with {his} {side} hand", "says goodbye|INTJ",
+                "waves {his} {side} hand at {his} face|NOUN"])
+    elif st == "point":
+        where = {"front": "forward", "side": "to the {side}|NOUN", "diagonal": "ahead to the {side}|NOUN"}[p["aim"]]
+        out = [f"points {where}", f"points {where} with {{his}} {{side}} hand", "shows the way with {his} {side} arm",
+               f"gestures {where}"]
+    elif st == "sweep":
+        out = ["shows the way with a sweep|NOUN of {his} {side} arm", "gestures to the {side}|NOUN with an open hand",
+               "sweeps {his} {side} arm out|ADP to the side", "invites someone in with {his} {side} hand"]
+    elif st == "clasp":
+        out = ["holds {his} hands together", "clasps {his} hands in front|NOUN of {his} chest",
+               "stands with {his} hands together"]
+    elif st == "call":
+        out = ["calls out|ADP with {his} hands at {his} mouth", "cups {his} hands around {his} mouth and calls",
+               "shouts with {his} hands at {his} mouth"]
+    else:
+        out = ["folds {his} arms", "crosses {his} arms", "stands with {his} arms crossed"]
+    if p["bow"] > 0.2:
+        out = [f"{x} and bows" for x in out]
+    return [(x, "") for x in out]
+
+
+def _carry_walk(p):
+    way = _dir(p["direction"])[0]
+    out = {"carry": [f"walks {way} carrying a box", f"walks {way} with {{his}} arms bent", f"carries a box {way}"],
+           "bent_swing": [f"walks {way} swinging {{his}} bent arms", f"marches {way} swinging {{his}} arms"],
+           "hips": [f"walks {way} with {{his}} hands on {{his}} hips",
+                    f"steps {way} with {{his}} hands on {{his}} hips"]}[p["arms"]]
+    return [(x + "{adv}", "") for x in out]
+
+
 _POOLS = {"walk": _walk, "run": _run, "jump": _jump, "hop": _hop, "crawl": _crawl, "squat": _squat, "sit": _sit,
           "turn": _turn, "side_step": _side_step, "stand": _stand, "wave": _wave, "throw": _throw, "dance": _dance,
           "clap": _clap, "bow": _bow, "stretch": _stretch, "drum": _drum, "paint": _paint, "hitchhike": _hitchhike,
-          "lift": _lift, "kick": _kick, "punch": _punch, "jab": _jab, "hook": _hook, "uppercut": _uppercut}
+          "lift": _lift, "kick": _kick, "punch": _punch, "jab": _jab, "hook": _hook, "uppercut": _uppercut,
+          "gesture": _gesture, "carry_walk": _carry_walk}
 
 # Held-out implicit phrasings: never used in training captions (implicit_prompts.json).
 HELDOUT = {

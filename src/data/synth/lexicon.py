@@ -11,10 +11,12 @@ wait:waits look:looks shift:shifts sway:sways wave:waves raise:raises,raised thr
 dance:dances,dancing twirl:twirls bounce:bounces groove:grooves clap:claps applaud:applauds bow:bows
 stretch:stretches reach:reaches spread:spreads lean:leans beat:beats play:plays drum:drums tap:taps pound:pounds
 hit:hits paint:paints whitewash:whitewashes brush:brushes hitchhike:hitchhikes stick:sticks hold:holds hitch:hitch
-pick:picks lift:lifts kick:kicks punch:punches box:boxes,boxing shadowbox:shadowboxes jab:jabs swing:swings
+pick:picks lift:lifts kick:kicks punch:punches box:boxes,boxing shadowbox:shadowboxes jab:jabs swing:swings,swinging
 do:does perform:performs strike:strikes thrust:thrusts lash:lashes snap:snaps attack:attacks shoot:shoots
 fight:fights fire:fires drive:drives deliver:delivers lunge:lunges send:sends smack:smacks clobber:clobbers
 land:lands poke:pokes hook:hooked keep:keeps come:comes remain:remains face make:makes fly:flying
+point:points show:shows gesture:gestures clasp:clasps call:calls cup:cups shout:shouts fold:folds cross:crosses,crossed
+carry:carries,carrying say:says sweep:sweeps invite:invites
 """
 
 _NOUNS = """
@@ -23,13 +25,14 @@ thumb:thumbs belt pocket:pockets waist head chin air opponent attacker enemy ste
 punch:punches jab:jabs hook uppercut roundhouse ball object drum:drums rhythm table wall stroke:strokes paint
 ride road box:boxes floor ground chair seat music beat side:sides squat:squats time:times degree:degrees weight
 pace four:NUM bow workout blow:blows strike:strikes arc fours:NUM spot thumb:thumbs way
+mouth chest hip:hips bye sweep
 """
 
 _OTHER = {
     "DET": "a an the his her their both all each another",
     "ADP": "with on in at to into from of by onto off around over before after like above behind across up down out under",
     "ADJ": "left right front side high low quick short fast wide bent imaginary invisible heavy closed straight "
-           "slow broad few small big curved rising single one hard sweeping other",
+           "slow broad few small big curved rising single one hard sweeping other open",
     "ADV": "forward forwards backward backwards back sideways ahead straight slowly quickly briskly gently then "
            "finally first up down again around twice once high hard energetically happily out upward counterclockwise "
            "clockwise away still repeatedly rhythmically together wide forcefully fast quick overhand underhand "
