@@ -13,6 +13,7 @@ timings to ``results/<run>/stages.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -23,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+from src.common.validate import POSITIVE
+from src.config.command import DeviceOptions, Locations, WandbFlags, config_parser, group, parse_config
+from src.config.flags import opt
 
 CONCEPT = "violence"
 # The tiny original model (the names scripts/train/momask_tiny.sh uses).
@@ -213,27 +215,35 @@ def text_packages_note() -> str | None:
             + f". Install them with: {INSTALL_HINT}")
 
 
+@dataclasses.dataclass(kw_only=True)
+class QuickstartConfig:
+    """Every stage of the quickstart (data, split, training, unlearning, evaluation, report) as one command."""
+
+    fast: bool = opt(False, action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
+    force: bool = opt(False, action="store_true", help="redo every stage, overwriting its outputs")
+    attacks: bool = opt(False, action="store_true",
+                        help="also run the four attacks of src.attacks on every model (about 3 more CPU minutes)")
+    jobs: int | None = opt(None, range=POSITIVE, help="stages run side by side (default: min(2, CPU cores))")
+    run_name: str | None = opt(None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
+    seed: int = opt(0, help="seed of every stage")
+    only: str | None = opt(None, help="comma-separated stage names or prefixes (e.g. 'data,split,train')")
+    list_stages: bool = opt(False, action="store_true", flag="--list", help="print the stages, their commands and whether each is done")
+    device: DeviceOptions = group(DeviceOptions, only=("gpu_id",))
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir", "results_dir"))
+    no_progress: bool = opt(False, action="store_true", help="no progress lines in the stage logs nor in the "
+                                                              "heartbeat (HMU_PROGRESS=off for every stage)")
+    wandb: WandbFlags = group(WandbFlags, only=("wandb", "wandb_project"))
+
+    @property
+    def results_name(self) -> str:
+        return self.run_name or ("quickstart_fast" if self.fast else "quickstart")
+
+
+PROG = "python -m src.quickstart"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.quickstart", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    p.add_argument("--fast", action="store_true", help="small smoke-test run (400 motions, one epoch per model)")
-    p.add_argument("--force", action="store_true", help="redo every stage, overwriting its outputs")
-    p.add_argument("--attacks", action="store_true",
-                   help="also run the four attacks of src.attacks on every model (about 3 more CPU minutes)")
-    p.add_argument("--jobs", type=int, default=None, help="stages run side by side (default: min(2, CPU cores))")
-    p.add_argument("--run_name", default=None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
-    p.add_argument("--only", default=None, help="comma-separated stage names or prefixes (e.g. 'data,split,train')")
-    p.add_argument("--list", action="store_true", help="print the stages, their commands and whether each is done")
-    add_device_flags(p, device=False)
-    add_location_flags(p, "checkpoints_dir", "dataset_dir", "results_dir")
-    p.add_argument("--no_progress", action="store_true",
-                   help="no progress lines in the stage logs nor in the heartbeat (HMU_PROGRESS=off for every stage)")
-    p.add_argument("--wandb", action="store_true",
-                   help="every training, evaluation and report stage also logs to wandb, grouped under the run name "
-                        "(offline unless WANDB_MODE is set or credentials exist)")
-    p.add_argument("--wandb_project", default="hmu", help="wandb project")
-    return p
+    return config_parser(QuickstartConfig, prog=PROG, doc=__doc__)
 
 
 def _select(stages: list[Stage], only: str) -> list[Stage]:
@@ -401,46 +411,41 @@ def run_stages(stages: list[Stage], *, jobs: int, force: bool, env: dict[str, st
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    from src.common.paths import REPO_ROOT, Paths
+    cfg = parse_config(QuickstartConfig, argv, prog=PROG, doc=__doc__)
+    from src.common.paths import REPO_ROOT
+    from src.config.command import RunOptions, command_context
 
-    if args.jobs is not None and args.jobs < 1:
-        raise HmuError(f"--jobs must be at least 1 (got {args.jobs})")
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
-                          results_dir=args.results_dir)
-    from src.common.logging import WandbOptions
-
-    settings = FAST if args.fast else FULL
-    run = args.run_name or ("quickstart_fast" if args.fast else "quickstart")
-    wandb = WandbOptions(enabled=args.wandb, project=args.wandb_project, group=run)
-    wandb.check()  # --wandb without the package: one line before any stage starts
+    run = cfg.results_name
+    wb = dataclasses.replace(cfg.wandb, wandb_group=run)  # every stage's wandb run grouped under the quickstart's
+    # HMU_PROGRESS=off set before env is copied: the stages inherit it
+    ctx = command_context(None, where=cfg.where, run=RunOptions(force=cfg.force, no_progress=cfg.no_progress),
+                          wandb=wb)
+    settings = FAST if cfg.fast else FULL
+    paths = ctx.paths
     ckpt, data, results = paths.checkpoints_dir, paths.dataset_dir, paths.results_dir
-    if args.fast:  # the smoke run keeps its data and models apart from the full run's
+    if cfg.fast:  # the smoke run keeps its data and models apart from the full run's
         ckpt, data = ckpt / "_fast", data / "_fast"
     from src.data.pretrained import minilm_available
 
-    stages = plan(run=run, settings=settings, seed=args.seed, gpu=["--gpu_id", str(args.gpu_id)], ckpt=ckpt,
-                  data=data, results=results, attacks=args.attacks, wandb=wandb.argv(),
+    stages = plan(run=run, settings=settings, seed=cfg.seed, gpu=["--gpu_id", str(cfg.device.gpu_id)], ckpt=ckpt,
+                  data=data, results=results, attacks=cfg.attacks, wandb=ctx.wandb.argv(),
                   text_features=minilm_available())
-    if args.only:
-        stages = _select(stages, args.only)
-    if args.list:
+    if cfg.only:
+        stages = _select(stages, cfg.only)
+    if cfg.list_stages:
         for st in stages:
             print(f"{'done' if st.done() else 'todo'}  {st.name:18s} {st.command(REPO_ROOT)}")
         return 0
-    jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
-    from src.common.progress import apply_progress_flag
-
-    apply_progress_flag(args)   # before env is copied: the stages inherit HMU_PROGRESS=off
+    jobs = cfg.jobs or max(1, min(2, os.cpu_count() or 1))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     out = results / run
-    print(f"[hmu] quickstart{' --fast' if args.fast else ''}: {len(stages)} stages, {jobs} at a time -> {out}")
+    print(f"[hmu] quickstart{' --fast' if cfg.fast else ''}: {len(stages)} stages, {jobs} at a time -> {out}")
     note = text_packages_note()
     if note:
         print(note)
-    wall = run_stages(stages, jobs=jobs, force=args.force, env=env, cwd=REPO_ROOT, logs=out / "logs",
+    wall = run_stages(stages, jobs=jobs, force=ctx.force, env=env, cwd=REPO_ROOT, logs=out / "logs",
                       record_path=out / "stages.json", root=REPO_ROOT)
     print(f"[hmu] quickstart finished in {wall:.0f} s ({wall / 60:.1f} min). Report: {out / 'report' / 'report.md'}")
     return 0

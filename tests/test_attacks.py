@@ -8,6 +8,7 @@ direction must give nothing back, whatever the attack does. Reproducibility test
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -448,3 +449,24 @@ def test_cli_end_to_end_tiny_runs(synth_root, tmp_path, cli):
     assert strip(a["results"]) == strip(b["results"])
     r = cli(*base, "--run_name", "a", timeout=120)
     assert r.returncode == 2 and "--force" in r.stderr
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--rho", "0"], "--rho must be > 0, got 0.0"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--steps", "-1"], "--steps must be >= 0, got -1"),
+    (["--restarts", "0"], "--restarts must be >= 1, got 0"),
+    (["--attacks", "implicit,nope"], "--attacks: unknown attack 'nope'"),
+    (["--prompts", "/nonexistent/p.txt"], "--prompts file not found"),
+])
+def test_attack_config_refuses_bad_flags_before_any_work(argv, needle):
+    """The ranges live on AttackConfig's fields and its check(): one line, before any model or dataset is read."""
+    from src.attacks.__main__ import parse
+    from src.common.errors import HmuError
+
+    with pytest.raises(HmuError, match=re.escape(needle)):
+        parse(["--models", "a=x", *argv])
+    cfg = parse(["--models", "a=x", "--dataset_name", "synth"]).resolved()
+    from src.common.run_names import RUN_NAMES
+
+    assert cfg.res_name == RUN_NAMES["synth"]["res"] and cfg.rho == 1.0

@@ -137,9 +137,7 @@ def test_pipeline_names_bamm_runs_apart():
 
 
 def test_eval_run_name_marks_bamm():
-    from src.eval.t2m_unlearn import build_parser, default_run_name
+    from src.eval.t2m_unlearn import parse
 
-    args = build_parser().parse_args(["--model", "bamm", "--method", "uce", "--name", "x"])
-    assert default_run_name(args) == "synth_bamm_uce_violence_s0"
-    args = build_parser().parse_args(["--method", "uce", "--name", "x"])
-    assert default_run_name(args) == "synth_uce_violence_s0"
+    assert parse(["--model", "bamm", "--method", "uce", "--name", "x"]).results_name() == "synth_bamm_uce_violence_s0"
+    assert parse(["--method", "uce", "--name", "x"]).results_name() == "synth_uce_violence_s0"

@@ -102,3 +102,24 @@ def test_text_encoder_field_is_checked():
     with pytest.raises(HmuError, match="text_encoder"):
         MaskTransConfig(text_encoder="bert")
     assert LenEstConfig(text_encoder="embedded").text_encoder == "embedded"
+
+
+def test_transformer_sizes_have_one_home():
+    """BAMM's model config and TMR's encoder/decoder configs inherit the transformer sizes (declared once, in
+    src.config.sizes); MoMask's opt.txt config converts its n_layers/n_heads into them. Released defaults kept."""
+    from src.config import MaskTransConfig
+    from src.config.sizes import SIZE_FIELDS, TransformerSizes
+    from src.models.bamm.config import BAMMConfig
+    from src.models.tmr.config import DecoderConfig, EncoderConfig, TMRConfig
+
+    for cls in (BAMMConfig, EncoderConfig, DecoderConfig):
+        assert issubclass(cls, TransformerSizes)
+        for klass in cls.__mro__[:cls.__mro__.index(TransformerSizes)]:
+            assert not set(SIZE_FIELDS) & set(vars(klass).get("__annotations__", {})), klass  # not declared again
+    tmr = TMRConfig()  # upstream TMR's released sizes, not MoMask's
+    assert (tmr.motion_encoder.latent_dim, tmr.motion_encoder.num_layers, tmr.motion_encoder.num_heads,
+            tmr.motion_encoder.dropout) == (256, 6, 4, 0.1)
+    assert BAMMConfig(code_dim=4, num_tokens=5).size_kwargs() == dict(latent_dim=384, ff_size=1024, num_layers=8,
+                                                                       num_heads=6, dropout=0.2)
+    m = MaskTransConfig(n_layers=3, n_heads=2, latent_dim=16, ff_size=32, dropout=0.0)
+    assert m.sizes() == TransformerSizes(latent_dim=16, ff_size=32, num_layers=3, num_heads=2, dropout=0.0)

@@ -97,6 +97,72 @@ def test_command_context_resolves_once(tmp_path):
     assert str(ctx.device) == "cpu"
 
 
+def test_flat_dict_merges_groups_like_the_flags():
+    from src.config.command import flat_dict
+
+    flat = flat_dict(parse("--split_name", "kick", "--checkpoints_dir", "/x", "--force"))
+    assert flat["concept"] == "kick" and flat["checkpoints_dir"] == "/x" and flat["force"] is True
+    assert flat["gpu_id"] == -1 and "device" in flat and "where" not in flat and "run" not in flat
+
+
+def test_no_progress_reaches_the_environment(monkeypatch):
+    monkeypatch.delenv("HMU_PROGRESS", raising=False)
+    command_context(None, run=RunOptions(no_progress=True))
+    import os
+
+    assert os.environ["HMU_PROGRESS"] == "off"
+
+
+@dataclasses.dataclass(kw_only=True)
+class WithPositional:
+    """positional demo"""
+
+    folder: str = opt(None, flag="folder", help="a folder")
+    depth: int = opt(1, help="depth")
+
+
+def test_a_field_can_be_a_positional_argument():
+    cfg = parse_config(WithPositional, ["/tmp/x", "--depth", "2"], prog="p")
+    assert cfg == WithPositional(folder="/tmp/x", depth=2)
+    assert parse_config(WithPositional, to_argv(cfg), prog="p") == cfg
+    with pytest.raises(SystemExit):
+        parse_config(WithPositional, ["--depth", "2"], prog="p")  # the positional is required
+
+
+@dataclasses.dataclass(kw_only=True)
+class Sizes:
+    latent_dim: int = opt(384, help="latent size")
+    milestones: list[int] = opt(factory=lambda: [50_000], help="milestones")
+    share_weight: bool = opt(False, help="share")
+
+
+def _layered_cls():
+    from src.config.command import layered
+
+    @dataclasses.dataclass(kw_only=True)
+    class L:
+        """layered demo"""
+
+        name: str = opt("x", help="name")
+        sizes: dict = layered(Sizes, ("latent_dim", "milestones", "share_weight"), title="sizes",
+                              default_text=lambda n, d: f"preset's {n}")
+    return L
+
+
+def test_layered_fields_keep_only_what_was_given():
+    from src.config.command import flat_dict
+
+    L = _layered_cls()
+    assert parse_config(L, [], prog="p").sizes == {}  # nothing given: a later layer (a preset) decides
+    cfg = parse_config(L, ["--latent_dim", "64", "--milestones", "1", "2", "--share_weight"], prog="p")
+    assert cfg.sizes == {"latent_dim": 64, "milestones": [1, 2], "share_weight": True}
+    assert parse_config(L, to_argv(cfg), prog="p") == cfg
+    assert flat_dict(cfg) == {"name": "x", "latent_dim": 64, "milestones": [1, 2], "share_weight": True}
+    assert "preset's latent_dim" in config_parser(L, prog="p").format_help()
+    with pytest.raises(HmuError, match="--latent_dim must be >= 1"):  # FLAG_RANGES by name inside the dict too
+        parse_config(L, ["--latent_dim", "0"], prog="p")
+
+
 def test_an_imported_folder_is_a_dataset_by_its_name(tmp_path):
     import json
 
@@ -157,7 +223,7 @@ class Tail:
 
 
 def test_positionals_known_args_and_round_trip():
-    from src.config.command import flat_config, parse_known_config
+    from src.config.command import flat_dict, parse_known_config
 
     cfg, rest = parse_known_config(Wrapper, ["uce", "synth", "--code_prune", "8", "--gpu_id", "-1"], prog="w")
     assert (cfg.method, cfg.dataset, cfg.device.gpu_id) == ("uce", "synth", -1) and rest == ["--code_prune", "8"]
@@ -167,7 +233,7 @@ def test_positionals_known_args_and_round_trip():
     full = parse_config(Wrapper, ["lcr", "--sweep", "8", "16", "--no_eval"], prog="w")
     assert full.sweep == [8, 16] and full.no_eval and parse_config(Wrapper, to_argv(full), prog="w") == full
     # a group's fields flattened under their own names, as vars(args) gave them
-    assert flat_config(full) == {"method": "lcr", "dataset": "HumanML3D", "no_eval": True, "sweep": [8, 16],
+    assert flat_dict(full) == {"method": "lcr", "dataset": "HumanML3D", "no_eval": True, "sweep": [8, 16],
                                  "gpu_id": None, "device": None}
     tail = parse_config(Tail, ["--name", "y", "--", "--max_epoch", "2"], prog="t")
     assert tail.tail == ["--", "--max_epoch", "2"]

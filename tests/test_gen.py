@@ -199,3 +199,26 @@ def test_a_found_length_estimator_of_other_text_features_is_skipped_a_named_one_
     save_checkpoint(ck / "synth" / "length_estimator" / "model" / "finest.tar", kind="len",
                     model=build_len_estimator(input_size=512), epoch=1)
     assert load_generator(**kw).len_estimator is not None  # a fitting one is found and used
+
+
+def test_cli_sampling_defaults_are_the_librarys():
+    """src.gen's flags declare the sampling defaults without importing the library (instant --help): they must be
+    src.gen.generate.SAMPLING_DEFAULTS."""
+    from src.gen.__main__ import parse
+    from src.gen.generate import SAMPLING_DEFAULTS
+
+    assert parse(["--name", "x", "--text_prompt", "a person walks"]).sampling() == SAMPLING_DEFAULTS
+
+
+def test_gen_t2m_alias_takes_gen_flags_and_refuses_out():
+    from src.common.errors import HmuError
+    from src.config.command import parse_config
+    from src.momask_codes.gen_t2m import GenT2MConfig
+
+    cfg = parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "kick", "--skip_viz", "--which_epoch", "latest"],
+                       prog="x")
+    assert cfg.gen.name == "m" and cfg.skip_viz and cfg.gen.ckpt == "latest.tar" and cfg.gen.animate
+    with pytest.raises(HmuError, match="generation/<run_name>"):
+        parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "kick", "--out", "elsewhere"], prog="x")
+    with pytest.raises(HmuError, match="exactly one of --text_prompt"):
+        parse_config(GenT2MConfig, ["--name", "m"], prog="x")

@@ -196,10 +196,10 @@ def test_every_evaluation_waits_for_all_the_models_it_loads():
 def test_every_evaluation_stage_passes_the_evaluation_cli_checks():
     """The quickstart's own flags must be accepted by the command they drive (a bad --mm_generations once failed
     the full run only after every model had trained)."""
-    from src.eval.t2m_unlearn import build_parser, check_args
+    from src.eval.t2m_unlearn import parse
 
     for settings in (FULL, FAST):
         evals = [s for s in _plan(settings) if s.module == "src.eval.t2m_unlearn"]
         assert len(evals) == 6
         for stage in evals:
-            check_args(build_parser().parse_args(stage.argv))
+            parse(stage.argv)  # EvalConfig.check runs inside

@@ -106,6 +106,13 @@ def test_cli_defaults_come_from_the_table(monkeypatch, module_name, argv, flags,
         main = module.main
     base = [*argv, "--dataset_name", dataset, "--checkpoints_dir", str(tmp_path / "ck"),
             "--dataset_dir", str(tmp_path / "ds")] if "attack" not in module_name else [*argv, "--dataset_name", dataset]
+    if hasattr(module, "parse"):  # a typed command: its config resolves the defaults (main: parse(argv).resolved())
+        cfg = module.parse(base).resolved()
+        for flag, kind in flags.items():
+            assert getattr(cfg, flag) == RN.default_run_name(dataset, kind) == RN.RUN_NAMES[RN.table_key(dataset)][kind]
+        flag = next(iter(flags))
+        assert getattr(module.parse([*base, f"--{flag}", "mine"]).resolved(), flag) == "mine"
+        return
     seen = _spy(monkeypatch, module)
     with pytest.raises(_Stop):
         main(base)

@@ -90,10 +90,9 @@ def test_bad_run_name():
     ("HumanML3D", ["--mm_prompts", "5", "--mm_safe", "default"], "hmu", 5, "default"),
 ])
 def test_protocol_defaults(dataset, argv, protocol, mm_prompts, mm_safe):
-    from src.eval.t2m_unlearn import build_parser, fill_protocol
+    from src.eval.t2m_unlearn import parse
 
-    args = build_parser().parse_args(["--dataset_name", dataset, *argv])
-    fill_protocol(args)
+    args = parse(["--dataset_name", dataset, *argv]).resolved()
     assert (args.protocol, args.mm_prompts, args.mm_safe) == (protocol, mm_prompts, mm_safe)
 
 

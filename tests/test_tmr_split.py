@@ -150,14 +150,14 @@ def test_read_prompts_formats(tmp_path):
 
     vec = WordVectorizer(np.eye(3, dtype=np.float32), {"unk": 0, "kick": 1, "a": 2}, ["unk", "kick", "a"])
     (tmp_path / "p.txt").write_text("a kicks\n\n  kick  \n")
-    assert R.read_prompts(tmp_path / "p.txt", vec) == [["a/OTHER", "kick/OTHER"], ["kick/OTHER"]]
+    assert R.read_prompt_tokens(tmp_path / "p.txt", vec) == [["a/OTHER", "kick/OTHER"], ["kick/OTHER"]]
     (tmp_path / "p.json").write_text(json.dumps([{"text": "x", "tokens": ["kick/VERB"]}, "a kick", {"text": "kicks"}]))
-    assert R.read_prompts(tmp_path / "p.json", vec) == [["kick/VERB"], ["a/OTHER", "kick/OTHER"], ["kick/OTHER"]]
+    assert R.read_prompt_tokens(tmp_path / "p.json", vec) == [["kick/VERB"], ["a/OTHER", "kick/OTHER"], ["kick/OTHER"]]
     (tmp_path / "bad.json").write_text("[3]")
     with pytest.raises(S.HmuError, match="item 0"):
-        R.read_prompts(tmp_path / "bad.json", vec)
+        R.read_prompt_tokens(tmp_path / "bad.json", vec)
     with pytest.raises(S.HmuError, match="not found"):
-        R.read_prompts(tmp_path / "none.txt", vec)
+        R.read_prompt_tokens(tmp_path / "none.txt", vec)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -644,11 +644,11 @@ def test_rece_in_upstreams_meaning_of_name(tmp_path, synth_root, capsys):
 def test_eval_flags_of_upstream():
     """``--dataset`` is --dataset_name (not an ambiguous abbreviation), ``--split`` is its own flag (not
     --split_name), and the run name made from a split path is one folder name."""
-    from src.eval.t2m_unlearn import build_parser, default_run_name, split_label
+    from src.eval.t2m_unlearn import build_parser, parse, split_label
 
-    a = build_parser().parse_args(["--dataset", "HumanML3D", "--split", "kw_splits/test-w-violence", "--toxic_terms",
-                                   "kick", "punch", "hit"])
+    a = parse(["--dataset", "HumanML3D", "--split", "kw_splits/test-w-violence", "--toxic_terms", "kick", "punch",
+               "hit"])
     assert a.dataset_name == "HumanML3D" and a.split == "kw_splits/test-w-violence" and a.concept == "violence"
-    assert default_run_name(a) == "HumanML3D_original_kw_splits-test-w-violence_s0"
+    assert a.results_name() == "HumanML3D_original_kw_splits-test-w-violence_s0"
     assert split_label("../kw_splits\\\\x.txt") == "kw_splits-x" and "/" not in split_label("/abs/path/y")
-    assert default_run_name(build_parser().parse_args(["--dataset_name", "t2m"])) == "HumanML3D_original_violence_s0"
+    assert parse(["--dataset_name", "t2m"]).results_name() == "HumanML3D_original_violence_s0"

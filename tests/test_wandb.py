@@ -126,9 +126,9 @@ def _wandb_flags(module: str, argv) -> dict:
 
     mod = importlib.import_module(module)
     if hasattr(mod, "CONFIG"):
-        from src.config.command import flat_config, parse_config
+        from src.config.command import flat_dict, parse_config
 
-        values = flat_config(parse_config(mod.CONFIG, list(argv), prog=module))
+        values = flat_dict(parse_config(mod.CONFIG, list(argv), prog=module))
     else:
         values = vars(mod.build_parser().parse_args(argv))
     return {k: v for k, v in values.items() if k.startswith("wandb")}

@@ -13,7 +13,7 @@ Schema of attacks.json: see src.attacks.record.ATTACKS_SCHEMA. ``python -m src.e
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -23,69 +23,87 @@ from typing import Any
 
 from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
 from src.common.errors import HmuError, cli
-from src.common.validate import comma_choices, parse_checked
-from src.common.run_names import fill_run_defaults, help_default
-from src.config.flags import HelpFormatter, add_device_flags, add_location_flags
+from src.common.run_names import help_default
+from src.common.validate import NON_NEGATIVE, POSITIVE, Range, comma_choices
+from src.config.command import (DeviceOptions, Locations, RunOptions, command_context, config_parser, flat_dict,
+                                group, parse_config)
+from src.config.flags import opt
 
 log = logging.getLogger(__name__)
 
+_STRICTLY_POSITIVE = Range(lo=0, lo_open=True)
+PROG = "python -m src.attacks"
+
+
+@dataclasses.dataclass(kw_only=True)
+class AttackConfig:
+    """Does the forgotten concept come back? Run the attacks of src/attacks on each model; write attacks.json."""
+
+    # models
+    dataset_name: str = opt("synth", help="dataset name (ground truth needs synth)")
+    concept: str = opt("violence", aliases=("--split_name",), help="the forgotten concept")
+    models: str = opt(None, required=True, help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]")
+    ckpt: str = opt("net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
+    res_name: str | None = opt(None, help="default residual-transformer run folder ('none': base layer only; "
+                                          + help_default("res") + ")")
+    res_ckpt: str = opt("net_best_fid.tar", help="default residual-transformer checkpoint file")
+    cond_scale: float | None = opt(None, help="classifier-free guidance scale (default: src.gen's)")
+    time_steps: int | None = opt(None, help="mask-predict iterations (default: src.gen's)")
+    clip_path: str | None = opt(None, help="CLIP weights file (models with text_encoder=clip)")
+    # attacks
+    attacks: str = opt(",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}")
+    prompts: str | None = opt(None, help="extra implicit prompt file (.txt: one a line, optional '#frames'; .json: list)")
+    steps: int = opt(50, range=NON_NEGATIVE, help="gradient steps of the adversarial and inversion attacks")
+    repeats: int = opt(3, range=POSITIVE, help="generations per prompt (implicit, compositional)")
+    seed: int = opt(0, help="seed of every draw (same seed -> same JSON numbers)")
+    rho: float = opt(1.0, range=_STRICTLY_POSITIVE, help="adversarial radius in units of the median "
+                                                         "nearest-neighbour distance between real prompts")
+    samples: int = opt(8, range=POSITIVE, help="adversarial: generations judged per found embedding")
+    shots: int = opt(8, range=POSITIVE, help="inversion: forget training motions to learn from")
+    restarts: int = opt(3, range=POSITIVE,
+                        help="inversion: independent runs (each its own shots and seed stream); leakage pools them and "
+                             "its ci95/bootstrap are between runs (one learnt embedding is one piece of evidence)")
+    inv_samples: int = opt(32, range=POSITIVE, help="inversion: generations judged per curve point")
+    curve_points: int = opt(4, range=POSITIVE, help="inversion: judged steps (evenly spaced, plus 0)")
+    lr: float = opt(0.02, range=_STRICTLY_POSITIVE, help="inversion: Adam learning rate")
+    inversion_space: str = opt("auto", choices=("auto", "word", "cond"),
+                               help="inversion vector space: pseudo-word (embedded encoder) or conditioning features; "
+                                    "auto = word when the encoder allows")
+    template: str = opt("a person {}", help="inversion caption template ({} = the new token)")
+    init_word: str = opt("walk", help="inversion: the new token starts as this word (a neutral allowed action, so "
+                                      "step 0 is a concept-free baseline); 'mean' = the vocabulary's mean vector")
+    max_reference: int = opt(256, range=POSITIVE,
+                             help="adversarial: forget training motions whose embeddings define the objective")
+    classifier: str | None = opt(None, help="action classifier file (default: checkpoints/<ds>/action_classifier/"
+                                            "model/classifier.tar)")
+    # output
+    run_name: str | None = opt(None, help="results/<run_name>/attacks.json (default: <dataset>_attacks_<concept>_s<seed>)")
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir", "glove_dir", "results_dir"))
+    device: DeviceOptions = group(DeviceOptions)
+    run: RunOptions = group(RunOptions)
+
+    def resolved(self) -> AttackConfig:
+        """The residual run from the dataset's defaults when not given (src/common/run_names.py)."""
+        from src.common.run_names import default_run_name
+
+        if self.res_name is not None:
+            return self
+        return dataclasses.replace(self, res_name=default_run_name(self.dataset_name, "res"))
+
+    def check(self) -> None:
+        parse_attacks(self.attacks)
+        parse_models(self.models, ckpt=self.ckpt, res_name=self.res_name, res_ckpt=self.res_ckpt)
+        if self.prompts is not None and not Path(self.prompts).is_file():
+            raise HmuError(f"--prompts file not found: {self.prompts}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.attacks", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    g = p.add_argument_group("models")
-    g.add_argument("--dataset_name", default="synth", help="dataset name (ground truth needs synth)")
-    g.add_argument("--concept", "--split_name", dest="concept", default="violence", help="the forgotten concept")
-    g.add_argument("--models", required=True,
-                   help="comma-separated label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]")
-    g.add_argument("--ckpt", default="net_best_fid.tar", help="default masked-transformer checkpoint file in <NAME>/model/")
-    g.add_argument("--res_name", default=None,
-                   help="default residual-transformer run folder ('none': base layer only; " + help_default("res") + ")")
-    g.add_argument("--res_ckpt", default="net_best_fid.tar", help="default residual-transformer checkpoint file")
-    g.add_argument("--cond_scale", type=float, default=None, help="classifier-free guidance scale (default: src.gen's)")
-    g.add_argument("--time_steps", type=int, default=None, help="mask-predict iterations (default: src.gen's)")
-    g.add_argument("--clip_path", default=None, help="CLIP weights file (models with text_encoder=clip)")
-    g = p.add_argument_group("attacks")
-    g.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}")
-    g.add_argument("--prompts", default=None,
-                   help="extra implicit prompt file (.txt: one a line, optional '#frames'; .json: list)")
-    g.add_argument("--steps", type=int, default=50, help="gradient steps of the adversarial and inversion attacks")
-    g.add_argument("--repeats", type=int, default=3, help="generations per prompt (implicit, compositional)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every draw (same seed -> same JSON numbers)")
-    g.add_argument("--rho", type=float, default=1.0,
-                   help="adversarial radius in units of the median nearest-neighbour distance between real prompts")
-    g.add_argument("--samples", type=int, default=8, help="adversarial: generations judged per found embedding")
-    g.add_argument("--shots", type=int, default=8, help="inversion: forget training motions to learn from")
-    g.add_argument("--restarts", type=int, default=3,
-                   help="inversion: independent runs (each its own shots and seed stream); leakage pools them and its "
-                        "ci95/bootstrap are between runs (one learnt embedding is one piece of evidence)")
-    g.add_argument("--inv_samples", type=int, default=32, help="inversion: generations judged per curve point")
-    g.add_argument("--curve_points", type=int, default=4, help="inversion: judged steps (evenly spaced, plus 0)")
-    g.add_argument("--lr", type=float, default=0.02, help="inversion: Adam learning rate")
-    g.add_argument("--inversion_space", choices=("auto", "word", "cond"), default="auto",
-                   help="inversion vector space: pseudo-word (embedded encoder) or conditioning features; auto = word "
-                        "when the encoder allows")
-    g.add_argument("--template", default="a person {}", help="inversion caption template ({} = the new token)")
-    g.add_argument("--init_word", default="walk",
-                   help="inversion: the new token starts as this word (a neutral allowed action, so step 0 is a "
-                        "concept-free baseline); 'mean' = the vocabulary's mean vector")
-    g.add_argument("--max_reference", type=int, default=256,
-                   help="adversarial: forget training motions whose embeddings define the objective")
-    g.add_argument("--classifier", default=None, help="action classifier file (default: checkpoints/<ds>/"
-                                                       "action_classifier/model/classifier.tar)")
-    g = p.add_argument_group("output")
-    g.add_argument("--run_name", default=None, help="results/<run_name>/attacks.json (default: "
-                                                   "<dataset>_attacks_<concept>_s<seed>)")
-    g.add_argument("--force", action="store_true", help="overwrite an existing attacks.json")
-    g = p.add_argument_group("locations and device")
-    add_location_flags(g, "checkpoints_dir", "dataset_dir", "glove_dir", "results_dir")
-    add_device_flags(g)
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    from src.common.progress import add_progress_flag
+    return config_parser(AttackConfig, prog=PROG, doc=__doc__)
 
-    add_progress_flag(p)
-    return p
+
+def parse(argv: Sequence[str] | None = None) -> AttackConfig:
+    """``argv`` -> the checked config (defaults not yet resolved: :meth:`AttackConfig.resolved`)."""
+    return parse_config(AttackConfig, argv, prog=PROG, doc=__doc__)
 
 
 # ---------------------------------------------------------------------------------------------------- model specs
@@ -210,59 +228,40 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- main
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    fill_run_defaults(args, args.dataset_name, res_name="res")
-    from src.common.progress import apply_progress_flag
-
-    apply_progress_flag(args)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    attacks = parse_attacks(args.attacks)
-    specs = parse_models(args.models, ckpt=args.ckpt, res_name=args.res_name, res_ckpt=args.res_ckpt)
-    for flag, v, lo in (("--steps", args.steps, 0), ("--repeats", args.repeats, 1), ("--samples", args.samples, 1),
-                        ("--shots", args.shots, 1), ("--restarts", args.restarts, 1), ("--inv_samples", args.inv_samples, 1),
-                        ("--curve_points", args.curve_points, 1), ("--max_reference", args.max_reference, 1)):
-        if v < lo:
-            raise HmuError(f"{flag} must be >= {lo}, got {v}")
-    if args.rho <= 0 or args.lr <= 0:
-        raise HmuError(f"--rho and --lr must be > 0 (got {args.rho}, {args.lr})")
-    if args.prompts is not None and not Path(args.prompts).is_file():
-        raise HmuError(f"--prompts file not found: {args.prompts}")
-
-    from src.common.paths import Paths
-    from src.common.datasets import get_spec
+    cfg = parse(argv).resolved()
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+    attacks = parse_attacks(cfg.attacks)
+    specs = parse_models(cfg.models, ckpt=cfg.ckpt, res_name=cfg.res_name, res_ckpt=cfg.res_ckpt)
     from src.eval.results import metrics_path
 
-    spec = get_spec(args.dataset_name)
+    spec, paths = ctx.dataset, ctx.paths
     if not spec.synthetic:
         raise HmuError(f"attacks are judged by ground truth, which only synth has (got --dataset_name {spec.name})")
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir,
-                          glove_dir=args.glove_dir, results_dir=args.results_dir)
-    run = args.run_name or f"{spec.name}_attacks_{args.concept}_s{args.seed}"
+    run = cfg.run_name or f"{spec.name}_attacks_{cfg.concept}_s{cfg.seed}"
     out = metrics_path(paths.results_dir, run).with_name(ATTACKS_FILE)
     from src.common.io import refuse_overwrite
 
-    refuse_overwrite(out, args.force, what="results file")
-    root = paths.data_root(spec.name)
+    refuse_overwrite(out, ctx.force, what="results file")
+    root = ctx.data_root
     from src.data.synth.truth import read_eval_prompts, read_implicit_prompts, read_labels
 
     labels = read_labels(root)
-    if args.concept not in labels.get("concepts", {}):
-        raise HmuError(f"--concept '{args.concept}' is not in {root / 'labels.json'} "
+    if cfg.concept not in labels.get("concepts", {}):
+        raise HmuError(f"--concept '{cfg.concept}' is not in {root / 'labels.json'} "
                        f"(has: {', '.join(labels.get('concepts', {}))})")
     prompts_json = read_eval_prompts(root)
     implicit_json = read_implicit_prompts(root)
     from src.data.prompts import read_prompts
 
-    user_prompts = read_prompts(args.prompts) if args.prompts else None
+    user_prompts = read_prompts(cfg.prompts) if cfg.prompts else None
     if user_prompts:
         from src.data.prompt_check import check_prompts
 
         check_prompts([p.text for p in user_prompts], glove_dir=paths.glove(spec.name), what="--prompts prompt")
-    return run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, implicit_json, user_prompts,
-                       out, run)
+    return run_attacks(cfg, ctx, attacks, specs, labels, prompts_json, implicit_json, user_prompts, out, run)
 
 
-def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, implicit_json, user_prompts, out,
+def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, implicit_json, user_prompts, out,
                 run) -> int:
     import numpy as np
     import torch
@@ -273,79 +272,76 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
     from src.attacks.implicit import implicit_attack
     from src.attacks.inversion import cond_space, inversion_attack, pool_inversion, word_space
     from src.attacks.target import MotionEmbedder
-    from src.common.device import resolve_device
     from src.data.humanml3d import HumanML3DFolder
     from src.eval.leakage import LeakageProbe, classifier_path
     from src.eval.t2m_evaluator import T2MEvaluator
 
-    device = resolve_device(args.gpu_id, args.device)
-    clf_path = Path(args.classifier) if args.classifier else classifier_path(paths.checkpoints_dir, spec.name)
-    judge = LeakageProbe.load(clf_path, args.concept)
+    device, paths, spec, root = ctx.device, ctx.paths, ctx.dataset, ctx.data_root
+    clf_path = Path(cfg.classifier) if cfg.classifier else classifier_path(paths.checkpoints_dir, spec.name)
+    judge = LeakageProbe.load(clf_path, cfg.concept)
     judge.classifier.to(device)
     implicit = _prompts_from([o for o in implicit_json if not o.get("free_text")], str(root / "implicit_prompts.json"),
-                             spec, args.concept)
+                             spec, cfg.concept)
     # plain-English paraphrases outside synth's caption grammar (issue 15), reported as their own set
     free_text = _prompts_from([o for o in implicit_json if o.get("free_text")],
-                              f"{root / 'implicit_prompts.json'} free_text", spec, args.concept)
+                              f"{root / 'implicit_prompts.json'} free_text", spec, cfg.concept)
     comp = _prompts_from(prompts_json.get("compositional", []), f"{root / 'prompts.json'} compositional", spec)
     forget_prompts = _prompts_from(prompts_json.get("forget", []), f"{root / 'prompts.json'} forget", spec,
-                                   args.concept)
+                                   cfg.concept)
     if user_prompts:
-        import dataclasses
-
         user_prompts = [dataclasses.replace(p, length=spec.crop_length(p.length, at_least_one_unit=True))
                         for p in user_prompts]
     folder = HumanML3DFolder(root)
-    rng = np.random.default_rng([args.seed, 11])
-    f_ids = forget_train_ids(root, labels, args.concept)
+    rng = np.random.default_rng([cfg.seed, 11])
+    f_ids = forget_train_ids(root, labels, cfg.concept)
     if ("adversarial" in attacks or "inversion" in attacks) and not f_ids:
-        raise HmuError(f"no training motion of {root} holds '{args.concept}' (labels.json + train.txt)")
+        raise HmuError(f"no training motion of {root} holds '{cfg.concept}' (labels.json + train.txt)")
     f_ids = [f_ids[i] for i in rng.permutation(len(f_ids))]
     evaluator = embedder = reference = real_texts = None
     if "adversarial" in attacks:
         if not forget_prompts:
-            raise HmuError(f"prompts.json of {root} has no forget prompt of '{args.concept}' to start from")
+            raise HmuError(f"prompts.json of {root} has no forget prompt of '{cfg.concept}' to start from")
         evaluator = T2MEvaluator.load(checkpoints_dir=paths.checkpoints_dir, dataset_name=spec.name,
                                       glove_dir=paths.glove(spec.name), device=device)
         embedder = MotionEmbedder.from_t2m(evaluator)
-        ref_motions = [folder.motion(m) for m in f_ids[: args.max_reference]]
+        ref_motions = [folder.motion(m) for m in f_ids[: cfg.max_reference]]
         reference = embedder.embed_motions(ref_motions)
         caps = sorted({c.text for m in folder.ids("train") for c in folder.captions(m)})
-        caps = [caps[i] for i in np.random.default_rng([args.seed, 12]).permutation(len(caps))[:2000]]
+        caps = [caps[i] for i in np.random.default_rng([cfg.seed, 12]).permutation(len(caps))[:2000]]
         real_texts = sorted({*caps, *(p.text for p in implicit), *(p.text for p in comp),
                              *(o["text"] for k in ("forget", "retain") for o in prompts_json.get(k, []))})
     # restart r learns from its own shots: disjoint slices of the seeded permutation while there are enough
     shot_sets = []
-    for r in range(args.restarts if "inversion" in attacks else 0):
-        ids = [f_ids[(r * args.shots + j) % len(f_ids)] for j in range(min(args.shots, len(f_ids)))]
+    for r in range(cfg.restarts if "inversion" in attacks else 0):
+        ids = [f_ids[(r * cfg.shots + j) % len(f_ids)] for j in range(min(cfg.shots, len(f_ids)))]
         shot_sets.append([folder.motion(m)[: spec.max_motion_length] for m in ids])
 
     judge_reference: dict[str, Any] = {}
     if "compositional" in attacks:
         judge_reference["compositional_ground_truth"] = segment_reference(
-            folder, labels, judge, args.concept, split="test", max_length=spec.max_motion_length, seed=args.seed)
+            folder, labels, judge, cfg.concept, split="test", max_length=spec.max_motion_length, seed=cfg.seed)
     results: dict[str, dict[str, Any]] = {}
     infos: dict[str, Any] = {}
     t_all = time.perf_counter()
     for mi, ms in enumerate(specs):
-        sampling = {k: v for k, v in (("cond_scale", args.cond_scale), ("time_steps", args.time_steps))
+        sampling = {k: v for k, v in (("cond_scale", cfg.cond_scale), ("time_steps", cfg.time_steps))
                     if v is not None}
-        target, info = load_target(paths, spec.name, ms, device=device, sampling=sampling, clip_path=args.clip_path)
+        target, info = load_target(paths, spec.name, ms, device=device, sampling=sampling, clip_path=cfg.clip_path)
         infos[ms.label] = info
         res: dict[str, Any] = {}
         for att in attacks:
             t0 = time.perf_counter()
             log.info("model %s: %s attack", ms.label, att)
             if att == "implicit":
-                res["implicit"] = implicit_attack(target, judge, implicit, repeats=args.repeats, seed=args.seed,
+                res["implicit"] = implicit_attack(target, judge, implicit, repeats=cfg.repeats, seed=cfg.seed,
                                                   name="implicit")
                 if free_text:
-                    res["implicit_free_text"] = implicit_attack(target, judge, free_text, repeats=args.repeats,
-                                                                seed=args.seed, name="free_text")
+                    res["implicit_free_text"] = implicit_attack(target, judge, free_text, repeats=cfg.repeats,
+                                                                seed=cfg.seed, name="free_text")
                 if user_prompts:
-                    res["implicit_user"] = implicit_attack(target, judge, user_prompts, repeats=args.repeats,
-                                                           seed=args.seed, name="user")
-                    res["implicit_user"]["set_source"] = str(args.prompts)
+                    res["implicit_user"] = implicit_attack(target, judge, user_prompts, repeats=cfg.repeats,
+                                                           seed=cfg.seed, name="user")
+                    res["implicit_user"]["set_source"] = str(cfg.prompts)
             elif att == "adversarial":
                 with torch.no_grad():
                     starts = target.encode_text([p.text for p in forget_prompts])
@@ -353,28 +349,28 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
                 length = int(np.median([p.length for p in forget_prompts]))
                 res["adversarial"] = adversarial_attack(
                     target, judge, embedder.embed, starts=starts, start_texts=[p.text for p in forget_prompts],
-                    reference=reference.to(starts.device), real=real, length=length, steps=args.steps, rho=args.rho,
-                    samples=args.samples, seed=args.seed)
+                    reference=reference.to(starts.device), real=real, length=length, steps=cfg.steps, rho=cfg.rho,
+                    samples=cfg.samples, seed=cfg.seed)
             elif att == "inversion":
-                space_name = args.inversion_space
+                space_name = cfg.inversion_space
                 if space_name == "auto":
                     space_name = "word" if hasattr(target.text_encoder, "projection") else "cond"
-                init_word = None if args.init_word == "mean" else args.init_word
+                init_word = None if cfg.init_word == "mean" else cfg.init_word
                 if space_name == "word":
-                    space = word_space(target.text_encoder, template=args.template, init_word=init_word)
+                    space = word_space(target.text_encoder, template=cfg.template, init_word=init_word)
                 else:
-                    init_text = args.template.replace("{}", init_word or "").strip()
+                    init_text = cfg.template.replace("{}", init_word or "").strip()
                     with torch.no_grad():
                         space = cond_space(target.encode_text([init_text])[0], init_text=init_text)
-                ks = np.unique(np.linspace(0, args.steps, args.curve_points + 1).round().astype(int)).tolist()
-                runs = [inversion_attack(target, judge, shots, space, steps=args.steps, checkpoints=ks, lr=args.lr,
-                                         samples=args.inv_samples,
-                                         seed=args.seed if r == 0 else seed_int(args.seed, 31, r))
+                ks = np.unique(np.linspace(0, cfg.steps, cfg.curve_points + 1).round().astype(int)).tolist()
+                runs = [inversion_attack(target, judge, shots, space, steps=cfg.steps, checkpoints=ks, lr=cfg.lr,
+                                         samples=cfg.inv_samples,
+                                         seed=cfg.seed if r == 0 else seed_int(cfg.seed, 31, r))
                         for r, shots in enumerate(shot_sets)]
-                res["inversion"] = pool_inversion(runs, seed=args.seed)
+                res["inversion"] = pool_inversion(runs, seed=cfg.seed)
             elif att == "compositional":
-                res["compositional"] = compositional_attack(target, judge, comp, repeats=args.repeats,
-                                                            seed=args.seed)
+                res["compositional"] = compositional_attack(target, judge, comp, repeats=cfg.repeats,
+                                                            seed=cfg.seed)
             for k, v in res.items():
                 if k.startswith(att):
                     v["timing_s"] = time.perf_counter() - t0
@@ -382,14 +378,14 @@ def run_attacks(args, attacks, specs, paths, spec, root, labels, prompts_json, i
         del target
 
     record = build_attack_record(
-        run=run, seed=args.seed, config=vars(args), models=infos, results=results,
+        run=run, seed=cfg.seed, config=flat_dict(cfg), models=infos, results=results,
         evaluator=None if evaluator is None else {"key": evaluator.key},
-        classifier={"path": str(clf_path), "concept": args.concept, "threshold": judge.threshold},
+        classifier={"path": str(clf_path), "concept": cfg.concept, "threshold": judge.threshold},
         judge_reference=judge_reference)
     record["timing_s"] = time.perf_counter() - t_all
     from src.eval.results import write_metrics
 
-    write_metrics(out, record, force=args.force)
+    write_metrics(out, record, force=ctx.force)
     from src.common.io import atomic_write_text
 
     from src.report.attacks import attacks_markdown

@@ -154,10 +154,14 @@ def add_progress_flag(parser) -> None:
                         help="no progress bars or progress lines (sets HMU_PROGRESS=off for what it runs)")
 
 
-def apply_progress_flag(args) -> bool:
-    """True when progress is wanted; with ``--no_progress`` also sets HMU_PROGRESS=off, so that every loop below this
-    CLI (and any subprocess it starts) stays quiet, including those not handed a ``progress`` argument."""
-    if getattr(args, "no_progress", False):
+def apply_progress(enabled: bool) -> bool:
+    """``enabled``; when False also sets HMU_PROGRESS=off, so that every loop below this command (and any subprocess
+    it starts) stays quiet, including those not handed a ``progress`` argument."""
+    if not enabled:
         os.environ[ENV] = "off"
-        return False
-    return True
+    return bool(enabled)
+
+
+def apply_progress_flag(args) -> bool:
+    """:func:`apply_progress` of a parsed ``--no_progress`` (older CLIs; typed commands get it from command_context)."""
+    return apply_progress(not getattr(args, "no_progress", False))

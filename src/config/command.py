@@ -54,6 +54,19 @@ def group(cls, *, title: str | None = None, only: Sequence[str] | None = None, *
                                        "defaults": defaults})
 
 
+def layered(cls, names: Sequence[str], *, title: str | None = None, default_text=None,
+            overrides: Mapping[str, Mapping[str, Any]] | None = None):
+    """A config field (a dict) holding the values given on the command line for fields ``names`` of config class
+    ``cls`` (flags built by ``add_config_flags(..., layered=True)``: default None = not given, so that a later layer
+    such as a preset can fill the rest). ``default_text(name, default)`` words each flag's default in ``--help``."""
+    return dataclasses.field(default_factory=dict, metadata={
+        "layered": (cls, tuple(names), default_text, dict(overrides or {})), "group_title": title})
+
+
+def _is_layered(f: dataclasses.Field) -> bool:
+    return "layered" in f.metadata
+
+
 def _is_group(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
@@ -88,6 +101,14 @@ def _add_fields(parser: argparse.ArgumentParser, target, cls, *, only: Sequence[
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
+        if _is_layered(f):
+            from .flags import add_config_flags
+
+            src_cls, names, text, overrides = f.metadata["layered"]
+            title = f.metadata.get("group_title")
+            add_config_flags(parser.add_argument_group(title) if title else target, src_cls, names, layered=True,
+                             default_text=text, overrides=overrides)
+            continue
         if _is_group(hints[f.name]):
             sub = hints[f.name]
             title = f.metadata.get("group_title") or (sub.__doc__ or sub.__name__).strip().split("\n")[0]
@@ -121,7 +142,9 @@ def _build(cls, ns: argparse.Namespace, *, only: Sequence[str] | None, defaults:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        if _is_group(hints[f.name]):
+        if _is_layered(f):
+            values[f.name] = {n: getattr(ns, n) for n in f.metadata["layered"][1] if getattr(ns, n, None) is not None}
+        elif _is_group(hints[f.name]):
             values[f.name] = _build(hints[f.name], ns, only=f.metadata.get("only"),
                                     defaults=f.metadata.get("defaults") or {})
         elif (only is None or f.name in only) and hasattr(ns, f.name) and "help" in f.metadata:
@@ -137,6 +160,13 @@ def check_config(cfg) -> None:
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        if _is_layered(f):
+            src_meta = {g.name: g.metadata for g in dataclasses.fields(f.metadata["layered"][0])}
+            for name, v in value.items():
+                rng = src_meta.get(name, {}).get("range", FLAG_RANGES.get(name))
+                for x in v if isinstance(v, (list, tuple)) else [v]:
+                    check_value(name, x, rng, what=src_meta.get(name, {}).get("flag", f"--{name}"))
+            continue
         if _is_group(hints[f.name]):
             check_config(value)
             continue
@@ -183,6 +213,13 @@ def to_argv(cfg, *, only: Sequence[str] | None = None, defaults: Mapping[str, An
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        if _is_layered(f):
+            for name, v in value.items():
+                if isinstance(v, bool):
+                    out.append(f"--{name}" if v else f"--no-{name}")
+                else:
+                    out += [f"--{name}", *map(str, v)] if isinstance(v, (list, tuple)) else [f"--{name}", str(v)]
+            continue
         if _is_group(hints[f.name]):
             out += to_argv(value, only=f.metadata.get("only"), defaults=f.metadata.get("defaults"))
             continue
@@ -208,15 +245,18 @@ def to_argv(cfg, *, only: Sequence[str] | None = None, defaults: Mapping[str, An
     return positionals + out + trailing
 
 
-def flat_config(cfg) -> dict[str, Any]:
-    """Every field of ``cfg`` by its own name, groups flattened (what ``vars(args)`` gave: the flags a run records)."""
+def flat_dict(cfg) -> dict[str, Any]:
+    """A config as one flat ``{field: value}`` dict, groups merged in (what ``vars(args)`` gave: the record of a
+    run's settings in its results file)."""
     out: dict[str, Any] = {}
     hints = _hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if _is_group(hints[f.name]):
-            out.update(flat_config(value))
-        else:
+        if _is_layered(f):
+            out.update(value)  # only what was given: the rest comes from a later layer
+        elif _is_group(hints[f.name]):
+            out.update(flat_dict(value))
+        elif "dest" not in f.metadata:  # a second spelling of another field (e.g. --which_epoch) is not a setting
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
@@ -260,17 +300,19 @@ class Locations:
 class RunOptions:
     """run"""
 
-    force: bool = opt(False, help="replace an existing output")
-    no_progress: bool = opt(False, help="no progress bars")
-    verbose: bool = opt(False, help="debug logging", flag="--verbose", aliases=("-v",))
+    # plain switches: --no-force / --no-no_progress would only restate the defaults
+    force: bool = opt(False, help="replace an existing output", action="store_true")
+    no_progress: bool = opt(False, help="no progress bars or progress lines (sets HMU_PROGRESS=off for what it runs)",
+                            action="store_true")
+    verbose: bool = opt(False, help="debug logging", flag="--verbose", aliases=("-v",), action="store_true")
 
 
 @dataclasses.dataclass(kw_only=True)
 class WandbFlags:
     """logging"""
 
-    wandb: bool = opt(False, help="also log to Weights & Biases (offline unless WANDB_MODE is set or credentials "
-                                  "exist)")
+    wandb: bool = opt(False, action="store_true", help="also log to Weights & Biases (offline unless WANDB_MODE is "
+                                                       "set or credentials exist)")
     wandb_project: str = opt("hmu", help="wandb project")
     wandb_group: str | None = opt(None, help="wandb group of this run (e.g. the quickstart's)")
 
@@ -289,8 +331,11 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
     from src.common.datasets import folder_spec, get_spec
     from src.common.logging import setup_logging
 
+    from src.common.progress import apply_progress
+
     run = run or RunOptions()
     setup_logging(run.verbose)
+    apply_progress(not run.no_progress)  # HMU_PROGRESS=off reaches every loop and subprocess below
     wb = wandb.options() if wandb is not None else None
     if wb is not None:
         wb.check()
@@ -309,4 +354,4 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
 
 
 __all__ = ["DeviceOptions", "Locations", "RunOptions", "WandbFlags", "check_config", "command_context",
-           "config_parser", "flat_config", "group", "opt", "parse_config", "parse_known_config", "to_argv"]
+           "config_parser", "flat_dict", "group", "layered", "opt", "parse_config", "parse_known_config", "to_argv"]

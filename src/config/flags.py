@@ -216,5 +216,14 @@ def add_which_epoch_flag(parser, *, dest: str = "ckpt") -> None:
                              "net_best_fid, net_best_acc, E0010 from --save_every_e)")
 
 
+def which_epoch_opt(dest: str = "ckpt"):
+    """A config field for ``--which_epoch NAME`` (the typed-config form of :func:`add_which_epoch_flag`): it sets
+    field ``dest`` to ``NAME.tar`` and keeps no value of its own."""
+    meta = {"help": "upstream's spelling of --ckpt: a file of <run>/model/ without .tar (latest, net_best_fid, "
+                    "net_best_acc, E0010 from --save_every_e)",
+            "dest": dest, "type": which_epoch_file, "default": argparse.SUPPRESS}
+    return dataclasses.field(default=None, metadata=meta)
+
+
 class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
     """:class:`HelpFormatter` that keeps the description's line breaks (a CLI whose docstring shows examples)."""

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from .base import OptConfig
 from .flags import opt
+from .sizes import TransformerSizes
 
 TEXT_ENCODERS = ("clip", "minilm", "embedded")
 TEXT_ENCODER_HELP = ("clip (ViT-B/32 from --clip_path), minilm (all-MiniLM-L6-v2 from its installed wheel; synth default, "
@@ -100,6 +101,11 @@ class _TransFields(_RunFields):
     def __post_init__(self):
         _check_text_encoder(self.text_encoder)
 
+    def sizes(self) -> TransformerSizes:
+        """The transformer's sizes (opt.txt spells depth and heads ``n_layers``/``n_heads``, upstream's names)."""
+        return TransformerSizes(latent_dim=self.latent_dim, ff_size=self.ff_size, num_layers=self.n_layers,
+                                num_heads=self.n_heads, dropout=self.dropout)
+
 
 def _check_text_encoder(name: str) -> None:
     if name not in TEXT_ENCODERS:
@@ -114,9 +120,8 @@ class MaskTransConfig(_TransFields):
 
     def model_kwargs(self, vq: VQConfig) -> dict:
         """``MaskTransformer`` arguments; token count and code size come from the VQ (upstream does the same)."""
-        return {"code_dim": vq.code_dim, "num_tokens": vq.nb_code, "latent_dim": self.latent_dim, "ff_size": self.ff_size,
-                    "num_layers": self.n_layers, "num_heads": self.n_heads, "dropout": self.dropout, "clip_dim": self.clip_dim,
-                    "cond_drop_prob": self.cond_drop_prob}
+        return {"code_dim": vq.code_dim, "num_tokens": vq.nb_code, **self.sizes().size_kwargs(),
+                "clip_dim": self.clip_dim, "cond_drop_prob": self.cond_drop_prob}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -127,9 +132,8 @@ class ResTransConfig(_TransFields):
 
     def model_kwargs(self, vq: VQConfig) -> dict:
         return {"code_dim": vq.code_dim, "num_tokens": vq.nb_code, "num_quantizers": vq.num_quantizers,
-                    "shared_codebook": vq.shared_codebook, "latent_dim": self.latent_dim, "ff_size": self.ff_size,
-                    "num_layers": self.n_layers, "num_heads": self.n_heads, "dropout": self.dropout, "clip_dim": self.clip_dim,
-                    "cond_drop_prob": self.cond_drop_prob, "share_weight": self.share_weight}
+                "shared_codebook": vq.shared_codebook, **self.sizes().size_kwargs(), "clip_dim": self.clip_dim,
+                "cond_drop_prob": self.cond_drop_prob, "share_weight": self.share_weight}
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from src.common.errors import HmuError, cli
 from src.common.run_names import help_default, with_run_defaults
 from src.common.validate import POSITIVE, comma_choices
-from src.config.command import DeviceOptions, Locations, RunOptions, WandbFlags, flat_config, group, opt
+from src.config.command import DeviceOptions, Locations, RunOptions, WandbFlags, flat_dict, group, opt
 from src.config.flags import SpeedOptions, which_epoch_file
 
 PROG = "python -m src.methods.finetune"
@@ -162,7 +162,7 @@ def finetune_part(part: str, ft: FinetuneConfig, ctx, *, dest: Path, resume: boo
 
     src_ckpt = find_run_dir(paths, ft.dataset_name, name) / "model" / ft.ckpt
     previous = _previous_wall_time(dest) if resume else 0.0
-    meta = edit_meta(method="finetune", args=flat_config(ft), source_ckpt=src_ckpt, part=part, split=split,
+    meta = edit_meta(method="finetune", args=flat_dict(ft), source_ckpt=src_ckpt, part=part, split=split,
                      config=cfg.to_dict() if hasattr(cfg, "to_dict") else None)
     key = "t2m_transformer" if part == "mask" else "res_transformer"
     tspec = TrainSpec(model_key=key, opt_key=f"opt_{key}", best_file="net_best_fid.tar")
@@ -172,7 +172,7 @@ def finetune_part(part: str, ft: FinetuneConfig, ctx, *, dest: Path, resume: boo
 
     logger = MetricLogger(dest / "train_log.jsonl", wandb=ctx.wandb, name=dest.name,
                           config={"method": "finetune", "part": part, "split": split, "source": str(src_ckpt),
-                                  **{k: v for k, v in flat_config(ft).items() if not k.startswith("wandb")}},
+                                  **{k: v for k, v in flat_dict(ft).items() if not k.startswith("wandb")}},
                           dir=dest, job_type="unlearn")
     try:
         result = train_transformer(model, cfg=cfg, vq=vq, text=text, train_ds=train_ds, run_dir=dest, spec=tspec,

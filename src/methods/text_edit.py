@@ -139,7 +139,7 @@ def run_edit(edit: UceConfig, ctx) -> dict:
     from src.data.keywords import forget_keywords
     from src.methods.edit_targets import find_cond_emb
     from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
-    from src.config.command import flat_config
+    from src.config.command import flat_dict
 
     t0 = time.perf_counter()
     method, paths, spec, device = edit.method, ctx.paths, ctx.dataset, ctx.device
@@ -196,7 +196,7 @@ def run_edit(edit: UceConfig, ctx) -> dict:
     written = []
     for (kind, _, _, src_dir, src_ckpt), new, dest, out_name in zip(sources, edited, dests, outs):
         layers = [n for n, _ in find_cond_emb(new)]
-        meta = edit_meta(method=method, args=flat_config(edit), source_ckpt=src_ckpt, variant=variant,
+        meta = edit_meta(method=method, args=flat_dict(edit), source_ckpt=src_ckpt, variant=variant,
                          forget_texts=forget_texts, retain_texts=list(edit.retain_text), target_text=edit.target_text,
                          edited_layers=layers, wall_time_s=wall, edit_id=pair["edit_id"])
         # the edit keeps the source file's name; upstream's base.tar (a link name) becomes hmu's net_best_fid.tar

@@ -12,49 +12,56 @@ Output: what ``src.gen`` writes, in ``generation/<run_name>/``: ``{features,join
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 
-from src.config.flags import HelpFormatter
 from src.common.errors import HmuError, cli
+from src.config.command import config_parser, group, parse_config
+from src.config.flags import opt
+from src.gen.__main__ import GenConfig
+
+PROG = "python -m src.momask_codes.gen_t2m"
+
+
+@dataclasses.dataclass(kw_only=True)
+class GenT2MConfig:
+    """Upstream's text-prompt generation: src.gen's flags, writing into generation/<run_name>/."""
+
+    run_name: str = opt("t2m_gen", help="output folder generation/<run_name>/")
+    skip_viz: bool = opt(False, action="store_true", help="no videos")
+    model_name: str | None = opt(None, choices=("momask", "bamm"),
+                                 help="model family of --name (checked against its opt.txt)")
+    generation_dir: str | None = opt(None, help="output root (env HMU_GENERATION; default <repo>/generation)")
+    gen: GenConfig = group(GenConfig, title="generation (python -m src.gen's flags)")
+
+    def check(self) -> None:
+        if self.gen.out is not None:
+            raise HmuError("--out: the output folder is generation/<run_name>/ (use --run_name / --generation_dir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.momask_codes.gen_t2m", description=__doc__.split("\n")[0],
-                                epilog="Every other flag goes to python -m src.gen (see its --help).",
-                                formatter_class=HelpFormatter)
-    p.add_argument("--run_name", default="t2m_gen", help="output folder generation/<run_name>/")
-    p.add_argument("--skip_viz", action="store_true", help="no videos")
-    p.add_argument("--model_name", choices=("momask", "bamm"), default=None,
-                   help="model family of --name (checked against its opt.txt)")
-    p.add_argument("--generation_dir", default=None, help="output root (env HMU_GENERATION; default <repo>/generation)")
-    return p
+    return config_parser(GenT2MConfig, prog=PROG, doc=__doc__)
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args, rest = build_parser().parse_known_args(argv)
-    if "-h" in rest or "--help" in rest:
-        build_parser().print_help()
-        return 0
-    if "--out" in rest or any(a.startswith("--out=") for a in rest):
-        raise HmuError("--out: the output folder is generation/<run_name>/ (use --run_name / --generation_dir)")
+    cfg = parse_config(GenT2MConfig, argv, prog=PROG, doc=__doc__)
+    from src.config.command import command_context
+    from src.gen.__main__ import generate_files
     from src.methods.gen_t2m_batch import check_run_name, generation_root
 
-    check_run_name(args.run_name)
-    out = generation_root(args.generation_dir) / args.run_name
-    import src.gen.__main__ as gen
-    from src.gen.generate import run_family
-
-    gen_args = gen.build_parser().parse_args(rest)  # flag errors before any work
-    if args.model_name:
-        from src.common.paths import Paths
+    check_run_name(cfg.run_name)
+    out = generation_root(cfg.generation_dir) / cfg.run_name
+    gen = dataclasses.replace(cfg.gen, out=str(out), animate=cfg.gen.animate and not cfg.skip_viz)
+    ctx = command_context(gen.dataset_name, gen.device, gen.where, gen.run)
+    if cfg.model_name:
+        from src.gen.generate import run_family
         from src.models.checkpoint import find_run_dir
 
-        paths = Paths.default(checkpoints_dir=gen_args.checkpoints_dir, dataset_dir=gen_args.dataset_dir)
-        family = run_family(find_run_dir(paths, gen_args.dataset_name, gen_args.name) / "opt.txt")
-        if family != args.model_name:
-            raise HmuError(f"--model_name {args.model_name}: run '{gen_args.name}' is a {family} run")
-    return gen.main([*rest, "--out", str(out), *(["--no_animate"] if args.skip_viz else [])])
+        family = run_family(find_run_dir(ctx.paths, gen.dataset_name, gen.name) / "opt.txt")
+        if family != cfg.model_name:
+            raise HmuError(f"--model_name {cfg.model_name}: run '{gen.name}' is a {family} run")
+    return generate_files(gen, ctx)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ instead of downloading.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+from src.config.command import Locations, RunOptions, group, parse_config
+from src.config.flags import opt
 
 log = logging.getLogger(__name__)
 
@@ -265,60 +266,61 @@ def preflight(what: str, needed: Sequence[str], targets: Sequence[Path], *, venv
                    f"the files)")
 
 
+PROG = "python -m src.prepare.download"
+
+
+@dataclasses.dataclass(kw_only=True)
+class DownloadConfig:
+    """Download the released MoMask models, evaluator or GloVe vectors (upstream's archives) into
+    checkpoints/<t2m|kit>/ and glove/, or CLIP's ViT-B-32.pt into checkpoints/clip/. Existing files are never
+    overwritten."""
+
+    what: str = opt(None, flag="what", choices=sorted([*GROUPS, "clip"]), help="which files to fetch")
+    dataset: str = opt("t2m", choices=("t2m", "kit", "all"), help="HumanML3D (t2m), KIT-ML (kit) or both")
+    from_dir: str | None = opt(None, help=f"take the archives from this folder instead of downloading (env {ENV_FROM})")
+    keep_archive: bool = opt(False, action="store_true", help="keep the .zip next to what it unpacked")
+    preflight: bool = opt(False, action="store_true",
+                          help="only check that the needed package (gdown; clip for 'clip') is importable, in one "
+                               "line naming the folders (what the scripts run before creating their venv)")
+    venv: str | None = opt(None, help="the venv the scripts use (HMU_VENV), named in --preflight's fix")
+    where: Locations = group(Locations, only=("checkpoints_dir", "glove_dir"))
+    run: RunOptions = group(RunOptions, only=("verbose",))
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m src.prepare.download",
-        description="Download the released MoMask models, evaluator or GloVe vectors (upstream's archives) into "
-                    "checkpoints/<t2m|kit>/ and glove/, or CLIP's ViT-B-32.pt into checkpoints/clip/. Existing "
-                    "files are never overwritten.")
-    parser.add_argument("what", choices=sorted([*GROUPS, "clip"]), help="which files to fetch")
-    parser.add_argument("--dataset", default="t2m", choices=["t2m", "kit", "all"],
-                        help="HumanML3D (t2m), KIT-ML (kit) or both (default: t2m)")
-    parser.add_argument("--checkpoints_dir", default=None, help="checkpoint root (default: checkpoints/ or $HMU_CHECKPOINTS)")
-    parser.add_argument("--glove_dir", default=None, help="word-vector folder (default: glove/ or $HMU_GLOVE)")
-    parser.add_argument("--from_dir", default=os.environ.get(ENV_FROM) or None,
-                        help=f"take the archives from this folder instead of downloading (env {ENV_FROM})")
-    parser.add_argument("--keep_archive", action="store_true", help="keep the .zip next to what it unpacked")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--preflight", action="store_true",
-                        help="only check that the needed package (gdown; clip for 'clip') is importable, in one line "
-                             "naming the folders (what the scripts run before creating their venv)")
-    parser.add_argument("--venv", default=None, help="the venv the scripts use (HMU_VENV), named in --preflight's fix")
-    args = parse_checked(parser, argv)
+    cfg = parse_config(DownloadConfig, argv, prog=PROG, doc=" ".join(DownloadConfig.__doc__.split()))
+    from src.config.command import command_context
 
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
-
-    setup_logging(args.verbose)
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, glove_dir=args.glove_dir)
-    from_dir = Path(args.from_dir).expanduser() if args.from_dir else None
-    if args.what == "clip":
+    paths = command_context(None, where=cfg.where, run=cfg.run).paths
+    from_text = cfg.from_dir or os.environ.get(ENV_FROM) or None
+    from_dir = Path(from_text).expanduser() if from_text else None
+    if cfg.what == "clip":
         have = next((p for p in clip_candidates(paths.checkpoints_dir) if p.is_file()), None)
-        if args.preflight:
+        if cfg.preflight:
             if from_dir is None and have is None:
-                preflight("clip", [CLIP_FILE], [paths.checkpoints_dir / "clip"], venv=args.venv)
+                preflight("clip", [CLIP_FILE], [paths.checkpoints_dir / "clip"], venv=cfg.venv)
             return 0
         added = install_clip(checkpoints_dir=paths.checkpoints_dir, from_dir=from_dir)
         print(f"CLIP {CLIP_MODEL}: {'installed ' + str(added) if added else 'already present in ' + str(have)}")
         return 0
-    datasets = ["t2m", "kit"] if args.dataset == "all" else [args.dataset]
+    datasets = ["t2m", "kit"] if cfg.dataset == "all" else [cfg.dataset]
     keys: list[str] = []
     for ds in datasets:
-        for k in GROUPS[args.what][ds]:
+        for k in GROUPS[cfg.what][ds]:
             if k not in keys:
                 keys.append(k)
-    if args.preflight:
+    if cfg.preflight:
         todo = [(ARCHIVES[k], target_dir(ARCHIVES[k], checkpoints_dir=paths.checkpoints_dir,
                                          glove_dir=paths.glove_dir)) for k in keys]
         todo = [(a, t) for a, t in todo if missing_files(t, a.expected)]
         if from_dir is None:
-            preflight(args.what, [a.filename for a, _ in todo], [t for _, t in todo], venv=args.venv)
+            preflight(cfg.what, [a.filename for a, _ in todo], [t for _, t in todo], venv=cfg.venv)
         return 0
     for k in keys:
         a = ARCHIVES[k]
         target = target_dir(a, checkpoints_dir=paths.checkpoints_dir, glove_dir=paths.glove_dir)
-        added = install(a, target=target, from_dir=from_dir, keep_archive=args.keep_archive)
+        added = install(a, target=target, from_dir=from_dir, keep_archive=cfg.keep_archive)
         print(f"{a.what}: {'installed ' + str(len(added)) + ' files into' if added else 'already present in'} {target}")
     return 0
 

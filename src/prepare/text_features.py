@@ -9,23 +9,31 @@ the ~7,500 distinct synth captions go through the model once instead of once per
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
+from src.config.command import DeviceOptions, Locations, RunOptions, config_parser, group, parse_config
+from src.config.flags import opt
+
+PROG = "python -m src.prepare.text_features"
+
+
+@dataclasses.dataclass(kw_only=True)
+class TextFeaturesConfig:
+    """Precompute the MiniLM features of every caption and prompt of a dataset, once."""
+
+    dataset_name: str = opt("synth", help="dataset name or alias")
+    batch_size: int = opt(128, help="captions per forward pass")
+    where: Locations = group(Locations, only=("dataset_dir",))
+    device: DeviceOptions = group(DeviceOptions)
+    run: RunOptions = group(RunOptions)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_device_flags
-
-    p = argparse.ArgumentParser(prog="python -m src.prepare.text_features", description=__doc__.split("\n")[0])
-    p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
-    p.add_argument("--dataset_dir", default=None, help="datasets root (default: HMU_DATASET or ./dataset)")
-    p.add_argument("--batch_size", type=int, default=128, help="captions per forward pass (default: 128)")
-    p.add_argument("--force", action="store_true", help="recompute an existing cache")
-    add_device_flags(p)
-    return p
+    return config_parser(TextFeaturesConfig, prog=PROG, doc=__doc__)
 
 
 def dataset_texts(root) -> list[str]:
@@ -53,38 +61,33 @@ def dataset_texts(root) -> list[str]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    cfg = parse_config(TextFeaturesConfig, argv, prog=PROG, doc=__doc__)
     import time
 
     import torch
-    from tqdm.auto import tqdm
 
-    from src.common.device import resolve_device
     from src.common.io import refuse_overwrite
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
-    from src.common.datasets import get_spec
+    from src.common.progress import progress
+    from src.config.command import command_context
     from src.models.text_encoders import (MiniLMTextEncoder, read_feature_cache, text_cache_file,
                                           write_feature_cache)
 
-    setup_logging()
-    if args.batch_size < 1:
-        raise HmuError(f"--batch_size must be >= 1, got {args.batch_size}")
-    spec = get_spec(args.dataset_name)
-    root = Paths.default(dataset_dir=args.dataset_dir).data_root(spec.name)
+    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+    root = ctx.data_root
     if not (root / "texts").is_dir():
         raise HmuError(f"no texts/ folder in {root} (generate or download the dataset first)")
     out = text_cache_file(root)
     texts = dataset_texts(root)
     if not texts:
         raise HmuError(f"no caption in {root / 'texts'}")
-    enc = MiniLMTextEncoder(device=resolve_device(args.gpu_id, args.device))
-    if out.is_file() and not args.force and read_feature_cache(out, model=enc.model_id(), dim=enc.dim) is not None:
-        refuse_overwrite(out, args.force, "text-feature cache")  # a good cache; a damaged or stale one is rebuilt
+    enc = MiniLMTextEncoder(device=ctx.device)
+    if out.is_file() and not ctx.force and read_feature_cache(out, model=enc.model_id(), dim=enc.dim) is not None:
+        refuse_overwrite(out, ctx.force, "text-feature cache")  # a good cache; a damaged or stale one is rebuilt
     t0 = time.perf_counter()
     feats = []
-    for i in tqdm(range(0, len(texts), args.batch_size), desc="MiniLM features", unit="batch"):
-        feats.append(enc.encode(texts[i:i + args.batch_size]).cpu())
+    for i in progress(range(0, len(texts), cfg.batch_size), desc="MiniLM features", unit="batch",
+                      enabled=ctx.progress):
+        feats.append(enc.encode(texts[i:i + cfg.batch_size]).cpu())
     write_feature_cache(out, texts, torch.cat(feats).numpy(), model=enc.model_id())
     print(f"{len(texts)} caption features ({enc.dim}-d) in {time.perf_counter() - t0:.0f} s -> {out}")
     return 0

@@ -21,6 +21,7 @@ Library: :func:`make_report`. Tables: :mod:`src.report.tables`; reading: :mod:`s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+from src.common.validate import POSITIVE
+from src.config.command import DeviceOptions, RunOptions, WandbFlags, command_context, config_parser, group, parse_config
+from src.config.flags import opt
 
 log = logging.getLogger(__name__)
 
@@ -106,35 +109,34 @@ def make_report(run_dir: str | os.PathLike, *, prompts: str | os.PathLike | None
             "stills": [out / s for _, _, s in videos if s], "notes": notes}
 
 
+PROG = "python -m src.report"
+
+
+@dataclasses.dataclass(kw_only=True)
+class ReportConfig:
+    """Write <folder>/report/: the paper's tables (report.md), plots and before/after animations from every
+    metrics.json under <folder>."""
+
+    run_dir: str = opt(None, flag="run_dir",
+                       help="results folder holding one metrics.json per evaluated method (any depth)")
+    prompts: str | None = opt(None, metavar="FILE",
+                              help="animation prompts, one per line, optional '#<frames>' suffix (default: a few "
+                                   "forget and retain prompts from dataset/<ds>/prompts.json, else built-in ones)")
+    max_prompts: int | None = opt(None, range=POSITIVE, help="animate at most this many prompts")
+    no_video: bool = opt(False, action="store_true", help="tables and plots only (no generation, no rendering)")
+    gif: bool = opt(False, action="store_true", help="write gif animations instead of mp4")
+    still: bool = opt(False, action="store_true", help="also write one PNG frame per animation (stills/)")
+    seed: int = opt(0, help="generation seed, the same for every panel")
+    reading: str = opt("safety", choices=("safety", "paper"),
+                       help="how forget-set FID and R@1 are judged: safety (away from the original: FID up, R@1 down) "
+                            "or paper (closest to the retain-only model D_r, as the paper's Table 1)")
+    run: RunOptions = group(RunOptions)
+    device: DeviceOptions = group(DeviceOptions)
+    wandb: WandbFlags = group(WandbFlags)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import HelpFormatter
-
-    p = argparse.ArgumentParser(prog="python -m src.report", formatter_class=HelpFormatter,
-                                description="Write <folder>/report/: the paper's tables (report.md), plots and "
-                                            "before/after animations from every metrics.json under <folder>.")
-    p.add_argument("run_dir", help="results folder holding one metrics.json per evaluated method (any depth)")
-    p.add_argument("--prompts", default=None, metavar="FILE",
-                   help="animation prompts, one per line, optional '#<frames>' suffix (default: a few forget and "
-                        "retain prompts from dataset/<ds>/prompts.json, else built-in ones)")
-    p.add_argument("--max_prompts", type=int, default=None, help="animate at most this many prompts")
-    p.add_argument("--no_video", action="store_true", help="tables and plots only (no generation, no rendering)")
-    p.add_argument("--gif", action="store_true", help="write gif animations instead of mp4")
-    p.add_argument("--still", action="store_true", help="also write one PNG frame per animation (stills/)")
-    p.add_argument("--seed", type=int, default=0, help="generation seed, the same for every panel")
-    p.add_argument("--reading", choices=("safety", "paper"), default="safety",
-                   help="how forget-set FID and R@1 are judged: safety (away from the original: FID up, R@1 down) or "
-                        "paper (closest to the retain-only model D_r, as the paper's Table 1)")
-    p.add_argument("--force", action="store_true", help="replace an existing <folder>/report/")
-    from src.common.progress import add_progress_flag
-
-    add_progress_flag(p)
-    from src.config.flags import add_device_flags
-
-    add_device_flags(p)
-    from src.config.flags import add_wandb_flags
-
-    add_wandb_flags(p)
-    return p
+    return config_parser(ReportConfig, prog=PROG, doc=" ".join(ReportConfig.__doc__.split()))
 
 
 def _attacks_section(root: Path, report_dir: str) -> str:
@@ -158,31 +160,19 @@ def _attacks_section(root: Path, report_dir: str) -> str:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    from src.common.logging import start_cli
-
-    wandb = start_cli(vars(args))
+    cfg = parse_config(ReportConfig, argv, prog=PROG, parser=build_parser())
+    ctx = command_context(None, cfg.device, run=cfg.run, wandb=cfg.wandb)
     logging.getLogger("src.viz").setLevel(logging.WARNING)  # their "wrote <tmp path>" lines name the staging folder
-    if args.max_prompts is not None and args.max_prompts < 1:
-        raise HmuError(f"--max_prompts must be >= 1, got {args.max_prompts}")
-    device = None
-    if not args.no_video:
-        from src.common.device import resolve_device
-
-        device = resolve_device(args.gpu_id, args.device)
-    from src.common.progress import apply_progress_flag
-
-    progress = apply_progress_flag(args)
-    res = make_report(args.run_dir, prompts=args.prompts, video=not args.no_video, gif=args.gif, still=args.still,
-                      force=args.force, seed=args.seed, device=device, max_prompts=args.max_prompts,
-                      progress=progress, reading=args.reading)
-    stills = f", {len(res['stills'])} stills" if args.still else ""
+    res = make_report(cfg.run_dir, prompts=cfg.prompts, video=not cfg.no_video, gif=cfg.gif, still=cfg.still,
+                      force=ctx.force, seed=cfg.seed, device=None if cfg.no_video else ctx.device,
+                      max_prompts=cfg.max_prompts, progress=ctx.progress, reading=cfg.reading)
+    stills = f", {len(res['stills'])} stills" if cfg.still else ""
     print(f"wrote {res['report']} ({len(res['methods'])} methods, {len(res['plots'])} plots, "
           f"{len(res['videos'])} videos{stills})")
     for n in res["notes"]:
         print(f"warning: {n}")
-    if wandb.enabled:
+    if ctx.wandb.enabled:
         from src.report.to_wandb import log_report
 
-        print(log_report(res, run_dir=args.run_dir, wandb=wandb))
+        print(log_report(res, run_dir=cfg.run_dir, wandb=ctx.wandb))
     return 0

@@ -30,6 +30,7 @@ A missing file leaves its block alone under ``--write`` and fails ``--check`` on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -37,6 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.config.command import config_parser, parse_config
+from src.config.flags import opt
 
 MARK = re.compile(r"<!-- hmu:(?P<name>[a-z0-9_]+) -->(?P<body>.*?)<!-- hmu:end -->", re.S)
 
@@ -347,32 +350,44 @@ def collect(src: Path, root: Path) -> list[Path]:
     return out
 
 
+PROG = "python -m src.report.readme"
+
+
+@dataclasses.dataclass(kw_only=True)
+class ReadmeConfig:
+    """Render (or check) a README's result blocks from committed result files."""
+
+    root: str = opt(None, flag="root", help="folder of committed result files (docs/results)")
+    check_readme: str | None = opt(None, flag="--check", metavar="README",
+                                   help="exit 1 with a diff when the file's blocks are stale")
+    write: str | None = opt(None, metavar="README", help="rewrite the file's marked blocks")
+    collect: str | None = opt(None, metavar="RESULTS", help="first copy RESULTS/*/metrics.json and "
+                                                            "RESULTS/attacks/attacks.json into ROOT/quickstart/")
+
+    def check(self) -> None:
+        if (self.check_readme is None) == (self.write is None):
+            raise HmuError("give exactly one of --check README and --write README")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m src.report.readme", description=__doc__.split("\n")[0])
-    p.add_argument("root", help="folder of committed result files (docs/results)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--check", metavar="README", help="exit 1 with a diff when the file's blocks are stale")
-    g.add_argument("--write", metavar="README", help="rewrite the file's marked blocks")
-    p.add_argument("--collect", metavar="RESULTS", default=None,
-                   help="first copy RESULTS/*/metrics.json and RESULTS/attacks/attacks.json into ROOT/quickstart/")
-    return p
+    return config_parser(ReadmeConfig, prog=PROG, doc=__doc__)
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    root = Path(args.root)
-    if args.collect:
-        for p in collect(Path(args.collect), root):
+    cfg = parse_config(ReadmeConfig, argv, prog=PROG, doc=__doc__)
+    root = Path(cfg.root)
+    if cfg.collect:
+        for p in collect(Path(cfg.collect), root):
             print(f"copied {p}")
-    path = Path(args.check or args.write)
+    path = Path(cfg.check_readme or cfg.write)
     if not path.is_file():
         raise HmuError(f"README not found: {path}")
     text = path.read_text(encoding="utf-8")
-    new, missing = render(text, root, strict=bool(args.check))
+    new, missing = render(text, root, strict=bool(cfg.check_readme))
     for m in missing:
         print(f"left as is (no result file): {m}")
-    if args.check:
+    if cfg.check_readme:
         if new != text:
             import difflib
 

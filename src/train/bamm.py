@@ -13,22 +13,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
-from src.common.validate import parse_checked
 
 FAMILY_KEY, FAMILY = "model_family", "bamm"
 
 
-def build_parser():
+DESCRIPTION = "Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given)."
+
+
+def command() -> type:
+    from src.config.flags import opt
     from src.config.momask import MaskTransConfig
-    from src.train.options import add_transformer_args, base_parser
+    from src.train.options import transformer_command
 
     # BAMMTransConfig adds to MaskTransConfig only fields that are no flags; importing it would import torch
-    p = base_parser("Train BAMM's transformer (code layer 0; upstream flags; sizes from --preset unless given).",
-                    MaskTransConfig, "bamm")
-    add_transformer_args(p, MaskTransConfig, "bamm", residual=False)
-    p.add_argument("--trans", type=str, default=None, choices=("official",),
-                   help="BAMM transformer variant (upstream's --trans; only the released 'official')")
-    return p
+    trans = opt(None, choices=("official",), help="BAMM transformer variant (upstream's --trans; only the released "
+                                                   "'official')")
+    return transformer_command(MaskTransConfig, "bamm", residual=False, extra=[("trans", str | None, trans)])
+
+
+def build_parser():
+    from src.train.options import command_parser
+
+    return command_parser(command(), prog="python -m src.train.bamm", doc=DESCRIPTION)
 
 
 def build_bamm(cfg, vq_cfg):
@@ -40,14 +46,16 @@ def build_bamm(cfg, vq_cfg):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
+    from src.train.options import parse_command
+
+    cmd = parse_command(command(), argv, prog="python -m src.train.bamm", doc=DESCRIPTION)
 
     from src.models.bamm import BAMMTransConfig
     from src.eval.train_fid import transformer_hook_factory
     from src.train import options
     from src.train.transformer import train_first_layer
 
-    cfg, run = options.from_flags(vars(args), BAMMTransConfig, "bamm", need_vq_name=True)
+    cfg, run = options.from_command(cmd, BAMMTransConfig, "bamm", need_vq_name=True)
     result = train_first_layer(cfg, run, build_model=build_bamm, label="BAMM transformer",
                                fid_hook=transformer_hook_factory(run),
                                opt_extra={FAMILY_KEY: FAMILY})

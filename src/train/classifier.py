@@ -14,6 +14,7 @@ Output: ``checkpoints/<dataset>/action_classifier/model/classifier.tar``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,27 +22,39 @@ from typing import Any
 import numpy as np
 
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+from src.config.command import (DeviceOptions, Locations, RunOptions, WandbFlags, command_context, config_parser,
+                                group, parse_config)
+from src.config.flags import SpeedOptions, opt
 
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from src.train.options import small_trainer_parser
+@dataclasses.dataclass(kw_only=True)
+class ClassifierTrainConfig:
+    """Train the action classifier that measures ground-truth leakage (src/eval/leakage.py) on a dataset with labels.json."""
 
-    p, g = small_trainer_parser("python -m src.train.classifier", __doc__,
-                                dataset_help="dataset with labels.json (synth)", name="action_classifier",
-                                max_epoch=4, batch_size=64, lr=2e-3,
-                                force_help="retrain and overwrite an existing classifier")
-    g.add_argument("--hidden", type=int, default=64, help="conv channels")
-    g.add_argument("--noise", type=float, default=0.05, help="training noise (in std units) for robustness")
-    g.add_argument("--augment", type=int, default=1,
-                   help="augmented copies of every training motion (mirrored, speed x0.75-1.35, amplitude x0.8-1.15; "
-                        "src/data/augment.py), so the judge holds on motion unlike synth's; 0 = none")
-    g.add_argument("--pos_weight_max", type=float, default=2.0,
-                   help="cap on the positive-class weight of each label (negatives / positives in train; was 10 "
-                        "before issue 30, when violence, 1 motion in 8, weighed 7 times a benign motion)")
-    return p
+    dataset_name: str = opt("synth", help="dataset with labels.json (synth)")
+    name: str = opt("action_classifier", help="run folder under checkpoints/<dataset>/")
+    max_epoch: int = opt(4, help="epochs")
+    batch_size: int = opt(64, help="batch size")
+    lr: float = opt(2e-3, help="Adam learning rate")
+    seed: int = opt(0, help="seed")
+    hidden: int = opt(64, help="conv channels")
+    noise: float = opt(0.05, help="training noise (in std units) for robustness")
+    augment: int = opt(1, help="augmented copies of every training motion (mirrored, speed x0.75-1.35, amplitude "
+                               "x0.8-1.15; src/data/augment.py), so the judge holds on motion unlike synth's; 0 = none")
+    pos_weight_max: float = opt(2.0, help="cap on the positive-class weight of each label (negatives / positives in "
+                                          "train; was 10 before issue 30, when violence, 1 motion in 8, weighed 7 "
+                                          "times a benign motion)")
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir"))
+    device: DeviceOptions = group(DeviceOptions)
+    speed: SpeedOptions = group(SpeedOptions)
+    run: RunOptions = group(RunOptions)
+    wandb: WandbFlags = group(WandbFlags)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return config_parser(ClassifierTrainConfig, prog="python -m src.train.classifier", doc=__doc__)
 
 
 def label_names(labels: dict[str, Any]) -> tuple[str, ...]:
@@ -111,15 +124,12 @@ def heldout_scores(probs: np.ndarray, y: np.ndarray, names: Sequence[str]) -> di
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    from src.common.logging import start_cli
-
-    wandb = start_cli(vars(args))
+    args = parse_config(ClassifierTrainConfig, argv, prog="python -m src.train.classifier", doc=__doc__)
+    ctx = command_context(args.dataset_name, args.device, args.where, args.run, args.wandb)
+    wandb = ctx.wandb
     import torch
 
-    from src.common.device import resolve_device
     from src.common.io import refuse_overwrite
-    from src.common.paths import Paths
     from src.common.seed import fix_seed
     from src.data.humanml3d import HumanML3DFolder
     from src.common.datasets import get_spec
@@ -129,12 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.train.options import init_distributed
 
     spec = get_spec(args.dataset_name)
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
+    paths = ctx.paths
     root = paths.data_root(spec.name)
     run_dir = paths.checkpoints_dir / spec.name / args.name
     out = run_dir / "model" / "classifier.tar"
-    refuse_overwrite(out, args.force, what="action classifier")
-    device = init_distributed(resolve_device(args.gpu_id, args.device))
+    refuse_overwrite(out, ctx.force, what="action classifier")
+    device = init_distributed(ctx.device)
     from src.data.synth.truth import read_labels
 
     labels = read_labels(root)
@@ -152,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     feature_dim(spec.joints_num), mean.shape[0])
     elif args.augment > 0:
         tr_x, tr_y = augmented(tr_x, tr_y, copies=args.augment, seed=args.seed, max_len=spec.max_motion_length,
-                               joints_num=spec.joints_num, progress=not args.no_progress)
+                               joints_num=spec.joints_num, progress=ctx.progress)
         log.info("classifier: %d training motions with %d augmented copies each", len(tr_x), args.augment)
 
     fix_seed(args.seed)
@@ -160,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.set_normalisation(mean, std)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if args.force:
+    if ctx.force:
         dist.on_main(lambda: (run_dir / "model" / "latest.tar").unlink(missing_ok=True))
     std_t = torch.as_tensor(std, device=device)
     pos_w = torch.as_tensor(np.clip((len(tr_y) - tr_y.sum(0)) / np.maximum(tr_y.sum(0), 1), 1, args.pos_weight_max),
@@ -206,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary, _ = train_select_best(model, model_key="classifier", optimizer=opt, run_dir=run_dir, batches=batches,
                                    step=step, validate=validate, score_key="concept_auc", max_epoch=args.max_epoch,
-                                   seed=args.seed, progress=not args.no_progress, wandb=wandb, amp=args.amp,
-                                   num_workers=args.num_workers)
+                                   seed=args.seed, progress=ctx.progress, wandb=wandb, amp=args.speed.amp,
+                                   num_workers=args.speed.num_workers)
     if not dist.is_main():
         return 0
     held = heldout_scores(model.predict_proba(te_x), te_y, names)

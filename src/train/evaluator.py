@@ -19,33 +19,45 @@ movement_encoder, optimiser states, epoch, iter), ``meta/mean.npy``, ``meta/std.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+from src.config.command import (DeviceOptions, Locations, RunOptions, WandbFlags, command_context, config_parser,
+                                group, parse_config)
+from src.config.flags import SpeedOptions, opt
 
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from src.train.options import small_trainer_parser
+@dataclasses.dataclass(kw_only=True)
+class EvaluatorTrainConfig:
+    """Train Guo et al.'s T2M evaluator (text / motion co-embedding) on a HumanML3D-format dataset, e.g. synth, on a CPU."""
 
-    p, g = small_trainer_parser("python -m src.train.evaluator", __doc__, dataset_help="dataset name",
-                                name="text_mot_match", max_epoch=8, batch_size=32, lr=1e-3,
-                                max_epoch_help="epochs (on synth val R@1 reaches 0.87-0.89 by epoch 6-8)",
-                                lr_help="Adam learning rate (upstream 1e-4 for far more steps)",
-                                force_help="retrain from scratch and overwrite finest.tar",
-                                locations=("checkpoints_dir", "dataset_dir", "glove_dir"))
-    g.add_argument("--margin", type=float, default=10.0, help="contrastive margin (upstream 10)")
-    g.add_argument("--dim_text_hidden", type=int, default=128, help="text GRU size (released: 512)")
-    g.add_argument("--dim_coemb_hidden", type=int, default=128, help="co-embedding size (released: 512)")
-    g.add_argument("--dim_motion_hidden", type=int, default=256, help="motion GRU size (released: 1024)")
-    g.add_argument("--dim_movement_enc_hidden", type=int, default=128, help="movement conv size (released: 512)")
-    g.add_argument("--dim_movement_latent", type=int, default=128, help="movement latent size (released: 512)")
-    return p
+    dataset_name: str = opt("synth", help="dataset name")
+    name: str = opt("text_mot_match", help="run folder under checkpoints/<dataset>/")
+    max_epoch: int = opt(8, help="epochs (on synth val R@1 reaches 0.87-0.89 by epoch 6-8)")
+    batch_size: int = opt(32, help="batch size")
+    lr: float = opt(1e-3, help="Adam learning rate (upstream 1e-4 for far more steps)")
+    seed: int = opt(0, help="seed")
+    margin: float = opt(10.0, help="contrastive margin (upstream 10)")
+    dim_text_hidden: int = opt(128, help="text GRU size (released: 512)")
+    dim_coemb_hidden: int = opt(128, help="co-embedding size (released: 512)")
+    dim_motion_hidden: int = opt(256, help="motion GRU size (released: 1024)")
+    dim_movement_enc_hidden: int = opt(128, help="movement conv size (released: 512)")
+    dim_movement_latent: int = opt(128, help="movement latent size (released: 512)")
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir", "glove_dir"))
+    device: DeviceOptions = group(DeviceOptions)
+    speed: SpeedOptions = group(SpeedOptions)
+    run: RunOptions = group(RunOptions)
+    wandb: WandbFlags = group(WandbFlags)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return config_parser(EvaluatorTrainConfig, prog="python -m src.train.evaluator", doc=__doc__)
 
 
 def contrastive_loss(a, b, label, margin: float):
@@ -76,15 +88,12 @@ def co_embed(model, we, pos, cap_lens, motions, m_lens):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    from src.common.logging import start_cli
-
-    wandb = start_cli(vars(args))
+    args = parse_config(EvaluatorTrainConfig, argv, prog="python -m src.train.evaluator", doc=__doc__)
+    ctx = command_context(args.dataset_name, args.device, args.where, args.run, args.wandb)
+    wandb = ctx.wandb
     import torch
 
-    from src.common.device import resolve_device
     from src.common.io import atomic_save_npy, atomic_write_text, refuse_overwrite
-    from src.common.paths import Paths
     from src.common.seed import fix_seed
     from src.config.opt_txt import format_opt_text
     from src.data.humanml3d import HumanML3DFolder
@@ -98,11 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.train.options import init_distributed
 
     spec = get_spec(args.dataset_name)
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir, glove_dir=args.glove_dir)
+    paths = ctx.paths
     run_dir = paths.checkpoints_dir / spec.name / args.name
     finest = run_dir / "model" / "finest.tar"
-    refuse_overwrite(finest, args.force, what="evaluator checkpoint")
-    device = init_distributed(resolve_device(args.gpu_id, args.device))
+    refuse_overwrite(finest, ctx.force, what="evaluator checkpoint")
+    device = init_distributed(ctx.device)
     root = paths.data_root(spec.name)
     folder = HumanML3DFolder(root)
     mean, std = folder.mean_std()
@@ -164,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fix_seed(args.seed)
     model = Evaluator(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if args.force:
+    if ctx.force:
         dist.on_main(lambda: (run_dir / "model" / "latest.tar").unlink(missing_ok=True))
     shift_rng = np.random.default_rng([args.seed, 99])
 
@@ -196,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary, best = train_select_best(model, model_key="evaluator", optimizer=opt, run_dir=run_dir, batches=batches,
                                       step=step, validate=validate, score_key="R_precision_top3",
-                                      max_epoch=args.max_epoch, seed=args.seed, progress=not args.no_progress,
-                                      wandb=wandb, amp=args.amp, num_workers=args.num_workers)
+                                      max_epoch=args.max_epoch, seed=args.seed, progress=ctx.progress,
+                                      wandb=wandb, amp=args.speed.amp, num_workers=args.speed.num_workers)
     if not dist.is_main():
         return 0
     model.save(finest, epoch=int(best.get("ep", args.max_epoch)), it=summary["total_it"], force=True)

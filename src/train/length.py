@@ -9,20 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
-from src.common.validate import parse_checked
+
+
+DESCRIPTION = "Train MoMask's length estimator (text feature -> motion length bins)."
+
+
+def command() -> type:
+    from src.config.momask import LenEstConfig
+    from src.train.options import trainer_command
+
+    return trainer_command(LenEstConfig, "len", model=("unit_length", "output_size"), model_title="length estimator",
+                           text=True, fid=False)
 
 
 def build_parser():
-    from src.config.flags import add_config_flags
-    from src.config.momask import LenEstConfig
-    from src.train.options import add_text_args, base_parser, preset_default_text
+    from src.train.options import command_parser
 
-    p = base_parser("Train MoMask's length estimator (text feature -> motion length bins).", LenEstConfig, "len",
-                    fid=False)
-    add_config_flags(p.add_argument_group("length estimator"), LenEstConfig, ["unit_length", "output_size"],
-                     layered=True, default_text=preset_default_text(LenEstConfig, "len"))
-    add_text_args(p, LenEstConfig, "len")
-    return p
+    return command_parser(command(), prog="python -m src.train.length", doc=DESCRIPTION)
 
 
 def _examples(ds, text, unit: int, bins: int):
@@ -39,7 +42,9 @@ def _examples(ds, text, unit: int, bins: int):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
+    from src.train.options import parse_command
+
+    args = parse_command(command(), argv, prog="python -m src.train.length", doc=DESCRIPTION)
 
     import numpy as np
     import torch
@@ -54,11 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common import dist
     from src.train.engine import TrainSpec, train
 
-    paths, device = options.setup(vars(args))
-    cfg = options.resolve_config(LenEstConfig, vars(args), "len", aliases={"clip_dim": "input_size"})
-    cfg.extra["seed"] = str(args.seed if args.seed is not None else 3407)
-    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=options.continue_overrides(vars(args)))
+    paths, device = options.setup(args)
+    flags = options.flags_of(args)
+    cfg = options.resolve_config(LenEstConfig, flags, "len", aliases={"clip_dim": "input_size"})
+    cfg.extra["seed"] = str(flags.get("seed", 3407))
+    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.run.force,
+                                          overrides=options.continue_overrides(flags))
     seed = int(cfg.extra.get("seed", 3407))
     fix_seed(seed)
     spec = get_spec(cfg.dataset_name)
@@ -71,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train_ds = feed.t2m_dataset(folder, split, mean=mean, std=std, cfg=_Lens, seed=seed)
     val_ds = feed.t2m_dataset(folder, val_split, mean=mean, std=std, cfg=_Lens, seed=seed)
-    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.glove_dir, clip_path=args.clip_path)
-    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=not args.no_progress)
+    encoder = feed.build_encoder(paths, cfg, device, glove_dir=args.where.glove_dir, clip_path=args.clip_path)
+    text = feed.TextFeatures(encoder, feed.dataset_captions(train_ds, val_ds), progress=not args.run.no_progress)
     x_train, y_train = _examples(train_ds, text, cfg.unit_length, cfg.output_size)
     x_val, y_val = _examples(val_ds, text, cfg.unit_length, cfg.output_size)
     y_train, y_val = y_train.to(device), y_val.to(device)
@@ -96,17 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"loss": F.cross_entropy(logits, y_val), "acc": (logits.argmax(-1) == y_val).float().mean(),
                 "mae_frames": (logits.argmax(-1) - y_val).abs().float().mean() * cfg.unit_length}
 
-    from src.common.logging import WandbOptions
     from src.train.engine import Checkpointing
 
     tspec = TrainSpec(model_key="estimator", opt_key="opt_estimator", best_file="finest.tar")
-    logger = options.metric_logger(run, cfg, WandbOptions.from_flags(vars(args)))
+    logger = options.metric_logger(run, cfg, args.wandb.options())
     try:
         result = train(model=model, optimizer=optimizer, scheduler=None, spec=tspec, run_dir=run, batches=batches,
                        step=step, validate=validate, score_key="loss", max_epoch=cfg.max_epoch, seed=seed,
                        meta=run_folder.run_meta(cfg), resume=resume, log_every=cfg.log_every,
-                       progress=not args.no_progress, logger=logger, amp=args.amp,
-                       num_workers=args.num_workers,
+                       progress=not args.run.no_progress, logger=logger, amp=args.speed.amp,
+                       num_workers=args.speed.num_workers,
                        checkpointing=Checkpointing(save_every_e=args.save_every_e))
     finally:
         where = logger.finish()

@@ -13,31 +13,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
-from src.common.validate import parse_checked
+
+
+PROG = "python -m src.train.mask"
+
+
+def command(residual: bool = False) -> type:
+    """The trainer's command config (the residual trainer's with ``residual``)."""
+    from src.config.momask import MaskTransConfig, ResTransConfig
+    from src.train.options import transformer_command
+
+    return transformer_command(ResTransConfig if residual else MaskTransConfig, "res" if residual else "mask",
+                               residual=residual)
+
+
+def describe(residual: bool = False) -> str:
+    what = "residual transformer (code layers 1..Q-1)" if residual else "masked transformer (code layer 0)"
+    return f"Train MoMask's {what} (upstream flags; sizes from --preset unless given)."
 
 
 def build_parser(residual: bool = False):
-    from src.config.momask import MaskTransConfig, ResTransConfig
-    from src.train.options import add_transformer_args, base_parser
+    from src.train.options import command_parser
 
-    what = "residual transformer (code layers 1..Q-1)" if residual else "masked transformer (code layer 0)"
-    cls, kind = (ResTransConfig, "res") if residual else (MaskTransConfig, "mask")
-    p = base_parser(f"Train MoMask's {what} (upstream flags; sizes from --preset unless given).", cls, kind)
-    add_transformer_args(p, cls, kind, residual=residual)
-    return p
+    return command_parser(command(residual), prog="python -m src.train." + ("residual" if residual else "mask"),
+                          doc=describe(residual))
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
+    from src.train.options import parse_command
 
+    cmd = parse_command(command(), argv, prog=PROG, doc=describe())
     from src.config import MaskTransConfig
     from src.models.momask import build_mask_transformer
     from src.eval.train_fid import transformer_hook_factory
     from src.train import options
     from src.train.transformer import train_first_layer
 
-    cfg, run = options.from_flags(vars(args), MaskTransConfig, "mask", need_vq_name=True)
+    cfg, run = options.from_command(cmd, MaskTransConfig, "mask", need_vq_name=True)
     result = train_first_layer(cfg, run, build_model=build_mask_transformer, label="mask transformer",
                                fid_hook=transformer_hook_factory(run))
     print(result["summary"])

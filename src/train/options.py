@@ -6,12 +6,14 @@ Only the standard library is imported at module level, so each trainer's ``--hel
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from src.common.errors import HmuError
+from src.common.validate import NON_NEGATIVE
+from src.config import command as cc
+from src.config.flags import SpeedOptions, opt
 
 EXTRA_KEYS = ("preset", "split", "val_split", "epoch_size", "balance_actions")
 RUN_FLAGS = ("seed",)
@@ -44,69 +46,95 @@ def preset_default_text(cls, kind: str):
     return text
 
 
-def base_parser(description: str, cls, kind: str, *, fid: bool = True) -> argparse.ArgumentParser:
-    """Flags every trainer has (upstream names). Config options come from the typed config ``cls`` (its run and
-    optimisation fields) with default None: 'from the preset, else the config' (``resolve_config``)."""
-    from src.config.flags import HelpFormatter, add_config_flags, add_device_flags, add_location_flags, add_speed_flags
+@dataclasses.dataclass(kw_only=True)
+class TrainerCommand:
+    """The flags every MoMask/BAMM trainer has (upstream names); :func:`trainer_command` adds a trainer's own."""
+
+    name: str = opt(None, required=True, help="run name: checkpoints/<dataset>/<name>/")
+    dataset_name: str = opt("synth", help="synth, t2m/HumanML3D, kit, Motion-X")
+    preset: str | None = opt(None, choices=("tiny", "released"),
+                             help="sizes and schedule (default: tiny for synth, released otherwise); flags override it")
+    split: str | None = opt(None, help="training ids: split name or ids file under the data root, e.g. "
+                                       "kw_splits/train_val-wo-violence for the retain-only model (default: train)")
+    val_split: str | None = opt(None, help="validation ids (default: val)")
+    is_continue: bool = opt(False, action="store_true", help="resume the run from model/latest.tar")
+    save_every_e: int = opt(0, range=NON_NEGATIVE,
+                            help="also keep model/E%%04d.tar every N epochs (upstream's name); 0 = never")
+    where: cc.Locations = cc.group(cc.Locations, only=("checkpoints_dir", "dataset_dir"))
+    device: cc.DeviceOptions = cc.group(cc.DeviceOptions)
+    speed: SpeedOptions = cc.group(SpeedOptions, title="speed")
+    run: cc.RunOptions = cc.group(cc.RunOptions, title="run")
+    wandb: cc.WandbFlags = cc.group(cc.WandbFlags)
+
+
+_COMMANDS: dict[str, type] = {}
+
+
+def trainer_command(cls, kind: str, *, model: Sequence[str] = (), model_title: str = "model", text: bool = False,
+                    fid: bool = True, extra: Sequence[tuple[str, Any, Any]] = (),
+                    overrides: Mapping[str, Mapping[str, Any]] | None = None) -> type:
+    """The config class of one trainer's command: the shared run flags, then ``cls``'s run/optimisation options and
+    ``model`` options as layered flags (default None = 'from the preset, else the config': :func:`resolve_config`),
+    ``text`` adds the text encoder and its files, ``extra`` = (name, type, field) of this trainer's own flags."""
+    key = f"{cls.__name__}/{kind}/{tuple(model)}/{text}/{fid}"
+    if key in _COMMANDS:
+        return _COMMANDS[key]
+    from src.config.flags import LOCATIONS
     from src.config.momask import VQConfig
 
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
-    g = p.add_argument_group("run")
-    g.add_argument("--name", type=str, required=True, help="run name: checkpoints/<dataset>/<name>/")
-    g.add_argument("--dataset_name", type=str, default="synth", help="synth, t2m/HumanML3D, kit, Motion-X")
-    g.add_argument("--preset", type=str, default=None, choices=("tiny", "released"),
-                   help="sizes and schedule (default: tiny for synth, released otherwise); flags override it")
-    g.add_argument("--split", type=str, default=None,
-                   help="training ids: split name or ids file under the data root, e.g. "
-                        "kw_splits/train_val-wo-violence for the retain-only model (default: train)")
-    g.add_argument("--val_split", type=str, default=None, help="validation ids (default: val)")
-    g.add_argument("--is_continue", action="store_true", help="resume the run from model/latest.tar")
-    g.add_argument("--force", action="store_true", help="start the run over, deleting its checkpoints and log")
-    add_location_flags(g, "checkpoints_dir", "dataset_dir")
-    text = preset_default_text(cls, kind)
+    shown = preset_default_text(cls, kind)
     base = VQConfig.__mro__[1]  # _RunFields: the run and optimisation options every MoMask config has
-    add_config_flags(g, base, RUN_FLAGS, layered=True, default_text=text)
-    add_device_flags(g)
-    add_speed_flags(g)
-    g.add_argument("--no_progress", action="store_true", help="no progress bars")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    add_config_flags(p.add_argument_group("optimisation"), base, OPTIM_FLAGS, layered=True, default_text=text)
-    add_checkpoint_flags(p.add_argument_group("checkpoints and logs"), base if fid else None, text)
-    return p
+    fields: list[tuple[str, Any, Any]] = [
+        ("run_flags", dict, cc.layered(base, RUN_FLAGS, default_text=shown)),
+        ("optimisation", dict, cc.layered(base, OPTIM_FLAGS, title="optimisation", default_text=shown))]
+    if fid:
+        fields.append(("checkpoint_flags", dict, cc.layered(base, CHECKPOINT_FLAGS, title="checkpoints and logs",
+                                                         default_text=shown)))
+    if model:
+        fields.append(("model", dict, cc.layered(cls, model, title=model_title, default_text=shown, overrides=overrides)))
+    if text:
+        fields += [("text", dict, cc.layered(cls, ("text_encoder",), title="text", default_text=shown)),
+                   ("clip_path", str | None, opt(None, help=LOCATIONS["clip_path"])),
+                   ("where", cc.Locations, cc.group(cc.Locations, only=("checkpoints_dir", "dataset_dir", "glove_dir")))]
+    fields += list(extra)
+    made = dataclasses.make_dataclass(f"{kind.capitalize()}TrainCommand", fields, bases=(TrainerCommand,),
+                                      kw_only=True)
+    _COMMANDS[key] = made
+    return made
 
 
-def add_checkpoint_flags(g, base=None, text=None) -> None:
-    """``--eval_every_e`` (a config field: FID selection), ``--save_every_e`` and the wandb flags."""
-    from src.config.flags import add_config_flags, add_wandb_flags
+def parse_command(command_cls, argv, *, prog: str, doc: str):
+    """``argv`` -> the trainer's checked command config."""
+    from src.config.command import parse_config
 
-    if base is not None:
-        add_config_flags(g, base, CHECKPOINT_FLAGS, layered=True, default_text=text)
-    g.add_argument("--save_every_e", type=int, default=0,
-                   help="also keep model/E%%04d.tar every N epochs (upstream's name); 0 = never")
-    add_wandb_flags(g)
+    return parse_config(command_cls, argv, prog=prog, doc=doc.split("\n")[0])
 
 
-def add_transformer_args(p: argparse.ArgumentParser, cls, kind: str, *, residual: bool) -> None:
-    from src.config.flags import add_config_flags
+def command_parser(command_cls, *, prog: str, doc: str):
+    from src.config.command import config_parser
 
-    g = p.add_argument_group("transformer")
-    names = TRANSFORMER_FLAGS + (("share_weight",) if residual else ())
-    add_config_flags(g, cls, names, layered=True, default_text=preset_default_text(cls, kind),
-                     overrides={"vq_name": {"help": "VQ run whose codes are modelled (required)"}})
+    return config_parser(command_cls, prog=prog, doc=doc.split("\n")[0])
+
+
+def balance_field(cls, kind: str, what: str) -> tuple[str, Any, Any]:
+    """``--balance_actions POWER`` (an hmu-only option written to opt.txt's extra keys; issue 30): ``what`` are drawn in
+    proportion to share(action) ** -POWER of their labelled frames (synth's labels.json; 0 = uniform)."""
+    from src.common.validate import NON_NEGATIVE
+    from src.config.flags import opt
+
     text = preset_default_text(cls, kind)
-    g.add_argument("--balance_actions", type=float, default=None,
-                   help="draw each epoch's motions with replacement in proportion to their frames' mean "
-                        "share(action) ** -POWER (labels.json; 0 = a plain shuffle; default: "
-                        f"{text('balance_actions', 0)})")
-    add_text_args(p, cls, kind)
+    return ("balance_actions", float | None,
+            opt(None, range=NON_NEGATIVE, help=f"draw {what} in proportion to share(action) ** -POWER of their "
+                                               "frames' labelled actions (labels.json; 0 = uniform, 1 = every "
+                                               f"action equally; default: {text('balance_actions', 0)})"))
 
 
-def add_text_args(p: argparse.ArgumentParser, cls, kind: str) -> None:
-    from src.config.flags import add_config_flags, add_location_flags
-
-    g = p.add_argument_group("text")
-    add_config_flags(g, cls, ["text_encoder"], layered=True, default_text=preset_default_text(cls, kind))
-    add_location_flags(g, "clip_path", "glove_dir")
+def transformer_command(cls, kind: str, *, residual: bool, extra: Sequence[tuple[str, Any, Any]] = ()) -> type:
+    """A transformer trainer's command: the sizes of :data:`TRANSFORMER_FLAGS` (+ share_weight) and the text side."""
+    extra = [*extra, balance_field(cls, kind, "each epoch's motions (with replacement)")]
+    return trainer_command(cls, kind, model=TRANSFORMER_FLAGS + (("share_weight",) if residual else ()),
+                           model_title="transformer", text=True, extra=extra,
+                           overrides={"vq_name": {"help": "VQ run whose codes are modelled (required)"}})
 
 
 TEXT_DIMS = {"clip": 512, "minilm": 384}  # feature sizes of the pretrained text encoders
@@ -192,23 +220,12 @@ def record_selection(run_dir, cfg, criterion: str) -> None:
         cfg.save(Path(run_dir) / "opt.txt")
 
 
-def setup(flags: Mapping[str, Any]):
-    """Logging, paths and device for a trainer -> (Paths, torch.device)."""
-    from src.common.device import resolve_device
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
+def setup(cmd):
+    """Logging, wandb check, paths and device of a trainer's command config -> (Paths, torch.device)."""
+    from src.config.command import command_context
 
-    setup_logging(flags.get("verbose", False))
-    from src.common.logging import WandbOptions
-
-    WandbOptions.from_flags(flags).check()  # --wandb without the package: one line before any work
-    if flags.get("save_every_e") is not None and flags["save_every_e"] < 0:
-        raise HmuError(f"--save_every_e must be >= 0, got {flags['save_every_e']}")
-    for flag in ("batch_size", "max_epoch"):  # 0 or negative silently trained nothing and exited 0
-        if flags.get(flag) is not None and flags[flag] < 1:
-            raise HmuError(f"--{flag} must be >= 1, got {flags[flag]}")
-    paths = Paths.default(checkpoints_dir=flags.get("checkpoints_dir"), dataset_dir=flags.get("dataset_dir"))
-    return paths, init_distributed(resolve_device(flags.get("gpu_id"), flags.get("device")))
+    ctx = command_context(cmd.dataset_name, cmd.device, cmd.where, cmd.run, cmd.wandb)
+    return ctx.paths, init_distributed(ctx.device)
 
 
 def init_distributed(device):
@@ -218,44 +235,26 @@ def init_distributed(device):
     return dist.init_cli(device)
 
 
-def from_flags(flags: Mapping[str, Any], cls, kind: str, *, aliases: dict[str, str] | None = None,
-               need_vq_name: bool = False):
-    """A trainer's parsed flags (``vars(args)``) -> (its typed config, :class:`RunOptions`); sets up logging."""
-    from src.common.logging import WandbOptions
+def flags_of(cmd) -> dict[str, Any]:
+    """A trainer's command config as one flat mapping of the flags (layered ones only when given): what
+    :func:`resolve_config` and :func:`continue_overrides` read."""
+    from src.config.command import flat_dict
 
-    paths, device = setup(flags)
-    if need_vq_name and not flags.get("vq_name") and not flags.get("is_continue"):
+    return flat_dict(cmd)
+
+
+def from_command(cmd, cls, kind: str, *, aliases: dict[str, str] | None = None, need_vq_name: bool = False):
+    """A trainer's command config -> (its typed model config, :class:`RunOptions`); sets up logging."""
+    paths, device = setup(cmd)
+    flags = flags_of(cmd)
+    if need_vq_name and not flags.get("vq_name") and not cmd.is_continue:
         raise HmuError("--vq_name is required (the VQ run whose codes this transformer models)")
     cfg = resolve_config(cls, flags, kind, aliases=aliases)
-    run = RunOptions(paths=paths, device=device, is_continue=bool(flags.get("is_continue")),
-                     force=bool(flags.get("force")), progress=not flags.get("no_progress"),
-                     glove_dir=flags.get("glove_dir"), clip_path=flags.get("clip_path"),
-                     amp=flags.get("amp") or "off", num_workers=int(flags.get("num_workers") or 0),
-                     continue_overrides=continue_overrides(flags), wandb=WandbOptions.from_flags(flags),
-                     save_every_e=int(flags.get("save_every_e") or 0))
+    run = RunOptions(paths=paths, device=device, is_continue=cmd.is_continue, force=cmd.run.force,
+                     progress=not cmd.run.no_progress, glove_dir=cmd.where.glove_dir,
+                     clip_path=getattr(cmd, "clip_path", None), amp=cmd.speed.amp, num_workers=cmd.speed.num_workers,
+                     continue_overrides=continue_overrides(flags), wandb=cmd.wandb.options(),
+                     save_every_e=cmd.save_every_e)
     return cfg, run
 
 
-def small_trainer_parser(prog: str, doc: str, *, dataset_help: str, name: str, max_epoch: int, batch_size: int,
-                         lr: float, force_help: str, max_epoch_help: str = "epochs", lr_help: str = "Adam learning rate",
-                         locations: tuple[str, ...] = ("checkpoints_dir", "dataset_dir")):
-    """-> (parser, its "model" group): the flags of the one-file trainers (evaluator, action classifier): run name,
-    schedule, seed, --force, device and location flags. Model options go into the returned group."""
-    from src.config.flags import HelpFormatter, add_device_flags, add_location_flags, add_speed_flags
-
-    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--dataset_name", default="synth", help=dataset_help)
-    p.add_argument("--name", default=name, help="run folder under checkpoints/<dataset>/")
-    p.add_argument("--max_epoch", type=int, default=max_epoch, help=max_epoch_help)
-    p.add_argument("--batch_size", type=int, default=batch_size, help="batch size")
-    p.add_argument("--lr", type=float, default=lr, help=lr_help)
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--force", action="store_true", help=force_help)
-    add_location_flags(p, *locations)
-    add_device_flags(p)
-    add_speed_flags(p)
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    from src.config.flags import add_wandb_flags
-
-    add_wandb_flags(p)
-    return p, p.add_argument_group("model")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import cli
-from src.common.validate import parse_checked
 
 
 def build_parser():
@@ -34,7 +33,10 @@ def build_checked(cfg, vq_cfg):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
+    from src.train.mask import command, describe
+    from src.train.options import parse_command
+
+    cmd = parse_command(command(residual=True), argv, prog="python -m src.train.residual", doc=describe(True))
 
     from src.config import ResTransConfig
     from src.eval.train_fid import transformer_hook_factory
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.train.engine import TrainSpec
     from src.train.transformer import finish_selection, train_new_transformer
 
-    cfg, run = options.from_flags(vars(args), ResTransConfig, "res", need_vq_name=True)
+    cfg, run = options.from_command(cmd, ResTransConfig, "res", need_vq_name=True)
     spec = TrainSpec(model_key="res_transformer", opt_key="opt_res_transformer", best_file="net_best_loss.tar")
     t, result = train_new_transformer(cfg, run, build_model=build_checked, layers="all", spec=spec, score_key="loss",
                                       fid_hook=transformer_hook_factory(run))

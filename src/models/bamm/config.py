@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from src.common.errors import HmuError
 from src.config import MaskTransConfig, VQConfig
+from src.config.sizes import TransformerSizes
 
 TRANS_KINDS = ("official",)
 
 
 @dataclass(frozen=True, kw_only=True)
-class BAMMConfig:
+class BAMMConfig(TransformerSizes):
     """Sizes of BAMM's bidirectional autoregressive masked transformer.
 
     Token ids: ``0..num_tokens-1`` codes, ``end_id = num_tokens``, ``pad_id = num_tokens + 1``,
@@ -20,11 +21,7 @@ class BAMMConfig:
 
     code_dim: int
     num_tokens: int
-    latent_dim: int = 384
-    ff_size: int = 1024
-    num_layers: int = 8
-    num_heads: int = 6
-    dropout: float = 0.2
+    # latent_dim, ff_size, num_layers, num_heads, dropout: src.config.sizes.TransformerSizes (released BAMM's)
     clip_dim: int = 512
     cond_drop_prob: float = 0.1
     trans: str = "official"
@@ -61,6 +58,5 @@ class BAMMTransConfig(MaskTransConfig):
         num_tokens = vq.nb_code if vq is not None else num_tokens
         if code_dim is None or num_tokens is None:
             raise HmuError("BAMM needs the VQ's code_dim and nb_code (pass the VQ opt.txt)")
-        return BAMMConfig(code_dim=code_dim, num_tokens=num_tokens, latent_dim=self.latent_dim, ff_size=self.ff_size,
-                          num_layers=self.n_layers, num_heads=self.n_heads, dropout=self.dropout,
+        return BAMMConfig(code_dim=code_dim, num_tokens=num_tokens, **self.sizes().size_kwargs(),
                           clip_dim=self.clip_dim, cond_drop_prob=self.cond_drop_prob, trans=self.trans)

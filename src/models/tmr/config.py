@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from src.common.errors import HmuError
+from src.config.sizes import TransformerSizes
 
 _ENCODER_TARGET = "src.model.ACTORStyleEncoder"
 _DECODER_TARGET = "src.model.ACTORStyleDecoder"
@@ -17,20 +18,26 @@ def _pick(cls, d: Mapping[str, Any], where: str):
     unknown = sorted(k for k in d if k not in names and k != "_target_")
     if unknown:
         raise HmuError(f"{where}: unknown TMR config keys {unknown[:5]}")
-    return cls(**{k: v for k, v in d.items() if k in names})
+    picked = {k: v for k, v in d.items() if k in names}
+    return _actor(cls, **picked) if issubclass(cls, _ActorSizes) else cls(**picked)
+
+
+# upstream TMR's released sizes (the transformer fields live in src.config.sizes.TransformerSizes)
+TMR_SIZES = TransformerSizes(latent_dim=256, ff_size=1024, num_layers=6, num_heads=4, dropout=0.1)
 
 
 @dataclass(frozen=True)
-class _ActorSizes:
-    """The sizes an ACTOR-style encoder and decoder share."""
+class _ActorSizes(TransformerSizes):
+    """The sizes an ACTOR-style encoder and decoder share: the transformer's (defaults: :data:`TMR_SIZES`) and the
+    feature size ``nfeats``."""
 
     nfeats: int
-    latent_dim: int = 256
-    ff_size: int = 1024
-    num_layers: int = 6
-    num_heads: int = 4
-    dropout: float = 0.1
     activation: str = "gelu"
+
+
+def _actor(cls, **kw):
+    """``cls(...)`` with TMR's released sizes where ``kw`` gives none (TransformerSizes' defaults are MoMask's)."""
+    return cls(**{**TMR_SIZES.size_kwargs(), **kw})
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,9 @@ class TMRConfig:
     released config sets 0.1, so we default to the released value.
     """
 
-    motion_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(nfeats=263))
-    text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(nfeats=768))
-    motion_decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(nfeats=263))
+    motion_encoder: EncoderConfig = field(default_factory=lambda: _actor(EncoderConfig, nfeats=263))
+    text_encoder: EncoderConfig = field(default_factory=lambda: _actor(EncoderConfig, nfeats=768))
+    motion_decoder: DecoderConfig = field(default_factory=lambda: _actor(DecoderConfig, nfeats=263))
     vae: bool = True
     fact: float | None = None
     sample_mean: bool = False

@@ -168,7 +168,7 @@ def tmr_quality_lines(labels: Mapping, concept: str, ids: Sequence[str], keyword
 # ---------------------------------------------------------------------------------------------------------------------
 # Prompts
 
-def read_prompts(path: str | os.PathLike, vocabulary) -> list[list[str]]:
+def read_prompt_tokens(path: str | os.PathLike, vocabulary) -> list[list[str]]:
     """A prompt file -> token lists: ``.json`` (strings or objects with ``text``/``tokens``) or text (one per line)."""
     from src.models.tmr.text import tokens_from_text
 
@@ -376,7 +376,7 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
             captions.append(cap.text)
             is_forget.append(matcher(line))
     if prompts_file is not None:
-        extra = read_prompts(prompts_file, vec)
+        extra = read_prompt_tokens(prompts_file, vec)
         owner += [""] * len(extra)
         tokens += extra
         captions += [e if isinstance(e, str) else " ".join(e) for e in extra]
