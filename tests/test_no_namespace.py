@@ -19,17 +19,7 @@ PARSER = {("src/config/command.py", "_build")}
 
 # TEMPORARY, each owned by the other issue-24 helper (i24-cli-b) or kept only for its commands: remove an entry when
 # its command parses a typed config (the test fails when an entry is no longer needed).
-TEMPORARY = {
-    ("src/attacks/__main__.py", "run_attacks"),
-    ("src/common/progress.py", "apply_progress_flag"),
-    ("src/eval/t2m_unlearn.py", "default_run_name"),
-    ("src/eval/t2m_unlearn.py", "fill_protocol"),
-    ("src/eval/t2m_unlearn.py", "check_args"),
-    ("src/gen/__main__.py", "read_prompts"),
-    # src/common/run_names.py is helper a's, but fill_run_defaults stays only for t2m_unlearn and attacks (helper b):
-    # it goes with their last call (typed configs use with_run_defaults, which returns a new config).
-    ("src/common/run_names.py", "fill_run_defaults"),
-}
+TEMPORARY: set[tuple[str, str]] = set()
 
 
 def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.arg]:

@@ -100,15 +100,11 @@ def test_short_loop_is_silent_in_logs():
 
 
 def test_no_progress_flag_silences_everything_below(monkeypatch):
-    import argparse
-
-    from src.common.progress import ENV, add_progress_flag, apply_progress_flag
+    from src.common.progress import ENV, apply_progress
 
     monkeypatch.delenv(ENV, raising=False)
-    p = argparse.ArgumentParser()
-    add_progress_flag(p)
-    assert apply_progress_flag(p.parse_args([])) is True and ENV not in __import__("os").environ
-    assert apply_progress_flag(p.parse_args(["--no_progress"])) is False
+    assert apply_progress(True) is True and ENV not in __import__("os").environ
+    assert apply_progress(False) is False
     assert mode(True, io.StringIO()) == "off"
 
 

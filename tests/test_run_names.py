@@ -73,18 +73,16 @@ class _Stop(BaseException):
 
 
 def _spy(monkeypatch, module):
-    """Stop the CLI where it resolves its run names: a typed config's ``with_run_defaults`` (a new config), or the
-    older ``fill_run_defaults`` (a Namespace filled in place); ``seen["args"]`` is the resolved result."""
+    """Stop the CLI where it resolves its run names: a typed config's ``with_run_defaults`` (a new config);
+    ``seen["args"]`` is the resolved result."""
     seen = {}
 
     def spy(args, dataset_name, **flags):
-        args = resolve(args, dataset_name, **flags) or args
+        args = RN.with_run_defaults(args, dataset_name, **flags)
         seen.update(args=args, dataset=dataset_name, flags=flags)
         raise _Stop
 
-    typed = hasattr(module, "with_run_defaults")
-    resolve = RN.with_run_defaults if typed else RN.fill_run_defaults
-    monkeypatch.setattr(module, "with_run_defaults" if typed else "fill_run_defaults", spy)
+    monkeypatch.setattr(module, "with_run_defaults", spy, raising=False)
     return seen
 
 
@@ -95,7 +93,7 @@ def test_cli_defaults_come_from_the_table(monkeypatch, module_name, argv, flags,
     an explicit value is kept."""
     import importlib
 
-    # the module whose fill_run_defaults the CLI calls, and the CLI's main
+    # the module whose with_run_defaults the CLI calls, and the CLI's main
     impl = {"src.methods.uce": "src.methods.text_edit", "src.methods.rece": "src.methods.text_edit",
             "src.methods.lcr": "src.methods.lcr.__main__", "src.eval.attack": "src.attacks.__main__"}.get(module_name,
                                                                                                    module_name)

@@ -148,20 +148,9 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=stream, dynamic_ncols=True)
 
 
-def add_progress_flag(parser) -> None:
-    """``--no_progress`` on a CLI (see :func:`apply_progress_flag`)."""
-    parser.add_argument("--no_progress", action="store_true",
-                        help="no progress bars or progress lines (sets HMU_PROGRESS=off for what it runs)")
-
-
 def apply_progress(enabled: bool) -> bool:
     """``enabled``; when False also sets HMU_PROGRESS=off, so that every loop below this command (and any subprocess
     it starts) stays quiet, including those not handed a ``progress`` argument."""
     if not enabled:
         os.environ[ENV] = "off"
     return bool(enabled)
-
-
-def apply_progress_flag(args) -> bool:
-    """:func:`apply_progress` of a parsed ``--no_progress`` (older CLIs; typed commands get it from command_context)."""
-    return apply_progress(not getattr(args, "no_progress", False))

@@ -56,15 +56,6 @@ def with_run_defaults(cfg: Any, dataset_name: str | None, **fields: str) -> Any:
                                        if getattr(cfg, name) is None})
 
 
-def fill_run_defaults(args: Any, dataset_name: str | None, **flags: str) -> Any:
-    """Set each ``args.<flag>`` that is None to the dataset's default of its kind, e.g.
-    ``fill_run_defaults(args, args.dataset_name, trans_name="mask", res_name="res")``; returns ``args``."""
-    for flag, kind in flags.items():
-        if getattr(args, flag, None) is None:
-            setattr(args, flag, default_run_name(dataset_name, kind))
-    return args
-
-
 def help_default(kind: str) -> str:
     """Help-text tail naming where the default comes from."""
     return (f"default: the dataset's {kind} run from src/common/run_names.py, HumanML3D "

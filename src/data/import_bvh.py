@@ -26,7 +26,6 @@ direction does not matter (the features turn each clip to face Z+).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -367,8 +366,8 @@ class ImportBVHConfig:
     """What ``python -m src.data.import_bvh`` does (its flags are these fields)."""
 
     in_dir: str = opt(None, help="folder of .bvh files (not searched recursively), or one .bvh file",
-                      metavar="DIR")
-    out: str = opt(None, help="output dataset folder, e.g. dataset/mymocap", metavar="DIR")
+                      metavar="DIR", flag="--in", aliases=("--in_dir",), required=True)
+    out: str = opt(None, help="output dataset folder, e.g. dataset/mymocap", metavar="DIR", required=True)
     labels: str | None = opt(None, help="captions per clip stem: JSON object (stem -> caption, list of captions, "
                                         "or fields for --caption_template) or 'stem<TAB>caption' lines",
                              metavar="FILE")
@@ -386,7 +385,11 @@ class ImportBVHConfig:
                                    "spaCy), auto (spacy when installed)", choices=("auto", "spacy", "lexicon"))
     skip_bad: bool = opt(False, help="skip a file that cannot be imported (with a warning) instead of stopping")
     force: bool = opt(False, help="replace an existing output folder")
-    progress: bool = opt(True, help="progress bar over the files")
+    no_progress: bool = opt(False, help="no progress bar over the files")
+
+    @property
+    def progress(self) -> bool:
+        return not self.no_progress
 
 
 def _bvh_files(src: Path) -> list[Path]:
@@ -508,36 +511,18 @@ def import_bvh(cfg: ImportBVHConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 
-FLAGS = ("labels", "skeleton", "caption_template", "unit_scale", "split_ratio", "seed", "tagger", "skip_bad",
-         "force")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from src.common.progress import add_progress_flag
-    from src.config.flags import HelpFormatter, add_config_flags, flag_kwargs
-
-    p = argparse.ArgumentParser(prog="python -m src.data.import_bvh", formatter_class=HelpFormatter,
-                                description="Import BVH motion capture as a HumanML3D-format dataset (joints, "
-                                            "263-d features, captions, splits, Mean/Std) at 20 fps.")
-    p.add_argument("--in", "--in_dir", **{**flag_kwargs(ImportBVHConfig, "in_dir", layered=False), "required": True,
-                                          "dest": "in_dir"})
-    p.add_argument("--out", **{**flag_kwargs(ImportBVHConfig, "out", layered=False), "required": True})
-    add_config_flags(p, ImportBVHConfig, FLAGS)
-    add_progress_flag(p)
-    return p
-
-
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    from src.common.validate import parse_checked
+    from src.common.progress import apply_progress
+    from src.config.command import parse_config
 
-    args = parse_checked(build_parser(), argv)
+    cfg = parse_config(ImportBVHConfig, argv, prog="python -m src.data.import_bvh",
+                       doc="Import BVH motion capture as a HumanML3D-format dataset (joints, 263-d features, captions, "
+                           "splits, Mean/Std) at 20 fps.")
     from src.common.logging import setup_logging
-    from src.common.progress import apply_progress_flag
 
     setup_logging()
-    cfg = ImportBVHConfig(in_dir=args.in_dir, out=args.out, progress=apply_progress_flag(args),
-                          **{k: getattr(args, k) for k in FLAGS})
+    apply_progress(cfg.progress)
     s = import_bvh(cfg)
     frames = [c["frames"] for c in s["clips"].values()]
     skel = sorted({c["skeleton"] for c in s["clips"].values()})

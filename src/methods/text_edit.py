@@ -212,11 +212,9 @@ def run_edit(edit: UceConfig, ctx) -> dict:
 
 def run_cli(method: str, argv: Sequence[str] | None = None) -> int:
     """``main`` of ``python -m src.methods.<method>`` (uce or rece)."""
-    from src.common.progress import apply_progress_flag
     from src.config.command import command_context, parse_config
 
     cfg = parse_config(CONFIGS[method], argv, prog=f"python -m src.methods.{method}", doc=__doc__)
-    apply_progress_flag(cfg.run)
     ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
     edits = [cfg]
     if cfg.trans_name is None:
