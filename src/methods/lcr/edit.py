@@ -27,16 +27,8 @@ threshold lets the selection return fewer than ``k`` codes when few are really e
 Rows that repeat the same motion (upstream's 20 random crops) are not independent: pass ``repeats`` so the s.e. is
 computed on per-motion counts (counts and sizes divided by ``repeats``).
 
-Default (threshold 1, at most 16 codes): chosen on ``synth`` with the ground-truth leakage classifier, on the
-quickstart's models (rvq_tiny/t2m_tiny/tres_tiny, codebook 128). The sweep that supports it is produced by
-``python -m bench.lcr_sweep`` (one LCR edit + one forget/retain/implicit evaluation per setting: ratio threshold
-1, 2, 5 at k 16, threshold 1 at k 8, upstream's rule at k 16 and 8, and the original; edit and evaluation seed 0,
-3 repeats) into ``docs/results/lcr_sweep/sweep.json``, and README.md's LCR section renders that file (regenerate:
-``bash scripts/update_docs_results.sh``). The quoted numbers live there, beside the quickstart's own table, so the
-two cannot disagree. What the choice rests on: the weakly enriched codes that threshold 1 adds cost no measurable
-retain R@3 or FID on synth while lowering forget leakage against stricter thresholds; implicit-prompt leakage (22
-prompts) depends more on the noise draw (``--seed``) than on the threshold; on the released 512-code codebooks
-re-check the retain cost before trusting this default there.
+Default (threshold 1, at most 16 codes): chosen on ``synth`` against ground truth; the sweep behind the choice and
+what it rests on are in ``docs/results/lcr_sweep/README.md`` (rendered into README.md's LCR section).
 
 Replacement (``replace_codes``), as upstream's ``main``: ``target = codebook_i[dest]`` for each edited layer i, and each
 selected row of layer i becomes ``target + N(0, 1) * std_i * alpha`` (``std_i`` the unbiased std of the whole original
