@@ -185,3 +185,24 @@ def test_cli_with_tmr_retrieval_equals_a_brute_force_ranking(tmp_path):
             want.append(hit.index(True) + 1 if True in hit else len(texts) + 1)
     assert got == want
     assert len(set(got)) > 1, got  # a ranking that tells the motions apart, not all "none retrieved"
+
+
+def test_batch_generation_jobs_one_per_caption_line_and_ncs_takes_each_motions_best_line():
+    """Upstream's batch generation writes one record per caption line under the motion's name; NCS then ranks each
+    motion by its best line (three chances for a three-line motion), where one record per motion has one chance."""
+    import numpy as np
+
+    from src.methods.gen_t2m_batch import generation_jobs
+
+    items = [("m1", 40, ["a man kicks", "someone kicks a ball", "a person walks"]), ("m2", 60, ["a jab"])]
+    jobs = generation_jobs(items, "caption", np.random.default_rng(0))
+    assert jobs == [("m1", "m1_0", 40, "a man kicks"), ("m1", "m1_1", 40, "someone kicks a ball"),
+                    ("m1", "m1_2", 40, "a person walks"), ("m2", "m2_0", 60, "a jab")]
+    per_motion = generation_jobs(items, "motion", np.random.default_rng(0))
+    assert [(m, s, n) for m, s, n, _ in per_motion] == [("m1", "m1", 40), ("m2", "m2", 60)]
+    assert per_motion[0][3] in items[0][2] and per_motion[1][3] == "a jab"
+    # hand-assigned retrieval ranks of the four generations: m1's lines rank 5, 2, 11; m2's line ranks 1
+    out = ncs.ncs_summary([5, 2, 11, 1], names=[m for m, *_ in jobs])
+    assert out["forget_size"] == 2
+    assert out["ncs@1"] == pytest.approx(1 / 2) and out["ncs@2"] == pytest.approx(1.0)   # m1 counts its best: 2
+    assert out["mean_rank"] == pytest.approx((2 + 1) / 2)

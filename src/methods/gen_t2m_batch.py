@@ -10,8 +10,11 @@ Per repeat ``r`` and motion ``<id>``: ``feats/<r>/<id>.npy`` (raw features (T, d
 holds upstream's metadata (``dataset_name``, ``ckpt``, ``split``) and one record per generation with upstream's keys
 (``caption, name, joint_path, feats_path, video_path, length, batch, sample, repeat``; paths relative to the
 records file). Each motion is generated at its own length (cropped to a multiple of the VQ's unit, at most the
-dataset's maximum) from one of its whole-motion captions, drawn with ``--seed``; motions shorter than the dataset's
-minimum are skipped, as upstream's loader does. The same seed gives the same files.
+dataset's maximum); motions shorter than the dataset's minimum are skipped, as upstream's loader does. Which
+captions: ``--records caption`` (default, upstream's) generates once per whole-motion caption line, so a motion with
+three caption lines has three records per repeat under its one ``name`` and NCS takes its best rank over them (file
+stem ``<id>_<line>``); ``--records motion`` generates once per motion from one of its caption lines drawn with
+``--seed`` (one chance per repeat: NCS values of the two are not comparable). The same seed gives the same files.
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ def check_run_name(run_name: str) -> str:
 class SamplingOptions:
     """sampling"""
 
-    time_steps: int = opt(SAMPLING_DEFAULTS["time_steps"], help="time steps")
+    time_steps: int = opt(10, help="mask-predict iterations (upstream's batch generation: 10; src.gen: "
+                                   f"{SAMPLING_DEFAULTS['time_steps']})")
     cond_scale: float = opt(SAMPLING_DEFAULTS["cond_scale"], help="cond scale")
     res_cond_scale: float = opt(SAMPLING_DEFAULTS["res_cond_scale"], help="res cond scale")
     temperature: float = opt(SAMPLING_DEFAULTS["temperature"], help="temperature")
@@ -70,8 +74,8 @@ class GenBatchConfig:
     # models (upstream flag names)
     dataset_name: str = opt("synth", help="dataset name or alias (synth, HumanML3D/t2m, Motion-X)")
     name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", help="masked-transformer (or BAMM) run")
-    res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2", help="residual-transformer run ('' = base layer "
-                                                                         "only)")
+    res_name: str | None = opt(None, help="residual-transformer run ('' = base layer only; default: the dataset's "
+                                          "res run from src/common/run_names.py)")
     vq_name: str | None = opt(None, help="VQ run (default: the one the transformer was trained on)")
     ckpt: str = opt("net_best_fid.tar", help="transformer checkpoint file in each run's model/ (base.tar: upstream's "
                                              "released file)")
@@ -81,6 +85,9 @@ class GenBatchConfig:
     split: str = opt("test", help="split to generate: a name (test) or an id file (kw_splits/...)")
     run_name: str = opt("t2m_gen", help="output folder generation/<run_name>/")
     repeat_times: int = opt(1, range=POSITIVE, help="generations per motion")
+    records: str = opt("caption", choices=("caption", "motion"),
+                       help="caption: one generation per whole-motion caption line (upstream's); motion: one per "
+                            "motion from a caption drawn with --seed")
     batch_size: int = opt(32, range=POSITIVE, help="captions per generator call")
     seed: int = opt(10107, help="seed of the caption draws and of sampling")
     skip_viz: bool = opt(False, action="store_true", help="no videos")
@@ -135,7 +142,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cfg = parse_config(GenBatchConfig, argv, prog=PROG, doc=__doc__)
     ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
+    if cfg.res_name is None:
+        from src.common.run_names import default_run_name
+
+        cfg = dataclasses.replace(cfg, res_name=default_run_name(ctx.dataset.name, "res"))
     return generate_batch(cfg, ctx)
+
+
+def generation_jobs(items: Sequence[tuple[str, int, list[str]]], per: str, rng) -> list[tuple[str, str, int, str]]:
+    """[(motion id, file stem, frames, caption)] of one repeat: every caption line of every motion (``per`` =
+    'caption', stem ``<id>_<line>``), or one line per motion drawn from ``rng`` (``per`` = 'motion', stem ``<id>``)."""
+    if per == "caption":
+        return [(mid, f"{mid}_{j}", n, t) for mid, n, texts in items for j, t in enumerate(texts)]
+    return [(mid, mid, n, texts[int(rng.integers(len(texts)))]) for mid, n, texts in items]
 
 
 def generate_batch(cfg: GenBatchConfig, ctx) -> int:
@@ -165,36 +184,37 @@ def generate_batch(cfg: GenBatchConfig, ctx) -> int:
     items = split_items(root, cfg.split, spec=spec, unit_length=gen.unit_length)
     g = torch_generator(cfg.seed, device=device)
     records = []
-    total = cfg.repeat_times * len(items)
+    total = cfg.repeat_times * len(generation_jobs(items, cfg.records, np.random.default_rng(0)))
     bar = tqdm(total=total, desc=f"generate {cfg.split}", unit="motion", disable=not ctx.progress)
     for r in range(cfg.repeat_times):
-        for b, start in enumerate(range(0, len(items), cfg.batch_size)):
-            batch = items[start:start + cfg.batch_size]
-            caps = [texts[int(rng.integers(len(texts)))] for _, _, texts in batch]
-            feats = gen.generate(caps, [n for _, n, _ in batch], generator=g)
-            for k, ((mid, _, _), cap, f) in enumerate(zip(batch, caps, feats)):
-                rel = {"feats_path": f"feats/{r}/{mid}.npy", "joint_path": f"joints/{r}/{mid}.npy"}
+        jobs = generation_jobs(items, cfg.records, rng)
+        for b, start in enumerate(range(0, len(jobs), cfg.batch_size)):
+            batch = jobs[start:start + cfg.batch_size]
+            feats = gen.generate([cap for *_, cap in batch], [n for _, _, n, _ in batch], generator=g)
+            for k, ((mid, stem, _, cap), f) in enumerate(zip(batch, feats)):
+                rel = {"feats_path": f"feats/{r}/{stem}.npy", "joint_path": f"joints/{r}/{stem}.npy"}
                 joints = recover_from_ric(f, spec.joints_num)
                 atomic_save_npy(out / rel["feats_path"], f)
                 atomic_save_npy(out / rel["joint_path"], joints)
                 video = None
                 if not cfg.skip_viz:
-                    video = str(write_video(out / "animations" / str(r) / f"{mid}.mp4", joints, caption=cap,
+                    video = str(write_video(out / "animations" / str(r) / f"{stem}.mp4", joints, caption=cap,
                                             spec=spec).relative_to(out))
                 bvh = None
                 if cfg.ik_viz:
                     from src.viz.export import motion_bvh
 
-                    bvh = str(motion_bvh(out / "animations" / str(r) / f"{mid}.bvh", joints,
+                    bvh = str(motion_bvh(out / "animations" / str(r) / f"{stem}.bvh", joints,
                                          chain=spec.kinematic_chain, fps=spec.fps).relative_to(out))
                 records.append({"caption": cap, "name": mid, **rel, "video_path": video, "length": int(len(f)),
                                 "batch": b, "sample": k, "repeat": r, **({"bvh_path": bvh} if bvh else {})})
                 bar.update(1)
     bar.close()
     atomic_write_json(records_path, {"dataset_name": spec.name, "ckpt": cfg.ckpt, "split": cfg.split,
-                                     "seed": cfg.seed, "models": gen.sources, "sampling": gen.sampling(),
+                                     "seed": cfg.seed, "records_per": cfg.records, "models": gen.sources, "sampling": gen.sampling(),
                                      "paths": "relative to this file", "records": records})
-    print(f"{len(records)} motions ({len(items)} x {cfg.repeat_times} repeats) -> {out}")
+    print(f"{len(records)} generations ({len(items)} motions, one per {cfg.records}, x {cfg.repeat_times} repeats) "
+          f"-> {out}")
     print(f"Saved records to {records_path}")
     return 0
 
