@@ -232,3 +232,16 @@ def test_tmr_split_end_to_end(tiny, capsys, monkeypatch):
     assert (root / "kw_splits" / "test-w-violence-tmr.txt").read_text() == ""
     assert read_split(root / "kw_splits" / "test-wo-violence-tmr.txt") == test_ids
     assert "dropped" not in capsys.readouterr().out
+
+
+def test_upstream_filter_hit_test_is_case_insensitive_on_the_caption_text():
+    """Upstream tests each retrieved description with jq's test(keywords; "i"); hmu's keyword rule stays for knn/vote."""
+    from src.models.tmr.refine_split import reference_hit_rule
+
+    line = "A man KICKS the door#a/DET man/NOUN kick/VERB the/DET door/NOUN#0.0#0.0"
+    up = reference_hit_rule(["kick"], "substring", "upstream_filter")
+    assert up(line, "A man KICKS the door") and up("x", "someone is kickboxing")
+    assert not up("kick#kick/VERB#0.0#0.0", "a person walks")   # the POS tokens are not the description
+    sub = reference_hit_rule(["kick"], "substring", "knn")        # hmu's substring mode: upstream's case-sensitive grep
+    assert sub(line, "A man KICKS the door")                      # via the lemma token kick/VERB
+    assert not sub("A man KICKS the door#a/DET#0.0#0.0", "A man KICKS the door")

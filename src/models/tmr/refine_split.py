@@ -120,6 +120,24 @@ def filter_hits(sims_gt: np.ndarray, text_is_forget: np.ndarray, owner: Sequence
     return hits
 
 
+def reference_hit_rule(keywords: Sequence[str], match: str, method: str):
+    """(raw caption line, caption text) -> does this reference text name the concept? ``upstream_filter``: upstream's
+    ``jq test(keywords; "i")`` on the retrieved description, a case-insensitive regular expression over the caption
+    text; the other methods: the keyword split's own rule (``match``) on the whole line."""
+    import re
+
+    if method == "upstream_filter":
+        try:
+            pattern = re.compile("|".join(keywords), re.IGNORECASE)
+        except re.error as exc:
+            raise HmuError(f"keywords {'|'.join(keywords)!r} are not a valid regular expression ({exc})") from None
+        return lambda line, text: pattern.search(text) is not None
+    from src.data.keywords import line_matcher
+
+    matcher = line_matcher(keywords, match)
+    return lambda line, text: matcher(line)
+
+
 def upstream_filter(ids: Sequence[str], forget: Sequence[str], hits: Mapping[str, int], *,
                     min_occurence: int) -> tuple[list[str], list[str], list[str]]:
     """Upstream's 3-way rule on the keyword forget set -> (forget, retain, dropped), in ``ids`` order.
@@ -321,7 +339,7 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
                   repeat_times: int = 10) -> TMRRefiner:
     """Load the TMR run strictly and embed the reference texts (train captions, keyword lines = forget, + prompts)."""
     from src.data.humanml3d import HumanML3DFolder
-    from src.data.keywords import line_matcher, read_lines
+    from src.data.keywords import read_lines
     from src.data.word_vectorizer import load_word_vectorizer
     from src.models.tmr.load import load_tmr
     from src.models.tmr.text import WordVectorText
@@ -359,7 +377,7 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
     else:
         mean, std = HumanML3DFolder(root).mean_std()
 
-    matcher = line_matcher(keywords, match)
+    is_hit = reference_hit_rule(keywords, match, method)
     from src.data.humanml3d import parse_caption_line
 
     owner, tokens, is_forget, captions = [], [], [], []
@@ -374,7 +392,7 @@ def build_refiner(*, run_dir: str | os.PathLike, root: str | os.PathLike, glove_
             owner.append(mid)
             tokens.append(cap.text if wants_text else list(cap.tokens))
             captions.append(cap.text)
-            is_forget.append(matcher(line))
+            is_forget.append(is_hit(line, cap.text))
     if prompts_file is not None:
         extra = read_prompt_tokens(prompts_file, vec)
         owner += [""] * len(extra)
