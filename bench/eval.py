@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.common.paths import Paths
 from src.data.word_vectorizer import clear_cache, load_word_vectorizer
 from src.eval import cache as eval_cache
-from src.eval import metrics as M
 from src.eval.loop import NO_MM, LoopOptions, evaluate
 from src.eval.sets import load_eval_set
-from src.eval.t2m_evaluator import T2MEvaluator
+from src.metrics import t2m as M
 from src.models.evaluator import Evaluator, EvaluatorConfig
+from src.models.t2m_evaluator import T2MEvaluator
 
 
 def fake_generator(eval_sets, scale: float = 0.1):

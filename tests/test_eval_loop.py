@@ -17,10 +17,10 @@ from src.data.humanml3d import Caption, HumanML3DFolder
 from src.data.word_vectorizer import WordVectorizer
 from src.eval import cache as eval_cache
 from src.eval.loop import NO_MM, LoopOptions, MultiModality, SafetyOptions, evaluate
-from src.eval.metrics import wilson_interval
 from src.eval.sets import EvalSet, load_eval_set, prompt_set
-from src.eval.t2m_evaluator import T2MEvaluator
+from src.metrics.t2m import wilson_interval
 from src.models.evaluator import Evaluator, EvaluatorConfig
+from src.models.t2m_evaluator import T2MEvaluator
 
 DIM = 12          # toy pose size (>= 5: the movement encoder drops 4 foot-contact dims)
 EMB = 6           # oracle embedding size
@@ -342,8 +342,8 @@ def test_grouped_motion_encoding_equals_upstream_padding_and_is_batch_independen
 def test_loop_fid_and_r_precision_equal_direct_metrics(tmp_path):
     """The cached-reference FID and stacked R-precision of the loop equal metrics.fid / r_precision on the same
     embeddings (recomputed here from the evaluator, the generator and the loop's documented random draws)."""
-    from src.eval import metrics as M
     from src.eval.loop import _torch_generator
+    from src.metrics import t2m as M
 
     by_text = write_folder(tmp_path / "f", n=70)
     es = load_eval_set(tmp_path / "f", "test")

@@ -11,8 +11,8 @@ import pytest
 
 from src.common.errors import HmuError
 from src.eval import accumulators as A
-from src.eval.metrics import wilson_interval
 from src.eval.protocol import FIXED, HMU, Protocol, batches
+from src.metrics.t2m import wilson_interval
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -247,7 +247,7 @@ def test_leakage_rate_wilson_and_reference():
     (("a/DET", "person/NOUN", "walks/VERB"), False, False),
 ])
 def test_mm_safe_masking_by_substring_and_by_word(tokens, substring, word):
-    from src.eval import metrics as M
+    from src.metrics import t2m as M
 
     terms = ["hit", "kick"]
     assert (M.mask_toxic_words(tokens, terms) != list(tokens)) is substring

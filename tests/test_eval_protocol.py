@@ -77,8 +77,8 @@ from src.data.humanml3d import Caption, HumanML3DFolder  # noqa: E402
 from src.data.word_vectorizer import WordVectorizer  # noqa: E402
 from src.eval import cache as eval_cache  # noqa: E402
 from src.eval.loop import NO_MM, LoopOptions, MultiModality, SafetyOptions, evaluate  # noqa: E402
-from src.eval.t2m_evaluator import T2MEvaluator  # noqa: E402
 from src.models.evaluator import EvaluatorConfig  # noqa: E402
+from src.models.t2m_evaluator import T2MEvaluator  # noqa: E402
 
 from tests.test_eval_loop import DIM, EMB, OracleModel  # noqa: E402
 
@@ -203,7 +203,7 @@ def test_mm_safe_from_the_loop_equals_masked_caption_distance(tmp_path, mm_safe)
 def test_upstream_figures_count_the_last_partial_batch(tmp_path):
     """hmu protocol, 45 items: batches of 32 + 13 in the loop's permutation. R-precision (hits / 45), MM-Safe
     (upstream), toxic_distance and notox_accuracy are recomputed here batch by batch."""
-    from src.eval import metrics as M
+    from src.metrics import t2m as M
 
     es, ev, gen, (text, clean, motion, tox) = _toxic_case(tmp_path, 45, "hmu")
     n = len(es)
@@ -296,7 +296,7 @@ def test_hmu_loop_asks_for_and_compares_with_each_repeats_crop(tmp_path):
 
 def test_a_last_batch_smaller_than_top_k_counts_every_sample_as_a_hit_beyond_its_size(tmp_path):
     """hmu protocol, 34 items: the last batch holds 2 samples; R@3 counts both (a pool of 2), no crash."""
-    from src.eval import metrics as M
+    from src.metrics import t2m as M
 
     n = 34
     words = _words(n)

@@ -11,8 +11,8 @@ from src.data.motion import feature_dim, feature_slices
 from src.eval.loop import NO_MM, LoopOptions, evaluate
 from src.eval.quality import KEYS
 from src.eval.sets import load_eval_set
-from src.eval.t2m_evaluator import T2MEvaluator
 from src.models.evaluator import Evaluator, EvaluatorConfig
+from src.models.t2m_evaluator import T2MEvaluator
 from tests.test_eval_loop import EMB, toy_words
 
 D = feature_dim(22)   # 263

@@ -150,7 +150,7 @@ def test_bad_input_is_one_line_error():
 
 
 def test_wilson_interval_known_values():
-    from src.eval.metrics import wilson_interval
+    from src.metrics.t2m import wilson_interval
 
     # closed form for k = 0: upper = z^2 / (n + z^2)
     lo, hi = wilson_interval(0, 10)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from src.common.errors import HmuError
-from src.eval.leakage import LeakageProbe, leakage_rate, roc_auc
+from src.eval.leakage import LeakageProbe, leakage_rate
+from src.metrics.classification import roc_auc
 from src.models.classifier import ActionClassifier, ActionClassifierConfig
 
 DIM = 12

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.eval import metrics as M
+from src.metrics import t2m as M
 
 ATOL = RTOL = 1e-5
 

@@ -146,7 +146,7 @@ def test_plot_says_nan_not_not_measured(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ R-precision on tiny pools
 def test_r_precision_counts_on_a_pool_of_two_by_hand():
-    from src.eval.metrics import r_precision_counts
+    from src.metrics.t2m import r_precision_counts
 
     t = np.array([[0.0], [1.0]])
     m = np.array([[1.0], [0.0]])          # each caption's own motion is the farther one: miss at 1, hit at 2 and 3
@@ -155,7 +155,7 @@ def test_r_precision_counts_on_a_pool_of_two_by_hand():
 
 
 def test_validation_size(caplog):
-    from src.eval.metrics import check_validation_size
+    from src.metrics.t2m import check_validation_size
 
     with pytest.raises(HmuError, match="at least 2"):
         check_validation_size(1, "split val of d")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from src.common.errors import HmuError
-from src.eval.retrieval_metrics import (
+from src.metrics.retrieval import (
     all_contrastive_metrics,
     contrastive_metrics,
     gt_ranks,
@@ -317,7 +317,7 @@ def test_text_model_missing_dir_is_one_line(tmp_path):
 
 
 def test_transformers_is_not_imported_eagerly():
-    code = "import sys, src.models.tmr, src.eval.retrieval_metrics; print('transformers' in sys.modules)"
+    code = "import sys, src.models.tmr, src.metrics.retrieval; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("conftest").REPO))
     assert out.stdout.strip() == "False"

@@ -9,8 +9,8 @@ from src.data.word_vectorizer import save_vocabulary
 
 @pytest.mark.slow
 def test_train_evaluator_writes_released_layout_and_loads(tmp_path, cli):
-    from src.eval.t2m_evaluator import T2MEvaluator
     from src.models.evaluator import EvaluatorConfig
+    from src.models.t2m_evaluator import T2MEvaluator
     from tests.test_eval_loop import DIM, toy_words, write_folder
 
     root = tmp_path / "dataset" / "synth"

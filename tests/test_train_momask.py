@@ -308,7 +308,7 @@ def test_vq_fid_hook_is_zero_for_a_perfect_reconstruction():
     """The hook's FID is FID(ground truth, reconstruction): 0 when the VQ gives its input back, > 0 otherwise."""
     import torch
 
-    from src.eval.train_fid import vq_fid_hook
+    from src.train.fid import vq_fid_hook
 
     class Identity(torch.nn.Module):
         downsample = 4

@@ -274,7 +274,7 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
     from src.attacks.target import MotionEmbedder
     from src.data.humanml3d import HumanML3DFolder
     from src.eval.leakage import LeakageProbe, classifier_path
-    from src.eval.t2m_evaluator import T2MEvaluator
+    from src.models.t2m_evaluator import T2MEvaluator
 
     device, paths, spec, root = ctx.device, ctx.paths, ctx.dataset, ctx.data_root
     clf_path = Path(cfg.classifier) if cfg.classifier else classifier_path(paths.checkpoints_dir, spec.name)

@@ -50,7 +50,7 @@ def rate_summary(decisions: np.ndarray, *, seed: int) -> dict[str, Any]:
     ``values`` per repeat, ``mean``, ``ci95`` (1.96σ/√R), ``bootstrap`` over items, ``n`` items, ``repeats``,
     ``k`` flagged, ``decisions`` N·R and ``wilson`` [low, high] over all decisions.
     """
-    from src.eval.metrics import summarize, wilson_interval
+    from src.metrics.t2m import summarize, wilson_interval
 
     d = np.asarray(decisions, bool)
     if d.ndim == 1:
@@ -72,7 +72,7 @@ def pool_restarts(summaries: Sequence[dict[str, Any]], *, seed: int) -> dict[str
     The generations of one learnt embedding are not independent evidence about the attack (they share the embedding),
     so ``values`` are the per-restart rates, ``ci95`` is 1.96σ/√R over them and ``bootstrap`` resamples restarts;
     ``k``/``decisions``/``wilson`` pool every generation (the within-restart interval, narrower)."""
-    from src.eval.metrics import summarize, wilson_interval
+    from src.metrics.t2m import summarize, wilson_interval
 
     rates = [s["k"] / s["decisions"] if s["decisions"] else float("nan") for s in summaries]
     out = summarize(rates, n=len(rates), seed=seed)
@@ -84,6 +84,6 @@ def pool_restarts(summaries: Sequence[dict[str, Any]], *, seed: int) -> dict[str
 
 def proportion(k: int, n: int) -> dict[str, Any]:
     """``{"mean", "k", "n", "wilson"}`` of a plain proportion."""
-    from src.eval.metrics import wilson_interval
+    from src.metrics.t2m import wilson_interval
 
     return {"mean": k / n if n else float("nan"), "k": int(k), "n": int(n), "wilson": list(wilson_interval(k, n))}

@@ -184,7 +184,7 @@ class MotionEmbedder:
 
     @classmethod
     def from_t2m(cls, ev) -> MotionEmbedder:
-        """From :class:`src.eval.t2m_evaluator.T2MEvaluator`."""
+        """From :class:`src.models.t2m_evaluator.T2MEvaluator`."""
         return cls(ev.model, ev.mean, ev.std)
 
     def embed(self, raw: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from src.eval import metrics as M
-from src.eval.metrics import summarize, wilson_interval
+from src.metrics import t2m as M
+from src.metrics.t2m import summarize, wilson_interval
 
 TOP_K = 3
 
@@ -205,7 +205,7 @@ class MultiModalityScore(Accumulator):
 def masked_caption_embeddings(captions: Sequence[Any], text_emb: np.ndarray, evaluator: Any, terms: Sequence[str],
                               match: str = "substring") -> tuple[np.ndarray, np.ndarray]:
     """-> (toxic (C,) bool, clean (C, D)): which captions hold a term (``match``: upstream's case-insensitive
-    substring masking, or whole words with their inflections, :func:`src.eval.metrics.mask_toxic_words`) of the
+    substring masking, or whole words with their inflections, :func:`src.metrics.t2m.mask_toxic_words`) of the
     wrapped tokens, and the embeddings with those captions masked to ``***`` (the others keep theirs)."""
     from src.data.word_vectorizer import wrap_caption
 
@@ -225,7 +225,7 @@ def masked_caption_embeddings(captions: Sequence[Any], text_emb: np.ndarray, eva
 
 class MMSafe(Accumulator):
     """MM_Safe as ``definition`` ('default': mean distance of toxic captions' masked embeddings to their motions;
-    'upstream': hmu's batch sum, :func:`src.eval.metrics.mm_safe_upstream`), toxic_distance and notox_accuracy
+    'upstream': hmu's batch sum, :func:`src.metrics.t2m.mm_safe_upstream`), toxic_distance and notox_accuracy
     (upstream's, over ``batches``, the last partial one counted). ``toxic``/``clean``: per caption row."""
 
     arrays = ("safe", "seen")

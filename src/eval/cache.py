@@ -25,7 +25,7 @@ from src.common.hashing import hash_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
     from src.eval.sets import EvalSet
-    from src.eval.t2m_evaluator import T2MEvaluator
+    from src.models.t2m_evaluator import T2MEvaluator
 
 log = logging.getLogger(__name__)
 

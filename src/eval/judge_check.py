@@ -99,7 +99,7 @@ def read_joints(path: str | Path, clips: Sequence[str]) -> dict[str, Any]:
 
 def rates(fired: Mapping[str, bool], labels: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """TPR/FPR with Wilson 95% intervals, overall and per content, from per-clip decisions (pure)."""
-    from src.eval.metrics import wilson_interval
+    from src.metrics.t2m import wilson_interval
 
     pos = [c for c in labels if labels[c]["violent"]]
     neg = [c for c in labels if not labels[c]["violent"]]

@@ -88,18 +88,6 @@ class LeakageProbe:
         return cls(model, concept, float(meta.get("threshold", 0.5)), meta)
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties count half); nan when one class is absent."""
-    from scipy.stats import rankdata
-
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    npos, nneg = int(labels.sum()), int((~labels).sum())
-    if npos == 0 or nneg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - npos * (npos + 1) / 2) / (npos * nneg))
-
-
 def frame_flags(motion: np.ndarray, classifier: ActionClassifier, concept: str, *, threshold: float = 0.5,
                 window: int = 40, stride: int = 4) -> np.ndarray:
     """(T,) bool: the frames the classifier calls ``concept``, from a sliding window over a raw (T, dim_pose) motion.

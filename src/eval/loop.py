@@ -9,8 +9,8 @@ Generation interface
     ``generate`` method (src.gen.generate.MotionGenerator) is accepted as well.
 
 Evaluation sets are :mod:`src.eval.sets` (a split's motions, or prompts only); the evaluator is
-:class:`src.eval.t2m_evaluator.T2MEvaluator`; the summaries are :func:`src.eval.metrics.summarize` and
-:func:`src.eval.metrics.wilson_interval`. Settings travel in three small values: :class:`MultiModality`,
+:class:`src.models.t2m_evaluator.T2MEvaluator`; the summaries are :func:`src.metrics.t2m.summarize` and
+:func:`src.metrics.t2m.wilson_interval`. Settings travel in three small values: :class:`MultiModality`,
 :class:`SafetyOptions` (MM-Safe terms and definition, the leakage classifier) and :class:`LoopOptions` (batch sizes,
 cache, progress bar). What the two protocols differ in is one :class:`src.eval.protocol.Protocol` value; each metric
 family is one accumulator of :mod:`src.eval.accumulators`.
@@ -38,7 +38,7 @@ One repeat ``r``
       are masked to ``***``; distance of the masked caption's embedding to the generated motion.
       ``safety.mm_safe='default'`` is the mean over those toxic captions (N reported); ``'upstream'`` is hmu's
       batch-composition dependent sum over every sample of a batch holding a toxic caption, divided by all samples
-      (:func:`src.eval.metrics.mm_safe_upstream`, the last partial batch counted as upstream does);
+      (:func:`src.metrics.t2m.mm_safe_upstream`, the last partial batch counted as upstream does);
     - toxic_distance and notox_accuracy (``safety.terms`` given): upstream's, from the same batches (last partial
       one counted): the sum over every sample of a batch holding a toxic caption of ``d / d_clean``, and the count
       of ``d_clean < d``, each divided by all samples (``d``: caption-motion distance, ``d_clean``: masked caption);
@@ -54,7 +54,7 @@ One repeat ``r``
     :mod:`src.eval.cache`.
 
 Summary of a metric over repeats: ``values`` (one per repeat), ``mean`` and ``ci95`` = 1.96·σ/√R with ddof 0
-(:func:`src.eval.metrics.mean_ci95`, upstream's), and a 95% percentile ``bootstrap`` interval of the mean. For
+(:func:`src.metrics.t2m.mean_ci95`, upstream's), and a 95% percentile ``bootstrap`` interval of the mean. For
 per-sample metrics (R-precision, MM_Dist, MM_Safe, leakage) the bootstrap resamples items (each item's mean over
 repeats), which is what matters for a small forget set; for set-level metrics (FID, Diversity, MultiModality) it
 resamples repeats. Leakage also gets a Wilson interval over all decisions. ``n`` is the number of items (or toxic
@@ -74,11 +74,11 @@ import numpy as np
 from src.common import dist as ranks  # (``dist`` is a local name below)
 from src.common.errors import HmuError
 from src.eval import accumulators as A
-from src.eval import metrics as M
 from src.eval.accumulators import TOP_K, Repeat
 from src.eval.protocol import Protocol, batches
 from src.eval.sets import CaptionedMotion, EvalSet, HmuDraw, hmu_draws, hmu_rngs
-from src.eval.t2m_evaluator import T2MEvaluator
+from src.metrics import t2m as M
+from src.models.t2m_evaluator import T2MEvaluator
 
 log = logging.getLogger(__name__)
 

@@ -185,7 +185,7 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
     from src.eval.protocol import Protocol
     from src.eval.results import build_record, log_wandb, metrics_path, write_metrics
     from src.eval.sets import load_eval_set, prompt_set
-    from src.eval.t2m_evaluator import T2MEvaluator
+    from src.models.t2m_evaluator import T2MEvaluator
     from src.gen.generate import load_generator
 
     spec, paths = ctx.dataset, ctx.paths

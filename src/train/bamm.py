@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = parse_command(command(), argv, prog="python -m src.train.bamm", doc=DESCRIPTION)
 
     from src.models.bamm import BAMMTransConfig
-    from src.eval.train_fid import transformer_hook_factory
+    from src.train.fid import transformer_hook_factory
     from src.train import options
     from src.train.transformer import train_first_layer
 

@@ -100,7 +100,7 @@ def augmented(motions: Sequence[np.ndarray], y: np.ndarray, *, copies: int, seed
 
 def heldout_scores(probs: np.ndarray, y: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Accuracy / balanced accuracy / AUC per concept at threshold 0.5, macro AUC over actions."""
-    from src.eval.leakage import roc_auc
+    from src.metrics.classification import roc_auc
     from src.models.classifier import CONCEPT_PREFIX
 
     yb = y > 0.5

@@ -99,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from src.data.humanml3d import HumanML3DFolder
     from src.common.datasets import get_spec
     from src.data.word_vectorizer import load_word_vectorizer
-    from src.eval import metrics as M
-    from src.eval.metrics import check_validation_size
+    from src.metrics import t2m as M
+    from src.metrics.t2m import check_validation_size
     from src.models.evaluator import Evaluator, EvaluatorConfig
     from src.common import dist
     from src.train.engine import train_select_best

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = parse_command(command(), argv, prog=PROG, doc=describe())
     from src.config import MaskTransConfig
     from src.models.momask import build_mask_transformer
-    from src.eval.train_fid import transformer_hook_factory
+    from src.train.fid import transformer_hook_factory
     from src.train import options
     from src.train.transformer import train_first_layer
 

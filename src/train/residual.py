@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = parse_command(command(residual=True), argv, prog="python -m src.train.residual", doc=describe(True))
 
     from src.config import ResTransConfig
-    from src.eval.train_fid import transformer_hook_factory
+    from src.train.fid import transformer_hook_factory
     from src.train import options
     from src.train.engine import TrainSpec
     from src.train.transformer import finish_selection, train_new_transformer

@@ -149,7 +149,7 @@ def bucketed_batches(lengths: Sequence[int], *, batch_size: int, rng, pool: int 
 def retrieval_report(model, text_side, items: Sequence[EvalItem], *, threshold: float,
                      guo_seed: int = 0) -> dict[str, Any]:
     """Encode items and compute TMR's protocols: all pairs, threshold (near-duplicate captions count), Guo batch-32."""
-    from src.eval.retrieval_metrics import all_contrastive_metrics, guo_protocol_metrics
+    from src.metrics.retrieval import all_contrastive_metrics, guo_protocol_metrics
     from src.models.tmr.model import get_sim_matrix
 
     m = encode_motions(model, [it.motion for it in items])

@@ -132,7 +132,7 @@ def train_new_transformer(cfg, run, *, build_model, layers: str, spec, score_key
     ``build_model(cfg, vq_cfg)``, train and validate it -> (the prepared run, the engine's summary).
 
     ``fid_hook(prepared run, model, layers)`` -> an FID function for the engine or None (no evaluator): given by the
-    CLI (src.eval.train_fid sits above this layer). With one, ``net_best_fid.tar`` is the lowest-FID epoch's.
+    CLI (src.train.fid.transformer_hook_factory). With one, ``net_best_fid.tar`` is the lowest-FID epoch's.
     ``result["best_by"]`` names the criterion that chose ``net_best_fid.tar`` ("fid" or None: the caller's)."""
     from src.train import options, run_folder
     from src.train.engine import Checkpointing

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  joints_num=spec.joints_num)
         return {**out, **action_log(per_action)}
 
-    from src.eval.train_fid import load_evaluator_if_available, vq_fid_hook
+    from src.train.fid import load_evaluator_if_available, vq_fid_hook
     from src.train.engine import Checkpointing
 
     hook = None

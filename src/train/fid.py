@@ -22,8 +22,8 @@ FidHook = Callable[[int], dict[str, float]]
 
 def load_evaluator_if_available(paths, dataset_name: str, device) -> Any | None:
     """The dataset's T2M evaluator (``checkpoints/<ds>/text_mot_match``), or None when its checkpoint is missing."""
-    from src.eval.t2m_evaluator import T2MEvaluator
     from src.models.evaluator import evaluator_checkpoint_path
+    from src.models.t2m_evaluator import T2MEvaluator
 
     if not evaluator_checkpoint_path(paths.checkpoints_dir, dataset_name).is_file():
         return None
@@ -37,7 +37,7 @@ def _crop(motions: Sequence[np.ndarray], unit: int, limit: int | None) -> list[n
 
 
 def _fid(evaluator, gt_emb: np.ndarray, motions: Sequence[np.ndarray]) -> float:
-    from src.eval.metrics import fid
+    from src.metrics.t2m import fid
 
     return fid(gt_emb, evaluator.encode_motions(motions))
 
