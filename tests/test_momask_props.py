@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from src.models.momask import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
-from src.models.momask.tools import cosine_schedule, lengths_to_mask, top_k
+from src.models.momask.tools import cosine_schedule, decode_start, lengths_to_mask, top_k
 
 SIZES = {"code_dim": 8, "num_tokens": 10, "latent_dim": 16, "ff_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
              "clip_dim": 12}
@@ -205,3 +205,13 @@ def test_batched_cfg_equals_two_passes(cls):
     assert calls == [6, 3, 3]  # one pass of 2B rows, then two of B
     torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(one, m.forward_with_cond_scale(x, *args, text, pad, cond_scale=1))
+
+
+def test_decode_start_is_all_mask_with_pads_never_remasked():
+    """Hand-computed first state of mask-predict for lengths (2, 4): ids mask_id on valid positions and pad_id past
+    the length; scores 0 where a token is to be predicted and 1e5 at pads (the lowest scores are re-masked)."""
+    m_lens, pad, ids, scores = decode_start(torch.tensor([2, 4]), pad_id=9, mask_id=8, device="cpu")
+    assert m_lens.tolist() == [2, 4]
+    assert pad.tolist() == [[False, False, True, True], [False, False, False, False]]
+    assert ids.tolist() == [[8, 8, 9, 9], [8, 8, 8, 8]]
+    assert scores.tolist() == [[0.0, 0.0, 1e5, 1e5], [0.0, 0.0, 0.0, 0.0]]

@@ -17,6 +17,7 @@ from .tools import (
     cal_performance,
     categorical_sample,
     cosine_schedule,
+    decode_start,
     gumbel_sample,
     lengths_to_mask,
     mask_subset,
@@ -192,11 +193,8 @@ class MaskTransformer(_CondMixin, nn.Module):
         self.eval()
         try:
             device = cond_vector.device
-            m_lens = m_lens.to(device)
-            seq_len = int(m_lens.max())
-            padding_mask = ~lengths_to_mask(m_lens, seq_len)
-            ids = torch.where(padding_mask, self.pad_id, self.mask_id)
-            scores = torch.where(padding_mask, 1e5, 0.0)
+            m_lens, padding_mask, ids, scores = decode_start(m_lens, pad_id=self.pad_id, mask_id=self.mask_id,
+                                                             device=device)
             for timestep in torch.linspace(0, 1, timesteps, device=device):
                 num_masked = torch.round(cosine_schedule(timestep) * m_lens).clamp(min=1)
                 ranks = scores.argsort(dim=1).argsort(dim=1)
