@@ -215,3 +215,31 @@ def test_decode_start_is_all_mask_with_pads_never_remasked():
     assert pad.tolist() == [[False, False, True, True], [False, False, False, False]]
     assert ids.tolist() == [[8, 8, 9, 9], [8, 8, 8, 8]]
     assert scores.tolist() == [[0.0, 0.0, 1e5, 1e5], [0.0, 0.0, 0.0, 0.0]]
+
+
+def test_eval_mode_restores_the_mode_it_found_also_on_error():
+    from src.models.momask.tools import eval_mode
+
+    m = torch.nn.Dropout(0.5).train()
+    with pytest.raises(RuntimeError):
+        with eval_mode(m):
+            assert not m.training
+            raise RuntimeError("inside")
+    assert m.training
+    with eval_mode(m.eval()):
+        pass
+    assert not m.training
+
+
+def test_remask_picks_the_scheduled_number_of_lowest_scores():
+    """Hand-computed: at t=0 cos = 1 so every valid position (length) is re-masked; at t=1 cos = 0 so one (clamp);
+    at t=2/3 cos(pi/3) = 0.5 of length 4 -> the 2 lowest scores. Pads (1e5) are never among them."""
+    from src.models.momask.tools import remask
+
+    scores = torch.tensor([[0.3, 0.1, 0.2, 0.9, 1e5], [0.5, 0.4, 1e5, 1e5, 1e5]])
+    lens = torch.tensor([4, 2])
+    assert remask(scores, lens, torch.tensor(0.0)).tolist() == [[True, True, True, True, False],
+                                                                [True, True, False, False, False]]
+    assert remask(scores, lens, torch.tensor(1.0)).tolist() == [[False, True, False, False, False],
+                                                                [False, True, False, False, False]]
+    assert remask(scores, lens, torch.tensor(2 / 3)).tolist()[0] == [False, True, True, False, False]

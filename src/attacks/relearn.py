@@ -147,19 +147,15 @@ def rollout(model, cond: torch.Tensor, m_lens: torch.Tensor, *, timesteps: int, 
     Text features (B, D), token lengths (B,) -> :class:`Rollout`. Tokens are sampled from the full guided
     distribution ``softmax(logits / temperature)``; the model is run in eval mode and left as it was.
     """
-    from src.models.momask.tools import categorical_sample, cosine_schedule, decode_start
+    from src.models.momask.tools import categorical_sample, decode_start, eval_mode, remask
 
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = cond.device
         m_lens, padding_mask, ids, scores = decode_start(m_lens, pad_id=model.pad_id, mask_id=model.mask_id,
                                                          device=device)
         states, masks, actions, logps = [], [], [], []
         for timestep in torch.linspace(0, 1, timesteps, device=device):
-            num_masked = torch.round(cosine_schedule(timestep) * m_lens).clamp(min=1)
-            ranks = scores.argsort(dim=1).argsort(dim=1)
-            is_mask = (ranks < num_masked.unsqueeze(-1)) & ~padding_mask
+            is_mask = remask(scores, m_lens, timestep) & ~padding_mask
             ids = torch.where(is_mask, model.mask_id, ids)
             logits = model.forward_with_cond_scale(ids, cond, padding_mask, cond_scale=cond_scale)   # (B, K, T)
             pred = categorical_sample(F.softmax(logits.permute(0, 2, 1).float() / temperature, dim=-1), generator)
@@ -173,21 +169,17 @@ def rollout(model, cond: torch.Tensor, m_lens: torch.Tensor, *, timesteps: int, 
         return Rollout(cond=cond, m_lens=m_lens, padding_mask=padding_mask, states=torch.stack(states),
                        masks=torch.stack(masks), actions=torch.stack(actions), logp=torch.stack(logps, dim=1),
                        ids=torch.where(padding_mask, -1, ids))
-    finally:
-        model.train(was)
 
 
 def policy_logprobs(model, ro: Rollout, *, cond_scale: float, temperature: float = 1.0) -> torch.Tensor:
     """(B, I) summed log-probs of a rollout's actions under ``model`` (with gradients; eval mode: no dropout, no
     condition drop, so the behaviour policy's own log-probs come back exactly). All iterations in one forward."""
     n_it, b, t = ro.states.shape
-    was = model.training
-    model.eval()
-    try:
+    from src.models.momask.tools import eval_mode
+
+    with eval_mode(model):
         logits = model.forward_with_cond_scale(ro.states.reshape(n_it * b, t), ro.cond.repeat(n_it, 1),
                                                ro.padding_mask.repeat(n_it, 1), cond_scale=cond_scale)
-    finally:
-        model.train(was)
     lp = _iteration_logp(logits, ro.actions.reshape(n_it * b, t), ro.masks.reshape(n_it * b, t), temperature)
     return lp.view(n_it, b).T
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,25 @@ import torch.nn.functional as F
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B,) lengths -> (B, max_len) bool, True at valid (non-padded) positions."""
     return torch.arange(max_len, device=lengths.device).expand(len(lengths), max_len) < lengths.unsqueeze(1)
+
+
+@contextmanager
+def eval_mode(model) -> Iterator:
+    """``model`` in eval mode inside the block, back in the mode it had after it (also when the block raises)."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def remask(scores: torch.Tensor, m_lens: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """Mask-predict's re-masking at ``timestep`` in [0, 1]: (B, T) bool, True at each row's cos-scheduled number
+    (at least 1) of lowest-confidence positions (pads carry score 1e5, so they come last)."""
+    num_masked = torch.round(cosine_schedule(timestep) * m_lens).clamp(min=1)
+    ranks = scores.argsort(dim=1).argsort(dim=1)
+    return ranks < num_masked.unsqueeze(-1)
 
 
 def decode_start(m_lens: torch.Tensor, *, pad_id: int, mask_id: int, device) -> tuple[torch.Tensor, ...]:
