@@ -40,6 +40,15 @@ def tiny_vq_config(name: str = VQ):
                     num_quantizers=2, down_t=2, stride_t=2)
 
 
+def generated_dataset_dir(tmp_path_factory, prefix: str, *, seed: int, n: int = 48) -> Path:
+    """A new temp folder holding ``ds/synth``: a generated synth dataset of ``n`` motions from ``seed``."""
+    from src.data.synth.generate import generate_synth
+
+    base = tmp_path_factory.mktemp(prefix)
+    generate_synth(base / "ds" / "synth", n=n, seed=seed, workers=1)
+    return base
+
+
 def seeded_tiny_vq():
     """The tiny VQ (:func:`tiny_vq_config`) in eval mode, built under seed 0 with its codebooks drawn from N(0, 1) by a
     generator seeded 0 (spread codes, so collection tests see distinct ids)."""
