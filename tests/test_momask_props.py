@@ -217,15 +217,15 @@ def test_decode_start_is_all_mask_with_pads_never_remasked():
     assert scores.tolist() == [[0.0, 0.0, 1e5, 1e5], [0.0, 0.0, 0.0, 0.0]]
 
 
-def test_eval_mode_restores_the_mode_it_found_also_on_error():
-    from src.models.momask.tools import eval_mode
+def test_eval_mode_restores_the_modes_it_found_also_on_error():
+    from src.common.modes import eval_mode
 
-    m = torch.nn.Dropout(0.5).train()
+    m, k = torch.nn.Dropout(0.5).train(), torch.nn.Dropout(0.5).eval()
     with pytest.raises(RuntimeError):
-        with eval_mode(m):
-            assert not m.training
+        with eval_mode(m, None, k):
+            assert not m.training and not k.training
             raise RuntimeError("inside")
-    assert m.training
+    assert m.training and not k.training
     with eval_mode(m.eval()):
         pass
     assert not m.training

@@ -147,7 +147,8 @@ def rollout(model, cond: torch.Tensor, m_lens: torch.Tensor, *, timesteps: int, 
     Text features (B, D), token lengths (B,) -> :class:`Rollout`. Tokens are sampled from the full guided
     distribution ``softmax(logits / temperature)``; the model is run in eval mode and left as it was.
     """
-    from src.models.momask.tools import categorical_sample, decode_start, eval_mode, remask
+    from src.common.modes import eval_mode
+    from src.models.momask.tools import categorical_sample, decode_start, remask
 
     with eval_mode(model):
         device = cond.device
@@ -175,7 +176,7 @@ def policy_logprobs(model, ro: Rollout, *, cond_scale: float, temperature: float
     """(B, I) summed log-probs of a rollout's actions under ``model`` (with gradients; eval mode: no dropout, no
     condition drop, so the behaviour policy's own log-probs come back exactly). All iterations in one forward."""
     n_it, b, t = ro.states.shape
-    from src.models.momask.tools import eval_mode
+    from src.common.modes import eval_mode
 
     with eval_mode(model):
         logits = model.forward_with_cond_scale(ro.states.reshape(n_it * b, t), ro.cond.repeat(n_it, 1),

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -12,17 +10,6 @@ import torch.nn.functional as F
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B,) lengths -> (B, max_len) bool, True at valid (non-padded) positions."""
     return torch.arange(max_len, device=lengths.device).expand(len(lengths), max_len) < lengths.unsqueeze(1)
-
-
-@contextmanager
-def eval_mode(model) -> Iterator:
-    """``model`` in eval mode inside the block, back in the mode it had after it (also when the block raises)."""
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
 
 
 def remask(scores: torch.Tensor, m_lens: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:

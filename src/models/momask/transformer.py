@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.common.modes import eval_mode
+
 from .tools import (
     cal_performance,
     categorical_sample,
     cosine_schedule,
     decode_start,
-    eval_mode,
     gumbel_sample,
     lengths_to_mask,
     mask_subset,
