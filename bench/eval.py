@@ -137,6 +137,17 @@ def load_or_random_evaluator(paths: Paths, root: Path, glove: Path) -> tuple[T2M
         return T2MEvaluator(model=Evaluator(cfg), mean=mean, std=std, words=words), "random (default trained sizes)"
 
 
+def synth_paths(checkpoints_dir: str | None, dataset_dir: str | None) -> tuple[Paths, Path | None, Path | None]:
+    """-> (paths, the synth dataset root, its word vectors); root and vectors None (after an error line on stderr)
+    when the dataset is not there."""
+    paths = Paths.default(checkpoints_dir=checkpoints_dir, dataset_dir=dataset_dir)
+    root = paths.data_root("synth")
+    if not (root / "test.txt").is_file():
+        print(f"error: synth not found at {root} (python -m src.data.synth)", file=sys.stderr)
+        return paths, None, None
+    return paths, root, paths.glove("synth")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=20)
@@ -148,12 +159,9 @@ def main() -> int:
     ap.add_argument("--dataset_dir", default=None, help="datasets root (default ./dataset)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    root = paths.data_root("synth")
-    if not (root / "test.txt").is_file():
-        print(f"error: synth not found at {root} (python -m src.data.synth)", file=sys.stderr)
+    paths, root, glove = synth_paths(args.checkpoints_dir, args.dataset_dir)
+    if root is None:
         return 2
-    glove = paths.glove("synth")
     kw = root / "kw_splits"
     forget_p, retain_p = kw / f"test-w-{args.concept}.txt", kw / f"test-wo-{args.concept}.txt"
     if forget_p.is_file() and retain_p.is_file():

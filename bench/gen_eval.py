@@ -107,19 +107,15 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
 
-    from src.common.paths import Paths
     from src.data.word_vectorizer import clear_cache, load_word_vectorizer
     from src.eval import cache as eval_cache
     from src.eval.loop import NO_MM, LoopOptions, evaluate
     from src.eval.sets import load_eval_set
 
     be = _bench_eval()
-    paths = Paths.default(checkpoints_dir=args.checkpoints_dir, dataset_dir=args.dataset_dir)
-    root = paths.data_root("synth")
-    if not (root / "test.txt").is_file():
-        print(f"error: synth not found at {root} (python -m src.data.synth)", file=sys.stderr)
+    paths, root, glove = be.synth_paths(args.checkpoints_dir, args.dataset_dir)
+    if root is None:
         return 2
-    glove = paths.glove("synth")
     forget = root / "kw_splits" / f"test-w-{args.concept}.txt"
     if not forget.is_file():
         print(f"error: {forget} not found (python -m src.data.keywords ...)", file=sys.stderr)

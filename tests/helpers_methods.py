@@ -40,6 +40,31 @@ def tiny_vq_config(name: str = VQ):
                     num_quantizers=2, down_t=2, stride_t=2)
 
 
+def generated_dataset_dir(tmp_path_factory, prefix: str, *, seed: int, n: int = 48) -> Path:
+    """A new temp folder holding ``ds/synth``: a generated synth dataset of ``n`` motions from ``seed``."""
+    from src.data.synth.generate import generate_synth
+
+    base = tmp_path_factory.mktemp(prefix)
+    generate_synth(base / "ds" / "synth", n=n, seed=seed, workers=1)
+    return base
+
+
+def seeded_tiny_vq():
+    """The tiny VQ (:func:`tiny_vq_config`) in eval mode, built under seed 0 with its codebooks drawn from N(0, 1) by a
+    generator seeded 0 (spread codes, so collection tests see distinct ids)."""
+    import torch
+
+    from src.models.momask import build_vq
+
+    torch.manual_seed(0)
+    m = build_vq(tiny_vq_config()).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in m.quantizer.layers:
+            layer.codebook.copy_(torch.randn(layer.codebook.shape, generator=g))
+    return m
+
+
 def make_runs(ckpt_dir: Path, data_dir: Path, *, seed: int = 0, with_transformers: bool = True, vq_name: str = VQ,
               mask_name: str = MASK, res_name: str = RES, existing_vq: bool = False, text_encoder: str = "embedded",
               clip_dim: int = 512) -> Path:

@@ -309,18 +309,9 @@ def test_eval_cache_hit_is_row_for_row_the_fresh_embeddings(tmp_path):
 # ============================================================================================ LCR code cache
 @pytest.fixture(scope="module")
 def vq():
-    import torch
-    from helpers_methods import tiny_vq_config
+    from helpers_methods import seeded_tiny_vq
 
-    from src.models.momask import build_vq
-
-    torch.manual_seed(0)
-    m = build_vq(tiny_vq_config()).eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for layer in m.quantizer.layers:
-            layer.codebook.copy_(torch.randn(layer.codebook.shape, generator=g))
-    return m
+    return seeded_tiny_vq()
 
 
 def _small_folder(synth_root: Path, dst: Path, n: int = 6):

@@ -3,22 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers_methods import tiny_vq_config
+from helpers_methods import seeded_tiny_vq
 
 
 @pytest.fixture(scope="module")
 def vq():
-    import torch
-
-    from src.models.momask import build_vq
-
-    torch.manual_seed(0)
-    m = build_vq(tiny_vq_config()).eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for layer in m.quantizer.layers:
-            layer.codebook.copy_(torch.randn(layer.codebook.shape, generator=g))
-    return m
+    return seeded_tiny_vq()
 
 
 @pytest.fixture(scope="module")

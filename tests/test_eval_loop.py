@@ -90,36 +90,44 @@ class Oracle:
     by_text: dict
 
 
+def write_test_folder(root: Path, motions) -> dict:
+    """A folder whose test split is motion i (id ``{i:06d}``) captioned "a person does w<i>" -> {caption: motion}."""
+    f = HumanML3DFolder(root, create=True)
+    by_text, ids = {}, []
+    for i, m in enumerate(motions):
+        mid = f"{i:06d}"
+        f.write_motion(mid, m)
+        cap = Caption(f"a person does w{i}", ("a/DET", "person/NOUN", "do/VERB", f"w{i}/NOUN"))
+        f.write_captions(mid, [cap])
+        by_text[cap.text] = m
+        ids.append(mid)
+    f.write_split("test", ids)
+    return by_text
+
+
 def oracle_setup(root: Path, n: int = 40) -> tuple[EvalSet, T2MEvaluator, dict]:
     """Folder where item i's motion code = word vector of w<i>; mean 0 / std 1, so embeddings match exactly."""
     words = toy_words(n)
     rng = np.random.default_rng(0)
-    f = HumanML3DFolder(root, create=True)
-    by_text, ids = {}, []
+    motions = []
     for i in range(n):
-        mid = f"{i:06d}"
         T = int(rng.integers(40, 80))
         code = np.zeros(DIM, np.float32)
         code[:EMB] = words.vectors[words.word2idx[f"w{i}"]]
-        m = code + 0.2 * rng.normal(size=(T, DIM)).astype(np.float32)
-        f.write_motion(mid, m)
-        caps = [Caption(f"a person does w{i}", ("a/DET", "person/NOUN", "do/VERB", f"w{i}/NOUN"))]
-        f.write_captions(mid, caps)
-        by_text[caps[0].text] = m
-        ids.append(mid)
-    f.write_split("test", ids)
+        motions.append(code + 0.2 * rng.normal(size=(T, DIM)).astype(np.float32))
+    by_text = write_test_folder(root, motions)
     cfg = EvaluatorConfig(dim_pose=DIM, dim_word=EMB, dim_coemb_hidden=EMB)
     ev = T2MEvaluator(model=OracleModel(cfg), mean=np.zeros(DIM, np.float32), std=np.ones(DIM, np.float32),
                       words=words)
     return load_eval_set(root, "test"), ev, by_text
 
 
-def tiny_evaluator(seed: int = 0, *, n_words: int = 40) -> T2MEvaluator:
-    """A randomly initialised real Evaluator at toy sizes."""
+def tiny_evaluator(seed: int = 0, *, n_words: int = 40, dim: int = DIM) -> T2MEvaluator:
+    """A randomly initialised real Evaluator at toy sizes for ``dim``-wide motion features."""
     torch.manual_seed(seed)
-    cfg = EvaluatorConfig(dim_pose=DIM, dim_word=EMB, dim_text_hidden=8, dim_coemb_hidden=8, dim_motion_hidden=8,
+    cfg = EvaluatorConfig(dim_pose=dim, dim_word=EMB, dim_text_hidden=8, dim_coemb_hidden=8, dim_motion_hidden=8,
                           dim_movement_enc_hidden=8, dim_movement_latent=8)
-    return T2MEvaluator(model=Evaluator(cfg), mean=np.zeros(DIM, np.float32), std=np.ones(DIM, np.float32),
+    return T2MEvaluator(model=Evaluator(cfg), mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
                         words=toy_words(n_words))
 
 

@@ -3,44 +3,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from src.common.errors import HmuError
-from src.data.humanml3d import Caption, HumanML3DFolder
 from src.data.motion import feature_dim, feature_slices
 from src.eval.loop import NO_MM, LoopOptions, evaluate
 from src.eval.quality import KEYS
 from src.eval.sets import load_eval_set
-from src.models.evaluator import Evaluator, EvaluatorConfig
 from src.models.t2m_evaluator import T2MEvaluator
-from tests.test_eval_loop import EMB, toy_words
+from tests.test_eval_loop import tiny_evaluator, write_test_folder
 
 D = feature_dim(22)   # 263
 
 
 def _evaluator(dim: int = D) -> T2MEvaluator:
-    torch.manual_seed(0)
-    cfg = EvaluatorConfig(dim_pose=dim, dim_word=EMB, dim_text_hidden=8, dim_coemb_hidden=8, dim_motion_hidden=8,
-                          dim_movement_enc_hidden=8, dim_movement_latent=8)
-    return T2MEvaluator(model=Evaluator(cfg), mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32),
-                        words=toy_words(12))
+    return tiny_evaluator(0, n_words=12, dim=dim)
 
 
 def _folder(root, n: int = 8, dim: int = D):
-    """Random-walk features (finite joints, non-zero jerk and drift); returns {caption: motion}."""
+    """Random-walk features (finite joints, non-zero jerk and drift); returns (eval set, {caption: motion})."""
     rng = np.random.default_rng(0)
-    f = HumanML3DFolder(root, create=True)
-    by_text, ids = {}, []
-    for i in range(n):
-        mid = f"{i:06d}"
-        T = int(rng.integers(40, 60))
-        m = np.cumsum(0.02 * rng.normal(size=(T, dim)), axis=0).astype(np.float32)
-        f.write_motion(mid, m)
-        cap = Caption(f"a person does w{i}", ("a/DET", "person/NOUN", "do/VERB", f"w{i}/NOUN"))
-        f.write_captions(mid, [cap])
-        by_text[cap.text] = m
-        ids.append(mid)
-    f.write_split("test", ids)
+    motions = [np.cumsum(0.02 * rng.normal(size=(int(rng.integers(40, 60)), dim)), axis=0).astype(np.float32)
+               for _ in range(n)]
+    by_text = write_test_folder(root, motions)
     return load_eval_set(root, "test"), by_text
 
 

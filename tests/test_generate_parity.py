@@ -21,17 +21,26 @@ BAMM_RUN = "2000-01-01-00-00-00_tiny_bamm"
 
 
 # ---------------------------------------------------------------- fixtures
+def with_generate_io(root, family: str):
+    """``root`` when it holds the recorded generation (``generate/io.npz``); the test is skipped otherwise."""
+    if not (root / "generate" / "io.npz").is_file():
+        pytest.skip(f"no {family}/generate fixture")
+    return root
+
+
+def generate_io(root) -> dict:
+    """The recorded generation's inputs and outputs (``generate/io.npz``) as a dict of arrays."""
+    return dict(np.load(root / "generate" / "io.npz"))
+
+
 @pytest.fixture(scope="module")
 def mroot(fixtures):
-    root = momask_root(fixtures)
-    if not (root / "generate" / "io.npz").is_file():
-        pytest.skip("no momask/generate fixture")
-    return root
+    return with_generate_io(momask_root(fixtures), "momask")
 
 
 @pytest.fixture(scope="module")
 def mio(mroot):
-    return dict(np.load(mroot / "generate" / "io.npz"))
+    return generate_io(mroot)
 
 
 @pytest.fixture(scope="module")
@@ -232,15 +241,12 @@ def test_motion_generator_parity(r, mio, momask_models, monkeypatch):
 # ---------------------------------------------------------------- BAMM
 @pytest.fixture(scope="module")
 def broot(fixtures):
-    root = fixtures / "bamm"
-    if not (root / "generate" / "io.npz").is_file():
-        pytest.skip("no bamm/generate fixture")
-    return root
+    return with_generate_io(fixtures / "bamm", "bamm")
 
 
 @pytest.fixture(scope="module")
 def bio(broot):
-    return dict(np.load(broot / "generate" / "io.npz"))
+    return generate_io(broot)
 
 
 @pytest.fixture(scope="module")

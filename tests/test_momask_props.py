@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from src.models.momask import RVQVAE, LengthEstimator, MaskTransformer, ResidualTransformer
-from src.models.momask.tools import cosine_schedule, lengths_to_mask, top_k
+from src.models.momask.tools import cosine_schedule, decode_start, lengths_to_mask, top_k
 
 SIZES = {"code_dim": 8, "num_tokens": 10, "latent_dim": 16, "ff_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.1,
              "clip_dim": 12}
@@ -205,3 +205,41 @@ def test_batched_cfg_equals_two_passes(cls):
     assert calls == [6, 3, 3]  # one pass of 2B rows, then two of B
     torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(one, m.forward_with_cond_scale(x, *args, text, pad, cond_scale=1))
+
+
+def test_decode_start_is_all_mask_with_pads_never_remasked():
+    """Hand-computed first state of mask-predict for lengths (2, 4): ids mask_id on valid positions and pad_id past
+    the length; scores 0 where a token is to be predicted and 1e5 at pads (the lowest scores are re-masked)."""
+    m_lens, pad, ids, scores = decode_start(torch.tensor([2, 4]), pad_id=9, mask_id=8, device="cpu")
+    assert m_lens.tolist() == [2, 4]
+    assert pad.tolist() == [[False, False, True, True], [False, False, False, False]]
+    assert ids.tolist() == [[8, 8, 9, 9], [8, 8, 8, 8]]
+    assert scores.tolist() == [[0.0, 0.0, 1e5, 1e5], [0.0, 0.0, 0.0, 0.0]]
+
+
+def test_eval_mode_restores_the_modes_it_found_also_on_error():
+    from src.common.modes import eval_mode
+
+    m, k = torch.nn.Dropout(0.5).train(), torch.nn.Dropout(0.5).eval()
+    with pytest.raises(RuntimeError):
+        with eval_mode(m, None, k):
+            assert not m.training and not k.training
+            raise RuntimeError("inside")
+    assert m.training and not k.training
+    with eval_mode(m.eval()):
+        pass
+    assert not m.training
+
+
+def test_remask_picks_the_scheduled_number_of_lowest_scores():
+    """Hand-computed: at t=0 cos = 1 so every valid position (length) is re-masked; at t=1 cos = 0 so one (clamp);
+    at t=2/3 cos(pi/3) = 0.5 of length 4 -> the 2 lowest scores. Pads (1e5) are never among them."""
+    from src.models.momask.tools import remask
+
+    scores = torch.tensor([[0.3, 0.1, 0.2, 0.9, 1e5], [0.5, 0.4, 1e5, 1e5, 1e5]])
+    lens = torch.tensor([4, 2])
+    assert remask(scores, lens, torch.tensor(0.0)).tolist() == [[True, True, True, True, False],
+                                                                [True, True, False, False, False]]
+    assert remask(scores, lens, torch.tensor(1.0)).tolist() == [[False, True, False, False, False],
+                                                                [False, True, False, False, False]]
+    assert remask(scores, lens, torch.tensor(2 / 3)).tolist()[0] == [False, True, True, False, False]

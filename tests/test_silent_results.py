@@ -166,23 +166,8 @@ def test_validation_size(caplog):
 
 def test_train_evaluator_with_two_validation_motions(tmp_path, cli):
     """The hostile probe's crash: val.txt with 2 motions (R@3 on a pool of 2). Now a warning, and a run."""
-    from test_eval_loop import DIM, toy_words, write_folder
+    from helpers_evaluator import train_toy_evaluator
 
-    from src.data.humanml3d import HumanML3DFolder
-    from src.data.word_vectorizer import save_vocabulary
-
-    root = tmp_path / "dataset" / "synth"
-    write_folder(root, n=42)
-    f = HumanML3DFolder(root)
-    ids = f.ids("test")
-    f.write_split("train", ids[:40])
-    f.write_split("val", ids[40:])
-    f.write_mean_std(np.zeros(DIM, np.float32), np.ones(DIM, np.float32))
-    w = toy_words(42)
-    save_vocabulary(root / "glove", w.vectors, w.words, w.word2idx)
-    r = cli("src.train.evaluator", "--dataset_name", "synth", "--dataset_dir", str(tmp_path / "dataset"),
-            "--checkpoints_dir", str(tmp_path / "ck"), "--max_epoch", "1", "--dim_text_hidden", "8",
-            "--dim_coemb_hidden", "8", "--dim_motion_hidden", "8", "--dim_movement_enc_hidden", "8",
-            "--dim_movement_latent", "8", "--no_progress", timeout=300)
+    r = train_toy_evaluator(cli, tmp_path, n=42, max_epoch=1, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "only 2 usable motions" in r.stderr

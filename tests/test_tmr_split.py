@@ -165,11 +165,9 @@ def test_read_prompts_formats(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from src.data.synth.generate import generate_synth
+    from helpers_methods import generated_dataset_dir
 
-    base = tmp_path_factory.mktemp("tmrsplit")
-    generate_synth(base / "ds" / "synth", n=48, seed=1, workers=1)
-    return base
+    return generated_dataset_dir(tmp_path_factory, "tmrsplit", seed=1)
 
 
 def _split_argv(base, *extra):

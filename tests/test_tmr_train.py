@@ -68,11 +68,9 @@ def test_collate_crops_long_motions_to_a_window():
 
 @pytest.fixture(scope="module")
 def tiny_synth(tmp_path_factory):
-    from src.data.synth.generate import generate_synth
+    from helpers_methods import generated_dataset_dir
 
-    base = tmp_path_factory.mktemp("tmr")
-    generate_synth(base / "ds" / "synth", n=48, seed=0, workers=1)
-    return base
+    return generated_dataset_dir(tmp_path_factory, "tmr", seed=0)
 
 
 def _argv(base, *extra):

@@ -1,32 +1,18 @@
 """Evaluator training CLI on a toy folder: released layout, loadable by T2MEvaluator.load, learns to match."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
-
-from src.data.word_vectorizer import save_vocabulary
 
 
 @pytest.mark.slow
 def test_train_evaluator_writes_released_layout_and_loads(tmp_path, cli):
     from src.models.evaluator import EvaluatorConfig
     from src.models.t2m_evaluator import T2MEvaluator
-    from tests.test_eval_loop import DIM, toy_words, write_folder
+    from helpers_evaluator import train_toy_evaluator
+    from tests.test_eval_loop import DIM, toy_words
 
-    root = tmp_path / "dataset" / "synth"
-    write_folder(root, n=48)
-    from src.data.humanml3d import HumanML3DFolder
-    f = HumanML3DFolder(root)
-    ids = f.ids("test")
-    f.write_split("train", ids[:40])
-    f.write_split("val", ids[40:])
-    f.write_mean_std(np.zeros(DIM, np.float32), np.ones(DIM, np.float32))
-    w = toy_words(48)
-    save_vocabulary(root / "glove", w.vectors, w.words, w.word2idx)
-    r = cli("src.train.evaluator", "--dataset_name", "synth", "--dataset_dir", str(tmp_path / "dataset"),
-            "--checkpoints_dir", str(tmp_path / "ck"), "--max_epoch", "3", "--dim_text_hidden", "8",
-            "--dim_coemb_hidden", "8", "--dim_motion_hidden", "8", "--dim_movement_enc_hidden", "8",
-            "--dim_movement_latent", "8", "--no_progress")
+    r = train_toy_evaluator(cli, tmp_path, n=48, max_epoch=3)
+    root, w = tmp_path / "dataset" / "synth", toy_words(48)
     assert r.returncode == 0, r.stderr
     run = tmp_path / "ck" / "synth" / "text_mot_match"
     for p in ("model/finest.tar", "meta/mean.npy", "meta/std.npy", "opt.txt"):

@@ -147,22 +147,16 @@ def rollout(model, cond: torch.Tensor, m_lens: torch.Tensor, *, timesteps: int, 
     Text features (B, D), token lengths (B,) -> :class:`Rollout`. Tokens are sampled from the full guided
     distribution ``softmax(logits / temperature)``; the model is run in eval mode and left as it was.
     """
-    from src.models.momask.tools import categorical_sample, cosine_schedule, lengths_to_mask
+    from src.common.modes import eval_mode
+    from src.models.momask.tools import categorical_sample, decode_start, remask
 
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = cond.device
-        m_lens = m_lens.to(device)
-        seq_len = int(m_lens.max())
-        padding_mask = ~lengths_to_mask(m_lens, seq_len)
-        ids = torch.where(padding_mask, model.pad_id, model.mask_id)
-        scores = torch.where(padding_mask, 1e5, 0.0)
+        m_lens, padding_mask, ids, scores = decode_start(m_lens, pad_id=model.pad_id, mask_id=model.mask_id,
+                                                         device=device)
         states, masks, actions, logps = [], [], [], []
         for timestep in torch.linspace(0, 1, timesteps, device=device):
-            num_masked = torch.round(cosine_schedule(timestep) * m_lens).clamp(min=1)
-            ranks = scores.argsort(dim=1).argsort(dim=1)
-            is_mask = (ranks < num_masked.unsqueeze(-1)) & ~padding_mask
+            is_mask = remask(scores, m_lens, timestep) & ~padding_mask
             ids = torch.where(is_mask, model.mask_id, ids)
             logits = model.forward_with_cond_scale(ids, cond, padding_mask, cond_scale=cond_scale)   # (B, K, T)
             pred = categorical_sample(F.softmax(logits.permute(0, 2, 1).float() / temperature, dim=-1), generator)
@@ -176,21 +170,17 @@ def rollout(model, cond: torch.Tensor, m_lens: torch.Tensor, *, timesteps: int, 
         return Rollout(cond=cond, m_lens=m_lens, padding_mask=padding_mask, states=torch.stack(states),
                        masks=torch.stack(masks), actions=torch.stack(actions), logp=torch.stack(logps, dim=1),
                        ids=torch.where(padding_mask, -1, ids))
-    finally:
-        model.train(was)
 
 
 def policy_logprobs(model, ro: Rollout, *, cond_scale: float, temperature: float = 1.0) -> torch.Tensor:
     """(B, I) summed log-probs of a rollout's actions under ``model`` (with gradients; eval mode: no dropout, no
     condition drop, so the behaviour policy's own log-probs come back exactly). All iterations in one forward."""
     n_it, b, t = ro.states.shape
-    was = model.training
-    model.eval()
-    try:
+    from src.common.modes import eval_mode
+
+    with eval_mode(model):
         logits = model.forward_with_cond_scale(ro.states.reshape(n_it * b, t), ro.cond.repeat(n_it, 1),
                                                ro.padding_mask.repeat(n_it, 1), cond_scale=cond_scale)
-    finally:
-        model.train(was)
     lp = _iteration_logp(logits, ro.actions.reshape(n_it * b, t), ro.masks.reshape(n_it * b, t), temperature)
     return lp.view(n_it, b).T
 
@@ -369,6 +359,29 @@ class LoopState:
     rewards: list[float] = field(default_factory=list)   # mean reward of each buffer collected so far
 
 
+class _LoopTicks:
+    """What both re-learning loops do around their steps: the step-0 checkpoint of a fresh loop, the progress bar
+    (advanced to a resumed loop's step), and after each step the count, the bar and the listed checkpoints."""
+
+    def __init__(self, st: LoopState, model, state_dict: Callable[[], dict], *, budget: int, desc: str,
+                 progress: bool, checkpoints: Sequence[int], on_checkpoint: Callable | None):
+        from src.common.progress import progress as progress_bar
+
+        self.st, self.model, self.state_dict = st, model, state_dict
+        self.checkpoints, self.on_checkpoint = checkpoints, on_checkpoint
+        if st.step == 0 and 0 in checkpoints and on_checkpoint is not None:
+            on_checkpoint(0, model, state_dict())
+        self.bar = progress_bar(total=budget, desc=desc, unit="step", enabled=progress)
+        if st.step:
+            self.bar.update(st.step)
+
+    def step_done(self) -> None:
+        self.st.step += 1
+        self.bar.update(1)
+        if self.st.step in self.checkpoints and self.on_checkpoint is not None:
+            self.on_checkpoint(self.st.step, self.model, self.state_dict())
+
+
 def relearn_rl(gen, reward_fn: Callable, prompts: Sequence, cfg: RLConfig, *, generator: torch.Generator,
                checkpoints: Sequence[int] = (), on_checkpoint: Callable | None = None,
                resume: dict | None = None, progress: bool = False):
@@ -378,7 +391,6 @@ def relearn_rl(gen, reward_fn: Callable, prompts: Sequence, cfg: RLConfig, *, ge
     every listed optimizer step; ``state_dict`` (see :func:`rl_state`) resumes the run via ``resume``.
     ``gen`` is not changed.
     """
-    from src.common.progress import progress as progress_bar
     from src.models.lora import LoRAConfig, add_lora, load_lora_state_dict, lora_parameters, lora_scale
 
     cfg.check()
@@ -407,11 +419,8 @@ def relearn_rl(gen, reward_fn: Callable, prompts: Sequence, cfg: RLConfig, *, ge
         return {"lora": lora_state_dict(policy), "optimizer": opt.state_dict(), "generator": generator.get_state(),
                 "loop": dataclasses.asdict(st)}
 
-    if st.step == 0 and 0 in checkpoints and on_checkpoint is not None:
-        on_checkpoint(0, policy, state_dict())
-    bar = progress_bar(total=cfg.budget, desc="relearn_rl", unit="step", enabled=progress)
-    if st.step:
-        bar.update(st.step)
+    ticks = _LoopTicks(st, policy, state_dict, budget=cfg.budget, desc="relearn_rl", progress=progress,
+                       checkpoints=checkpoints, on_checkpoint=on_checkpoint)
     while st.step < cfg.budget:
         if st.batch is None:
             b = collect(policy, gen, reward_fn, prompts, draw_prompt_ids(len(prompts), cfg, generator), cfg,
@@ -432,17 +441,14 @@ def relearn_rl(gen, reward_fn: Callable, prompts: Sequence, cfg: RLConfig, *, ge
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
-        st.step += 1
         if st.pos >= len(st.perm):
             st.epoch += 1
             st.pos = 0
             st.perm = torch.randperm(len(st.perm), generator=generator, device=generator.device).tolist()
             if st.epoch >= cfg.epochs:
                 st.batch = None
-        bar.update(1)
-        if st.step in checkpoints and on_checkpoint is not None:
-            on_checkpoint(st.step, policy, state_dict())
-    bar.close()
+        ticks.step_done()
+    ticks.bar.close()
     return policy, st
 
 
@@ -479,7 +485,6 @@ def relearn_ft(gen, motions: Sequence[np.ndarray], captions: Sequence[Sequence[s
     ``on_checkpoint(step, attacked_generator, state_dict)`` as in :func:`relearn_rl`. ``gen`` is not changed.
     """
     from src.attacks.target import MoMaskTarget
-    from src.common.progress import progress as progress_bar
 
     cfg.check()
     if not motions:
@@ -518,11 +523,8 @@ def relearn_ft(gen, motions: Sequence[np.ndarray], captions: Sequence[Sequence[s
             d["vq"] = {k: v.detach().cpu() for k, v in g2.vq.state_dict().items()}
         return d
 
-    if st.step == 0 and 0 in checkpoints and on_checkpoint is not None:
-        on_checkpoint(0, g2, state_dict())
-    bar = progress_bar(total=cfg.budget, desc="relearn_ft", unit="step", enabled=progress)
-    if st.step:
-        bar.update(st.step)
+    ticks = _LoopTicks(st, g2, state_dict, budget=cfg.budget, desc="relearn_ft", progress=progress,
+                       checkpoints=checkpoints, on_checkpoint=on_checkpoint)
     while st.step < cfg.budget:
         pick = [int(torch.randint(len(c), (1,), generator=generator, device=generator.device)) for c in captions]
         texts = [c[j] for c, j in zip(captions, pick)]
@@ -542,11 +544,8 @@ def relearn_ft(gen, motions: Sequence[np.ndarray], captions: Sequence[Sequence[s
         loss.backward()
         opt.step()
         g2.mask.eval()
-        st.step += 1
-        bar.update(1)
-        if st.step in checkpoints and on_checkpoint is not None:
-            on_checkpoint(st.step, g2, state_dict())
-    bar.close()
+        ticks.step_done()
+    ticks.bar.close()
     return g2, st
 
 

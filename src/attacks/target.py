@@ -6,7 +6,6 @@ runs under ``no_grad``).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from src.common.modes import eval_mode
 
 FOOT_CONTACT_DIMS = 4
 
@@ -38,20 +39,6 @@ class AttackTarget(Protocol):
 
     def token_loss(self, cond: torch.Tensor, targets: Any, *, generator: torch.Generator) -> torch.Tensor:
         """Scalar training loss of the frozen model on ``targets`` conditioned on ``cond`` (B, cond_dim)."""
-
-
-@contextlib.contextmanager
-def eval_mode(*modules):
-    """Put modules in eval mode for the block and restore their flags (the caller's models are not left changed)."""
-    mods = [m for m in modules if m is not None]
-    flags = [m.training for m in mods]
-    for m in mods:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, f in zip(mods, flags):
-            m.train(f)
 
 
 def _no_cudnn():

@@ -28,35 +28,25 @@ MoMask masked transformers only (BAMM's and the residual transformer's forwards 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from src.common.errors import HmuError, cli
 from src.common.validate import Range
-from src.config.command import DeviceOptions, Locations, RunOptions, group, opt, parse_config
+from src.config.command import DeviceOptions, Locations, RunOptions, group, opt
+from src.methods.lora_edit import (LoraTrainOptions, adapt, config_args, endless, fit_adapters, load_edit_inputs,
+                                   parse_edit_command, timed_training, write_edited_run)
 
 
 # ------------------------------------------------------------------------------------------------ pure core
 @dataclass(frozen=True, kw_only=True)
-class EsdOptions:
-    """Fine-tuning settings (module docstring)."""
+class EsdOptions(LoraTrainOptions):
+    """Fine-tuning settings (module docstring); the adapters have no dropout."""
 
     eta: float = 1.0
-    rank: int = 16
-    lora_alpha: float = 16.0
-    steps: int = 200
-    lr: float = 5e-4
     retain_weight: float = 0.0
-    grad_clip: float = 1.0
-
-    def lora(self):
-        from src.models.lora import LoRAConfig
-
-        return LoRAConfig(rank=self.rank, alpha=self.lora_alpha, dropout=0.0)
 
 
 def esd_target(cond, uncond, eta: float):
@@ -118,46 +108,19 @@ def train_esd(model, forget_batches: Callable[[], Iterator], opts: EsdOptions, *
               on_step: Callable[[int, dict], None] | None = None):
     """LoRA adapters on a copy of ``model`` trained with :func:`esd_loss` for ``opts.steps`` steps, merged at scale 1
     -> (a plain edited model, per-step metrics). ``model`` is not changed."""
-    import torch
+    from src.models.lora import merge
 
-    from src.models.lora import add_lora, lora_parameters, merge
-
-    if opts.steps < 1:
-        raise HmuError(f"--steps must be >= 1, got {opts.steps}")
-    if not hasattr(model, "mask_id"):
+    if opts.steps >= 1 and not hasattr(model, "mask_id"):
         raise HmuError("ESD here needs a MoMask masked transformer (BAMM / residual: not supported)")
-    base = copy.deepcopy(model).eval()
-    for p in base.parameters():
-        p.requires_grad_(False)
-    adapted = add_lora(model, opts.lora(), generator=generator).eval()
-    params = lora_parameters(adapted)
-    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
+    base, adapted = adapt(model, opts, generator=generator, train=False)
+    f_it = endless(forget_batches, "an ESD")
+    r_it = endless(retain_batches, "an ESD") if retain_batches is not None and opts.retain_weight else None
 
-    def endless(make):
-        while True:
-            empty = True
-            for b in make():
-                empty = False
-                yield b
-            if empty:
-                raise HmuError("an ESD data stream yielded no batch")
+    def step_loss():
+        return esd_loss(adapted, base, next(f_it), opts, generator=generator,
+                        retain=next(r_it) if r_it is not None else None)
 
-    f_it = endless(forget_batches)
-    r_it = endless(retain_batches) if retain_batches is not None and opts.retain_weight else None
-    history = []
-    for step in range(opts.steps):
-        loss, metrics = esd_loss(adapted, base, next(f_it), opts, generator=generator,
-                                 retain=next(r_it) if r_it is not None else None)
-        if not math.isfinite(float(loss.detach())):
-            raise HmuError(f"ESD: non-finite objective at step {step + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if opts.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-        optimizer.step()
-        history.append(metrics)
-        if on_step is not None:
-            on_step(step, metrics)
+    history = fit_adapters(adapted, step_loss, opts, what="ESD", on_step=on_step)
     return merge(adapted, 1.0).eval(), history
 
 
@@ -200,81 +163,32 @@ class EsdConfig:
 
 def run_esd(cfg: EsdConfig, ctx) -> dict:
     """Load, fine-tune, save (the CLI's body, on a checked config and a context)."""
-    import json
     import time
 
-    import torch
-
     from src.common.io import atomic_write_json
-    from src.common.progress import progress as bar
-    from src.common.seed import fix_seed
-    from src.data.datasets import resolve_ids
-    from src.data.keywords import forget_keywords, split_paths
-    from src.gen.generate import run_family
-    from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
-    from src.methods.taskvec import _stream
-    from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_vq
-    from src.train import feed
+    from src.methods.run_output import edit_meta
 
-    paths, device, spec = ctx.paths, ctx.device, ctx.spec
-    forget_keywords(spec.name, cfg.concept)
-    root = paths.data_root(spec.name)
-    w, wo = split_paths(root, cfg.main_split, cfg.concept)
-    f_split = cfg.forget_split or str(w.relative_to(root).with_suffix(""))
-    r_split = cfg.retain_split or str(wo.relative_to(root).with_suffix(""))
-    resolve_ids(root, f_split)
-    if cfg.retain_weight:
-        resolve_ids(root, r_split)
-    src_dir = find_run_dir(paths, spec.name, cfg.trans_name)
-    if run_family(src_dir / "opt.txt") != "momask":
-        raise HmuError(f"{cfg.trans_name} is not a MoMask masked-transformer run (ESD here supports MoMask only)")
-    dest = output_dir(paths, spec.name, cfg.name, force=ctx.force, sources=(src_dir,))
-
-    fix_seed(cfg.seed)
-    model, mcfg, src_dir = load_mask_transformer(paths, spec.name, cfg.trans_name, ckpt=cfg.ckpt)
-    vq, _, vq_dir = load_vq(paths, spec.name, mcfg.vq_name)
-    vq = vq.to(device).eval()
-    mean, std = load_mean_std(vq_dir)
-    folder = feed.open_folder(paths, spec.name)
-    f_ds = feed.t2m_dataset(folder, f_split, mean=mean, std=std, cfg=mcfg, seed=cfg.seed)
-    sets = [f_ds]
-    if cfg.retain_weight:
-        r_ds = feed.t2m_dataset(folder, r_split, mean=mean, std=std, cfg=mcfg, seed=cfg.seed)
-        sets.append(r_ds)
-    encoder = feed.build_encoder(paths, mcfg, device, glove_dir=cfg.glove_dir, clip_path=cfg.clip_path)
-    text = feed.TextFeatures(encoder, feed.dataset_captions(*sets), progress=ctx.progress)
-    unit = mcfg.unit_length
-    forget = _stream(f_ds, vq=vq, text=text, unit=unit, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
-    retain = (_stream(r_ds, vq=vq, text=text, unit=unit, batch_size=cfg.batch_size, seed=cfg.seed + 1,
-                      device=device) if cfg.retain_weight else None)
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    inp = load_edit_inputs(cfg, ctx, use_retain=bool(cfg.retain_weight), momask_only="ESD")
     opts = cfg.options()
-
-    t0 = time.perf_counter()
-    pbar = bar(total=opts.steps, desc="ESD", unit="step", enabled=ctx.progress)
-    with pbar:
-        edited, history = train_esd(model.to(device), forget, opts, retain_batches=retain, generator=g,
-                                    on_step=lambda step, m: pbar.update(1))
+    (edited, history), t0 = timed_training(
+        lambda on_step: train_esd(inp.model.to(ctx.device), inp.forget, opts, retain_batches=inp.retain,
+                                  generator=inp.generator, on_step=on_step),
+        steps=opts.steps, desc="ESD", ctx=ctx)
     edited = edited.cpu()
     seconds = time.perf_counter() - t0
-    src_ckpt = src_dir / "model" / cfg.ckpt
-    meta = edit_meta(method="esd", args=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-                     source_ckpt=src_ckpt, forget_split=f_split, wall_time_s=seconds, lora=opts.lora().to_dict(),
-                     eta=opts.eta, **({"retain_split": r_split} if cfg.retain_weight else {}))
+    src_ckpt = inp.src_dir / "model" / cfg.ckpt
+    meta = edit_meta(method="esd", args=config_args(cfg), source_ckpt=src_ckpt, forget_split=inp.f_split,
+                     wall_time_s=seconds, lora=opts.lora().to_dict(), eta=opts.eta,
+                     **({"retain_split": inp.r_split} if cfg.retain_weight else {}))
     summary = {"steps": opts.steps, "wall_time_s": seconds, "first": history[0], "last": history[-1]}
-    write_run(dest, source_run=src_dir, out_name=cfg.name, force=ctx.force,
-              checkpoints={cfg.ckpt: model_checkpoint("mask", edited, hmu_meta=meta)},
-              extra_files={"esd.json": lambda p: atomic_write_json(p, {**summary, "history": history})})
-    return {**summary, "out": str(dest)}
+    write_edited_run(inp, cfg, ctx, edited, meta=meta,
+                     extra_files={"esd.json": lambda p: atomic_write_json(p, {**summary, "history": history})})
+    return {**summary, "out": str(inp.dest)}
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(EsdConfig, argv, prog="python -m src.methods.esd", doc=__doc__, raw_description=True)
-    from src.config.command import command_context
-
-    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
-    cfg = dataclasses.replace(cfg, dataset_name=ctx.spec.name)
+    cfg, ctx = parse_edit_command(EsdConfig, argv, prog="python -m src.methods.esd", doc=__doc__)
     r = run_esd(cfg, ctx)
     print(f"ESD: {r['steps']} steps in {r['wall_time_s']:.1f}s, MSE to the negative-guidance target "
           f"{r['first']['esd_mse']:.4f} -> {r['last']['esd_mse']:.4f} -> {r['out']}")

@@ -32,41 +32,31 @@ Not yet here (issue 29): resuming, torchrun, BAMM runs from the CLI (the core
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from src.common.errors import HmuError, cli
 from src.common.validate import Range
-from src.config.command import DeviceOptions, Locations, RunOptions, group, opt, parse_config
+from src.config.command import DeviceOptions, Locations, RunOptions, group, opt
 from src.gen.gated import ADAPTER_FILE, GATE_FILE, GATE_KINDS  # names only: src.gen.gated imports no torch at load
+from src.methods.lora_edit import (LoraTrainOptions, adapt, config_args, endless, fit_adapters, load_edit_inputs,
+                                   parse_edit_command, timed_training, write_edited_run)
 
 
 # ------------------------------------------------------------------------------------------------ pure core
 @dataclass(frozen=True, kw_only=True)
-class TaskVecOptions:
+class TaskVecOptions(LoraTrainOptions):
     """Training and negation settings of the task vector (see the module docstring)."""
 
-    rank: int = 16
-    lora_alpha: float = 16.0
     dropout: float = 0.05
-    steps: int = 200
-    lr: float = 5e-4
     forget_weight: float = 1.0
     decouple_weight: float = 1.0
     retain_weight: float = 1.0
     preservation_weight: float = 0.1
     segments: int = 4
-    grad_clip: float = 1.0
     alpha: float = 1.0               # Static: merged at runtime scale -alpha
-
-    def lora(self):
-        from src.models.lora import LoRAConfig
-
-        return LoRAConfig(rank=self.rank, alpha=self.lora_alpha, dropout=self.dropout)
 
 
 def decouple_tokens(ids, lengths, *, generator=None, segments: int = 4):
@@ -162,45 +152,15 @@ def train_task_vector(model, forget_batches: Callable[[], Iterator], retain_batc
     """LoRA adapters on a copy of ``model`` trained with :func:`task_vector_loss` for ``opts.steps`` steps ->
     (adapted model in eval mode at runtime scale 1, per-step metrics). ``*_batches()`` return iterators of
     (ids, text features, lengths); each restarts when exhausted. ``model`` is not changed."""
-    import torch
-
-    from src.models.lora import add_lora, lora_parameters
-
-    if opts.steps < 1:
-        raise HmuError(f"--steps must be >= 1, got {opts.steps}")
-    base = copy.deepcopy(model).eval()
-    for p in base.parameters():
-        p.requires_grad_(False)
-    adapted = add_lora(model, opts.lora(), generator=generator).train()
-    params = lora_parameters(adapted)
-    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
+    base, adapted = adapt(model, opts, generator=generator, train=True)
     hooks = (_Hidden(adapted), _Hidden(base))
+    f_it, r_it = endless(forget_batches, "a task-vector"), endless(retain_batches, "a task-vector")
 
-    def endless(make):
-        while True:
-            empty = True
-            for batch in make():
-                empty = False
-                yield batch
-            if empty:
-                raise HmuError("a task-vector data stream yielded no batch")
+    def step_loss():
+        return task_vector_loss(adapted, base, next(f_it), next(r_it), opts, generator=generator, hooks=hooks)
 
-    f_it, r_it = endless(forget_batches), endless(retain_batches)
-    history = []
     try:
-        for step in range(opts.steps):
-            loss, metrics = task_vector_loss(adapted, base, next(f_it), next(r_it), opts, generator=generator,
-                                             hooks=hooks)
-            if not math.isfinite(float(loss.detach())):
-                raise HmuError(f"task vector: non-finite objective at step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opts.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-            optimizer.step()
-            history.append(metrics)
-            if on_step is not None:
-                on_step(step, metrics)
+        history = fit_adapters(adapted, step_loss, opts, what="task vector", on_step=on_step)
     finally:
         for h in hooks:
             h.handle.remove()
@@ -281,92 +241,36 @@ class TaskVecConfig:
                               preservation_weight=self.preservation_weight, alpha=self.alpha)
 
 
-def _stream(ds, *, vq, text, unit: int, batch_size: int, seed: int, device):
-    """batches() -> iterator of (first-layer ids, text features, token lengths) over one shuffled epoch; each call
-    is the next epoch."""
-    from src.train import feed
-    from src.train.transformer import encode_codes
-
-    epoch = [0]
-
-    def batches():
-        bs = min(batch_size, len(ds))
-        for batch in feed.t2m_batches(ds, batch_size=bs, seed=seed)(epoch[0]):
-            captions, _, motions, lengths = batch
-            ids, m_lens = encode_codes(vq, motions.to(device), lengths.to(device), unit)
-            yield ids[..., 0], text(captions), m_lens
-        epoch[0] += 1
-
-    return batches
-
-
 def run_task_vector(cfg: TaskVecConfig, ctx) -> dict:
     """Load, train, merge and save (the CLI's body, on a checked config and a context)."""
-    import json
     import time
 
-    import torch
-
     from src.common.io import atomic_write_json
-    from src.common.seed import fix_seed
-    from src.data.datasets import resolve_ids
-    from src.data.keywords import forget_keywords, split_paths
-    from src.methods.run_output import edit_meta, model_checkpoint, output_dir, write_run
-    from src.models.checkpoint import find_run_dir, load_mask_transformer, load_mean_std, load_vq
+    from src.data.keywords import forget_keywords
+    from src.methods.run_output import edit_meta
     from src.models.lora import save_lora
     from src.train import feed
 
-    paths, device = ctx.paths, ctx.device
-    spec = ctx.spec
-    forget_keywords(spec.name, cfg.concept)
-    root = paths.data_root(spec.name)
-    w, wo = split_paths(root, cfg.main_split, cfg.concept)
-    f_split = cfg.forget_split or str(w.relative_to(root).with_suffix(""))
-    r_split = cfg.retain_split or str(wo.relative_to(root).with_suffix(""))
-    resolve_ids(root, f_split)
-    resolve_ids(root, r_split)
-    src_dir = find_run_dir(paths, spec.name, cfg.trans_name)
-    dest = output_dir(paths, spec.name, cfg.name, force=ctx.force, sources=(src_dir,))
-
-    fix_seed(cfg.seed)
-    model, mcfg, src_dir = load_mask_transformer(paths, spec.name, cfg.trans_name, ckpt=cfg.ckpt)
-    vq, _, vq_dir = load_vq(paths, spec.name, mcfg.vq_name)
-    vq = vq.to(device).eval()
-    mean, std = load_mean_std(vq_dir)
-    folder = feed.open_folder(paths, spec.name)
-    f_ds = feed.t2m_dataset(folder, f_split, mean=mean, std=std, cfg=mcfg, seed=cfg.seed)
-    r_ds = feed.t2m_dataset(folder, r_split, mean=mean, std=std, cfg=mcfg, seed=cfg.seed)
-    encoder = feed.build_encoder(paths, mcfg, device, glove_dir=cfg.glove_dir, clip_path=cfg.clip_path)
-    text = feed.TextFeatures(encoder, feed.dataset_captions(f_ds, r_ds), progress=ctx.progress)
-    unit = mcfg.unit_length
-    forget = _stream(f_ds, vq=vq, text=text, unit=unit, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
-    retain = _stream(r_ds, vq=vq, text=text, unit=unit, batch_size=cfg.batch_size, seed=cfg.seed + 1,
-                     device=device)
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    inp = load_edit_inputs(cfg, ctx, use_retain=True)
     opts = cfg.options()
-
-    from src.common.progress import progress as bar
-
-    t0 = time.perf_counter()
-    pbar = bar(total=opts.steps, desc="task vector", unit="step", enabled=ctx.progress)
-    with pbar:
-        def on_step(step, m):
-            pbar.update(1)
-        adapted, history = train_task_vector(model.to(device), forget, retain, opts, generator=g, on_step=on_step)
+    (adapted, history), t0 = timed_training(
+        lambda on_step: train_task_vector(inp.model.to(ctx.device), inp.forget, inp.retain, opts,
+                                          generator=inp.generator, on_step=on_step),
+        steps=opts.steps, desc="task vector", ctx=ctx)
     gate_info = None
     if cfg.mode == "gated":
-        gate = build_gate(cfg.gate, keywords=forget_keywords(spec.name, cfg.concept),
-                          forget_captions=feed.dataset_captions(f_ds), retain_captions=feed.dataset_captions(r_ds),
-                          text=text)
+        gate = build_gate(cfg.gate, keywords=forget_keywords(ctx.spec.name, cfg.concept),
+                          forget_captions=feed.dataset_captions(inp.f_ds),
+                          retain_captions=feed.dataset_captions(inp.r_ds), text=inp.text)
         gate_info = {"kind": gate.kind, **gate.info}
-        edited = model.cpu()      # the original weights: the adapter is applied per prompt at generation
+        edited = inp.model.cpu()      # the original weights: the adapter is applied per prompt at generation
     else:
         edited = static_model(adapted, opts.alpha).cpu()
     seconds = time.perf_counter() - t0
 
-    src_ckpt = src_dir / "model" / cfg.ckpt
-    meta = edit_meta(method=f"taskvec_{cfg.mode}", args=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-                     source_ckpt=src_ckpt, forget_split=f_split, retain_split=r_split, wall_time_s=seconds,
+    src_ckpt = inp.src_dir / "model" / cfg.ckpt
+    meta = edit_meta(method=f"taskvec_{cfg.mode}", args=config_args(cfg), source_ckpt=src_ckpt,
+                     forget_split=inp.f_split, retain_split=inp.r_split, wall_time_s=seconds,
                      lora=opts.lora().to_dict(), alpha=opts.alpha,
                      **({"weak_alpha": cfg.weak_alpha, "gate": gate_info} if gate_info else {}))
     summary = {"steps": opts.steps, "wall_time_s": seconds, "first": history[0], "last": history[-1],
@@ -382,18 +286,13 @@ def run_task_vector(cfg: TaskVecConfig, ctx) -> dict:
         from src.gen.gated import save_gate
 
         extra[f"model/{GATE_FILE}"] = lambda p: save_gate(p, gate, strong=opts.alpha, weak=cfg.weak_alpha)
-    write_run(dest, source_run=src_dir, out_name=cfg.name, force=ctx.force,
-              checkpoints={cfg.ckpt: model_checkpoint("mask", edited, hmu_meta=meta)}, extra_files=extra)
-    return {**summary, "out": str(dest)}
+    write_edited_run(inp, cfg, ctx, edited, meta=meta, extra_files=extra)
+    return {**summary, "out": str(inp.dest)}
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(TaskVecConfig, argv, prog="python -m src.methods.taskvec", doc=__doc__, raw_description=True)
-    from src.config.command import command_context
-
-    ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
-    cfg = dataclasses.replace(cfg, dataset_name=ctx.spec.name)
+    cfg, ctx = parse_edit_command(TaskVecConfig, argv, prog="python -m src.methods.taskvec", doc=__doc__)
     r = run_task_vector(cfg, ctx)
     last = r["last"]
     gate = f", gate {r['gate']['kind']}" if r.get("gate") else ""

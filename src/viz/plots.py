@@ -88,6 +88,14 @@ def plain_text(fig) -> None:
         t.set_parse_math(False)
 
 
+def _quiet_axes(ax, *, color: str, axis: str = "both") -> None:
+    """A light grid (on ``axis``) drawn under the data, and no top or right spine: both charts' axes style."""
+    ax.grid(axis=axis, color=color, lw=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     from src.common.io import atomic_path
 
@@ -158,10 +166,7 @@ def metric_bars(records: Sequence[Mapping[str, Any]], metrics: Sequence[str], pa
             ax.set_xticklabels(methods if i == len(sets) - 1 else [""] * len(methods), rotation=30, ha="right",
                                fontsize=8)
             ax.tick_params(axis="y", labelsize=8)
-            ax.grid(axis="y", color="#e0e0e0", lw=0.6)
-            ax.set_axisbelow(True)
-            for side in ("top", "right"):
-                ax.spines[side].set_visible(False)
+            _quiet_axes(ax, color="#e0e0e0", axis="y")
     if title:
         fig.suptitle(title, fontsize=12)
     plain_text(fig)
@@ -195,11 +200,8 @@ def tradeoff_scatter(records: Sequence[Mapping[str, Any]], x_metric: str, y_metr
                     elinewidth=1.0, label=meth)
     ax.set_xlabel(f"{x_set} · {x_metric}")
     ax.set_ylabel(f"{y_set} · {y_metric}")
-    ax.grid(color="#e6e6e6", lw=0.6)
-    ax.set_axisbelow(True)
+    _quiet_axes(ax, color="#e6e6e6")
     ax.margins(0.15)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
     if title:
         ax.set_title(title, fontsize=11)
     plain_text(fig)

@@ -12,6 +12,22 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device).expand(len(lengths), max_len) < lengths.unsqueeze(1)
 
 
+def remask(scores: torch.Tensor, m_lens: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """Mask-predict's re-masking at ``timestep`` in [0, 1]: (B, T) bool, True at each row's cos-scheduled number
+    (at least 1) of lowest-confidence positions (pads carry score 1e5, so they come last)."""
+    num_masked = torch.round(cosine_schedule(timestep) * m_lens).clamp(min=1)
+    ranks = scores.argsort(dim=1).argsort(dim=1)
+    return ranks < num_masked.unsqueeze(-1)
+
+
+def decode_start(m_lens: torch.Tensor, *, pad_id: int, mask_id: int, device) -> tuple[torch.Tensor, ...]:
+    """Mask-predict's first state: token lengths (B,) -> (lengths on ``device``, padding mask (B, max len)
+    True = pad, ids (all ``mask_id``, ``pad_id`` at pads), confidence scores (0, 1e5 at pads: never re-masked))."""
+    m_lens = m_lens.to(device)
+    padding_mask = ~lengths_to_mask(m_lens, int(m_lens.max()))
+    return (m_lens, padding_mask, torch.where(padding_mask, pad_id, mask_id), torch.where(padding_mask, 1e5, 0.0))
+
+
 def cosine_schedule(t: torch.Tensor) -> torch.Tensor:
     """Fraction of tokens masked at time t in [0, 1]: cos(pi t / 2) (1 at t=0, 0 at t=1)."""
     return torch.cos(t * math.pi * 0.5)

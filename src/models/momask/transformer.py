@@ -13,14 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.common.modes import eval_mode
+
 from .tools import (
     cal_performance,
     categorical_sample,
     cosine_schedule,
+    decode_start,
     gumbel_sample,
     lengths_to_mask,
     mask_subset,
     q_schedule,
+    remask,
     top_k,
 )
 from .vq import _init_weights
@@ -188,19 +192,12 @@ class MaskTransformer(_CondMixin, nn.Module):
         At each of ``timesteps`` steps the cos-scheduled number of lowest-confidence tokens is re-masked and
         re-predicted (top-k filtered, multinomial or Gumbel sampling).
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             device = cond_vector.device
-            m_lens = m_lens.to(device)
-            seq_len = int(m_lens.max())
-            padding_mask = ~lengths_to_mask(m_lens, seq_len)
-            ids = torch.where(padding_mask, self.pad_id, self.mask_id)
-            scores = torch.where(padding_mask, 1e5, 0.0)
+            m_lens, padding_mask, ids, scores = decode_start(m_lens, pad_id=self.pad_id, mask_id=self.mask_id,
+                                                             device=device)
             for timestep in torch.linspace(0, 1, timesteps, device=device):
-                num_masked = torch.round(cosine_schedule(timestep) * m_lens).clamp(min=1)
-                ranks = scores.argsort(dim=1).argsort(dim=1)
-                is_mask = ranks < num_masked.unsqueeze(-1)
+                is_mask = remask(scores, m_lens, timestep)
                 ids = torch.where(is_mask, self.mask_id, ids)
                 logits = self.forward_with_cond_scale(ids, cond_vector, padding_mask, cond_scale=cond_scale,
                                                       force_mask=force_mask, cfg_batch=cfg_batch).permute(0, 2, 1)
@@ -213,8 +210,6 @@ class MaskTransformer(_CondMixin, nn.Module):
                 scores = logits.softmax(dim=-1).gather(2, pred.unsqueeze(-1)).squeeze(-1)
                 scores = scores.masked_fill(~is_mask, 1e5)  # kept tokens and pads are never re-masked
             return torch.where(padding_mask, -1, ids)
-        finally:
-            self.train(was_training)
 
 
 class ResidualTransformer(_CondMixin, nn.Module):
@@ -361,9 +356,7 @@ class ResidualTransformer(_CondMixin, nn.Module):
                  num_res_layers: int = -1, generator: torch.Generator | None = None,
                  cfg_batch: bool = CFG_BATCH) -> torch.Tensor:
         """Base ids (B, T) (-1 or anything at pads) -> all ids (B, T, Q') with -1 at pads (Q' = Q by default)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             token, _ = self.process_embed_proj_weight()
             seq_len = motion_ids.shape[1]
             padding_mask = ~lengths_to_mask(m_lens.to(motion_ids.device), seq_len)
@@ -381,5 +374,3 @@ class ResidualTransformer(_CondMixin, nn.Module):
                 all_ids.append(ids)
             out = torch.stack(all_ids, dim=-1)
             return torch.where(out == self.pad_id, -1, out)
-        finally:
-            self.train(was_training)
