@@ -7,7 +7,10 @@ A model spec is ``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]``: NAM
 folder under checkpoints/<dataset>/, CKPT a file in its model/ folder (or a path); the VQ defaults to the transformer's
 own vq_name (opt.txt) and the residual transformer to --res_name. Attacks: implicit (synth's implicit_prompts.json and
 --prompts FILE), adversarial (PGD in the conditioning space), inversion (textual inversion from --shots forget
-motions), compositional (prompts.json's compositional prompts, per segment). Ground truth: synth's action classifier.
+motions), compositional (prompts.json's compositional prompts, per segment); opt-in re-learning (src/attacks/relearn.py):
+relearn_ft (fine-tuning on --shots forget motions) and relearn_rl (RL post-training on the training part of the forget
+prompts, TMR reward), leakage measured at --relearn_steps on the held-out forget prompts and the implicit prompts.
+Ground truth: synth's action classifier.
 Schema of attacks.json: see src.attacks.record.ATTACKS_SCHEMA. ``python -m src.eval.attack`` is an alias.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
+from src.attacks.record import ATTACKS, ATTACKS_FILE, RELEARN_ATTACKS, build_attack_record, format_table
 from src.common.errors import HmuError, cli
 from src.common.run_names import help_default
 from src.common.validate import NON_NEGATIVE, POSITIVE, Range, comma_choices
@@ -51,7 +54,8 @@ class AttackConfig:
     time_steps: int | None = opt(None, help="mask-predict iterations (default: src.gen's)")
     clip_path: str | None = opt(None, help="CLIP weights file (models with text_encoder=clip)")
     # attacks
-    attacks: str = opt(",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}")
+    attacks: str = opt(",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS + RELEARN_ATTACKS)} "
+                                               f"(default: all but the re-learning ones)")
     prompts: str | None = opt(None, help="extra implicit prompt file (.txt: one a line, optional '#frames'; .json: list)")
     steps: int = opt(50, range=NON_NEGATIVE, help="gradient steps of the adversarial and inversion attacks")
     repeats: int = opt(3, range=POSITIVE, help="generations per prompt (implicit, compositional)")
@@ -74,6 +78,12 @@ class AttackConfig:
                                       "step 0 is a concept-free baseline); 'mean' = the vocabulary's mean vector")
     max_reference: int = opt(256, range=POSITIVE,
                              help="adversarial: forget training motions whose embeddings define the objective")
+    relearn_steps: str = opt("0,5,10", help="re-learning attacks: optimizer-step counts where leakage is measured; "
+                                            "the largest is the budget (python -m src.attacks.relearn for longer "
+                                            "curves)")
+    held_out: float = opt(0.2, range=Range(lo=0, hi=1, lo_open=True, hi_open=True),
+                          help="relearn_rl: fraction of the forget prompts held out for measuring")
+    tmr_name: str = opt("tmr", help="relearn_rl: reward's TMR run checkpoints/<dataset>/<tmr_name>")
     classifier: str | None = opt(None, help="action classifier file (default: checkpoints/<ds>/action_classifier/"
                                             "model/classifier.tar)")
     # output
@@ -91,7 +101,10 @@ class AttackConfig:
         return dataclasses.replace(self, res_name=default_run_name(self.dataset_name, "res"))
 
     def check(self) -> None:
+        from src.attacks.relearn import parse_steps
+
         parse_attacks(self.attacks)
+        parse_steps(self.relearn_steps)
         parse_models(self.models, ckpt=self.ckpt, res_name=self.res_name, res_ckpt=self.res_ckpt)
         if self.prompts is not None and not Path(self.prompts).is_file():
             raise HmuError(f"--prompts file not found: {self.prompts}")
@@ -157,8 +170,9 @@ def parse_models(text: str, *, ckpt: str = "net_best_fid.tar", res_name: str | N
 
 
 def parse_attacks(text: str) -> list[str]:
-    return comma_choices(text, ATTACKS, lambda bad: f"--attacks: unknown attack '{bad[0] if bad else text}' "
-                                                    f"(choose from {', '.join(ATTACKS)})")
+    names = ATTACKS + RELEARN_ATTACKS
+    return comma_choices(text, names, lambda bad: f"--attacks: unknown attack '{bad[0] if bad else text}' "
+                                                  f"(choose from {', '.join(names)})")
 
 
 def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: dict, clip_path: str | None = None):
@@ -223,6 +237,51 @@ def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
     train = read_split(root / "train.txt")
     motions = labels.get("motions", {})
     return [m for m in train if concept in (motions.get(m, {}).get("concepts") or ())]
+
+
+# ---------------------------------------------------------------------------------------------------- re-learning
+def relearn_inputs(cfg: AttackConfig, ctx, attacks: Sequence[str], prompts_json: dict, implicit: list, folder,
+                   f_ids: Sequence[str]) -> dict[str, Any]:
+    """What the re-learning attacks asked for need, built once for every model: the measured prompt sets, the RL
+    training prompts and TMR reward (relearn_rl), the attacker's forget motions (relearn_ft, the first --shots of the
+    seeded permutation ``f_ids``)."""
+    from src.attacks.relearn import TMRReward, parse_steps, split_prompts
+
+    if not set(attacks) & set(RELEARN_ATTACKS):
+        return {}
+    spec = ctx.dataset
+    forget = _prompts_from(prompts_json.get("forget", []), "prompts.json forget", spec, cfg.concept)
+    train_p, held_p = split_prompts(forget, held_out=cfg.held_out, seed=cfg.seed)
+    out: dict[str, Any] = {"steps": parse_steps(cfg.relearn_steps), "rl_prompts": train_p,
+                           "sets": {"forget_heldout": held_p or forget, "implicit": implicit}}
+    if "relearn_rl" in attacks:
+        from src.train.tmr import tmr_run_dir
+
+        if not train_p:
+            raise HmuError(f"relearn_rl: prompts.json has no forget prompt of '{cfg.concept}' to train on")
+        out["reward"] = TMRReward.load(tmr_run_dir(ctx.paths, spec.name, cfg.tmr_name, existing=True),
+                                       paths=ctx.paths, dataset_name=spec.name,
+                                       max_motion_length=spec.max_motion_length, device=ctx.device)
+    if "relearn_ft" in attacks:
+        ids = list(f_ids[:cfg.shots])
+        out["ft_motions"] = [folder.motion(m)[:spec.max_motion_length] for m in ids]
+        out["ft_captions"] = [[c.text for c in folder.captions(m)] or [cfg.concept] for m in ids]
+    return out
+
+
+def relearn_attack(target, judge, att: str, inputs: dict[str, Any], cfg: AttackConfig) -> dict[str, Any]:
+    """One re-learning attack (src.attacks.relearn.attack_model) on one model; its attacks.json entry (the attacked
+    weights are not kept: ``python -m src.attacks.relearn`` saves them)."""
+    from src.attacks.relearn import attack_model
+    from src.gen.generate import BAMMGenerator
+
+    if isinstance(target.gen, BAMMGenerator):
+        raise HmuError(f"--attacks {att}: the re-learning attacks support MoMask's masked transformer only")
+    res, _ = attack_model(target.gen, attack=att.removeprefix("relearn_"), judge=judge, sets=inputs["sets"],
+                          steps=inputs["steps"], seed=cfg.seed, repeats=cfg.repeats, reward_fn=inputs.get("reward"),
+                          rl_prompts=inputs["rl_prompts"], ft_motions=inputs.get("ft_motions", ()),
+                          ft_captions=inputs.get("ft_captions", ()))
+    return res
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -294,7 +353,7 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
     folder = HumanML3DFolder(root)
     rng = np.random.default_rng([cfg.seed, 11])
     f_ids = forget_train_ids(root, labels, cfg.concept)
-    if ("adversarial" in attacks or "inversion" in attacks) and not f_ids:
+    if ({"adversarial", "inversion", "relearn_ft"} & set(attacks)) and not f_ids:
         raise HmuError(f"no training motion of {root} holds '{cfg.concept}' (labels.json + train.txt)")
     f_ids = [f_ids[i] for i in rng.permutation(len(f_ids))]
     evaluator = embedder = reference = real_texts = None
@@ -316,6 +375,7 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
         ids = [f_ids[(r * cfg.shots + j) % len(f_ids)] for j in range(min(cfg.shots, len(f_ids)))]
         shot_sets.append([folder.motion(m)[: spec.max_motion_length] for m in ids])
 
+    relearn = relearn_inputs(cfg, ctx, attacks, prompts_json, implicit, folder, f_ids)
     judge_reference: dict[str, Any] = {}
     if "compositional" in attacks:
         judge_reference["compositional_ground_truth"] = segment_reference(
@@ -368,6 +428,8 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
                                          seed=cfg.seed if r == 0 else seed_int(cfg.seed, 31, r))
                         for r, shots in enumerate(shot_sets)]
                 res["inversion"] = pool_inversion(runs, seed=cfg.seed)
+            elif att in RELEARN_ATTACKS:
+                res[att] = relearn_attack(target, judge, att, relearn, cfg)
             elif att == "compositional":
                 res["compositional"] = compositional_attack(target, judge, comp, repeats=cfg.repeats,
                                                             seed=cfg.seed)
