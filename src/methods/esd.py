@@ -198,6 +198,9 @@ class EsdConfig:
                           retain_weight=self.retain_weight)
 
 
+CONFIG = EsdConfig  # the pipeline (src/methods/pipeline.py) checks method flags with it
+
+
 def run_esd(cfg: EsdConfig, ctx) -> dict:
     """Load, fine-tune, save (the CLI's body, on a checked config and a context)."""
     import json

@@ -281,6 +281,9 @@ class TaskVecConfig:
                               preservation_weight=self.preservation_weight, alpha=self.alpha)
 
 
+CONFIG = TaskVecConfig  # the pipeline (src/methods/pipeline.py) checks method flags with it
+
+
 def _stream(ds, *, vq, text, unit: int, batch_size: int, seed: int, device):
     """batches() -> iterator of (first-layer ids, text features, token lengths) over one shuffled epoch; each call
     is the next epoch."""
