@@ -60,3 +60,37 @@ def test_scripts_help(method):
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-1000:]
     assert "taskvec" in r.stdout and "esd" in r.stdout   # the pipeline's method choices
+
+
+# ---------------------------------------------------------------------------------------------------- quickstart
+def _qs(settings=None, **kw):
+    from src.quickstart import FULL, plan
+
+    root = Path("/tmp/qs")
+    return plan(run="qs", settings=settings or FULL, seed=0, gpu=["--gpu_id", "-1"], ckpt=root / "ck",
+                data=root / "ds", results=root / "res", **kw)
+
+
+def test_quickstart_default_is_unchanged_and_methods_opt_in():
+    from src.config.command import parse_config
+    from src.methods.esd import EsdConfig
+    from src.methods.taskvec import TaskVecConfig
+    from src.quickstart import FAST, QuickstartConfig, critical_path, parse_methods
+
+    default = _qs()
+    assert not any(m in st.name for st in default for m in ("taskvec", "esd"))
+    assert parse_config(QuickstartConfig, [], prog="qs").methods == ""
+    assert parse_methods("") == [] and parse_methods("esd,taskvec") == ["esd", "taskvec"]
+    with pytest.raises(HmuError, match="--methods: unknown method 'lcr'"):
+        parse_methods("lcr")
+    # the default run's stages and scheduling are those of a plan without extra methods
+    assert critical_path(default) == critical_path(_qs(extra_methods=()))
+    both = {st.name: st for st in _qs(FAST, extra_methods=["taskvec", "esd"])}
+    for m, cls in (("taskvec", TaskVecConfig), ("esd", EsdConfig)):
+        edit, ev = both[f"unlearn:{m}"], both[f"eval:{m}"]
+        c = parse_config(cls, edit.argv, prog=m)           # the stage's argv is a valid command line
+        assert (c.trans_name, c.name, c.steps, c.concept) == ("t2m_tiny", f"{m}_violence", 20, "violence")
+        assert "train:mask" in edit.after and f"unlearn:{m}" in ev.after and "train:residual" in ev.after
+        assert _flag(ev.argv, "--name") == f"{m}_violence" and _flag(ev.argv, "--res_name") == "tres_tiny"
+        assert f"eval:{m}" in both["report"].after
+        assert edit.outputs == [Path("/tmp/qs/ck/synth") / f"{m}_violence" / "model" / "net_best_fid.tar"]
