@@ -256,6 +256,9 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
                               glove_dir=paths.glove(spec.name), cond_scale=cfg.cond_scale, time_steps=cfg.time_steps,
                               model=cfg.model)
     judges = leakage_judges(probe, cfg.concept, kinematic=not cfg.no_kinematic, dim_pose=spec.dim_pose, fps=spec.fps)
+    edit_s = edit_time_s(paths, spec.name, [("mask", cfg.name, cfg.ckpt), ("res", cfg.res_name or None, cfg.ckpt),
+                                            ("vq", (getattr(generate, "sources", None) or {}).get("vq_name")
+                                             or cfg.vq_name or None, "net_best_fid.tar")])
     mm_generate = gumbel_copy(generate) if protocol.mm_gumbel and not cfg.no_mm else None
     results = {}
     for set_name, es in sets.items():
@@ -275,6 +278,7 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
         model={"dataset_name": spec.name, "name": cfg.name, "res_name": cfg.res_name, "vq_name": cfg.vq_name,
                "ckpt": cfg.ckpt, "method": cfg.method, "concept": cfg.concept,
                "family": (getattr(generate, "sources", None) or {}).get("family", cfg.model or "momask"),
+               **({"edit_time_s": edit_s} if edit_s is not None else {}),
                **({"info": generate.info} if isinstance(getattr(generate, "info", None), dict) else {})},
         evaluator={"checkpoint": str(evaluator_checkpoint_path(paths.checkpoints_dir, spec.name)),
                    "key": evaluator.key},
@@ -292,6 +296,32 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
     if cfg.wandb.wandb:
         print(log_wandb(record, wandb=ctx.wandb, run_name=run, out_dir=out.parent))
     return 0
+
+
+def edit_time_s(paths, dataset_name: str, parts: Sequence[tuple[str, str | None, str]]) -> float | None:
+    """The unlearning edit's wall time, from the ``hmu_meta`` of the evaluated checkpoints ``parts`` ((kind, run
+    name or None, checkpoint file or path)): the largest ``wall_time_s`` among those written by an edit (a
+    ``method`` in their meta), None when none was (an original model, or an edit that records no time).
+
+    The largest, not the sum: one command writes every part it edits and records in each its whole wall time (UCE,
+    RECE: the same number in the masked and the residual run) or a running total (fine-tuning, part after part)."""
+    from src.common.io import torch_load
+    from src.models.checkpoint import checkpoint_file, find_run_dir
+
+    times = []
+    for kind, name, ckpt in parts:
+        if not name:
+            continue
+        try:
+            path = Path(ckpt) if Path(ckpt).is_file() else checkpoint_file(find_run_dir(paths, dataset_name, name),
+                                                                          ckpt, kind)
+            meta = torch_load(path, what=f"{kind} checkpoint").get("hmu_meta") if path.is_file() else None
+        except HmuError:
+            continue
+        wall = meta.get("wall_time_s") if isinstance(meta, dict) and meta.get("method") else None
+        if isinstance(wall, (int, float)) and not isinstance(wall, bool):
+            times.append(float(wall))
+    return max(times) if times else None
 
 
 KINEMATIC_METRIC = "leakage_kinematic"
