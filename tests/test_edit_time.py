@@ -64,3 +64,33 @@ def test_report_summary_shows_the_edit_time(tmp_path):
     j = t.header.index("Edit time (s) ↓")
     cells = {r[0].rstrip(" †"): r[j] for r in t.rows}
     assert cells["lcr"].strip("*").startswith("0.8") and cells["uce"] in ("–", "")
+
+
+@pytest.mark.slow
+def test_t2m_unlearn_writes_edit_time_and_both_judges(synth_root, tmp_path):
+    """ESD (2 steps) on tiny random runs, then the evaluation: metrics.json has the edit's time and both judges."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers_methods import MASK, RES, VQ, make_dataset, make_runs
+    from test_attacks import _tiny_evaluator_and_classifier
+
+    from src.eval.t2m_unlearn import main as eval_main
+    from src.methods.esd import main as esd_main
+
+    data = make_dataset(synth_root, tmp_path / "data")
+    ckpt = make_runs(tmp_path / "ckpt", data)
+    _tiny_evaluator_and_classifier(ckpt, data / "synth")
+    loc = ["--checkpoints_dir", str(ckpt), "--dataset_dir", str(data)]
+    assert esd_main(["--dataset_name", "synth", "--concept", "violence", "--trans_name", MASK, "--name", "esd_t",
+                     "--steps", "2", "--batch_size", "4", *loc]) == 0
+    meta = torch.load(ckpt / "synth" / "esd_t" / "model" / "net_best_fid.tar", weights_only=True)["hmu_meta"]
+    assert eval_main(["--dataset_name", "synth", "--concept", "violence", "--main_split", "all", "--name", "esd_t",
+                      "--res_name", RES, "--vq_name", VQ, "--method", "esd", "--repeat_times", "1", "--no_mm", "--time_steps", "2",
+                      "--results_dir", str(tmp_path / "res"), "--run_name", "esd", "--no_cache", *loc]) == 0
+    rec = json.loads((tmp_path / "res" / "esd" / "metrics.json").read_text())
+    assert rec["model"]["edit_time_s"] == pytest.approx(meta["wall_time_s"]) and meta["wall_time_s"] > 0
+    forget = rec["sets"]["forget"]["metrics"]
+    assert 0 <= forget["leakage"]["mean"] <= 1 and 0 <= forget["leakage_kinematic"]["mean"] <= 1
+    assert rec["leakage_classifier"]["kinematic"]["thresholds"]["kick_reach"] == 0.35
