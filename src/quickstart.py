@@ -238,7 +238,7 @@ class QuickstartConfig:
     attacks: bool = opt(False, action="store_true",
                         help="also run the four attacks of src.attacks on every model (about 3 more CPU minutes)")
     methods: str = opt("", help=f"opt-in methods besides the default set, comma-separated: "
-                                f"{', '.join(OPT_IN_METHODS)} (each an edit + its evaluation; default: none)")
+                                f"{', '.join(OPT_IN_METHODS)} (each an edit + its evaluation)")
     jobs: int | None = opt(None, range=POSITIVE, help="stages run side by side (default: min(2, CPU cores))")
     run_name: str | None = opt(None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
     seed: int = opt(0, help="seed of every stage")

@@ -7,9 +7,10 @@ A model spec is ``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]``: NAM
 folder under checkpoints/<dataset>/, CKPT a file in its model/ folder (or a path); the VQ defaults to the transformer's
 own vq_name (opt.txt) and the residual transformer to --res_name. Attacks: implicit (synth's implicit_prompts.json and
 --prompts FILE), adversarial (PGD in the conditioning space), inversion (textual inversion from --shots forget
-motions), compositional (prompts.json's compositional prompts, per segment); opt-in re-learning (src/attacks/relearn.py):
-relearn_ft (fine-tuning on --shots forget motions) and relearn_rl (RL post-training on the training part of the forget
-prompts, TMR reward), leakage measured at --relearn_steps on the held-out forget prompts and the implicit prompts.
+motions), compositional (prompts.json's compositional prompts, per segment); opt-in re-learning
+(src/attacks/relearn.py): relearn_ft (fine-tuning on --shots forget motions) and relearn_rl (RL post-training on the
+training part of the forget prompts, TMR reward), leakage measured at --relearn_steps on the held-out forget prompts
+and the implicit prompts.
 Ground truth: synth's action classifier.
 Schema of attacks.json: see src.attacks.record.ATTACKS_SCHEMA. ``python -m src.eval.attack`` is an alias.
 """
@@ -55,7 +56,7 @@ class AttackConfig:
     clip_path: str | None = opt(None, help="CLIP weights file (models with text_encoder=clip)")
     # attacks
     attacks: str = opt(",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS + RELEARN_ATTACKS)} "
-                                               f"(default: all but the re-learning ones)")
+                                               f"(the re-learning ones train the model: opt-in)")
     prompts: str | None = opt(None, help="extra implicit prompt file (.txt: one a line, optional '#frames'; .json: list)")
     steps: int = opt(50, range=NON_NEGATIVE, help="gradient steps of the adversarial and inversion attacks")
     repeats: int = opt(3, range=POSITIVE, help="generations per prompt (implicit, compositional)")

@@ -198,6 +198,7 @@ class EsdConfig:
                           retain_weight=self.retain_weight)
 
 
+PROG = "python -m src.methods.esd"
 CONFIG = EsdConfig  # the pipeline (src/methods/pipeline.py) checks method flags with it
 
 
@@ -273,7 +274,7 @@ def run_esd(cfg: EsdConfig, ctx) -> dict:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(EsdConfig, argv, prog="python -m src.methods.esd", doc=__doc__, raw_description=True)
+    cfg = parse_config(EsdConfig, argv, prog=PROG, doc=__doc__, raw_description=True)
     from src.config.command import command_context
 
     ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)

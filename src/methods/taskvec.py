@@ -281,6 +281,7 @@ class TaskVecConfig:
                               preservation_weight=self.preservation_weight, alpha=self.alpha)
 
 
+PROG = "python -m src.methods.taskvec"
 CONFIG = TaskVecConfig  # the pipeline (src/methods/pipeline.py) checks method flags with it
 
 
@@ -392,7 +393,7 @@ def run_task_vector(cfg: TaskVecConfig, ctx) -> dict:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(TaskVecConfig, argv, prog="python -m src.methods.taskvec", doc=__doc__, raw_description=True)
+    cfg = parse_config(TaskVecConfig, argv, prog=PROG, doc=__doc__, raw_description=True)
     from src.config.command import command_context
 
     ctx = command_context(cfg.dataset_name, cfg.device, cfg.where, cfg.run)
