@@ -38,7 +38,9 @@ VQ, TRANS, RES, LEN = "rvq_tiny", "t2m_tiny", "tres_tiny", "length_estimator"
 # ready stages start depends on them: the one with the longest chain of work still behind it goes first.
 COST = {"data": 13, "split": 1, "train:vq": 180, "train:mask": 145, "train:residual": 99, "train:evaluator": 97,
         "train:classifier": 40, "train:length": 25, "unlearn:retrain": 209, "unlearn:lcr": 4, "unlearn:uce": 2,
-        "unlearn:rece": 2, "unlearn:finetune": 47, "eval:attacks": 180, "report": 18, "text": 150}
+        "unlearn:rece": 2, "unlearn:finetune": 47, "eval:attacks": 180, "report": 18, "text": 150,
+        "unlearn:taskvec": 60, "unlearn:esd": 60}   # the opt-in methods' two: estimates, not measured
+OPT_IN_METHODS = ("taskvec", "esd")   # --methods: not in the default run (its time stays as it is)
 EVAL_COST = 33
 
 
@@ -83,12 +85,16 @@ FID_TRAINERS = ("src.train.vq", "src.train.mask", "src.train.residual")
 
 
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
-         attacks: bool = False, wandb: Sequence[str] = (), text_features: bool = True) -> list[Stage]:
+         attacks: bool = False, wandb: Sequence[str] = (), text_features: bool = True,
+         extra_methods: Sequence[str] = ()) -> list[Stage]:
     """The stages, in priority order (pure; tests check names, dependencies and outputs). ``wandb``: the --wandb
     flags every training, evaluation and report stage gets.
 
     ``text_features``: precompute the MiniLM caption features once (stage ``text``) for every stage that encodes
     captions; False when MiniLM is not installed (the procedural encoder needs no cache).
+
+    ``extra_methods``: opt-in methods of :data:`OPT_IN_METHODS` (task vectors, ESD), each an edit of the original
+    masked transformer and its evaluation with the original residual transformer and VQ.
     """
     txt = ("text",) if text_features else ()
     root = data / "synth"
@@ -162,6 +168,14 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ, "unlearn:finetune"),
         evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", VQ, "unlearn:retrain"),
     ]
+    for m in extra_methods:
+        if m not in OPT_IN_METHODS:
+            raise HmuError(f"--methods: unknown method '{m}' (choose from {', '.join(OPT_IN_METHODS)})")
+        steps = ["--steps", "20"] if settings.one_epoch else []   # else the method's default (200)
+        stages += [method(f"unlearn:{m}", f"src.methods.{m}",
+                          ["--trans_name", TRANS, "--name", f"{m}_{CONCEPT}", *steps], [best(f"{m}_{CONCEPT}")],
+                          ("train:mask", *txt)),
+                   evaluate(m, f"{m}_{CONCEPT}", RES, VQ, f"unlearn:{m}", "train:residual")]
     if attacks:
         models = ",".join([f"original={TRANS}+vq={VQ}+res={RES}", f"lcr={TRANS}+vq=lcr_{CONCEPT}+res={RES}",
                            *(f"{m}={m}_{CONCEPT}+vq={VQ}+res={m}_{CONCEPT}_res" for m in ("uce", "rece")),
@@ -223,6 +237,8 @@ class QuickstartConfig:
     force: bool = opt(False, action="store_true", help="redo every stage, overwriting its outputs")
     attacks: bool = opt(False, action="store_true",
                         help="also run the four attacks of src.attacks on every model (about 3 more CPU minutes)")
+    methods: str = opt("", help=f"opt-in methods besides the default set, comma-separated: "
+                                f"{', '.join(OPT_IN_METHODS)} (each an edit + its evaluation)")
     jobs: int | None = opt(None, range=POSITIVE, help="stages run side by side (default: min(2, CPU cores))")
     run_name: str | None = opt(None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
     seed: int = opt(0, help="seed of every stage")
@@ -244,6 +260,16 @@ PROG = "python -m src.quickstart"
 
 def build_parser() -> argparse.ArgumentParser:
     return config_parser(QuickstartConfig, prog=PROG, doc=__doc__)
+
+
+def parse_methods(text: str) -> list[str]:
+    """``--methods``: comma-separated names of :data:`OPT_IN_METHODS` (one-line HmuError otherwise)."""
+    from src.common.validate import comma_choices
+
+    if not text.strip():
+        return []
+    return comma_choices(text, OPT_IN_METHODS, lambda bad: f"--methods: unknown method '{bad[0] if bad else text}' "
+                                                           f"(choose from {', '.join(OPT_IN_METHODS)})")
 
 
 def _select(stages: list[Stage], only: str) -> list[Stage]:
@@ -429,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stages = plan(run=run, settings=settings, seed=cfg.seed, gpu=["--gpu_id", str(cfg.device.gpu_id)], ckpt=ckpt,
                   data=data, results=results, attacks=cfg.attacks, wandb=ctx.wandb.argv(),
-                  text_features=minilm_available())
+                  text_features=minilm_available(), extra_methods=parse_methods(cfg.methods))
     if cfg.only:
         stages = _select(stages, cfg.only)
     if cfg.list_stages:

@@ -7,7 +7,11 @@ A model spec is ``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none]``: NAM
 folder under checkpoints/<dataset>/, CKPT a file in its model/ folder (or a path); the VQ defaults to the transformer's
 own vq_name (opt.txt) and the residual transformer to --res_name. Attacks: implicit (synth's implicit_prompts.json and
 --prompts FILE), adversarial (PGD in the conditioning space), inversion (textual inversion from --shots forget
-motions), compositional (prompts.json's compositional prompts, per segment). Ground truth: synth's action classifier.
+motions), compositional (prompts.json's compositional prompts, per segment); opt-in re-learning
+(src/attacks/relearn.py): relearn_ft (fine-tuning on --shots forget motions) and relearn_rl (RL post-training on the
+training part of the forget prompts, TMR reward), leakage measured at --relearn_steps on the held-out forget prompts
+and the implicit prompts.
+Ground truth: synth's action classifier.
 Schema of attacks.json: see src.attacks.record.ATTACKS_SCHEMA. ``python -m src.eval.attack`` is an alias.
 """
 from __future__ import annotations
@@ -17,11 +21,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.attacks.record import ATTACKS, ATTACKS_FILE, build_attack_record, format_table
+from src.attacks.inputs import ModelSpec, _prompts_from, forget_train_ids, load_target, parse_models  # noqa: F401
+from src.attacks.record import ATTACKS, ATTACKS_FILE, RELEARN_ATTACKS, build_attack_record, format_table
 from src.common.errors import HmuError, cli
 from src.common.run_names import help_default
 from src.common.validate import NON_NEGATIVE, POSITIVE, Range, comma_choices
@@ -51,7 +55,8 @@ class AttackConfig:
     time_steps: int | None = opt(None, help="mask-predict iterations (default: src.gen's)")
     clip_path: str | None = opt(None, help="CLIP weights file (models with text_encoder=clip)")
     # attacks
-    attacks: str = opt(",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS)}")
+    attacks: str = opt(",".join(ATTACKS), help=f"comma-separated subset of {', '.join(ATTACKS + RELEARN_ATTACKS)} "
+                                               f"(the re-learning ones train the model: opt-in)")
     prompts: str | None = opt(None, help="extra implicit prompt file (.txt: one a line, optional '#frames'; .json: list)")
     steps: int = opt(50, range=NON_NEGATIVE, help="gradient steps of the adversarial and inversion attacks")
     repeats: int = opt(3, range=POSITIVE, help="generations per prompt (implicit, compositional)")
@@ -74,6 +79,12 @@ class AttackConfig:
                                       "step 0 is a concept-free baseline); 'mean' = the vocabulary's mean vector")
     max_reference: int = opt(256, range=POSITIVE,
                              help="adversarial: forget training motions whose embeddings define the objective")
+    relearn_steps: str = opt("0,5,10", help="re-learning attacks: optimizer-step counts where leakage is measured; "
+                                            "the largest is the budget (python -m src.attacks.relearn for longer "
+                                            "curves)")
+    held_out: float = opt(0.2, range=Range(lo=0, hi=1, lo_open=True, hi_open=True),
+                          help="relearn_rl: fraction of the forget prompts held out for measuring")
+    tmr_name: str = opt("tmr", help="relearn_rl: reward's TMR run checkpoints/<dataset>/<tmr_name>")
     classifier: str | None = opt(None, help="action classifier file (default: checkpoints/<ds>/action_classifier/"
                                             "model/classifier.tar)")
     # output
@@ -91,7 +102,10 @@ class AttackConfig:
         return dataclasses.replace(self, res_name=default_run_name(self.dataset_name, "res"))
 
     def check(self) -> None:
+        from src.attacks.relearn import parse_steps
+
         parse_attacks(self.attacks)
+        parse_steps(self.relearn_steps)
         parse_models(self.models, ckpt=self.ckpt, res_name=self.res_name, res_ckpt=self.res_ckpt)
         if self.prompts is not None and not Path(self.prompts).is_file():
             raise HmuError(f"--prompts file not found: {self.prompts}")
@@ -106,93 +120,11 @@ def parse(argv: Sequence[str] | None = None) -> AttackConfig:
     return parse_config(AttackConfig, argv, prog=PROG, doc=__doc__)
 
 
-# ---------------------------------------------------------------------------------------------------- model specs
-@dataclass(frozen=True)
-class ModelSpec:
-    label: str
-    name: str
-    ckpt: str
-    vq_name: str | None
-    res_name: str | None
-    res_ckpt: str
-
-
-def _name_ckpt(text: str, default_ckpt: str, where: str) -> tuple[str, str]:
-    name, _, ckpt = text.partition(":")
-    if not name.strip():
-        raise HmuError(f"--models: empty run name in '{where}'")
-    return name.strip(), (ckpt.strip() or default_ckpt)
-
-
-def parse_models(text: str, *, ckpt: str = "net_best_fid.tar", res_name: str | None = None,
-                 res_ckpt: str = "net_best_fid.tar") -> list[ModelSpec]:
-    """``label=NAME[:CKPT][+vq=NAME][+res=NAME[:CKPT]|+res=none],...`` -> specs (labels unique)."""
-    out: list[ModelSpec] = []
-    for item in (s.strip() for s in text.split(",")):
-        if not item:
-            continue
-        label, eq, rest = item.partition("=")
-        if not eq or not label.strip() or not rest.strip():
-            raise HmuError(f"--models: '{item}' is not label=NAME")
-        label = label.strip()
-        if any(m.label == label for m in out):
-            raise HmuError(f"--models: label '{label}' given twice")
-        parts = rest.split("+")
-        name, ck = _name_ckpt(parts[0], ckpt, item)
-        vq, res, rck = None, res_name, res_ckpt
-        for mod in parts[1:]:
-            key, eq, val = mod.partition("=")
-            if key.strip() == "vq" and eq and ":" not in val:
-                vq = _name_ckpt(val, "", item)[0]
-            elif key.strip() == "res" and eq:
-                res, rck = _name_ckpt(val, res_ckpt, item)
-            else:
-                raise HmuError(f"--models: bad modifier '+{mod}' in '{item}' (use +vq=NAME or +res=NAME[:CKPT])")
-        if res is not None and res.lower() == "none":
-            res = None
-        out.append(ModelSpec(label, name, ck, vq, res, rck))
-    if not out:
-        raise HmuError("--models is empty")
-    return out
-
-
-def parse_attacks(text: str) -> list[str]:
-    return comma_choices(text, ATTACKS, lambda bad: f"--attacks: unknown attack '{bad[0] if bad else text}' "
-                                                    f"(choose from {', '.join(ATTACKS)})")
-
-
-def load_target(paths, dataset_name: str, spec: ModelSpec, *, device, sampling: dict, clip_path: str | None = None):
-    """A :class:`src.attacks.target.MoMaskTarget` around ``src.gen.generate.load_generator`` (strict loads, no fall-back)."""
-    from src.attacks.target import MoMaskTarget
-
-    try:
-        from src.gen.generate import load_generator
-    except ImportError as exc:
-        raise HmuError(f"generation is not available: src/gen/generate.py with load_generator() is missing ({exc})") from None
-    gen = load_generator(dataset_name=dataset_name, name=spec.name, res_name=spec.res_name, vq_name=spec.vq_name,
-                         checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
-                         glove_dir=paths.glove(dataset_name), ckpt=spec.ckpt, res_ckpt=spec.res_ckpt, device=device,
-                         clip_path=clip_path, **sampling)
-    info = {"name": spec.name, "ckpt": spec.ckpt, "vq_name": spec.vq_name, "res_name": spec.res_name,
-            "res_ckpt": spec.res_ckpt if spec.res_name else None,
-            "text_encoder": type(gen.text_encoder).__name__, "sampling": gen.sampling()}
-    return MoMaskTarget(gen), info
-
-
 # ---------------------------------------------------------------------------------------------------- data
-def _prompts_from(objs: list, where: str, spec, concept: str | None = None) -> list:
-    from src.data.prompts import Prompt
-
-    out = []
-    for i, o in enumerate(objs):
-        if not isinstance(o, dict) or "text" not in o or "length" not in o:
-            raise HmuError(f"{where} [{i}] lacks text/length")
-        if concept is not None and concept not in (o.get("concepts") or ()):
-            continue
-        n = spec.crop_length(o["length"], at_least_one_unit=True)
-        out.append(Prompt(o["text"], n, action=o.get("action"), concepts=tuple(o.get("concepts") or ()),
-                          segments=tuple(o.get("segments") or ())))
-    return out
+def parse_attacks(text: str) -> list[str]:
+    names = ATTACKS + RELEARN_ATTACKS
+    return comma_choices(text, names, lambda bad: f"--attacks: unknown attack '{bad[0] if bad else text}' "
+                                                  f"(choose from {', '.join(names)})")
 
 
 def segment_reference(folder, labels: dict, judge, concept: str, *, split: str, max_length: int, seed: int
@@ -216,13 +148,49 @@ def segment_reference(folder, labels: dict, judge, concept: str, *, split: str, 
     return {"split": split, "n_motions": len(ids), **out}
 
 
-def forget_train_ids(root: Path, labels: dict, concept: str) -> list[str]:
-    """Training motions whose ground-truth labels hold ``concept`` (synth's labels.json)."""
-    from src.data.humanml3d import read_split
+# ---------------------------------------------------------------------------------------------------- re-learning
+def relearn_inputs(cfg: AttackConfig, ctx, attacks: Sequence[str], prompts_json: dict, implicit: list, folder,
+                   f_ids: Sequence[str]) -> dict[str, Any]:
+    """What the re-learning attacks asked for need, built once for every model: the measured prompt sets, the RL
+    training prompts and TMR reward (relearn_rl), the attacker's forget motions (relearn_ft, the first --shots of the
+    seeded permutation ``f_ids``)."""
+    from src.attacks.relearn import TMRReward, parse_steps, split_prompts
 
-    train = read_split(root / "train.txt")
-    motions = labels.get("motions", {})
-    return [m for m in train if concept in (motions.get(m, {}).get("concepts") or ())]
+    if not set(attacks) & set(RELEARN_ATTACKS):
+        return {}
+    spec = ctx.dataset
+    forget = _prompts_from(prompts_json.get("forget", []), "prompts.json forget", spec, cfg.concept)
+    train_p, held_p = split_prompts(forget, held_out=cfg.held_out, seed=cfg.seed)
+    out: dict[str, Any] = {"steps": parse_steps(cfg.relearn_steps), "rl_prompts": train_p,
+                           "sets": {"forget_heldout": held_p or forget, "implicit": implicit}}
+    if "relearn_rl" in attacks:
+        from src.train.tmr import tmr_run_dir
+
+        if not train_p:
+            raise HmuError(f"relearn_rl: prompts.json has no forget prompt of '{cfg.concept}' to train on")
+        out["reward"] = TMRReward.load(tmr_run_dir(ctx.paths, spec.name, cfg.tmr_name, existing=True),
+                                       paths=ctx.paths, dataset_name=spec.name,
+                                       max_motion_length=spec.max_motion_length, device=ctx.device)
+    if "relearn_ft" in attacks:
+        ids = list(f_ids[:cfg.shots])
+        out["ft_motions"] = [folder.motion(m)[:spec.max_motion_length] for m in ids]
+        out["ft_captions"] = [[c.text for c in folder.captions(m)] or [cfg.concept] for m in ids]
+    return out
+
+
+def relearn_attack(target, judge, att: str, inputs: dict[str, Any], cfg: AttackConfig) -> dict[str, Any]:
+    """One re-learning attack (src.attacks.relearn.attack_model) on one model; its attacks.json entry (the attacked
+    weights are not kept: ``python -m src.attacks.relearn`` saves them)."""
+    from src.attacks.relearn import attack_model
+    from src.gen.generate import BAMMGenerator
+
+    if isinstance(target.gen, BAMMGenerator):
+        raise HmuError(f"--attacks {att}: the re-learning attacks support MoMask's masked transformer only")
+    res, _ = attack_model(target.gen, attack=att.removeprefix("relearn_"), judge=judge, sets=inputs["sets"],
+                          steps=inputs["steps"], seed=cfg.seed, repeats=cfg.repeats, reward_fn=inputs.get("reward"),
+                          rl_prompts=inputs["rl_prompts"], ft_motions=inputs.get("ft_motions", ()),
+                          ft_captions=inputs.get("ft_captions", ()))
+    return res
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -294,7 +262,7 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
     folder = HumanML3DFolder(root)
     rng = np.random.default_rng([cfg.seed, 11])
     f_ids = forget_train_ids(root, labels, cfg.concept)
-    if ("adversarial" in attacks or "inversion" in attacks) and not f_ids:
+    if ({"adversarial", "inversion", "relearn_ft"} & set(attacks)) and not f_ids:
         raise HmuError(f"no training motion of {root} holds '{cfg.concept}' (labels.json + train.txt)")
     f_ids = [f_ids[i] for i in rng.permutation(len(f_ids))]
     evaluator = embedder = reference = real_texts = None
@@ -316,6 +284,7 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
         ids = [f_ids[(r * cfg.shots + j) % len(f_ids)] for j in range(min(cfg.shots, len(f_ids)))]
         shot_sets.append([folder.motion(m)[: spec.max_motion_length] for m in ids])
 
+    relearn = relearn_inputs(cfg, ctx, attacks, prompts_json, implicit, folder, f_ids)
     judge_reference: dict[str, Any] = {}
     if "compositional" in attacks:
         judge_reference["compositional_ground_truth"] = segment_reference(
@@ -368,6 +337,8 @@ def run_attacks(cfg: AttackConfig, ctx, attacks, specs, labels, prompts_json, im
                                          seed=cfg.seed if r == 0 else seed_int(cfg.seed, 31, r))
                         for r, shots in enumerate(shot_sets)]
                 res["inversion"] = pool_inversion(runs, seed=cfg.seed)
+            elif att in RELEARN_ATTACKS:
+                res[att] = relearn_attack(target, judge, att, relearn, cfg)
             elif att == "compositional":
                 res["compositional"] = compositional_attack(target, judge, comp, repeats=cfg.repeats,
                                                             seed=cfg.seed)

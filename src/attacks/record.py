@@ -6,6 +6,7 @@ from typing import Any
 from src.eval.results import ATTACKS_FILE  # noqa: F401 (the file name lives below attacks/ and report/)
 
 ATTACKS = ("implicit", "adversarial", "inversion", "compositional")
+RELEARN_ATTACKS = ("relearn_rl", "relearn_ft")   # opt-in (--attacks): they train the model
 SCHEMA = "hmu.attacks/1"
 ATTACKS_SCHEMA = """
 { "schema": "hmu.attacks/1", "run", "created", "command", "seed", "config": {every resolved flag},

@@ -795,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = ctx.dataset
     if not spec.synthetic:
         raise HmuError(f"re-learning leakage is judged by ground truth, which only synth has (got {spec.name})")
-    from src.attacks.__main__ import _prompts_from, forget_train_ids, load_target, parse_models
+    from src.attacks.inputs import _prompts_from, forget_train_ids, load_target, parse_models
     from src.attacks.record import build_attack_record
     from src.common.io import atomic_write_text
     from src.data.synth.truth import read_eval_prompts, read_implicit_prompts, read_labels

@@ -271,9 +271,9 @@ class Leakage(Accumulator):
     arrays = ("leak",)
 
     def __init__(self, classify: Callable[[Sequence[np.ndarray]], np.ndarray], *, n: int, repeats: int, seed: int,
-                 gt_motions: Sequence[np.ndarray] | None) -> None:
+                 gt_motions: Sequence[np.ndarray] | None, key: str = "leakage") -> None:
         super().__init__(n=n, seed=seed)
-        self.classify, self.gt_motions = classify, gt_motions
+        self.classify, self.gt_motions, self.key = classify, gt_motions, key   # key: the metric's name
         self.leak = np.zeros((n, repeats), bool)
 
     def decide(self, motions: Sequence[np.ndarray]) -> np.ndarray:
@@ -287,20 +287,20 @@ class Leakage(Accumulator):
     def add(self, rep: Repeat) -> None:
         dec = self.decide(rep.motions)
         self.leak[rep.perm, rep.r] = dec
-        self.put(rep.r, leakage=float(dec.mean()))
+        self.put(rep.r, **{self.key: float(dec.mean())})
 
     def metrics(self) -> dict[str, Any]:
-        s = self.summary("leakage", per_item=self.leak.mean(axis=1))
+        s = self.summary(self.key, per_item=self.leak.mean(axis=1))
         k_all, n_all = int(self.leak.sum()), int(self.leak.size)
         s.update(k=k_all, decisions=n_all, wilson=list(wilson_interval(k_all, n_all)))
-        return {"leakage": s}
+        return {self.key: s}
 
     def reference(self) -> dict[str, Any]:
         if self.gt_motions is None:
             return {}
         dec = np.asarray(self.classify(self.gt_motions), dtype=bool)
         k = int(dec.sum())
-        return {"leakage": {"mean": float(dec.mean()), "k": k, "n": self.n, "wilson": list(wilson_interval(k, self.n))}}
+        return {self.key: {"mean": float(dec.mean()), "k": k, "n": self.n, "wilson": list(wilson_interval(k, self.n))}}
 
 
 # ---------------------------------------------------------------------------------------------------- motion quality

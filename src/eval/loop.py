@@ -43,7 +43,8 @@ One repeat ``r``
       one counted): the sum over every sample of a batch holding a toxic caption of ``d / d_clean``, and the count
       of ``d_clean < d``, each divided by all samples (``d``: caption-motion distance, ``d_clean``: masked caption);
     - leakage (``safety.leakage`` given): the fraction of generated motions the action classifier flags (on a retain
-      set this is the false-positive rate).
+      set this is the false-positive rate). ``safety.leakage`` may be a mapping ``{metric name: judge}`` (e.g.
+      ``{"leakage": learned, "leakage_kinematic": kinematic}``): one such metric per judge.
     - motion quality (``run.quality``; by default whenever the features are HumanML3D's 263-d layout): jerk, foot
       skating, floating / ground penetration and bone-length drift (:mod:`src.eval.quality`) of the joints recovered
       from the generated features (``recover_from_ric``), every motion's samples pooled per repeat.
@@ -65,7 +66,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,14 +177,22 @@ NO_MM = MultiModality(enabled=False)
 @dataclass(frozen=True)
 class SafetyOptions:
     """The forgetting figures: MM-Safe, toxic_distance and notox_accuracy when ``terms`` are given (definition
-    ``mm_safe``: 'default' or 'upstream'), and the rate of motions the ``leakage`` classifier flags.
+    ``mm_safe``: 'default' or 'upstream'), and the rate of motions the ``leakage`` classifier flags (a mapping
+    ``{metric name: judge}``: one leakage metric per judge, e.g. the learned and the kinematic judge).
 
     Which captions are toxic follows the definition: 'upstream' masks every case-insensitive substring of a term
     (so ``hit`` masks "whitewashes" too), 'default' whole words and their inflections (the keyword split's rule)."""
 
     terms: Sequence[str] = ()
     mm_safe: str = "default"
-    leakage: LeakageFn | None = None
+    leakage: LeakageFn | Mapping[str, LeakageFn] | None = None
+
+    @property
+    def judges(self) -> dict[str, LeakageFn]:
+        """``{metric name: judge}``: a single judge is the ``leakage`` metric."""
+        if self.leakage is None:
+            return {}
+        return dict(self.leakage) if isinstance(self.leakage, Mapping) else {"leakage": self.leakage}
 
     @property
     def match(self) -> str:
@@ -310,8 +319,8 @@ def accumulators(eval_set: EvalSet, evaluator: T2MEvaluator, protocol: Protocol,
                                                    evaluator, terms, safety.match)
         out.append(A.MMSafe(n=n, repeats=repeats, seed=seed, toxic=toxic, clean=clean, definition=safety.mm_safe,
                             terms=terms, batches=batches(n, batch_size, partial=True)))   # upstream's batches
-    if safety.leakage is not None:
-        out.append(A.Leakage(safety.leakage, n=n, repeats=repeats, seed=seed,
+    for key, judge in safety.judges.items():
+        out.append(A.Leakage(judge, n=n, repeats=repeats, seed=seed, key=key,
                              gt_motions=[it.motion for it in eval_set.items] if has_motion else None))
     joints = run.quality_joints(evaluator.dim_pose)
     if joints is not None:

@@ -75,6 +75,9 @@ class EvalConfig:
                                             "under hmu, 16 under fixed)")
     mm_generations: int = opt(30, help="MultiModality generations per prompt")
     no_leakage: bool = opt(False, action="store_true", help="skip the ground-truth leakage classifier (synth)")
+    no_kinematic: bool = opt(False, action="store_true",
+                             help="skip the kinematic judge (src/eval/kinematic.py), measured as leakage_kinematic "
+                                  "beside the classifier's leakage on synth")
     classifier: str | None = opt(None, help="action classifier file (default: checkpoints/<ds>/action_classifier/"
                                             "model/classifier.tar)")
     # output
@@ -252,6 +255,10 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
                               checkpoints_dir=paths.checkpoints_dir, dataset_dir=paths.dataset_dir,
                               glove_dir=paths.glove(spec.name), cond_scale=cfg.cond_scale, time_steps=cfg.time_steps,
                               model=cfg.model)
+    judges = leakage_judges(probe, cfg.concept, kinematic=not cfg.no_kinematic, dim_pose=spec.dim_pose, fps=spec.fps)
+    edit_s = edit_time_s(paths, spec.name, [("mask", cfg.name, cfg.ckpt), ("res", cfg.res_name or None, cfg.ckpt),
+                                            ("vq", (getattr(generate, "sources", None) or {}).get("vq_name")
+                                             or cfg.vq_name or None, "net_best_fid.tar")])
     mm_generate = gumbel_copy(generate) if protocol.mm_gumbel and not cfg.no_mm else None
     results = {}
     for set_name, es in sets.items():
@@ -261,7 +268,7 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
             mm=MultiModality(prompts=cfg.mm_prompts, generations=cfg.mm_generations, generate=mm_generate,
                              enabled=not cfg.no_mm and es.has_motion),
             safety=SafetyOptions(terms=(toxic_terms or ()) if es.has_motion else (), mm_safe=cfg.mm_safe,
-                                 leakage=probe),
+                                 leakage=judges or None),
             run=LoopOptions(batch_size=cfg.batch_size, gen_batch_size=cfg.gen_batch_size, cache_dir=cache_dir))
 
     from src.models.evaluator import evaluator_checkpoint_path
@@ -271,12 +278,16 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
         model={"dataset_name": spec.name, "name": cfg.name, "res_name": cfg.res_name, "vq_name": cfg.vq_name,
                "ckpt": cfg.ckpt, "method": cfg.method, "concept": cfg.concept,
                "family": (getattr(generate, "sources", None) or {}).get("family", cfg.model or "momask"),
+               **({"edit_time_s": edit_s} if edit_s is not None else {}),
                **({"info": generate.info} if isinstance(getattr(generate, "info", None), dict) else {})},
         evaluator={"checkpoint": str(evaluator_checkpoint_path(paths.checkpoints_dir, spec.name)),
                    "key": evaluator.key},
         leakage_classifier=None if probe is None else {
             "path": str(cfg.classifier or classifier_path(paths.checkpoints_dir, spec.name)),
-            "concept": cfg.concept, "threshold": probe.threshold, "heldout": (probe.meta or {}).get("heldout")})
+            "concept": cfg.concept, "threshold": probe.threshold, "heldout": (probe.meta or {}).get("heldout"),
+            **({"kinematic": {"concept": cfg.concept, "fps": judges[KINEMATIC_METRIC].fps,
+                              "thresholds": judges[KINEMATIC_METRIC].thresholds.to_dict()}}
+               if KINEMATIC_METRIC in judges else {})})
     if not dist.is_main():
         return 0
     write_metrics(out, record, force=ctx.force)
@@ -285,6 +296,54 @@ def run_evaluation(cfg: EvalConfig, ctx) -> int:
     if cfg.wandb.wandb:
         print(log_wandb(record, wandb=ctx.wandb, run_name=run, out_dir=out.parent))
     return 0
+
+
+def edit_time_s(paths, dataset_name: str, parts: Sequence[tuple[str, str | None, str]]) -> float | None:
+    """The unlearning edit's wall time, from the ``hmu_meta`` of the evaluated checkpoints ``parts`` ((kind, run
+    name or None, checkpoint file or path)): the largest ``wall_time_s`` among those written by an edit (a
+    ``method`` in their meta), None when none was (an original model, or an edit that records no time).
+
+    The largest, not the sum: one command writes every part it edits and records in each its whole wall time (UCE,
+    RECE: the same number in the masked and the residual run) or a running total (fine-tuning, part after part)."""
+    from src.common.io import torch_load
+    from src.models.checkpoint import checkpoint_file, find_run_dir
+
+    times = []
+    for kind, name, ckpt in parts:
+        if not name:
+            continue
+        try:
+            path = Path(ckpt) if Path(ckpt).is_file() else checkpoint_file(find_run_dir(paths, dataset_name, name),
+                                                                          ckpt, kind)
+            meta = torch_load(path, what=f"{kind} checkpoint").get("hmu_meta") if path.is_file() else None
+        except HmuError:
+            continue
+        wall = meta.get("wall_time_s") if isinstance(meta, dict) and meta.get("method") else None
+        if isinstance(wall, (int, float)) and not isinstance(wall, bool):
+            times.append(float(wall))
+    return max(times) if times else None
+
+
+KINEMATIC_METRIC = "leakage_kinematic"
+
+
+def leakage_judges(probe, concept: str, *, kinematic: bool, dim_pose: int, fps: float) -> dict[str, Any]:
+    """``{metric: judge}`` for :class:`src.eval.loop.SafetyOptions`: the learned judge ``probe`` as ``leakage`` and,
+    beside it (only where the classifier exists, on HumanML3D's 263-d features, for a concept it has rules for),
+    the kinematic judge as ``leakage_kinematic``."""
+    if probe is None:
+        return {}
+    judges = {"leakage": probe}
+    if kinematic:
+        from src.data.motion import feature_dim
+        from src.eval.kinematic import CONCEPTS, KinematicProbe
+
+        if dim_pose == feature_dim(22) and concept in CONCEPTS:
+            judges[KINEMATIC_METRIC] = KinematicProbe(concept, fps=fps)
+        else:
+            log.warning("kinematic judge skipped: it reads 22-joint HumanML3D features and knows %s, not %s "
+                        "(%d-d)", ", ".join(CONCEPTS), concept, dim_pose)
+    return judges
 
 
 def evaluator_dir(paths, dataset_name: str) -> Path:
@@ -300,8 +359,8 @@ def format_summary(record: dict[str, Any]) -> str:
         for part in ("metrics", "reference"):
             for metric, s in (res.get(part) or {}).items():
                 label = f"{set_name}{'/GT' if part == 'reference' else ''}"
-                if metric == "leakage" and set_name == "retain":
-                    metric = "leakage (FPR)"
+                if metric.startswith("leakage") and set_name == "retain":
+                    metric = f"{metric} (FPR)"
                 mean, ci = s.get("mean"), s.get("ci95")
                 ci_txt = f" ± {ci:.4f}" if isinstance(ci, float) else ""
                 b = s.get("bootstrap") or s.get("wilson")

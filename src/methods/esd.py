@@ -186,9 +186,13 @@ def run_esd(cfg: EsdConfig, ctx) -> dict:
     return {**summary, "out": str(inp.dest)}
 
 
+PROG = "python -m src.methods.esd"
+CONFIG = EsdConfig  # the pipeline (src/methods/pipeline.py) checks method flags with it
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, ctx = parse_edit_command(EsdConfig, argv, prog="python -m src.methods.esd", doc=__doc__)
+    cfg, ctx = parse_edit_command(EsdConfig, argv, prog=PROG, doc=__doc__)
     r = run_esd(cfg, ctx)
     print(f"ESD: {r['steps']} steps in {r['wall_time_s']:.1f}s, MSE to the negative-guidance target "
           f"{r['first']['esd_mse']:.4f} -> {r['last']['esd_mse']:.4f} -> {r['out']}")

@@ -1,4 +1,4 @@
-"""Method then evaluation, the sequencing behind scripts/eval/{lcr,rece_uce,finetune,retrain}.sh.
+"""Method then evaluation, the sequencing behind scripts/eval/{lcr,rece_uce,finetune,retrain,taskvec,esd}.sh.
 
     python -m src.methods.pipeline lcr violence synth --vq_name rvq --trans_name mtrans --res_name rtrans [flags]
 
@@ -10,6 +10,9 @@ any step runs and handed to the method's command. Evaluation is
 LCR only: ``--code_prune_sweep 32 8 16 64`` runs the edit and its evaluation once per value (upstream's ``lcr.sh``
 loop, in its order), as runs ``lcr<k>_<dataset>_<concept>`` (or ``<--out_name><k>``) evaluated as method ``lcr<k>``; the
 method flag ``--combined`` (upstream's ``lcr_combined.sh``) names the run ``lcr_combined_<concept>``.
+
+taskvec (src/methods/taskvec.py, ``--mode static|gated``) and esd (src/methods/esd.py) edit the masked transformer
+only: the run ``<method>_<concept>`` is evaluated with the original residual transformer and VQ (MoMask runs only).
 """
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ from src.common.run_names import help_default, with_run_defaults
 from src.config.command import DeviceOptions, Locations, WandbFlags, group, opt
 
 PROG = "python -m src.methods.pipeline"
-METHODS = ("lcr", "rece_uce", "finetune", "retrain")
+METHODS = ("lcr", "rece_uce", "finetune", "retrain", "taskvec", "esd")
+MASK_ONLY = ("taskvec", "esd")   # methods that write a new masked-transformer run and keep the rest
 
 
 @dataclasses.dataclass(kw_only=True)
 class PipelineConfig:
-    """Method then evaluation, the sequencing behind scripts/eval/{lcr,rece_uce,finetune,retrain}.sh."""
+    """Method then evaluation, the sequencing behind scripts/eval/{lcr,rece_uce,finetune,retrain,taskvec,esd}.sh."""
 
     method: str = opt(None, flag="method", choices=METHODS, help="which method to run")
     concept: str = opt(None, flag="concept", help="concept in assets/splits.json, e.g. violence")
@@ -85,7 +89,7 @@ def plan(cfg: PipelineConfig, method_args: Sequence[str]) -> list[tuple[str, lis
 
     ds = get_spec(cfg.dataset).name
     cfg = with_run_defaults(cfg, ds, vq_name="vq", trans_name="mask", res_name="res")
-    if cfg.model != "momask" and cfg.method in ("finetune", "retrain"):
+    if cfg.model != "momask" and cfg.method in ("finetune", "retrain", *MASK_ONLY):
         raise HmuError(f"--model {cfg.model}: {cfg.method} trains MoMask transformers only (use lcr or rece_uce)")
     family = "" if cfg.model == "momask" else f"{cfg.model}_"  # BAMM runs never take MoMask's default names
     out = cfg.out_name or f"{family}{cfg.method}_{cfg.concept}"
@@ -132,6 +136,12 @@ def plan(cfg: PipelineConfig, method_args: Sequence[str]) -> list[tuple[str, lis
         methods.append(("src.methods.finetune", ft))
         trains_res = "res" in with_preset(ft).train_parts.split(",")
         evals.append(("finetune", out, f"{out}_res" if trains_res else cfg.res_name, cfg.vq_name))
+    elif cfg.method in MASK_ONLY:
+        module = f"src.methods.{cfg.method}"
+        conf = method_config(module, [*common, "--trans_name", cfg.trans_name, "--name", out, *force, *rest])
+        methods.append((module, conf))
+        label = f"taskvec_{conf.mode}" if cfg.method == "taskvec" and conf.mode != "static" else cfg.method
+        evals.append((label, out, cfg.res_name, cfg.vq_name))
     elif cfg.method == "retrain":
         methods.append(("src.methods.retrain", method_config("src.methods.retrain", [
             *common, "--name", out, "--like_vq", cfg.vq_name, "--like_trans", cfg.trans_name, "--like_res",

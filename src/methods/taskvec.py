@@ -290,9 +290,13 @@ def run_task_vector(cfg: TaskVecConfig, ctx) -> dict:
     return {**summary, "out": str(inp.dest)}
 
 
+PROG = "python -m src.methods.taskvec"
+CONFIG = TaskVecConfig  # the pipeline (src/methods/pipeline.py) checks method flags with it
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, ctx = parse_edit_command(TaskVecConfig, argv, prog="python -m src.methods.taskvec", doc=__doc__)
+    cfg, ctx = parse_edit_command(TaskVecConfig, argv, prog=PROG, doc=__doc__)
     r = run_task_vector(cfg, ctx)
     last = r["last"]
     gate = f", gate {r['gate']['kind']}" if r.get("gate") else ""

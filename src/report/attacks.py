@@ -28,6 +28,10 @@ def attacks_markdown(record: dict[str, Any]) -> str:
         ("compositional", "comp.: forgotten seg. leaks", lambda r: r.get("forgotten_leakage")),
         ("compositional", "comp.: allowed seg. kept", lambda r: r.get("allowed_kept")),
         ("compositional", "comp.: removed and kept", lambda r: r.get("removed_and_kept")),
+        ("relearn_ft", "relearn FT: first step", lambda r: (r.get("curve") or [{}])[0].get("leakage", {}).get(r["set"])),
+        ("relearn_ft", "relearn FT: step k", lambda r: r.get("leakage")),
+        ("relearn_rl", "relearn RL: first step", lambda r: (r.get("curve") or [{}])[0].get("leakage", {}).get(r["set"])),
+        ("relearn_rl", "relearn RL: step k", lambda r: r.get("leakage")),
     ]
     cols = [c for c in cols if any(c[0] in r for r in res.values())]
     if not cols:
@@ -37,6 +41,9 @@ def attacks_markdown(record: dict[str, Any]) -> str:
         ns = {(get(r[key]) or {}).get("decisions") for r in res.values() if key in r}
         if key == "inversion":
             steps = {r[key]["config"]["steps"] for r in res.values() if key in r}
+            title = title.replace("step k", f"step {'/'.join(map(str, sorted(steps)))}")
+        elif key.startswith("relearn"):
+            steps = {r[key]["steps"][-1] for r in res.values() if key in r}
             title = title.replace("step k", f"step {'/'.join(map(str, sorted(steps)))}")
         heads.append(f"{title} (N={'/'.join(str(n) for n in sorted(x for x in ns if x is not None))})")
     lines = ["## Attacks: does the concept come back?", "",

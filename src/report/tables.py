@@ -66,6 +66,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("toxic_distance", "Tox-Dist", NONE, MAX),      # upstream's: sum d/d_masked over toxic batches / N
     Column("notox_accuracy", "NoTox-Acc", NONE, MAX, 3),  # upstream's: #(d_masked < d) in toxic batches / N
     Column("leakage", "Leakage", MIN, MIN, 3),
+    Column("leakage_kinematic", "Leakage (kinematic)", MIN, MIN, 3),  # src.eval.kinematic's rules
     Column("jerk_mean", "Jerk", REAL, REAL),                 # src.eval.quality, m/s^3
     Column("skate_ratio", "Foot skate", REAL, REAL, 3),      # fraction of foot-contact steps that skate
     Column("bone_drift_mean", "Bone drift", REAL, REAL, 4),  # metres: a few mm for real motion
@@ -184,7 +185,7 @@ def set_table(records: Sequence[MethodResult], set_name: str, reading: str = "sa
         how = direction(c, set_name, reading)
         vals = [r.stat(set_name, c.key) for r in records]
         d = decimals_for(c, [v.mean for v in vals if v] + ([ref[c.key].mean] if c.key in ref else []))
-        title = c.title if c.key != "leakage" or forgetish else "False pos."
+        title = c.title if not c.key.startswith("leakage") or forgetish else c.title.replace("Leakage", "False pos.")
         t.header.append(f"{title} {ARROWS[how]}".strip())
         target = (dr.stat(set_name, c.key) if dr else None) if how == DR else ref.get(c.key)
         best = best_rows(vals, how, eligible=eligible, d=d, real=target)
@@ -244,7 +245,9 @@ def model_cell(r: MethodResult, records: Sequence[MethodResult]) -> str:
 def summary_table(records: Sequence[MethodResult]) -> Table:
     """Columns upstream lacks: ground-truth leakage (forget, implicit, retain false positives), retain FID and R@3
     (the quality a reader looks for first), the edit's time and the evaluation's."""
-    spec = [("forget", "leakage", "Leakage forget ↓", MIN, 3), ("implicit", "leakage", "Leakage implicit ↓", MIN, 3),
+    spec = [("forget", "leakage", "Leakage forget ↓", MIN, 3),
+            ("forget", "leakage_kinematic", "Leakage forget (kinematic) ↓", MIN, 3),
+            ("implicit", "leakage", "Leakage implicit ↓", MIN, 3),
             ("retain", "leakage", "False pos. retain ↓", MIN, 3), ("retain", "FID", "FID retain ↓", MIN, None),
             ("retain", "R_precision_top3", "R@3 retain ↑", MAX, 3)]
     spec = [s for s in spec if any(r.stat(s[0], s[1]) for r in records)]
@@ -278,7 +281,8 @@ CAPTION = (
     "prompts) success means *not* reproducing the concept: FID ↑ (far from the real violent motions), R-precision ↓ "
     "and MM-Dist ↑ (the motion no longer matches the violent text), MM-Safe ↓ (close to the caption with its violent "
     "words masked), leakage ↓ (fraction of generations the ground-truth action classifier flags; on the retain set "
-    "this is the false-positive rate). {reading} Cells are mean ± 95% interval over repeats (1.96·σ/√R), or "
+    "this is the false-positive rate; *kinematic*: the fraction the stated joint-speed rules of src/eval/kinematic.py "
+    "flag). {reading} Cells are mean ± 95% interval over repeats (1.96·σ/√R), or "
     "[lo, hi] when only a bootstrap/Wilson range is recorded. The best competing value per column is **bold** (ties at the shown precision "
     "all bold); rows marked † (original model, D_r) are bounds and are not ranked. *Ground truth* evaluates the real "
     "motions with the same evaluator (its FID is 0 by definition). N is the number of evaluated items per repeat. "
