@@ -110,3 +110,30 @@ def test_a_failed_concept_is_one_line_and_a_missing_result_is_named(tmp_path):
         run_all(cfg, run_concept=lambda a: 3)
     with pytest.raises(HmuError, match="quickstart_kick"):
         run_all(_cfg("synth", "kick", "--results_dir", str(tmp_path), "--collect_only"))
+
+
+def test_table_bolds_the_best_method_per_concept_and_never_a_bound(tmp_path):
+    """Hand-written runs (tests/test_report.py's numbers): forget leakage, violence: lcr 0.10 beats uce 0.30, rece
+    0.40, finetune 0.60 (D_r's 0.05 and the original are bounds, never bold); kick (its own numbers): uce 0.20 beats
+    lcr 0.50. Retain R@3 = R@1 + 0.2: lcr 0.708 is violence's best non-bound (D_r 0.712 is a bound)."""
+    from test_report import METHODS, write_run
+
+    from src.report.concepts import concept_table
+    from src.report.load import load_run
+
+    kick_methods = {"original": METHODS["original"],
+                    "uce": ((11.0, 0.12, 4.6, 0.20), (0.09, 9.7, 0.50, 0.05)),
+                    "lcr": ((15.0, 0.12, 4.7, 0.50), (0.05, 9.5, 0.51, 0.01))}
+    t = concept_table({"violence": load_run(write_run(tmp_path / "v")),
+                       "kick": load_run(write_run(tmp_path / "k", kick_methods))})
+    labels = [(r[0], r[1]) for r in t.rows]
+    assert labels == [("violence", "original †"), ("violence", "dr †"), ("violence", "finetune"),
+                      ("violence", "uce"), ("violence", "rece"), ("violence", "lcr"),
+                      ("kick", "original †"), ("kick", "uce"), ("kick", "lcr")]
+    col = {h: j for j, h in enumerate(t.header)}
+    leak, fp, r3 = col["Leakage forget ↓"], col["False pos. retain ↓"], col["R@3 retain ↑"]
+    assert {i for (i, j) in t.bold if j == leak} == {5, 7}
+    assert {i for (i, j) in t.bold if j == fp} == {5, 8}
+    assert {i for (i, j) in t.bold if j == r3} == {5, 8}            # kick: lcr 0.71 > uce 0.70
+    assert t.rows[5][leak].startswith("0.100") and t.rows[7][leak].startswith("0.200")
+    assert not any(t.rows[i][1].endswith("†") for (i, _) in t.bold)
