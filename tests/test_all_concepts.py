@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from src.cli.all_concepts import PROG, AllConceptsConfig, run_all
 from src.common.errors import HmuError
 from src.config.command import parse_config
-from src.cli.all_concepts import PROG, AllConceptsConfig, run_all
 
 CONCEPTS = ("violence", "kick")
 

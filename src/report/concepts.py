@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .load import MethodResult
-from .tables import DASH, MAX, MIN, Table, best_rows, decimals_for, fmt_stat, is_bound, order_records, COLUMNS
+from .tables import COLUMNS, DASH, MAX, MIN, Table, best_rows, decimals_for, fmt_stat, is_bound, order_records
 
 # (set, metric key in metrics.json, header, direction, fixed decimals or None)
 CONCEPT_COLUMNS = (("forget", "leakage", "Leakage forget ↓", MIN, 3),
