@@ -86,9 +86,10 @@ FID_TRAINERS = ("src.train.vq", "src.train.mask", "src.train.residual")
 
 def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path, data: Path, results: Path,
          attacks: bool = False, wandb: Sequence[str] = (), text_features: bool = True,
-         extra_methods: Sequence[str] = ()) -> list[Stage]:
+         extra_methods: Sequence[str] = (), concept: str = CONCEPT) -> list[Stage]:
     """The stages, in priority order (pure; tests check names, dependencies and outputs). ``wandb``: the --wandb
-    flags every training, evaluation and report stage gets.
+    flags every training, evaluation and report stage gets. ``concept``: what the split, the unlearning runs
+    (``<method>_<concept>``) and the evaluations forget; data and the original models do not depend on it.
 
     ``text_features``: precompute the MiniLM caption features once (stage ``text``) for every stage that encodes
     captions; False when MiniLM is not installed (the procedural encoder needs no cache).
@@ -104,7 +105,7 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
     ep = ["--max_epoch", "1"] if settings.one_epoch else []
     out = results / run
     s = ["--seed", str(seed)]
-    con = ["--concept", CONCEPT]
+    con = ["--concept", concept]
     wb = list(wandb)
 
     def best(name: str, file: str = "net_best_fid.tar") -> Path:
@@ -133,8 +134,8 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
     stages = [
         Stage("data", "src.data.synth", ["--out", str(root), "--n", str(settings.n), "--seed", str(seed)],
               [root / "labels.json", root / "Mean.npy", root / "all.txt"]),
-        Stage("split", "src.data.split", ["synth", CONCEPT, "--dataset_dir", str(data)],
-              [root / "kw_splits" / f"train_val-w-{CONCEPT}.txt", root / "kw_splits" / f"test-wo-{CONCEPT}.txt"],
+        Stage("split", "src.data.split", ["synth", concept, "--dataset_dir", str(data)],
+              [root / "kw_splits" / f"train_val-w-{concept}.txt", root / "kw_splits" / f"test-wo-{concept}.txt"],
               after=("data",)),
         *([Stage("text", "src.prepare.text_features", [*ds, "--dataset_dir", str(data), *gpu],
                  [root / "text_features" / "all-MiniLM-L6-v2.npz"], after=("data",))] if text_features else []),
@@ -145,42 +146,42 @@ def plan(*, run: str, settings: Settings, seed: int, gpu: list[str], ckpt: Path,
         # default) preset as the original. The quickstart shares the original VQ-VAE (it only reconstructs; what is generated is decided by the
         # transformers) to stay within minutes; `python -m src.methods.retrain` retrains the VQ-VAE too by default.
         method("unlearn:retrain", "src.methods.retrain",
-               ["--name", f"retrain_{CONCEPT}", "--parts", "mask,res", "--vq_name", VQ, *wb,
+               ["--name", f"retrain_{concept}", "--parts", "mask,res", "--vq_name", VQ, *wb,
                 "--", *ep, *SELECT_BY_VALIDATION],
-               [best(f"retrain_{CONCEPT}"), best(f"retrain_{CONCEPT}_res")], ("train:vq", *txt)),
+               [best(f"retrain_{concept}"), best(f"retrain_{concept}_res")], ("train:vq", *txt)),
         train("train:residual", "src.train.residual", RES, ["--vq_name", VQ]),
         train("train:classifier", "src.train.classifier", "action_classifier", [], "classifier.tar"),
         train("train:length", "src.train.length", LEN, [], "finest.tar"),
         # Unlearning: each writes NEW runs; the originals are never touched.
-        method("unlearn:uce", "src.methods.uce", ["--trans_name", TRANS, "--res_name", RES, "--name", f"uce_{CONCEPT}"],
-               [best(f"uce_{CONCEPT}"), best(f"uce_{CONCEPT}_res")], ("train:mask", "train:residual")),
-        method("unlearn:rece", "src.methods.rece", ["--trans_name", TRANS, "--res_name", RES, "--name", f"rece_{CONCEPT}"],
-               [best(f"rece_{CONCEPT}"), best(f"rece_{CONCEPT}_res")], ("train:mask", "train:residual")),
-        method("unlearn:lcr", "src.methods.lcr", ["--vq_name", VQ, "--name", f"lcr_{CONCEPT}"],
-               [best(f"lcr_{CONCEPT}")], ("train:vq",)),
+        method("unlearn:uce", "src.methods.uce", ["--trans_name", TRANS, "--res_name", RES, "--name", f"uce_{concept}"],
+               [best(f"uce_{concept}"), best(f"uce_{concept}_res")], ("train:mask", "train:residual")),
+        method("unlearn:rece", "src.methods.rece", ["--trans_name", TRANS, "--res_name", RES, "--name", f"rece_{concept}"],
+               [best(f"rece_{concept}"), best(f"rece_{concept}_res")], ("train:mask", "train:residual")),
+        method("unlearn:lcr", "src.methods.lcr", ["--vq_name", VQ, "--name", f"lcr_{concept}"],
+               [best(f"lcr_{concept}")], ("train:vq",)),
         evaluate("original", TRANS, RES, VQ, "train:vq", "train:mask", "train:residual"),
-        evaluate("lcr", TRANS, RES, f"lcr_{CONCEPT}", "unlearn:lcr", "train:mask", "train:residual"),
-        evaluate("uce", f"uce_{CONCEPT}", f"uce_{CONCEPT}_res", VQ, "unlearn:uce"),
-        evaluate("rece", f"rece_{CONCEPT}", f"rece_{CONCEPT}_res", VQ, "unlearn:rece"),
+        evaluate("lcr", TRANS, RES, f"lcr_{concept}", "unlearn:lcr", "train:mask", "train:residual"),
+        evaluate("uce", f"uce_{concept}", f"uce_{concept}_res", VQ, "unlearn:uce"),
+        evaluate("rece", f"rece_{concept}", f"rece_{concept}_res", VQ, "unlearn:rece"),
         method("unlearn:finetune", "src.methods.finetune",
-               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{CONCEPT}", *ep, *wb],
-               [best(f"finetune_{CONCEPT}")], ("train:mask", "train:residual")),
-        evaluate("finetune", f"finetune_{CONCEPT}", RES, VQ, "unlearn:finetune"),
-        evaluate("retrain", f"retrain_{CONCEPT}", f"retrain_{CONCEPT}_res", VQ, "unlearn:retrain"),
+               ["--trans_name", TRANS, "--res_name", RES, "--name", f"finetune_{concept}", *ep, *wb],
+               [best(f"finetune_{concept}")], ("train:mask", "train:residual")),
+        evaluate("finetune", f"finetune_{concept}", RES, VQ, "unlearn:finetune"),
+        evaluate("retrain", f"retrain_{concept}", f"retrain_{concept}_res", VQ, "unlearn:retrain"),
     ]
     for m in extra_methods:
         if m not in OPT_IN_METHODS:
             raise HmuError(f"--methods: unknown method '{m}' (choose from {', '.join(OPT_IN_METHODS)})")
         steps = ["--steps", "20"] if settings.one_epoch else []   # else the method's default (200)
         stages += [method(f"unlearn:{m}", f"src.methods.{m}",
-                          ["--trans_name", TRANS, "--name", f"{m}_{CONCEPT}", *steps], [best(f"{m}_{CONCEPT}")],
+                          ["--trans_name", TRANS, "--name", f"{m}_{concept}", *steps], [best(f"{m}_{concept}")],
                           ("train:mask", *txt)),
-                   evaluate(m, f"{m}_{CONCEPT}", RES, VQ, f"unlearn:{m}", "train:residual")]
+                   evaluate(m, f"{m}_{concept}", RES, VQ, f"unlearn:{m}", "train:residual")]
     if attacks:
-        models = ",".join([f"original={TRANS}+vq={VQ}+res={RES}", f"lcr={TRANS}+vq=lcr_{CONCEPT}+res={RES}",
-                           *(f"{m}={m}_{CONCEPT}+vq={VQ}+res={m}_{CONCEPT}_res" for m in ("uce", "rece")),
-                           f"finetune=finetune_{CONCEPT}+vq={VQ}+res={RES}",
-                           f"retrain=retrain_{CONCEPT}+vq={VQ}+res=retrain_{CONCEPT}_res"])
+        models = ",".join([f"original={TRANS}+vq={VQ}+res={RES}", f"lcr={TRANS}+vq=lcr_{concept}+res={RES}",
+                           *(f"{m}={m}_{concept}+vq={VQ}+res={m}_{concept}_res" for m in ("uce", "rece")),
+                           f"finetune=finetune_{concept}+vq={VQ}+res={RES}",
+                           f"retrain=retrain_{concept}+vq={VQ}+res=retrain_{concept}_res"])
         stages.append(Stage("eval:attacks", "src.attacks",
                             [*ds, *loc, *gpu, *con, "--models", models, "--steps", "10" if settings.one_epoch else "50",
                              "--repeats", str(settings.repeats), *s, "--results_dir", str(out), "--run_name", "attacks"],
@@ -242,6 +243,9 @@ class QuickstartConfig:
     jobs: int | None = opt(None, range=POSITIVE, help="stages run side by side (default: min(2, CPU cores))")
     run_name: str | None = opt(None, help="results/<run_name>/ (default: quickstart or quickstart_fast)")
     seed: int = opt(0, help="seed of every stage")
+    concept: str = opt(CONCEPT, help="concept to forget (a synth concept of assets/splits.json: violence, kick, "
+                                     "punch_jab_box_hit_beat, jump_leap_hop, throw, ...); the split, unlearning runs "
+                                     "and evaluations use it")
     only: str | None = opt(None, help="comma-separated stage names or prefixes (e.g. 'data,split,train')")
     list_stages: bool = opt(False, action="store_true", flag="--list", help="print the stages, their commands and whether each is done")
     device: DeviceOptions = group(DeviceOptions, only=("gpu_id",))
@@ -252,7 +256,17 @@ class QuickstartConfig:
 
     @property
     def results_name(self) -> str:
-        return self.run_name or ("quickstart_fast" if self.fast else "quickstart")
+        """--run_name, else quickstart[_fast], with ``_<concept>`` for a concept other than violence (so that the
+        evaluations of two concepts never share a folder)."""
+        if self.run_name:
+            return self.run_name
+        base = "quickstart_fast" if self.fast else "quickstart"
+        return base if self.concept == CONCEPT else f"{base}_{self.concept}"
+
+    def check(self) -> None:
+        from src.data.keywords import forget_keywords
+
+        forget_keywords("synth", self.concept)  # one line naming the known concepts
 
 
 PROG = "python -m src.quickstart"
@@ -455,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stages = plan(run=run, settings=settings, seed=cfg.seed, gpu=["--gpu_id", str(cfg.device.gpu_id)], ckpt=ckpt,
                   data=data, results=results, attacks=cfg.attacks, wandb=ctx.wandb.argv(),
-                  text_features=minilm_available(), extra_methods=parse_methods(cfg.methods))
+                  text_features=minilm_available(), extra_methods=parse_methods(cfg.methods), concept=cfg.concept)
     if cfg.only:
         stages = _select(stages, cfg.only)
     if cfg.list_stages:
@@ -467,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     out = results / run
-    print(f"[hmu] quickstart{' --fast' if cfg.fast else ''}: {len(stages)} stages, {jobs} at a time -> {out}")
+    print(f"[hmu] quickstart{' --fast' if cfg.fast else ''} (forget: {cfg.concept}): {len(stages)} stages, {jobs} at a "
+          f"time -> {out}")
     note = text_packages_note()
     if note:
         print(note)

@@ -186,3 +186,56 @@ def test_module_reader_agrees_with_the_spec_reader(tmp_path):
     P = m.positions()
     ref = spec_fk(path)
     assert np.abs(np.stack([ref[n] for n in m.names], 1) - P).max() < 1e-9
+
+
+# ------------------------------------------------------------------------------------------- --bvh_names maps
+
+# MoMask's visualization/joints2bvh.py: template.bvh's joints in file order, and ``re_order`` (file index -> SMPL
+# joint), copied from upstream as the independent reference for the ``momask`` map.
+_MOMASK_TEMPLATE = ("Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToe", "RightUpLeg", "RightLeg", "RightFoot",
+                    "RightToe", "Spine", "Spine1", "Spine2", "Neck", "Head", "LeftShoulder", "LeftArm", "LeftForeArm",
+                    "LeftHand", "RightShoulder", "RightArm", "RightForeArm", "RightHand")
+_MOMASK_REORDER = [0, 1, 4, 7, 10, 2, 5, 8, 11, 3, 6, 9, 12, 15, 13, 16, 18, 20, 14, 17, 19, 21]
+
+
+def test_momask_names_follow_upstreams_template_order():
+    want = [""] * 22
+    for file_idx, smpl_idx in enumerate(_MOMASK_REORDER):
+        want[smpl_idx] = _MOMASK_TEMPLATE[file_idx]
+    assert bvh.joint_names("momask") == want
+
+
+def test_mixamo_names_are_what_the_importer_reads_as_mixamo():
+    """The importer's Mixamo map (src/data/import_bvh.py, HumanML3D order) reads every exported name back as the
+    same joint, and the export carries Mixamo's namespace."""
+    from src.data.import_bvh import SKELETONS, _key
+
+    names = bvh.joint_names("mixamo")
+    assert all(n.startswith("mixamorig:") for n in names)
+    assert [(_key(n),) for n in names] == [tuple(_key(x) for x in g) for g in SKELETONS["mixamo"].joints]
+
+
+@pytest.mark.parametrize("kind", ["smpl", "momask", "mixamo"])
+def test_renamed_bvh_keeps_the_motion(tmp_path, kind):
+    """Only the names change: forward kinematics of a renamed file equals the smpl-named one's, joint by joint."""
+    from src.viz.export import motion_bvh
+
+    X = rigid_motion(seed=3)
+    ref = bvh.read(motion_bvh(tmp_path / "smpl.bvh", X, chain=CHAIN, fps=20, names="smpl"))
+    m = bvh.read(motion_bvh(tmp_path / f"{kind}.bvh", X, chain=CHAIN, fps=20, names=kind))
+    names = bvh.joint_names(kind)   # SMPL order; the file lists joints depth-first
+    assert sorted(m.names) == sorted(names) and len(set(m.names)) == 22
+    P, R = m.positions(), ref.positions()
+    for j, n in enumerate(names):
+        assert np.allclose(P[:, m.names.index(n)], R[:, ref.names.index(bvh.T2M_JOINT_NAMES[j])], atol=1e-6), n
+        assert np.allclose(P[:, m.names.index(n)], X[:, j], atol=1e-4), n
+
+
+def test_bad_name_map_is_one_line_error():
+    from src.common.errors import HmuError
+
+    with pytest.raises(HmuError, match="--bvh_names"):
+        bvh.joint_names("blender")
+    with pytest.raises(HmuError, match="21"):
+        bvh.joint_names("mixamo", 21)
+    assert bvh.joint_names("smpl", 21)[0] == "joint0"

@@ -169,7 +169,7 @@ def test_cli_animates_by_default_and_writes_bvh(tiny_runs, tmp_path):
     P = m.positions()[:, [m.names.index(n) for n in bvh.T2M_JOINT_NAMES]]
     assert P.shape == joints.shape and np.abs(P[:, 0] - joints[:, 0]).max() < 1e-4
     assert main([*base, "--out", str(tmp_path / "b"), "--no_animate"]) == 0
-    assert not (tmp_path / "b" / "videos").exists()
+    assert not (tmp_path / "b" / "animations").exists()
     assert "video" not in json.loads((tmp_path / "b/prompts.json").read_text())["items"][0]
 
 
@@ -210,7 +210,7 @@ def test_cli_sampling_defaults_are_the_librarys():
     assert parse(["--name", "x", "--text_prompt", "a person walks"]).sampling() == SAMPLING_DEFAULTS
 
 
-def test_gen_t2m_alias_takes_gen_flags_and_refuses_out():
+def test_gen_t2m_alias_takes_gen_flags_and_run_name_is_ext():
     from src.common.errors import HmuError
     from src.config.command import parse_config
     from src.momask_codes.gen_t2m import GenT2MConfig
@@ -218,7 +218,107 @@ def test_gen_t2m_alias_takes_gen_flags_and_refuses_out():
     cfg = parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "kick", "--skip_viz", "--which_epoch", "latest"],
                        prog="x")
     assert cfg.gen.name == "m" and cfg.skip_viz and cfg.gen.ckpt == "latest.tar" and cfg.gen.animate
-    with pytest.raises(HmuError, match="generation/<run_name>"):
-        parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "kick", "--out", "elsewhere"], prog="x")
+    assert not cfg.resolved().animate and cfg.resolved().ext == "text2motion"   # MoMask's --ext default
+    for argv in (["--ext", "exp1"], ["--run_name", "exp1"], ["--run_name", "exp1", "--ext", "exp1"]):
+        assert parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "k", *argv], prog="x").resolved().ext \
+            == "exp1"
+    with pytest.raises(HmuError, match="two folders"):
+        parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "k", "--run_name", "a", "--ext", "b"], prog="x")
+    with pytest.raises(HmuError, match="plain folder name"):
+        parse_config(GenT2MConfig, ["--name", "m", "--text_prompt", "k", "--ext", "../x"], prog="x")
     with pytest.raises(HmuError, match="exactly one of --text_prompt"):
         parse_config(GenT2MConfig, ["--name", "m"], prog="x")
+
+
+def test_output_folder_is_generation_ext(tmp_path, monkeypatch):
+    """One folder for both spellings: generation/<ext>/ under --generation_dir, env HMU_GENERATION, <repo>/generation;
+    --out overrides."""
+    from src.common.paths import REPO_ROOT
+    from src.gen.__main__ import parse
+
+    base = ["--name", "x", "--text_prompt", "a person walks"]
+    monkeypatch.delenv("HMU_GENERATION", raising=False)
+    assert parse(base).output_folder() == REPO_ROOT / "generation" / "text2motion"
+    assert parse([*base, "--ext", "exp1"]).output_folder() == REPO_ROOT / "generation" / "exp1"
+    monkeypatch.setenv("HMU_GENERATION", str(tmp_path / "env"))
+    assert parse([*base, "--ext", "e"]).output_folder() == tmp_path / "env" / "e"
+    assert parse([*base, "--ext", "e", "--generation_dir", str(tmp_path / "g")]).output_folder() == tmp_path / "g/e"
+    assert parse([*base, "--out", str(tmp_path / "o")]).output_folder() == tmp_path / "o"
+
+
+def test_residual_by_default_as_the_evaluation():
+    """No --res_name: the dataset's residual run, the one the evaluation defaults to; 'none' (or '') = base only."""
+    from src.eval.t2m_unlearn import parse as eval_parse
+    from src.gen.__main__ import parse
+
+    for ds, want in (("synth", "tres_tiny"), ("t2m", "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw")):
+        got = parse(["--name", "x", "--text_prompt", "a", "--dataset_name", ds]).residual()
+        assert got == want == eval_parse(["--dataset_name", ds]).resolved().res_name
+    for off in ("none", "None", ""):
+        assert parse(["--name", "x", "--text_prompt", "a", "--res_name", off]).residual() is None
+    assert parse(["--name", "x", "--text_prompt", "a", "--res_name", "r2"]).residual() == "r2"
+
+
+def test_alias_end_to_end_momask_prompt_file_and_ext(tiny_runs, tmp_path):
+    """MoMask's command line and prompt file, unchanged through the alias: a ``text#NA`` line (length predicted),
+    ``--ext exp1``; files in upstream's layout generation/exp1/joints/<k>/sample<k>_repeat<r>_len<L>.npy, BVHs beside
+    the animations with MoMask's joint names."""
+    from src.data.bvh import read as read_bvh
+    from src.momask_codes.gen_t2m import main
+
+    ckpt, data = tiny_runs
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a person performs a standing back kick.#NA\na person walks#40\n")
+    gen_root = tmp_path / "generation"
+    argv = ["--dataset_name", "synth", "--name", "mask", "--res_name", "res", "--text_path", str(prompts),
+            "--ext", "exp1", "--repeat_times", "2", "--checkpoints_dir", str(ckpt), "--dataset_dir", str(data),
+            "--generation_dir", str(gen_root), "--skip_viz", "--bvh", "--bvh_names", "momask", "--time_steps", "2"]
+    assert main(argv) == 0
+    out = gen_root / "exp1"
+    assert sorted(p.name for p in gen_root.iterdir()) == ["exp1"]        # one folder, nothing elsewhere
+    index = json.loads((out / "prompts.json").read_text())
+    assert index["res_name"] == "res" and len(index["items"]) == 4
+    na = [it for it in index["items"] if it["prompt_id"] == 0]
+    assert all(it["requested_length"] is None and it["length"] % 4 == 0 and it["length"] >= 4 for it in na)
+    for it in index["items"]:
+        k, r, n = it["prompt_id"], it["repeat"], it["length"]
+        stem = f"sample{k}_repeat{r}_len{n}"
+        assert it["joints"] == f"joints/{k}/{stem}.npy" and it["features"] == f"features/{k}/{stem}.npy"
+        assert np.load(out / it["joints"]).shape == (n, 22, 3)
+        assert it["bvh"] == f"animations/{k}/{stem}.bvh"
+        b = read_bvh(out / it["bvh"])
+        assert b.names[0] == "Hips" and {"LeftUpLeg", "RightToe", "LeftForeArm"} <= set(b.names)
+        assert "video" not in it
+    assert [it["length"] for it in index["items"] if it["prompt_id"] == 1] == [40, 40]
+
+
+def test_progress_and_loading_line_come_before_the_slow_parts(tiny_runs, tmp_path, caplog, monkeypatch):
+    """A log line names the runs before loading starts, and the generation loop reports prompts x repeats."""
+    import logging
+
+    from src.gen.__main__ import main
+
+    ckpt, data = tiny_runs
+    seen = []
+    import src.common.progress as prog
+
+    real = prog.progress
+
+    counted = []
+
+    def spy(*a, **k):
+        seen.append(k)
+        bar = real(*a, **k)
+        if k.get("desc") == "generating":
+            update = bar.update
+            bar.update = lambda n=1: (counted.append(n), update(n))[1]
+        return bar
+
+    monkeypatch.setattr(prog, "progress", spy)
+    with caplog.at_level(logging.INFO):
+        assert main(["--name", "mask", "--res_name", "res", "--dataset_name", "synth", "--text_prompt", "a person kicks",
+                     "--motion_length", "24", "--repeat_times", "3", "--checkpoints_dir", str(ckpt), "--dataset_dir",
+                     str(data), "--out", str(tmp_path / "o"), "--no_animate", "--time_steps", "2"]) == 0
+    assert any("loading mask + residual res" in r.getMessage() for r in caplog.records)
+    gen = [k for k in seen if k.get("desc") == "generating"]
+    assert gen and gen[0]["total"] == 3 and sum(counted) == 3

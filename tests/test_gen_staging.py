@@ -137,7 +137,7 @@ def test_gen_force_rerun_replaces_the_whole_folder(tiny_runs, tmp_path, monkeypa
     one = tmp_path / "one.txt"
     one.write_text("a person walks#40\n")
     assert main(_gen_argv(tiny_runs, three, out)) == 0
-    assert len(list((out / "features").glob("*.npy"))) == 3
+    assert len(list((out / "features").rglob("*.npy"))) == 3
     old = _tree(out)
     # a crash after the motions were generated, before the index: the old folder is intact
     import src.viz.export as export

@@ -203,3 +203,39 @@ def test_every_evaluation_stage_passes_the_evaluation_cli_checks():
         assert len(evals) == 6
         for stage in evals:
             parse(stage.argv)  # EvalConfig.check runs inside
+
+
+def test_concept_reaches_every_stage_that_names_one():
+    """--concept kick: the split, every unlearning run and every evaluation name kick, none violence; the data and
+    the original models' stages are the same commands as violence's (so a second concept reuses them)."""
+    base = {s.name: s for s in _plan()}
+    kick = {s.name: s for s in plan(run="qs", settings=FULL, seed=0, gpu=["--gpu_id", "-1"], ckpt=ROOT / "ck",
+                                    data=ROOT / "ds", results=ROOT / "res", attacks=True, concept="kick")}
+    for s in kick.values():
+        text = " ".join([*s.argv, *map(str, s.outputs)])
+        assert "violence" not in text, s.name
+    assert kick["split"].argv[:2] == ["synth", "kick"]
+    assert any(str(p).endswith("train_val-w-kick.txt") for p in kick["split"].outputs)
+    for name in ("unlearn:lcr", "unlearn:uce", "unlearn:rece", "unlearn:finetune", "unlearn:retrain"):
+        argv = kick[name].argv
+        assert argv[argv.index("--concept") + 1] == "kick" and argv[argv.index("--name") + 1].endswith("_kick")
+    for name in ("eval:original", "eval:lcr", "eval:retrain", "eval:attacks"):
+        argv = kick[name].argv
+        assert argv[argv.index("--concept") + 1] == "kick", name
+    for name in ("data", "train:vq", "train:mask", "train:residual", "train:evaluator", "train:classifier"):
+        assert kick[name].argv == base[name].argv and kick[name].outputs == base[name].outputs, name
+
+
+def test_concept_flag_default_run_name_and_unknown_concept():
+    from src.config.command import parse_config
+    from src.quickstart import PROG, QuickstartConfig
+
+    def cfg(*argv):
+        return parse_config(QuickstartConfig, list(argv), prog=PROG)
+
+    assert cfg().concept == "violence" and cfg().results_name == "quickstart"
+    assert cfg("--concept", "kick").results_name == "quickstart_kick"
+    assert cfg("--concept", "kick", "--fast").results_name == "quickstart_fast_kick"
+    assert cfg("--concept", "kick", "--run_name", "r").results_name == "r"
+    with pytest.raises(HmuError, match="unknown concept 'kicking'.*known:.*kick"):
+        cfg("--concept", "kicking")

@@ -71,3 +71,15 @@ def tmr_run_dir(paths: Paths, dataset_name: str, name: str, *, existing: bool = 
         cands.append(REPO_ROOT / "src" / "TMR" / "models" / name)  # where upstream's README puts TMR checkpoints
         return next((c for c in cands if (c / "config.json").is_file()), cands[0])
     return cands[0]
+
+
+ENV_GENERATION = "HMU_GENERATION"
+
+
+def generation_root(flag: str | os.PathLike | None = None) -> Path:
+    """``--generation_dir``, else env HMU_GENERATION, else ``<repo>/generation`` (upstream's ``./generation``): the
+    root of every generation folder (``src.gen``, its alias ``src.momask_codes.gen_t2m``, ``gen_t2m_batch``)."""
+    if flag:
+        return Path(flag).expanduser().resolve()
+    env = os.environ.get(ENV_GENERATION)
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "generation"

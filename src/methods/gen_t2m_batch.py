@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.common.errors import HmuError, cli
+from src.common.paths import ENV_GENERATION, generation_root  # noqa: F401  (re-exported: one root for all)
 from src.common.validate import POSITIVE
 from src.config.command import DeviceOptions, Locations, RunOptions, group, opt
 from src.gen.generate import SAMPLING_DEFAULTS
@@ -32,18 +33,7 @@ from src.gen.generate import SAMPLING_DEFAULTS
 log = logging.getLogger(__name__)
 
 PROG = "python -m src.methods.gen_t2m_batch"
-ENV_GENERATION = "HMU_GENERATION"
 UPSTREAM_MAX_FRAMES = 200  # upstream's evaluation loader skips motions of 200 frames or more
-
-
-def generation_root(flag: str | os.PathLike | None = None) -> Path:
-    """``--generation_dir``, else env HMU_GENERATION, else ``<repo>/generation`` (upstream's ``./generation``)."""
-    from src.common.paths import REPO_ROOT
-
-    if flag:
-        return Path(flag).expanduser().resolve()
-    env = os.environ.get(ENV_GENERATION)
-    return Path(env).expanduser().resolve() if env else REPO_ROOT / "generation"
 
 
 def check_run_name(run_name: str) -> str:

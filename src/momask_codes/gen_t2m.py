@@ -1,13 +1,14 @@
-"""``python -m src.momask_codes.gen_t2m``: upstream's text-prompt generation, a thin alias of ``python -m src.gen``
-that writes into ``generation/<run_name>/`` and renders one video per motion.
+"""``python -m src.momask_codes.gen_t2m``: upstream's text-prompt generation under its own name; the same command as
+``python -m src.gen`` (same flags, same output layout), plus upstream HMU's spellings.
 
     python -m src.momask_codes.gen_t2m --dataset_name synth --name t2m_tiny --res_name tres_tiny \\
-        --run_name qualitative --text_path assets/qualitatives_synth.txt --repeat_times 3
+        --ext exp1 --text_path prompts.txt --repeat_times 3
 
-Output: what ``src.gen`` writes, in ``generation/<run_name>/``: ``{features,joints}/p<k>_r<r>.npy``,
-``videos/p<k>_r<r>.mp4`` (``--skip_viz``: none) and ``prompts.json``. Flags of this alias: ``--run_name``,
-``--skip_viz``, ``--model_name`` (checked against the run's opt.txt), ``--generation_dir``; every other flag is
-``src.gen``'s (see ``python -m src.gen --help``), e.g. ``--ckpt base.tar``, ``--seed``, ``--force``.
+Output (MoMask's ``./generation/<ext>/``): ``joints/<k>/sample<k>_repeat<r>_len<L>.npy``, ``features/<k>/...npy``,
+``animations/<k>/...mp4`` (``--skip_viz``: none), with ``--bvh`` ``animations/<k>/...bvh``, and ``prompts.json``;
+see ``python -m src.gen --help``. Prompt files take MoMask's lines: ``text``, ``text#frames``, ``text#NA``. Flags of
+this alias: ``--run_name`` (upstream HMU's name for ``--ext``), ``--skip_viz``, ``--model_name`` (checked against
+the run's opt.txt).
 """
 from __future__ import annotations
 
@@ -25,18 +26,23 @@ PROG = "python -m src.momask_codes.gen_t2m"
 
 @dataclasses.dataclass(kw_only=True)
 class GenT2MConfig:
-    """Upstream's text-prompt generation: src.gen's flags, writing into generation/<run_name>/."""
+    """Upstream's text-prompt generation: src.gen's flags and layout, writing into generation/<ext>/."""
 
-    run_name: str = opt("t2m_gen", help="output folder generation/<run_name>/")
+    run_name: str | None = opt(None, help="upstream HMU's name for --ext: output folder generation/<run_name>/")
     skip_viz: bool = opt(False, action="store_true", help="no videos")
     model_name: str | None = opt(None, choices=("momask", "bamm"),
                                  help="model family of --name (checked against its opt.txt)")
-    generation_dir: str | None = opt(None, help="output root (env HMU_GENERATION; default <repo>/generation)")
     gen: GenConfig = group(GenConfig, title="generation (python -m src.gen's flags)")
 
     def check(self) -> None:
-        if self.gen.out is not None:
-            raise HmuError("--out: the output folder is generation/<run_name>/ (use --run_name / --generation_dir)")
+        ext_default = GenConfig.__dataclass_fields__["ext"].default
+        if self.run_name is not None and self.gen.ext not in (ext_default, self.run_name):
+            raise HmuError(f"--run_name {self.run_name} and --ext {self.gen.ext} name two folders; give one")
+
+    def resolved(self) -> GenConfig:
+        """src.gen's config: --run_name as --ext, --skip_viz as --no_animate."""
+        return dataclasses.replace(self.gen, ext=self.run_name if self.run_name is not None else self.gen.ext,
+                                   animate=self.gen.animate and not self.skip_viz)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,11 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(GenT2MConfig, argv, prog=PROG, doc=__doc__)
     from src.config.command import command_context
     from src.gen.__main__ import generate_files
-    from src.methods.gen_t2m_batch import check_run_name, generation_root
 
-    check_run_name(cfg.run_name)
-    out = generation_root(cfg.generation_dir) / cfg.run_name
-    gen = dataclasses.replace(cfg.gen, out=str(out), animate=cfg.gen.animate and not cfg.skip_viz)
+    gen = cfg.resolved()
+    gen.check()
     ctx = command_context(gen.dataset_name, gen.device, gen.where, gen.run)
     if cfg.model_name:
         from src.gen.generate import run_family

@@ -28,6 +28,33 @@ import numpy as np
 from src.common.errors import HmuError
 from src.data.bvh import T2M_JOINT_NAMES  # re-exported: the names live with the reader (src/data/bvh.py)
 
+# The same 22 joints (HumanML3D/SMPL order) under the names other tools expect, so that a retargeting tool's preset
+# finds them: ``momask`` is MoMask's BVH template (visualization/data/template.bvh, LAFAN-style names, which its
+# Blender guide's mapping file pairs with a target rig), ``mixamo`` a Mixamo rig's bones (``mixamorig:`` namespace,
+# as Mixamo's own files and Blender's Mixamo presets spell them). Only the names change: skeleton, offsets and
+# rotations are the same as with ``smpl``.
+_LAFAN = ("Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1", "LeftFoot", "RightFoot",
+          "Spine2", "LeftToe", "RightToe", "Neck", "LeftShoulder", "RightShoulder", "Head", "LeftArm", "RightArm",
+          "LeftForeArm", "RightForeArm", "LeftHand", "RightHand")
+BVH_NAME_MAPS: dict[str, tuple[str, ...]] = {
+    "smpl": tuple(T2M_JOINT_NAMES),
+    "momask": _LAFAN,
+    "mixamo": tuple("mixamorig:" + n.replace("Toe", "ToeBase") for n in _LAFAN),
+}
+BVH_NAME_CHOICES = tuple(BVH_NAME_MAPS)
+
+
+def joint_names(kind: str, n_joints: int = 22) -> list[str]:
+    """The BVH joint names of map ``kind`` (smpl, momask, mixamo) for a ``n_joints``-joint skeleton."""
+    if kind not in BVH_NAME_MAPS:
+        raise HmuError(f"--bvh_names must be one of {', '.join(BVH_NAME_CHOICES)}, got {kind!r}")
+    names = BVH_NAME_MAPS[kind]
+    if n_joints != len(names):
+        if kind == "smpl":
+            return [f"joint{j}" for j in range(n_joints)]
+        raise HmuError(f"--bvh_names {kind} names {len(names)} joints; this skeleton has {n_joints}")
+    return list(names)
+
 def parents_from_chain(chain: Sequence[Sequence[int]], n_joints: int) -> list[int]:
     """Parent index per joint (-1 for the root) from kinematic chains that each start at an already-placed joint."""
     parents = [-2] * n_joints
@@ -227,11 +254,12 @@ def to_text(m: BVHMotion, *, scale: float = 1.0) -> str:
 
 
 def write(path: str | os.PathLike, joints: np.ndarray, chain: Sequence[Sequence[int]], *, fps: float = 20.0,
-          scale: float = 1.0) -> Path:
-    """Fit ``joints`` (T, J, 3) and write a BVH atomically; returns the path."""
+          scale: float = 1.0, names: Sequence[str] | None = None) -> Path:
+    """Fit ``joints`` (T, J, 3) and write a BVH atomically (joint ``names``: default smpl's, see
+    :data:`BVH_NAME_MAPS`); returns the path."""
     from src.common.io import atomic_write_text
 
-    atomic_write_text(path, to_text(fit(joints, chain, fps=fps), scale=scale))
+    atomic_write_text(path, to_text(fit(joints, chain, fps=fps, names=names), scale=scale))
     return Path(path)
 
 

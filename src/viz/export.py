@@ -21,32 +21,37 @@ def motion_video(path: str | os.PathLike, joints: np.ndarray, *, chain: Sequence
     return save_video(path, {label: joints}, chain=chain, title=title, fps=fps, fmt="gif" if gif else None)
 
 
-def motion_bvh(path: str | os.PathLike, joints: np.ndarray, *, chain: Sequence[Sequence[int]], fps: float) -> Path:
-    """``joints`` (T, J, 3) fitted to the skeleton by inverse kinematics, as a BVH file."""
-    from .bvh import write
+def motion_bvh(path: str | os.PathLike, joints: np.ndarray, *, chain: Sequence[Sequence[int]], fps: float,
+               names: str = "smpl") -> Path:
+    """``joints`` (T, J, 3) fitted to the skeleton by inverse kinematics, as a BVH file whose joints carry the
+    ``names`` map's names (smpl, momask, mixamo: :data:`src.viz.bvh.BVH_NAME_MAPS`)."""
+    from .bvh import joint_names, write
 
-    return write(path, joints, chain, fps=fps)
+    return write(path, joints, chain, fps=fps, names=joint_names(names, joints.shape[1]))
 
 
 def write_outputs(out: Path, items: list[dict], joints: Sequence[np.ndarray], *, chain: Sequence[Sequence[int]],
-                  fps: float, animate: bool = True, gif: bool = False, bvh: bool = False,
-                  progress: bool = True, save_video: Callable[..., Path] | None = None) -> None:
-    """For each generated item (a dict with ``text``, ``features``) write ``videos/<stem>.mp4`` and/or
-    ``bvh/<stem>.bvh`` under ``out``, and record their relative paths in the item (``video``, ``bvh``)."""
+                  fps: float, stems: Sequence[str], animate: bool = True, gif: bool = False, bvh: bool = False,
+                  bvh_names: str = "smpl", progress: bool = True,
+                  save_video: Callable[..., Path] | None = None) -> None:
+    """For each generated item (a dict with ``text``, ``repeat``) write ``<stem>.mp4`` (``.gif`` with ``gif``) and/or
+    ``<stem>.bvh`` under ``out`` (``stems``: one relative path without suffix per item), and record their relative
+    paths in the item (``video``, ``bvh``)."""
     from src.common.progress import progress as progress_bar
 
     if not (animate or bvh):
         return
     if animate and save_video is None:
         raise ValueError("write_outputs: animate needs save_video (src.viz.animate.save_comparison)")
-    for item, j in progress_bar(list(zip(items, joints)), desc="videos" if animate else "bvh", unit="motion",
-                                enabled=progress):
-        stem = Path(item["features"]).stem
+    if len(stems) != len(items):
+        raise ValueError(f"write_outputs: {len(items)} items but {len(stems)} stems")
+    for item, j, stem in progress_bar(list(zip(items, joints, stems)), desc="videos" if animate else "bvh",
+                                      unit="motion", enabled=progress):
         if animate:
             label = f"repeat {item['repeat']}" if item.get("repeat") else ""
-            v = motion_video(out / "videos" / f"{stem}.mp4", j, chain=chain, title=item["text"], fps=fps, gif=gif,
+            v = motion_video(out / f"{stem}.mp4", j, chain=chain, title=item["text"], fps=fps, gif=gif,
                              label=label, save_video=save_video)
-            item["video"] = f"videos/{v.name}"
+            item["video"] = v.relative_to(out).as_posix()
         if bvh:
-            b = motion_bvh(out / "bvh" / f"{stem}.bvh", j, chain=chain, fps=fps)
-            item["bvh"] = f"bvh/{b.name}"
+            b = motion_bvh(out / f"{stem}.bvh", j, chain=chain, fps=fps, names=bvh_names)
+            item["bvh"] = b.relative_to(out).as_posix()
