@@ -229,3 +229,22 @@ def test_entry_weights_follow_each_entrys_motion(tmp_path):
     assert entry_weights(Folder(), DS(), power=0.0) is None
     w = entry_weights(Folder(), DS(), power=1.0)   # shares over the entries: walk 40/60, kick 20/60 -> 1.5, 3
     assert w == pytest.approx([(5 * 1.5 + 10 * 3) / 15, 1.5, (5 * 1.5 + 10 * 3) / 15])
+
+
+def test_readme_renders_the_action_figures_from_their_files(tmp_path):
+    import json
+
+    from src.report.readme import render_action_figures
+
+    d = tmp_path / "action_figures"
+    d.mkdir()
+    def stat(m):
+        return {"n": 16, "median": m, "p10": m - 0.05, "p90": m + 0.05}
+    (d / "gen_after.json").write_text(json.dumps({"actions": {
+        "kick": {"gen_ankle": stat(0.51), "gen_reach": stat(0.4)}, "punch": {"gen_reach": stat(0.39)}}}))
+    (d / "recon_after.json").write_text(json.dumps({"actions": {
+        "kick": {"ankle_true_m": 0.70, "ankle_rec_m": 0.63, "reach_true_m": 0.4, "reach_rec_m": 0.4},
+        "punch": {"ankle_true_m": 0.1, "ankle_rec_m": 0.1, "reach_true_m": 0.52, "reach_rec_m": 0.5}}}))
+    rows = render_action_figures(tmp_path).splitlines()[2:]
+    assert rows == ["| kick | highest ankle | 0.70 | 0.63 | 0.51 (0.46–0.56) | 16 |",
+                    "| punch | wrist reach | 0.52 | 0.50 | 0.39 (0.34–0.44) | 16 |"]   # no jab in the files: no row

@@ -176,6 +176,28 @@ def render_judges(root: Path) -> str:
     return "\n".join(lines)
 
 
+ACTION_ROWS = (("kick", "gen_ankle", "gt_ankle", "ankle_rec_m", "ankle_true_m", "highest ankle"),
+               ("punch", "gen_reach", "gt_reach", "reach_rec_m", "reach_true_m", "wrist reach"),
+               ("jab", "gen_reach", "gt_reach", "reach_rec_m", "reach_true_m", "wrist reach"))
+
+
+def render_action_figures(root: Path) -> str:
+    """Does the quickstart's model do the concept? Per violent action, the figure that shows it (median, m): ground
+    truth, the VQ-VAE's reconstruction, and the original model's generations (``action_figures/{recon,gen}_after.json``
+    of bench/action_recon.py and bench/action_gen.py)."""
+    recon = json.loads((root / "action_figures" / "recon_after.json").read_text())["actions"]
+    gen = json.loads((root / "action_figures" / "gen_after.json").read_text())["actions"]
+    lines = ["| action | figure (median, m) | ground truth | VQ-VAE reconstruction | generated (p10–p90) | n gen |",
+             "|---|---|---:|---:|---:|---:|"]
+    for action, g_key, gt_key, rec_key, true_key, label in ACTION_ROWS:
+        if action not in gen or action not in recon:
+            continue
+        g, r = gen[action][g_key], recon[action]
+        lines.append(f"| {action} | {label} | {r[true_key]:.2f} | {r[rec_key]:.2f} | {g['median']:.2f} "
+                     f"({g['p10']:.2f}–{g['p90']:.2f}) | {g['n']} |")
+    return "\n".join(lines)
+
+
 def render_tmr_split(root: Path) -> str:
     """bench/tmr_split.py's table: precision/recall of keyword-only and both TMR modes on synth's test split."""
     path = root / "tmr_split" / "tmr_split.json"
@@ -307,6 +329,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "quickstart_memory": render_quickstart_memory, "quickstart_again": render_quickstart_again,
     "quickstart_install": render_quickstart_install, "quickstart_n_forget": render_set_size("forget"),
     "quickstart_n_retain": render_set_size("retain"), "judges": render_judges,
+    "action_figures": render_action_figures,
 }
 
 
