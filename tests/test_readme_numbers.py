@@ -162,3 +162,32 @@ def test_json_tables_render_rows_as_written(tmp_path):
     (tmp_path / "lcr_sweep" / "sweep.json").write_text(json.dumps(
         {"columns": ["setting", "codes"], "rows": [["original", "–"], ["ratio", "14"]]}))
     assert R.render_lcr_sweep(tmp_path) == "| setting | codes |\n|---|---:|\n| original | – |\n| ratio | 14 |"
+
+
+def test_quickstart_table_adds_the_kinematic_judge_and_opt_in_methods_when_measured(tmp_path):
+    import json
+    import shutil
+
+    from src.report.readme import render_quickstart
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "results" / "quickstart"
+    dst = tmp_path / "quickstart"
+    shutil.copytree(src, dst)
+    before = render_quickstart(tmp_path)
+    assert "kinematic" not in before and "ESD" not in before
+    for m in ("original", "lcr"):
+        p = next(dst.glob(f"{m}/metrics.json"))
+        rec = json.loads(p.read_text())
+        rec["sets"]["forget"]["metrics"]["leakage_kinematic"] = {"mean": 0.125 if m == "lcr" else 0.5, "ci95": 0.0}
+        p.write_text(json.dumps(rec))
+    (dst / "esd").mkdir()
+    shutil.copy(next(dst.glob("uce/metrics.json")), dst / "esd" / "metrics.json")
+    rec = json.loads((dst / "esd" / "metrics.json").read_text())
+    rec["method"] = "esd"
+    (dst / "esd" / "metrics.json").write_text(json.dumps(rec))
+    lines = render_quickstart(tmp_path).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[2] == "kinematic forget ↓"
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")] for r in lines[2:]}
+    assert rows["LCR"][2] == "0.12 ± 0.00" and rows["UCE"][2] == "–"
+    assert rows["ESD"][1:] == rows["UCE"][1:-1] + [rows["ESD"][-1]]  # the copied record's numbers, its own edit time
