@@ -40,15 +40,13 @@ def test_released_sizes_are_within_the_bounds():
                                              ("time_steps", 10**7, False), ("batch_size", 10**12, False),
                                              ("latent_dim", 10**8, False), ("mm_generations", 10**6, False)])
 def test_flag_bounds(flag, value, ok):
-    from argparse import Namespace
-
     from src.common.validate import check_args
 
     if ok:
-        check_args(Namespace(**{flag: value}))
+        check_args({flag: value})
     else:
         with pytest.raises(HmuError, match=f"--{flag}"):
-            check_args(Namespace(**{flag: value}))
+            check_args({flag: value})
 
 
 def test_gen_count_bound():
