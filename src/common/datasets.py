@@ -97,17 +97,18 @@ def folder_spec(dataset_dir, name: str) -> DatasetSpec | None:
     return spec
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """Look a dataset up by name or alias (case-insensitive), then as a folder with its own ``dataset.json`` in the
-    default datasets root (``HMU_DATASET``, else ./dataset); HmuError listing the known ones otherwise."""
+def get_spec(name: str, dataset_dir=None) -> DatasetSpec:
+    """Look a dataset up by name or alias (case-insensitive), then as a folder with its own ``dataset.json`` in
+    ``dataset_dir`` (default: the datasets root, ``HMU_DATASET``, else ./dataset); HmuError listing the known ones
+    otherwise."""
     key = _ALIASES.get(str(name).lower())
     if key is None:
         import os
         from pathlib import Path
 
         # the default datasets root of src.common.paths.Paths (imported there from here, so not imported back)
-        root = Path(os.environ.get("HMU_DATASET") or Path(__file__).resolve().parents[2] / "dataset").expanduser()
-        spec = folder_spec(root, name) if str(name) and "/" not in str(name) else None
+        root = dataset_dir or os.environ.get("HMU_DATASET") or Path(__file__).resolve().parents[2] / "dataset"
+        spec = folder_spec(Path(root).expanduser(), name) if str(name) and "/" not in str(name) else None
         if spec is not None:
             return spec
         raise HmuError(f"unknown dataset '{name}' (known: {', '.join(SPECS)}, or a folder of the datasets root "

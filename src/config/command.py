@@ -328,7 +328,7 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
     :class:`src.common.context.Context` (paths, the resolved dataset spec, device, overwrite and progress policy).
     ``needs_device=False``: a command that runs no model (the device stays None and torch is not imported)."""
     from src.common.context import Context
-    from src.common.datasets import folder_spec, get_spec
+    from src.common.datasets import get_spec
     from src.common.logging import setup_logging
 
     from src.common.progress import apply_progress
@@ -340,14 +340,8 @@ def command_context(dataset_name: str | None, device: DeviceOptions | None = Non
     if wb is not None:
         wb.check()
     paths = (where or Locations()).paths()
-    spec = None
-    if dataset_name:  # a known name, else an imported folder of this run's datasets root (its dataset.json)
-        try:
-            spec = get_spec(dataset_name)
-        except Exception:
-            spec = folder_spec(paths.dataset_dir, dataset_name) if "/" not in dataset_name else None
-            if spec is None:
-                raise
+    # a known name, else an imported folder of this run's datasets root (its dataset.json)
+    spec = get_spec(dataset_name, paths.dataset_dir) if dataset_name else None
     return Context(paths=paths, spec=spec,
                    device=(device or DeviceOptions()).resolve() if needs_device else None,
                    force=run.force, progress=not run.no_progress, wandb=wb)
